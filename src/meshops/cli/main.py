@@ -1,0 +1,148 @@
+"""`meshops` command: assembles the area sub-commands and maps errors to exit codes."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from meshops.cli.output import JSON_HELP, err_console, print_json, print_table
+
+app = typer.Typer(
+    name="meshops",
+    help="Self-serve data mesh and MLOps platform.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Metadata database schema.", no_args_is_help=True)
+lineage_app = typer.Typer(help="The lineage graph.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(lineage_app, name="lineage")
+
+
+@app.command()
+def version() -> None:
+    """Print the meshops version."""
+    import meshops
+
+    print(meshops.__version__)
+
+
+@app.command()
+def server(
+    host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[int, typer.Option(help="Number of worker processes.")] = 1,
+) -> None:
+    """Run the HTTP API (and UI) on the configured home."""
+    from meshops.api.server import serve
+
+    serve(host=host, port=port, workers=workers)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending schema migrations to the metadata database."""
+    from meshops.kernel import schema
+    from meshops.kernel.config import load_settings
+    from meshops.kernel.db import Database
+
+    settings = load_settings()
+    if settings.database_url.startswith("sqlite"):
+        settings.home.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.database_url)
+    heads = schema.upgrade(db)
+    err_console.print(f"[green]schema up to date[/green] ({', '.join(heads)})")
+
+
+@db_app.command("status")
+def db_status(json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False) -> None:
+    """Show the applied and expected schema revisions."""
+    from meshops.kernel import schema
+    from meshops.kernel.config import load_settings
+    from meshops.kernel.db import Database
+
+    db = Database(load_settings().database_url)
+    current, expected = schema.current_heads(db), schema.expected_heads(db)
+    if json_out:
+        print_json(
+            {
+                "database": db.url,
+                "current": current,
+                "expected": expected,
+                "up_to_date": current == expected,
+            }
+        )
+        return
+    row = [db.url, ", ".join(current), ", ".join(expected), str(current == expected)]
+    print_table("schema", ["database", "current", "expected", "up to date"], [row])
+
+
+def _print_edges(title: str, edges: list[object], json_out: bool) -> None:
+    if json_out:
+        print_json(edges)
+        return
+    print_table(
+        title,
+        ["depth", "upstream", "relation", "downstream"],
+        [[e.depth, e.upstream, e.relation, e.downstream] for e in edges],  # type: ignore[attr-defined]
+    )
+
+
+@lineage_app.command("upstream")
+def lineage_upstream(
+    urn: str,
+    depth: Annotated[int, typer.Option(help="How many hops to walk.")] = 5,
+    json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
+    """What `URN` was derived from."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        _print_edges(f"upstream of {urn}", list(platform.lineage.upstream(urn, depth)), json_out)
+
+
+@lineage_app.command("downstream")
+def lineage_downstream(
+    urn: str,
+    depth: Annotated[int, typer.Option(help="How many hops to walk.")] = 5,
+    json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
+    """What was derived from `URN` (impact analysis)."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        _print_edges(
+            f"downstream of {urn}", list(platform.lineage.downstream(urn, depth)), json_out
+        )
+
+
+def main() -> None:
+    """Entry point: run the app, turning meshops errors into a message and an exit code."""
+    from meshops.kernel.errors import MeshopsError
+
+    try:
+        app(standalone_mode=False)
+    except MeshopsError as exc:
+        err_console.print(f"[bold red]error[/bold red] ({exc.error}): {exc.message}")
+        for key, value in exc.detail.items():
+            err_console.print(f"  {key}: {value}")
+        sys.exit(exc.exit_code)
+    except (typer.Exit, SystemExit) as exc:
+        code = exc.exit_code if isinstance(exc, typer.Exit) else exc.code
+        sys.exit(code if isinstance(code, int) else 0)
+    except Exception as exc:  # click usage errors and aborts
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            err_console.print("aborted")
+            sys.exit(130)
+        raise
+
+
+if __name__ == "__main__":
+    main()

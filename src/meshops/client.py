@@ -1,0 +1,113 @@
+"""The SDK entry point: `meshops.connect(uri)` returns a `Platform`.
+
+The same `Platform` interface runs the services in-process on an embedded home (SQLite +
+local files by default) or talks HTTP to `meshops server`; `MESHOPS_URI` picks, like
+MLflow's tracking URI. Each area exposes one object on the platform (`platform.tracking`,
+`platform.registry` ...) whose embedded and remote implementations satisfy one Protocol.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from meshops.kernel.auth import Actor
+from meshops.kernel.config import Settings, load_settings
+from meshops.kernel.home import Context, Home
+from meshops.kernel.http import HttpTransport
+from meshops.kernel.lineage import LineageService, RemoteLineage
+
+
+class Platform:
+    """One handle on the platform, whatever the transport."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        home: Home | None = None,
+        http: HttpTransport | None = None,
+        actor: Actor | None = None,
+    ) -> None:
+        self.settings = settings
+        self.home = home
+        self.http = http
+        self._closers: list[Callable[[], None]] = []
+        if home is not None:
+            ctx = home.context(actor)
+            self.context: Context | None = ctx
+            self.lineage: LineageService | RemoteLineage = LineageService(ctx)
+        elif http is not None:
+            self.context = None
+            self.lineage = RemoteLineage(http)
+        else:
+            raise ValueError("a Platform needs a home or an HTTP transport")
+        _open_platforms.add(self)
+
+    @property
+    def is_remote(self) -> bool:
+        return self.http is not None
+
+    def on_close(self, closer: Callable[[], None]) -> None:
+        """Register work to finish before the platform closes (e.g. flush buffers)."""
+        self._closers.append(closer)
+
+    def flush(self) -> None:
+        for closer in list(self._closers):
+            closer()
+
+    def close(self) -> None:
+        self.flush()
+        if self.http is not None:
+            self.http.close()
+        _open_platforms.discard(self)
+
+    def __enter__(self) -> Platform:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = self.settings.uri if self.is_remote else str(self.settings.home)
+        return f"Platform({where!r})"
+
+
+_open_platforms: weakref.WeakSet[Platform] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    # Nothing buffered is lost on a normal interpreter exit.
+    for platform in list(_open_platforms):
+        with contextlib.suppress(Exception):
+            platform.flush()
+
+
+def connect(
+    uri: str | None = None,
+    *,
+    home: str | Path | None = None,
+    token: str | None = None,
+    actor: Actor | None = None,
+) -> Platform:
+    """Open the platform named by `uri` (or `MESHOPS_URI`, or the embedded default home)."""
+    settings = load_settings(uri=uri, home=home)
+    if settings.is_remote:
+        assert settings.uri is not None
+        http = HttpTransport(settings.uri, token or settings.token)
+        return Platform(settings, http=http)
+    return Platform(settings, home=Home(settings), actor=actor)
+
+
+def load_model(uri: str, platform: Platform | None = None, **kwargs: Any) -> Any:
+    """Load a registered model by `models:/name@alias` or `models:/name/version`."""
+    platform = platform or connect()
+    registry = getattr(platform, "registry", None)
+    if registry is None:
+        raise NotImplementedError("the model registry is not available in this build")
+    return registry.load_model(uri, **kwargs)

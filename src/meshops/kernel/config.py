@@ -1,0 +1,117 @@
+"""Settings: the one place that reads environment variables and `meshops.toml`.
+
+Precedence (highest first): explicit arguments, environment (`MESHOPS_*`), `meshops.toml`
+(in the working directory, else in the home), built-in defaults.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from meshops.kernel.errors import InvalidInput
+
+DEFAULT_HOME = ".meshops"
+CONFIG_FILE = "meshops.toml"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    uri: str | None = None
+    database_url: str = ""
+    blob_url: str = ""
+    blob_options: dict[str, Any] = field(default_factory=dict)
+    user: str = "local"
+    token: str | None = None
+    server_host: str = "127.0.0.1"
+    server_port: int = 8080
+    config_file: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_remote(self) -> bool:
+        return bool(self.uri) and str(self.uri).startswith(("http://", "https://"))
+
+    def with_home(self, home: Path) -> Settings:
+        """The same settings pointed at another home (database and blobs follow it)."""
+        return replace(
+            self,
+            home=home,
+            database_url=_default_database_url(home),
+            blob_url=str(home / "blobs"),
+        )
+
+    def section(self, name: str) -> dict[str, Any]:
+        """A table of `meshops.toml` that an area reads for itself (e.g. `[features]`)."""
+        value = self.extra.get(name, {})
+        return value if isinstance(value, dict) else {}
+
+
+def _default_database_url(home: Path) -> str:
+    return f"sqlite:///{home.resolve() / 'meshops.db'}"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput(
+            f"{path}: {exc}", {"file": str(path), "fix": "correct the TOML syntax"}
+        ) from exc
+
+
+def _find_config(home: Path, env: dict[str, str]) -> Path | None:
+    if env.get("MESHOPS_CONFIG"):
+        return Path(env["MESHOPS_CONFIG"])
+    for candidate in (Path.cwd() / CONFIG_FILE, home / CONFIG_FILE):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_settings(
+    uri: str | None = None, home: str | Path | None = None, env: dict[str, str] | None = None
+) -> Settings:
+    """Build the settings from arguments, environment and `meshops.toml`."""
+    env = dict(os.environ) if env is None else env
+    uri = uri if uri is not None else env.get("MESHOPS_URI") or None
+    if uri and not uri.startswith(("http://", "https://")) and home is None:
+        # A URI that is not HTTP names an embedded home directory.
+        home = uri.removeprefix("file://")
+        uri = None
+    home_path = Path(home or env.get("MESHOPS_HOME") or DEFAULT_HOME).expanduser()
+    config_path = _find_config(home_path, env)
+    data = _read_toml(config_path) if config_path else {}
+    platform = data.get("platform", {})
+    database = data.get("database", {})
+    blobs = data.get("blobs", {})
+    server = data.get("server", {})
+    known = {"platform", "database", "blobs", "server"}
+    return Settings(
+        home=home_path,
+        uri=uri or platform.get("uri"),
+        database_url=env.get("MESHOPS_DATABASE_URL")
+        or database.get("url")
+        or _default_database_url(home_path),
+        blob_url=env.get("MESHOPS_BLOB_URL") or blobs.get("url") or str(home_path / "blobs"),
+        blob_options=dict(blobs.get("options", {})),
+        user=env.get("MESHOPS_USER") or platform.get("user") or _login_name(),
+        token=env.get("MESHOPS_TOKEN") or platform.get("token"),
+        server_host=env.get("MESHOPS_SERVER_HOST") or server.get("host", "127.0.0.1"),
+        server_port=int(env.get("MESHOPS_SERVER_PORT") or server.get("port", 8080)),
+        config_file=config_path,
+        extra={k: v for k, v in data.items() if k not in known},
+    )
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "local"

@@ -1,0 +1,147 @@
+"""The metadata database: SQLAlchemy 2 Core over SQLite (embedded) or PostgreSQL.
+
+Tables are declared by each area's `store` module on the shared `metadata`; their schema
+is created only by Alembic migrations (see `meshops.kernel.migrations`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Connection,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    TypeDecorator,
+    create_engine,
+    event,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.pool import NullPool
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+# JSONB on PostgreSQL, JSON text on SQLite.
+JsonColumn = JSON().with_variant(postgresql.JSONB(), "postgresql")
+# SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for big tables.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timestamps stored as UTC and always returned timezone-aware."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Database:
+    """An engine plus the transaction discipline every service uses."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self.engine: Engine = self._create_engine(url, echo)
+        self._lock = threading.Lock()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def _create_engine(self, url: str, echo: bool) -> Engine:
+        if not self.is_sqlite:
+            return create_engine(url, echo=echo, pool_pre_ping=True, future=True)
+        engine = create_engine(
+            url,
+            echo=echo,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            poolclass=NullPool if ":memory:" not in url else None,
+        )
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A write transaction. On SQLite it takes the write lock up front (BEGIN IMMEDIATE)
+        so that concurrent writers wait on the busy timeout instead of failing to upgrade."""
+        with self.engine.connect() as raw:
+            conn = raw.execution_options(meshops_write=True)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction; on SQLite with WAL it never blocks writers."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    # Take transaction control away from the driver so BEGIN is ours (see `begin`).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    write = conn.get_execution_options().get("meshops_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def insert_ignoring_conflicts(
+    conn: Connection, table: Any, rows: list[dict[str, Any]], index_elements: list[str]
+) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING on both dialects (idempotent writes)."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        conn.execute(pg_insert(table).on_conflict_do_nothing(index_elements=index_elements), rows)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        conn.execute(
+            sqlite_insert(table).on_conflict_do_nothing(index_elements=index_elements), rows
+        )

@@ -1,0 +1,67 @@
+"""A home: the database, blob store and settings that services run against."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection
+
+from meshops.kernel import audit, schema
+from meshops.kernel.auth import SYSTEM, Actor, Authorizer, LocalOwnerAuthorizer
+from meshops.kernel.blobs import BlobStore
+from meshops.kernel.config import Settings
+from meshops.kernel.db import Database
+
+
+class Home:
+    """Opened once per process (embedded SDK, server, worker) and shared by all services."""
+
+    def __init__(self, settings: Settings, *, auto_upgrade: bool = True) -> None:
+        self.settings = settings
+        if settings.database_url.startswith("sqlite"):
+            settings.home.mkdir(parents=True, exist_ok=True)
+        self.db = Database(settings.database_url)
+        schema.ensure_current(self.db, auto_upgrade=auto_upgrade)
+        self.blobs = BlobStore(settings.blob_url, settings.blob_options)
+        self.authorizer: Authorizer = LocalOwnerAuthorizer(settings.user)
+
+    def context(self, actor: Actor | None = None) -> Context:
+        return Context(self, actor or Actor(self.settings.user))
+
+    def system_context(self) -> Context:
+        return Context(self, SYSTEM)
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a service call runs with: where (home) and as whom (actor)."""
+
+    home: Home
+    actor: Actor
+
+    @property
+    def db(self) -> Database:
+        return self.home.db
+
+    @property
+    def blobs(self) -> BlobStore:
+        return self.home.blobs
+
+    def authorize(self, action: str, domain: str | None = None) -> None:
+        self.home.authorizer.check(self.actor, action, domain)
+
+    def audit(
+        self,
+        conn: Connection,
+        action: str,
+        obj: str,
+        *,
+        before: Any = None,
+        after: Any = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        audit.record(conn, self.actor.name, action, obj, before=before, after=after, detail=detail)

@@ -1,0 +1,84 @@
+"""The HTTP transport shared by every area's remote client.
+
+One keep-alive `httpx.Client` per platform; errors come back as the same `MeshopsError`
+subclasses the embedded services raise, so callers cannot tell the transports apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from meshops.kernel.errors import MeshopsError, error_from_json
+
+DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+
+
+class HttpTransport:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"user-agent": "meshops-sdk"}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        self.base_url = base_url.rstrip("/")
+        self.client = httpx.Client(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=DEFAULT_TIMEOUT,
+            transport=transport,
+            limits=httpx.Limits(max_keepalive_connections=20, max_connections=50),
+        )
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """Send a request; returns decoded JSON (or bytes for non-JSON bodies)."""
+        clean = {k: v for k, v in (params or {}).items() if v is not None}
+        try:
+            response = self.client.request(
+                method, path, json=json, params=clean, content=content, headers=headers
+            )
+        except httpx.TransportError as exc:
+            raise MeshopsError(
+                f"cannot reach the meshops server at {self.base_url}: {exc}",
+                {"fix": "start it with `meshops server` or check MESHOPS_URI"},
+            ) from exc
+        if response.status_code >= 400:
+            try:
+                body: Any = response.json()
+            except ValueError:
+                body = response.text
+            raise error_from_json(response.status_code, body)
+        if response.status_code == 204 or not response.content:
+            return None
+        if response.headers.get("content-type", "").startswith("application/json"):
+            return response.json()
+        return response.content
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params=params)
+
+    def post(self, path: str, json: Any = None, **params: Any) -> Any:
+        return self.request("POST", path, json=json, params=params)
+
+    def put(self, path: str, json: Any = None, **params: Any) -> Any:
+        return self.request("PUT", path, json=json, params=params)
+
+    def delete(self, path: str, **params: Any) -> Any:
+        return self.request("DELETE", path, params=params)
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,155 @@
+"""The one lineage graph: every derivation between two URNs is an edge.
+
+`upstream`/`downstream` walk N hops with a recursive CTE, so impact analysis is one query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy import Connection, text
+
+from meshops.kernel.db import insert_ignoring_conflicts, utcnow
+from meshops.kernel.errors import InvalidInput
+from meshops.kernel.tables import lineage_edges
+from meshops.kernel.urn import Urn
+
+if TYPE_CHECKING:
+    from meshops.kernel.home import Context
+    from meshops.kernel.http import HttpTransport
+
+MAX_DEPTH = 50
+
+
+@dataclass(frozen=True)
+class Edge:
+    upstream: str
+    downstream: str
+    relation: str
+    depth: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "upstream": self.upstream,
+            "downstream": self.downstream,
+            "relation": self.relation,
+            "depth": self.depth,
+        }
+
+
+def add_edge(
+    conn: Connection,
+    upstream: str,
+    downstream: str,
+    relation: str,
+    properties: dict[str, Any] | None = None,
+) -> None:
+    """Record `upstream --relation--> downstream`; recording it again is a no-op."""
+    add_edges(conn, [(upstream, downstream, relation)], properties)
+
+
+def add_edges(
+    conn: Connection,
+    edges: list[tuple[str, str, str]],
+    properties: dict[str, Any] | None = None,
+) -> None:
+    for up, down, _ in edges:
+        Urn.parse(up)
+        Urn.parse(down)
+    now = utcnow()
+    rows = [
+        {
+            "upstream": up,
+            "downstream": down,
+            "relation": rel,
+            "properties": properties or {},
+            "created_at": now,
+        }
+        for up, down, rel in edges
+    ]
+    insert_ignoring_conflicts(conn, lineage_edges, rows, ["upstream", "downstream", "relation"])
+
+
+_WALK = """
+WITH RECURSIVE walk(upstream, downstream, relation, depth) AS (
+    SELECT upstream, downstream, relation, 1 FROM lineage_edges WHERE {start} = :urn
+    UNION
+    SELECT e.upstream, e.downstream, e.relation, w.depth + 1
+    FROM lineage_edges e JOIN walk w ON e.{start} = w.{next}
+    WHERE w.depth < :depth
+)
+SELECT upstream, downstream, relation, MIN(depth) AS depth
+FROM walk GROUP BY upstream, downstream, relation ORDER BY depth, upstream, downstream
+"""
+
+
+def walk(
+    conn: Connection, urn: str, direction: Literal["upstream", "downstream"], depth: int = 5
+) -> list[Edge]:
+    """Edges reachable from `urn` within `depth` hops, nearest first."""
+    if not 1 <= depth <= MAX_DEPTH:
+        raise InvalidInput(f"depth must be between 1 and {MAX_DEPTH}", {"field": "depth"})
+    # Walking upstream follows edges into `urn` (matching on downstream), and vice versa.
+    start, nxt = (
+        ("downstream", "upstream") if direction == "upstream" else ("upstream", "downstream")
+    )
+    sql = text(_WALK.format(start=start, next=nxt))
+    rows = conn.execute(sql, {"urn": urn, "depth": depth})
+    return [Edge(r.upstream, r.downstream, r.relation, int(r.depth)) for r in rows]
+
+
+def nodes(edges: list[Edge]) -> list[str]:
+    seen: dict[str, None] = {}
+    for edge in edges:
+        seen.setdefault(edge.upstream)
+        seen.setdefault(edge.downstream)
+    return list(seen)
+
+
+def path_exists(conn: Connection, source: str, target: str, depth: int = 20) -> bool:
+    return any(e.downstream == target for e in walk(conn, source, "downstream", depth))
+
+
+class LineageService:
+    """Read the graph (any actor) and record edges that no area records by itself."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def upstream(self, urn: str, depth: int = 5) -> list[Edge]:
+        Urn.parse(urn)
+        with self.ctx.db.read() as conn:
+            return walk(conn, urn, "upstream", depth)
+
+    def downstream(self, urn: str, depth: int = 5) -> list[Edge]:
+        Urn.parse(urn)
+        with self.ctx.db.read() as conn:
+            return walk(conn, urn, "downstream", depth)
+
+    def add_edge(self, upstream: str, downstream: str, relation: str) -> None:
+        self.ctx.authorize("lineage.write")
+        with self.ctx.db.begin() as conn:
+            add_edge(conn, upstream, downstream, relation)
+            self.ctx.audit(conn, "lineage.add_edge", downstream, detail={"upstream": upstream})
+
+
+class RemoteLineage:
+    def __init__(self, http: HttpTransport) -> None:
+        self.http = http
+
+    def upstream(self, urn: str, depth: int = 5) -> list[Edge]:
+        return _edges(self.http.get("/v1/lineage/upstream", urn=urn, depth=depth))
+
+    def downstream(self, urn: str, depth: int = 5) -> list[Edge]:
+        return _edges(self.http.get("/v1/lineage/downstream", urn=urn, depth=depth))
+
+    def add_edge(self, upstream: str, downstream: str, relation: str) -> None:
+        self.http.post(
+            "/v1/lineage/edges",
+            {"upstream": upstream, "downstream": downstream, "relation": relation},
+        )
+
+
+def _edges(body: Any) -> list[Edge]:
+    return [Edge(e["upstream"], e["downstream"], e["relation"], e["depth"]) for e in body]

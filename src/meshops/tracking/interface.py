@@ -1,0 +1,72 @@
+"""The tracking API, identical over both transports (`TrackingService` in-process and
+`RemoteTracking` over HTTP both satisfy this Protocol; mypy checks it in `client.py`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+from meshops.tracking.models import Artifact, DatasetInput, Experiment, Metric, Run, RunPage
+
+
+class Tracking(Protocol):
+    def create_experiment(
+        self, name: str, description: str = "", tags: dict[str, str] | None = None
+    ) -> Experiment: ...
+
+    def get_experiment(self, name_or_id: str) -> Experiment: ...
+
+    def list_experiments(self) -> list[Experiment]: ...
+
+    def create_run(
+        self,
+        experiment: str = "default",
+        name: str | None = None,
+        parent_run_id: str | None = None,
+        tags: dict[str, str] | None = None,
+        capture_environment: bool = True,
+    ) -> Run:
+        """Start a run (RUNNING). The experiment is created on first use. Git commit,
+        branch, remote, dirty flag, diff digest, Python version, packages and host are
+        captured as `meshops.*` tags unless `capture_environment` is False."""
+        ...
+
+    def get_run(self, run_id: str) -> Run: ...
+
+    def end_run(self, run_id: str, status: str = "FINISHED", error: str | None = None) -> Run: ...
+
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None: ...
+
+    def log_metrics(self, run_id: str, metrics: Iterable[Metric]) -> None:
+        """Append a batch of metric values (the fast path every buffer flushes through)."""
+        ...
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None: ...
+
+    def log_artifact(
+        self, run_id: str, local_path: str | Path, artifact_path: str | None = None
+    ) -> list[Artifact]:
+        """Store a file or a whole folder under the run's artifact tree."""
+        ...
+
+    def list_artifacts(self, run_id: str, prefix: str = "") -> list[Artifact]: ...
+
+    def download_artifacts(self, run_id: str, path: str, dest: str | Path) -> Path: ...
+
+    def log_input(self, run_id: str, dataset: DatasetInput) -> None: ...
+
+    def metric_history(self, run_id: str, key: str) -> list[Metric]: ...
+
+    def search_runs(
+        self,
+        experiments: list[str] | None = None,
+        filter: str = "",
+        order_by: list[str] | None = None,
+        max_results: int = 100,
+        page_token: str | None = None,
+    ) -> RunPage:
+        """Filter language: `metrics.rmse < 0.5 and params.model = 'rf' and tags.team = 'x'`
+        plus attributes (`attributes.status = 'FINISHED'`, `name`, `start_time` ...);
+        order by `metrics.x DESC`, `params.y`, `start_time` ..."""
+        ...

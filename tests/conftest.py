@@ -1,0 +1,136 @@
+"""Shared fixtures: homes on SQLite and PostgreSQL, a real server on a loopback port, and
+a `platform` fixture that runs the same test over the embedded and the HTTP transport."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from sqlalchemy import create_engine, text
+
+from meshops.api.app import create_app
+from meshops.client import Platform
+from meshops.kernel.config import Settings, load_settings
+from meshops.kernel.home import Home
+from meshops.kernel.http import HttpTransport
+
+POSTGRES_ENV = "MESHOPS_TEST_POSTGRES_URL"
+REDIS_ENV = "MESHOPS_TEST_REDIS_URL"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def postgres_url_or_skip() -> str:
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(
+            f"PostgreSQL tests need {POSTGRES_ENV} "
+            "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
+        )
+    return url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh schema in the test database, dropped afterwards."""
+    base = postgres_url_or_skip()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(base)
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in base else "?"
+    yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    engine.dispose()
+
+
+def make_settings(home_dir: Path, database_url: str | None = None) -> Settings:
+    settings = load_settings(home=home_dir, env={"MESHOPS_USER": "alice"})
+    if database_url:
+        from dataclasses import replace
+
+        settings = replace(settings, database_url=database_url)
+    return settings
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "home")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def home(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Home]:
+    """A home on each metadata database."""
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    h = Home(make_settings(tmp_path / "home", url))
+    yield h
+    h.close()
+
+
+@pytest.fixture
+def sqlite_home(settings: Settings) -> Iterator[Home]:
+    h = Home(settings)
+    yield h
+    h.close()
+
+
+class LiveServer:
+    """uvicorn serving a home on a free loopback port, in a background thread."""
+
+    def __init__(self, home: Home) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            create_app(home), host="127.0.0.1", port=self.port, log_level="warning"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(sqlite_home: Home) -> Iterator[LiveServer]:
+    with LiveServer(sqlite_home) as server:
+        yield server
+
+
+@pytest.fixture(params=["embedded", "http", "embedded-postgres"])
+def platform(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Platform]:
+    """The same platform interface over each transport (and the embedded one on PostgreSQL)."""
+    url = request.getfixturevalue("postgres_url") if request.param == "embedded-postgres" else None
+    settings = make_settings(tmp_path / "home", url)
+    home = Home(settings)
+    if request.param == "http":
+        with LiveServer(home) as server:
+            p = Platform(settings, http=HttpTransport(server.url))
+            yield p
+            p.close()
+    else:
+        p = Platform(settings, home=home)
+        yield p
+        p.close()
+    home.close()

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+
+import meshops.kernel.audit  # noqa: F401 - registers tables on the shared metadata
+from meshops.kernel import audit, lineage, outbox, schema
+from meshops.kernel.db import Database, metadata
+from meshops.kernel.errors import InvalidInput, SchemaOutdated
+from meshops.kernel.home import Home
+
+
+def _all_tables_registered() -> None:
+    """Import every area's store so its tables join the shared metadata."""
+    import importlib
+    import pkgutil
+
+    import meshops
+
+    for info in pkgutil.walk_packages(meshops.__path__, "meshops."):
+        if info.name.endswith(".store") or info.name.endswith(".tables"):
+            importlib.import_module(info.name)
+
+
+def test_sqlite_uses_wal_and_busy_timeout(sqlite_home: Home) -> None:
+    with sqlite_home.db.read() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30000
+
+
+def test_migrations_match_the_declared_tables(home: Home) -> None:
+    """The tables the code queries are exactly the tables the migrations create."""
+    _all_tables_registered()
+    with home.db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    # The schema fingerprint table is bookkeeping of the migration runner itself.
+    drift = [d for d in diff if not (d[0] == "remove_table" and d[1].name == "meshops_schema")]
+    assert drift == []
+
+
+def test_schema_is_current_after_open_and_server_refuses_outdated(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'fresh.db'}")
+    assert not schema.is_current(db)
+    with pytest.raises(SchemaOutdated) as info:
+        schema.ensure_current(db, auto_upgrade=False)
+    assert "meshops db upgrade" in info.value.detail["fix"]
+    schema.ensure_current(db, auto_upgrade=True)
+    assert schema.is_current(db)
+    assert schema.current_heads(db) == schema.expected_heads(db)
+
+
+def test_outbox_commits_and_rolls_back_with_the_change(home: Home) -> None:
+    with home.db.begin() as conn:
+        outbox.emit(conn, "x.happened", "meshops:run:1", {"a": 1}, "alice")
+    with pytest.raises(RuntimeError), home.db.begin() as conn:
+        outbox.emit(conn, "x.happened", "meshops:run:2", {"a": 2}, "alice")
+        raise RuntimeError("crash before commit")
+    with home.db.read() as conn:
+        events = outbox.pending(conn)
+    assert [e.subject for e in events] == ["meshops:run:1"]
+    with home.db.begin() as conn:
+        outbox.mark_dispatched(conn, [events[0].id])
+    with home.db.read() as conn:
+        assert outbox.pending(conn) == []
+
+
+def test_lineage_walks_n_hops_both_ways(home: Home) -> None:
+    chain = [
+        "meshops:dataproduct:sales.orders:1.0.0",
+        "meshops:featureview:orders_stats",
+        "meshops:trainingset:ts1",
+        "meshops:run:r1",
+        "meshops:model:churn:1",
+    ]
+    with home.db.begin() as conn:
+        for up, down in itertools.pairwise(chain):
+            lineage.add_edge(conn, up, down, "derived")
+        lineage.add_edge(conn, chain[0], chain[1], "derived")  # idempotent
+    with home.db.read() as conn:
+        down = lineage.walk(conn, chain[0], "downstream", depth=10)
+        assert [e.downstream for e in down] == chain[1:]
+        assert [e.depth for e in down] == [1, 2, 3, 4]
+        up = lineage.walk(conn, chain[-1], "upstream", depth=2)
+        assert {e.upstream for e in up} == {chain[2], chain[3]}
+        assert lineage.path_exists(conn, chain[0], chain[-1])
+        with pytest.raises(InvalidInput):
+            lineage.walk(conn, chain[0], "downstream", depth=0)
+
+
+def test_audit_chain_detects_tampering(home: Home) -> None:
+    with home.db.begin() as conn:
+        for i in range(5):
+            audit.record(conn, "alice", "thing.update", f"meshops:run:{i}", after={"i": i})
+    with home.db.read() as conn:
+        assert audit.verify(conn) == (True, 5, None)
+    with home.db.begin() as conn:
+        conn.execute(
+            audit.audit_events.update()
+            .where(audit.audit_events.c.object == "meshops:run:2")
+            .values(actor="mallory")
+        )
+    with home.db.read() as conn:
+        ok, _, bad_id = audit.verify(conn)
+    assert not ok
+    assert bad_id is not None
