@@ -8,11 +8,18 @@ configured local user acts as platform admin (see governance docs).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from meshops.kernel.errors import Forbidden
 
 SYSTEM_ACTOR_NAME = "system"
+
+
+class HomeLike(Protocol):
+    """What a hook sees of the home it is installed in (avoids importing home.py)."""
+
+    @property
+    def settings(self) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -40,8 +47,8 @@ class LocalOwnerAuthorizer:
     """An embedded home belongs to the person who runs it: everything is allowed for the
     configured local user and the system actor; anyone else is refused."""
 
-    def __init__(self, owner: str) -> None:
-        self.owner = owner
+    def __init__(self, home: HomeLike) -> None:
+        self.owner = home.settings.user
 
     def check(self, actor: Actor, action: str, domain: str | None = None) -> None:
         if actor.kind == "system" or actor.name == self.owner:

@@ -17,6 +17,9 @@ from meshops.kernel.errors import InvalidInput
 
 DEFAULT_HOME = ".meshops"
 CONFIG_FILE = "meshops.toml"
+# The governance area's implementations of the kernel's hooks (see kernel/plugins.py).
+DEFAULT_AUTHORIZER = "meshops.kernel.auth:LocalOwnerAuthorizer"
+DEFAULT_READ_GUARD = "meshops.kernel.access:OwnerOnlyReadGuard"
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class Settings:
     server_host: str = "127.0.0.1"
     server_port: int = 8080
     config_file: Path | None = None
+    authorizer: str = DEFAULT_AUTHORIZER
+    read_guard: str = DEFAULT_READ_GUARD
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -92,7 +97,8 @@ def load_settings(
     database = data.get("database", {})
     blobs = data.get("blobs", {})
     server = data.get("server", {})
-    known = {"platform", "database", "blobs", "server"}
+    governance = data.get("governance", {})
+    known = {"platform", "database", "blobs", "server", "governance"}
     return Settings(
         home=home_path,
         uri=uri or platform.get("uri"),
@@ -106,6 +112,8 @@ def load_settings(
         server_host=env.get("MESHOPS_SERVER_HOST") or server.get("host", "127.0.0.1"),
         server_port=int(env.get("MESHOPS_SERVER_PORT") or server.get("port", 8080)),
         config_file=config_path,
+        authorizer=governance.get("authorizer", DEFAULT_AUTHORIZER),
+        read_guard=governance.get("read_guard", DEFAULT_READ_GUARD),
         extra={k: v for k, v in data.items() if k not in known},
     )
 

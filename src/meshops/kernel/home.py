@@ -8,10 +8,12 @@ from typing import Any
 from sqlalchemy import Connection
 
 from meshops.kernel import audit, schema
-from meshops.kernel.auth import SYSTEM, Actor, Authorizer, LocalOwnerAuthorizer
+from meshops.kernel.access import ReadGuard
+from meshops.kernel.auth import SYSTEM, Actor, Authorizer
 from meshops.kernel.blobs import BlobStore
 from meshops.kernel.config import Settings
 from meshops.kernel.db import Database
+from meshops.kernel.plugins import load_object
 
 
 class Home:
@@ -24,7 +26,9 @@ class Home:
         self.db = Database(settings.database_url)
         schema.ensure_current(self.db, auto_upgrade=auto_upgrade)
         self.blobs = BlobStore(settings.blob_url, settings.blob_options)
-        self.authorizer: Authorizer = LocalOwnerAuthorizer(settings.user)
+        # Hooks answered by the governance area, named in settings (kernel/plugins.py).
+        self.authorizer: Authorizer = load_object(settings.authorizer)(self)
+        self.read_guard: ReadGuard = load_object(settings.read_guard)(self)
 
     def context(self, actor: Actor | None = None) -> Context:
         return Context(self, actor or Actor(self.settings.user))
