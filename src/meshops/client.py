@@ -13,13 +13,18 @@ import contextlib
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from meshops.kernel.auth import Actor
 from meshops.kernel.config import Settings, load_settings
 from meshops.kernel.home import Context, Home
 from meshops.kernel.http import HttpTransport
 from meshops.kernel.lineage import LineageService, RemoteLineage
+from meshops.registry.interface import Registry
+from meshops.tracking.interface import Tracking
+
+if TYPE_CHECKING:
+    from meshops.registry.loaded import LoadedModel
 
 
 class Platform:
@@ -41,11 +46,24 @@ class Platform:
             ctx = home.context(actor)
             self.context: Context | None = ctx
             self.lineage: LineageService | RemoteLineage = LineageService(ctx)
+            from meshops.tracking.service import TrackingService
+
+            self.tracking: Tracking = TrackingService(ctx)
+            from meshops.registry.service import RegistryService
+
+            self.registry: Registry = RegistryService(ctx)
         elif http is not None:
             self.context = None
             self.lineage = RemoteLineage(http)
+            from meshops.tracking.remote import RemoteTracking
+
+            self.tracking = RemoteTracking(http)
+            from meshops.registry.remote import RemoteRegistry
+
+            self.registry = RemoteRegistry(http)
         else:
             raise ValueError("a Platform needs a home or an HTTP transport")
+        self.on_close(self.tracking.flush)
         _open_platforms.add(self)
 
     @property
@@ -104,10 +122,16 @@ def connect(
     return Platform(settings, home=Home(settings), actor=actor)
 
 
-def load_model(uri: str, platform: Platform | None = None, **kwargs: Any) -> Any:
-    """Load a registered model by `models:/name@alias` or `models:/name/version`."""
-    platform = platform or connect()
-    registry = getattr(platform, "registry", None)
-    if registry is None:
-        raise NotImplementedError("the model registry is not available in this build")
-    return registry.load_model(uri, **kwargs)
+def load_model(
+    uri: str,
+    platform: Platform | None = None,
+    *,
+    trust: bool = False,
+    trusted_types: list[str] | None = None,
+) -> LoadedModel:
+    """Load a registered model by `models:/name@alias`, `models:/name/version` or
+    `models:/name/latest` (see `Registry.load_model` for `trust` and `trusted_types`)."""
+    if platform is not None:
+        return platform.registry.load_model(uri, trust=trust, trusted_types=trusted_types)
+    with connect() as opened:
+        return opened.registry.load_model(uri, trust=trust, trusted_types=trusted_types)

@@ -11,6 +11,8 @@ from sqlalchemy import text
 
 import meshops
 from meshops.api.routers import lineage
+from meshops.api.routers import registry as registry_router
+from meshops.api.routers import tracking as tracking_router
 from meshops.kernel import schema
 from meshops.kernel.auth import Actor
 from meshops.kernel.errors import MeshopsError
@@ -35,6 +37,8 @@ def create_app(home: Home, authenticate: Authenticate = local_user) -> FastAPI:
     _install_error_handlers(app)
     _install_health(app)
     app.include_router(lineage.router)
+    app.include_router(registry_router.router)
+    app.include_router(tracking_router.router)
     return app
 
 

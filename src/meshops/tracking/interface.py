@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from meshops.tracking.models import Artifact, DatasetInput, Experiment, Metric, Run, RunPage
+
+if TYPE_CHECKING:
+    from meshops.tracking.active import ActiveRun
 
 
 class Tracking(Protocol):
@@ -32,6 +35,18 @@ class Tracking(Protocol):
         captured as `meshops.*` tags unless `capture_environment` is False."""
         ...
 
+    def start_run(
+        self,
+        experiment: str = "default",
+        name: str | None = None,
+        parent_run_id: str | None = None,
+        tags: dict[str, str] | None = None,
+        capture_environment: bool = True,
+    ) -> ActiveRun:
+        """`with tracking.start_run(...) as run:` creates the run; the block's end flushes
+        buffered metrics and ends it FINISHED, or FAILED with the error if the block raised."""
+        ...
+
     def get_run(self, run_id: str) -> Run: ...
 
     def end_run(self, run_id: str, status: str = "FINISHED", error: str | None = None) -> Run: ...
@@ -42,6 +57,20 @@ class Tracking(Protocol):
         """Append a batch of metric values (the fast path every buffer flushes through)."""
         ...
 
+    def log_metric(
+        self, run_id: str, key: str, value: float, step: int = 0, timestamp: float | None = None
+    ) -> None:
+        """Buffered per-value logging; sent in batches (see `flush`)."""
+        ...
+
+    def log_metric_rows(self, rows: Sequence[Sequence[Any]]) -> None:
+        """The batch fast path: (run_id, key, value, step, timestamp) rows, one transaction."""
+        ...
+
+    def flush(self) -> None:
+        """Send every buffered metric value now (also done at run end, close and exit)."""
+        ...
+
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None: ...
 
     def log_artifact(
@@ -50,7 +79,11 @@ class Tracking(Protocol):
         """Store a file or a whole folder under the run's artifact tree."""
         ...
 
+    def log_artifact_bytes(self, run_id: str, artifact_path: str, data: bytes) -> Artifact: ...
+
     def list_artifacts(self, run_id: str, prefix: str = "") -> list[Artifact]: ...
+
+    def read_artifact(self, run_id: str, path: str) -> bytes: ...
 
     def download_artifacts(self, run_id: str, path: str, dest: str | Path) -> Path: ...
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from meshops.kernel.errors import InvalidInput
 from meshops.kernel.urn import run_urn
 
 
@@ -73,3 +75,66 @@ class RunPage(BaseModel):
 
 def to_metric(key: str, value: Any, step: int, timestamp: float) -> Metric:
     return Metric(key=key, value=float(value), step=step, timestamp=timestamp)
+
+
+# Validation rules (documented in docs/tracking.md) ------------------------------------
+
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-./ :]{1,250}$")
+KEY_RULE = "1-250 characters: letters, digits, '_', '-', '.', '/', ' ' and ':'"
+NAME_MAX = 256
+PARAM_VALUE_MAX = 6000
+TAG_VALUE_MAX = 8000
+ERROR_MAX = 20_000
+
+
+def check_key(key: object, field: str) -> str:
+    """Param, metric and tag keys; also refuses path tricks like '..' segments."""
+    if not isinstance(key, str) or not KEY_PATTERN.match(key) or ".." in key.split("/"):
+        raise InvalidInput(
+            f"invalid {field} key {key!r}: keys are {KEY_RULE}",
+            {"field": field, "value": str(key)[:300], "fix": f"rename the key ({KEY_RULE})"},
+        )
+    return key
+
+
+def check_name(name: str, field: str) -> str:
+    if not name.strip() or len(name) > NAME_MAX or any(ord(c) < 32 for c in name):
+        raise InvalidInput(
+            f"invalid {field} {name[:300]!r}: names are 1-{NAME_MAX} printable characters",
+            {"field": field, "fix": f"use a non-empty name of at most {NAME_MAX} characters"},
+        )
+    return name
+
+
+def check_value(value: str, field: str, key: str, limit: int) -> str:
+    if len(value) > limit:
+        raise InvalidInput(
+            f"{field} {key!r} is {len(value)} characters long; the limit is {limit}",
+            {
+                "field": f"{field}.{key}",
+                "size": len(value),
+                "limit": limit,
+                "fix": "log long text as an artifact instead",
+            },
+        )
+    return value
+
+
+def check_artifact_path(path: str) -> str:
+    """A relative POSIX path inside the run's artifact tree."""
+    parts = path.split("/")
+    if (
+        not path
+        or len(path) > 1000
+        or path.startswith("/")
+        or any(p in ("", ".", "..") for p in parts)
+        or "\\" in path
+    ):
+        raise InvalidInput(
+            f"invalid artifact path {path!r}",
+            {
+                "field": "artifact_path",
+                "fix": "use a relative path like 'model/weights.bin' without '..' or empty parts",
+            },
+        )
+    return path

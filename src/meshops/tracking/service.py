@@ -1,0 +1,700 @@
+"""Tracking use cases over a home: one transaction per call, authorised, audited."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    exists,
+    false,
+    not_,
+    or_,
+    select,
+    true,
+)
+
+from meshops.kernel import lineage, outbox
+from meshops.kernel.db import insert_ignoring_conflicts, utcnow
+from meshops.kernel.errors import Conflict, InvalidInput, NotFound
+from meshops.kernel.home import Context
+from meshops.kernel.urn import Urn, run_urn
+from meshops.tracking import environment, store
+from meshops.tracking.active import ActiveRun, MetricBuffer
+from meshops.tracking.models import (
+    ERROR_MAX,
+    PARAM_VALUE_MAX,
+    TAG_VALUE_MAX,
+    Artifact,
+    DatasetInput,
+    Experiment,
+    Metric,
+    Run,
+    RunPage,
+    RunStatus,
+    check_artifact_path,
+    check_key,
+    check_name,
+    check_value,
+)
+from meshops.tracking.search import (
+    TIME_ATTRIBUTES,
+    BoolOp,
+    Comparison,
+    Expr,
+    Field,
+    OrderKey,
+    parse_filter,
+    parse_order_by,
+)
+from meshops.tracking.store import MetricRow
+
+DEFAULT_EXPERIMENT = "default"
+MAX_RESULTS_LIMIT = 50_000
+TERMINAL = {RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED}
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class TrackingService:
+    """The embedded implementation of `Tracking`."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.metric_buffer = MetricBuffer(self.log_metric_rows)
+
+    # experiments ---------------------------------------------------------------------
+    def create_experiment(
+        self, name: str, description: str = "", tags: dict[str, str] | None = None
+    ) -> Experiment:
+        self.ctx.authorize("tracking.write")
+        check_name(name, "experiment name")
+        clean_tags = _check_tags(tags or {})
+        with self.ctx.db.begin() as conn:
+            if _experiment_row(conn, name) is not None:
+                raise Conflict(
+                    f"experiment {name!r} already exists",
+                    {"field": "name", "fix": "pick another name or use the existing experiment"},
+                )
+            experiment = _insert_experiment(conn, name, description, clean_tags)
+            self.ctx.audit(
+                conn,
+                "tracking.create_experiment",
+                str(Urn.of("experiment", experiment.id)),
+                after=experiment.model_dump(mode="json"),
+            )
+        return experiment
+
+    def get_experiment(self, name_or_id: str) -> Experiment:
+        self.ctx.authorize("tracking.read")
+        with self.ctx.db.read() as conn:
+            row = _experiment_row(conn, name_or_id)
+        if row is None:
+            raise _experiment_not_found(name_or_id)
+        return _experiment(row)
+
+    def list_experiments(self) -> list[Experiment]:
+        self.ctx.authorize("tracking.read")
+        with self.ctx.db.read() as conn:
+            rows = conn.execute(select(store.experiments).order_by(store.experiments.c.name))
+            return [_experiment(r) for r in rows.mappings()]
+
+    # runs ------------------------------------------------------------------------------
+    def create_run(
+        self,
+        experiment: str = DEFAULT_EXPERIMENT,
+        name: str | None = None,
+        parent_run_id: str | None = None,
+        tags: dict[str, str] | None = None,
+        capture_environment: bool = True,
+    ) -> Run:
+        self.ctx.authorize("tracking.write")
+        check_name(experiment, "experiment")
+        if name is not None:
+            check_name(name, "run name")
+        all_tags: dict[str, str] = {}
+        packages: Artifact | None = None
+        if capture_environment:
+            env = environment.capture()
+            all_tags.update(env.tags)
+            # The blob is written before the transaction that references it.
+            digest = self.ctx.blobs.put_bytes(env.packages)
+            packages = Artifact(
+                path=environment.PACKAGES_ARTIFACT, digest=digest, size=len(env.packages)
+            )
+        all_tags.update(_check_tags(tags or {}))
+        run_id = new_id()
+        with self.ctx.db.begin() as conn:
+            exp = _experiment_row(conn, experiment)
+            experiment_id = exp["id"] if exp else _ensure_experiment(conn, experiment)
+            if parent_run_id is not None:
+                _run_row(conn, parent_run_id)
+            row = {
+                "id": run_id,
+                "experiment_id": experiment_id,
+                "name": name or f"run-{run_id[:8]}",
+                "status": RunStatus.RUNNING.value,
+                "user": self.ctx.actor.name,
+                "start_time": utcnow(),
+                "end_time": None,
+                "parent_run_id": parent_run_id,
+                "error": None,
+            }
+            conn.execute(store.runs.insert().values(**row))
+            _write_tags(conn, run_id, all_tags)
+            if packages is not None:
+                _write_artifacts(conn, run_id, [packages])
+            if parent_run_id is not None:
+                lineage.add_edge(conn, run_urn(parent_run_id), run_urn(run_id), "parent_of")
+            self.ctx.audit(conn, "tracking.create_run", run_urn(run_id), after=_jsonable(row))
+            return _load_runs(conn, [row])[0]
+
+    def start_run(
+        self,
+        experiment: str = DEFAULT_EXPERIMENT,
+        name: str | None = None,
+        parent_run_id: str | None = None,
+        tags: dict[str, str] | None = None,
+        capture_environment: bool = True,
+    ) -> ActiveRun:
+        run = self.create_run(experiment, name, parent_run_id, tags, capture_environment)
+        return ActiveRun(self, run, self.metric_buffer)
+
+    def get_run(self, run_id: str) -> Run:
+        self.ctx.authorize("tracking.read")
+        with self.ctx.db.read() as conn:
+            return _load_runs(conn, [_run_row(conn, run_id)])[0]
+
+    def end_run(self, run_id: str, status: str = "FINISHED", error: str | None = None) -> Run:
+        self.ctx.authorize("tracking.write")
+        final = _check_status(status)
+        if error is not None and len(error) > ERROR_MAX:
+            error = error[: ERROR_MAX - 20] + "\n... (truncated)"
+        self.metric_buffer.flush()
+        with self.ctx.db.begin() as conn:
+            row = _running_row(conn, run_id)
+            values = {"status": final.value, "end_time": utcnow(), "error": error}
+            conn.execute(store.runs.update().where(store.runs.c.id == run_id).values(**values))
+            payload = {"run_id": run_id, "experiment_id": row["experiment_id"], "status": final}
+            outbox.emit(conn, outbox.RUN_FINISHED, run_urn(run_id), payload, self.ctx.actor.name)
+            self.ctx.audit(
+                conn,
+                "tracking.end_run",
+                run_urn(run_id),
+                before={"status": row["status"]},
+                after={"status": final.value, "error": error},
+            )
+            return _load_runs(conn, [{**row, **values}])[0]
+
+    # params, tags, metrics -------------------------------------------------------------
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        self.ctx.authorize("tracking.write")
+        clean = {
+            check_key(k, "param"): check_value(_text(v), "param", k, PARAM_VALUE_MAX)
+            for k, v in params.items()
+        }
+        with self.ctx.db.begin() as conn:
+            _running_row(conn, run_id)
+            existing = store.key_values(conn, store.params, [run_id])[run_id]
+            changed = {k: (existing[k], v) for k, v in clean.items() if existing.get(k, v) != v}
+            if changed:
+                key, (old, new) = next(iter(changed.items()))
+                raise Conflict(
+                    f"param {key!r} of run {run_id} is already {old!r}; params are immutable",
+                    {
+                        "field": f"params.{key}",
+                        "logged": old,
+                        "new": new,
+                        "fix": "log the new value under another key, or use a tag or metric",
+                    },
+                )
+            rows = [{"run_id": run_id, "key": k, "value": v} for k, v in clean.items()]
+            insert_ignoring_conflicts(conn, store.params, rows, ["run_id", "key"])
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        """Tags annotate a run at any time, also after it ended (e.g. `reviewed=yes`)."""
+        self.ctx.authorize("tracking.write")
+        clean = _check_tags(tags)
+        with self.ctx.db.begin() as conn:
+            _run_row(conn, run_id)
+            _write_tags(conn, run_id, clean)
+
+    def log_metric(
+        self, run_id: str, key: str, value: float, step: int = 0, timestamp: float | None = None
+    ) -> None:
+        """Buffered: sent with the next batch (`flush()`, run end, or every 50k values)."""
+        check_key(key, "metric")
+        ts = time.time() if timestamp is None else timestamp
+        self.metric_buffer.add((run_id, key, float(value), int(step), ts))
+
+    def flush(self) -> None:
+        self.metric_buffer.flush()
+
+    def log_metrics(self, run_id: str, metrics: Iterable[Metric]) -> None:
+        self.log_metric_rows([(run_id, m.key, m.value, m.step, m.timestamp) for m in metrics])
+
+    def log_metric_rows(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Append (run_id, key, value, step, timestamp) rows in one transaction."""
+        self.ctx.authorize("tracking.write")
+        clean = _clean_metric_rows(rows)
+        if not clean:
+            return
+        run_ids = {row[0] for row in clean}
+        with self.ctx.db.begin() as conn:
+            for run_id in run_ids:
+                _running_row(conn, run_id)
+            store.insert_metric_rows(conn, clean)
+            store.update_latest_metrics(conn, clean)
+
+    def metric_history(self, run_id: str, key: str) -> list[Metric]:
+        self.ctx.authorize("tracking.read")
+        m = store.metrics.c
+        with self.ctx.db.read() as conn:
+            _run_row(conn, run_id)
+            rows = conn.execute(
+                select(m.key, m.value, m.step, m.timestamp)
+                .where(m.run_id == run_id, m.key == key)
+                .order_by(m.step, m.timestamp, m.id)
+            )
+            return [
+                Metric(key=k, value=math.nan if v is None else v, step=s, timestamp=t)
+                for k, v, s, t in rows
+            ]
+
+    # artifacts and inputs ----------------------------------------------------------
+    def log_artifact(
+        self, run_id: str, local_path: str | Path, artifact_path: str | None = None
+    ) -> list[Artifact]:
+        self.ctx.authorize("tracking.write")
+        files = artifact_files(local_path, artifact_path)
+        with self.ctx.db.read() as conn:
+            _running_row(conn, run_id)
+        stored = [
+            Artifact(path=path, digest=self.ctx.blobs.put_file(file), size=file.stat().st_size)
+            for file, path in files
+        ]
+        return self._record_artifacts(run_id, stored)
+
+    def log_artifact_bytes(self, run_id: str, artifact_path: str, data: bytes) -> Artifact:
+        self.ctx.authorize("tracking.write")
+        check_artifact_path(artifact_path)
+        with self.ctx.db.read() as conn:
+            _running_row(conn, run_id)
+        digest = self.ctx.blobs.put_bytes(data)
+        return self._record_artifacts(
+            run_id, [Artifact(path=artifact_path, digest=digest, size=len(data))]
+        )[0]
+
+    def _record_artifacts(self, run_id: str, stored: list[Artifact]) -> list[Artifact]:
+        with self.ctx.db.begin() as conn:
+            _running_row(conn, run_id)
+            _write_artifacts(conn, run_id, stored)
+            self.ctx.audit(
+                conn,
+                "tracking.log_artifact",
+                run_urn(run_id),
+                detail={"paths": [a.path for a in stored][:100], "count": len(stored)},
+            )
+        return stored
+
+    def list_artifacts(self, run_id: str, prefix: str = "") -> list[Artifact]:
+        self.ctx.authorize("tracking.read")
+        a = store.artifacts.c
+        with self.ctx.db.read() as conn:
+            _run_row(conn, run_id)
+            query = select(a.path, a.digest, a.size).where(a.run_id == run_id).order_by(a.path)
+            if prefix:
+                query = query.where(a.path.startswith(prefix, autoescape=True))
+            return [Artifact(path=p, digest=d, size=s) for p, d, s in conn.execute(query)]
+
+    def read_artifact(self, run_id: str, path: str) -> bytes:
+        return self.ctx.blobs.get_bytes(self._artifact(run_id, path).digest)
+
+    def _artifact(self, run_id: str, path: str) -> Artifact:
+        found = [a for a in self.list_artifacts(run_id, path) if a.path == path]
+        if not found:
+            raise NotFound(
+                f"run {run_id} has no artifact {path!r}",
+                {"field": "path", "fix": f"see `meshops runs show {run_id}` for its artifacts"},
+            )
+        return found[0]
+
+    def download_artifacts(self, run_id: str, path: str, dest: str | Path) -> Path:
+        """Copy one artifact file, or every file under a folder path, into `dest`."""
+        matches = select_artifacts(self.list_artifacts(run_id, path), path, run_id)
+        return write_artifacts(matches, path, dest, self.ctx.blobs.get_bytes)
+
+    def log_input(self, run_id: str, dataset: DatasetInput) -> None:
+        self.ctx.authorize("tracking.write")
+        Urn.parse(dataset.urn)
+        with self.ctx.db.begin() as conn:
+            _running_row(conn, run_id)
+            row = {"run_id": run_id, **dataset.model_dump()}
+            insert_ignoring_conflicts(conn, store.inputs, [row], ["run_id", "urn"])
+            lineage.add_edge(
+                conn, dataset.urn, run_urn(run_id), "input_to", {"digest": dataset.digest}
+            )
+            self.ctx.audit(conn, "tracking.log_input", run_urn(run_id), detail=row)
+
+    # search --------------------------------------------------------------------------
+    def search_runs(
+        self,
+        experiments: list[str] | None = None,
+        filter: str = "",
+        order_by: list[str] | None = None,
+        max_results: int = 100,
+        page_token: str | None = None,
+    ) -> RunPage:
+        self.ctx.authorize("tracking.read")
+        if not 1 <= max_results <= MAX_RESULTS_LIMIT:
+            raise InvalidInput(
+                f"max_results must be between 1 and {MAX_RESULTS_LIMIT}",
+                {"field": "max_results", "fix": "page through results with page_token"},
+            )
+        expr = parse_filter(filter)
+        order = parse_order_by(order_by or [])
+        offset = _decode_token(page_token)
+        with self.ctx.db.read() as conn:
+            query = select(store.runs)
+            if experiments:
+                ids = [_experiment_id(conn, e) for e in experiments]
+                query = query.where(store.runs.c.experiment_id.in_(ids))
+            if expr is not None:
+                query = query.where(compile_filter(expr))
+            query = _apply_order(query, order).offset(offset).limit(max_results + 1)
+            rows = [dict(r) for r in conn.execute(query).mappings()]
+            more = len(rows) > max_results
+            runs = _load_runs(conn, rows[:max_results])
+        token = _encode_token(offset + max_results) if more else None
+        return RunPage(runs=runs, next_page_token=token)
+
+
+# helpers -----------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value) if value is None else str(value)
+
+
+def _check_tags(tags: dict[str, str]) -> dict[str, str]:
+    return {
+        check_key(k, "tag"): check_value(_text(v), "tag", k, TAG_VALUE_MAX) for k, v in tags.items()
+    }
+
+
+def _check_status(status: str) -> RunStatus:
+    try:
+        final = RunStatus(status.upper())
+    except ValueError:
+        final = RunStatus.RUNNING
+    if final not in TERMINAL:
+        raise InvalidInput(
+            f"a run ends as FINISHED, FAILED or KILLED, not {status!r}",
+            {"field": "status", "fix": "pass status='FINISHED', 'FAILED' or 'KILLED'"},
+        )
+    return final
+
+
+def _clean_metric_rows(rows: Sequence[Sequence[Any]]) -> list[MetricRow]:
+    """Checks every row once; keys are checked once per distinct key."""
+    try:
+        clean = [(r[0], r[1], float(r[2]), int(r[3]), float(r[4])) for r in rows]
+    except (TypeError, ValueError, IndexError, OverflowError) as exc:
+        raise InvalidInput(
+            f"metric rows are (run_id, key, value, step, timestamp) with numbers: {exc}",
+            {"field": "metrics", "fix": "send numeric value, integer step and epoch seconds"},
+        ) from exc
+    for key in {r[1] for r in clean}:
+        check_key(key, "metric")
+    if any(not isinstance(r[0], str) for r in clean):
+        raise InvalidInput("metric rows need a run_id string", {"field": "run_id"})
+    return clean
+
+
+def _experiment_not_found(name_or_id: str) -> NotFound:
+    return NotFound(
+        f"no experiment named or with id {name_or_id!r}",
+        {"field": "experiment", "fix": "see `meshops experiments list`"},
+    )
+
+
+def _experiment_row(conn: Connection, name_or_id: str) -> Any:
+    e = store.experiments.c
+    query = select(store.experiments).where(or_(e.name == name_or_id, e.id == name_or_id))
+    return conn.execute(query).mappings().first()
+
+
+def _experiment_id(conn: Connection, name_or_id: str) -> str:
+    row = _experiment_row(conn, name_or_id)
+    if row is None:
+        raise _experiment_not_found(name_or_id)
+    return str(row["id"])
+
+
+def _insert_experiment(
+    conn: Connection, name: str, description: str, tags: dict[str, str]
+) -> Experiment:
+    experiment = Experiment(
+        id=new_id(), name=name, description=description, tags=tags, created_at=utcnow()
+    )
+    conn.execute(store.experiments.insert().values(**experiment.model_dump()))
+    return experiment
+
+
+def _ensure_experiment(conn: Connection, name: str) -> str:
+    """Create the experiment on first use; concurrent creators end up with one row."""
+    row = {
+        "id": new_id(),
+        "name": name,
+        "description": "",
+        "tags": {},
+        "created_at": utcnow(),
+    }
+    insert_ignoring_conflicts(conn, store.experiments, [row], ["name"])
+    return _experiment_id(conn, name)
+
+
+def _experiment(row: Any) -> Experiment:
+    return Experiment(
+        id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        tags=dict(row["tags"] or {}),
+        created_at=row["created_at"],
+    )
+
+
+def _run_row(conn: Connection, run_id: str) -> dict[str, Any]:
+    row = conn.execute(select(store.runs).where(store.runs.c.id == run_id)).mappings().first()
+    if row is None:
+        raise NotFound(
+            f"no run with id {run_id!r}",
+            {"field": "run_id", "fix": "see `meshops runs list` for run ids"},
+        )
+    return dict(row)
+
+
+def _running_row(conn: Connection, run_id: str) -> dict[str, Any]:
+    row = _run_row(conn, run_id)
+    if row["status"] != RunStatus.RUNNING:
+        raise Conflict(
+            f"run {run_id} is {row['status']}; an ended run takes no more params, metrics, "
+            "artifacts or inputs",
+            {"run_id": run_id, "status": row["status"], "fix": "start a new run"},
+        )
+    return row
+
+
+def _write_tags(conn: Connection, run_id: str, tags: dict[str, str]) -> None:
+    rows = [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()]
+    store.upsert(conn, store.tags, rows, ["run_id", "key"], ["value"])
+
+
+def _write_artifacts(conn: Connection, run_id: str, stored: list[Artifact]) -> None:
+    rows = [{"run_id": run_id, **a.model_dump()} for a in stored]
+    store.upsert(conn, store.artifacts, rows, ["run_id", "path"], ["digest", "size"])
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
+
+
+def _load_runs(conn: Connection, rows: list[dict[str, Any]]) -> list[Run]:
+    """Runs with their params, latest metrics, tags and inputs (four queries in all)."""
+    ids = [r["id"] for r in rows]
+    params = store.key_values(conn, store.params, ids)
+    metrics = store.key_values(conn, store.latest_metrics, ids)
+    tags = store.key_values(conn, store.tags, ids)
+    inputs: dict[str, list[DatasetInput]] = {run_id: [] for run_id in ids}
+    if ids:
+        i = store.inputs.c
+        for row in conn.execute(select(store.inputs).where(i.run_id.in_(ids))).mappings():
+            inputs[row["run_id"]].append(
+                DatasetInput(
+                    urn=row["urn"], digest=row["digest"], name=row["name"], context=row["context"]
+                )
+            )
+    return [
+        Run(
+            id=r["id"],
+            experiment_id=r["experiment_id"],
+            name=r["name"],
+            status=RunStatus(r["status"]),
+            user=r["user"],
+            start_time=r["start_time"],
+            end_time=r["end_time"],
+            parent_run_id=r["parent_run_id"],
+            error=r["error"],
+            params=params[r["id"]],
+            metrics={k: math.nan if v is None else v for k, v in metrics[r["id"]].items()},
+            tags=tags[r["id"]],
+            inputs=inputs[r["id"]],
+        )
+        for r in rows
+    ]
+
+
+# filter compilation -------------------------------------------------------------------
+
+
+def compile_filter(expr: Expr) -> ColumnElement[bool]:
+    """The parsed filter as a SQLAlchemy expression; every value is a bound parameter."""
+    if isinstance(expr, BoolOp):
+        parts = [compile_filter(item) for item in expr.items]
+        return and_(*parts) if expr.op == "and" else or_(*parts)
+    return _compile_comparison(expr)
+
+
+def _compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
+    if op == "IN":
+        return column.in_(list(value)) if value else false()
+    if op == "NOT IN":
+        return not_(column.in_(list(value))) if value else true()
+    if op == "LIKE":
+        return column.like(value)  # type: ignore[no-any-return]
+    if op == "ILIKE":
+        return column.ilike(value)  # type: ignore[no-any-return]
+    operators = {
+        "=": column.__eq__,
+        "!=": column.__ne__,
+        "<": column.__lt__,
+        "<=": column.__le__,
+        ">": column.__gt__,
+        ">=": column.__ge__,
+    }
+    return operators[op](value)  # type: ignore[no-any-return]
+
+
+def _compile_comparison(cmp: Comparison) -> ColumnElement[bool]:
+    field = cmp.field
+    if field.kind == "attribute":
+        value: Any = cmp.value
+        if field.key in TIME_ATTRIBUTES:
+            value = (
+                tuple(_as_time(v) for v in value) if isinstance(value, tuple) else _as_time(value)
+            )
+        return _compare(store.runs.c[field.key], cmp.op, value)
+    table = {"metric": store.latest_metrics, "param": store.params, "tag": store.tags}[field.kind]
+    return exists().where(
+        table.c.run_id == store.runs.c.id,
+        table.c.key == field.key,
+        _compare(table.c.value, cmp.op, cmp.value),
+    )
+
+
+def _as_time(value: Any) -> datetime:
+    """Numbers are epoch milliseconds (as in MLflow); text is an ISO 8601 timestamp."""
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value / 1000, UTC)
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise InvalidInput(
+            f"not a time: {value!r}",
+            {"field": "filter", "token": str(value), "fix": "use ISO 8601 or epoch ms"},
+        ) from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _apply_order(query: Select[Any], order: list[OrderKey]) -> Select[Any]:
+    clauses: list[Any] = []
+    for index, key in enumerate(order):
+        column = _order_column(key.field, index)
+        if key.field.kind != "attribute":
+            table = column.table
+            query = query.outerjoin(
+                table,
+                and_(table.c.run_id == store.runs.c.id, table.c.key == key.field.key),
+            )
+        clauses.append((column.desc() if key.descending else column.asc()).nulls_last())
+    clauses += [store.runs.c.start_time.desc(), store.runs.c.id]
+    return query.order_by(*clauses)
+
+
+def _order_column(field: Field, index: int) -> Any:
+    if field.kind == "attribute":
+        return store.runs.c[field.key]
+    table = {"metric": store.latest_metrics, "param": store.params, "tag": store.tags}[field.kind]
+    return table.alias(f"order_{index}").c.value
+
+
+def _encode_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def _decode_token(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
+        if not isinstance(offset, int) or offset < 0:
+            raise ValueError(offset)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput(
+            "malformed page token",
+            {"field": "page_token", "fix": "pass next_page_token of the previous page as is"},
+        ) from exc
+    return offset
+
+
+# artifact files (shared with the remote client) ---------------------------------------
+
+
+def artifact_files(local_path: str | Path, artifact_path: str | None) -> list[tuple[Path, str]]:
+    """(file, artifact path) pairs of a file or of every file under a folder."""
+    source = Path(local_path)
+    if not source.exists():
+        raise NotFound(
+            f"no file or folder at {source}",
+            {"field": "local_path", "file": str(source), "fix": "check the path"},
+        )
+    base = artifact_path.strip("/") if artifact_path else ""
+    if source.is_file():
+        target = f"{base}/{source.name}" if base else source.name
+        return [(source, check_artifact_path(target))]
+    pairs = []
+    for file in sorted(p for p in source.rglob("*") if p.is_file()):
+        rel = file.relative_to(source).as_posix()
+        pairs.append((file, check_artifact_path(f"{base}/{rel}" if base else rel)))
+    return pairs
+
+
+def select_artifacts(listed: list[Artifact], path: str, run_id: str) -> list[Artifact]:
+    folder = path.rstrip("/") + "/"
+    matches = [a for a in listed if a.path == path or a.path.startswith(folder) or not path]
+    if not matches:
+        raise NotFound(
+            f"run {run_id} has no artifact at {path!r}",
+            {"field": "path", "fix": f"list them with `meshops runs show {run_id}`"},
+        )
+    return matches
+
+
+def write_artifacts(matches: list[Artifact], path: str, dest: str | Path, read: Any) -> Path:
+    """Write artifacts under `dest`, keeping paths relative to the requested folder."""
+    target = Path(dest)
+    if len(matches) == 1 and matches[0].path == path:
+        target.mkdir(parents=True, exist_ok=True)
+        out = target / Path(path).name
+        out.write_bytes(read(matches[0].digest))
+        return out
+    root = target / Path(path.rstrip("/")).name if path else target
+    for artifact in matches:
+        rel = artifact.path[len(path.rstrip("/")) + 1 :] if path else artifact.path
+        out = root / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(read(artifact.digest))
+    return root
