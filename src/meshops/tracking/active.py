@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -45,8 +46,8 @@ class MetricBuffer:
     ) -> None:
         self._send = send
         self.max_rows = max_rows
-        self._rows: list[MetricRow] = []
-        self._lock = threading.Lock()  # guards the swap of `_rows`
+        # deque.append and popleft are atomic, so adding needs no lock (the hot path).
+        self.rows: deque[MetricRow] = deque()
         self._send_lock = threading.Lock()  # one sender at a time keeps batches in order
         self._error: BaseException | None = None
         self._wake = threading.Event()
@@ -56,11 +57,13 @@ class MetricBuffer:
         self._closed = False
 
     def add(self, row: MetricRow) -> None:
-        with self._lock:
-            self._rows.append(row)
-            size = len(self._rows)
-        if size < self.max_rows:
-            return
+        self.rows.append(row)
+        if len(self.rows) >= self.max_rows:
+            self.full()
+
+    def full(self) -> None:
+        """Called by adders when the buffer reached `max_rows`."""
+        size = len(self.rows)
         if not self._background:
             self.flush()
         elif size >= 4 * self.max_rows:
@@ -69,17 +72,8 @@ class MetricBuffer:
             self._ensure_thread()
             self._wake.set()
 
-    def add_many(self, rows: Sequence[MetricRow]) -> None:
-        with self._lock:
-            self._rows.extend(rows)
-            size = len(self._rows)
-        if size >= self.max_rows:
-            self.flush()
-        elif self._background:
-            self._ensure_thread()
-
     def pending(self) -> int:
-        return len(self._rows)
+        return len(self.rows)
 
     def flush(self) -> None:
         """Send everything added so far; raises the first error a background send hit."""
@@ -90,13 +84,10 @@ class MetricBuffer:
 
     def _drain(self) -> None:
         with self._send_lock:
-            while True:
-                with self._lock:
-                    rows, self._rows = self._rows, []
-                if not rows:
-                    return
-                for start in range(0, len(rows), self.max_rows):
-                    self._send(rows[start : start + self.max_rows])
+            pop = self.rows.popleft
+            while self.rows:
+                count = min(len(self.rows), self.max_rows)
+                self._send([pop() for _ in range(count)])
 
     def _ensure_thread(self) -> None:
         if self._thread is None and not self._closed:
@@ -128,8 +119,9 @@ class ActiveRun:
         self.run = run
         self.id = run.id
         self._buffer = buffer
-        self._add = buffer.add
-        self._valid_keys: set[str] = set()
+        self._rows = buffer.rows
+        self._max_rows = buffer.max_rows
+        self._valid_keys: set[str] = set()  # emptied when the run ends
         self._ended = False
 
     @property
@@ -148,13 +140,12 @@ class ActiveRun:
     ) -> None:
         if key not in self._valid_keys:
             self._check_running()
-            check_key(key, "metric")
-            self._valid_keys.add(key)
-        elif self._ended:
-            self._check_running()
-        self._add(
-            (self.id, key, float(value), int(step), time.time() if timestamp is None else timestamp)
-        )
+            self._valid_keys.add(check_key(key, "metric"))
+        rows = self._rows
+        ts = time.time() if timestamp is None else timestamp
+        rows.append((self.id, key, float(value), int(step), ts))
+        if len(rows) >= self._max_rows:
+            self._buffer.full()
 
     def log_metrics(
         self, metrics: dict[str, float], step: int = 0, timestamp: float | None = None
@@ -203,6 +194,7 @@ class ActiveRun:
             self._buffer.flush()
         finally:
             self._ended = True
+            self._valid_keys.clear()
             self.run = self.tracking.end_run(self.id, str(status), error)
         return self.run
 

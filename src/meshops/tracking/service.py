@@ -58,7 +58,6 @@ from meshops.tracking.search import (
     parse_filter,
     parse_order_by,
 )
-from meshops.tracking.store import MetricRow
 
 DEFAULT_EXPERIMENT = "default"
 MAX_RESULTS_LIMIT = 50_000
@@ -249,30 +248,23 @@ class TrackingService:
     def log_metric_rows(self, rows: Sequence[Sequence[Any]]) -> None:
         """Append (run_id, key, value, step, timestamp) rows in one transaction."""
         self.ctx.authorize("tracking.write")
-        clean = _clean_metric_rows(rows)
-        if not clean:
+        if not rows:
             return
-        run_ids = {row[0] for row in clean}
+        batch = _check_metric_rows(rows)
         with self.ctx.db.begin() as conn:
-            for run_id in run_ids:
+            for run_id in batch.run_ids:
                 _running_row(conn, run_id)
-            store.insert_metric_rows(conn, clean)
-            store.update_latest_metrics(conn, clean)
+            store.insert_metric_columns(conn, batch)
 
     def metric_history(self, run_id: str, key: str) -> list[Metric]:
         self.ctx.authorize("tracking.read")
-        m = store.metrics.c
         with self.ctx.db.read() as conn:
             _run_row(conn, run_id)
-            rows = conn.execute(
-                select(m.key, m.value, m.step, m.timestamp)
-                .where(m.run_id == run_id, m.key == key)
-                .order_by(m.step, m.timestamp, m.id)
-            )
-            return [
-                Metric(key=k, value=math.nan if v is None else v, step=s, timestamp=t)
-                for k, v, s, t in rows
-            ]
+            values, steps, stamps = store.metric_history(conn, run_id, key)
+        return [
+            Metric(key=key, value=v, step=s, timestamp=t)
+            for v, s, t in zip(values.tolist(), steps.tolist(), stamps.tolist(), strict=True)
+        ]
 
     # artifacts and inputs ----------------------------------------------------------
     def log_artifact(
@@ -408,20 +400,20 @@ def _check_status(status: str) -> RunStatus:
     return final
 
 
-def _clean_metric_rows(rows: Sequence[Sequence[Any]]) -> list[MetricRow]:
-    """Checks every row once; keys are checked once per distinct key."""
+def _check_metric_rows(rows: Sequence[Sequence[Any]]) -> store.MetricColumns:
+    """Checks every row (vectorised); keys and run ids once per distinct value."""
     try:
-        clean = [(r[0], r[1], float(r[2]), int(r[3]), float(r[4])) for r in rows]
-    except (TypeError, ValueError, IndexError, OverflowError) as exc:
+        batch = store.to_columns(rows)
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidInput(
             f"metric rows are (run_id, key, value, step, timestamp) with numbers: {exc}",
             {"field": "metrics", "fix": "send numeric value, integer step and epoch seconds"},
         ) from exc
-    for key in {r[1] for r in clean}:
+    for key in batch.keys:
         check_key(key, "metric")
-    if any(not isinstance(r[0], str) for r in clean):
+    if any(not isinstance(run_id, str) for run_id in batch.run_ids):
         raise InvalidInput("metric rows need a run_id string", {"field": "run_id"})
-    return clean
+    return batch
 
 
 def _experiment_not_found(name_or_id: str) -> NotFound:
