@@ -20,6 +20,7 @@ from meshops.kernel.config import Settings, load_settings
 from meshops.kernel.home import Context, Home
 from meshops.kernel.http import HttpTransport
 from meshops.kernel.lineage import LineageService, RemoteLineage
+from meshops.mesh.interface import Mesh
 from meshops.registry.interface import Registry
 from meshops.tracking.interface import Tracking
 
@@ -46,6 +47,9 @@ class Platform:
             ctx = home.context(actor)
             self.context: Context | None = ctx
             self.lineage: LineageService | RemoteLineage = LineageService(ctx)
+            from meshops.mesh.service import MeshService
+
+            self.mesh: Mesh = MeshService(ctx)
             from meshops.tracking.service import TrackingService
 
             self.tracking: Tracking = TrackingService(ctx)
@@ -55,6 +59,9 @@ class Platform:
         elif http is not None:
             self.context = None
             self.lineage = RemoteLineage(http)
+            from meshops.mesh.remote import RemoteMesh
+
+            self.mesh = RemoteMesh(http)
             from meshops.tracking.remote import RemoteTracking
 
             self.tracking = RemoteTracking(http)

@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 import meshops
 from meshops.api.routers import lineage
+from meshops.api.routers import mesh as mesh_router
 from meshops.api.routers import registry as registry_router
 from meshops.api.routers import tracking as tracking_router
 from meshops.kernel import schema
@@ -37,6 +38,8 @@ def create_app(home: Home, authenticate: Authenticate = local_user) -> FastAPI:
     _install_error_handlers(app)
     _install_health(app)
     app.include_router(lineage.router)
+    app.include_router(mesh_router.router)
+    app.include_router(mesh_router.catalog_router)
     app.include_router(registry_router.router)
     app.include_router(tracking_router.router)
     return app
