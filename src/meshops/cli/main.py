@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from meshops.cli import models as models_cli
 from meshops.cli.output import JSON_HELP, err_console, print_json, print_table
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ db_app = typer.Typer(help="Metadata database schema.", no_args_is_help=True)
 lineage_app = typer.Typer(help="The lineage graph.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(lineage_app, name="lineage")
+app.add_typer(models_cli.app, name="models")
 
 
 @app.command()

@@ -1,0 +1,175 @@
+"""`meshops models ...`: registered models, versions and aliases (through the SDK)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from meshops.cli.output import JSON_HELP, print_json, print_table
+
+app = typer.Typer(help="The model registry: models, versions and aliases.", no_args_is_help=True)
+alias_app = typer.Typer(help="Aliases such as champion and challenger.", no_args_is_help=True)
+app.add_typer(alias_app, name="alias")
+
+JsonOut = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+
+
+@app.command("list")
+def list_models(
+    domain: Annotated[str | None, typer.Option(help="Only models of this domain.")] = None,
+    json_out: JsonOut = False,
+) -> None:
+    """List registered models with their latest version and aliases."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        models = platform.registry.list_models(domain)
+    if json_out:
+        print_json(models)
+        return
+    rows = [
+        [
+            m.name,
+            m.latest_version,
+            ", ".join(f"{a}→{v}" for a, v in m.aliases.items()),
+            m.domain,
+            m.description,
+            m.updated_at,
+        ]
+        for m in models
+    ]
+    print_table("models", ["name", "latest", "aliases", "domain", "description", "updated"], rows)
+
+
+@app.command("show")
+def show(
+    name: str,
+    version: Annotated[
+        int | None, typer.Option(help="Show this version in detail instead of all versions.")
+    ] = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Show a model and its versions, or one version with its signature and files."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        if version is not None:
+            detail = platform.registry.get_version(name, version)
+            if json_out:
+                print_json(detail)
+                return
+            _print_version(detail)
+            return
+        model = platform.registry.get_model(name)
+        versions = platform.registry.list_versions(name)
+    if json_out:
+        print_json({"model": model, "versions": versions})
+        return
+    print_table(
+        f"model {model.name}",
+        ["description", "owner", "domain", "tags", "created by", "created"],
+        [
+            [
+                model.description,
+                model.owner,
+                model.domain,
+                model.tags,
+                model.created_by,
+                model.created_at,
+            ]
+        ],
+    )
+    print_table(
+        "versions",
+        ["version", "flavor", "status", "aliases", "run", "metrics", "created by", "created"],
+        [
+            [
+                v.version,
+                v.flavor,
+                v.status.value,
+                ", ".join(v.aliases),
+                v.run_id,
+                ", ".join(f"{k}={val:.4g}" for k, val in sorted(v.metrics.items())),
+                v.created_by,
+                v.created_at,
+            ]
+            for v in versions
+        ],
+    )
+
+
+def _print_version(v: object) -> None:
+    from meshops.registry.models import ModelVersion
+
+    assert isinstance(v, ModelVersion)
+    print_table(
+        f"{v.uri}",
+        ["flavor", "status", "aliases", "run", "created by", "created", "description"],
+        [
+            [
+                v.flavor,
+                v.status.value,
+                ", ".join(v.aliases),
+                v.run_id,
+                v.created_by,
+                v.created_at,
+                v.description,
+            ]
+        ],
+    )
+    if v.signature is not None:
+        print_table(
+            f"signature ({v.signature.kind})",
+            ["direction", "name", "type", "shape"],
+            [["input", c.name, c.type, c.shape] for c in v.signature.inputs]
+            + [["output", c.name, c.type, c.shape] for c in v.signature.outputs],
+        )
+    print_table("files", ["path", "size", "digest"], [[f.path, f.size, f.digest] for f in v.files])
+    if v.metrics:
+        print_table("metrics", ["metric", "value"], sorted(v.metrics.items()))
+
+
+@alias_app.command("set")
+def alias_set(
+    name: str,
+    alias: str,
+    version: int,
+    reason: Annotated[str, typer.Option(help="Why the alias moves (kept in history).")] = "",
+    json_out: JsonOut = False,
+) -> None:
+    """Point ALIAS of model NAME at VERSION."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        move = platform.registry.set_alias(name, alias, version, reason)
+    if json_out:
+        print_json(move)
+        return
+    print_table(
+        "alias moved",
+        ["model", "alias", "from", "to", "by", "at"],
+        [[move.name, move.alias, move.from_version, move.to_version, move.actor, move.at]],
+    )
+
+
+@alias_app.command("history")
+def alias_history(
+    name: str,
+    alias: Annotated[str | None, typer.Argument(help="Only this alias.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many moves.")] = 100,
+    json_out: JsonOut = False,
+) -> None:
+    """Every move of the aliases of model NAME, newest first."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        moves = platform.registry.alias_history(name, alias, limit)
+    if json_out:
+        print_json(moves)
+        return
+    print_table(
+        f"alias history of {name}",
+        ["at", "alias", "from", "to", "by", "reason"],
+        [[m.at, m.alias, m.from_version, m.to_version, m.actor, m.reason] for m in moves],
+    )

@@ -1,0 +1,89 @@
+"""ONNX models run with onnxruntime. Accepts an `onnx.ModelProto` (or its bytes); a
+scikit-learn estimator logged with flavor='onnx' is converted with skl2onnx."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from meshops.kernel.errors import InvalidInput
+from meshops.registry.flavors.base import Predictor, loaded_module
+from meshops.registry.models import Signature
+
+FILE = "model.onnx"
+
+_ORT_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(bool)": np.bool_,
+}
+
+
+class OnnxFlavor:
+    name = "onnx"
+
+    def detect(self, model: object) -> bool:
+        onnx = loaded_module("onnx")
+        return onnx is not None and isinstance(model, onnx.ModelProto)
+
+    def matches_files(self, paths: list[str]) -> bool:
+        return any(p.endswith(".onnx") for p in paths)
+
+    def save(self, model: Any, directory: Path, options: dict[str, Any]) -> None:
+        (directory / FILE).write_bytes(self._to_bytes(model, options))
+
+    def _to_bytes(self, model: Any, options: dict[str, Any]) -> bytes:
+        if isinstance(model, bytes):
+            return model
+        if self.detect(model):
+            return bytes(model.SerializeToString())
+        sklearn_base = loaded_module("sklearn.base")
+        if sklearn_base is not None and isinstance(model, sklearn_base.BaseEstimator):
+            return _convert_sklearn(model, options)
+        raise InvalidInput(
+            f"the onnx flavor cannot save a {type(model).__name__}",
+            {"field": "model", "fix": "pass an onnx.ModelProto, its bytes, or an sklearn model"},
+        )
+
+    def load(self, directory: Path, options: dict[str, Any]) -> Any:
+        import onnxruntime
+
+        found = sorted(directory.rglob("*.onnx"))
+        if not found:
+            raise FileNotFoundError(f"no .onnx file in {directory}")
+        opts = onnxruntime.SessionOptions()
+        # One intra-op thread: serving runs many small requests in parallel.
+        opts.intra_op_num_threads = int(options.get("threads", 1))
+        return onnxruntime.InferenceSession(
+            str(found[0]), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+
+    def predictor(self, raw: Any, signature: Signature | None = None) -> Predictor:
+        first_input = raw.get_inputs()[0]
+        input_name = first_input.name
+        dtype = _ORT_TYPES.get(first_input.type, np.float32)
+        output_name = raw.get_outputs()[0].name
+
+        def call(data: Any) -> Any:
+            array: np.ndarray = np.asarray(data, dtype=dtype)
+            return raw.run([output_name], {input_name: array})[0]
+
+        return Predictor(raw=raw, call=call, wants="array")
+
+
+def _convert_sklearn(model: Any, options: dict[str, Any]) -> bytes:
+    from skl2onnx import to_onnx
+
+    example = options.get("input_example")
+    if example is None:
+        raise InvalidInput(
+            "converting a scikit-learn model to ONNX needs an input example",
+            {"field": "input_example", "fix": "pass input_example=X[:5] (a numeric array)"},
+        )
+    array = np.asarray(example.to_numpy() if hasattr(example, "to_numpy") else example)
+    proto = to_onnx(model, array.astype(np.float32), target_opset=options.get("opset"))
+    return bytes(proto.SerializeToString())

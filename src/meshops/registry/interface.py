@@ -1,0 +1,136 @@
+"""The registry API, identical over both transports (`RegistryService` in-process and
+`RemoteRegistry` over HTTP both satisfy this Protocol; mypy checks it in `client.py`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from meshops.registry.models import (
+    AliasMove,
+    ModelFile,
+    ModelVersion,
+    RegisteredModel,
+    Signature,
+    VersionStatus,
+)
+
+if TYPE_CHECKING:  # loading pulls in numpy; the SDK imports this module at start
+    from meshops.registry.loaded import LoadedModel
+
+
+class Registry(Protocol):
+    def create_model(
+        self,
+        name: str,
+        description: str = "",
+        tags: dict[str, str] | None = None,
+        owner: str | None = None,
+        domain: str | None = None,
+    ) -> RegisteredModel: ...
+
+    def get_model(self, name: str) -> RegisteredModel: ...
+
+    def list_models(self, domain: str | None = None) -> list[RegisteredModel]: ...
+
+    def update_model(
+        self,
+        name: str,
+        description: str | None = None,
+        tags: dict[str, str] | None = None,
+        owner: str | None = None,
+        domain: str | None = None,
+    ) -> RegisteredModel: ...
+
+    def log_model(
+        self,
+        name: str,
+        model: Any,
+        *,
+        flavor: str | None = None,
+        input_example: Any = None,
+        signature: Signature | None = None,
+        run_id: str | None = None,
+        metrics: dict[str, float] | None = None,
+        description: str = "",
+        tags: dict[str, str] | None = None,
+        flavor_options: dict[str, Any] | None = None,
+    ) -> ModelVersion:
+        """Save an in-memory model through its flavor (detected unless given) and register
+        it as the next version of `name` (the model is created on first use). With
+        `run_id`, the run's latest metrics (then `metrics`) and input datasets are copied and
+        lineage edges run -> version and dataset -> version are recorded."""
+        ...
+
+    def create_version(
+        self,
+        name: str,
+        *,
+        run_id: str,
+        artifact_path: str,
+        flavor: str | None = None,
+        signature: Signature | None = None,
+        metrics: dict[str, float] | None = None,
+        description: str = "",
+        tags: dict[str, str] | None = None,
+    ) -> ModelVersion:
+        """Register the files a run logged under `artifact_path` (referenced by digest)."""
+        ...
+
+    def upload_file(self, data: bytes) -> str:
+        """Put model file bytes into the blob store; returns the sha256 digest."""
+        ...
+
+    def register_files(
+        self,
+        name: str,
+        files: list[ModelFile],
+        flavor: str,
+        *,
+        signature: Signature | None = None,
+        run_id: str | None = None,
+        metrics: dict[str, float] | None = None,
+        description: str = "",
+        tags: dict[str, str] | None = None,
+    ) -> ModelVersion:
+        """Register files already in the blob store (what `log_model` does after saving)."""
+        ...
+
+    def get_version(self, name: str, version: int) -> ModelVersion: ...
+
+    def list_versions(self, name: str) -> list[ModelVersion]: ...
+
+    def update_version(
+        self,
+        name: str,
+        version: int,
+        description: str | None = None,
+        tags: dict[str, str] | None = None,
+        status: VersionStatus | None = None,
+    ) -> ModelVersion: ...
+
+    def set_model_card(self, name: str, version: int, markdown: str) -> None: ...
+
+    def get_model_card(self, name: str, version: int) -> str: ...
+
+    def resolve(self, uri: str) -> ModelVersion:
+        """`models:/name/3`, `models:/name@champion` or `models:/name/latest`."""
+        ...
+
+    def set_alias(self, name: str, alias: str, version: int, reason: str = "") -> AliasMove:
+        """Point `alias` at `version` (the promotion gate, if configured, decides first)."""
+        ...
+
+    def delete_alias(self, name: str, alias: str, reason: str = "") -> AliasMove: ...
+
+    def alias_history(
+        self, name: str, alias: str | None = None, limit: int = 100
+    ) -> list[AliasMove]: ...
+
+    def read_file(self, name: str, version: int, path: str) -> bytes: ...
+
+    def load_model(
+        self, uri: str, trust: bool = False, trusted_types: list[str] | None = None
+    ) -> LoadedModel:
+        """Load into this process. `trust=True` is needed for pickled Python models;
+        `trusted_types` extends the scikit-learn/NumPy/SciPy allow-list for skops files."""
+        ...

@@ -1,0 +1,116 @@
+"""Packaging an in-memory model into files, and loading files back as a `LoadedModel`.
+
+Both transports share this: the embedded service writes the files into the blob store
+directly, the remote client uploads them; loading always happens in the caller's
+process from a local folder of the version's files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from meshops.kernel.errors import InvalidInput, MeshopsError
+from meshops.registry.flavors import Flavor, detect_flavor, get_flavor
+from meshops.registry.models import ModelFile, ModelVersion, Signature, check_relative
+from meshops.registry.signature import InputAdapter, infer_signature
+
+
+class LoadedModel:
+    """A registered model ready to call. `predict` enforces the signature: a missing
+    column or a value of the wrong type raises InvalidInput naming the column."""
+
+    __slots__ = ("_adapter", "_call", "raw", "signature", "version")
+
+    def __init__(self, version: ModelVersion, raw: Any, flavor: Flavor) -> None:
+        predictor = flavor.predictor(raw, version.signature)
+        self.version = version
+        self.raw = raw
+        self.signature = version.signature
+        self._call = predictor.call
+        self._adapter = (
+            InputAdapter(version.signature, predictor.wants) if version.signature else None
+        )
+
+    @property
+    def name(self) -> str:
+        return self.version.name
+
+    @property
+    def flavor(self) -> str:
+        return self.version.flavor
+
+    @property
+    def uri(self) -> str:
+        return self.version.uri
+
+    def predict(self, data: Any) -> Any:
+        if self._adapter is not None:
+            data = self._adapter(data)
+        return self._call(data)
+
+    def __repr__(self) -> str:
+        return f"LoadedModel({self.uri!r}, flavor={self.flavor!r})"
+
+
+def package_model(
+    model: Any,
+    directory: Path,
+    *,
+    flavor: str | None = None,
+    input_example: Any = None,
+    signature: Signature | None = None,
+    options: dict[str, Any] | None = None,
+) -> tuple[str, Signature | None]:
+    """Save `model` through its flavor into `directory`; infer its signature from the
+    example (outputs by calling the model on it). Returns (flavor name, signature)."""
+    chosen = get_flavor(flavor) if flavor else detect_flavor(model)
+    opts = dict(options or {})
+    if input_example is not None:
+        opts.setdefault("input_example", input_example)
+    chosen.save(model, directory, opts)
+    if signature is not None or input_example is None:
+        return chosen.name, signature
+    # ONNX runs from its serialized form; every other flavor can run the object itself.
+    live = chosen.load(directory, {}) if chosen.name == "onnx" else model
+    predictor = chosen.predictor(live)
+    try:
+        inferred = infer_signature(input_example, predictor.call, predictor.wants)
+    except InvalidInput:
+        raise
+    except Exception as exc:
+        raise InvalidInput(
+            f"the model failed on its input example: {type(exc).__name__}: {exc}",
+            {"field": "input_example", "fix": "pass an example the model can predict on"},
+        ) from exc
+    return chosen.name, inferred
+
+
+def target_path(root: Path, relative: str) -> Path:
+    """Where a version's file goes inside a local folder (never outside it)."""
+    check_relative(relative)
+    target = root / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def materialize(root: Path, file: ModelFile, data: bytes) -> None:
+    """Write downloaded bytes after checking they are the registered content."""
+    if hashlib.sha256(data).hexdigest() != file.digest:
+        raise MeshopsError(
+            f"downloaded {file.path} does not match its digest {file.digest}",
+            {"fix": "retry; if it persists the blob store is corrupt"},
+        )
+    target_path(root, file.path).write_bytes(data)
+
+
+def load_directory(
+    version: ModelVersion,
+    directory: Path,
+    trust: bool = False,
+    trusted_types: list[str] | None = None,
+) -> LoadedModel:
+    flavor = get_flavor(version.flavor)
+    raw = flavor.load(directory, {"trust": trust, "trusted_types": trusted_types or []})
+    return LoadedModel(version, raw, flavor)

@@ -1,0 +1,661 @@
+"""Registry use cases: one transaction each, authorised and audited inside.
+
+Model files are written to the blob store before the transaction that registers the
+version (content-addressed, so an aborted registration leaves only unreferenced blobs).
+Runs are read through the tracking area's service, never its tables.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy import Connection
+
+from meshops.kernel import lineage, outbox
+from meshops.kernel.db import insert_ignoring_conflicts, utcnow
+from meshops.kernel.errors import Conflict, InvalidInput, NotFound
+from meshops.kernel.home import Context
+from meshops.kernel.plugins import load_object
+from meshops.kernel.urn import model_version_urn, run_urn
+from meshops.registry import store
+from meshops.registry.models import (
+    MAX_DESCRIPTION,
+    MAX_MODEL_CARD,
+    AliasMove,
+    DatasetRef,
+    ModelFile,
+    ModelRef,
+    ModelVersion,
+    RegisteredModel,
+    Signature,
+    VersionStatus,
+    check_alias,
+    check_metrics,
+    check_model_name,
+    check_relative,
+    check_tags,
+    check_text,
+    check_version,
+    parse_model_uri,
+)
+
+if TYPE_CHECKING:
+    from meshops.registry.loaded import LoadedModel
+    from meshops.tracking.interface import Tracking
+    from meshops.tracking.models import Run
+
+MAX_FILES = 10_000
+
+
+class PromotionGate(Protocol):
+    """Asked before an alias moves; raises PolicyViolation to refuse. The governance area
+    answers it with `model.promote` policies, named in `meshops.toml`:
+    `[registry] promotion_gate = "package.module:Class"` (constructed with the Home)."""
+
+    def check(
+        self, ctx: Context, version: ModelVersion, alias: str, current: int | None
+    ) -> None: ...
+
+
+class OpenGate:
+    """No gate configured: every alias move the actor is authorised for goes ahead."""
+
+    def check(self, ctx: Context, version: ModelVersion, alias: str, current: int | None) -> None:
+        return None
+
+
+def configured_gate(ctx: Context) -> PromotionGate:
+    path = ctx.home.settings.section("registry").get("promotion_gate")
+    if not path:
+        return OpenGate()
+    gate: PromotionGate = load_object(str(path))(ctx.home)
+    return gate
+
+
+class RegistryService:
+    def __init__(self, ctx: Context, gate: PromotionGate | None = None) -> None:
+        self.ctx = ctx
+        self.gate = gate or configured_gate(ctx)
+
+    # --- registered models --------------------------------------------------------
+
+    def create_model(
+        self,
+        name: str,
+        description: str = "",
+        tags: dict[str, str] | None = None,
+        owner: str | None = None,
+        domain: str | None = None,
+    ) -> RegisteredModel:
+        check_model_name(name)
+        self.ctx.authorize("registry.write", domain)
+        values = self._new_model_values(name, description, tags, owner=owner, domain=domain)
+        with self.ctx.db.begin() as conn:
+            if store.get_model_row(conn, name) is not None:
+                raise Conflict(
+                    f"model {name!r} already exists",
+                    {"field": "name", "fix": "pick another name or register a new version"},
+                )
+            store.insert_model(conn, values)
+            self.ctx.audit(conn, "registry.create_model", _model_urn(name), after=values)
+            return store.load_model(conn, store.get_model_row(conn, name))
+
+    def get_model(self, name: str) -> RegisteredModel:
+        self.ctx.authorize("registry.read")
+        with self.ctx.db.read() as conn:
+            return store.load_model(conn, _model_row(conn, name))
+
+    def list_models(self, domain: str | None = None) -> list[RegisteredModel]:
+        self.ctx.authorize("registry.read", domain)
+        with self.ctx.db.read() as conn:
+            return store.list_models(conn, domain)
+
+    def update_model(
+        self,
+        name: str,
+        description: str | None = None,
+        tags: dict[str, str] | None = None,
+        owner: str | None = None,
+        domain: str | None = None,
+    ) -> RegisteredModel:
+        values: dict[str, Any] = {}
+        if description is not None:
+            values["description"] = check_text(description, "description", MAX_DESCRIPTION)
+        if tags is not None:
+            values["tags"] = check_tags(tags)
+        if owner is not None:
+            values["owner"] = owner
+        if domain is not None:
+            values["domain"] = domain
+        with self.ctx.db.begin() as conn:
+            row = _model_row(conn, name)
+            self.ctx.authorize("registry.write", row["domain"])
+            if values:
+                values["updated_at"] = utcnow()
+                store.update_model(conn, name, values)
+                self.ctx.audit(
+                    conn,
+                    "registry.update_model",
+                    _model_urn(name),
+                    before=_jsonable(row, values),
+                    after=values,
+                )
+            return store.load_model(conn, _model_row(conn, name))
+
+    # --- versions -----------------------------------------------------------------
+
+    def log_model(
+        self,
+        name: str,
+        model: Any,
+        *,
+        flavor: str | None = None,
+        input_example: Any = None,
+        signature: Signature | None = None,
+        run_id: str | None = None,
+        metrics: dict[str, float] | None = None,
+        description: str = "",
+        tags: dict[str, str] | None = None,
+        flavor_options: dict[str, Any] | None = None,
+    ) -> ModelVersion:
+        from meshops.registry.loaded import package_model
+
+        check_model_name(name)
+        self.ctx.authorize("registry.write", self._domain_of(name))
+        with tempfile.TemporaryDirectory(prefix="meshops-model-") as tmp:
+            flavor_name, inferred = package_model(
+                model,
+                Path(tmp),
+                flavor=flavor,
+                input_example=input_example,
+                signature=signature,
+                options=flavor_options,
+            )
+            files = [
+                ModelFile(path=rel, digest=self.ctx.blobs.put_file(path), size=size)
+                for rel, path, size in _walk(Path(tmp))
+            ]
+        return self.register_files(
+            name,
+            files,
+            flavor_name,
+            signature=inferred,
+            run_id=run_id,
+            metrics=metrics,
+            description=description,
+            tags=tags,
+        )
+
+    def create_version(
+        self,
+        name: str,
+        *,
+        run_id: str,
+        artifact_path: str,
+        flavor: str | None = None,
+        signature: Signature | None = None,
+        metrics: dict[str, float] | None = None,
+        description: str = "",
+        tags: dict[str, str] | None = None,
+    ) -> ModelVersion:
+        from meshops.registry.flavors import flavor_from_files, get_flavor
+
+        check_model_name(name)
+        self.ctx.authorize("registry.write", self._domain_of(name))
+        prefix = artifact_path.strip("/")
+        files = [
+            ModelFile(path=rel, digest=a.digest, size=a.size)
+            for a in self._tracking().list_artifacts(run_id, prefix)
+            if (rel := _relative_to(a.path, prefix)) is not None
+        ]
+        if not files:
+            raise NotFound(
+                f"run {run_id} has no artifacts under {artifact_path!r}",
+                {"field": "artifact_path", "fix": "log the model folder with log_artifact first"},
+            )
+        chosen = get_flavor(flavor) if flavor else flavor_from_files([f.path for f in files])
+        return self.register_files(
+            name,
+            files,
+            chosen.name,
+            signature=signature,
+            run_id=run_id,
+            metrics=metrics,
+            description=description,
+            tags=tags,
+        )
+
+    def upload_file(self, data: bytes) -> str:
+        self.ctx.authorize("registry.write")
+        return self.ctx.blobs.put_bytes(data)
+
+    def register_files(
+        self,
+        name: str,
+        files: list[ModelFile],
+        flavor: str,
+        *,
+        signature: Signature | None = None,
+        run_id: str | None = None,
+        metrics: dict[str, float] | None = None,
+        description: str = "",
+        tags: dict[str, str] | None = None,
+    ) -> ModelVersion:
+        from meshops.registry.flavors import get_flavor
+
+        check_model_name(name)
+        get_flavor(flavor)
+        self.ctx.authorize("registry.write", self._domain_of(name))
+        self._check_files(files)
+        check_text(description, "description", MAX_DESCRIPTION)
+        clean_tags = check_tags(tags)
+        explicit = check_metrics(metrics)
+        run = self._tracking().get_run(run_id) if run_id else None
+        merged = {**_finite(run.metrics if run else {}), **explicit}
+        inputs = [DatasetRef(urn=i.urn, digest=i.digest) for i in (run.inputs if run else [])]
+        with self.ctx.db.begin() as conn:
+            now = utcnow()
+            insert_ignoring_conflicts(
+                conn,
+                store.registered_models,
+                [self._new_model_values(name, "", None, owner=None, domain=None, now=now)],
+                ["name"],
+            )
+            store.get_model_row(conn, name, lock=True)
+            version = store.next_version(conn, name)
+            values = {
+                "model_name": name,
+                "version": version,
+                "flavor": flavor,
+                "signature": signature.model_dump(mode="json") if signature else None,
+                "files": [f.model_dump() for f in files],
+                "metrics": merged,
+                "run_id": run.id if run else None,
+                "input_datasets": [d.model_dump() for d in inputs],
+                "status": VersionStatus.READY.value,
+                "created_by": self.ctx.actor.name,
+                "created_at": now,
+                "tags": clean_tags,
+                "description": description,
+                "model_card": "",
+            }
+            store.insert_version(conn, values)
+            created = store.to_version(values, [])
+            self._record_registration(conn, created, run)
+            return created
+
+    def _record_registration(
+        self, conn: Connection, version: ModelVersion, run: Run | None
+    ) -> None:
+        urn = version.urn
+        edges = [(d.urn, urn, "trained_on") for d in version.input_datasets]
+        if run is not None:
+            edges.insert(0, (run_urn(run.id), urn, "produced"))
+        if edges:
+            lineage.add_edges(conn, edges)
+        summary = {
+            "name": version.name,
+            "version": version.version,
+            "flavor": version.flavor,
+            "run_id": version.run_id,
+            "files": [f.digest for f in version.files],
+        }
+        self.ctx.audit(conn, "registry.register_version", urn, after=summary)
+        outbox.emit(conn, outbox.MODEL_VERSION_REGISTERED, urn, summary, self.ctx.actor.name)
+
+    def get_version(self, name: str, version: int) -> ModelVersion:
+        self.ctx.authorize("registry.read")
+        with self.ctx.db.read() as conn:
+            return store.version_with_aliases(conn, _version_row(conn, name, version))
+
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        self.ctx.authorize("registry.read")
+        with self.ctx.db.read() as conn:
+            _model_row(conn, name)
+            return store.list_versions(conn, name)
+
+    def update_version(
+        self,
+        name: str,
+        version: int,
+        description: str | None = None,
+        tags: dict[str, str] | None = None,
+        status: VersionStatus | None = None,
+    ) -> ModelVersion:
+        values: dict[str, Any] = {}
+        if description is not None:
+            values["description"] = check_text(description, "description", MAX_DESCRIPTION)
+        if tags is not None:
+            values["tags"] = check_tags(tags)
+        if status is not None:
+            values["status"] = _check_status(status).value
+        with self.ctx.db.begin() as conn:
+            self.ctx.authorize("registry.write", _model_row(conn, name)["domain"])
+            row = _version_row(conn, name, version)
+            current = store.version_with_aliases(conn, row)
+            if values.get("status") == VersionStatus.ARCHIVED and current.aliases:
+                raise Conflict(
+                    f"{current.uri} is the target of alias(es) {', '.join(current.aliases)}",
+                    {"field": "status", "fix": "move or delete those aliases before archiving"},
+                )
+            if values:
+                store.update_version(conn, name, version, values)
+                self.ctx.audit(
+                    conn,
+                    "registry.update_version",
+                    current.urn,
+                    before=_jsonable(row, values),
+                    after=values,
+                )
+            return store.version_with_aliases(conn, _version_row(conn, name, version))
+
+    def set_model_card(self, name: str, version: int, markdown: str) -> None:
+        check_text(markdown, "model_card", MAX_MODEL_CARD)
+        with self.ctx.db.begin() as conn:
+            self.ctx.authorize("registry.write", _model_row(conn, name)["domain"])
+            row = _version_row(conn, name, version)
+            store.update_version(conn, name, version, {"model_card": markdown})
+            self.ctx.audit(
+                conn,
+                "registry.set_model_card",
+                model_version_urn(name, version),
+                before=row["model_card"],
+                after=markdown,
+            )
+
+    def get_model_card(self, name: str, version: int) -> str:
+        self.ctx.authorize("registry.read")
+        with self.ctx.db.read() as conn:
+            return str(_version_row(conn, name, version)["model_card"])
+
+    def resolve(self, uri: str) -> ModelVersion:
+        ref = parse_model_uri(uri)
+        self.ctx.authorize("registry.read")
+        with self.ctx.db.read() as conn:
+            return _resolve(conn, ref)
+
+    def read_file(self, name: str, version: int, path: str) -> bytes:
+        found = self._find_file(self.get_version(name, version), path)
+        return self.ctx.blobs.get_bytes(found.digest)
+
+    def load_model(
+        self, uri: str, trust: bool = False, trusted_types: list[str] | None = None
+    ) -> LoadedModel:
+        from meshops.registry.loaded import load_directory, target_path
+
+        version = self.resolve(uri)
+        with tempfile.TemporaryDirectory(prefix="meshops-load-") as tmp:
+            for file in version.files:
+                target = target_path(Path(tmp), file.path)
+                with self.ctx.blobs.local_path(file.digest) as source:
+                    shutil.copyfile(source, target)
+            return load_directory(version, Path(tmp), trust, trusted_types)
+
+    # --- aliases ------------------------------------------------------------------
+
+    def set_alias(self, name: str, alias: str, version: int, reason: str = "") -> AliasMove:
+        check_alias(alias)
+        check_version(version)
+        check_text(reason, "reason", MAX_DESCRIPTION)
+        with self.ctx.db.read() as conn:
+            domain = _model_row(conn, name)["domain"]
+            target = store.version_with_aliases(conn, _version_row(conn, name, version))
+            current = store.get_alias(conn, name, alias)
+        self.ctx.authorize("registry.alias", domain)
+        if target.status == VersionStatus.ARCHIVED:
+            raise Conflict(
+                f"{target.uri} is archived",
+                {"field": "version", "fix": "set its status back to READY or pick another"},
+            )
+        # The promotion gate (governance `model.promote` policies) decides before anything
+        # is written; it raises PolicyViolation to refuse.
+        self.gate.check(self.ctx, target, alias, current)
+        with self.ctx.db.begin() as conn:
+            current = store.get_alias(conn, name, alias)
+            if current == version:
+                history = store.alias_history(conn, name, alias, 1)
+                if history:
+                    return history[0]
+            now = utcnow()
+            store.put_alias(
+                conn,
+                name,
+                alias,
+                version,
+                actor=self.ctx.actor.name,
+                at=now,
+                exists=current is not None,
+            )
+            return self._record_move(
+                conn, name, alias, from_version=current, to_version=version, reason=reason, at=now
+            )
+
+    def delete_alias(self, name: str, alias: str, reason: str = "") -> AliasMove:
+        check_alias(alias)
+        with self.ctx.db.begin() as conn:
+            self.ctx.authorize("registry.alias", _model_row(conn, name)["domain"])
+            current = store.get_alias(conn, name, alias)
+            if current is None:
+                raise NotFound(
+                    f"model {name!r} has no alias {alias!r}",
+                    {"field": "alias", "fix": "see `meshops models show` for its aliases"},
+                )
+            store.delete_alias(conn, name, alias)
+            return self._record_move(
+                conn, name, alias, from_version=current, to_version=None, reason=reason, at=utcnow()
+            )
+
+    def _record_move(
+        self,
+        conn: Connection,
+        name: str,
+        alias: str,
+        *,
+        from_version: int | None,
+        to_version: int | None,
+        reason: str,
+        at: Any,
+    ) -> AliasMove:
+        values = {
+            "model_name": name,
+            "alias": alias,
+            "from_version": from_version,
+            "to_version": to_version,
+            "actor": self.ctx.actor.name,
+            "at": at,
+            "reason": reason,
+        }
+        move_id = store.record_move(conn, values)
+        payload = {
+            "name": name,
+            "alias": alias,
+            "from_version": from_version,
+            "to_version": to_version,
+            "reason": reason,
+        }
+        subject = model_version_urn(name, to_version) if to_version else _model_urn(name)
+        self.ctx.audit(
+            conn,
+            "registry.set_alias" if to_version else "registry.delete_alias",
+            subject,
+            before={"alias": alias, "version": from_version},
+            after={"alias": alias, "version": to_version},
+            detail={"reason": reason} if reason else None,
+        )
+        outbox.emit(conn, outbox.MODEL_ALIAS_MOVED, subject, payload, self.ctx.actor.name)
+        return AliasMove(
+            id=move_id,
+            name=name,
+            alias=alias,
+            from_version=from_version,
+            to_version=to_version,
+            actor=self.ctx.actor.name,
+            at=at,
+            reason=reason,
+        )
+
+    def alias_history(
+        self, name: str, alias: str | None = None, limit: int = 100
+    ) -> list[AliasMove]:
+        if alias is not None:
+            check_alias(alias)
+        if not 1 <= limit <= 10_000:
+            raise InvalidInput("limit must be between 1 and 10000", {"field": "limit"})
+        self.ctx.authorize("registry.read")
+        with self.ctx.db.read() as conn:
+            _model_row(conn, name)
+            return store.alias_history(conn, name, alias, limit)
+
+    # --- helpers ------------------------------------------------------------------
+
+    def _tracking(self) -> Tracking:
+        from meshops.tracking.service import TrackingService
+
+        return TrackingService(self.ctx)
+
+    def _domain_of(self, name: str) -> str | None:
+        with self.ctx.db.read() as conn:
+            row = store.get_model_row(conn, name)
+        return None if row is None else row["domain"]
+
+    def _new_model_values(
+        self,
+        name: str,
+        description: str,
+        tags: dict[str, str] | None,
+        *,
+        owner: str | None,
+        domain: str | None,
+        now: Any = None,
+    ) -> dict[str, Any]:
+        now = now or utcnow()
+        return {
+            "name": name,
+            "description": check_text(description, "description", MAX_DESCRIPTION),
+            "tags": check_tags(tags),
+            "owner": owner,
+            "domain": domain,
+            "created_by": self.ctx.actor.name,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    def _check_files(self, files: list[ModelFile]) -> None:
+        if not files or len(files) > MAX_FILES:
+            raise InvalidInput(
+                f"a model version needs between 1 and {MAX_FILES} files, got {len(files)}",
+                {"field": "files"},
+            )
+        seen: set[str] = set()
+        for file in files:
+            check_relative(file.path)
+            if file.path in seen:
+                raise InvalidInput(f"file {file.path!r} is listed twice", {"field": "files"})
+            seen.add(file.path)
+            if not self.ctx.blobs.exists(file.digest):
+                raise InvalidInput(
+                    f"file {file.path!r}: blob {file.digest} is not in the blob store",
+                    {"field": "files", "fix": "upload the bytes with upload_file first"},
+                )
+
+    @staticmethod
+    def _find_file(version: ModelVersion, path: str) -> ModelFile:
+        for file in version.files:
+            if file.path == path:
+                return file
+        raise NotFound(
+            f"{version.uri} has no file {path!r}",
+            {"field": "path", "files": [f.path for f in version.files]},
+        )
+
+
+def _model_urn(name: str) -> str:
+    # A model as a whole is named by its version-less URN, e.g. meshops:model:churn.
+    return f"meshops:model:{name}"
+
+
+def _model_row(conn: Connection, name: str) -> Any:
+    row = store.get_model_row(conn, name)
+    if row is None:
+        raise NotFound(
+            f"model {name!r} not found",
+            {"field": "name", "fix": "list models with `meshops models list`"},
+        )
+    return row
+
+
+def _version_row(conn: Connection, name: str, version: int) -> Any:
+    check_version(version)
+    _model_row(conn, name)
+    row = store.get_version_row(conn, name, version)
+    if row is None:
+        latest = store.next_version(conn, name) - 1
+        raise NotFound(
+            f"model {name!r} has no version {version}",
+            {"field": "version", "latest": latest or None},
+        )
+    return row
+
+
+def _resolve(conn: Connection, ref: ModelRef) -> ModelVersion:
+    _model_row(conn, ref.name)
+    if ref.alias is not None:
+        version = store.get_alias(conn, ref.name, ref.alias)
+        if version is None:
+            raise NotFound(
+                f"model {ref.name!r} has no alias {ref.alias!r}",
+                {
+                    "field": "uri",
+                    "fix": f"set it with `meshops models alias set {ref.name} "
+                    f"{ref.alias} <version>`",
+                },
+            )
+    elif ref.latest:
+        version = store.next_version(conn, ref.name) - 1
+        if version < 1:
+            raise NotFound(f"model {ref.name!r} has no versions yet", {"field": "uri"})
+    else:
+        assert ref.version is not None
+        version = ref.version
+    return store.version_with_aliases(conn, _version_row(conn, ref.name, version))
+
+
+def _check_status(status: Any) -> VersionStatus:
+    try:
+        return VersionStatus(status)
+    except ValueError:
+        raise InvalidInput(
+            f"unknown status {status!r}",
+            {"field": "status", "known": [s.value for s in VersionStatus]},
+        ) from None
+
+
+def _finite(metrics: dict[str, float]) -> dict[str, float]:
+    # JSON (and PostgreSQL's JSONB) has no NaN/inf; a run's diverged metric is left out.
+    return {k: float(v) for k, v in metrics.items() if math.isfinite(v)}
+
+
+def _relative_to(path: str, prefix: str) -> str | None:
+    if not prefix:
+        return path
+    if path == prefix:
+        return PurePosixPath(path).name
+    if path.startswith(prefix + "/"):
+        return path[len(prefix) + 1 :]
+    return None
+
+
+def _walk(root: Path) -> list[tuple[str, Path, int]]:
+    return [
+        (path.relative_to(root).as_posix(), path, path.stat().st_size)
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    ]
+
+
+def _jsonable(row: Any, keys: dict[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in keys if k in row and k != "updated_at"}

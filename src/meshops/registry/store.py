@@ -1,0 +1,324 @@
+"""Registry tables and their queries (SQLAlchemy Core on the shared metadata)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+)
+
+from meshops.kernel.db import BigId, JsonColumn, UtcDateTime, metadata
+from meshops.registry.models import (
+    AliasMove,
+    DatasetRef,
+    ModelFile,
+    ModelVersion,
+    RegisteredModel,
+    Signature,
+    VersionStatus,
+)
+
+registered_models = Table(
+    "registered_models",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("description", Text, nullable=False),
+    Column("tags", JsonColumn, nullable=False),
+    Column("owner", String(200), nullable=True),
+    Column("domain", String(200), nullable=True),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("model_name", String(128), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("flavor", String(50), nullable=False),
+    Column("signature", JsonColumn, nullable=True),
+    Column("files", JsonColumn, nullable=False),
+    Column("metrics", JsonColumn, nullable=False),
+    Column("run_id", String(64), nullable=True),
+    Column("input_datasets", JsonColumn, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("tags", JsonColumn, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("model_card", Text, nullable=False),
+    ForeignKeyConstraint(["model_name"], ["registered_models.name"]),
+    Index("ix_model_versions_run_id", "run_id"),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("model_name", String(128), primary_key=True),
+    Column("alias", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_by", String(200), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(["model_name"], ["registered_models.name"]),
+)
+
+model_alias_history = Table(
+    "model_alias_history",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("model_name", String(128), nullable=False),
+    Column("alias", String(64), nullable=False),
+    Column("from_version", Integer, nullable=True),
+    Column("to_version", Integer, nullable=True),
+    Column("actor", String(200), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("reason", Text, nullable=False),
+    Index("ix_model_alias_history_model", "model_name", "alias"),
+)
+
+
+# --- registered models ------------------------------------------------------------
+
+
+def get_model_row(conn: Connection, name: str, *, lock: bool = False) -> Any:
+    query = select(registered_models).where(registered_models.c.name == name)
+    if lock:
+        query = query.with_for_update()  # serialises version numbering on PostgreSQL
+    return conn.execute(query).mappings().first()
+
+
+def insert_model(conn: Connection, values: dict[str, Any]) -> None:
+    conn.execute(registered_models.insert().values(**values))
+
+
+def update_model(conn: Connection, name: str, values: dict[str, Any]) -> None:
+    conn.execute(
+        registered_models.update().where(registered_models.c.name == name).values(**values)
+    )
+
+
+def _aliases_by_model(conn: Connection, names: list[str]) -> dict[str, dict[str, int]]:
+    result: dict[str, dict[str, int]] = {n: {} for n in names}
+    if not names:
+        return result
+    rows = conn.execute(
+        select(model_aliases.c.model_name, model_aliases.c.alias, model_aliases.c.version)
+        .where(model_aliases.c.model_name.in_(names))
+        .order_by(model_aliases.c.alias)
+    )
+    for row in rows:
+        result[row.model_name][row.alias] = int(row.version)
+    return result
+
+
+def _latest_by_model(conn: Connection, names: list[str]) -> dict[str, int]:
+    if not names:
+        return {}
+    rows = conn.execute(
+        select(model_versions.c.model_name, func.max(model_versions.c.version))
+        .where(model_versions.c.model_name.in_(names))
+        .group_by(model_versions.c.model_name)
+    )
+    return {name: int(latest) for name, latest in rows}
+
+
+def list_models(
+    conn: Connection, domain: str | None = None, limit: int = 1000
+) -> list[RegisteredModel]:
+    query = select(registered_models).order_by(registered_models.c.name).limit(limit)
+    if domain is not None:
+        query = query.where(registered_models.c.domain == domain)
+    rows = list(conn.execute(query).mappings())
+    names = [r["name"] for r in rows]
+    aliases, latest = _aliases_by_model(conn, names), _latest_by_model(conn, names)
+    return [_model(r, aliases[r["name"]], latest.get(r["name"])) for r in rows]
+
+
+def load_model(conn: Connection, row: Any) -> RegisteredModel:
+    name = row["name"]
+    return _model(
+        row, _aliases_by_model(conn, [name])[name], _latest_by_model(conn, [name]).get(name)
+    )
+
+
+def _model(row: Any, aliases: dict[str, int], latest: int | None) -> RegisteredModel:
+    return RegisteredModel(
+        name=row["name"],
+        description=row["description"],
+        tags=dict(row["tags"]),
+        owner=row["owner"],
+        domain=row["domain"],
+        created_by=row["created_by"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        latest_version=latest,
+        aliases=aliases,
+    )
+
+
+# --- versions -----------------------------------------------------------------------
+
+
+def next_version(conn: Connection, name: str) -> int:
+    current = conn.execute(
+        select(func.max(model_versions.c.version)).where(model_versions.c.model_name == name)
+    ).scalar()
+    return int(current or 0) + 1
+
+
+def insert_version(conn: Connection, values: dict[str, Any]) -> None:
+    conn.execute(model_versions.insert().values(**values))
+
+
+def update_version(conn: Connection, name: str, version: int, values: dict[str, Any]) -> None:
+    conn.execute(
+        model_versions.update()
+        .where(model_versions.c.model_name == name, model_versions.c.version == version)
+        .values(**values)
+    )
+
+
+def get_version_row(conn: Connection, name: str, version: int) -> Any:
+    return (
+        conn.execute(
+            select(model_versions).where(
+                model_versions.c.model_name == name, model_versions.c.version == version
+            )
+        )
+        .mappings()
+        .first()
+    )
+
+
+def list_versions(conn: Connection, name: str) -> list[ModelVersion]:
+    rows = conn.execute(
+        select(model_versions)
+        .where(model_versions.c.model_name == name)
+        .order_by(model_versions.c.version.desc())
+    ).mappings()
+    aliases = _aliases_by_version(conn, name)
+    return [to_version(r, aliases.get(r["version"], [])) for r in rows]
+
+
+def _aliases_by_version(conn: Connection, name: str) -> dict[int, list[str]]:
+    result: dict[int, list[str]] = {}
+    for alias, version in _aliases_by_model(conn, [name])[name].items():
+        result.setdefault(version, []).append(alias)
+    return result
+
+
+def version_with_aliases(conn: Connection, row: Any) -> ModelVersion:
+    aliases = _aliases_by_version(conn, row["model_name"]).get(row["version"], [])
+    return to_version(row, aliases)
+
+
+def to_version(row: Any, aliases: list[str]) -> ModelVersion:
+    return ModelVersion(
+        name=row["model_name"],
+        version=int(row["version"]),
+        flavor=row["flavor"],
+        signature=Signature.model_validate(row["signature"]) if row["signature"] else None,
+        files=[ModelFile.model_validate(f) for f in row["files"]],
+        metrics={k: float(v) for k, v in dict(row["metrics"]).items()},
+        run_id=row["run_id"],
+        input_datasets=[DatasetRef.model_validate(d) for d in row["input_datasets"]],
+        status=VersionStatus(row["status"]),
+        created_by=row["created_by"],
+        created_at=row["created_at"],
+        tags=dict(row["tags"]),
+        description=row["description"],
+        aliases=sorted(aliases),
+    )
+
+
+def versions_of_run(conn: Connection, run_id: str) -> list[tuple[str, int]]:
+    rows = conn.execute(
+        select(model_versions.c.model_name, model_versions.c.version).where(
+            model_versions.c.run_id == run_id
+        )
+    )
+    return [(r.model_name, int(r.version)) for r in rows]
+
+
+# --- aliases ------------------------------------------------------------------------
+
+
+def get_alias(conn: Connection, name: str, alias: str) -> int | None:
+    version = conn.execute(
+        select(model_aliases.c.version).where(
+            model_aliases.c.model_name == name, model_aliases.c.alias == alias
+        )
+    ).scalar()
+    return None if version is None else int(version)
+
+
+def put_alias(
+    conn: Connection,
+    name: str,
+    alias: str,
+    version: int,
+    *,
+    actor: str,
+    at: datetime,
+    exists: bool,
+) -> None:
+    values = {"version": version, "updated_by": actor, "updated_at": at}
+    if exists:
+        conn.execute(
+            model_aliases.update()
+            .where(model_aliases.c.model_name == name, model_aliases.c.alias == alias)
+            .values(**values)
+        )
+    else:
+        conn.execute(model_aliases.insert().values(model_name=name, alias=alias, **values))
+
+
+def delete_alias(conn: Connection, name: str, alias: str) -> None:
+    conn.execute(
+        model_aliases.delete().where(
+            model_aliases.c.model_name == name, model_aliases.c.alias == alias
+        )
+    )
+
+
+def record_move(conn: Connection, values: dict[str, Any]) -> int:
+    result = conn.execute(model_alias_history.insert().values(**values))
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def alias_history(conn: Connection, name: str, alias: str | None, limit: int) -> list[AliasMove]:
+    query = (
+        select(model_alias_history)
+        .where(model_alias_history.c.model_name == name)
+        .order_by(model_alias_history.c.id.desc())
+        .limit(limit)
+    )
+    if alias is not None:
+        query = query.where(model_alias_history.c.alias == alias)
+    return [
+        AliasMove(
+            id=int(r["id"]),
+            name=r["model_name"],
+            alias=r["alias"],
+            from_version=r["from_version"],
+            to_version=r["to_version"],
+            actor=r["actor"],
+            at=r["at"],
+            reason=r["reason"],
+        )
+        for r in conn.execute(query).mappings()
+    ]
