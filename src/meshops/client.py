@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from meshops.features.interface import FeatureStore
 from meshops.kernel.auth import Actor
 from meshops.kernel.config import Settings, load_settings
 from meshops.kernel.home import Context, Home
@@ -56,6 +57,9 @@ class Platform:
             from meshops.registry.service import RegistryService
 
             self.registry: Registry = RegistryService(ctx)
+            from meshops.features.service import FeatureStoreService
+
+            self.features: FeatureStore = FeatureStoreService(ctx)
         elif http is not None:
             self.context = None
             self.lineage = RemoteLineage(http)
@@ -68,6 +72,9 @@ class Platform:
             from meshops.registry.remote import RemoteRegistry
 
             self.registry = RemoteRegistry(http)
+            from meshops.features.remote import RemoteFeatureStore
+
+            self.features = RemoteFeatureStore(http)
         else:
             raise ValueError("a Platform needs a home or an HTTP transport")
         self.on_close(self.tracking.flush)

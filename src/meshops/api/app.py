@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 import meshops
+from meshops.api.routers import features as features_router
 from meshops.api.routers import lineage
 from meshops.api.routers import mesh as mesh_router
 from meshops.api.routers import registry as registry_router
@@ -38,6 +39,7 @@ def create_app(home: Home, authenticate: Authenticate = local_user) -> FastAPI:
     _install_error_handlers(app)
     _install_health(app)
     app.include_router(lineage.router)
+    app.include_router(features_router.router)
     app.include_router(mesh_router.router)
     app.include_router(mesh_router.catalog_router)
     app.include_router(registry_router.router)

@@ -1,0 +1,79 @@
+"""The feature store API, identical over both transports (`FeatureStoreService` in-process
+and `RemoteFeatureStore` over HTTP both satisfy this Protocol; mypy checks it in
+`client.py`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from meshops.features.materialize import Progress
+from meshops.features.models import (
+    ApplyResult,
+    FeatureRepo,
+    FeatureView,
+    MaterializeResult,
+    OnlineResponse,
+    TrainingSet,
+    TrainingSetInfo,
+    ViewStatus,
+    ViewSummary,
+)
+
+
+class FeatureStore(Protocol):
+    def apply(self, repo: FeatureRepo) -> ApplyResult:
+        """Create or update entities, feature views (checked against their product's
+        contract), on-demand features and feature services."""
+        ...
+
+    def list_definitions(self, kind: str | None = None) -> list[ViewSummary]: ...
+
+    def get(self, name: str, kind: str = "feature_view") -> ViewSummary: ...
+
+    def get_view(self, name: str) -> FeatureView: ...
+
+    def training_set(
+        self,
+        entities: Any,
+        features: list[str] | str,
+        *,
+        name: str = "training_set",
+        timestamp_column: str = "event_timestamp",
+        full_names: bool = False,
+    ) -> TrainingSet:
+        """Point-in-time correct features for each row of `entities` (Arrow or pandas: the
+        join keys and `timestamp_column`), recorded with a digest and lineage."""
+        ...
+
+    def get_training_set(self, id_or_digest: str) -> TrainingSet: ...
+
+    def list_training_sets(self, name: str | None = None) -> list[TrainingSetInfo]: ...
+
+    def materialize(
+        self,
+        views: list[str] | None = None,
+        *,
+        end: datetime | None = None,
+        full: bool = False,
+        progress: Progress | None = None,
+    ) -> list[MaterializeResult]:
+        """Load what is new since each view's watermark into the online store."""
+        ...
+
+    def online(
+        self,
+        entity_rows: Sequence[dict[str, Any]],
+        features: list[str] | str,
+        *,
+        full_names: bool = False,
+        now: datetime | None = None,
+    ) -> OnlineResponse:
+        """The latest values per entity row; missing or stale (beyond TTL) values are nulls
+        with a per-row status."""
+        ...
+
+    def status(self, view_name: str) -> ViewStatus:
+        """Freshness and basic statistics of a view."""
+        ...

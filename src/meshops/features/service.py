@@ -1,0 +1,777 @@
+"""Feature store use cases: definitions, training sets, materialization, online lookups.
+
+`FeatureStoreService(ctx)` is the embedded implementation of `interface.FeatureStore`
+(`RemoteFeatureStore` is the same over HTTP). Data products are read only through the
+`FeatureSource` (the mesh's governed read path, interface `features`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from meshops.features import store
+from meshops.features.materialize import Progress, Window, materialize_table
+from meshops.features.models import (
+    COMPATIBLE_LOGICAL,
+    TIME_LOGICAL,
+    ApplyResult,
+    Entity,
+    FeatureRepo,
+    FeatureServiceDef,
+    FeatureStats,
+    FeatureView,
+    MaterializeResult,
+    OnDemandFeature,
+    OnlineResponse,
+    OnlineRow,
+    SourceRead,
+    SourceRef,
+    TrainingSet,
+    TrainingSetInfo,
+    ViewStatus,
+    ViewSummary,
+    Watermark,
+)
+from meshops.features.offline import OnDemandInput, ViewInput, point_in_time_join
+from meshops.features.online import open_online_store
+from meshops.features.online.base import entity_key
+from meshops.features.registry import Definitions, Plan, resolve
+from meshops.features.source import FeatureSource, SourceVersion
+from meshops.features.types import from_epoch_micros, utc
+from meshops.kernel import lineage
+from meshops.kernel.db import utcnow
+from meshops.kernel.errors import InvalidInput, NotFound
+from meshops.kernel.plugins import load_object
+from meshops.kernel.urn import Urn
+
+if TYPE_CHECKING:
+    from meshops.kernel.home import Context, Home
+
+KIND_MODEL: dict[str, type[Entity | FeatureView | FeatureServiceDef | OnDemandFeature]] = {
+    "entity": Entity,
+    "feature_view": FeatureView,
+    "feature_service": FeatureServiceDef,
+    "on_demand_feature": OnDemandFeature,
+}
+# Definitions are read from the database at most this often per process on the online
+# path (apply in this process refreshes at once); another process's apply shows within it.
+DEFINITIONS_MAX_AGE_S = 2.0
+_definitions: weakref.WeakKeyDictionary[Home, tuple[float, Definitions]] = (
+    weakref.WeakKeyDictionary()
+)
+_definitions_lock = threading.Lock()
+EntityRows = Any  # an Arrow table, a RecordBatchReader or a pandas DataFrame
+
+
+def _digest(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def view_urn(name: str) -> str:
+    return str(Urn.of("featureview", name))
+
+
+def service_urn(name: str) -> str:
+    return str(Urn.of("featureservice", name))
+
+
+def _function(odf: OnDemandFeature) -> Callable[[dict[str, Any]], Any]:
+    function = load_object(odf.function)
+    if not callable(function):
+        raise InvalidInput(
+            f"on-demand feature {odf.name!r}: {odf.function!r} is not a function",
+            {"field": "function", "fix": "name a function as 'package.module:function'"},
+        )
+    return function  # type: ignore[no-any-return]
+
+
+def _argument_name(ref: str) -> str:
+    return ref.partition(":")[2] or ref
+
+
+class FeatureStoreService:
+    def __init__(self, ctx: Context, source: FeatureSource | None = None) -> None:
+        self.ctx = ctx
+        self._source = source
+
+    @property
+    def source(self) -> FeatureSource:
+        if self._source is None:
+            from meshops.features.source import MeshFeatureSource
+
+            self._source = MeshFeatureSource(self.ctx)
+        return self._source
+
+    # --- definitions -------------------------------------------------------------------
+
+    def definitions(self, *, fresh: bool = False) -> Definitions:
+        home = self.ctx.home
+        cached = _definitions.get(home)
+        if cached and not fresh and time.monotonic() - cached[0] < DEFINITIONS_MAX_AGE_S:
+            return cached[1]
+        with self.ctx.db.read() as conn:
+            rows = store.get_definitions(conn)
+        defs = Definitions()
+        for row in rows:
+            obj = KIND_MODEL[row["kind"]].model_validate(row["definition"])
+            target = {
+                "entity": defs.entities,
+                "feature_view": defs.views,
+                "feature_service": defs.services,
+                "on_demand_feature": defs.on_demand,
+            }[row["kind"]]
+            target[row["name"]] = obj  # type: ignore[index]
+        with _definitions_lock:
+            _definitions[home] = (time.monotonic(), defs)
+        return defs
+
+    def apply(self, repo: FeatureRepo) -> ApplyResult:
+        """Create or update definitions; views are checked against their product's contract."""
+        current = self.definitions(fresh=True)
+        merged = Definitions(
+            entities={**current.entities, **{e.name: e for e in repo.entities}},
+            views={**current.views, **{v.name: v for v in repo.feature_views}},
+            services={**current.services, **{s.name: s for s in repo.feature_services}},
+            on_demand={**current.on_demand, **{o.name: o for o in repo.on_demand_features}},
+        )
+        for view in repo.feature_views:
+            self.ctx.authorize("features.write", view.domain)
+        if not repo.feature_views:
+            self.ctx.authorize("features.write")
+        validated = {
+            v.name: self._validate_view(merged, v, repo.origins.get(f"feature_view:{v.name}"))
+            for v in repo.feature_views
+        }
+        for service in repo.feature_services:
+            self._validate_refs(
+                merged, service.features, repo.origins, f"feature_service:{service.name}"
+            )
+        for odf in repo.on_demand_features:
+            self._validate_refs(merged, odf.inputs, repo.origins, f"on_demand_feature:{odf.name}")
+        items: list[tuple[str, Any, str | None, str]] = [
+            *(("entity", e, None, "") for e in repo.entities),
+            *(("feature_view", v, v.domain, v.owner) for v in repo.feature_views),
+            *(("on_demand_feature", o, None, "") for o in repo.on_demand_features),
+            *(("feature_service", s, None, s.owner) for s in repo.feature_services),
+        ]
+        result = ApplyResult()
+        with self.ctx.db.begin() as conn:
+            for kind, obj, domain, owner in items:
+                definition = obj.model_dump(mode="json")
+                digest = _digest(definition)
+                old = store.get_definition(conn, kind, obj.name)
+                label = f"{kind}:{obj.name}"
+                if old and old["digest"] == digest:
+                    result.unchanged.append(label)
+                    continue
+                store.upsert_definition(
+                    conn, kind, obj.name, domain=domain, owner=owner or self.ctx.actor.name,
+                    definition=definition, digest=digest, actor=self.ctx.actor.name,
+                    exists=old is not None,
+                )  # fmt: skip
+                (result.updated if old else result.created).append(label)
+                urn = self._urn(kind, obj.name)
+                self.ctx.audit(
+                    conn, "features.apply", urn,
+                    before=old["definition"] if old else None, after=definition,
+                )  # fmt: skip
+                if kind == "feature_view":
+                    source = validated[obj.name]
+                    lineage.add_edge(conn, source.urn, urn, "source_of")
+                    if old and self._needs_rematerialize(old["definition"], definition):
+                        store.delete_watermark(conn, obj.name)
+                if kind == "feature_service":
+                    for view_name in {r.partition(":")[0] for r in obj.features if ":" in r}:
+                        lineage.add_edge(conn, view_urn(view_name), urn, "feature_of")
+        self.definitions(fresh=True)
+        online_views = [v.name for v in repo.feature_views if v.online]
+        if online_views:
+            open_online_store(self.ctx.home).update(keep=online_views, delete=[])
+        return result
+
+    @staticmethod
+    def _needs_rematerialize(old: dict[str, Any], new: dict[str, Any]) -> bool:
+        keys = ("source", "features", "event_time", "created_time", "entities")
+        return any(old.get(k) != new.get(k) for k in keys)
+
+    @staticmethod
+    def _urn(kind: str, name: str) -> str:
+        if kind == "feature_view":
+            return view_urn(name)
+        if kind == "feature_service":
+            return service_urn(name)
+        # Entities and on-demand features are parts of views and services.
+        return str(Urn.of("featureview", f"{kind}.{name}"))
+
+    def _validate_refs(
+        self, defs: Definitions, refs: list[str], origins: dict[str, str], label: str
+    ) -> None:
+        try:
+            resolve(defs, refs)
+        except (InvalidInput, NotFound) as exc:
+            raise InvalidInput(
+                f"{label}: {exc.message}",
+                {**exc.detail, "file": origins.get(label, "<python>")},
+            ) from exc
+
+    def _validate_view(
+        self, defs: Definitions, view: FeatureView, origin: str | None
+    ) -> SourceVersion:
+        """Check a view against its product's contract: every column exists, types fit."""
+        where = origin or f"feature_view:{view.name}"
+        try:
+            keys = defs.join_keys(view)
+        except NotFound as exc:
+            raise InvalidInput(f"{where}: {exc.message}", {**exc.detail, "file": where}) from exc
+        version = self.source.describe(view.source)
+
+        def fail(field: str, problem: str, fix: str) -> InvalidInput:
+            return InvalidInput(
+                f"{where}: {field}: {problem}",
+                {"file": where, "field": field, "product": version.product,
+                 "version": version.version, "port": version.port, "fix": fix},
+            )  # fmt: skip
+
+        known = [c.name for c in version.columns]
+
+        def column(name: str, field: str) -> str:
+            col = version.column(name)
+            if col is None:
+                raise fail(
+                    field,
+                    f"{version.product}:{version.port} {version.version} has no column {name!r}",
+                    f"use one of {known}",
+                )
+            return col.logical_type
+
+        for key in keys:
+            column(key, "entities.join_keys")
+        for field, name in (("event_time", view.event_time), ("created_time", view.created_time)):
+            if name and column(name, field) not in TIME_LOGICAL:
+                raise fail(
+                    field,
+                    f"column {name!r} is {column(name, field)}, not a timestamp",
+                    "name a timestamp or date column of the contract",
+                )
+        for index, feature in enumerate(view.features):
+            logical = column(feature.source_column, f"features[{index}].name")
+            if logical and logical not in COMPATIBLE_LOGICAL[feature.type]:
+                fits = sorted(t for t, ok in COMPATIBLE_LOGICAL.items() if logical in ok)
+                raise fail(
+                    f"features[{index}].type",
+                    f"feature {feature.name!r} is declared {feature.type} but the contract "
+                    f"says column {feature.source_column!r} is {logical}",
+                    f"declare it as one of {fits}" if fits else "choose another column",
+                )
+        return version
+
+    def list_definitions(self, kind: str | None = None) -> list[ViewSummary]:
+        self.ctx.authorize("features.read")
+        with self.ctx.db.read() as conn:
+            rows = store.get_definitions(conn, kind)
+        return [
+            ViewSummary(
+                kind=r["kind"],
+                name=r["name"],
+                definition=r["definition"],
+                owner=r["owner"],
+                domain=r["domain"],
+                urn=self._urn(r["kind"], r["name"])
+                if r["kind"] in ("feature_view", "feature_service")
+                else None,
+                updated_at=r["updated_at"],
+            )
+            for r in rows
+        ]
+
+    def get(self, name: str, kind: str = "feature_view") -> ViewSummary:
+        self.ctx.authorize("features.read")
+        with self.ctx.db.read() as conn:
+            row = store.get_definition(conn, kind, name)
+        if row is None:
+            raise NotFound(
+                f"no {kind.replace('_', ' ')} {name!r}",
+                {"fix": "list definitions with `meshops features list`"},
+            )
+        return ViewSummary(
+            kind=row["kind"], name=row["name"], definition=row["definition"], owner=row["owner"],
+            domain=row["domain"], urn=self._urn(kind, name), updated_at=row["updated_at"],
+        )  # fmt: skip
+
+    def get_view(self, name: str) -> FeatureView:
+        self.ctx.authorize("features.read")
+        return self.definitions(fresh=True).view(name)
+
+    # --- offline -----------------------------------------------------------------------
+
+    def _entities_table(self, entities: EntityRows) -> pa.Table:
+        if isinstance(entities, pa.Table):
+            table = entities
+        elif isinstance(entities, pa.RecordBatchReader):
+            table = entities.read_all()
+        elif hasattr(entities, "to_arrow") and not hasattr(entities, "iloc"):
+            table = entities.to_arrow()
+        else:
+            try:
+                table = pa.Table.from_pandas(entities, preserve_index=False)
+            except (TypeError, AttributeError) as exc:
+                raise InvalidInput(
+                    f"entities must be an Arrow table or a pandas DataFrame, "
+                    f"not {type(entities).__name__}",
+                    {"field": "entities"},
+                ) from exc
+        return table.replace_schema_metadata(None)
+
+    def _read_views(
+        self, defs: Definitions, plan: Plan, pinned: dict[str, SourceRead] | None = None
+    ) -> tuple[list[ViewInput], list[SourceRead], dict[str, SourceVersion]]:
+        inputs, reads, versions = [], [], {}
+        for name, wanted in plan.views.items():
+            view = defs.view(name)
+            self.ctx.authorize("features.read", view.domain)
+            keys = defs.join_keys(view)
+            ref = view.source
+            if pinned is not None:
+                ref = SourceRef(product=ref.product, port=ref.port, version=pinned[name].version)
+            version = versions[name] = self.source.describe(ref)
+            columns = list(dict.fromkeys([
+                *keys, view.event_time, *([view.created_time] if view.created_time else []),
+                *(f.source_column for f, _ in wanted),
+            ]))  # fmt: skip
+            table = self.source.read(ref, version, columns)
+            inputs.append(ViewInput(view, table, keys, wanted))
+            reads.append(
+                SourceRead(view=name, product=version.product, version=version.version,
+                           urn=version.urn, digest=version.digest, rows=table.num_rows)
+            )  # fmt: skip
+        return inputs, reads, versions
+
+    def _on_demand_inputs(self, defs: Definitions, plan: Plan) -> list[OnDemandInput]:
+        result = []
+        for odf in plan.on_demand:
+            arguments = {}
+            for ref in odf.inputs:
+                view_name, _, feature_name = ref.partition(":")
+                output = next(o for f, o in plan.views[view_name] if f.name == feature_name)
+                arguments[_argument_name(ref)] = output
+            for field in odf.request:
+                arguments[field] = field
+            result.append(OnDemandInput(odf, _function(odf), odf.name, arguments))
+        return result
+
+    def _check_feature_use(
+        self,
+        plan: Plan,
+        defs: Definitions,
+        versions: dict[str, SourceVersion],
+        *,
+        purpose: str,
+        model: str,
+    ) -> None:
+        """Evaluate the `feature.use` policies (global and of each source domain) for this
+        consumer; a blocking violation raises PolicyViolation before anything is recorded."""
+        from meshops.governance.service import GovernanceService
+
+        by_domain: dict[str, list[dict[str, Any]]] = {}
+        for name, wanted in plan.views.items():
+            version = versions[name]
+            for feature, _ in wanted:
+                column = version.column(feature.source_column)
+                by_domain.setdefault(version.domain, []).append({
+                    "name": feature.name, "view": name, "source_product": version.product,
+                    "source_port": version.port, "source_version": version.version,
+                    "source_status": version.status,
+                    "classification": (column.classification if column else None) or "public",
+                })  # fmt: skip
+        subject = service_urn(plan.service) if plan.service else view_urn(next(iter(plan.views)))
+        governance = GovernanceService(self.ctx)
+        for domain, features in by_domain.items():
+            governance.enforce(
+                "feature.use",
+                {
+                    "features": features,
+                    "model": {"name": model, "domain": domain, "purpose": purpose},
+                    "consumer": {"name": self.ctx.actor.name, "kind": self.ctx.actor.kind},
+                },
+                domain,
+                subject,
+            )
+
+    def training_set(
+        self,
+        entities: EntityRows,
+        features: list[str] | str,
+        *,
+        name: str = "training_set",
+        timestamp_column: str = "event_timestamp",
+        full_names: bool = False,
+    ) -> TrainingSet:
+        """Point-in-time correct features for each entity row, recorded as a dataset."""
+        self.ctx.authorize("features.read")
+        Urn.of("trainingset", name)
+        defs = self.definitions(fresh=True)
+        plan = resolve(defs, features, full_names)
+        table = self._entities_table(entities)
+        inputs, reads, versions = self._read_views(defs, plan)
+        self._check_feature_use(
+            plan, defs, versions, purpose="training", model=plan.service or name
+        )
+        on_demand = self._on_demand_inputs(defs, plan)
+        ts_inputs = [ViewInput(i.view, i.table, i.keys, i.features) for i in inputs]
+        # Fail on bad entity rows before anything is recorded.
+        from meshops.features.offline import check_entities
+
+        check_entities(table, ts_inputs, timestamp_column)
+        entities_digest = self._store_entities(table)
+        used = {n: defs.view(n).model_dump(mode="json") for n in plan.views}
+        definitions = {
+            "views": used,
+            "entities": {n: e.model_dump(mode="json") for n, e in defs.entities.items()},
+            "on_demand": [o.model_dump(mode="json") for o in plan.on_demand],
+            "outputs": plan.outputs,
+            "wanted": {n: [f.name for f, _ in w] for n, w in plan.views.items()},
+            "full_names": full_names,
+            "service": plan.service,
+        }
+        digest = _digest({
+            "entities": entities_digest, "timestamp_column": timestamp_column,
+            "definitions": definitions,
+            "sources": [(r.view, r.product, r.version, r.digest) for r in reads],
+        })  # fmt: skip
+        columns = list(table.column_names) + plan.outputs
+        info = self._record_training_set(
+            name, digest=digest, entities_digest=entities_digest, rows=table.num_rows,
+            plan=plan, columns=columns, timestamp_column=timestamp_column, reads=reads,
+            definitions=definitions,
+        )  # fmt: skip
+        return TrainingSet(info, lambda: self._join(table, ts_inputs, timestamp_column, on_demand))
+
+    def _join(
+        self,
+        table: pa.Table,
+        inputs: Sequence[ViewInput],
+        timestamp_column: str,
+        on_demand: Sequence[OnDemandInput],
+    ) -> pa.RecordBatchReader:
+        config = self.ctx.home.settings.section("features")
+        spill = self.ctx.home.settings.home / "tmp" / "duckdb"
+        spill.mkdir(parents=True, exist_ok=True)
+        return point_in_time_join(
+            table, inputs, timestamp_column, on_demand=on_demand,
+            threads=config.get("threads"), memory_limit=config.get("memory_limit"),
+            temp_directory=str(spill),
+        )  # fmt: skip
+
+    def _store_entities(self, table: pa.Table) -> str:
+        """Entity rows as a Parquet blob; the same rows give the same bytes (and digest)."""
+        import pyarrow.parquet as pq
+
+        with self.ctx.blobs.writer() as (fh, digest):
+            pq.write_table(table, fh, row_group_size=1 << 20, compression="zstd")
+        return digest[0]
+
+    def _record_training_set(
+        self,
+        name: str,
+        *,
+        digest: str,
+        entities_digest: str,
+        rows: int,
+        plan: Plan,
+        columns: list[str],
+        timestamp_column: str,
+        reads: list[SourceRead],
+        definitions: dict[str, Any],
+    ) -> TrainingSetInfo:
+        urn = store.training_set_urn(name, digest)
+        with self.ctx.db.begin() as conn:
+            found = store.get_training_set(conn, digest)
+            if found and found[0].name == name:
+                return found[0]
+            info = TrainingSetInfo(
+                id=uuid.uuid4().hex, name=name, urn=urn, digest=digest,
+                entities_digest=entities_digest, row_count=rows, features=plan.outputs,
+                columns=columns, timestamp_column=timestamp_column, sources=reads,
+                created_by=self.ctx.actor.name, created_at=utcnow(),
+            )  # fmt: skip
+            store.insert_training_set(conn, info, definitions)
+            edges = [(r.urn, urn, "read_by") for r in reads]
+            edges += [(view_urn(r.view), urn, "feature_of") for r in reads]
+            if plan.service:
+                edges.append((service_urn(plan.service), urn, "feature_of"))
+            lineage.add_edges(conn, edges)
+            self.ctx.audit(
+                conn, "features.training_set", urn, after={"digest": digest, "rows": rows},
+                detail={"sources": [r.urn for r in reads]},
+            )  # fmt: skip
+        return info
+
+    def get_training_set(self, id_or_digest: str) -> TrainingSet:
+        """A recorded training set; its data is recomputed from the recorded inputs (the
+        stored entity rows and the exact product versions), so it is the same data."""
+        self.ctx.authorize("features.read")
+        with self.ctx.db.read() as conn:
+            found = store.get_training_set(conn, id_or_digest)
+        if found is None:
+            raise NotFound(
+                f"no training set {id_or_digest!r}",
+                {"fix": "list them with `meshops features training-set --list`"},
+            )
+        info, definitions = found
+        return TrainingSet(info, lambda: self._recompute(info, definitions))
+
+    def _recompute(
+        self, info: TrainingSetInfo, definitions: dict[str, Any]
+    ) -> pa.RecordBatchReader:
+        import pyarrow.parquet as pq
+
+        defs = Definitions(
+            entities={n: Entity.model_validate(e) for n, e in definitions["entities"].items()},
+            views={n: FeatureView.model_validate(v) for n, v in definitions["views"].items()},
+            on_demand={
+                o["name"]: OnDemandFeature.model_validate(o) for o in definitions["on_demand"]
+            },
+        )  # fmt: skip
+        plan = Plan(service=definitions.get("service"))
+        for view_name, names in definitions["wanted"].items():
+            view = defs.views[view_name]
+            for feature_name in names:
+                plan.add(view, view.feature(feature_name), bool(definitions["full_names"]))
+        plan.on_demand = list(defs.on_demand.values())
+        pinned = {r.view: r for r in info.sources}
+        inputs, reads, _ = self._read_views(defs, plan, pinned)
+        for read in reads:
+            if read.digest != pinned[read.view].digest:
+                raise NotFound(
+                    f"{read.product} {read.version} changed since the training set was made",
+                    {"fix": "recreate the training set"},
+                )
+        with self.ctx.blobs.local_path(info.entities_digest) as path:
+            table = pq.read_table(path)
+        return self._join(table, inputs, info.timestamp_column, self._on_demand_inputs(defs, plan))
+
+    def list_training_sets(self, name: str | None = None) -> list[TrainingSetInfo]:
+        self.ctx.authorize("features.read")
+        with self.ctx.db.read() as conn:
+            return store.list_training_sets(conn, name)
+
+    # --- online ------------------------------------------------------------------------
+
+    def materialize(
+        self,
+        views: list[str] | None = None,
+        *,
+        end: datetime | None = None,
+        full: bool = False,
+        progress: Progress | None = None,
+    ) -> list[MaterializeResult]:
+        """Bring the online store up to date, incrementally (see materialize.py)."""
+        defs = self.definitions(fresh=True)
+        names = views or [v.name for v in defs.views.values() if v.online]
+        end = utc(end) if end else utcnow()
+        online = open_online_store(self.ctx.home)
+        results = []
+        for name in names:
+            view = defs.view(name)
+            self.ctx.authorize("features.materialize", view.domain)
+            results.append(
+                self._materialize_view(
+                    defs, view, end=end, full=full, online=online, progress=progress
+                )
+            )
+        return results
+
+    def _materialize_view(
+        self, defs: Definitions, view: FeatureView, *, end: datetime, full: bool, online: Any,
+        progress: Progress | None,
+    ) -> MaterializeResult:  # fmt: skip
+        started = time.perf_counter()
+        version = self.source.describe(view.source)
+        with self.ctx.db.read() as conn:
+            mark = None if full else store.get_watermark(conn, view.name)
+        if mark and mark.digest == version.digest and mark.event_time and end <= mark.event_time:
+            return MaterializeResult(
+                view=view.name, product=version.product, version=version.version, rows_read=0,
+                rows_written=0, skipped=True, reason="up to date", watermark=mark.event_time,
+            )  # fmt: skip
+        window = Window(
+            end=end,
+            event_after=mark.event_time if mark else None,
+            created_after=mark.created_time if mark else None,
+        )
+        keys = defs.join_keys(view)
+        columns = list(dict.fromkeys([
+            *keys, view.event_time, *([view.created_time] if view.created_time else []),
+            *(f.source_column for f in view.features),
+        ]))  # fmt: skip
+        table = self.source.read(view.source, version, columns)
+        stats = materialize_table(view, keys, table, online, window, progress=progress)
+        created = max(
+            [t for t in (stats.max_created_time, mark.created_time if mark else None) if t],
+            default=None,
+        )
+        with self.ctx.db.begin() as conn:
+            store.set_watermark(
+                conn,
+                Watermark(view=view.name, version=version.version, digest=version.digest,
+                          event_time=end, created_time=created,
+                          rows=(mark.rows if mark else 0) + stats.rows_written,
+                          updated_at=utcnow()),
+            )  # fmt: skip
+            lineage.add_edge(conn, version.urn, view_urn(view.name), "materialized_into")
+            self.ctx.audit(
+                conn, "features.materialize", view_urn(view.name),
+                detail={"version": version.version, "rows": stats.rows_written,
+                        "end": end.isoformat()},
+            )  # fmt: skip
+        return MaterializeResult(
+            view=view.name, product=version.product, version=version.version,
+            rows_read=stats.rows_read, rows_written=stats.rows_written, watermark=end,
+            seconds=time.perf_counter() - started,
+        )  # fmt: skip
+
+    def online(
+        self,
+        entity_rows: Sequence[dict[str, Any]],
+        features: list[str] | str,
+        *,
+        full_names: bool = False,
+        now: datetime | None = None,
+    ) -> OnlineResponse:
+        """The latest materialized values for each entity row (nulls + status when absent
+        or older than the view's TTL), plus on-demand features computed from them."""
+        defs = self.definitions()
+        plan = resolve(defs, features, full_names)
+        for name in plan.views:
+            self.ctx.authorize("features.read", defs.views[name].domain)
+        now_micros = _micros(now or datetime.now(UTC))
+        online = open_online_store(self.ctx.home)
+        rows = [OnlineRow(values={}, status="ok") for _ in entity_rows]
+        for name, wanted in plan.views.items():
+            view = defs.views[name]
+            keys = defs.join_keys(view)
+            try:
+                lookup = [entity_key([row[k] for k in keys]) for row in entity_rows]
+            except KeyError as exc:
+                raise InvalidInput(
+                    f"an entity row lacks join key {exc.args[0]!r} of feature view {name!r}",
+                    {"field": "entity_rows", "fix": f"give {keys} in every row"},
+                ) from None
+            stored = online.read(name, lookup)
+            ttl_micros = view.ttl_seconds * 1_000_000 if view.ttl_seconds else None
+            for row, found in zip(rows, stored, strict=True):
+                fresh = (
+                    found is not None
+                    and found.event_micros <= now_micros
+                    and (ttl_micros is None or now_micros - found.event_micros <= ttl_micros)
+                )
+                if found is None:
+                    row.missing.append(name)
+                elif not fresh:
+                    row.stale.append(name)
+                row.event_times[name] = from_epoch_micros(found.event_micros) if found else None
+                for feature, output in wanted:
+                    row.values[output] = found.values.get(feature.name) if fresh else None  # type: ignore[union-attr]
+        for row, request in zip(rows, entity_rows, strict=True):
+            row.status = _status(row, len(plan.views))
+            for odf in plan.on_demand:
+                row.values[odf.name] = self._on_demand_value(odf, plan, row.values, request)
+        names = plan.outputs
+        for row in rows:
+            row.values = {n: row.values.get(n) for n in names}
+        return OnlineResponse(features=names, rows=rows)
+
+    def _on_demand_value(
+        self, odf: OnDemandFeature, plan: Plan, values: dict[str, Any], request: dict[str, Any]
+    ) -> Any:
+        arguments = {}
+        for ref in odf.inputs:
+            view_name, _, feature_name = ref.partition(":")
+            output = next(o for f, o in plan.views[view_name] if f.name == feature_name)
+            arguments[_argument_name(ref)] = values.get(output)
+        for field in odf.request:
+            if field not in request:
+                raise InvalidInput(
+                    f"on-demand feature {odf.name!r} needs request field {field!r}",
+                    {"field": field, "fix": f"add {field!r} to every entity row"},
+                )
+            arguments[field] = request[field]
+        return _function(odf)(arguments)
+
+    # --- freshness and statistics ------------------------------------------------------
+
+    def status(self, view_name: str) -> ViewStatus:
+        """Freshness (newest event time vs TTL, materialization watermark) and per-feature
+        statistics of the view's latest product version."""
+        import pyarrow.compute as pc
+
+        defs = self.definitions(fresh=True)
+        view = defs.view(view_name)
+        self.ctx.authorize("features.read", view.domain)
+        version = self.source.describe(view.source)
+        keys = defs.join_keys(view)
+        columns = list(
+            dict.fromkeys([*keys, view.event_time, *(f.source_column for f in view.features)])
+        )
+        table = self.source.read(view.source, version, columns)
+        with self.ctx.db.read() as conn:
+            mark = store.get_watermark(conn, view.name)
+        times = pc.cast(table.column(view.event_time), pa.timestamp("us", tz="UTC"))
+        newest, oldest = pc.max(times).as_py(), pc.min(times).as_py()
+        age = (utcnow() - newest).total_seconds() if newest else None
+        stats = []
+        for feature in view.features:
+            col = table.column(feature.source_column)
+            numeric = pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
+            minmax = (
+                pc.min_max(col).as_py() if col.null_count < len(col) else {"min": None, "max": None}
+            )
+            stats.append(FeatureStats(
+                name=feature.name, type=feature.type, nulls=col.null_count, count=len(col),
+                min=_plain(minmax["min"]), max=_plain(minmax["max"]),
+                mean=pc.mean(col).as_py() if numeric else None,
+                distinct=pc.count_distinct(col).as_py(),
+            ))  # fmt: skip
+        entities = table.select(keys).group_by(keys).aggregate([]).num_rows
+        return ViewStatus(
+            view=view.name, product=version.product, latest_version=version.version,
+            materialized_version=mark.version if mark else None, rows=table.num_rows,
+            entities=entities, newest_event_time=newest, oldest_event_time=oldest,
+            materialized_at=mark.updated_at if mark else None, age_seconds=age,
+            ttl_seconds=view.ttl_seconds,
+            fresh=(age <= view.ttl_seconds) if (age is not None and view.ttl_seconds) else None,
+            features=stats,
+        )  # fmt: skip
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _micros(value: datetime) -> int:
+    from meshops.features.types import epoch_micros
+
+    return epoch_micros(value)
+
+
+def _status(row: OnlineRow, views: int) -> Any:
+    if views and len(row.missing) == views:
+        return "missing"
+    if row.missing:
+        return "partial"
+    if row.stale:
+        return "stale"
+    return "ok"

@@ -1,0 +1,91 @@
+"""Where a feature view's data comes from: one data product output port, read only through
+the mesh area's governed read path (grants, masking, usage recorded as `features`).
+
+`FeatureSource` is the one seam between the feature store and the mesh: it describes the
+product version a view would read (columns and types from its contract) and reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import pyarrow as pa
+
+from meshops.features.models import SourceRef
+
+if TYPE_CHECKING:
+    from meshops.kernel.home import Context
+
+
+@dataclass(frozen=True)
+class SourceColumn:
+    name: str
+    logical_type: str
+    physical_type: str | None = None
+    classification: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceVersion:
+    product: str
+    domain: str
+    version: str
+    urn: str
+    digest: str
+    port: str
+    rows: int
+    columns: tuple[SourceColumn, ...]
+    status: str = "published"
+
+    def column(self, name: str) -> SourceColumn | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+
+class FeatureSource(Protocol):
+    def describe(self, ref: SourceRef) -> SourceVersion:
+        """The product version `ref` resolves to now, with its port's columns."""
+        ...
+
+    def read(self, ref: SourceRef, version: SourceVersion, columns: list[str]) -> pa.Table:
+        """The named columns of exactly that version (through the governed read path)."""
+        ...
+
+
+class MeshFeatureSource:
+    """Data products published in this home's mesh."""
+
+    def __init__(self, ctx: Context) -> None:
+        from meshops.mesh.service import MeshService
+
+        self.mesh = MeshService(ctx)
+
+    def describe(self, ref: SourceRef) -> SourceVersion:
+        version = self.mesh.get_version(ref.product, version=ref.version)
+        port = version.port(ref.port)
+        return SourceVersion(
+            product=version.product,
+            domain=version.domain,
+            version=version.version,
+            urn=version.urn,
+            digest=version.digest,
+            port=port.name,
+            rows=port.row_count,
+            columns=tuple(
+                SourceColumn(
+                    c.name, (c.logical_type or "").lower(), c.physical_type, c.classification
+                )
+                for c in port.columns
+            ),
+            status=version.status,
+        )
+
+    def read(self, ref: SourceRef, version: SourceVersion, columns: list[str]) -> pa.Table:
+        table: pa.Table = self.mesh.read(
+            version.product,
+            version=version.version,
+            port=version.port,
+            columns=columns,
+            interface="features",
+        )
+        return table
