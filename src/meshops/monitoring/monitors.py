@@ -1,0 +1,234 @@
+"""Evaluating a monitor on a reference and a current window (pure: tables in, figures out).
+
+The service stores what `evaluate` returns; `sources.py` decides where tables come from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from meshops.monitoring import performance, quality
+from meshops.monitoring.models import MonitorSpec
+from meshops.monitoring.stats import ColumnDrift, ColumnKind, DatasetDrift, column_drift, infer_kind
+
+# Columns of a prediction log that are bookkeeping, not model inputs.
+LOG_COLUMNS = frozenset({"request_id", "endpoint", "model_version", "latency_ms", "ts", "error"})
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, float]
+    summary: str
+    features: list[ColumnDrift] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class EvaluationError(ValueError):
+    """The data does not fit the monitor (missing column, no rows ...)."""
+
+
+def evaluate(
+    spec: MonitorSpec,
+    current: pa.Table,
+    reference: pa.Table | None = None,
+    labels: pa.Table | None = None,
+) -> Evaluation:
+    if spec.uses_reference and reference is None:
+        raise EvaluationError(
+            f"monitor {spec.name!r} ({spec.kind}) needs a reference dataset: set one on the "
+            "monitor or pass it with the run"
+        )
+    if spec.kind == "data_drift":
+        assert reference is not None
+        return _data_drift(spec, reference, current)
+    if spec.kind == "prediction_drift":
+        assert reference is not None
+        return _prediction_drift(spec, reference, current)
+    if spec.kind == "performance":
+        return _performance(spec, current, labels)
+    if spec.kind == "data_quality":
+        return _quality(spec, current)
+    return _slo(spec, current)
+
+
+def drift_features(spec: MonitorSpec, reference: pa.Table, current: pa.Table) -> list[str]:
+    """The features to compare: the spec's list, else every column both tables share
+    except prediction-log bookkeeping, predictions and labels."""
+    if spec.features:
+        for side, table in (("reference", reference), ("current", current)):
+            missing = [f for f in spec.features if f not in table.column_names]
+            if missing:
+                raise EvaluationError(f"the {side} data has no column(s) {', '.join(missing)}")
+        return list(spec.features)
+    skip = LOG_COLUMNS | {spec.prediction_column, spec.label_column, spec.id_column}
+    shared = [c for c in reference.column_names if c in set(current.column_names)]
+    return [c for c in shared if c not in skip and _kind(spec, reference, c) is not None]
+
+
+def _kind(spec: MonitorSpec, table: pa.Table, column: str) -> ColumnKind | None:
+    if column in spec.categorical:
+        return "categorical"
+    if column in spec.numerical:
+        return "numeric"
+    return infer_kind(table.schema.field(column).type)
+
+
+def _drift_one(
+    spec: MonitorSpec,
+    feature: str,
+    reference: pa.ChunkedArray,
+    current: pa.ChunkedArray,
+    kind: ColumnKind,
+) -> ColumnDrift:
+    setting = spec.drift.get(feature)
+    method = (setting.method if setting else None) or spec.default_method
+    threshold = (setting.threshold if setting else None) or spec.default_threshold
+    try:
+        return column_drift(feature, reference, current, kind, method=method, threshold=threshold)
+    except ValueError as exc:
+        raise EvaluationError(str(exc)) from exc
+
+
+def compare_tables(spec: MonitorSpec, reference: pa.Table, current: pa.Table) -> DatasetDrift:
+    columns = []
+    for feature in drift_features(spec, reference, current):
+        kind = _kind(spec, reference, feature)
+        if kind is None:
+            raise EvaluationError(f"column {feature!r} is neither numeric nor categorical")
+        columns.append(
+            _drift_one(spec, feature, reference.column(feature), current.column(feature), kind)
+        )
+    return DatasetDrift(columns, spec.drift_share)
+
+
+def _data_drift(spec: MonitorSpec, reference: pa.Table, current: pa.Table) -> Evaluation:
+    drift = compare_tables(spec, reference, current)
+    metrics = {
+        "dataset_drift": float(drift.dataset_drift),
+        "share_drifted": drift.share_drifted,
+        "drifted_columns": float(drift.drifted_columns),
+        "columns": float(len(drift.columns)),
+        "current_rows": float(current.num_rows),
+    }
+    for column in drift.columns:
+        metrics[f"drift.{column.feature}.score"] = column.score
+        metrics[f"drift.{column.feature}.drifted"] = float(column.drifted)
+    drifted = [c.feature for c in drift.columns if c.drifted]
+    summary = (
+        f"{len(drifted)} of {len(drift.columns)} features drifted"
+        + (f" ({', '.join(drifted[:10])})" if drifted else "")
+        + ("; dataset drift" if drift.dataset_drift else "")
+    )
+    return Evaluation(metrics, summary, drift.columns)
+
+
+def _prediction_drift(spec: MonitorSpec, reference: pa.Table, current: pa.Table) -> Evaluation:
+    ref_name = spec.reference_prediction_column or spec.prediction_column
+    if ref_name not in reference.column_names:
+        raise EvaluationError(f"the reference data has no prediction column {ref_name!r}")
+    if spec.prediction_column not in current.column_names:
+        raise EvaluationError(f"the current data has no column {spec.prediction_column!r}")
+    ref_col = reference.column(ref_name)
+    kind = _kind(spec, reference, ref_name) or "categorical"
+    if spec.prediction_column in spec.categorical:
+        kind = "categorical"
+    result = _drift_one(
+        spec, spec.prediction_column, ref_col, current.column(spec.prediction_column), kind
+    )
+    metrics = {
+        "prediction_drift": float(result.drifted),
+        "prediction_drift.score": result.score,
+        f"drift.{result.feature}.score": result.score,
+        f"drift.{result.feature}.drifted": float(result.drifted),
+        "current_rows": float(current.num_rows),
+    }
+    verdict = "drifted" if result.drifted else "stable"
+    summary = (
+        f"prediction {verdict} ({result.method} {result.score:.4g}, threshold {result.threshold})"
+    )
+    return Evaluation(metrics, summary, [result])
+
+
+def _performance(spec: MonitorSpec, current: pa.Table, labels: pa.Table | None) -> Evaluation:
+    if spec.prediction_column not in current.column_names:
+        raise EvaluationError(f"the current data has no column {spec.prediction_column!r}")
+    try:
+        joined = performance.join_labels(current, labels, spec.id_column, spec.label_column)
+        metrics, details = performance.performance_metrics(
+            joined,
+            spec.task,
+            spec.prediction_column,
+            spec.label_column,
+            score_column=spec.score_column,
+            positive_label=spec.positive_label,
+        )
+    except ValueError as exc:
+        raise EvaluationError(str(exc)) from exc
+    metrics["current_rows"] = float(current.num_rows)
+    shown = ["accuracy", "f1", "roc_auc"] if spec.task == "classification" else ["rmse", "mae"]
+    figures = ", ".join(f"{k} {metrics[k]:.4g}" for k in shown if k in metrics)
+    summary = f"{int(metrics['labelled_rows'])} labelled rows" + (f": {figures}" if figures else "")
+    return Evaluation(metrics, summary, details=details)
+
+
+def _quality(spec: MonitorSpec, current: pa.Table) -> Evaluation:
+    checks = quality.check_columns(current, spec.columns)
+    metrics = quality.quality_metrics(current, checks)
+    failed = [f"{c.column}.{c.check}" for c in checks if not c.passed]
+    summary = f"{len(checks) - len(failed)} of {len(checks)} checks passed" + (
+        f"; failed: {', '.join(failed[:10])}" if failed else ""
+    )
+    return Evaluation(metrics, summary, details={"checks": [c.to_json() for c in checks]})
+
+
+def _slo(spec: MonitorSpec, current: pa.Table) -> Evaluation:
+    requests = current.num_rows
+    metrics: dict[str, float] = {"requests": float(requests)}
+    violations = 0
+    parts = [f"{requests} requests"]
+    if spec.latency_column in current.column_names and requests:
+        latency = np.asarray(
+            pc.drop_null(current.column(spec.latency_column)).to_numpy(), dtype=np.float64
+        )
+        if len(latency):
+            for p in (50.0, 95.0, 99.0, spec.latency_percentile):
+                metrics[f"latency_p{p:g}_ms"] = float(np.percentile(latency, p))
+            observed = metrics[f"latency_p{spec.latency_percentile:g}_ms"]
+            parts.append(f"p{spec.latency_percentile:g} {observed:.1f} ms")
+            if spec.latency_ms_max is not None:
+                ok = observed <= spec.latency_ms_max
+                metrics["slo.latency_ok"] = float(ok)
+                violations += 0 if ok else 1
+    elif spec.latency_ms_max is not None and requests:
+        raise EvaluationError(f"the current data has no latency column {spec.latency_column!r}")
+    errors = _error_count(current, spec.error_column)
+    metrics["errors"] = float(errors)
+    metrics["error_rate"] = errors / requests if requests else 0.0
+    parts.append(f"error rate {metrics['error_rate']:.4%}")
+    if spec.error_rate_max is not None:
+        ok = metrics["error_rate"] <= spec.error_rate_max
+        metrics["slo.error_rate_ok"] = float(ok)
+        violations += 0 if ok else 1
+    metrics["slo.violations"] = float(violations)
+    return Evaluation(
+        metrics, ", ".join(parts) + (f"; {violations} SLO violated" if violations else "")
+    )
+
+
+def _error_count(table: pa.Table, column: str) -> int:
+    """Errors: true booleans, non-empty strings, non-zero numbers in the error column."""
+    if column not in table.column_names:
+        return 0
+    values = table.column(column)
+    if pa.types.is_boolean(values.type):
+        flags = pc.fill_null(values, False)
+    elif pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        flags = pc.fill_null(pc.greater(pc.utf8_length(values), 0), False)
+    else:
+        flags = pc.fill_null(pc.not_equal(values, 0), False)
+    return int(pc.sum(pc.cast(flags, pa.int64())).as_py() or 0)

@@ -1,0 +1,107 @@
+"""Where a scheduled monitor run gets its data: a small registry of named sources.
+
+A run needs the current window (and for performance monitors the labels joined by request
+id); the reference is stored on the monitor. `parquet` reads Parquet files (local or any
+fsspec URL) filtered to the window on a time column. Other areas register their own: the
+serving area points a `prediction_log` source at an endpoint's prediction log with
+
+    register_source("prediction_log", lambda options: PredictionLogSource(**options))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from meshops.kernel.errors import InvalidInput
+from meshops.kernel.home import Context
+from meshops.monitoring.models import MonitorSource, MonitorSpec
+
+
+@dataclass(frozen=True)
+class WindowData:
+    current: pa.Table
+    labels: pa.Table | None = None
+
+
+class SourceReader(Protocol):
+    def read(self, ctx: Context, spec: MonitorSpec, start: datetime, end: datetime) -> WindowData:
+        """The rows of [start, end) and, when the source has them, their labels."""
+        ...
+
+
+SourceFactory = Callable[[dict[str, Any]], SourceReader]
+_SOURCES: dict[str, SourceFactory] = {}
+
+
+def register_source(name: str, factory: SourceFactory) -> None:
+    _SOURCES[name] = factory
+
+
+def registered_sources() -> list[str]:
+    return sorted(_SOURCES)
+
+
+def source_reader(source: MonitorSource) -> SourceReader:
+    factory = _SOURCES.get(source.type)
+    if factory is None:
+        raise InvalidInput(
+            f"unknown monitor source type {source.type!r}",
+            {"field": "source.type", "fix": f"use one of {', '.join(registered_sources())}"},
+        )
+    return factory(source.options)
+
+
+class ExplicitSource:
+    """No stored source: the caller passes the tables to each run."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        del options
+
+    def read(self, ctx: Context, spec: MonitorSpec, start: datetime, end: datetime) -> WindowData:
+        raise InvalidInput(
+            f"monitor {spec.name!r} has no data source, so it cannot run on a schedule",
+            {
+                "field": "source",
+                "fix": "pass the current data to the run (e.g. `meshops monitors run NAME "
+                "--current window.parquet`) or define source {type: parquet, options: {path}}",
+            },
+        )
+
+
+class ParquetSource:
+    """Parquet files (a file, a directory or a glob; local or fsspec URL) with a time
+    column; labels, if any, come from a second dataset with the id and label columns."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        if "path" not in options:
+            raise InvalidInput(
+                "a parquet monitor source needs options.path",
+                {"field": "source.options.path", "fix": "set path to the Parquet file(s)"},
+            )
+        self.path = str(options["path"])
+        self.labels_path = options.get("labels_path")
+        self.time_column = str(options.get("time_column", "ts"))
+
+    def read(self, ctx: Context, spec: MonitorSpec, start: datetime, end: datetime) -> WindowData:
+        dataset = ds.dataset(self.path, format="parquet")
+        if self.time_column not in dataset.schema.names:
+            raise InvalidInput(
+                f"{self.path} has no time column {self.time_column!r}",
+                {"field": "source.options.time_column"},
+            )
+        time_type = dataset.schema.field(self.time_column).type
+        bounds = (pa.scalar(start, time_type), pa.scalar(end, time_type))
+        column = ds.field(self.time_column)
+        current = dataset.to_table(filter=(column >= bounds[0]) & (column < bounds[1]))
+        labels = ds.dataset(str(self.labels_path)).to_table() if self.labels_path else None
+        return WindowData(current, labels)
+
+
+register_source("explicit", ExplicitSource)
+register_source("parquet", ParquetSource)
