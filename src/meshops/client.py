@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from meshops.features.interface import FeatureStore
+from meshops.governance.interface import Governance
 from meshops.kernel.auth import Actor
 from meshops.kernel.config import Settings, load_settings
 from meshops.kernel.home import Context, Home
 from meshops.kernel.http import HttpTransport
 from meshops.kernel.lineage import LineageService, RemoteLineage
 from meshops.mesh.interface import Mesh
+from meshops.monitoring.interface import Monitoring
+from meshops.pipelines.interface import Pipelines
 from meshops.registry.interface import Registry
+from meshops.serving.interface import Serving
 from meshops.tracking.interface import Tracking
 
 if TYPE_CHECKING:
@@ -60,6 +65,18 @@ class Platform:
             from meshops.features.service import FeatureStoreService
 
             self.features: FeatureStore = FeatureStoreService(ctx)
+            from meshops.monitoring.service import MonitoringService
+
+            self.monitoring: Monitoring = MonitoringService(ctx)
+            from meshops.pipelines.service import PipelinesService
+
+            self.pipelines: Pipelines = PipelinesService(ctx)
+            from meshops.governance.service import GovernanceService
+
+            self.governance: Governance = GovernanceService(ctx)
+            from meshops.serving.service import ServingService
+
+            self.serving: Serving = ServingService(ctx)
         elif http is not None:
             self.context = None
             self.lineage = RemoteLineage(http)
@@ -75,9 +92,22 @@ class Platform:
             from meshops.features.remote import RemoteFeatureStore
 
             self.features = RemoteFeatureStore(http)
+            from meshops.monitoring.remote import RemoteMonitoring
+
+            self.monitoring = RemoteMonitoring(http)
+            from meshops.pipelines.remote import RemotePipelines
+
+            self.pipelines = RemotePipelines(http, settings.token)
+            from meshops.governance.remote import RemoteGovernance
+
+            self.governance = RemoteGovernance(http)
+            from meshops.serving.remote import RemoteServing
+
+            self.serving = RemoteServing(http)
         else:
             raise ValueError("a Platform needs a home or an HTTP transport")
         self.on_close(self.tracking.flush)
+        self.on_close(self.serving.flush)
         _open_platforms.add(self)
 
     @property
@@ -129,9 +159,12 @@ def connect(
 ) -> Platform:
     """Open the platform named by `uri` (or `MESHOPS_URI`, or the embedded default home)."""
     settings = load_settings(uri=uri, home=home)
+    if token:
+        # Areas that open their own HTTP connections (pipelines' artifacts) read it here.
+        settings = dataclasses.replace(settings, token=token)
     if settings.is_remote:
         assert settings.uri is not None
-        http = HttpTransport(settings.uri, token or settings.token)
+        http = HttpTransport(settings.uri, settings.token)
         return Platform(settings, http=http)
     return Platform(settings, home=Home(settings), actor=actor)
 

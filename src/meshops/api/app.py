@@ -11,9 +11,13 @@ from sqlalchemy import text
 
 import meshops
 from meshops.api.routers import features as features_router
+from meshops.api.routers import governance as governance_router
 from meshops.api.routers import lineage
 from meshops.api.routers import mesh as mesh_router
+from meshops.api.routers import monitoring as monitoring_router
+from meshops.api.routers import pipelines as pipelines_router
 from meshops.api.routers import registry as registry_router
+from meshops.api.routers import serving as serving_router
 from meshops.api.routers import tracking as tracking_router
 from meshops.kernel import schema
 from meshops.kernel.auth import Actor
@@ -40,9 +44,13 @@ def create_app(home: Home, authenticate: Authenticate = local_user) -> FastAPI:
     _install_health(app)
     app.include_router(lineage.router)
     app.include_router(features_router.router)
+    app.include_router(governance_router.router)
     app.include_router(mesh_router.router)
     app.include_router(mesh_router.catalog_router)
+    app.include_router(monitoring_router.router)
+    app.include_router(pipelines_router.router)
     app.include_router(registry_router.router)
+    app.include_router(serving_router.router)
     app.include_router(tracking_router.router)
     return app
 
