@@ -11,6 +11,7 @@ Parquet snapshot); anything else is one DuckDB query over the snapshot.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -211,12 +212,19 @@ def record_views(ctx: Context, views: list[GovernedView], rows: int) -> None:
         ctx.home.read_guard.record(ctx, ReadUsage(request=view.request, plan=view.plan, rows=rows))
 
 
+_FROM_TARGET = re.compile(r'(?:from|join)\s+"?([A-Za-z_]\w*)"?\s*\.\s*"?([A-Za-z_]\w*)"?', re.I)
+
+
 def referenced_products(query: str) -> list[str]:
     """`domain.name` tables a SQL query reads (as DuckDB's parser sees them)."""
     try:
-        names = duckdb.get_table_names(query, qualified=True)
-    except duckdb.Error as exc:
+        names: list[str] = list(duckdb.get_table_names(query, qualified=True))
+    except duckdb.ParserException as exc:
         raise InvalidInput(f"cannot parse the SQL query: {exc}", {"field": "query"}) from exc
+    except duckdb.Error:
+        # get_table_names also binds some clauses (JOIN ... USING) and fails without the
+        # tables; the FROM/JOIN targets are then found lexically.
+        names = [f"{d}.{n}" for d, n in _FROM_TARGET.findall(query)]
     refs = set()
     for name in names:
         base = name.split(" AS ")[0].strip().replace('"', "")
