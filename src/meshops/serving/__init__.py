@@ -1,0 +1,1 @@
+"""Model serving: endpoints bound to model aliases, routing, prediction logs, batch scoring."""

@@ -1,0 +1,266 @@
+"""Serving types and pure logic: endpoints, routes, request parsing, record validation.
+
+No I/O and no heavy imports (numpy/pandas are imported where a model is called), so the
+SDK and the CLI import this module cheaply.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from meshops.kernel.errors import InvalidInput
+from meshops.kernel.urn import Urn
+
+ENDPOINT_NAME = re.compile(r"^[a-z][a-z0-9_\-]{0,62}$")
+MAX_RECORDS = 10_000
+REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+
+
+class FeatureEnrichment(BaseModel):
+    """Request enrichment from the online feature store: when a record carries every
+    `entity_keys` column, `features` (names or a feature service) are looked up and added to
+    the record before the model sees it; values the request sends itself win."""
+
+    features: list[str] | str
+    entity_keys: list[str]
+
+
+class Endpoint(BaseModel):
+    name: str
+    domain: str
+    model: str  # the primary route: models:/<name>@<alias> (or a pinned version)
+    canary: str | None = None  # a model URI receiving `canary_percent` of requests
+    canary_percent: float = 0.0
+    shadows: list[str] = Field(default_factory=list)  # scored and logged, never returned
+    enrichment: FeatureEnrichment | None = None
+    description: str = ""
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    generation: int = 1  # bumped on every change so running endpoints notice it
+
+    @property
+    def urn(self) -> str:
+        return endpoint_urn(self.name)
+
+    @property
+    def log_product(self) -> str:
+        return f"{self.domain}.{log_product_name(self.name)}"
+
+
+class Prediction(BaseModel):
+    request_id: str
+    endpoint: str
+    model: str
+    model_version: int
+    predictions: list[Any]
+
+
+class FeedbackItem(BaseModel):
+    request_id: str
+    label: Any
+    record: int = 0  # which record of a multi-record request the label is for
+
+
+class RolledLog(BaseModel):
+    endpoint: str
+    product: str
+    version: str | None  # None when there was nothing new to roll
+    rows: int
+    chunks: int
+
+
+def endpoint_urn(name: str) -> str:
+    return str(Urn.of("endpoint", name))
+
+
+def log_product_name(endpoint: str) -> str:
+    """Data product names are SQL identifiers; endpoint names may carry '-'."""
+    return f"{endpoint.replace('-', '_')}_predictions"
+
+
+def check_endpoint_name(name: str) -> str:
+    if not isinstance(name, str) or not ENDPOINT_NAME.match(name):
+        raise InvalidInput(
+            f"invalid endpoint name {name!r}",
+            {
+                "field": "name",
+                "fix": "start with a lower-case letter; use a-z, 0-9, '_' and '-' "
+                "(at most 63 characters), e.g. churn-api",
+            },
+        )
+    return name
+
+
+def model_uri(ref: str) -> str:
+    """`churn@champion`, `churn/3` or a full `models:/...` URI -> a `models:/` URI."""
+    if not isinstance(ref, str) or not ref:
+        raise InvalidInput("a model reference is required", {"field": "model"})
+    uri = ref if ref.startswith("models:/") else f"models:/{ref}"
+    from meshops.registry.models import parse_model_uri
+
+    try:
+        parse_model_uri(uri)
+    except InvalidInput as exc:
+        raise InvalidInput(
+            f"not a model reference: {ref!r}",
+            {"field": "model", "fix": "e.g. churn@champion, churn/3 or models:/churn@champion"},
+        ) from exc
+    return uri
+
+
+def model_name_of(uri: str) -> str:
+    from meshops.registry.models import parse_model_uri
+
+    return parse_model_uri(uri).name
+
+
+def check_percent(percent: float) -> float:
+    if not 0.0 <= float(percent) <= 100.0:
+        raise InvalidInput(
+            f"canary percent must be between 0 and 100, got {percent}",
+            {"field": "canary_percent"},
+        )
+    return float(percent)
+
+
+def check_request_id(request_id: str) -> str:
+    if not REQUEST_ID.match(request_id):
+        raise InvalidInput(
+            f"invalid request id {request_id[:140]!r}",
+            {"field": "request_id", "fix": "use 1-128 letters, digits and . _ : -"},
+        )
+    return request_id
+
+
+# --- request bodies -------------------------------------------------------------------------
+
+
+def records_of(body: Any) -> list[dict[str, Any]]:
+    """The records of a predict body: `{"records": [...]}` (meshops), or the MLflow scoring
+    forms `{"dataframe_records": [...]}`, `{"dataframe_split": {columns, data}}` and
+    `{"inputs": [...] | {col: [...]}}`."""
+    if not isinstance(body, Mapping):
+        raise _bad_body("the body must be a JSON object")
+    if "records" in body:
+        records = body["records"]
+    elif "dataframe_records" in body:
+        records = body["dataframe_records"]
+    elif "dataframe_split" in body:
+        records = _from_split(body["dataframe_split"])
+    elif "inputs" in body:
+        records = _from_inputs(body["inputs"])
+    else:
+        raise _bad_body("the body has no `records`")
+    if isinstance(records, Mapping):
+        records = [records]
+    if not isinstance(records, list) or not records:
+        raise _bad_body("`records` must be a non-empty list of objects")
+    if len(records) > MAX_RECORDS:
+        raise _bad_body(f"at most {MAX_RECORDS} records per request, got {len(records)}")
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise InvalidInput(
+                f"record {i} is not an object",
+                {"record": i, "field": f"records[{i}]", "fix": "send {column: value, ...}"},
+            )
+    return records
+
+
+def _bad_body(problem: str) -> InvalidInput:
+    return InvalidInput(
+        problem,
+        {"field": "records", "fix": 'send {"records": [{"column": value, ...}, ...]}'},
+    )
+
+
+def _from_split(split: Any) -> list[dict[str, Any]]:
+    if not isinstance(split, Mapping) or not isinstance(split.get("columns"), list):
+        raise _bad_body("`dataframe_split` needs `columns` and `data`")
+    columns = [str(c) for c in split["columns"]]
+    data = split.get("data")
+    if not isinstance(data, list) or not all(isinstance(r, list) for r in data):
+        raise _bad_body("`dataframe_split.data` must be a list of rows")
+    for i, row in enumerate(data):
+        if len(row) != len(columns):
+            raise InvalidInput(
+                f"record {i} has {len(row)} values for {len(columns)} columns",
+                {"record": i, "field": "dataframe_split.data"},
+            )
+    return [dict(zip(columns, row, strict=True)) for row in data]
+
+
+def _from_inputs(inputs: Any) -> Any:
+    if isinstance(inputs, Mapping) and all(isinstance(v, list) for v in inputs.values()):
+        columns = list(inputs)
+        lengths = {len(v) for v in inputs.values()}
+        if len(lengths) != 1:
+            raise _bad_body("every column of `inputs` must have the same length")
+        return [{c: inputs[c][i] for c in columns} for i in range(lengths.pop())]
+    return inputs
+
+
+# --- validation against a model signature ---------------------------------------------------
+
+
+def _fits(value: Any, expected: str) -> bool:
+    if expected == "object" or value is None:
+        return True
+    if expected == "float":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if expected == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected == "boolean":
+        return isinstance(value, bool)
+    if expected == "string":
+        return isinstance(value, str)
+    # JSON carries datetimes as ISO strings.
+    return isinstance(value, str | datetime | date)
+
+
+def validate_records(
+    records: list[dict[str, Any]], columns: list[tuple[str, str]]
+) -> list[list[Any]]:
+    """Check each record against the signature's (name, type) columns; returns the rows in
+    signature order. The error names the record index and the column, so a client sending
+    a batch can find the bad row."""
+    rows = []
+    for i, record in enumerate(records):
+        row = []
+        for name, expected in columns:
+            if name not in record:
+                raise InvalidInput(
+                    f"record {i} is missing column {name!r}",
+                    {"record": i, "field": name, "expected": [c for c, _ in columns]},
+                )
+            value = record[name]
+            if not _fits(value, expected):
+                raise InvalidInput(
+                    f"record {i}: column {name!r} should be {expected}, got {type(value).__name__}",
+                    {
+                        "record": i,
+                        "field": name,
+                        "expected": expected,
+                        "got": type(value).__name__,
+                        "fix": f"send {name} as {expected}",
+                    },
+                )
+            row.append(value)
+        rows.append(row)
+    return rows
+
+
+def jsonable(value: Any) -> Any:
+    """Model outputs (numpy scalars/arrays) as plain JSON values."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    return value

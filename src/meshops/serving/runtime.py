@@ -1,0 +1,400 @@
+"""The serving data plane in one process: loaded endpoints, reloads, scoring and logging.
+
+One `Runtime` per `Home` per process (`runtime_for(home)`), shared by the HTTP router, the
+standalone app and the embedded `ServingService.predict`. Endpoints load on first use. A
+watcher thread polls, every `MESHOPS_SERVING_POLL_SECONDS` (default 2 s), the endpoints'
+generation counters and the versions their model URIs resolve to (a few indexed reads);
+when something changed it loads the new models in that thread and swaps the deployment in
+one assignment. Requests in flight finish on the object they started with, so an alias
+move never fails a request.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from meshops.kernel import lineage
+from meshops.kernel.errors import MeshopsError, NotFound
+from meshops.serving import metrics, routing
+from meshops.serving.models import (
+    Endpoint,
+    Prediction,
+    check_request_id,
+    jsonable,
+    validate_records,
+)
+from meshops.serving.predlog import PredictionLogWriter, dumps, now
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics import Counter, Histogram
+
+    from meshops.kernel.home import Context, Home
+    from meshops.registry.loaded import LoadedModel
+
+log = logging.getLogger(__name__)
+POLL_ENV = "MESHOPS_SERVING_POLL_SECONDS"
+_NUMERIC = {"integer", "float", "boolean"}
+
+
+@dataclass(frozen=True)
+class Route:
+    uri: str
+    model: LoadedModel
+    columns: list[tuple[str, str]] | None  # (name, type) of a columns signature
+    numeric: bool
+    requests: Counter
+    latency: Histogram
+
+    @property
+    def version(self) -> int:
+        return self.model.version.version
+
+
+@dataclass(frozen=True)
+class Deployment:
+    endpoint: Endpoint
+    primary: Route
+    canary: Route | None
+    shadows: tuple[Route, ...]
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        routes = [self.primary, self.canary, *self.shadows]
+        return (self.endpoint.generation, *(r.version if r else None for r in routes))
+
+
+def _route(endpoint: str, uri: str, model: LoadedModel, role: str) -> Route:
+    signature = model.signature
+    columns = None
+    if signature is not None and signature.kind == "columns":
+        columns = [(c.name, str(c.type)) for c in signature.inputs]
+    labels = (endpoint, str(model.version.version), role)
+    return Route(
+        uri=uri,
+        model=model,
+        columns=columns,
+        numeric=bool(columns) and all(t in _NUMERIC for _, t in columns or []),
+        requests=metrics.REQUESTS.labels(*labels),
+        latency=metrics.LATENCY.labels(*labels),
+    )
+
+
+class Runtime:
+    def __init__(self, home: Home, poll_seconds: float | None = None) -> None:
+        self.home = home
+        self.poll_seconds = poll_seconds or float(os.environ.get(POLL_ENV, "2.0"))
+        self.log = PredictionLogWriter(home)
+        self._deployments: dict[str, Deployment] = {}
+        self._load_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self.reloads = 0
+
+    # --- deployments -------------------------------------------------------------------------
+
+    def deployment(self, name: str) -> Deployment:
+        found = self._deployments.get(name)
+        if found is not None:
+            return found
+        with self._load_lock:
+            found = self._deployments.get(name)
+            if found is None:
+                found = self._load(name)
+                self._deployments[name] = found
+                self._start_watcher()
+        return found
+
+    def _load(self, name: str) -> Deployment:
+        from meshops.registry.service import RegistryService
+        from meshops.serving import store
+
+        ctx = self.home.system_context()
+        with ctx.db.read() as conn:
+            endpoint = store.get_endpoint(conn, name)
+        if endpoint is None:
+            raise NotFound(
+                f"no endpoint {name!r}",
+                {"field": "endpoint", "fix": "see `meshops endpoints list`"},
+            )
+        # The data plane loads as the system: whoever configured the endpoint was
+        # authorised to read these models then; callers are authorised per request.
+        registry = RegistryService(ctx)
+
+        def load(uri: str, role: str) -> Route:
+            return _route(name, uri, registry.load_model(uri), role)
+
+        deployment = Deployment(
+            endpoint=endpoint,
+            primary=load(endpoint.model, "primary"),
+            canary=load(endpoint.canary, "canary") if endpoint.canary else None,
+            shadows=tuple(load(uri, "shadow") for uri in endpoint.shadows),
+        )
+        self._record_lineage(ctx, deployment)
+        return deployment
+
+    def _record_lineage(self, ctx: Context, deployment: Deployment) -> None:
+        routes = [deployment.primary, deployment.canary, *deployment.shadows]
+        edges = [(r.model.version.urn, deployment.endpoint.urn, "deployed_to") for r in routes if r]
+        with ctx.db.begin() as conn:
+            lineage.add_edges(conn, edges)
+
+    def forget(self, name: str) -> None:
+        """Drop a loaded endpoint (deleted, or to force a reload on next use)."""
+        with self._load_lock:
+            self._deployments.pop(name, None)
+
+    def refresh(self) -> int:
+        """Reload every loaded endpoint whose config or resolved versions changed; returns
+        how many were swapped."""
+        swapped = 0
+        for name, current in list(self._deployments.items()):
+            try:
+                if self._current_key(current) == current.key:
+                    continue
+                fresh = self._load(name)
+            except NotFound:
+                self.forget(name)
+                continue
+            except Exception:
+                # Keep serving what is loaded; the next poll tries again.
+                log.exception("reloading endpoint %s failed", name)
+                continue
+            with self._load_lock:
+                if name in self._deployments:
+                    self._deployments[name] = fresh  # one assignment: the atomic swap
+            swapped += 1
+            self.reloads += 1
+        return swapped
+
+    def _current_key(self, current: Deployment) -> tuple[Any, ...]:
+        from meshops.registry.service import RegistryService
+        from meshops.serving import store
+
+        ctx = self.home.system_context()
+        with ctx.db.read() as conn:
+            generation = store.generations(conn, [current.endpoint.name]).get(current.endpoint.name)
+        if generation is None:
+            raise NotFound(f"endpoint {current.endpoint.name!r} was deleted")
+        if generation != current.endpoint.generation:
+            return (generation,)
+        registry = RegistryService(ctx)
+        routes = [current.primary, current.canary, *current.shadows]
+        return (generation, *(registry.resolve(r.uri).version if r else None for r in routes))
+
+    def _start_watcher(self) -> None:
+        if self._watcher is None:
+            self._watcher = threading.Thread(
+                target=self._watch, name="meshops-serving-watch", daemon=True
+            )
+            self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.refresh()
+            except Exception:
+                log.exception("endpoint watcher failed")
+
+    # --- predictions -------------------------------------------------------------------------
+
+    def predict(
+        self,
+        ctx: Context,
+        name: str,
+        records: list[dict[str, Any]],
+        request_id: str | None = None,
+    ) -> Prediction:
+        started = time.perf_counter()
+        request_id = check_request_id(request_id) if request_id else uuid.uuid4().hex
+        try:
+            deployment = self.deployment(name)
+            ctx.authorize("serving.predict", deployment.endpoint.domain)
+            added = self._enrich(ctx, deployment, records)
+            merged = [{**a, **r} for a, r in zip(added, records, strict=True)] if added else records
+            canary = deployment.canary
+            pct = deployment.endpoint.canary_percent
+            route = canary if canary and routing.goes_to_canary(request_id, pct) else None
+            role = "canary" if route else "primary"
+            route = route or deployment.primary
+            outputs = score(route, merged)
+        except MeshopsError as exc:
+            metrics.ERRORS.labels(name, exc.error).inc()
+            raise
+        served = Scored(name, route, role, outputs, time.perf_counter() - started)
+        rows = _log_rows(request_id, served, records, added)
+        for shadow in deployment.shadows:
+            rows.extend(self._shadow(request_id, name, shadow, records=records, added=added))
+        self.log.append(rows)
+        route.requests.inc()
+        route.latency.observe(time.perf_counter() - started)
+        return Prediction(
+            request_id=request_id,
+            endpoint=name,
+            model=route.model.name,
+            model_version=route.version,
+            predictions=outputs,
+        )
+
+    def _shadow(
+        self,
+        request_id: str,
+        name: str,
+        route: Route,
+        *,
+        records: list[dict[str, Any]],
+        added: list[dict[str, Any]] | None,
+    ) -> list[tuple[Any, ...]]:
+        started = time.perf_counter()
+        merged = [{**a, **r} for a, r in zip(added, records, strict=True)] if added else records
+        try:
+            outputs = score(route, merged)
+        except Exception as exc:
+            # A failing shadow must never fail the request it shadows.
+            metrics.ERRORS.labels(name, f"shadow_{type(exc).__name__}").inc()
+            return []
+        elapsed = time.perf_counter() - started
+        route.requests.inc()
+        route.latency.observe(elapsed)
+        return _log_rows(
+            request_id, Scored(name, route, "shadow", outputs, elapsed), records, added
+        )
+
+    def _enrich(
+        self, ctx: Context, deployment: Deployment, records: list[dict[str, Any]]
+    ) -> list[dict[str, Any]] | None:
+        spec = deployment.endpoint.enrichment
+        if spec is None:
+            return None
+        keyed = [i for i, r in enumerate(records) if all(k in r for k in spec.entity_keys)]
+        if not keyed:
+            return None
+        from meshops.features.service import FeatureStoreService
+
+        entity_rows = [{k: records[i][k] for k in spec.entity_keys} for i in keyed]
+        response = FeatureStoreService(ctx).online(entity_rows, spec.features)
+        added: list[dict[str, Any]] = [{} for _ in records]
+        for i, row in zip(keyed, response.rows, strict=True):
+            added[i] = dict(row.values)
+        return added
+
+    def close(self) -> None:
+        self._stop.set()
+        self.log.close()
+
+
+def score(route: Route, records: list[dict[str, Any]]) -> list[Any]:
+    """Validate records against the route's signature and run the model; one JSON output
+    per record."""
+    if route.columns is not None:
+        rows = validate_records(records, route.columns)
+        if route.numeric:
+            import numpy as np
+
+            # Rows are in signature order: the model's adapter takes the array path.
+            data: Any = np.array(rows, dtype=np.float64)
+        else:
+            data = [dict(zip([c for c, _ in route.columns], r, strict=True)) for r in rows]
+    else:
+        data = records
+    try:
+        result = route.model.predict(data)
+    except MeshopsError:
+        raise
+    except Exception as exc:
+        raise MeshopsError(
+            f"model {route.model.uri} failed: {type(exc).__name__}: {exc}",
+            {"model": route.model.uri},
+        ) from exc
+    return _per_record(jsonable(result), len(records))
+
+
+def _per_record(output: Any, n: int) -> list[Any]:
+    if isinstance(output, dict):
+        columns = {k: v for k, v in output.items() if isinstance(v, list) and len(v) == n}
+        if len(columns) == len(output):
+            return [{k: v[i] for k, v in columns.items()} for i in range(n)]
+    if isinstance(output, list) and len(output) == n:
+        return output
+    return [output] * n if n == 1 else [output for _ in range(n)]
+
+
+@dataclass(frozen=True)
+class Scored:
+    endpoint: str
+    route: Route
+    role: str
+    outputs: list[Any]
+    elapsed: float
+
+
+def _log_rows(
+    request_id: str,
+    scored: Scored,
+    records: list[dict[str, Any]],
+    added: list[dict[str, Any]] | None,
+) -> list[tuple[Any, ...]]:
+    endpoint, role = scored.endpoint, scored.role
+    model = scored.route.model.name
+    version = scored.route.version
+    ms = scored.elapsed * 1000.0
+    at = now()
+    return [
+        (
+            request_id,
+            i,
+            endpoint,
+            model,
+            version,
+            role,
+            dumps(record),
+            dumps(added[i]) if added else "{}",
+            dumps(output),
+            ms,
+            at,
+        )
+        for i, (record, output) in enumerate(zip(records, scored.outputs, strict=True))
+    ]
+
+
+_RUNTIMES: dict[int, Runtime] = {}
+_RUNTIMES_LOCK = threading.Lock()
+
+
+def runtime_for(home: Home) -> Runtime:
+    found = _RUNTIMES.get(id(home))
+    if found is not None and found.home is home:
+        return found
+    with _RUNTIMES_LOCK:
+        found = _RUNTIMES.get(id(home))
+        if found is None or found.home is not home:
+            found = Runtime(home)
+            _RUNTIMES[id(home)] = found
+        return found
+
+
+def existing_runtime(home: Home) -> Runtime | None:
+    found = _RUNTIMES.get(id(home))
+    return found if found is not None and found.home is home else None
+
+
+def close_runtime(home: Home) -> None:
+    """Stop the watcher and write every buffered prediction (graceful shutdown)."""
+    with _RUNTIMES_LOCK:
+        found = _RUNTIMES.pop(id(home), None)
+    if found is not None and found.home is home:
+        found.close()
+
+
+def close_all_runtimes() -> None:
+    """Close every runtime of this process (tests, interpreter exit)."""
+    with _RUNTIMES_LOCK:
+        found = list(_RUNTIMES.values())
+        _RUNTIMES.clear()
+    for runtime in found:
+        runtime.close()
