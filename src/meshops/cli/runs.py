@@ -1,0 +1,163 @@
+"""`meshops runs list|show|search` and `meshops experiments list` (through the SDK)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from meshops.cli.output import JSON_HELP, print_json, print_table
+
+if TYPE_CHECKING:
+    from meshops.tracking.models import Run
+
+runs_app = typer.Typer(help="Runs of the ML metadata store.", no_args_is_help=True)
+experiments_app = typer.Typer(help="Experiments of the ML metadata store.", no_args_is_help=True)
+
+ExperimentOpt = Annotated[
+    list[str] | None, typer.Option("--experiment", "-e", help="Experiment name or id.")
+]
+OrderOpt = Annotated[
+    list[str] | None,
+    typer.Option("--order-by", "-o", help="e.g. 'metrics.rmse ASC' (repeatable)."),
+]
+LimitOpt = Annotated[int, typer.Option("--max-results", "-n", help="Runs per page.")]
+PageOpt = Annotated[str | None, typer.Option("--page-token", help="Token of the next page.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+
+
+def _print_runs(runs: list[Run], next_token: str | None, json_out: bool) -> None:
+    if json_out:
+        print_json({"runs": runs, "next_page_token": next_token})
+        return
+    metric_keys = sorted({k for r in runs for k in r.metrics})[:6]
+    print_table(
+        "runs",
+        ["id", "name", "status", "user", "start", *[f"metrics.{k}" for k in metric_keys]],
+        [
+            [r.id, r.name, r.status.value, r.user, r.start_time]
+            + [r.metrics.get(k) for k in metric_keys]
+            for r in runs
+        ],
+    )
+    if next_token:
+        typer.echo(f"more: --page-token {next_token}", err=True)
+
+
+def _search(
+    *,
+    experiment: list[str] | None,
+    filter_text: str,
+    order_by: list[str] | None,
+    max_results: int,
+    page_token: str | None,
+    json_out: bool,
+) -> None:
+    from meshops.client import connect
+
+    with connect() as platform:
+        page = platform.tracking.search_runs(
+            experiment or None, filter_text, order_by or [], max_results, page_token
+        )
+    _print_runs(page.runs, page.next_page_token, json_out)
+
+
+@runs_app.command("list")
+def list_runs(
+    experiment: ExperimentOpt = None,
+    max_results: LimitOpt = 50,
+    page_token: PageOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The newest runs (of some experiments)."""
+    _search(
+        experiment=experiment,
+        filter_text="",
+        order_by=None,
+        max_results=max_results,
+        page_token=page_token,
+        json_out=json_out,
+    )
+
+
+@runs_app.command("search")
+def search_runs(
+    *,
+    filter_text: Annotated[
+        str,
+        typer.Option("--filter", "-f", help="e.g. \"metrics.rmse < 0.5 and params.model = 'rf'\""),
+    ] = "",
+    experiment: ExperimentOpt = None,
+    order_by: OrderOpt = None,
+    max_results: LimitOpt = 50,
+    page_token: PageOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Runs matching a filter, in the given order."""
+    _search(
+        experiment=experiment,
+        filter_text=filter_text,
+        order_by=order_by,
+        max_results=max_results,
+        page_token=page_token,
+        json_out=json_out,
+    )
+
+
+@runs_app.command("show")
+def show_run(run_id: str, json_out: JsonOpt = False) -> None:
+    """One run: status, params, latest metrics, tags, inputs and artifacts."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        run = platform.tracking.get_run(run_id)
+        artifacts = platform.tracking.list_artifacts(run_id)
+    if json_out:
+        print_json({**run.model_dump(mode="json"), "artifacts": artifacts})
+        return
+    print_table(
+        f"run {run.id}",
+        ["field", "value"],
+        [
+            ["name", run.name],
+            ["experiment", run.experiment_id],
+            ["status", run.status.value],
+            ["user", run.user],
+            ["start", run.start_time],
+            ["end", run.end_time],
+            ["parent", run.parent_run_id],
+            ["error", (run.error or "").strip().splitlines()[-1] if run.error else None],
+        ],
+    )
+    for title, values in (("params", run.params), ("metrics", run.metrics), ("tags", run.tags)):
+        if values:
+            print_table(title, ["key", "value"], [[k, v] for k, v in sorted(values.items())])
+    if run.inputs:
+        print_table(
+            "inputs",
+            ["urn", "digest", "context"],
+            [[i.urn, i.digest, i.context] for i in run.inputs],
+        )
+    if artifacts:
+        print_table(
+            "artifacts",
+            ["path", "size", "digest"],
+            [[a.path, a.size, a.digest[:12]] for a in artifacts],
+        )
+
+
+@experiments_app.command("list")
+def list_experiments(json_out: JsonOpt = False) -> None:
+    """Every experiment."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        experiments = platform.tracking.list_experiments()
+    if json_out:
+        print_json(experiments)
+        return
+    print_table(
+        "experiments",
+        ["id", "name", "description", "created"],
+        [[e.id, e.name, e.description, e.created_at] for e in experiments],
+    )
