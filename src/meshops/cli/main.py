@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from meshops.cli import models as models_cli
+from meshops.cli import runs as runs_cli
 from meshops.cli.output import JSON_HELP, err_console, print_json, print_table
 
 app = typer.Typer(
@@ -21,6 +22,8 @@ lineage_app = typer.Typer(help="The lineage graph.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(lineage_app, name="lineage")
 app.add_typer(models_cli.app, name="models")
+app.add_typer(runs_cli.runs_app, name="runs")
+app.add_typer(runs_cli.experiments_app, name="experiments")
 
 
 @app.command()
