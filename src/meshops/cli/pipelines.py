@@ -1,0 +1,354 @@
+"""`meshops pipelines ...`, `meshops schedules ...`, `meshops triggers ...` and
+`meshops worker` (all through the SDK, so they work on an embedded home and a server)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from meshops.cli.output import JSON_HELP, err_console, print_json, print_table
+
+if TYPE_CHECKING:
+    from meshops.pipelines.models import PipelineRun, RunDetail
+
+pipelines_app = typer.Typer(help="Run and inspect pipelines.", no_args_is_help=True)
+schedules_app = typer.Typer(help="Cron schedules of pipelines.", no_args_is_help=True)
+triggers_app = typer.Typer(help="Event triggers of pipelines.", no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option("--param", "-p", help="NAME=VALUE (VALUE is JSON, else a string); repeatable."),
+]
+ExecutorOpt = Annotated[str, typer.Option("--executor", "-x", help="inline, process or ray.")]
+
+
+def parse_params(pairs: list[str] | None) -> dict[str, Any]:
+    from meshops.kernel.errors import InvalidInput
+
+    params: dict[str, Any] = {}
+    for pair in pairs or []:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name:
+            raise InvalidInput(f"bad --param {pair!r}", {"fix": "use --param name=value"})
+        try:
+            params[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[name] = raw
+    return params
+
+
+def _print_runs(runs: list[PipelineRun], json_out: bool) -> None:
+    if json_out:
+        print_json(runs)
+        return
+    print_table(
+        "pipeline runs",
+        ["id", "pipeline", "status", "executor", "origin", "created", "finished", "error"],
+        [
+            [
+                r.id,
+                r.pipeline,
+                r.status.value,
+                r.executor,
+                r.origin.get("kind", ""),
+                r.created_at,
+                r.finished_at,
+                (r.error or "")[:60],
+            ]
+            for r in runs
+        ],
+    )
+
+
+def _print_detail(detail: RunDetail, json_out: bool) -> None:
+    if json_out:
+        print_json(detail)
+        return
+    _print_runs([detail.run], False)
+    print_table(
+        "steps",
+        ["node", "status", "attempts", "started", "finished", "outputs", "cache hit of", "error"],
+        [
+            [
+                s.node,
+                s.status.value,
+                s.attempts,
+                s.started_at,
+                s.finished_at,
+                ", ".join(f"{o.name}={o.digest[:12]}" for o in s.outputs),
+                s.cache_hit_of,
+                (s.error or "").split("\n", 1)[0][:80],
+            ]
+            for s in detail.steps
+        ],
+    )
+
+
+@pipelines_app.command("run")
+def run(  # noqa: PLR0917 - one parameter per CLI option
+    ref: Annotated[str, typer.Argument(help="module:function or path/to/file.py:function")],
+    param: ParamOpt = None,
+    executor: ExecutorOpt = "inline",
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster to run on.")] = None,
+    queue: Annotated[bool, typer.Option("--queue", help="Queue it for a worker.")] = False,
+    no_track: Annotated[bool, typer.Option("--no-track", help="No tracking run tree.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run a pipeline here (or queue it for `meshops worker` with --queue)."""
+    from meshops.client import connect
+
+    params = parse_params(param)
+    with connect() as platform:
+        if queue:
+            _print_runs([platform.pipelines.submit(ref, params, executor)], json_out)
+            return
+        detail = platform.pipelines.run(
+            ref, params, executor, ray_address=ray_address, track=not no_track
+        )
+    _print_detail(detail, json_out)
+    if detail.run.status.value != "succeeded":
+        raise typer.Exit(1)
+
+
+@pipelines_app.command("list")
+def list_runs(
+    pipeline: Annotated[str | None, typer.Option(help="Only runs of this pipeline.")] = None,
+    status: Annotated[str | None, typer.Option(help="queued, running, succeeded ...")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
+    json_out: JsonOpt = False,
+) -> None:
+    """Recent pipeline runs, newest first."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        _print_runs(platform.pipelines.list_runs(pipeline, status, limit), json_out)
+
+
+@pipelines_app.command("show")
+def show(run_id: str, json_out: JsonOpt = False) -> None:
+    """A run and its step runs."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        _print_detail(platform.pipelines.get_run(run_id), json_out)
+
+
+@pipelines_app.command("logs")
+def logs(
+    run_id: str,
+    step: Annotated[str | None, typer.Option(help="Only this step node.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """What the steps of a run printed."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        found = platform.pipelines.logs(run_id, step)
+    if json_out:
+        print_json(found)
+        return
+    for node, text in found.items():
+        err_console.print(f"[bold cyan]== {node}[/bold cyan]")
+        print(text, end="" if text.endswith("\n") or not text else "\n")
+
+
+@pipelines_app.command("resume")
+def resume(
+    run_id: str,
+    local: Annotated[bool, typer.Option("--local", help="Run here instead of queueing.")] = False,
+    executor: Annotated[str | None, typer.Option("--executor", "-x")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Rerun what failed (and what depends on it), reusing every other step's outputs."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        _print_runs([platform.pipelines.resume(run_id, local=local, executor=executor)], json_out)
+
+
+@pipelines_app.command("reproduce")
+def reproduce(run_id: str, executor: ExecutorOpt = "inline", json_out: JsonOpt = False) -> None:
+    """Rerun a past run with the same parameters and inputs, without the cache, and report
+    whether every step's outputs have the same digests."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        report = platform.pipelines.reproduce(run_id, executor)
+    if json_out:
+        print_json(report)
+    else:
+        print_table(
+            f"reproduce {report.original} -> {report.rerun}: "
+            + ("MATCH" if report.matches else "DIFFERENT"),
+            ["node", "same code", "same inputs", "same outputs"],
+            [
+                [s["node"], s["same_code"], s["same_inputs"], s["same_outputs"]]
+                for s in report.steps
+            ],
+        )
+    if not report.matches:
+        raise typer.Exit(1)
+
+
+@pipelines_app.command("cancel")
+def cancel(run_id: str, json_out: JsonOpt = False) -> None:
+    """Cancel a queued run."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        _print_runs([platform.pipelines.cancel(run_id)], json_out)
+
+
+@schedules_app.command("create")
+def schedule_create(  # noqa: PLR0917 - one parameter per CLI option
+    name: str,
+    cron: Annotated[str, typer.Option(help="Cron expression, e.g. '0 3 * * *'.")],
+    ref: Annotated[str, typer.Option(help="module:function or file.py:function")],
+    param: ParamOpt = None,
+    executor: ExecutorOpt = "process",
+    json_out: JsonOpt = False,
+) -> None:
+    """Run a pipeline on a cron schedule (fired by `meshops worker`)."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        schedule = platform.pipelines.create_schedule(
+            name, cron, ref, parse_params(param), executor
+        )
+    _print_schedules([schedule], json_out)
+
+
+@schedules_app.command("list")
+def schedule_list(json_out: JsonOpt = False) -> None:
+    from meshops.client import connect
+
+    with connect() as platform:
+        _print_schedules(platform.pipelines.list_schedules(), json_out)
+
+
+@schedules_app.command("delete")
+def schedule_delete(name: str) -> None:
+    from meshops.client import connect
+
+    with connect() as platform:
+        platform.pipelines.delete_schedule(name)
+    err_console.print(f"deleted schedule {name}")
+
+
+def _print_schedules(schedules: list[Any], json_out: bool) -> None:
+    if json_out:
+        print_json(schedules)
+        return
+    print_table(
+        "schedules",
+        ["name", "cron", "ref", "params", "executor", "next fire", "last fire"],
+        [
+            [
+                s.name,
+                s.cron,
+                s.ref,
+                json.dumps(s.params),
+                s.executor,
+                s.next_fire_at,
+                s.last_fire_at,
+            ]
+            for s in schedules
+        ],
+    )
+
+
+@triggers_app.command("create")
+def trigger_create(  # noqa: PLR0917 - one parameter per CLI option
+    name: str,
+    topic: Annotated[str, typer.Option(help="e.g. dataproduct.published, monitor.alert")],
+    ref: Annotated[str, typer.Option(help="module:function or file.py:function")],
+    param: ParamOpt = None,
+    match: Annotated[
+        list[str] | None, typer.Option(help="FIELD=VALUE the event payload must have.")
+    ] = None,
+    expression: Annotated[
+        str | None, typer.Option("--if", help='CEL filter, e.g. event.payload.severity == "high"')
+    ] = None,
+    max_concurrent: Annotated[int, typer.Option(help="Active runs allowed at once.")] = 1,
+    executor: ExecutorOpt = "process",
+    json_out: JsonOpt = False,
+) -> None:
+    """Run a pipeline when an event matches (dispatched by `meshops worker`)."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        trigger = platform.pipelines.create_trigger(
+            name,
+            topic,
+            ref,
+            parse_params(param),
+            match=parse_params(match),
+            expression=expression,
+            max_concurrent=max_concurrent,
+            executor=executor,
+        )
+    _print_triggers([trigger], json_out)
+
+
+@triggers_app.command("list")
+def trigger_list(json_out: JsonOpt = False) -> None:
+    from meshops.client import connect
+
+    with connect() as platform:
+        _print_triggers(platform.pipelines.list_triggers(), json_out)
+
+
+@triggers_app.command("delete")
+def trigger_delete(name: str) -> None:
+    from meshops.client import connect
+
+    with connect() as platform:
+        platform.pipelines.delete_trigger(name)
+    err_console.print(f"deleted trigger {name}")
+
+
+def _print_triggers(found: list[Any], json_out: bool) -> None:
+    if json_out:
+        print_json(found)
+        return
+    print_table(
+        "triggers",
+        ["name", "topic", "ref", "match", "if", "max concurrent"],
+        [
+            [t.name, t.topic, t.ref, json.dumps(t.match), t.expression, t.max_concurrent]
+            for t in found
+        ],
+    )
+
+
+def worker(  # noqa: PLR0917 - one parameter per CLI option
+    lease: Annotated[float, typer.Option(help="Lease seconds; renewed every third.")] = 30.0,
+    poll: Annotated[float, typer.Option(help="Seconds between polls when idle.")] = 1.0,
+    max_runs: Annotated[int | None, typer.Option(help="Exit after this many runs.")] = None,
+    once: Annotated[bool, typer.Option("--once", help="Exit when the queue is empty.")] = False,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster for ray runs.")] = None,
+    max_workers: Annotated[int | None, typer.Option(help="Process pool size.")] = None,
+    name: Annotated[str | None, typer.Option(help="Worker name (default host:pid).")] = None,
+) -> None:
+    """Run queued pipelines, cron schedules and event triggers until stopped."""
+    import logging
+
+    from meshops.client import connect
+    from meshops.pipelines.worker import Worker, WorkerOptions
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    options = WorkerOptions(
+        lease_seconds=lease,
+        poll_seconds=poll,
+        executor_options={"ray_address": ray_address, "max_workers": max_workers},
+    )
+    with connect() as platform:
+        tracking = getattr(platform, "tracking", None)
+        runner = Worker(platform.pipelines, tracking, options, name)
+        runner.install_signal_handlers()
+        err_console.print(f"worker {runner.name} polling every {poll}s (lease {lease}s)")
+        done = runner.serve(max_runs=max_runs, idle_exit=once)
+    err_console.print(f"worker {runner.name} stopped after {done} run(s)")

@@ -1,0 +1,167 @@
+"""Pipeline types shared by the engine, the store, the HTTP API and the remote client."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from meshops.kernel.urn import Urn
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINAL_RUN_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class StepStatus(StrEnum):
+    SUCCEEDED = "succeeded"  # executed, outputs produced by this step run
+    CACHED = "cached"  # skipped: an earlier step run with the same cache key is reused
+    REUSED = "reused"  # skipped on resume: the resumed run's output is reused
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not run because an upstream step failed
+
+
+# Step runs whose outputs downstream steps (and a later resume) may use.
+DONE_STEP_STATUSES = frozenset({StepStatus.SUCCEEDED, StepStatus.CACHED, StepStatus.REUSED})
+
+
+class Resources(BaseModel):
+    """What one execution of a step needs; honoured by the Ray executor (and the process
+    pool for cpus: a step never gets more processes than the pool has)."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+    memory: int | None = None  # bytes
+
+
+class OutputRef(BaseModel):
+    """An artifact a step produced: bytes in the blob store, named by their sha256."""
+
+    name: str
+    digest: str
+    materializer: str
+    type: str
+    size: int
+
+    @property
+    def urn(self) -> str:
+        return artifact_urn(self.digest)
+
+
+class PipelineRun(BaseModel):
+    id: str
+    pipeline: str
+    ref: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    status: RunStatus
+    executor: str
+    created_by: str
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    resumed_from: str | None = None
+    reproduces: str | None = None
+    origin: dict[str, Any] = Field(default_factory=dict)  # manual, schedule or trigger
+    tracking_run_id: str | None = None
+    claims: int = 0
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+
+    @property
+    def urn(self) -> str:
+        return pipeline_run_urn(self.id)
+
+
+class StepRun(BaseModel):
+    id: str
+    run_id: str
+    node: str
+    step: str
+    status: StepStatus
+    code_digest: str
+    cache_key: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    inputs: dict[str, str] = Field(default_factory=dict)  # argument name -> artifact digest
+    outputs: list[OutputRef] = Field(default_factory=list)
+    attempts: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    cache_hit_of: str | None = None  # id of the step run whose outputs were reused
+    logs: str = ""
+    tracking_run_id: str | None = None
+
+    @property
+    def urn(self) -> str:
+        return step_run_urn(self.id)
+
+
+class RunDetail(BaseModel):
+    run: PipelineRun
+    steps: list[StepRun]
+
+
+class Schedule(BaseModel):
+    name: str
+    cron: str
+    ref: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    executor: str = "process"
+    enabled: bool = True
+    next_fire_at: datetime
+    last_fire_at: datetime | None = None
+    created_by: str
+    created_at: datetime
+
+
+class Trigger(BaseModel):
+    name: str
+    topic: str
+    ref: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    executor: str = "process"
+    match: dict[str, Any] = Field(default_factory=dict)  # payload field -> expected value
+    expression: str | None = None  # CEL over `event` (topic, subject, payload, actor)
+    max_concurrent: int = 1
+    enabled: bool = True
+    created_by: str
+    created_at: datetime
+
+
+class DispatchReport(BaseModel):
+    events: int = 0
+    runs: list[str] = Field(default_factory=list)
+    skipped: int = 0  # matched but over the trigger's concurrency limit
+
+
+class ReproduceReport(BaseModel):
+    original: str
+    rerun: str
+    matches: bool
+    steps: list[dict[str, Any]]
+
+
+def pipeline_urn(name: str) -> str:
+    return str(Urn.of("pipeline", name))
+
+
+def pipeline_run_urn(run_id: str) -> str:
+    return str(Urn.of("pipelinerun", run_id))
+
+
+def step_run_urn(step_run_id: str) -> str:
+    return str(Urn.of("steprun", step_run_id))
+
+
+def artifact_urn(digest: str) -> str:
+    return str(Urn.of("artifact", digest))

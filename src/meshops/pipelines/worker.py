@@ -1,0 +1,175 @@
+"""`meshops worker`: fires due schedules, dispatches outbox events to triggers, and claims
+queued runs from the metadata database, one at a time, holding a renewed lease.
+
+Several workers can share a database: claims are conditional updates (see `store.py`), a
+run whose worker died is claimed again once its lease expires, and the new holder resumes
+it, reusing the step runs the dead worker already recorded. A worker that loses its lease
+stops recording, so a run is never finished twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshops.kernel.errors import Conflict
+from meshops.pipelines.dsl import load_pipeline
+from meshops.pipelines.engine import LeaseLost
+from meshops.pipelines.interface import Pipelines
+from meshops.pipelines.models import PipelineRun, RunDetail, RunStatus, StepRun
+from meshops.pipelines.runner import execute
+
+log = logging.getLogger("meshops.worker")
+
+
+@dataclass
+class WorkerOptions:
+    lease_seconds: float = 30.0
+    poll_seconds: float = 1.0
+    schedules: bool = True
+    triggers: bool = True
+    executor_options: dict[str, Any] = field(default_factory=dict)
+
+
+class Heartbeat:
+    """Renews a run's lease in the background; `alive()` turns False once it is lost."""
+
+    def __init__(self, pipelines: Pipelines, run_id: str, owner: str, lease: float) -> None:
+        self.pipelines, self.run_id, self.owner, self.lease = pipelines, run_id, owner, lease
+        self.lost = threading.Event()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True, name="lease-heartbeat")
+
+    def __enter__(self) -> Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=5)
+
+    def alive(self) -> bool:
+        return not self.lost.is_set()
+
+    def _loop(self) -> None:
+        while not self.stopped.wait(self.lease / 3):
+            try:
+                if not self.pipelines.renew_lease(self.run_id, self.owner, self.lease):
+                    self.lost.set()
+                    return
+            except Exception:  # a transient database error: try again next beat
+                log.exception("lease renewal of run %s failed", self.run_id)
+
+
+class Worker:
+    def __init__(
+        self,
+        pipelines: Pipelines,
+        tracking: Any = None,
+        options: WorkerOptions | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.pipelines = pipelines
+        self.tracking = tracking
+        self.options = options or WorkerOptions()
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.stopping = threading.Event()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT: finish the current run, then exit."""
+
+        def stop(_signum: int, _frame: Any) -> None:
+            self.stopping.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+    def serve(self, max_runs: int | None = None, idle_exit: bool = False) -> int:
+        """Work until stopped (or `max_runs` runs, or the queue is empty with `idle_exit`)."""
+        done = 0
+        while not self.stopping.is_set():
+            self.housekeeping()
+            detail = self.work_one()
+            if detail is not None:
+                done += 1
+                if max_runs is not None and done >= max_runs:
+                    break
+                continue
+            if idle_exit:
+                break
+            self.stopping.wait(self.options.poll_seconds)
+        return done
+
+    def housekeeping(self) -> None:
+        try:
+            if self.options.schedules:
+                for run_id in self.pipelines.fire_schedules():
+                    log.info("schedule queued run %s", run_id)
+            if self.options.triggers:
+                report = self.pipelines.dispatch_events()
+                for run_id in report.runs:
+                    log.info("trigger queued run %s", run_id)
+        except Exception:
+            log.exception("scheduling/dispatch failed; retrying next poll")
+
+    def work_one(self) -> RunDetail | None:
+        run = self.pipelines.claim_run(self.name, self.options.lease_seconds)
+        if run is None:
+            return None
+        log.info("claimed run %s (%s), claim %d", run.id, run.ref, run.claims)
+        return self.execute_claimed(run)
+
+    def execute_claimed(self, run: PipelineRun) -> RunDetail | None:
+        with Heartbeat(self.pipelines, run.id, self.name, self.options.lease_seconds) as beat:
+            try:
+                graph = load_pipeline(run.ref).build(run.params)
+            except Exception as exc:
+                self._finish(run, RunStatus.FAILED, f"cannot load {run.ref}: {exc}")
+                return self.pipelines.get_run(run.id)
+            try:
+                return execute(
+                    self.pipelines,
+                    run,
+                    graph,
+                    tracking=self.tracking,
+                    executor_options=self.options.executor_options,
+                    prior=self._prior(run),
+                    owner=self.name,
+                    still_owner=beat.alive,
+                )
+            except (LeaseLost, Conflict) as exc:
+                log.warning("run %s: lease lost, leaving it to its new holder (%s)", run.id, exc)
+                return None
+
+    def _prior(self, run: PipelineRun) -> dict[str, StepRun]:
+        prior: dict[str, StepRun] = {}
+        if run.resumed_from:
+            prior.update({s.node: s for s in self.pipelines.get_run(run.resumed_from).steps})
+        if run.claims > 1:  # an earlier holder died: keep what it finished
+            prior.update({s.node: s for s in self.pipelines.get_run(run.id).steps})
+        return prior
+
+    def _finish(self, run: PipelineRun, status: RunStatus, error: str) -> None:
+        try:
+            self.pipelines.finish_run(run.id, status, error, self.name)
+        except Conflict:
+            log.warning("run %s was taken over before it could be marked %s", run.id, status)
+
+
+def wait_for(pipelines: Pipelines, run_id: str, timeout: float = 60.0) -> RunDetail:
+    """Poll until a run reaches a final status (for scripts and tests)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        detail = pipelines.get_run(run_id)
+        if detail.run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED):
+            return detail
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"run {run_id} is still {detail.run.status} after {timeout}s")
+        time.sleep(0.1)
