@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from meshops.cli import models as models_cli
+from meshops.cli import pipelines as pipelines_cli
 from meshops.cli import runs as runs_cli
 from meshops.cli.output import JSON_HELP, err_console, print_json, print_table
 
@@ -23,6 +24,10 @@ app.add_typer(db_app, name="db")
 app.add_typer(lineage_app, name="lineage")
 app.add_typer(models_cli.app, name="models")
 app.add_typer(runs_cli.runs_app, name="runs")
+app.add_typer(pipelines_cli.pipelines_app, name="pipelines")
+app.add_typer(pipelines_cli.schedules_app, name="schedules")
+app.add_typer(pipelines_cli.triggers_app, name="triggers")
+app.command("worker")(pipelines_cli.worker)
 app.add_typer(runs_cli.experiments_app, name="experiments")
 
 
