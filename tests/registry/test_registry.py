@@ -12,6 +12,9 @@ from meshops.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
 from meshops.registry.models import ModelFile, VersionStatus
 from tests.registry.helpers import fitted_classifier
 
+# PostgreSQL runs the tests that exercise the tables; the rest is transport behaviour.
+TWO_TRANSPORTS = pytest.mark.parametrize("platform", ["embedded", "http"], indirect=True)
+
 
 def test_log_model_versions_metadata_and_card(platform: Platform) -> None:
     model, data = fitted_classifier()
@@ -41,6 +44,7 @@ def test_log_model_versions_metadata_and_card(platform: Platform) -> None:
     assert reg.list_models(domain="other") == []
 
 
+@TWO_TRANSPORTS
 def test_log_model_creates_the_model_on_first_use(platform: Platform) -> None:
     model, _ = fitted_classifier()
     version = platform.registry.log_model("fresh", model)
@@ -86,6 +90,7 @@ def test_aliases_move_with_full_history_and_uris_load(platform: Platform) -> Non
     assert np.array_equal(loaded_v1.predict(data), model_a.predict(data))
 
 
+@TWO_TRANSPORTS
 def test_predict_enforces_the_signature(platform: Platform) -> None:
     model, data = fitted_classifier()
     platform.registry.log_model("churn", model, input_example=data[:5])
@@ -99,9 +104,9 @@ def test_predict_enforces_the_signature(platform: Platform) -> None:
         loaded.predict(data.assign(visits=data["visits"] + 0.5))
 
 
+@pytest.mark.parametrize("platform", ["embedded", "embedded-postgres"], indirect=True)
 def test_events_and_audit_are_written_with_the_change(platform: Platform) -> None:
-    if platform.home is None:
-        pytest.skip("outbox and audit tables are checked on the embedded home")
+    assert platform.home is not None
     model, _ = fitted_classifier()
     platform.registry.log_model("churn", model)
     platform.registry.set_alias("churn", "champion", 1)
@@ -159,6 +164,7 @@ def test_bad_input_is_refused_and_leaves_nothing(platform: Platform) -> None:
         reg.update_version("churn", 1, status=VersionStatus.ARCHIVED)
 
 
+@TWO_TRANSPORTS
 def test_untrusted_skops_file_is_refused_unless_trusted(platform: Platform) -> None:
     from sklearn.preprocessing import FunctionTransformer
 
@@ -173,6 +179,7 @@ def test_untrusted_skops_file_is_refused_unless_trusted(platform: Platform) -> N
     assert loaded.raw.func is eval
 
 
+@TWO_TRANSPORTS
 def test_read_file_returns_the_registered_bytes(platform: Platform) -> None:
     import hashlib
 
