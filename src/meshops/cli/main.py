@@ -7,9 +7,15 @@ from typing import Annotated
 
 import typer
 
+from meshops.cli import catalog as catalog_cli
+from meshops.cli import domains as domains_cli
+from meshops.cli import features as features_cli
 from meshops.cli import models as models_cli
+from meshops.cli import monitoring as monitoring_cli
 from meshops.cli import pipelines as pipelines_cli
+from meshops.cli import products as products_cli
 from meshops.cli import runs as runs_cli
+from meshops.cli import serving as serving_cli
 from meshops.cli.output import JSON_HELP, err_console, print_json, print_table
 
 app = typer.Typer(
@@ -22,7 +28,17 @@ db_app = typer.Typer(help="Metadata database schema.", no_args_is_help=True)
 lineage_app = typer.Typer(help="The lineage graph.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(lineage_app, name="lineage")
+app.add_typer(serving_cli.endpoints_app, name="endpoints")
+app.command("serve")(serving_cli.serve)
+app.command("predict")(serving_cli.predict)
+app.command("feedback")(serving_cli.feedback)
+app.add_typer(domains_cli.app, name="domain")
+app.add_typer(products_cli.app, name="product")
+app.add_typer(catalog_cli.app, name="catalog")
+app.add_typer(features_cli.app, name="features")
 app.add_typer(models_cli.app, name="models")
+app.add_typer(monitoring_cli.monitors_app, name="monitors")
+app.add_typer(monitoring_cli.alerts_app, name="alerts")
 app.add_typer(runs_cli.runs_app, name="runs")
 app.add_typer(pipelines_cli.pipelines_app, name="pipelines")
 app.add_typer(pipelines_cli.schedules_app, name="schedules")

@@ -1,0 +1,285 @@
+"""`meshops product ...`: scaffold, validate, build, publish, diff, inspect and read products."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from meshops.cli.output import JSON_HELP, console, err_console, print_json, print_table
+
+app = typer.Typer(help="Data products: specs, builds, versions and reads.", no_args_is_help=True)
+T = TypeVar("T")
+JsonOpt = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+
+
+@app.command("new")
+def new(
+    product: Annotated[str, typer.Argument(help="<domain>.<name>")],
+    folder: Annotated[Path | None, typer.Option(help="Where to create it.")] = None,
+    owner: Annotated[str | None, typer.Option(help="Owner user name.")] = None,
+) -> None:
+    """Scaffold a product folder (dataproduct.yaml, contract, build.yaml) from the template."""
+    import jinja2
+
+    from meshops.kernel.config import load_settings
+    from meshops.kernel.errors import Conflict
+    from meshops.mesh.models import check_name, split_product_ref
+
+    domain, name, _ = split_product_ref(product)
+    check_name(domain, "domain", "product")
+    check_name(name, "product name", "product")
+    target = folder or Path(f"{domain}_{name}")
+    if target.exists() and any(target.iterdir()):
+        raise Conflict(f"{target} exists and is not empty", {"fix": "pass --folder <new dir>"})
+    templates = Path(__file__).resolve().parent.parent / "mesh" / "templates" / "product"
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates), keep_trailing_newline=True)
+    values = {"domain": domain, "name": name, "owner": owner or load_settings().user}
+    target.mkdir(parents=True, exist_ok=True)
+    outputs = {
+        "dataproduct.yaml.j2": "dataproduct.yaml",
+        "contract.odcs.yaml.j2": f"{name}.odcs.yaml",
+        "build.yaml.j2": "build.yaml",
+    }
+    for template, out in outputs.items():
+        (target / out).write_text(env.get_template(template).render(**values))
+    err_console.print(f"[green]created[/green] {target}/ ({', '.join(outputs.values())})")
+
+
+@app.command("validate")
+def validate(folder: Path, json_out: JsonOpt = False) -> None:
+    """Check the descriptor, contracts and build recipe of a product folder."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        report = platform.mesh.validate(folder)
+    if json_out:
+        print_json(report)
+    else:
+        err_console.print(
+            f"[green]valid[/green] {report.product} {report.version} "
+            f"ports: {', '.join(report.ports)}"
+        )
+
+
+def _progress_build(action: str, folder: Path, run: Callable[[Callable[[str], None]], T]) -> T:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task(f"{action} {folder}", total=None)
+
+        def on_step(message: str) -> None:
+            progress.update(task, description=f"{action} {folder}: {message}")
+            progress.advance(task)
+
+        result = run(on_step)
+        progress.update(task, description=f"{action} {folder}: done", total=1, completed=1)
+    return result
+
+
+def _print_rules(results: list[Any]) -> None:
+    print_table(
+        "contract test",
+        ["rule", "passed", "observed", "expected", "message"],
+        [[r.rule, "yes" if r.passed else "NO", r.observed, r.expected, r.message] for r in results],
+    )
+
+
+@app.command("build")
+def build(folder: Path, json_out: JsonOpt = False) -> None:
+    """Build a product and run its contract test, without publishing."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        report = _progress_build("build", folder, lambda step: platform.mesh.build(folder, step))
+    if json_out:
+        print_json(report)
+    else:
+        for port in report.ports:
+            _print_rules(list(port.report.results))
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+@app.command("publish")
+def publish(folder: Path, json_out: JsonOpt = False) -> None:
+    """Build, test and publish a product folder as a new immutable version."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        version = _progress_build(
+            "publish", folder, lambda step: platform.mesh.publish(folder, step)
+        )
+    if json_out:
+        print_json(version)
+        return
+    note = " (identical content already published)" if version.reused else ""
+    console.print(
+        f"[green]published[/green] {version.urn} rows={version.row_count} "
+        f"digest={version.digest[:12]}{note}"
+    )
+
+
+@app.command("diff")
+def diff(folder: Path, json_out: JsonOpt = False) -> None:
+    """Schema diff of a product folder against its last published version."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        result = platform.mesh.diff(folder)
+    if json_out:
+        print_json(result)
+        return
+    print_table(
+        f"{result.previous_version or '(none)'} -> {result.new_version}: "
+        f"needs {result.required_bump}",
+        ["kind", "breaking", "message"],
+        [[c.kind, "yes" if c.breaking else "", c.message] for c in result.changes],
+    )
+    if result.affected:
+        console.print("affected downstream: " + ", ".join(result.affected))
+
+
+@app.command("list")
+def list_products(
+    domain: Annotated[str | None, typer.Option(help="Only this domain.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List data products."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        products = platform.mesh.list_products(domain, status)
+    if json_out:
+        print_json(products)
+        return
+    print_table(
+        "data products",
+        ["product", "latest", "status", "owners", "description"],
+        [
+            [p.product, p.latest_version, p.status, ", ".join(p.owners), p.description[:60]]
+            for p in products
+        ],
+    )
+
+
+@app.command("show")
+def show(
+    product: Annotated[str, typer.Argument(help="<domain>.<name>[@range]")],
+    version: Annotated[str | None, typer.Option(help="Version or range.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show a version: ports, columns, quality results."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        found = platform.mesh.get_version(product, version)
+    if json_out:
+        print_json(found)
+        return
+    console.print(
+        f"[bold]{found.urn}[/bold] {found.status} rows={found.row_count} digest={found.digest[:12]}"
+    )
+    for port in found.ports:
+        print_table(
+            f"port {port.name} ({port.row_count} rows)",
+            ["column", "type", "required", "unique", "pk", "classification", "description"],
+            [
+                [
+                    c.name,
+                    c.logical_type,
+                    c.required,
+                    c.unique,
+                    c.primary_key,
+                    c.classification,
+                    c.description,
+                ]
+                for c in port.columns
+            ],
+        )
+        passed = sum(r.passed for r in port.quality)
+        console.print(f"quality: {passed}/{len(port.quality)} rules passed")
+
+
+@app.command("deprecate")
+def deprecate(
+    product: str,
+    *,
+    sunset: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
+    replacement: Annotated[str | None, typer.Option(help="<domain>.<name> to use instead.")] = None,
+    reason: Annotated[str, typer.Option(help="Why.")] = "",
+    retire: Annotated[bool, typer.Option("--retire", help="Retire (after deprecation).")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Deprecate a product (reads warn), or retire it (reads fail naming the replacement)."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        result = (
+            platform.mesh.retire(product)
+            if retire
+            else platform.mesh.deprecate(product, sunset, replacement, reason)
+        )
+    if json_out:
+        print_json(result)
+    else:
+        console.print(f"{result.product} is now {result.status}")
+
+
+def _print_arrow(table: Any, limit: int, json_out: bool) -> None:
+    rows = table.slice(0, limit).to_pylist()
+    if json_out:
+        print_json(rows)
+        return
+    names = table.column_names
+    print_table(f"{table.num_rows} row(s)", names, [[r[n] for n in names] for r in rows])
+
+
+@app.command("read")
+def read(
+    product: Annotated[str, typer.Argument(help="<domain>.<name>[@range]")],
+    *,
+    version: Annotated[str | None, typer.Option(help="Version or range.")] = None,
+    port: Annotated[str | None, typer.Option(help="Output port (default: the first).")] = None,
+    columns: Annotated[str | None, typer.Option(help="Comma-separated columns.")] = None,
+    limit: Annotated[int, typer.Option(help="Rows to print.")] = 20,
+    output: Annotated[
+        Path | None, typer.Option(help="Write all rows to this Parquet file.")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Read a product's data (governed: access, masking and usage apply)."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        table = platform.mesh.read(product, version, port, columns.split(",") if columns else None)
+    if output:
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, output)
+        err_console.print(f"wrote {table.num_rows} rows to {output}")
+        return
+    _print_arrow(table, limit, json_out)
+
+
+@app.command("sql")
+def sql(
+    query: str,
+    limit: Annotated[int, typer.Option(help="Rows to print.")] = 50,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run DuckDB SQL across products named <domain>.<name>."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        table = platform.mesh.sql(query)
+    _print_arrow(table, limit, json_out)
