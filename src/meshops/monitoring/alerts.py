@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import httpx
 from sqlalchemy import Connection
 
 from meshops.kernel import lineage, outbox
@@ -145,6 +144,8 @@ def _open(
 
 def notify_webhook(url: str, payload: dict[str, Any]) -> str:
     """POST the alert as JSON; returns what happened, for the alert's webhook_status."""
+    import httpx
+
     try:
         response = httpx.post(
             url,

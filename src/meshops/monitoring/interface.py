@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Protocol
 
 from meshops.monitoring.models import (
     Alert,
@@ -17,6 +15,9 @@ from meshops.monitoring.models import (
     MonitorResult,
     MonitorSpec,
 )
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class Monitoring(Protocol):

@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from meshops.monitoring.stats import METHODS, Method
-
+Method = Literal["ks", "chisquare", "z", "psi", "jensenshannon", "wasserstein"]
+METHODS: tuple[Method, ...] = ("ks", "chisquare", "z", "psi", "jensenshannon", "wasserstein")
 MonitorKind = Literal["data_drift", "prediction_drift", "performance", "data_quality", "slo"]
 MONITOR_KINDS: tuple[str, ...] = (
     "data_drift",

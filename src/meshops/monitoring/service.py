@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 from pydantic import ValidationError
 from sqlalchemy import Connection, update
 
@@ -26,9 +25,14 @@ from meshops.monitoring.models import (
     MonitorSpec,
     parse_duration,
 )
-from meshops.monitoring.monitors import Evaluation, EvaluationError, evaluate
-from meshops.monitoring.reports import render_report
-from meshops.monitoring.sources import source_reader
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from meshops.monitoring.monitors import Evaluation
+
+# Statistics (scipy, scikit-learn), plotting and Arrow datasets are imported inside the
+# methods that use them: opening a platform must stay cheap for every CLI command.
 
 MAX_FLOAT = 1.7976931348623157e308
 
@@ -176,6 +180,9 @@ class MonitoringService:
         labels: pa.Table | None = None,
         now: datetime | None = None,
     ) -> MonitorResult:
+        from meshops.monitoring.monitors import EvaluationError, evaluate
+        from meshops.monitoring.sources import source_reader
+
         target = self.get_monitor(monitor)
         self.ctx.authorize("monitoring.write", target.domain)
         now = now or utcnow()
@@ -218,6 +225,11 @@ class MonitoringService:
     def _run_scheduled(self, monitor: Monitor, now: datetime) -> MonitorResult:
         """A scheduled run records its failure as an `error` result instead of raising, so
         one broken monitor does not stop the others, and its schedule still advances."""
+        import pyarrow as pa
+
+        from meshops.monitoring.monitors import Evaluation, EvaluationError, evaluate
+        from meshops.monitoring.sources import source_reader
+
         self.ctx.authorize("monitoring.write", monitor.domain)
         started = utcnow()
         window = (now - monitor.spec.window_delta, now)
@@ -430,6 +442,8 @@ class MonitoringService:
         feature_history = [
             f for f in self.feature_history(monitor.id, limit=100) if f.result_id <= result_id
         ]
+        from meshops.monitoring.reports import render_report
+
         html = render_report(monitor, result, history, feature_history)
         blob = self.ctx.blobs.put_bytes(html.encode())
         with self.ctx.db.begin() as conn:

@@ -13,14 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
-
-import pyarrow as pa
-import pyarrow.dataset as ds
+from typing import TYPE_CHECKING, Any, Protocol
 
 from meshops.kernel.errors import InvalidInput
 from meshops.kernel.home import Context
 from meshops.monitoring.models import MonitorSource, MonitorSpec
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,9 @@ class ParquetSource:
         self.time_column = str(options.get("time_column", "ts"))
 
     def read(self, ctx: Context, spec: MonitorSpec, start: datetime, end: datetime) -> WindowData:
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+
         dataset = ds.dataset(self.path, format="parquet")
         if self.time_column not in dataset.schema.names:
             raise InvalidInput(

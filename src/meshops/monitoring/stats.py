@@ -31,12 +31,12 @@ import pyarrow.compute as pc
 from scipy import stats as sps
 from scipy.spatial import distance
 
-Method = Literal["ks", "chisquare", "z", "psi", "jensenshannon", "wasserstein"]
+from meshops.monitoring.models import Method
+
 ColumnKind = Literal["numeric", "categorical"]
 FloatArray = npt.NDArray[np.float64]
 CountArray = npt.NDArray[np.int64]
 
-METHODS: tuple[Method, ...] = ("ks", "chisquare", "z", "psi", "jensenshannon", "wasserstein")
 P_VALUE_METHODS = frozenset({"ks", "chisquare", "z"})
 DEFAULT_THRESHOLDS: dict[str, float] = {
     "ks": 0.05,
