@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -87,13 +88,27 @@ def sqlite_home(settings: Settings) -> Iterator[Home]:
 
 
 class LiveServer:
-    """uvicorn serving a home on a free loopback port, in a background thread."""
+    """uvicorn serving a home on a free loopback port, in a background thread.
 
-    def __init__(self, home: Home) -> None:
+    Like `meshops server`, it requires an API token (governance's authenticator); `token`
+    is one made for the home's local user, `headers` carries it for raw HTTP calls.
+    `governed=False` serves as the local user without tokens (raw error-mapping tests)."""
+
+    def __init__(self, home: Home, *, governed: bool = True) -> None:
+        from meshops.api.app import local_user
+        from meshops.governance.authn import authenticate_token
+        from meshops.governance.service import GovernanceService
+
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.token = GovernanceService(home.context()).create_token("tests").token
+        self.headers = {"authorization": f"Bearer {self.token}"}
+        authenticate = authenticate_token if governed else local_user
         config = uvicorn.Config(
-            create_app(home), host="127.0.0.1", port=self.port, log_level="warning"
+            create_app(home, authenticate=authenticate),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -114,7 +129,8 @@ class LiveServer:
 
 @pytest.fixture
 def live_server(sqlite_home: Home) -> Iterator[LiveServer]:
-    with LiveServer(sqlite_home) as server:
+    # Ungoverned: raw-HTTP tests of routing and error mapping send no token.
+    with LiveServer(sqlite_home, governed=False) as server:
         yield server
 
 
@@ -126,7 +142,8 @@ def platform(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Platfor
     home = Home(settings)
     if request.param == "http":
         with LiveServer(home) as server:
-            p = Platform(settings, http=HttpTransport(server.url))
+            remote = replace(settings, uri=server.url, token=server.token)
+            p = Platform(remote, http=HttpTransport(server.url, server.token))
             yield p
             p.close()
     else:

@@ -13,7 +13,10 @@ from meshops.kernel.home import Home
 
 def app_factory() -> object:
     """Used by uvicorn workers: each process opens the home from the environment."""
-    return create_app(Home(load_settings(), auto_upgrade=False))
+    from meshops.governance.authn import authenticate_token
+
+    # A served home needs an API token on every call but the health checks and docs.
+    return create_app(Home(load_settings(), auto_upgrade=False), authenticate=authenticate_token)
 
 
 def serve(host: str | None = None, port: int | None = None, workers: int = 1) -> None:

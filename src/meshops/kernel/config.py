@@ -18,8 +18,8 @@ from meshops.kernel.errors import InvalidInput
 DEFAULT_HOME = ".meshops"
 CONFIG_FILE = "meshops.toml"
 # The governance area's implementations of the kernel's hooks (see kernel/plugins.py).
-DEFAULT_AUTHORIZER = "meshops.kernel.auth:LocalOwnerAuthorizer"
-DEFAULT_READ_GUARD = "meshops.kernel.access:OwnerOnlyReadGuard"
+DEFAULT_AUTHORIZER = "meshops.governance.authorizer:RoleAuthorizer"
+DEFAULT_READ_GUARD = "meshops.governance.guard:GovernedReadGuard"
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,9 @@ def load_settings(
         blob_url=env.get("MESHOPS_BLOB_URL") or blobs.get("url") or str(home_path / "blobs"),
         blob_options=dict(blobs.get("options", {})),
         user=env.get("MESHOPS_USER") or platform.get("user") or _login_name(),
-        token=env.get("MESHOPS_TOKEN") or platform.get("token"),
+        token=env.get("MESHOPS_TOKEN")
+        or platform.get("token")
+        or stored_token(uri or platform.get("uri"), env),
         server_host=env.get("MESHOPS_SERVER_HOST") or server.get("host", "127.0.0.1"),
         server_port=int(env.get("MESHOPS_SERVER_PORT") or server.get("port", 8080)),
         config_file=config_path,
@@ -116,6 +118,46 @@ def load_settings(
         read_guard=governance.get("read_guard", DEFAULT_READ_GUARD),
         extra={k: v for k, v in data.items() if k not in known},
     )
+
+
+def credentials_file(env: dict[str, str] | None = None) -> Path:
+    """Where `meshops login` keeps tokens per server URL (a user file, mode 0600)."""
+    env = dict(os.environ) if env is None else env
+    if env.get("MESHOPS_CREDENTIALS"):
+        return Path(env["MESHOPS_CREDENTIALS"]).expanduser()
+    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base).expanduser() / "meshops" / "credentials.toml"
+
+
+def stored_token(uri: str | None, env: dict[str, str] | None = None) -> str | None:
+    """The token `meshops login` stored for the server at `uri`, if any."""
+    if not uri or not uri.startswith(("http://", "https://")):
+        return None
+    path = credentials_file(env)
+    if not path.is_file():
+        return None
+    servers = _read_toml(path).get("servers", {})
+    entry = servers.get(uri.rstrip("/"), {})
+    token = entry.get("token") if isinstance(entry, dict) else None
+    return token if isinstance(token, str) else None
+
+
+def store_token(uri: str, token: str, env: dict[str, str] | None = None) -> Path:
+    """Remember `token` for the server at `uri` (used when MESHOPS_TOKEN is unset)."""
+    import json
+
+    path = credentials_file(env)
+    servers = _read_toml(path).get("servers", {}) if path.is_file() else {}
+    servers[uri.rstrip("/")] = {"token": token}
+    # TOML basic strings accept JSON string escapes, so json.dumps quotes safely.
+    lines = ["# written by `meshops login`; keep private", ""]
+    for url, entry in sorted(servers.items()):
+        lines += [f"[servers.{json.dumps(url)}]", f"token = {json.dumps(entry['token'])}", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text("\n".join(lines))
+    return path
 
 
 def _login_name() -> str:

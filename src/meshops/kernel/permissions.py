@@ -39,6 +39,7 @@ ACTIONS: dict[str, str] = {
     "access.decide": "approve, deny or revoke access to a data product port",
     "audit.read": "read and verify the audit log",
     "usage.read": "read usage of data products",
+    "dataproduct.read_any": "read any product data of the domain unmasked, without a grant",
     # features
     "features.read": "read feature definitions and values",
     "features.write": "define entities, feature views and services",

@@ -1,0 +1,124 @@
+"""Usage of data products: who reads what, how often, and what a change would touch."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from meshops.governance.models import IdleProduct, ProductUsage, UsageEvent
+from meshops.governance.store import grants, usage_events
+
+
+def events(
+    conn: Connection, product: str | None = None, since: datetime | None = None, limit: int = 1000
+) -> list[UsageEvent]:
+    query = select(usage_events).order_by(usage_events.c.id.desc()).limit(limit)
+    if product:
+        query = query.where(usage_events.c.product == product)
+    if since is not None:
+        query = query.where(usage_events.c.at >= since)
+    return [_event(r) for r in conn.execute(query).mappings()]
+
+
+def product_usage(conn: Connection, product: str, since: datetime) -> ProductUsage:
+    rows = conn.execute(
+        select(
+            usage_events.c.actor, usage_events.c.at, usage_events.c.rows, usage_events.c.interface
+        ).where(usage_events.c.product == product, usage_events.c.at >= since)
+    ).all()
+    last = conn.execute(
+        select(func.max(usage_events.c.at)).where(usage_events.c.product == product)
+    ).scalar()
+    per_day = Counter(r.at.date().isoformat() for r in rows)
+    return ProductUsage(
+        product=product,
+        reads=len(rows),
+        rows=sum(int(r.rows) for r in rows),
+        consumers=dict(Counter(r.actor for r in rows)),
+        reads_per_day=sorted(per_day.items()),
+        last_read=_aware(last),
+        interfaces=dict(Counter(r.interface for r in rows)),
+    )
+
+
+def idle_products(
+    conn: Connection, now: datetime, days: int, known: list[str] | None = None
+) -> list[IdleProduct]:
+    """Products with no read in `days` days: every product ever read or granted, plus the
+    `known` ones (e.g. the catalog's products), flagged as deprecation candidates."""
+    last_reads: dict[str, datetime | None] = {
+        r.product: _aware(r.last)
+        for r in conn.execute(
+            select(usage_events.c.product, func.max(usage_events.c.at).label("last")).group_by(
+                usage_events.c.product
+            )
+        )
+    }
+    candidates = set(last_reads) | set(known or [])
+    candidates |= {r.product for r in conn.execute(select(grants.c.product).distinct())}
+    threshold = now - timedelta(days=days)
+    idle = []
+    for product in sorted(candidates):
+        last = last_reads.get(product)
+        if last is None or last < threshold:
+            idle.append(
+                IdleProduct(
+                    product=product,
+                    last_read=last,
+                    days_idle=(now - last).days if last else None,
+                )
+            )
+    return idle
+
+
+def versions_read(conn: Connection, product: str) -> list[str]:
+    rows = conn.execute(
+        select(usage_events.c.version).where(usage_events.c.product == product).distinct()
+    )
+    return sorted(r.version for r in rows)
+
+
+def consumers_of(
+    conn: Connection, product: str, since: datetime, columns: list[str] | None
+) -> dict[str, int]:
+    """Readers in the window; with `columns`, only reads that included one of them."""
+    wanted = set(columns or [])
+    counter: Counter[str] = Counter()
+    query = select(usage_events.c.actor, usage_events.c.columns).where(
+        usage_events.c.product == product, usage_events.c.at >= since
+    )
+    for row in conn.execute(query):
+        if not wanted or wanted & set(row.columns):
+            counter[row.actor] += 1
+    return dict(counter)
+
+
+def _aware(value: Any) -> datetime | None:
+    from datetime import UTC
+
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    aware: datetime = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return aware
+
+
+def _event(row: Any) -> UsageEvent:
+    return UsageEvent(
+        id=row["id"],
+        at=row["at"],
+        actor=row["actor"],
+        product=row["product"],
+        domain=row["domain"],
+        version=row["version"],
+        port=row["port"],
+        columns=list(row["columns"]),
+        masked=list(row["masked"]),
+        rows=int(row["rows"]),
+        interface=row["interface"],
+        grant_id=row["grant_id"],
+    )
