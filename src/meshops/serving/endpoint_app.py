@@ -28,6 +28,8 @@ from meshops.serving.models import records_of
 from meshops.serving.runtime import close_runtime, runtime_for
 
 ENDPOINTS_ENV = "MESHOPS_SERVE_ENDPOINTS"
+AUTH_ENV = "MESHOPS_SERVE_AUTH"  # "token" (default, like `meshops server`) or "none"
+TOKEN_AUTHENTICATOR = "meshops.governance.authn:authenticate_token"
 REQUEST_ID_HEADER = "x-request-id"
 
 router = APIRouter(tags=["serving"])
@@ -170,11 +172,23 @@ def app_factory() -> FastAPI:
     names = [n for n in os.environ.get(ENDPOINTS_ENV, "").split(",") if n]
     if not names:
         raise MeshopsError(f"{ENDPOINTS_ENV} names no endpoint")
-    return create_endpoint_app(Home(load_settings(), auto_upgrade=False), names)
+    authenticate = local_user
+    if os.environ.get(AUTH_ENV, "token") != "none":
+        from meshops.kernel.plugins import load_object
+
+        # Named, not imported: the serving area does not depend on governance's modules.
+        authenticate = load_object(TOKEN_AUTHENTICATOR)
+    return create_endpoint_app(Home(load_settings(), auto_upgrade=False), names, authenticate)
 
 
 def serve(
-    endpoints: list[str], host: str, port: int, workers: int = 1, log_level: str = "warning"
+    endpoints: list[str],
+    host: str,
+    port: int,
+    workers: int = 1,
+    *,
+    auth: bool = True,
+    log_level: str = "warning",
 ) -> None:
     """Run the standalone app with uvicorn (several worker processes share the port)."""
     import shutil
@@ -195,6 +209,7 @@ def serve(
     finally:
         home.close()
     os.environ[ENDPOINTS_ENV] = ",".join(endpoints)
+    os.environ[AUTH_ENV] = "token" if auth else "none"
     os.environ.setdefault("MESHOPS_HOME", str(settings.home))
     created = None
     if workers > 1 and not os.environ.get(metrics.MULTIPROC_ENV):

@@ -1,0 +1,195 @@
+"""`meshops endpoints ...`, `meshops serve`, `meshops predict`, `meshops feedback`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from meshops.cli.output import JSON_HELP, print_json, print_table
+
+endpoints_app = typer.Typer(help="Model serving endpoints.", no_args_is_help=True)
+JsonOut = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+
+
+def _show(endpoint: Any, json_out: bool) -> None:
+    if json_out:
+        print_json(endpoint)
+        return
+    canary = f"{endpoint.canary} ({endpoint.canary_percent:g} %)" if endpoint.canary else ""
+    rows = [
+        [
+            endpoint.name,
+            endpoint.domain,
+            endpoint.model,
+            canary,
+            ", ".join(endpoint.shadows),
+            endpoint.generation,
+            endpoint.updated_at,
+        ]
+    ]
+    print_table(
+        "endpoint",
+        ["name", "domain", "model", "canary", "shadows", "generation", "updated"],
+        rows,
+    )
+
+
+@endpoints_app.command("create")
+def create(
+    name: str,
+    *,
+    model: Annotated[str, typer.Option(help="Model to serve, e.g. churn@champion.")],
+    domain: Annotated[str | None, typer.Option(help="Owning domain (default: model's).")] = None,
+    features: Annotated[
+        list[str] | None, typer.Option("--feature", help="Online features to add.")
+    ] = None,
+    entity_keys: Annotated[
+        list[str] | None, typer.Option("--entity-key", help="Entity key column(s).")
+    ] = None,
+    description: str = "",
+    json_out: JsonOut = False,
+) -> None:
+    """Create an endpoint serving a model alias."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        created = platform.serving.create_endpoint(
+            name,
+            model,
+            domain=domain,
+            features=features or None,
+            entity_keys=entity_keys or None,
+            description=description,
+        )
+    _show(created, json_out)
+
+
+@endpoints_app.command("list")
+def list_endpoints(
+    domain: Annotated[str | None, typer.Option(help="Only this domain's endpoints.")] = None,
+    json_out: JsonOut = False,
+) -> None:
+    """List endpoints."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        found = platform.serving.list_endpoints(domain)
+    if json_out:
+        print_json(found)
+        return
+    rows = [[e.name, e.domain, e.model, e.canary or "", e.canary_percent] for e in found]
+    print_table("endpoints", ["name", "domain", "model", "canary", "canary %"], rows)
+
+
+@endpoints_app.command("show")
+def show(name: str, json_out: JsonOut = False) -> None:
+    """Show an endpoint's routes."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        _show(platform.serving.get_endpoint(name), json_out)
+
+
+@endpoints_app.command("traffic")
+def traffic(
+    name: str,
+    *,
+    model: Annotated[str | None, typer.Option(help="New primary model.")] = None,
+    canary: Annotated[str | None, typer.Option(help="Canary model, e.g. churn/4.")] = None,
+    percent: Annotated[float, typer.Option(help="Share of requests for the canary.")] = 0.0,
+    shadows: Annotated[list[str] | None, typer.Option("--shadow", help="Shadow model(s).")] = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Set the routes: primary, canary share and shadows (omitted ones are removed)."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        changed = platform.serving.set_traffic(
+            name, model=model, canary=canary, canary_percent=percent, shadows=shadows or []
+        )
+    _show(changed, json_out)
+
+
+@endpoints_app.command("roll-log")
+def roll_log(name: str, json_out: JsonOut = False) -> None:
+    """Publish the newest prediction-log rows as a data product version."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        rolled = platform.serving.roll_log(name)
+    if json_out:
+        print_json(rolled)
+        return
+    print_table(
+        "prediction log",
+        ["endpoint", "product", "version", "rows"],
+        [[rolled.endpoint, rolled.product, rolled.version or "(nothing new)", rolled.rows]],
+    )
+
+
+def serve(
+    endpoints: Annotated[list[str], typer.Argument(help="Endpoint(s) to serve.")],
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    workers: Annotated[int, typer.Option(help="Number of worker processes.")] = 1,
+    auth: Annotated[
+        bool,
+        typer.Option(
+            help="Require an API token like `meshops server` (--no-auth: act as the local user)."
+        ),
+    ] = True,
+) -> None:
+    """Serve endpoint(s) standalone (uvicorn workers; /metrics, /invocations)."""
+    from meshops.serving.endpoint_app import serve as run
+
+    run(list(endpoints), host=host, port=port, workers=workers, auth=auth)
+
+
+def _read_records(data: str | None, file: Path | None) -> Any:
+    if file is not None:
+        text = sys.stdin.read() if str(file) == "-" else file.read_text()
+    elif data is not None:
+        text = data
+    else:
+        raise typer.BadParameter("give --data JSON or --file PATH ('-' for stdin)")
+    return json.loads(text)
+
+
+def predict(
+    endpoint: str,
+    data: Annotated[str | None, typer.Option(help="JSON records, e.g. '[{\"x\": 1}]'.")] = None,
+    file: Annotated[Path | None, typer.Option(help="JSON file of records ('-': stdin).")] = None,
+    request_id: Annotated[str | None, typer.Option(help="Request id to use.")] = None,
+) -> None:
+    """Score records on an endpoint; prints the predictions as JSON."""
+    from meshops.client import connect
+
+    records = _read_records(data, file)
+    with connect() as platform:
+        result = platform.serving.predict(endpoint, records, request_id=request_id)
+    print_json(result)
+
+
+def feedback(
+    endpoint: str,
+    request_id: Annotated[str | None, typer.Option(help="Request id of one prediction.")] = None,
+    label: Annotated[str | None, typer.Option(help="Its label (JSON value).")] = None,
+    file: Annotated[
+        Path | None, typer.Option(help="JSON list of {request_id, label, record?}.")
+    ] = None,
+) -> None:
+    """Send ground-truth labels for predictions (one, or many from a file)."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        if file is not None:
+            stored = platform.serving.feedback_bulk(endpoint, json.loads(file.read_text()))
+        elif request_id is not None and label is not None:
+            stored = platform.serving.feedback(endpoint, request_id, json.loads(label))
+        else:
+            raise typer.BadParameter("give --request-id and --label, or --file")
+    print_json({"stored": stored})

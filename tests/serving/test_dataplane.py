@@ -1,0 +1,179 @@
+"""The data plane under load: concurrent HTTP clients, alias moves under traffic, and a
+graceful shutdown of `meshops serve` — with every prediction accounted for in the log."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from meshops.client import Platform
+from meshops.kernel.home import Home
+from meshops.serving import runtime as runtime_module
+from tests.conftest import LiveServer, free_port, make_settings
+from tests.serving.helpers import record, register_churn
+
+LOAD_REQUESTS = 1_000
+LOAD_CLIENTS = 16
+
+
+async def _fire(url: str, total: int, clients: int, token: str) -> list[int]:
+    body = {"records": [record(0)]}
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(total):
+        queue.put_nowait(i)
+    statuses: list[int] = []
+
+    async def client(http: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            i = queue.get_nowait()
+            response = await http.post(
+                url,
+                json=body,
+                headers={"x-request-id": f"load-{i}", "authorization": f"Bearer {token}"},
+            )
+            statuses.append(response.status_code)
+
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as http:
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+    return statuses
+
+
+def test_load_no_errors_and_every_prediction_logged(sqlite_home: Home) -> None:
+    platform = Platform(sqlite_home.settings, home=sqlite_home)
+    register_churn(platform)
+    platform.serving.create_endpoint("churn-api", "churn@champion")
+    with LiveServer(sqlite_home) as server:
+        started = time.perf_counter()
+        url = f"{server.url}/v1/endpoints/churn-api/predict"
+        statuses = asyncio.run(_fire(url, LOAD_REQUESTS, LOAD_CLIENTS, server.token))
+        elapsed = time.perf_counter() - started
+    assert statuses == [200] * LOAD_REQUESTS, {s: statuses.count(s) for s in set(statuses)}
+    window = platform.serving.prediction_window("churn-api", with_labels=False)
+    assert window.num_rows == LOAD_REQUESTS
+    assert sorted(window.column("request_id").to_pylist()) == sorted(
+        f"load-{i}" for i in range(LOAD_REQUESTS)
+    )
+    print(f"{LOAD_REQUESTS} requests, {LOAD_CLIENTS} clients: {LOAD_REQUESTS / elapsed:.0f} req/s")
+    platform.close()
+
+
+def test_alias_move_reloads_under_traffic_without_failures(
+    sqlite_home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(runtime_module.POLL_ENV, "0.1")
+    platform = Platform(sqlite_home.settings, home=sqlite_home)
+    register_churn(platform, versions=2)
+    platform.serving.create_endpoint("churn-api", "churn@champion")
+    seen: list[int] = []
+    per_thread: dict[int, list[int]] = {}
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        mine = per_thread.setdefault(threading.get_ident(), [])
+        while not stop.is_set():
+            try:
+                version = platform.serving.predict("churn-api", [record(1)]).model_version
+                mine.append(version)
+                seen.append(version)
+            except BaseException as exc:
+                failures.append(exc)
+
+    threads = [threading.Thread(target=traffic) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    platform.registry.set_alias("churn", "champion", 2)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (not seen or seen[-1] != 2):
+        time.sleep(0.05)
+    time.sleep(0.2)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert seen[0] == 1 and seen[-1] == 2
+    # Once a client sees the new version, it never sees the old one again.
+    for versions in per_thread.values():
+        assert versions == sorted(versions)
+    assert platform.serving.prediction_window("churn-api").num_rows == len(seen)
+    assert any(
+        e.upstream == "meshops:model:churn:2"
+        for e in platform.lineage.upstream("meshops:endpoint:churn-api", depth=1)
+    )
+    platform.close()
+
+
+def test_graceful_shutdown_of_meshops_serve_keeps_every_prediction(tmp_path: Path) -> None:
+    home_dir = tmp_path / "home"
+    settings = make_settings(home_dir)
+    with Platform(settings, home=Home(settings)) as platform:
+        register_churn(platform)
+        platform.serving.create_endpoint("churn-api", "churn@champion")
+    port = free_port()
+    env = {**os.environ, "MESHOPS_HOME": str(home_dir), "MESHOPS_USER": "alice"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    command = [sys.executable, "-m", "meshops.cli.main", "serve", "churn-api", "--no-auth"]
+    process = subprocess.Popen(
+        [*command, "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base, process)
+        with httpx.Client(base_url=base, timeout=30) as http:
+            for i in range(300):
+                answer = http.post(
+                    "/v1/endpoints/churn-api/predict",
+                    json={"records": [record(i)]},
+                    headers={"x-request-id": f"sd-{i}"},
+                )
+                assert answer.status_code == 200, answer.text
+            invocation = http.post("/invocations", json={"dataframe_records": [record(0)]})
+            assert invocation.json()["predictions"] in ([0], [1])
+            metrics = http.get("/metrics").text
+        assert 'meshops_serving_requests_total{endpoint="churn-api"' in metrics
+        total = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("meshops_serving_requests_total{")
+        )
+        assert total == 301  # summed over both workers' files
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=60)[0].decode()
+    assert process.returncode == 0, output
+    home = Home(settings)
+    platform = Platform(settings, home=home)
+    window = platform.serving.prediction_window("churn-api", with_labels=False)
+    ids = set(window.column("request_id").to_pylist())
+    assert {f"sd-{i}" for i in range(300)} <= ids
+    assert window.num_rows == 301
+    platform.close()
+    home.close()
+
+
+def _wait_ready(base: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(process.communicate()[0].decode())
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("meshops serve did not start")
