@@ -41,11 +41,12 @@ def orders_v1() -> pa.Table:
     )
 
 
-def repo(ttl: int | None = 24 * 3600) -> FeatureRepo:
+def repo(ttl: int | None = 24 * 3600, tag: str = "") -> FeatureRepo:
+    """Definitions over `sales.customer_stats<tag>`; views and services named with `tag`."""
     view = FeatureView(
-        name="customer_stats",
+        name=f"customer_stats{tag}",
         entities=["customer"],
-        source=SourceRef(product="sales.customer_stats"),
+        source=SourceRef(product=f"sales.customer_stats{tag}"),
         event_time="event_time",
         features=[
             Feature(name="orders_7d", type="int64", description="orders in the last 7 days"),
@@ -61,45 +62,70 @@ def repo(ttl: int | None = 24 * 3600) -> FeatureRepo:
         feature_views=[view],
         on_demand_features=[
             OnDemandFeature(
-                name="amount_ratio",
+                name=f"amount_ratio{tag}",
                 function="tests.features.ondemand_funcs:amount_ratio",
-                inputs=["customer_stats:avg_amount"],
+                inputs=[f"customer_stats{tag}:avg_amount"],
                 request=["amount"],
             )
         ],
         feature_services=[
-            FeatureServiceDef(name="churn", features=["customer_stats:*", "amount_ratio"])
+            FeatureServiceDef(
+                name=f"churn{tag}", features=[f"customer_stats{tag}:*", f"amount_ratio{tag}"]
+            )
         ],
     )
 
 
+class Ready:
+    """A platform with `sales.customer_stats<tag>` published and `repo(tag=tag)` applied."""
+
+    def __init__(self, platform: Platform, tag: str) -> None:
+        self.platform, self.tag = platform, tag
+        self.features = platform.features
+        self.lineage = platform.lineage
+        self.product = f"sales.customer_stats{tag}"
+        self.view = f"customer_stats{tag}"
+        self.service = f"churn{tag}"
+        self.ratio = f"amount_ratio{tag}"
+
+    def publish(self, version: str, table: pa.Table) -> None:
+        publish(self.platform, self.product, version, table)
+
+    def repo(self, ttl: int | None = 24 * 3600) -> FeatureRepo:
+        return repo(ttl, self.tag)
+
+
+_count = iter(range(10_000))
+
+
 @pytest.fixture
-def ready(platform: Platform) -> Platform:
-    publish(platform, "sales.customer_stats", "1.0.0", orders_v1())
-    platform.features.apply(repo())
-    return platform
+def ready(shared_platform: Platform) -> Ready:
+    r = Ready(shared_platform, f"_{next(_count)}")
+    r.publish("1.0.0", orders_v1())
+    r.features.apply(r.repo())
+    return r
 
 
-def test_apply_is_idempotent_and_listed(ready: Platform) -> None:
-    again = ready.features.apply(repo())
+def test_apply_is_idempotent_and_listed(ready: Ready) -> None:
+    again = ready.features.apply(ready.repo())
     assert again.created == [] and again.updated == []
-    assert "feature_view:customer_stats" in again.unchanged
+    assert f"feature_view:{ready.view}" in again.unchanged
     kinds = {(d.kind, d.name) for d in ready.features.list_definitions()}
-    assert ("feature_service", "churn") in kinds and ("entity", "customer") in kinds
-    view = ready.features.get_view("customer_stats")
+    assert ("feature_service", ready.service) in kinds and ("entity", "customer") in kinds
+    view = ready.features.get_view(ready.view)
     assert view.ttl_seconds == 24 * 3600 and view.features[0].description
-    changed = ready.features.apply(repo(ttl=3600))
-    assert changed.updated == ["feature_view:customer_stats"]
+    changed = ready.features.apply(ready.repo(ttl=3600))
+    assert changed.updated == [f"feature_view:{ready.view}"]
 
 
-def test_contract_validation_names_the_field_and_fix(ready: Platform) -> None:
-    bad = repo()
+def test_contract_validation_names_the_field_and_fix(ready: Ready) -> None:
+    bad = ready.repo()
     bad.feature_views[0].features.append(Feature(name="nope", type="int64"))
     with pytest.raises(InvalidInput) as info:
         ready.features.apply(bad)
     assert info.value.detail["field"] == "features[3].name"
     assert "no column 'nope'" in info.value.message and "orders_7d" in info.value.detail["fix"]
-    wrong = repo()
+    wrong = ready.repo()
     wrong.feature_views[0].features[2] = Feature(name="segment", type="float64")
     with pytest.raises(InvalidInput) as info:
         ready.features.apply(wrong)
@@ -107,7 +133,7 @@ def test_contract_validation_names_the_field_and_fix(ready: Platform) -> None:
     assert "string" in info.value.detail["fix"]
 
 
-def test_training_set_is_point_in_time_correct_and_recorded(ready: Platform) -> None:
+def test_training_set_is_point_in_time_correct_and_recorded(ready: Ready) -> None:
     entities = pa.table(
         {
             "customer_id": [1, 1, 2, 3, 1],
@@ -115,87 +141,92 @@ def test_training_set_is_point_in_time_correct_and_recorded(ready: Platform) -> 
             "amount": [40.0, 60.0, 5.0, 1.0, 1.0],
         }
     )
-    ts = ready.features.training_set(entities, "churn", name="churn_train")
+    name = f"train{ready.tag}"
+    ts = ready.features.training_set(entities, ready.service, name=name)
     table = ts.to_arrow()
     assert table.column_names == [
         "customer_id", "event_timestamp", "amount",
-        "orders_7d", "avg_amount", "segment", "amount_ratio",
+        "orders_7d", "avg_amount", "segment", ready.ratio,
     ]  # fmt: skip
     assert table.column("orders_7d").to_pylist() == [1, 3, 10, None, None]
     # hours(40) is 30 h after the last value: beyond the 24 h TTL.
-    assert table.column("amount_ratio").to_pylist() == [4.0, 2.0, 1.0, None, None]
+    assert table.column(ready.ratio).to_pylist() == [4.0, 2.0, 1.0, None, None]
     assert ts.info.row_count == 5 and ts.info.sources[0].version == "1.0.0"
     # Same inputs: same digest, same record; reading it back recomputes the same rows.
-    again = ready.features.training_set(entities, "churn", name="churn_train")
+    again = ready.features.training_set(entities, ready.service, name=name)
     assert again.digest == ts.digest and again.info.id == ts.info.id
     assert ready.features.get_training_set(ts.info.id).to_arrow().equals(table)
     upstream = {e.upstream for e in ready.lineage.upstream(ts.urn, 1)}
-    assert "meshops:dataproduct:sales.customer_stats:1.0.0" in upstream
-    assert "meshops:featureview:customer_stats" in upstream
-    assert [t.id for t in ready.features.list_training_sets("churn_train")] == [ts.info.id]
+    assert f"meshops:dataproduct:{ready.product}:1.0.0" in upstream
+    assert f"meshops:featureview:{ready.view}" in upstream
+    assert f"meshops:featureservice:{ready.service}" in upstream
+    assert [t.id for t in ready.features.list_training_sets(name)] == [ts.info.id]
 
 
-def test_training_set_digest_changes_with_new_product_version(ready: Platform) -> None:
+def test_training_set_digest_changes_with_new_product_version(ready: Ready) -> None:
     entities = pa.table({"customer_id": [1], "event_timestamp": pa.array([hours(6)], TS)})
-    first = ready.features.training_set(entities, ["customer_stats:orders_7d"])
-    newer = orders_v1().slice(0, 2)
-    publish(ready, "sales.customer_stats", "1.1.0", newer)
-    second = ready.features.training_set(entities, ["customer_stats:orders_7d"])
+    first = ready.features.training_set(entities, [f"{ready.view}:orders_7d"])
+    ready.publish("1.1.0", orders_v1().slice(0, 2))
+    second = ready.features.training_set(entities, [f"{ready.view}:orders_7d"])
     assert second.digest != first.digest
     assert second.info.sources[0].version == "1.1.0"
+    assert second.to_arrow().column("orders_7d").to_pylist() == [2]
     # The old set still reads the version it was made from.
-    assert ready.features.get_training_set(first.info.id).to_arrow().column(
-        "orders_7d"
-    ).to_pylist() == [2]
+    old = ready.features.get_training_set(first.info.id).to_arrow()
+    assert old.column("orders_7d").to_pylist() == [2]
+    assert first.info.sources[0].version == "1.0.0"
 
 
-def test_materialize_online_and_offline_agree(ready: Platform) -> None:
-    results = ready.features.materialize(end=hours(12))
-    assert [(r.view, r.rows_written) for r in results] == [("customer_stats", 2)]
+def test_materialize_online_and_offline_agree(ready: Ready) -> None:
+    results = ready.features.materialize([ready.view], end=hours(12))
+    assert [(r.view, r.rows_written) for r in results] == [(ready.view, 2)]
     rows = [{"customer_id": 1, "amount": 90.0}, {"customer_id": 2, "amount": 12.0},
             {"customer_id": 99, "amount": 1.0}]  # fmt: skip
-    online = ready.features.online(rows, "churn", now=hours(12))
+    online = ready.features.online(rows, ready.service, now=hours(12))
     assert [r.status for r in online.rows] == ["ok", "ok", "missing"]
     assert online.to_dict()["orders_7d"] == [3, 11, None]
-    assert online.rows[2].missing == ["customer_stats"]
+    assert online.to_dict()[ready.ratio] == [3.0, 2.0, None]
+    assert online.rows[2].missing == [ready.view]
     # Offline at the same time gives the same values.
     entities = pa.table(
         {"customer_id": [1, 2, 99], "event_timestamp": pa.array([hours(12)] * 3, TS),
          "amount": [90.0, 12.0, 1.0]}
     )  # fmt: skip
-    offline = ready.features.training_set(entities, "churn").to_arrow().to_pydict()
+    offline = ready.features.training_set(entities, ready.service).to_arrow().to_pydict()
     for name in online.features:
         assert offline[name] == online.to_dict()[name], name
     # Beyond the TTL the value is reported stale and nulled, as offline.
-    later = ready.features.online(rows[:1], ["customer_stats:orders_7d"], now=hours(40))
+    later = ready.features.online(rows[:1], [f"{ready.view}:orders_7d"], now=hours(40))
     assert later.rows[0].status == "stale" and later.rows[0].values == {"orders_7d": None}
-    assert later.rows[0].stale == ["customer_stats"]
+    assert later.rows[0].stale == [ready.view]
 
 
-def test_materialize_is_incremental(ready: Platform) -> None:
-    first = ready.features.materialize(end=hours(12))[0]
+def test_materialize_is_incremental(ready: Ready) -> None:
+    first = ready.features.materialize([ready.view], end=hours(12))[0]
     assert first.rows_written == 2 and not first.skipped
-    assert ready.features.materialize(end=hours(12))[0].skipped
+    assert ready.features.materialize([ready.view], end=hours(12))[0].skipped
     newer = pa.concat_tables([
         orders_v1(),
-        pa.table({"customer_id": [2, 3], "event_time": pa.array([hours(11.5), hours(11)], TS),
+        pa.table({"customer_id": [2, 3], "event_time": pa.array([hours(11.5), hours(13)], TS),
                   "orders_7d": [12, 1], "avg_amount": [7.0, 1.0], "segment": ["c", "d"]}),
     ])  # fmt: skip
-    publish(ready, "sales.customer_stats", "1.1.0", newer)
-    second = ready.features.materialize(end=hours(12))[0]
-    # Only rows after the watermark (hours(12)) would be read as new: none here, since
-    # without a created-time column late rows need a full run.
-    assert second.version == "1.1.0" and second.rows_written == 0
-    full = ready.features.materialize(end=hours(12), full=True)[0]
+    ready.publish("1.1.0", newer)
+    # Only rows after the watermark (hours(12)) are new: customer 3 at hours(13). The late
+    # row of customer 2 (hours(11.5)) needs a full run, as the view has no created time.
+    second = ready.features.materialize([ready.view], end=hours(14))[0]
+    assert second.version == "1.1.0" and second.rows_written == 1
+    view = f"{ready.view}:orders_7d"
+    online = ready.features.online([{"customer_id": 2}, {"customer_id": 3}], [view], now=hours(14))
+    assert online.to_dict()["orders_7d"] == [11, 1]
+    full = ready.features.materialize([ready.view], end=hours(14), full=True)[0]
     assert full.rows_written == 3
-    online = ready.features.online([{"customer_id": 2}, {"customer_id": 3}],
-                                   ["customer_stats:orders_7d"], now=hours(12))  # fmt: skip
+    online = ready.features.online([{"customer_id": 2}, {"customer_id": 3}], [view], now=hours(14))
     assert online.to_dict()["orders_7d"] == [12, 1]
 
 
-def test_status_reports_freshness_and_statistics(ready: Platform) -> None:
-    ready.features.materialize(end=hours(12))
-    status = ready.features.status("customer_stats")
+def test_status_reports_freshness_and_statistics(ready: Ready) -> None:
+    ready.features.materialize([ready.view], end=hours(12))
+    status = ready.features.status(ready.view)
     assert status.rows == 5 and status.entities == 2
     assert status.newest_event_time == hours(10)
     assert status.materialized_version == "1.0.0"
@@ -206,15 +237,15 @@ def test_status_reports_freshness_and_statistics(ready: Platform) -> None:
     assert stats["segment"].distinct == 3
 
 
-def test_unknown_features_and_bad_entities_are_clear_errors(ready: Platform) -> None:
+def test_unknown_features_and_bad_entities_are_clear_errors(ready: Ready) -> None:
     with pytest.raises(NotFound):
         ready.features.online([{"customer_id": 1}], ["nope:x"])
     with pytest.raises(InvalidInput) as info:
-        ready.features.online([{"customer_id": 1}], ["customer_stats:nope"])
+        ready.features.online([{"customer_id": 1}], [f"{ready.view}:nope"])
     assert "orders_7d" in info.value.detail["fix"]
     with pytest.raises(InvalidInput) as info:
-        ready.features.online([{"id": 1}], ["customer_stats:orders_7d"])
+        ready.features.online([{"id": 1}], [f"{ready.view}:orders_7d"])
     assert "customer_id" in info.value.message
     with pytest.raises(InvalidInput) as info:
-        ready.features.training_set(pa.table({"customer_id": [1]}), ["customer_stats:orders_7d"])
+        ready.features.training_set(pa.table({"customer_id": [1]}), [f"{ready.view}:orders_7d"])
     assert info.value.detail["field"] == "timestamp_column"

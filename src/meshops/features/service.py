@@ -220,26 +220,30 @@ class FeatureStoreService:
         try:
             resolve(defs, refs)
         except (InvalidInput, NotFound) as exc:
+            file, _, prefix = origins.get(label, f"<python>#{label}").partition("#")
             raise InvalidInput(
-                f"{label}: {exc.message}",
-                {**exc.detail, "file": origins.get(label, "<python>")},
+                f"{file}: {prefix}: {exc.message}",
+                {**exc.detail, "file": file, "definition": prefix},
             ) from exc
 
     def _validate_view(
         self, defs: Definitions, view: FeatureView, origin: str | None
     ) -> SourceVersion:
         """Check a view against its product's contract: every column exists, types fit."""
-        where = origin or f"feature_view:{view.name}"
+        file, _, prefix = (origin or f"<python>#feature_view:{view.name}").partition("#")
         try:
             keys = defs.join_keys(view)
         except NotFound as exc:
-            raise InvalidInput(f"{where}: {exc.message}", {**exc.detail, "file": where}) from exc
+            raise InvalidInput(
+                f"{file}: {prefix}: {exc.message}",
+                {**exc.detail, "file": file, "field": f"{prefix}.entities"},
+            ) from exc
         version = self.source.describe(view.source)
 
         def fail(field: str, problem: str, fix: str) -> InvalidInput:
             return InvalidInput(
-                f"{where}: {field}: {problem}",
-                {"file": where, "field": field, "product": version.product,
+                f"{file}: {prefix}.{field}: {problem}",
+                {"file": file, "field": field, "definition": prefix, "product": version.product,
                  "version": version.version, "port": version.port, "fix": fix},
             )  # fmt: skip
 

@@ -65,7 +65,7 @@ def _view_document(doc: dict[str, Any], where: str) -> dict[str, Any]:
         product, _, port = product.partition(":")
         doc["source"] = {"product": product, "port": port or None, "version": version or None}
     if "ttl" in doc:
-        doc["ttl_seconds"] = parse_duration(doc.pop("ttl"), f"{where}.ttl")
+        doc["ttl_seconds"] = parse_duration(doc.pop("ttl"), "ttl")
     if isinstance(doc.get("tags"), list):
         doc["tags"] = {str(t): "" for t in doc["tags"]}
     if isinstance(doc.get("source"), dict):
