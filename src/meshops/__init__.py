@@ -1,6 +1,23 @@
-"""meshops: a self-serve data mesh and MLOps platform."""
+"""meshops: a self-serve data mesh and MLOps platform.
 
-from meshops.client import Platform, connect, load_model
+`connect`, `load_model` and `Platform` are imported on first use, so that `import meshops`
+(and every CLI start) stays cheap.
+"""
 
-__all__ = ["Platform", "__version__", "connect", "load_model"]
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+__all__ = ["Platform", "__version__", "connect", "load_model"]
+
+if TYPE_CHECKING:
+    from meshops.client import Platform, connect, load_model
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Platform", "connect", "load_model"):
+        from meshops import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'meshops' has no attribute {name!r}")
