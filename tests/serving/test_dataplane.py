@@ -166,7 +166,8 @@ def test_graceful_shutdown_of_meshops_serve_keeps_every_prediction(tmp_path: Pat
 
 
 def _wait_ready(base: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
+    # Generous: two workers import scikit-learn and load the model on a shared machine.
+    deadline = time.monotonic() + 150
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(process.communicate()[0].decode())
