@@ -68,7 +68,7 @@ mesh_versions = Table(
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("product", String(200), ForeignKey("mesh_products.product"), nullable=False),
     Column("version", String(100), nullable=False),
-    Column("urn", String(400), nullable=False, unique=True),
+    Column("urn", String(400), nullable=False),
     Column("digest", String(64), nullable=False, index=True),
     Column("row_count", BigId, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
@@ -77,6 +77,7 @@ mesh_versions = Table(
     Column("inputs", JsonColumn, nullable=False),
     Column("schema_diff", JsonColumn, nullable=False),
     UniqueConstraint("product", "version", name="uq_mesh_versions_product_version"),
+    UniqueConstraint("urn", name="uq_mesh_versions_urn"),
 )
 
 mesh_ports = Table(

@@ -52,7 +52,7 @@ def upgrade() -> None:
             "product", sa.String(200), sa.ForeignKey("mesh_products.product"), nullable=False
         ),
         sa.Column("version", sa.String(100), nullable=False),
-        sa.Column("urn", sa.String(400), nullable=False, unique=True),
+        sa.Column("urn", sa.String(400), nullable=False),
         sa.Column("digest", sa.String(64), nullable=False),
         sa.Column("row_count", BigId, nullable=False),
         sa.Column("created_at", UtcDateTime, nullable=False),
@@ -61,6 +61,7 @@ def upgrade() -> None:
         sa.Column("inputs", JsonColumn, nullable=False),
         sa.Column("schema_diff", JsonColumn, nullable=False),
         sa.UniqueConstraint("product", "version", name="uq_mesh_versions_product_version"),
+        sa.UniqueConstraint("urn", name="uq_mesh_versions_urn"),
     )
     op.create_index("ix_mesh_versions_digest", "mesh_versions", ["digest"])
     op.create_table(
