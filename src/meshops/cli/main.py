@@ -10,6 +10,7 @@ import typer
 from meshops.cli import catalog as catalog_cli
 from meshops.cli import domains as domains_cli
 from meshops.cli import features as features_cli
+from meshops.cli import governance as governance_cli
 from meshops.cli import models as models_cli
 from meshops.cli import monitoring as monitoring_cli
 from meshops.cli import pipelines as pipelines_cli
@@ -45,6 +46,14 @@ app.add_typer(pipelines_cli.schedules_app, name="schedules")
 app.add_typer(pipelines_cli.triggers_app, name="triggers")
 app.command("worker")(pipelines_cli.worker)
 app.add_typer(runs_cli.experiments_app, name="experiments")
+app.command("login")(governance_cli.login)
+app.add_typer(governance_cli.users_app, name="users")
+app.add_typer(governance_cli.tokens_app, name="tokens")
+app.add_typer(governance_cli.roles_app, name="roles")
+app.add_typer(governance_cli.policy_app, name="policy")
+app.add_typer(governance_cli.access_app, name="access")
+app.add_typer(governance_cli.audit_app, name="audit")
+app.add_typer(governance_cli.usage_app, name="usage")
 
 
 @app.command()
