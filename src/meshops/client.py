@@ -26,6 +26,7 @@ from meshops.kernel.lineage import LineageService, RemoteLineage
 from meshops.mesh.interface import Mesh
 from meshops.monitoring.interface import Monitoring
 from meshops.pipelines.interface import Pipelines
+from meshops.project.interface import Project
 from meshops.registry.interface import Registry
 from meshops.serving.interface import Serving
 from meshops.tracking.interface import Tracking
@@ -77,6 +78,9 @@ class Platform:
             from meshops.serving.service import ServingService
 
             self.serving: Serving = ServingService(ctx)
+            from meshops.project.service import ProjectService
+
+            self.project: Project = ProjectService(ctx)
         elif http is not None:
             self.context = None
             self.lineage = RemoteLineage(http)
@@ -104,6 +108,9 @@ class Platform:
             from meshops.serving.remote import RemoteServing
 
             self.serving = RemoteServing(http)
+            from meshops.project.remote import RemoteProject
+
+            self.project = RemoteProject(http, self)
         else:
             raise ValueError("a Platform needs a home or an HTTP transport")
         self.on_close(self.tracking.flush)

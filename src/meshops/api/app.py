@@ -16,6 +16,7 @@ from meshops.api.routers import lineage
 from meshops.api.routers import mesh as mesh_router
 from meshops.api.routers import monitoring as monitoring_router
 from meshops.api.routers import pipelines as pipelines_router
+from meshops.api.routers import project as project_router
 from meshops.api.routers import registry as registry_router
 from meshops.api.routers import serving as serving_router
 from meshops.api.routers import tracking as tracking_router
@@ -49,9 +50,13 @@ def create_app(home: Home, authenticate: Authenticate = local_user) -> FastAPI:
     app.include_router(mesh_router.catalog_router)
     app.include_router(monitoring_router.router)
     app.include_router(pipelines_router.router)
+    app.include_router(project_router.router)
     app.include_router(registry_router.router)
     app.include_router(serving_router.router)
     app.include_router(tracking_router.router)
+    from meshops.ui import mount as mount_ui  # the web pages at /ui (and / redirects there)
+
+    mount_ui(app)
     return app
 
 

@@ -56,4 +56,8 @@ ACTIONS: dict[str, str] = {
     "monitoring.read": "read monitors, results, reports and alerts",
     "monitoring.write": "create monitors and alert rules, acknowledge alerts",
     "monitoring.feedback": "send ground-truth labels",
+    # project (workflow and CI/CD)
+    "project.read": "read applied objects (with their git commit) and webhook deliveries",
+    "project.plan": "plan and check a project repository against the platform",
+    "project.apply": "apply a project repository (record objects with their git commit)",
 }

@@ -36,6 +36,11 @@ KINDS = frozenset(
         "policy",
         "user",
         "source",
+        # project (objects a repository applies that have no URN kind of their own)
+        "entity",
+        "feature",
+        "schedule",
+        "trigger",
     }
 )
 

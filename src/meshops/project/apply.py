@@ -1,0 +1,321 @@
+"""`meshops apply`: carry out the plan, all checks first, then the writes.
+
+Atomic as far as the platform allows: everything is validated, built and contract-tested and
+every policy is dry-run before the first write, so a refused apply writes nothing. The writes
+then go area by area (policies, domains, data products through the `dataproduct.publish` gate,
+features, schedules and triggers, removals); each is one transaction of its area. If one
+fails, what was written before it is still recorded with the commit (and the error says what
+was applied), and the next apply continues from there since unchanged digests are skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from meshops.kernel.errors import InvalidInput, MeshopsError, PolicyViolation
+from meshops.kernel.urn import dataproduct_urn
+from meshops.mesh import builds, contracts, specs
+from meshops.mesh.models import ContractReport, SemVer, VersionRange, split_product_ref
+from meshops.project.interface import Areas
+from meshops.project.models import AppliedRecord, ApplyResult, Change, Plan
+from meshops.project.plan import Planned, dry_run, make_plan, publish_document
+
+PUBLISHING = ("new_version", "update")
+
+
+@dataclass
+class Built:
+    spec: specs.ProductSpec
+    tables: dict[str, pa.Table]
+    inputs: list[str]
+    reports: dict[str, ContractReport]
+
+
+def _product_inputs(spec: specs.ProductSpec) -> list[str]:
+    if spec.build is None:
+        return []
+    return [
+        "{}.{}".format(*split_product_ref(i.product)[:2])
+        for i in spec.build.inputs.values()
+        if i.product
+    ]
+
+
+def build_order(products: dict[str, specs.ProductSpec], wanted: list[str]) -> list[str]:
+    """`wanted` and the repository products they read, upstream first."""
+    order: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(key: str) -> None:
+        if key in order or key not in products:
+            return
+        if key in visiting:
+            raise InvalidInput(
+                f"data products of the repository read each other in a cycle through {key}",
+                {"field": "inputs", "fix": "break the cycle in build.yaml"},
+            )
+        visiting.add(key)
+        for upstream in _product_inputs(products[key]):
+            visit(upstream)
+        visiting.discard(key)
+        order.append(key)
+
+    for key in wanted:
+        visit(key)
+    return order
+
+
+def build_products(
+    areas: Areas, products: dict[str, specs.ProductSpec], wanted: list[str]
+) -> dict[str, Built | MeshopsError]:
+    """Build and contract-test products locally; inputs that are repository products built
+    here are read from those builds, others through the platform's governed read."""
+    built: dict[str, Built | MeshopsError] = {}
+
+    def read(ref: str, port: str | None) -> tuple[pa.Table, str]:
+        domain, name, wanted_range = split_product_ref(ref)
+        key = f"{domain}.{name}"
+        local = built.get(key)
+        if isinstance(local, Built) and (
+            wanted_range is None or SemVer.parse(local.spec.version) in VersionRange(wanted_range)
+        ):
+            port_name = port or local.spec.ports[0].port
+            urn = dataproduct_urn(domain, name, local.spec.version)
+            return local.tables[port_name], urn
+        if isinstance(local, MeshopsError):
+            raise InvalidInput(f"input {ref} failed to build: {local.message}")
+        version = areas.mesh.get_version(ref)
+        table = areas.mesh.read(key, version.version, port, interface="pipeline")
+        return table, version.urn
+
+    for key in build_order(products, wanted):
+        spec = products[key]
+        try:
+            result = builds.build(spec, read)
+            reports = {
+                p.port: contracts.run_contract_test(
+                    result.tables[p.port],
+                    p.port,
+                    p.columns,
+                    p.schema_object,
+                    p.document.get("slaProperties") or [],
+                )
+                for p in spec.ports
+            }
+            built[key] = Built(spec, result.tables, [i.urn for i in result.inputs], reports)
+        except MeshopsError as exc:
+            built[key] = exc
+        except Exception as exc:  # a user transform raised: report it as a build error
+            built[key] = InvalidInput(f"build of {key} failed: {type(exc).__name__}: {exc}")
+    return built
+
+
+def refuse_if_blocked(plan: Plan) -> None:
+    errors = [(c, e) for c in plan.changes for e in c.errors]
+    if errors:
+        raise InvalidInput(
+            f"the plan has {len(errors)} error(s); nothing was applied: "
+            + "; ".join(f"{c.kind} {c.name}: {e}" for c, e in errors[:10]),
+            {
+                "errors": [
+                    {"kind": c.kind, "name": c.name, "file": c.file, "error": e} for c, e in errors
+                ],
+                "fix": "fix the specs (see `meshops plan`)",
+            },
+        )
+    violations = [(c, p) for c in plan.changes for p in c.policies if p.blocking]
+    if violations:
+        raise PolicyViolation(
+            "apply refused by policy; nothing was applied: "
+            + "; ".join(f"{c.name}: {p.policy_id} ({p.explanation})" for c, p in violations),
+            {
+                "violations": [{"object": c.name, **p.model_dump()} for c, p in violations],
+                "fix": "change the specs so the policies pass (e.g. bump the major version "
+                "for a breaking change), then plan again",
+            },
+        )
+
+
+def apply(areas: Areas, root: str | Path = ".") -> ApplyResult:
+    planned = make_plan(areas, root)
+    plan = planned.plan
+    refuse_if_blocked(plan)
+    publishing = [
+        c.name for c in plan.changes if c.kind == "dataproduct" and c.action in PUBLISHING
+    ]
+    specs_by_key = {k: p.spec for k, p in planned.products.items()}
+    built = build_products(areas, specs_by_key, publishing)
+    _check_builds(planned, built, publishing)
+    result = ApplyResult(project=plan.project, commit=plan.git.commit)
+    records: list[AppliedRecord] = []
+    removed: list[str] = []
+    try:
+        _write(areas, planned, built, result, records, removed)
+    except MeshopsError as exc:
+        done = [f"{r.kind} {r.name}" for r in records]
+        exc.detail.setdefault("applied_before_failure", done)
+        _record(areas, plan, records, removed, result)
+        raise
+    _record(areas, plan, records, removed, result)
+    return result
+
+
+def _check_builds(planned: Planned, built: dict[str, Any], publishing: list[str]) -> None:
+    problems = []
+    for key in publishing:
+        outcome = built[key]
+        change = planned.products[key].change
+        if isinstance(outcome, MeshopsError):
+            problems.append(f"{key}: {outcome.message}")
+            continue
+        failures = [f for r in outcome.reports.values() for f in r.failures]
+        problems += [f"{key}: contract rule {f.rule}: {f.message}" for f in failures]
+        # The final dry run sees the contract test results too.
+        document = publish_document(
+            outcome.spec,
+            change.published_version,
+            _diff_of(change, outcome.spec),
+            outcome.reports,
+        )
+        change.policies = dry_run(
+            planned.effective_policies, "dataproduct.publish", document, outcome.spec.domain
+        )
+    if problems:
+        raise InvalidInput(
+            f"build or contract test failed; nothing was applied: {'; '.join(problems[:10])}",
+            {"errors": problems, "fix": "run `meshops check` and fix the data or contract"},
+        )
+    refuse_if_blocked(planned.plan)
+
+
+def _diff_of(change: Change, spec: specs.ProductSpec) -> Any:
+    from meshops.mesh.models import SchemaChange, SchemaDiff
+
+    return SchemaDiff(
+        previous_version=change.published_version,
+        new_version=spec.version,
+        changes=[
+            SchemaChange(
+                kind=b.kind, port=b.port, column=b.column, breaking=True, message=b.message
+            )
+            for b in change.breaking
+        ],
+    )
+
+
+def _write(  # noqa: PLR0917
+    areas: Areas,
+    planned: Planned,
+    built: dict[str, Any],
+    result: ApplyResult,
+    records: list[AppliedRecord],
+    removed: list[str],
+) -> None:
+    plan = planned.plan
+
+    def done(change: Change, **detail: Any) -> None:
+        records.append(
+            AppliedRecord(
+                urn=change.urn,
+                kind=change.kind,
+                name=change.name,
+                digest=change.digest,
+                detail=detail,
+            )
+        )
+        if change.action != "unchanged":
+            result.applied.append(change)
+
+    for change in plan.changes:
+        if change.action == "unchanged" and change.urn and change.previous_digest != change.digest:
+            done(change, adopted=True)  # already on the platform as specified: record the link
+        elif change.action == "unchanged":
+            result.unchanged.append(f"{change.kind} {change.name}")
+    pending = [c for c in plan.changes if c.action not in ("unchanged", "remove")]
+    for change in (c for c in pending if c.kind == "policy"):
+        areas.governance.save_policy(planned.policies[change.name])
+        done(change)
+    for change in (c for c in pending if c.kind == "domain"):
+        data = planned.repo.domains[change.name]
+        fields = {k: data[k] for k in ("description", "owners", "members", "team") if k in data}
+        if change.action == "create":
+            areas.mesh.create_domain(change.name, **fields)
+        elif fields:
+            areas.mesh.update_domain(change.name, **fields)
+        done(change)
+    for key in build_order(
+        {k: p.spec for k, p in planned.products.items()}, list(planned.products)
+    ):
+        change = planned.products[key].change
+        if change.action not in ("new_version", "update"):
+            continue
+        b = built[key]
+        spec = b.spec
+        document = publish_document(
+            spec, change.published_version, _diff_of(change, spec), b.reports
+        )
+        urn = dataproduct_urn(spec.domain, spec.name, spec.version)
+        areas.governance.enforce("dataproduct.publish", document, spec.domain, urn)
+        version = areas.mesh.publish_arrow(
+            spec.descriptor,
+            {p.port: p.document for p in spec.ports},
+            b.tables,
+            inputs=b.inputs,
+        )
+        done(change, version=version.version, version_urn=version.urn, reused=version.reused)
+    feature_changes = [
+        c
+        for c in pending
+        if c.kind in ("entity", "feature_view", "on_demand_feature", "feature_service")
+    ]
+    if feature_changes:
+        areas.features.apply(planned.features)
+        for change in feature_changes:
+            done(change)
+    for change in (c for c in pending if c.kind == "schedule"):
+        s = planned.schedules[change.name]
+        areas.pipelines.create_schedule(
+            change.name, s["cron"], s["ref"], s["params"] or {}, executor=s["executor"]
+        )
+        done(change)
+    for change in (c for c in pending if c.kind == "trigger"):
+        t = planned.triggers[change.name]
+        areas.pipelines.create_trigger(
+            change.name,
+            t["topic"],
+            t["ref"],
+            t["params"] or {},
+            match=t["match"] or {},
+            expression=t["expression"],
+            max_concurrent=int(t["max_concurrent"]),
+            executor=t["executor"],
+        )
+        done(change)
+    for change in (c for c in plan.changes if c.action == "remove"):
+        if change.kind == "policy":
+            areas.governance.delete_policy(change.name)
+        elif change.kind == "schedule":
+            areas.pipelines.delete_schedule(change.name)
+        elif change.kind == "trigger":
+            areas.pipelines.delete_trigger(change.name)
+        elif change.kind == "dataproduct":
+            areas.mesh.deprecate(change.name, reason=f"removed from project {plan.project}")
+        removed.append(change.urn)
+        result.removed.append(f"{change.kind} {change.name}")
+
+
+def _record(
+    areas: Areas,
+    plan: Plan,
+    records: list[AppliedRecord],
+    removed: list[str],
+    result: ApplyResult,
+) -> None:
+    if records or removed:
+        result.records = areas.records.record_applied(
+            plan.project, plan.git.commit, records, removed, plan.git.dirty
+        )
