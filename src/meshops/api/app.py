@@ -54,6 +54,9 @@ def create_app(home: Home, authenticate: Authenticate = local_user) -> FastAPI:
     app.include_router(registry_router.router)
     app.include_router(serving_router.router)
     app.include_router(tracking_router.router)
+    from meshops.ui import mount as mount_ui  # the web pages at /ui (and / redirects there)
+
+    mount_ui(app)
     return app
 
 

@@ -1,0 +1,216 @@
+"""Home, catalog, data product pages and access requests/decisions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Form, Query
+from fastapi.responses import RedirectResponse
+
+from meshops.governance.service import GovernanceService
+from meshops.kernel.lineage import Edge
+from meshops.mesh.models import DataProductVersion, SchemaChange
+from meshops.mesh.schema_diff import diff_schemas
+from meshops.mesh.service import MeshService
+from meshops.monitoring.service import MonitoringService
+from meshops.ui import charts
+from meshops.ui.routing import UIRoute
+from meshops.ui.web import Session, attempt, session, urn_href, urn_label
+
+router = APIRouter(prefix="/ui", route_class=UIRoute)
+
+PAGE_SIZE = 20
+MAX_VERSIONS_SHOWN = 20
+
+
+@router.get("", include_in_schema=False)
+def home(s: Session = Depends(session)) -> Any:
+    mesh = MeshService(s.ctx)
+    domains = attempt(mesh.list_domains) or []
+    activity = []
+    if s.can("audit.read"):
+        activity = GovernanceService(s.ctx).audit_events(limit=15)
+    alerts = []
+    if s.can("monitoring.read"):
+        alerts = MonitoringService(s.ctx).list_alerts(state="open", limit=10)
+    facets = attempt(mesh.search, "", limit=1)
+    return s.render(
+        "home.html",
+        domains=domains,
+        activity=activity,
+        alerts=alerts,
+        products_total=facets.total if facets else 0,
+        domain_counts=(facets.facets.get("domain", {}) if facets else {}),
+    )
+
+
+@router.get("/catalog", include_in_schema=False)
+def catalog(
+    *,
+    s: Session = Depends(session),
+    q: str = "",
+    domain: str | None = None,
+    status: str | None = None,
+    classification: str | None = None,
+    tag: str | None = None,
+    page: int = Query(1, ge=1, le=500),
+) -> Any:
+    result = MeshService(s.ctx).search(
+        q,
+        domain=domain or None,
+        status=status or None,
+        classification=classification or None,
+        tag=tag or None,
+        limit=PAGE_SIZE,
+        offset=(page - 1) * PAGE_SIZE,
+    )
+    pages = max(1, -(-result.total // PAGE_SIZE))
+    return s.render(
+        "catalog.html",
+        result=result,
+        q=q,
+        selected={"domain": domain, "status": status, "classification": classification, "tag": tag},
+        page=page,
+        pages=pages,
+    )
+
+
+@router.get("/products/{product}", include_in_schema=False)
+def product_page(
+    product: str, s: Session = Depends(session), version: str | None = None, msg: str = ""
+) -> Any:
+    mesh = MeshService(s.ctx)
+    info = mesh.get_product(product)
+    current = mesh.get_version(product, version) if info.latest_version else None
+    versions = mesh.list_versions(product) if info.latest_version else []
+    history = _version_changes(versions)[-MAX_VERSIONS_SHOWN:][::-1]
+    slo = attempt(mesh.slo, product) if current else None
+    graph = _lineage_graph(mesh, product, current) if current else None
+    governance = GovernanceService(s.ctx)
+    is_owner = s.user in info.owners or s.can("access.decide", info.domain)
+    usage = attempt(governance.product_usage, product) if s.can("usage.read", info.domain) else None
+    usage_chart = (
+        charts.bar_chart(
+            [d for d, _ in usage.reads_per_day],
+            [float(n) for _, n in usage.reads_per_day],
+            title="reads per day (30 days)",
+        )
+        if usage
+        else None
+    )
+    requests = governance.list_requests(product=info.product) if s.can("access.request") else []
+    pending = [r for r in requests if r.status == "pending"]
+    approvals = [r for r in pending if s.user in r.owners or s.can("access.decide", r.domain)]
+    mine = [r for r in requests if r.requester == s.user]
+    grants = (
+        governance.list_grants(product=info.product, grantee=s.user)
+        if s.can("access.request")
+        else []
+    )
+    can_request = (
+        current is not None
+        and not is_owner
+        and s.can("access.request", info.domain)
+        and not any(r.status == "pending" for r in mine)
+    )
+    return s.render(
+        "product.html",
+        active="catalog",
+        product=info,
+        current=current,
+        history=history,
+        slo=slo,
+        graph=graph,
+        usage=usage,
+        usage_chart=usage_chart,
+        approvals=approvals,
+        my_requests=mine,
+        grants=grants,
+        can_request=can_request,
+        is_owner=is_owner,
+        msg=msg,
+    )
+
+
+@router.post("/products/{product}/access", include_in_schema=False)
+def request_access(
+    product: str,
+    s: Session = Depends(session),
+    port: str = Form(...),
+    purpose: str = Form(...),
+    columns: list[str] = Form(default_factory=list),
+) -> Any:
+    request = GovernanceService(s.ctx).request_access(
+        product, port, purpose, columns=[c for c in columns if c] or None
+    )
+    note = "granted automatically" if request.status == "approved" else "sent to the owners"
+    return RedirectResponse(f"/ui/products/{product}?msg=Access+request+{note}", status_code=303)
+
+
+@router.post("/access/{request_id}", include_in_schema=False)
+def decide(
+    request_id: str,
+    s: Session = Depends(session),
+    decision: str = Form(...),
+    reason: str = Form(""),
+) -> Any:
+    decided = GovernanceService(s.ctx).decide(request_id, decision == "approve", reason)
+    verb = "approved" if decided.status == "approved" else decided.status
+    return RedirectResponse(
+        f"/ui/products/{decided.product}?msg=Request+from+{decided.requester}+{verb}",
+        status_code=303,
+    )
+
+
+def _version_changes(
+    versions: list[DataProductVersion],
+) -> list[tuple[DataProductVersion, list[SchemaChange]]]:
+    out = []
+    previous: DataProductVersion | None = None
+    for v in versions:
+        if previous is None:
+            changes: list[SchemaChange] = []
+        else:
+            diff = diff_schemas(
+                previous.version,
+                v.version,
+                {p.name: p.columns for p in previous.ports},
+                {p.name: p.columns for p in v.ports},
+            )
+            changes = diff.changes
+        out.append((v, changes))
+        previous = v
+    return out
+
+
+def _lineage_graph(mesh: MeshService, product: str, current: DataProductVersion) -> Any:
+    up = attempt(mesh.lineage, product, current.version, "upstream", 3) or []
+    down = attempt(mesh.lineage, product, current.version, "downstream", 4) or []
+    return charts.graph_svg(edges_graph([*up, *down], focus=current.urn))
+
+
+HIDDEN_KINDS = ("monitorresult", "alert", "artifact")  # one node per run/step: noise in a graph
+
+
+def edges_graph(edges: list[Edge], focus: str | None = None) -> charts.Graph:
+    """Lineage edges as a graph of linked nodes (`focus` highlighted)."""
+    edges = [
+        e
+        for e in edges
+        if not any(
+            u.split(":")[1:2] == [k] for u in (e.upstream, e.downstream) for k in HIDDEN_KINDS
+        )
+    ]
+    graph = charts.Graph()
+    seen: set[tuple[str, str]] = set()
+    for urn in [
+        *([focus] if focus else []),
+        *(u for e in edges for u in (e.upstream, e.downstream)),
+    ]:
+        label, sub = urn_label(urn)
+        graph.add(charts.Node(urn, label, sub, urn_href(urn), "focus" if urn == focus else None))
+    for e in edges:
+        if (e.upstream, e.downstream) not in seen:
+            seen.add((e.upstream, e.downstream))
+            graph.edges.append((e.upstream, e.downstream, e.relation))
+    return graph
