@@ -1,0 +1,221 @@
+"""B1: log 100k metric values to one run, per value and batched, vs MLflow.
+
+meshops: `meshops server` (subprocess, temp home) and the SDK over HTTP; MLflow: `mlflow
+server` with a SQLite backend and MlflowClient, in the peer venv. Also the embedded SDK
+(no server). Rounds alternate meshops and MLflow; figures are medians.
+
+    .venv/bin/python benchmarks/b1_metric_logging.py [--values 100000] [--mlflow-values 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import HERE, Row, median, peer_python, record, run_peer
+
+ROOT = HERE.parent
+MESHOPS = ROOT / ".venv" / "bin" / "meshops"
+
+
+def free_port_number() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+@contextmanager
+def meshops_server(home: Path) -> Iterator[tuple[str, str]]:
+    """A served home with an API token for the benchmark (a served home requires one)."""
+    from meshops.client import connect
+
+    with connect(home=home) as owner:
+        token = owner.governance.create_token("bench").token
+    port = free_port_number()
+    env = {**os.environ, "MESHOPS_HOME": str(home)}
+    env.pop("MESHOPS_URI", None)
+    proc = subprocess.Popen(
+        [str(MESHOPS), "server", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_http(f"{url}/healthz", proc)
+        yield url, token
+    finally:
+        stop_group(proc)
+
+
+@contextmanager
+def mlflow_server(python: Path, db: Path) -> Iterator[str]:
+    port = free_port_number()
+    proc = subprocess.Popen(
+        [
+            str(python.parent / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{db}",
+            "--default-artifact-root",
+            str(db.parent / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its workers join our process group, stopped together
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_http(f"{url}/health", proc)
+        yield url
+    finally:
+        stop_group(proc)
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server we started and the workers it forked (its own process group)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+
+
+def meshops_per_value(uri: str, token: str, values: int) -> float:
+    from meshops.client import connect
+
+    with connect(uri, token=token) as platform:
+        start = time.perf_counter()
+        with platform.tracking.start_run("b1", capture_environment=False) as run:
+            for i in range(values):
+                run.log_metric("loss", i * 0.001, step=i)
+        elapsed = time.perf_counter() - start  # includes the final flush at run end
+        assert len(platform.tracking.metric_history(run.id, "loss")) == values
+    return values / elapsed
+
+
+def meshops_batch(uri: str, token: str, values: int) -> float:
+    from meshops.client import connect
+
+    with connect(uri, token=token) as platform:
+        run = platform.tracking.create_run("b1", capture_environment=False)
+        now = time.time()
+        start = time.perf_counter()
+        for chunk in range(0, values, 1000):
+            rows = [(run.id, "loss", i * 0.001, i, now) for i in range(chunk, chunk + 1000)]
+            platform.tracking.log_metric_rows(rows)
+        elapsed = time.perf_counter() - start
+        platform.tracking.end_run(run.id)
+    return values / elapsed
+
+
+def meshops_embedded(home: Path, values: int) -> float:
+    from meshops.client import connect
+
+    with connect(home=home) as platform:
+        start = time.perf_counter()
+        with platform.tracking.start_run("b1", capture_environment=False) as run:
+            for i in range(values):
+                run.log_metric("loss", i * 0.001, step=i)
+        elapsed = time.perf_counter() - start
+    return values / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--values", type=int, default=100_000)
+    parser.add_argument("--mlflow-values", type=int, default=2_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    python = peer_python("mlflow", ["mlflow"])
+    results: dict[str, list[float]] = {k: [] for k in ("pv", "batch", "emb", "mpv", "mbatch")}
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        with (
+            meshops_server(tmp / "server-home") as (uri, token),
+            mlflow_server(python, tmp / "m.db") as m,
+        ):
+            for round_no in range(args.rounds):
+                results["pv"].append(meshops_per_value(uri, token, args.values))
+                results["batch"].append(meshops_batch(uri, token, args.values))
+                results["emb"].append(meshops_embedded(tmp / f"emb{round_no}", args.values))
+                peer = run_peer(
+                    python,
+                    HERE / "peers" / "mlflow_b1.py",
+                    m,
+                    str(args.mlflow_values),
+                    str(args.values),
+                )
+                results["mpv"].append(float(peer["per_value_per_s"]))  # type: ignore[arg-type]
+                results["mbatch"].append(float(peer["batch_per_s"]))  # type: ignore[arg-type]
+                print({k: round(v[-1]) for k, v in results.items()}, flush=True)
+    rows = [
+        Row(
+            f"per-value log_metric over HTTP ({args.values:,} meshops / "
+            f"{args.mlflow_values:,} MLflow calls)",
+            median(results["pv"]),
+            median(results["mpv"]),
+            "values/s",
+            goal="≥ 50×",
+        ),
+        Row(
+            f"batch API over HTTP ({args.values:,} values, chunks of 1000)",
+            median(results["batch"]),
+            median(results["mbatch"]),
+            "values/s",
+            goal="≥ 5×",
+        ),
+        Row(
+            f"embedded per-value log_metric ({args.values:,} values, no server)",
+            median(results["emb"]),
+            None,
+            "values/s",
+            goal="≥ 500k/s",
+        ),
+    ]
+    record(
+        "B1",
+        "metric logging to one run",
+        "make bench or .venv/bin/python benchmarks/b1_metric_logging.py",
+        "MLflow 3 server (SQLite)",
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""B2: search 100k runs (10 params, 10 metrics each) by a metric and a param filter, ordered
+by a metric, top 100: p95 latency of meshops (SDK over HTTP, and embedded) vs MLflow
+`search_runs` against `mlflow server`, on the same generated data (seed 42).
+
+Both stores are populated with bulk INSERTs into their own schemas (meshops: the tracking
+tables through SQLAlchemy Core; MLflow: see peers/mlflow_b2.py), not through 100k API calls.
+
+    .venv/bin/python benchmarks/b2_search_runs.py [--runs 100000] [--repeats 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from b1_metric_logging import meshops_server, mlflow_server
+from harness import HERE, Row, peer_python, percentile, record, run_peer
+
+FILTER = "metrics.m1 < 0.5 and params.p2 = 'v3'"
+ORDER = ["metrics.m0 DESC"]
+
+
+def populate_meshops(home: Path, count: int) -> None:
+    from meshops.client import connect
+    from meshops.tracking import store
+
+    with connect(home=home) as platform:
+        experiment = platform.tracking.create_experiment("b2")
+        assert platform.home is not None
+        metrics = np.random.default_rng(42).random((count, 10))
+        start = datetime.now(UTC)
+        with platform.home.db.begin() as conn:
+            conn.execute(
+                store.runs.insert(),
+                [
+                    {
+                        "id": f"{i:032x}",
+                        "experiment_id": experiment.id,
+                        "name": f"r{i}",
+                        "status": "FINISHED",
+                        "user": "bench",
+                        "start_time": start + timedelta(milliseconds=i),
+                        "end_time": start + timedelta(milliseconds=i + 1),
+                        "parent_run_id": None,
+                        "error": None,
+                    }
+                    for i in range(count)
+                ],
+            )
+            conn.execute(
+                store.params.insert(),
+                [
+                    {"run_id": f"{i:032x}", "key": f"p{j}", "value": f"v{(i * 7 + j) % 10}"}
+                    for i in range(count)
+                    for j in range(10)
+                ],
+            )
+            conn.execute(
+                store.latest_metrics.insert(),
+                [
+                    {
+                        "run_id": f"{i:032x}",
+                        "key": f"m{j}",
+                        "value": float(metrics[i, j]),
+                        "step": 0,
+                        "timestamp": 0.0,
+                    }
+                    for i in range(count)
+                    for j in range(10)
+                ],
+            )
+
+
+def time_search(platform: object, repeats: int) -> tuple[list[float], int]:
+    tracking = platform.tracking  # type: ignore[attr-defined]
+    latencies, found = [], 0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        page = tracking.search_runs(["b2"], FILTER, ORDER, 100)
+        latencies.append(time.perf_counter() - start)
+        found = len(page.runs)
+    return latencies, found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    from meshops.client import connect
+
+    python = peer_python("mlflow", ["mlflow"])
+    http_lat: list[float] = []
+    emb_lat: list[float] = []
+    peer_lat: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        home, mlflow_db = tmp / "home", tmp / "mlflow.db"
+        populate_meshops(home, args.runs)
+        run_peer(
+            python, HERE / "peers" / "mlflow_b2.py", "populate", str(mlflow_db), str(args.runs)
+        )
+        with meshops_server(home) as (uri, token), mlflow_server(python, mlflow_db) as m_uri:
+            for _ in range(args.rounds):
+                with connect(uri, token=token) as remote:
+                    lat, found = time_search(remote, args.repeats)
+                    http_lat += lat
+                with connect(home=home) as embedded:
+                    lat, found_emb = time_search(embedded, args.repeats)
+                    emb_lat += lat
+                peer = run_peer(
+                    python, HERE / "peers" / "mlflow_b2.py", "search", m_uri, str(args.repeats)
+                )
+                peer_lat += [float(x) for x in peer["latencies_s"]]  # type: ignore[attr-defined]
+                print(
+                    f"found meshops={found}/{found_emb} mlflow={peer['found']}; "
+                    f"p95 http={percentile(http_lat, 95) * 1000:.1f} ms "
+                    f"embedded={percentile(emb_lat, 95) * 1000:.1f} ms "
+                    f"mlflow={percentile(peer_lat, 95) * 1000:.1f} ms",
+                    flush=True,
+                )
+    mlflow_p95 = percentile(peer_lat, 95) * 1000
+    rows = [
+        Row(
+            f"search {args.runs:,} runs, p95, SDK over HTTP",
+            percentile(http_lat, 95) * 1000,
+            mlflow_p95,
+            "ms",
+            higher_is_better=False,
+            goal="< 100 ms, ≥ 20×",
+        ),
+        Row(
+            f"search {args.runs:,} runs, p95, embedded SDK",
+            percentile(emb_lat, 95) * 1000,
+            mlflow_p95,
+            "ms",
+            higher_is_better=False,
+            goal="< 100 ms",
+        ),
+    ]
+    record(
+        "B2",
+        f"search_runs `{FILTER}` order by {ORDER[0]}, top 100",
+        "make bench or .venv/bin/python benchmarks/b2_search_runs.py",
+        "MLflow 3 server (SQLite)",
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""B1 peer: MLflow metric logging against a running `mlflow server` (runs in the peer venv).
+
+Usage: mlflow_b1.py <tracking_uri> <per_value_count> <batch_count>
+Prints one JSON line: per-value and log_batch values/s.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+
+def main() -> None:
+    uri, per_value, batch_count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("b1") or client.get_experiment(
+        client.create_experiment("b1")
+    )
+    run = client.create_run(exp.experiment_id)
+    start = time.perf_counter()
+    for i in range(per_value):
+        client.log_metric(run.info.run_id, "loss", i * 0.001, step=i)
+    per_value_s = time.perf_counter() - start
+    client.set_terminated(run.info.run_id)
+
+    run = client.create_run(exp.experiment_id)
+    now = int(time.time() * 1000)
+    start = time.perf_counter()
+    for chunk in range(0, batch_count, 1000):
+        metrics = [Metric("loss", i * 0.001, now, i) for i in range(chunk, chunk + 1000)]
+        client.log_batch(run.info.run_id, metrics=metrics)
+    batch_s = time.perf_counter() - start
+    client.set_terminated(run.info.run_id)
+    print(
+        json.dumps(
+            {"per_value_per_s": per_value / per_value_s, "batch_per_s": batch_count / batch_s}
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
