@@ -24,6 +24,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         message = await receive()
         body += message.get("body", b"")
         more = message.get("more_body", False)
+    if scope["method"] != "POST":  # the health check
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+        return
     records = json.loads(body)["records"]
     rows = np.array([[r[c] for c in COLUMNS] for r in records], dtype=np.float64)
     out = json.dumps({"predictions": MODEL.predict(rows).tolist()}).encode()
