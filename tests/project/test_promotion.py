@@ -83,9 +83,11 @@ def test_promotion_needs_approval_by_role_not_author(tmp_path: Path, db_url: str
         assert "needs 1 approval(s) by business_stakeholder" in refused.value.message
         with pytest.raises(Forbidden, match="may not approve"):
             alice.project.approve("churn", version)  # alice is the author
-    with Platform(home.settings, home=home, actor=Actor("carol")) as carol:
-        with pytest.raises(Forbidden):
-            carol.project.approve("churn", version)  # no approver role
+    with (
+        Platform(home.settings, home=home, actor=Actor("carol")) as carol,
+        pytest.raises(Forbidden),
+    ):
+        carol.project.approve("churn", version)  # no approver role
     with Platform(home.settings, home=home, actor=Actor("bob")) as bob:
         approval = bob.project.approve("churn", version, "signed off")
         assert approval.role == "business_stakeholder"

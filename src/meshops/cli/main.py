@@ -15,6 +15,7 @@ from meshops.cli import models as models_cli
 from meshops.cli import monitoring as monitoring_cli
 from meshops.cli import pipelines as pipelines_cli
 from meshops.cli import products as products_cli
+from meshops.cli import project as project_cli
 from meshops.cli import runs as runs_cli
 from meshops.cli import serving as serving_cli
 from meshops.cli.output import JSON_HELP, err_console, print_json, print_table
@@ -46,6 +47,10 @@ app.add_typer(pipelines_cli.schedules_app, name="schedules")
 app.add_typer(pipelines_cli.triggers_app, name="triggers")
 app.command("worker")(pipelines_cli.worker)
 app.add_typer(runs_cli.experiments_app, name="experiments")
+app.command("init")(project_cli.init)
+app.command("plan")(project_cli.plan)
+app.command("apply")(project_cli.apply)
+app.command("check")(project_cli.check)
 app.command("login")(governance_cli.login)
 app.add_typer(governance_cli.users_app, name="users")
 app.add_typer(governance_cli.tokens_app, name="tokens")

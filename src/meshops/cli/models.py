@@ -12,6 +12,17 @@ app = typer.Typer(help="The model registry: models, versions and aliases.", no_a
 alias_app = typer.Typer(help="Aliases such as champion and challenger.", no_args_is_help=True)
 app.add_typer(alias_app, name="alias")
 
+
+def _project_commands() -> None:
+    # Promotion through the gate and approvals: owned by the project area (cli/project.py).
+    from meshops.cli import project as project_cli
+
+    app.command("promote")(project_cli.promote)
+    app.command("approve")(project_cli.approve)
+
+
+_project_commands()
+
 JsonOut = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
 
 
