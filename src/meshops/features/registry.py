@@ -25,6 +25,8 @@ class Definitions:
     views: dict[str, FeatureView] = field(default_factory=dict)
     services: dict[str, FeatureServiceDef] = field(default_factory=dict)
     on_demand: dict[str, OnDemandFeature] = field(default_factory=dict)
+    # Resolved feature lists, memoised on this immutable snapshot (the online hot path).
+    plans: dict[tuple[object, bool], Plan] = field(default_factory=dict, compare=False)
 
     def view(self, name: str) -> FeatureView:
         try:
@@ -81,6 +83,15 @@ class Plan:
             )
         wanted.append((feature, output))
         self.outputs.append(output)
+
+
+def resolve_cached(defs: Definitions, features: list[str] | str, full_names: bool) -> Plan:
+    """`resolve`, remembered per snapshot of the definitions (do not modify the plan)."""
+    key = (features if isinstance(features, str) else tuple(features), full_names)
+    plan = defs.plans.get(key)
+    if plan is None:
+        plan = defs.plans[key] = resolve(defs, features, full_names)
+    return plan
 
 
 def resolve(defs: Definitions, features: list[str] | str, full_names: bool = False) -> Plan:

@@ -45,7 +45,7 @@ from meshops.features.models import (
 from meshops.features.offline import OnDemandInput, ViewInput, point_in_time_join
 from meshops.features.online import open_online_store
 from meshops.features.online.base import entity_key
-from meshops.features.registry import Definitions, Plan, resolve
+from meshops.features.registry import Definitions, Plan, resolve, resolve_cached
 from meshops.features.source import FeatureSource, SourceVersion
 from meshops.features.types import from_epoch_micros, utc
 from meshops.kernel import lineage
@@ -656,7 +656,7 @@ class FeatureStoreService:
         """The latest materialized values for each entity row (nulls + status when absent
         or older than the view's TTL), plus on-demand features computed from them."""
         defs = self.definitions()
-        plan = resolve(defs, features, full_names)
+        plan = resolve_cached(defs, features, full_names)
         for name in plan.views:
             self.ctx.authorize("features.read", defs.views[name].domain)
         now_micros = _micros(now or datetime.now(UTC))

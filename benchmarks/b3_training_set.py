@@ -1,0 +1,284 @@
+"""B3: point-in-time correct training set, 10M label rows x 3 feature views of 1M rows x 10
+features, vs Feast `get_historical_features` (file offline store, peer venv) and a
+hand-written DuckDB ASOF JOIN over the same Parquet files (the limit).
+
+meshops reads the views through the governed read path of published data products and
+records the training set (entity rows stored as a blob, digest, lineage); its rows are
+streamed out (RecordBatchReader) and consumed batch by batch, as are the hand-written
+join's. Every system runs in its own process, so peak RSS is its own.
+
+    .venv/bin/python benchmarks/b3_training_set.py [--labels 10000000] [--rows 1000000]
+        [--repeat 3] [--feast-labels N] [--feast-timeout 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import DATA_DIR, HERE, Row, median, peer_python, record, run_peer
+
+ROOT = HERE.parent
+VIEWS, FEATURES, TTL_DAYS = 3, 10, 180
+START_US = 1_704_067_200_000_000  # 2024-01-01 UTC
+YEAR_US = 365 * 86_400 * 1_000_000
+TS = pa.timestamp("us", tz="UTC")
+
+
+def data_dir(rows: int, entities: int) -> Path:
+    return DATA_DIR / f"b3_r{rows}_e{entities}"
+
+
+def labels_file(folder: Path, labels: int) -> Path:
+    return folder / f"labels_{labels}.parquet"
+
+
+def view_file(folder: Path, i: int) -> Path:
+    return folder / f"view{i}.parquet"
+
+
+def generate(rows: int, entities: int, labels: int) -> Path:
+    """Views and labels with a fixed seed (cached on disk)."""
+    folder = data_dir(rows, entities)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(VIEWS):
+        if view_file(folder, i).exists():
+            continue
+        rng = np.random.default_rng(100 + i)
+        columns: dict[str, Any] = {
+            "entity_id": rng.integers(0, entities, rows, dtype=np.int64),
+            "event_timestamp": pa.array(START_US + rng.integers(0, YEAR_US, rows), TS),
+        }
+        for j in range(FEATURES):
+            columns[f"v{i}_f{j}"] = rng.random(rows)
+        pq.write_table(pa.table(columns), view_file(folder, i))
+    if not labels_file(folder, labels).exists():
+        rng = np.random.default_rng(7)
+        table = pa.table(
+            {
+                "entity_id": rng.integers(0, entities, labels, dtype=np.int64),
+                # Labels in the second half of the year: nearly every one has a value within
+                # the TTL (Feast's file store drops label rows that have none).
+                "event_timestamp": pa.array(
+                    START_US + rng.integers(YEAR_US // 2, YEAR_US, labels), TS
+                ),
+            }
+        )
+        pq.write_table(table, labels_file(folder, labels))
+    return folder
+
+
+def feature_refs() -> list[str]:
+    return [f"view{i}:v{i}_f{j}" for i in range(VIEWS) for j in range(FEATURES)]
+
+
+# --- meshops ---------------------------------------------------------------------------
+
+
+def _platform(folder: Path) -> Any:
+    from meshops.client import Platform
+    from meshops.kernel.config import load_settings
+    from meshops.kernel.home import Home
+
+    settings = load_settings(home=folder / "home", env={"MESHOPS_USER": "bench"})
+    return Platform(settings, home=Home(settings))
+
+
+def setup_meshops(folder: Path) -> None:
+    """Publish the three views as data products and apply the feature definitions."""
+    from meshops.features.models import Entity, Feature, FeatureRepo, FeatureView, SourceRef
+
+    platform = _platform(folder)
+    views = []
+    for i in range(VIEWS):
+        product = f"bench.view{i}"
+        table = pq.read_table(view_file(folder, i))
+        try:
+            platform.mesh.get_version(product)
+        except Exception:
+            properties = [
+                {"name": "entity_id", "logicalType": "integer"},
+                {"name": "event_timestamp", "logicalType": "timestamp"},
+            ] + [{"name": f"v{i}_f{j}", "logicalType": "number"} for j in range(FEATURES)]
+            platform.mesh.publish_arrow(
+                {"apiVersion": "v1.0.0", "kind": "DataProduct", "id": product,
+                 "name": f"view{i}", "domain": "bench", "version": "1.0.0", "status": "active",
+                 "outputPorts": [{"name": "main", "version": "1.0.0", "contractId": "c"}]},
+                {"main": {"apiVersion": "v3.0.2", "kind": "DataContract", "id": "c",
+                          "version": "1.0.0", "status": "active",
+                          "schema": [{"name": "main", "properties": properties}]}},
+                {"main": table},
+            )  # fmt: skip
+        views.append(
+            FeatureView(
+                name=f"view{i}",
+                entities=["entity"],
+                source=SourceRef(product=product),
+                event_time="event_timestamp",
+                ttl_seconds=TTL_DAYS * 86_400,
+                features=[Feature(name=f"v{i}_f{j}", type="float64") for j in range(FEATURES)],
+            )
+        )
+    platform.features.apply(
+        FeatureRepo(entities=[Entity(name="entity", join_keys=["entity_id"])], feature_views=views)
+    )
+    platform.close()
+
+
+def child_meshops(folder: Path, labels: int) -> dict[str, Any]:
+    import pyarrow.compute as pc
+
+    platform = _platform(folder)
+    table = pq.read_table(labels_file(folder, labels))
+    start = time.perf_counter()
+    result = platform.features.training_set(table, feature_refs(), name="b3")
+    rows, checksum = 0, 0.0
+    for batch in result.reader():
+        rows += batch.num_rows
+        checksum += pc.sum(batch.column("v0_f0")).as_py() or 0.0
+    return {"seconds": time.perf_counter() - start, "rows": rows, "checksum": checksum}
+
+
+def child_duckdb(folder: Path, labels: int) -> dict[str, Any]:
+    """The hand-written limit: three chained ASOF LEFT JOINs with the TTL, streamed."""
+    import duckdb
+    import pyarrow.compute as pc
+
+    table = pq.read_table(labels_file(folder, labels))
+    start = time.perf_counter()
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.register("labels", table)
+    select, joins = ["l.entity_id", "l.event_timestamp"], []
+    for i in range(VIEWS):
+        joins.append(
+            f"ASOF LEFT JOIN read_parquet('{view_file(folder, i)}') v{i} "
+            f"ON l.entity_id = v{i}.entity_id AND l.event_timestamp >= v{i}.event_timestamp"
+        )
+        select += [
+            f"CASE WHEN v{i}.event_timestamp >= l.event_timestamp - INTERVAL {TTL_DAYS} DAY "
+            f"THEN v{i}.v{i}_f{j} END AS v{i}_f{j}"
+            for j in range(FEATURES)
+        ]
+    sql = f"SELECT {', '.join(select)} FROM labels l {' '.join(joins)}"
+    rows, checksum = 0, 0.0
+    for batch in con.sql(sql).to_arrow_reader(128 * 1024):
+        rows += batch.num_rows
+        checksum += pc.sum(batch.column("v0_f0")).as_py() or 0.0
+    return {"seconds": time.perf_counter() - start, "rows": rows, "checksum": checksum}
+
+
+def run_child(kind: str, folder: Path, labels: int) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", kind, "--folder", str(folder),
+         "--labels", str(labels)],
+        capture_output=True, text=True, check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"{kind} child failed:\n{proc.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def run_feast(folder: Path, labels: int, timeout: float) -> dict[str, Any] | None:
+    python = peer_python("feast", ["feast"])
+    try:
+        return run_peer(
+            python, HERE / "peers" / "feast_b3.py", str(folder),
+            str(labels_file(folder, labels)), str(TTL_DAYS),
+            *[str(view_file(folder, i)) for i in range(VIEWS)], timeout=timeout,
+        )  # fmt: skip
+    except (subprocess.TimeoutExpired, RuntimeError) as exc:
+        print(f"[b3] Feast at {labels:,} labels did not finish: {str(exc)[:300]}", flush=True)
+        return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--labels", type=int, default=10_000_000)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--entities", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--feast-labels", type=int, default=None)
+    parser.add_argument("--feast-fallback-labels", type=int, default=1_000_000)
+    parser.add_argument("--feast-timeout", type=float, default=600)
+    parser.add_argument("--child", choices=["meshops", "duckdb"])
+    parser.add_argument("--folder", type=Path)
+    args = parser.parse_args()
+    if args.child:
+        result = (child_meshops if args.child == "meshops" else child_duckdb)(
+            args.folder, args.labels
+        )
+        result["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+        return
+
+    folder = generate(args.rows, args.entities, args.labels)
+    setup_meshops(folder)
+    meshops_runs, duckdb_runs = [], []
+    for round_ in range(args.repeat):
+        pair = [("meshops", meshops_runs), ("duckdb", duckdb_runs)]
+        for kind, runs in pair if round_ % 2 == 0 else pair[::-1]:
+            runs.append(run_child(kind, folder, args.labels))
+            print(f"[b3] {kind}: {runs[-1]}", flush=True)
+    assert meshops_runs[0]["rows"] == duckdb_runs[0]["rows"] == args.labels
+    assert abs(meshops_runs[0]["checksum"] - duckdb_runs[0]["checksum"]) < 1e-6 * args.labels
+    mesh_s = median([r["seconds"] for r in meshops_runs])
+    duck_s = median([r["seconds"] for r in duckdb_runs])
+    mesh_rss = max(r["rss_mib"] for r in meshops_runs)
+    size = (
+        f"{args.labels / 1e6:g}M labels × {VIEWS} views of {args.rows / 1e6:g}M rows × {FEATURES}"
+    )
+    rows = [
+        Row(f"{size}: vs hand-written DuckDB ASOF JOIN (limit)", mesh_s, duck_s, "s",
+            higher_is_better=False, goal="within 1.3× (ratio ≥ 0.77)"),
+        Row("peak RSS of the meshops process", mesh_rss, max(r["rss_mib"] for r in duckdb_runs),
+            "MiB", higher_is_better=False, goal="< 3 GB"),
+    ]  # fmt: skip
+    feast_labels = args.feast_labels or args.labels
+    feast = run_feast(folder, feast_labels, args.feast_timeout)
+    if feast is None and args.feast_fallback_labels < feast_labels:
+        feast_labels = args.feast_fallback_labels
+        generate(args.rows, args.entities, feast_labels)
+        feast = run_feast(folder, feast_labels, args.feast_timeout)
+    if feast is not None:
+        print(f"[b3] feast: {feast}", flush=True)
+        if feast_labels == args.labels:
+            mesh_at_scale = mesh_s
+        else:
+            mesh_at_scale = median(
+                [run_child("meshops", folder, feast_labels)["seconds"] for _ in range(3)]
+            )
+        rows.append(
+            Row(f"{feast_labels / 1e6:g}M labels: vs Feast get_historical_features (file store)",
+                mesh_at_scale, float(feast["seconds"]), "s", higher_is_better=False,
+                goal="≥ 20×")
+        )  # fmt: skip
+        rows.append(
+            Row(f"{feast_labels / 1e6:g}M labels: peak RSS vs Feast", mesh_rss,
+                float(feast["rss_mib"]), "MiB", higher_is_better=False)
+        )  # fmt: skip
+    record(
+        "B3",
+        "point-in-time training set",
+        "python benchmarks/b3_training_set.py " + " ".join(sys.argv[1:]),
+        "peer (hand-written DuckDB / Feast)",
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()
