@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from meshops.client import Platform
 from tests.conftest import LiveServer
@@ -56,3 +57,20 @@ def test_cli_version_db_and_error_exit_codes(tmp_path: Path) -> None:
     bad = _cli("lineage", "upstream", "nonsense", home=tmp_path)
     assert bad.returncode == 2
     assert "not a meshops URN" in bad.stderr
+
+
+def test_cli_exit_codes_raised_inside_commands_reach_the_shell(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import typer
+
+    from meshops.cli import main as cli_main
+
+    @cli_main.app.command("exit-three", hidden=True)
+    def exit_three() -> None:
+        raise typer.Exit(3)
+
+    monkeypatch.setattr(sys, "argv", ["meshops", "exit-three"])
+    with pytest.raises(SystemExit) as info:
+        cli_main.main()
+    assert info.value.code == 3

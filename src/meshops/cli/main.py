@@ -163,7 +163,9 @@ def main() -> None:
     from meshops.kernel.errors import MeshopsError
 
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns a command's `typer.Exit(code)` instead of
+        # raising it, so the return value is the exit code.
+        result = app(standalone_mode=False)
     except MeshopsError as exc:
         err_console.print(f"[bold red]error[/bold red] ({exc.error}): {exc.message}")
         for key, value in exc.detail.items():
@@ -182,6 +184,7 @@ def main() -> None:
             err_console.print("aborted")
             sys.exit(130)
         raise
+    sys.exit(result if isinstance(result, int) else 0)
 
 
 if __name__ == "__main__":
