@@ -249,3 +249,29 @@ def test_unknown_features_and_bad_entities_are_clear_errors(ready: Ready) -> Non
     with pytest.raises(InvalidInput) as info:
         ready.features.training_set(pa.table({"customer_id": [1]}), [f"{ready.view}:orders_7d"])
     assert info.value.detail["field"] == "timestamp_column"
+
+
+def test_entities_from_sql_over_a_data_product(ready: Ready) -> None:
+    labels = pa.table(
+        {"customer_id": [2, 1], "label_time": pa.array([hours(1.5), hours(6)], TS),
+         "churned": [True, False]}
+    )  # fmt: skip
+    ready.platform.mesh.publish_arrow(*_labels_product(f"labels{ready.tag}", labels))
+    query = (
+        f"SELECT customer_id, label_time AS event_timestamp, churned "
+        f"FROM sales.labels{ready.tag} ORDER BY customer_id"
+    )
+    table = ready.features.training_set(query, [f"{ready.view}:orders_7d"]).to_arrow()
+    assert table.to_pydict()["orders_7d"] == [2, 10]
+    assert table.to_pydict()["churned"] == [False, True]
+
+
+def _labels_product(name: str, table: pa.Table) -> tuple[dict[str, object], ...]:
+    from tests.features.helpers import contract_for
+
+    descriptor = {
+        "apiVersion": "v1.0.0", "kind": "DataProduct", "id": f"sales.{name}", "name": name,
+        "domain": "sales", "version": "1.0.0", "status": "active",
+        "outputPorts": [{"name": "main", "version": "1.0.0", "contractId": "main-contract"}],
+    }  # fmt: skip
+    return descriptor, {"main": contract_for("main", table)}, {"main": table}

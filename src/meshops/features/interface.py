@@ -43,8 +43,9 @@ class FeatureStore(Protocol):
         timestamp_column: str = "event_timestamp",
         full_names: bool = False,
     ) -> TrainingSet:
-        """Point-in-time correct features for each row of `entities` (Arrow or pandas: the
-        join keys and `timestamp_column`), recorded with a digest and lineage."""
+        """Point-in-time correct features for each row of `entities` (Arrow or pandas, or
+        SQL over data products naming them `domain.name`: the join keys and
+        `timestamp_column`), recorded with a digest and lineage."""
         ...
 
     def get_training_set(self, id_or_digest: str) -> TrainingSet: ...

@@ -82,11 +82,17 @@ class RemoteFeatureStore:
             params["service"] = features
         else:
             params["feature"] = list(features)
+        if isinstance(entities, str):
+            # SQL over data products: the server runs it through the governed read path.
+            params["sql"] = entities
+            content = b""
+        else:
+            content = _entities_bytes(entities)
         body = self.http.request(
             "POST",
             f"{PREFIX}/training-sets",
             params=params,
-            content=_entities_bytes(entities),
+            content=content,
             headers={"content-type": "application/vnd.apache.arrow.stream"},
         )
         return self._training_set(TrainingSetInfo.model_validate(body))

@@ -320,6 +320,12 @@ class FeatureStoreService:
     # --- offline -----------------------------------------------------------------------
 
     def _entities_table(self, entities: EntityRows) -> pa.Table:
+        if isinstance(entities, str):
+            # SQL over data products (`domain.name` as tables), through the governed path.
+            from meshops.mesh.service import MeshService
+
+            sql_result: pa.Table = MeshService(self.ctx).sql(entities, interface="features")
+            return sql_result.replace_schema_metadata(None)
         if isinstance(entities, pa.Table):
             table = entities
         elif isinstance(entities, pa.RecordBatchReader):

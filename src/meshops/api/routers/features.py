@@ -73,6 +73,7 @@ async def create_training_set(
     full_names: bool = False,
     feature: list[str] | None = Query(default=None),
     service: str | None = None,
+    sql: str | None = None,
     ctx: Context = Depends(get_context),
 ) -> Response:
     if not feature and not service:
@@ -82,11 +83,11 @@ async def create_training_set(
         )
     body = await request.body()
     try:
-        entities = bytes_to_reader(body).read_all()
+        entities: Any = sql if sql else bytes_to_reader(body).read_all()
     except Exception as exc:
         raise InvalidInput(
             f"the body is not an Arrow IPC stream: {exc}",
-            {"field": "body", "fix": f"send the entity rows as {ARROW_STREAM}"},
+            {"field": "body", "fix": f"send the entity rows as {ARROW_STREAM}, or sql="},
         ) from exc
     features: list[str] | str = service or list(feature or [])
 
