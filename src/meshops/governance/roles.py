@@ -228,7 +228,33 @@ def permission_table_markdown() -> str:
     return "\n".join([header, rule, *rows])
 
 
+TABLE_START, TABLE_END = "<!-- permission-table -->", "<!-- /permission-table -->"
+
+
+def write_permission_table(path: str) -> bool:
+    """Regenerate the table between the markers of a docs page; True if it changed.
+
+    Run `python -m meshops.governance.roles docs/governance.md` after adding an action."""
+    from pathlib import Path
+
+    page = Path(path)
+    text = page.read_text()
+    before, _, rest = text.partition(TABLE_START)
+    _, _, after = rest.partition(TABLE_END)
+    updated = f"{before}{TABLE_START}\n{permission_table_markdown()}\n{TABLE_END}{after}"
+    if updated != text:
+        page.write_text(updated)
+    return updated != text
+
+
 def roles_markdown() -> str:
     lines = ["| role | name | what it is for |", "| --- | --- | --- |"]
     lines += [f"| `{r.name}` | {r.title} | {r.description} |" for r in ROLES.values()]
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    for target in sys.argv[1:] or ["docs/governance.md"]:
+        print(f"{target}: {'updated' if write_permission_table(target) else 'up to date'}")
