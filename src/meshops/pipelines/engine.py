@@ -192,7 +192,9 @@ class Engine:
         return self.use_cache and node.step.options.cache
 
     def _submit(self, node: Node, inputs: dict[str, OutputRef], attempt: int) -> None:
-        task = StepTask(node.id, node.step, node.params, inputs, attempt, self.store)
+        task = StepTask(
+            node.id, node.step, node.params, inputs, attempt, self.store, run_id=self.run_id
+        )
         self.executor.submit(task)
 
     def _submit_due_retries(self) -> None:

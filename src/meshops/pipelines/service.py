@@ -11,6 +11,7 @@ from meshops.kernel import lineage, outbox
 from meshops.kernel.db import utcnow
 from meshops.kernel.errors import Conflict, InvalidInput
 from meshops.kernel.home import Context
+from meshops.kernel.urn import Urn
 from meshops.pipelines import store, triggers
 from meshops.pipelines.artifacts import StoreSpec
 from meshops.pipelines.engine import new_id
@@ -467,6 +468,8 @@ class PipelinesService:
                     }
                     params = {**trigger.params}
                     run = self._enqueue(conn, trigger.ref, params, trigger.executor, origin)
+                    if _is_urn(event.subject):  # e.g. alert -triggered-> retraining run
+                        lineage.add_edge(conn, event.subject, run.urn, "triggered")
                     report.runs.append(run.id)
             outbox.mark_dispatched(conn, [e.id for e in events])
             report.events = len(events)
@@ -480,6 +483,14 @@ class PipelinesService:
     def get_artifact(self, digest: str) -> bytes:
         self.ctx.authorize("pipelines.read")
         return self.ctx.blobs.get_bytes(digest)
+
+
+def _is_urn(text: str) -> bool:
+    try:
+        Urn.parse(text)
+    except Exception:
+        return False
+    return True
 
 
 def _claim_pending_events(conn: Any, limit: int) -> list[outbox.Event]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import io
 import signal
 import threading
@@ -14,7 +15,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from meshops.kernel.db import utcnow
-from meshops.pipelines import materializers
+from meshops.pipelines import context, materializers
 from meshops.pipelines.artifacts import ArtifactStore, StoreSpec, open_store
 from meshops.pipelines.dsl import StepDefinition
 from meshops.pipelines.models import OutputRef
@@ -30,6 +31,7 @@ class StepTask:
     inputs: dict[str, OutputRef]
     attempt: int
     store: StoreSpec
+    run_id: str = ""  # the pipeline run, exposed to the step by `context.current_step()`
 
 
 @dataclass
@@ -88,6 +90,7 @@ def run_task(task: StepTask, objects: ObjectCache | None = None) -> StepResult:
     store = open_store(task.store)
     started = utcnow()
     logs = io.StringIO()
+    token = context.enter(context.StepContext(task.run_id, task.node, task.attempt))
     try:
         with contextlib.redirect_stdout(logs), contextlib.redirect_stderr(logs):
             kwargs = dict(task.params)
@@ -102,6 +105,8 @@ def run_task(task: StepTask, objects: ObjectCache | None = None) -> StepResult:
             raise
         detail = "".join(traceback.format_exception(exc)[-8:])
         return _failure(task, started, logs, f"{type(exc).__name__}: {exc}\n{detail}")
+    finally:
+        context.leave(token)
     return StepResult(task.node, True, task.attempt, started, utcnow(), outputs, logs=_tail(logs))
 
 
@@ -196,10 +201,11 @@ def _call_with_alarm(step_def: StepDefinition, kwargs: dict[str, Any], timeout: 
 
 def _call_in_thread(step_def: StepDefinition, kwargs: dict[str, Any], timeout: float) -> Any:
     box: dict[str, Any] = {}
+    here = contextvars.copy_context()  # the helper thread sees the step's context
 
     def target() -> None:
         try:
-            box["value"] = step_def.fn(**kwargs)
+            box["value"] = here.run(step_def.fn, **kwargs)
         except BaseException as exc:
             box["error"] = exc
 

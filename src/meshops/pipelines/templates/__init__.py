@@ -1,0 +1,1 @@
+"""Pipelines that `meshops init` copies into a repository (importable from here too)."""
