@@ -51,7 +51,7 @@ SMALL_REFERENCE_ROWS = 1000
 FEW_VALUES = 5  # numeric columns with this many distinct values or fewer count as categorical
 VALUE_BINNING_MAX_UNIQUE = 20  # JS/PSI compare such numeric columns value by value
 FINE_BINS_PER_STURGES_BIN = 1024
-EXACT_BELOW_ROWS = 50_000  # below this many rows, scipy's exact computations are cheap enough
+EXACT_BELOW_ROWS = 10_000  # below this many rows (both sides), use scipy exactly: cheap there
 PLOT_BINS_MAX = 40
 TOP_CATEGORIES = 20
 
