@@ -9,6 +9,7 @@ import typer
 
 from meshops.cli import catalog as catalog_cli
 from meshops.cli import domains as domains_cli
+from meshops.cli import demo as demo_cli
 from meshops.cli import features as features_cli
 from meshops.cli import governance as governance_cli
 from meshops.cli import models as models_cli
@@ -53,6 +54,7 @@ app.command("apply")(project_cli.apply)
 app.command("check")(project_cli.check)
 app.command("login")(governance_cli.login)
 app.add_typer(governance_cli.users_app, name="users")
+app.command("demo")(demo_cli.demo)
 app.add_typer(governance_cli.tokens_app, name="tokens")
 app.add_typer(governance_cli.roles_app, name="roles")
 app.add_typer(governance_cli.policy_app, name="policy")

@@ -1,0 +1,51 @@
+"""`meshops demo` at the small scale: the final state of the organisation it builds."""
+
+from __future__ import annotations
+
+import io
+import itertools
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+import meshops
+from meshops.demo.run import run_demo
+
+
+def test_demo_small_scale_end_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("MESHOPS_HOME", "MESHOPS_USER"):  # the demo sets them for its steps
+        monkeypatch.setenv(name, "unset")
+    out = io.StringIO()
+    result = run_demo(
+        tmp_path / "demo", seed=3, scale="small", console=Console(file=out, width=120)
+    )
+    assert result.products["sales.orders"] == ["1.0.0", "2.0.0"]
+    assert result.products["sales.customer_activity"] == ["1.0.0", "2.0.0"]
+    assert result.products["customers.profiles"] == ["1.0.0"]
+    assert sorted(result.model_versions) == [1, 2]
+    assert result.alias_moves == [(None, 1), (1, 2)]
+    assert result.served_after == 2
+    assert result.alert_id is not None and result.retrain_run
+    text = out.getvalue()
+    assert "churn-api now serves v2" in text and "lineage:" in text
+
+    with meshops.connect(home=result.home) as p:
+        grants = p.governance.list_grants(product="customers.profiles", grantee="dana")
+        assert [g.id for g in grants] == result.grants
+        (request,) = p.governance.list_requests(product="customers.profiles")
+        assert request.status == "approved"
+        alert = p.monitoring.get_alert(result.alert_id)
+        assert alert.monitor_name == "churn-drift" and alert.endpoint == "churn-api"
+        run = p.pipelines.get_run(result.retrain_run).run
+        assert run.status.value == "succeeded"
+        assert run.origin["trigger"] == "retrain-on-drift"
+        assert run.origin["subject"] == f"meshops:alert:{result.alert_id}"
+        v2 = p.registry.get_version("churn", 2)
+        assert v2.metrics["roc_auc_lift"] > 0
+        # every hop of the printed path is a real path in the lineage graph
+        path = result.lineage_path
+        for upstream, downstream in itertools.pairwise(path):
+            reachable = {e.downstream for e in p.lineage.downstream(upstream, depth=12)}
+            assert downstream in reachable, (upstream, downstream)
