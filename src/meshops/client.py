@@ -13,26 +13,27 @@ import contextlib
 import dataclasses
 import weakref
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from meshops.features.interface import FeatureStore
-from meshops.governance.interface import Governance
-from meshops.kernel.auth import Actor
 from meshops.kernel.config import Settings, load_settings
-from meshops.kernel.home import Context, Home
-from meshops.kernel.http import HttpTransport
-from meshops.kernel.lineage import LineageService, RemoteLineage
-from meshops.mesh.interface import Mesh
-from meshops.monitoring.interface import Monitoring
-from meshops.pipelines.interface import Pipelines
-from meshops.project.interface import Project
-from meshops.registry.interface import Registry
-from meshops.serving.interface import Serving
-from meshops.tracking.interface import Tracking
 
 if TYPE_CHECKING:
+    from meshops.features.interface import FeatureStore
+    from meshops.governance.interface import Governance
+    from meshops.kernel.auth import Actor
+    from meshops.kernel.home import Context, Home
+    from meshops.kernel.http import HttpTransport
+    from meshops.kernel.lineage import LineageService, RemoteLineage
+    from meshops.mesh.interface import Mesh
+    from meshops.monitoring.interface import Monitoring
+    from meshops.pipelines.interface import Pipelines
+    from meshops.project.interface import Project
+    from meshops.registry.interface import Registry
     from meshops.registry.loaded import LoadedModel
+    from meshops.serving.interface import Serving
+    from meshops.tracking.interface import Tracking
 
 
 class Platform:
@@ -51,71 +52,117 @@ class Platform:
         self.http = http
         self._closers: list[Callable[[], None]] = []
         if home is not None:
-            ctx = home.context(actor)
-            self.context: Context | None = ctx
-            self.lineage: LineageService | RemoteLineage = LineageService(ctx)
-            from meshops.mesh.service import MeshService
-
-            self.mesh: Mesh = MeshService(ctx)
-            from meshops.tracking.service import TrackingService
-
-            self.tracking: Tracking = TrackingService(ctx)
-            from meshops.registry.service import RegistryService
-
-            self.registry: Registry = RegistryService(ctx)
-            from meshops.features.service import FeatureStoreService
-
-            self.features: FeatureStore = FeatureStoreService(ctx)
-            from meshops.monitoring.service import MonitoringService
-
-            self.monitoring: Monitoring = MonitoringService(ctx)
-            from meshops.pipelines.service import PipelinesService
-
-            self.pipelines: Pipelines = PipelinesService(ctx)
-            from meshops.governance.service import GovernanceService
-
-            self.governance: Governance = GovernanceService(ctx)
-            from meshops.serving.service import ServingService
-
-            self.serving: Serving = ServingService(ctx)
-            from meshops.project.service import ProjectService
-
-            self.project: Project = ProjectService(ctx)
+            self.context: Context | None = home.context(actor)
         elif http is not None:
             self.context = None
-            self.lineage = RemoteLineage(http)
-            from meshops.mesh.remote import RemoteMesh
-
-            self.mesh = RemoteMesh(http)
-            from meshops.tracking.remote import RemoteTracking
-
-            self.tracking = RemoteTracking(http)
-            from meshops.registry.remote import RemoteRegistry
-
-            self.registry = RemoteRegistry(http)
-            from meshops.features.remote import RemoteFeatureStore
-
-            self.features = RemoteFeatureStore(http)
-            from meshops.monitoring.remote import RemoteMonitoring
-
-            self.monitoring = RemoteMonitoring(http)
-            from meshops.pipelines.remote import RemotePipelines
-
-            self.pipelines = RemotePipelines(http, settings.token)
-            from meshops.governance.remote import RemoteGovernance
-
-            self.governance = RemoteGovernance(http)
-            from meshops.serving.remote import RemoteServing
-
-            self.serving = RemoteServing(http)
-            from meshops.project.remote import RemoteProject
-
-            self.project = RemoteProject(http, self)
         else:
             raise ValueError("a Platform needs a home or an HTTP transport")
-        self.on_close(self.tracking.flush)
-        self.on_close(self.serving.flush)
         _open_platforms.add(self)
+
+    # Areas are built on first use (and imported then): a command that needs one area does
+    # not pay for importing the others. `cached_property` keeps them assignable in tests.
+
+    @cached_property
+    def lineage(self) -> LineageService | RemoteLineage:
+        from meshops.kernel.lineage import LineageService, RemoteLineage
+
+        if self.context is not None:
+            return LineageService(self.context)
+        return RemoteLineage(self._http())
+
+    @cached_property
+    def mesh(self) -> Mesh:
+        if self.context is not None:
+            from meshops.mesh.service import MeshService
+
+            return MeshService(self.context)
+        from meshops.mesh.remote import RemoteMesh
+
+        return RemoteMesh(self._http())
+
+    @cached_property
+    def tracking(self) -> Tracking:
+        if self.context is not None:
+            from meshops.tracking.service import TrackingService
+
+            return TrackingService(self.context)
+        from meshops.tracking.remote import RemoteTracking
+
+        return RemoteTracking(self._http())
+
+    @cached_property
+    def registry(self) -> Registry:
+        if self.context is not None:
+            from meshops.registry.service import RegistryService
+
+            return RegistryService(self.context)
+        from meshops.registry.remote import RemoteRegistry
+
+        return RemoteRegistry(self._http())
+
+    @cached_property
+    def features(self) -> FeatureStore:
+        if self.context is not None:
+            from meshops.features.service import FeatureStoreService
+
+            return FeatureStoreService(self.context)
+        from meshops.features.remote import RemoteFeatureStore
+
+        return RemoteFeatureStore(self._http())
+
+    @cached_property
+    def monitoring(self) -> Monitoring:
+        if self.context is not None:
+            from meshops.monitoring.service import MonitoringService
+
+            return MonitoringService(self.context)
+        from meshops.monitoring.remote import RemoteMonitoring
+
+        return RemoteMonitoring(self._http())
+
+    @cached_property
+    def pipelines(self) -> Pipelines:
+        if self.context is not None:
+            from meshops.pipelines.service import PipelinesService
+
+            return PipelinesService(self.context)
+        from meshops.pipelines.remote import RemotePipelines
+
+        return RemotePipelines(self._http(), self.settings.token)
+
+    @cached_property
+    def governance(self) -> Governance:
+        if self.context is not None:
+            from meshops.governance.service import GovernanceService
+
+            return GovernanceService(self.context)
+        from meshops.governance.remote import RemoteGovernance
+
+        return RemoteGovernance(self._http())
+
+    @cached_property
+    def serving(self) -> Serving:
+        if self.context is not None:
+            from meshops.serving.service import ServingService
+
+            return ServingService(self.context)
+        from meshops.serving.remote import RemoteServing
+
+        return RemoteServing(self._http())
+
+    @cached_property
+    def project(self) -> Project:
+        if self.context is not None:
+            from meshops.project.service import ProjectService
+
+            return ProjectService(self.context)
+        from meshops.project.remote import RemoteProject
+
+        return RemoteProject(self._http(), self)
+
+    def _http(self) -> HttpTransport:
+        assert self.http is not None
+        return self.http
 
     @property
     def is_remote(self) -> bool:
@@ -126,6 +173,10 @@ class Platform:
         self._closers.append(closer)
 
     def flush(self) -> None:
+        # Only areas already built can hold buffered work (tracking, serving).
+        for area in ("tracking", "serving"):
+            if area in self.__dict__:
+                self.__dict__[area].flush()
         for closer in list(self._closers):
             closer()
 
@@ -170,9 +221,13 @@ def connect(
         # Areas that open their own HTTP connections (pipelines' artifacts) read it here.
         settings = dataclasses.replace(settings, token=token)
     if settings.is_remote:
+        from meshops.kernel.http import HttpTransport
+
         assert settings.uri is not None
         http = HttpTransport(settings.uri, settings.token)
         return Platform(settings, http=http)
+    from meshops.kernel.home import Home
+
     return Platform(settings, home=Home(settings), actor=actor)
 
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from meshops.cli import catalog as catalog_cli
-from meshops.cli import domains as domains_cli
 from meshops.cli import demo as demo_cli
+from meshops.cli import domains as domains_cli
 from meshops.cli import features as features_cli
 from meshops.cli import governance as governance_cli
 from meshops.cli import models as models_cli
@@ -20,6 +21,10 @@ from meshops.cli import project as project_cli
 from meshops.cli import runs as runs_cli
 from meshops.cli import serving as serving_cli
 from meshops.cli.output import JSON_HELP, err_console, print_json, print_table
+
+if TYPE_CHECKING:
+    from typer import _click as click  # typer's own (vendored) click
+    from typer.core import TyperGroup
 
 app = typer.Typer(
     name="meshops",
@@ -49,12 +54,12 @@ app.add_typer(pipelines_cli.triggers_app, name="triggers")
 app.command("worker")(pipelines_cli.worker)
 app.add_typer(runs_cli.experiments_app, name="experiments")
 app.command("init")(project_cli.init)
+app.command("demo")(demo_cli.demo)
 app.command("plan")(project_cli.plan)
 app.command("apply")(project_cli.apply)
 app.command("check")(project_cli.check)
 app.command("login")(governance_cli.login)
 app.add_typer(governance_cli.users_app, name="users")
-app.command("demo")(demo_cli.demo)
 app.add_typer(governance_cli.tokens_app, name="tokens")
 app.add_typer(governance_cli.roles_app, name="roles")
 app.add_typer(governance_cli.policy_app, name="policy")
@@ -160,6 +165,93 @@ def lineage_downstream(
         )
 
 
+def lazy_group() -> TyperGroup:
+    """The `meshops` group, building only the sub-command that runs.
+
+    Typer turns every command's signature into click parameters up front (~100 commands);
+    a CLI run needs one. This group lists the same entries as `app` (the full Typer app,
+    which tests use) and builds an entry on first use; `meshops --help` lists light
+    stand-ins carrying each entry's help text and panel.
+    """
+    import copy
+
+    from typer.core import TyperCommand, TyperGroup
+    from typer.main import get_command_name, get_group, get_install_completion_arguments
+    from typer.models import CommandInfo, DefaultPlaceholder, TyperInfo
+
+    def value(v: Any) -> Any:
+        return v.value if isinstance(v, DefaultPlaceholder) else v
+
+    entries: dict[str, TyperInfo | CommandInfo] = {}  # typer's order: commands, then groups
+    for command_info in app.registered_commands:
+        assert command_info.callback is not None
+        name = command_info.name or get_command_name(command_info.callback.__name__)
+        entries[name] = command_info
+    for group_info in app.registered_groups:
+        sub = group_info.typer_instance
+        group_name = value(group_info.name) or (value(sub.info.name) if sub else None)
+        entries[str(group_name)] = group_info
+
+    def build(name: str) -> click.Command:
+        single = copy.copy(app)
+        info = entries[name]
+        single.registered_groups = [info] if isinstance(info, TyperInfo) else []
+        single.registered_commands = [info] if isinstance(info, CommandInfo) else []
+        return get_group(single).commands[name]
+
+    def stand_in(name: str) -> click.Command:
+        info = entries[name]
+        if isinstance(info, TyperInfo):
+            sub_info = info.typer_instance.info if info.typer_instance else info
+            return TyperGroup(
+                name=name,
+                help=value(info.help) or value(sub_info.help),
+                short_help=value(info.short_help) or value(sub_info.short_help),
+                hidden=bool(value(info.hidden) or value(sub_info.hidden)),
+                rich_help_panel=value(info.rich_help_panel) or value(sub_info.rich_help_panel),
+            )
+        assert info.callback is not None
+        return TyperCommand(
+            name=name,
+            help=info.help or inspect.getdoc(info.callback),
+            short_help=info.short_help,
+            hidden=info.hidden,
+            deprecated=info.deprecated,
+            rich_help_panel=info.rich_help_panel,
+        )
+
+    built: dict[str, click.Command] = {}
+    listing = {"stand_ins": False}
+
+    class LazyGroup(TyperGroup):
+        def list_commands(self, ctx: click.Context) -> list[str]:
+            return list(entries)
+
+        def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+            if cmd_name not in entries:
+                return None
+            if listing["stand_ins"]:
+                return stand_in(cmd_name)
+            if cmd_name not in built:
+                built[cmd_name] = build(cmd_name)
+            return built[cmd_name]
+
+        def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+            listing["stand_ins"] = True
+            try:
+                super().format_help(ctx, formatter)
+            finally:
+                listing["stand_ins"] = False
+
+    shell = copy.copy(app)
+    shell.registered_groups, shell.registered_commands = [], []
+    group = get_group(shell)
+    group.__class__ = LazyGroup
+    if app._add_completion:
+        group.params.extend(get_install_completion_arguments())
+    return group
+
+
 def main() -> None:
     """Entry point: run the app, turning meshops errors into a message and an exit code."""
     from meshops.kernel.errors import MeshopsError
@@ -167,7 +259,7 @@ def main() -> None:
     try:
         # Without standalone mode click returns a command's `typer.Exit(code)` instead of
         # raising it, so the return value is the exit code.
-        result = app(standalone_mode=False)
+        result = lazy_group()(standalone_mode=False)
     except MeshopsError as exc:
         err_console.print(f"[bold red]error[/bold red] ({exc.error}): {exc.message}")
         for key, value in exc.detail.items():
@@ -177,12 +269,12 @@ def main() -> None:
         code = exc.exit_code if isinstance(exc, typer.Exit) else exc.code
         sys.exit(code if isinstance(code, int) else 0)
     except Exception as exc:  # click usage errors and aborts
-        import click
+        from typer import _click as click  # typer vendors click: its exceptions are these
 
         if isinstance(exc, click.ClickException):
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, typer.Abort):
             err_console.print("aborted")
             sys.exit(130)
         raise

@@ -9,8 +9,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from sqlalchemy import Connection
 
 from meshops.kernel import lineage, outbox
@@ -19,7 +17,7 @@ from meshops.kernel.db import utcnow
 from meshops.kernel.errors import Conflict, InvalidInput, NotFound
 from meshops.kernel.home import Context
 from meshops.kernel.urn import Urn, dataproduct_urn
-from meshops.mesh import builds, catalog, contracts, reads, specs, store
+from meshops.mesh import catalog, store
 from meshops.mesh.models import (
     BuildReport,
     ColumnProfile,
@@ -45,8 +43,22 @@ from meshops.mesh.schema_diff import bump_between, diff_schemas
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     from meshops.kernel.lineage import Edge
+    from meshops.mesh import builds, contracts, reads, specs
+else:
+    # Imported on first use: searching the catalog or listing products needs none of them
+    # (Arrow, DuckDB, the ODCS models), and `meshops catalog search` start time matters.
+    from meshops.kernel.lazy import lazy_module
+
+    pa = lazy_module("pyarrow")
+    pq = lazy_module("pyarrow.parquet")
+    builds = lazy_module("meshops.mesh.builds")
+    contracts = lazy_module("meshops.mesh.contracts")
+    reads = lazy_module("meshops.mesh.reads")
+    specs = lazy_module("meshops.mesh.specs")
 
 log = logging.getLogger(__name__)
 INPUT_RELATION = "input_to"
