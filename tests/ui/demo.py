@@ -169,7 +169,7 @@ def _seed(p: Platform, workdir: Path) -> Demo:
         )
         metrics = []
         for s in range(30):
-            loss = 0.7 * math.exp(-lr * s * (1 + i * 0.3)) + 0.05 * (2 - i) + 0.01 * math.sin(s)
+            loss = 0.7 * math.exp(-lr * s * (1 + i * 0.3)) + 0.05 * (3 - i) + 0.01 * math.sin(s)
             metrics.append(Metric(key="loss", value=loss, step=s, timestamp=1.7e9 + s))
             metrics.append(
                 Metric(key="accuracy", value=0.95 - loss * 0.6, step=s, timestamp=1.7e9 + s)

@@ -163,7 +163,7 @@ def test_consumer_sees_only_what_it_may(consumer: TestClient) -> None:
     home = consumer.get("/ui").text
     assert 'href="/ui/experiments"' not in home and 'href="/ui/models"' not in home
     assert "audit log is visible" in home
-    product = consumer.get("/ui/products/customers.profiles").text
+    product = consumer.get("/ui/products/marketing.campaigns").text
     assert "Request access" in product and "Pending approvals" not in product
     assert "Usage is visible to the product" in product
     forbidden = consumer.get("/ui/models/churn")

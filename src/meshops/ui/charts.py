@@ -129,7 +129,7 @@ def line_chart(
                 f"<title>{escape(name)}: {_fmt(y)} @ {_fmt(x)}</title></circle>"
                 for x, y in pts
             )
-    parts.append(_legend(list(cleaned), pad_l + 8, pad_t + 4))
+    parts.append(_legend(list(cleaned), width - pad_r - 4, pad_t + 4))
     parts.append("</svg>")
     return Markup("".join(parts))
 
@@ -248,10 +248,11 @@ def graph_svg(graph: Graph, *, node_w: int = 200, node_h: int = 46, max_nodes: i
     gap_x, gap_y, margin = 70, 18, 10
     tallest = max(len(c) for c in columns)
     width = margin * 2 + len(columns) * node_w + (len(columns) - 1) * gap_x
-    height = margin * 2 + tallest * node_h + (tallest - 1) * gap_y
+    height = margin * 2 + tallest * node_h + (tallest - 1) * gap_y + node_h  # room for arcs
     where: dict[str, tuple[float, float]] = {}
     for ci, column in enumerate(columns):
-        offset = (height - (len(column) * node_h + (len(column) - 1) * gap_y)) / 2
+        # centred below the head room that arcs over skipped layers need
+        offset = node_h + (height - node_h - (len(column) * node_h + (len(column) - 1) * gap_y)) / 2
         for ri, nid in enumerate(column):
             where[nid] = (margin + ci * (node_w + gap_x), offset + ri * (node_h + gap_y))
     parts = [_svg_open(width, height, "graph", cls="graph")]
@@ -264,8 +265,16 @@ def graph_svg(graph: Graph, *, node_w: int = 200, node_h: int = 46, max_nodes: i
         (ax, ay), (bx, by) = where[a], where[b]
         x1, y1, x2, y2 = ax + node_w, ay + node_h / 2, bx, by + node_h / 2
         mid = (x1 + x2) / 2
+        if x2 - x1 > gap_x + 1:  # skips a layer: arc over the boxes in between
+            lift = node_h * 0.9  # the curve rises ~3/4 of it: over the boxes in between
+            c1, c2 = (
+                f"{x1 + gap_x:.1f},{y1 - lift:.1f}",
+                f"{x2 - gap_x:.1f},{y2 - lift:.1f}",
+            )
+        else:
+            c1, c2 = f"{mid:.1f},{y1:.1f}", f"{mid:.1f},{y2:.1f}"
         parts.append(
-            f'<path class="edge" d="M{x1:.1f},{y1:.1f} C{mid:.1f},{y1:.1f} {mid:.1f},{y2:.1f} '
+            f'<path class="edge" d="M{x1:.1f},{y1:.1f} C{c1} {c2} '
             f'{x2:.1f},{y2:.1f}" marker-end="url(#arrow)"><title>{escape(label)}</title></path>'
         )
     for node in nodes:
@@ -326,11 +335,18 @@ def _axes(
     return "".join(out)
 
 
-def _legend(names: list[str], x: float, y: float) -> str:
+def _legend(names: list[str], right: float, y: float) -> str:
+    """A boxed legend whose right edge is at `right` (top right of the plot)."""
     if len(names) < 2:
         return ""
-    out = []
-    for i, name in enumerate(names[:8]):
+    shown = names[:8]
+    box = max(len(_short(n, 28)) for n in shown) * 6.2 + 24
+    x = right - box + 4
+    out = [
+        f'<rect class="legend-bg" x="{x - 4:.1f}" y="{y - 4}" width="{box:.0f}" '
+        f'height="{len(shown) * 14 + 6}" rx="4"/>'
+    ]
+    for i, name in enumerate(shown):
         color = PALETTE[i % len(PALETTE)]
         yy = y + i * 14
         out.append(

@@ -131,6 +131,8 @@ def urn_label(urn: str) -> tuple[str, str]:
         return rest[0], f"model version {rest[1] if len(rest) > 1 else ''}".strip()
     if kind == "run":
         return rest[0][:12], "tracking run"
+    if kind == "monitor":
+        return rest[0][:12], "monitor"
     if kind == "source":
         return rest[-1].rsplit("/", 1)[-1], f"source ({rest[0]})"
     if kind in ("artifact", "monitorresult", "alert"):
