@@ -16,6 +16,11 @@ from pathlib import Path
 from meshops.kernel.errors import Conflict, InvalidInput
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+# Modules the package ships and a template copies in as they are, so the project gets the
+# same code the platform tests (one source, no copy kept in templates/).
+PACKAGED_FILES: dict[str, dict[str, str]] = {
+    "training-pipeline": {"pipelines/training.py": "meshops.pipelines.templates.training"},
+}
 BASE = "default"
 
 
@@ -71,6 +76,11 @@ def init(
             else:
                 shutil.copyfile(source, out)
             written.setdefault(out)
+    for relative, module in PACKAGED_FILES.get(template, {}).items():
+        out = root / relative
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_module_file(module), out)
+        written.setdefault(out)
     if git and not (root / ".git").exists():
         subprocess.run(
             ["git", "init", "--quiet", "--initial-branch=main", str(root)],
@@ -78,3 +88,12 @@ def init(
             capture_output=True,
         )
     return list(written)
+
+
+def _module_file(module: str) -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise InvalidInput(f"the template module {module} is not installed")
+    return Path(spec.origin)
