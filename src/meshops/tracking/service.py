@@ -17,7 +17,6 @@ from sqlalchemy import (
     Connection,
     Select,
     and_,
-    exists,
     false,
     not_,
     or_,
@@ -543,11 +542,26 @@ def _load_runs(conn: Connection, rows: list[dict[str, Any]]) -> list[Run]:
 
 
 def compile_filter(expr: Expr) -> ColumnElement[bool]:
-    """The parsed filter as a SQLAlchemy expression; every value is a bound parameter."""
+    """The parsed filter as a SQLAlchemy expression; every value is a bound parameter.
+
+    Conditions on params, tags and metrics become `runs.id IN (SELECT run_id ...)` over
+    the (key, value) indexes; SQLite drives the query from the first such list, so the
+    conditions most likely to be selective (param/tag equality) go first."""
     if isinstance(expr, BoolOp):
-        parts = [compile_filter(item) for item in expr.items]
+        items = sorted(expr.items, key=_selectivity_rank) if expr.op == "and" else expr.items
+        parts = [compile_filter(item) for item in items]
         return and_(*parts) if expr.op == "and" else or_(*parts)
     return _compile_comparison(expr)
+
+
+def _selectivity_rank(expr: Expr) -> int:
+    if isinstance(expr, BoolOp):
+        return 4
+    if expr.field.kind in ("param", "tag") and expr.op in ("=", "IN"):
+        return 0
+    if expr.field.kind == "metric" and expr.op == "=":
+        return 1
+    return 2 if expr.field.kind != "attribute" else 3
 
 
 def _compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
@@ -580,11 +594,10 @@ def _compile_comparison(cmp: Comparison) -> ColumnElement[bool]:
             )
         return _compare(store.runs.c[field.key], cmp.op, value)
     table = {"metric": store.latest_metrics, "param": store.params, "tag": store.tags}[field.kind]
-    return exists().where(
-        table.c.run_id == store.runs.c.id,
-        table.c.key == field.key,
-        _compare(table.c.value, cmp.op, cmp.value),
+    matching = select(table.c.run_id).where(
+        table.c.key == field.key, _compare(table.c.value, cmp.op, cmp.value)
     )
+    return store.runs.c.id.in_(matching)
 
 
 def _as_time(value: Any) -> datetime:

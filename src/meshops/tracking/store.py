@@ -26,6 +26,7 @@ from sqlalchemy import (
     and_,
     or_,
     select,
+    text,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -65,6 +66,15 @@ params = Table(
     Column("key", String(250), primary_key=True),
     Column("value", Text, nullable=False),
     Index("ix_tracking_params_key_run", "key", "run_id"),
+    # Search by value (params.model = 'rf'). PostgreSQL b-tree entries are limited to
+    # ~2.7 kB, so there the index covers the (usual) short values only.
+    Index(
+        "ix_tracking_params_key_value",
+        "key",
+        "value",
+        "run_id",
+        postgresql_where=text("length(value) < 1000"),
+    ),
 )
 
 tags = Table(
