@@ -11,9 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from functools import lru_cache
 
 from meshops.kernel.errors import InvalidInput
 from meshops.kernel.permissions import ACTIONS
+
+
+@lru_cache(maxsize=4096)
+def _allows(patterns: tuple[str, ...], action: str) -> bool:
+    # Asked on every service call: remember the answer per (role patterns, action).
+    return any(fnmatchcase(action, pattern) for pattern in patterns)
 
 
 @dataclass(frozen=True)
@@ -24,7 +31,7 @@ class Role:
     patterns: tuple[str, ...]
 
     def allows(self, action: str) -> bool:
-        return any(fnmatchcase(action, pattern) for pattern in self.patterns)
+        return _allows(self.patterns, action)
 
     def actions(self) -> list[str]:
         return [action for action in ACTIONS if self.allows(action)]

@@ -112,17 +112,19 @@ def path_exists(conn: Connection, source: str, target: str, depth: int = 20) -> 
 
 
 class LineageService:
-    """Read the graph (any actor) and record edges that no area records by itself."""
+    """Read the graph (lineage.read: every principal) and record edges no area records."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
     def upstream(self, urn: str, depth: int = 5) -> list[Edge]:
+        self.ctx.authorize("lineage.read")
         Urn.parse(urn)
         with self.ctx.db.read() as conn:
             return walk(conn, urn, "upstream", depth)
 
     def downstream(self, urn: str, depth: int = 5) -> list[Edge]:
+        self.ctx.authorize("lineage.read")
         Urn.parse(urn)
         with self.ctx.db.read() as conn:
             return walk(conn, urn, "downstream", depth)
