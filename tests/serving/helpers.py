@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -20,19 +21,33 @@ def training_frame(seed: int = 0, n: int = 400) -> tuple[pd.DataFrame, np.ndarra
     return frame, target
 
 
-def register_churn(platform: Platform, versions: int = 1, domain: str = "sales") -> None:
-    """`churn` versions 1..n (version k predicts with its own coefficients) and
-    champion -> 1."""
-    platform.registry.create_model("churn", domain=domain)
+@functools.cache
+def fitted(version: int = 1) -> LogisticRegression:
+    """The model `register_churn` logs as `version` (fitting is deterministic)."""
     frame, target = training_frame()
-    for k in range(versions):
-        # Flip the labels for even versions so versions are told apart by their outputs.
-        y = target if k % 2 == 0 else 1 - target
-        model = LogisticRegression().fit(frame, y)
-        platform.registry.log_model("churn", model, input_example=frame.head(5))
-    platform.registry.set_alias("churn", "champion", 1)
+    y = target if (version - 1) % 2 == 0 else 1 - target
+    return LogisticRegression().fit(frame, y)
+
+
+def register_churn(
+    platform: Platform, versions: int = 1, domain: str = "sales", name: str = "churn"
+) -> None:
+    """`name` versions 1..n (version k predicts with its own coefficients) and
+    champion -> 1."""
+    platform.registry.create_model(name, domain=domain)
+    frame, _ = training_frame()
+    for k in range(1, versions + 1):
+        # Labels flip for even versions so versions are told apart by their outputs.
+        platform.registry.log_model(name, fitted(k), input_example=frame.head(5))
+    platform.registry.set_alias(name, "champion", 1)
 
 
 def record(i: int = 0) -> dict[str, Any]:
     rng = np.random.default_rng(i)
     return {name: float(v) for name, v in zip(FEATURES, rng.normal(size=4), strict=True)}
+
+
+def expected(records: list[dict[str, Any]], version: int = 1) -> list[int]:
+    """What `fitted(version)` predicts for `records` (computed here, not by meshops)."""
+    frame = pd.DataFrame([{f: r[f] for f in FEATURES} for r in records])
+    return [int(v) for v in fitted(version).predict(frame)]

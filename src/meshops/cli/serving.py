@@ -51,6 +51,13 @@ def create(
         list[str] | None, typer.Option("--entity-key", help="Entity key column(s).")
     ] = None,
     description: str = "",
+    trust_model_code: Annotated[
+        bool,
+        typer.Option(
+            "--trust-model-code",
+            help="Allow pickled (python-flavor) models: loading runs their code (audited).",
+        ),
+    ] = False,
     json_out: JsonOut = False,
 ) -> None:
     """Create an endpoint serving a model alias."""
@@ -64,6 +71,7 @@ def create(
             features=features or None,
             entity_keys=entity_keys or None,
             description=description,
+            trust_model_code=trust_model_code,
         )
     _show(created, json_out)
 
@@ -102,6 +110,13 @@ def traffic(
     canary: Annotated[str | None, typer.Option(help="Canary model, e.g. churn/4.")] = None,
     percent: Annotated[float, typer.Option(help="Share of requests for the canary.")] = 0.0,
     shadows: Annotated[list[str] | None, typer.Option("--shadow", help="Shadow model(s).")] = None,
+    trust_model_code: Annotated[
+        bool | None,
+        typer.Option(
+            "--trust-model-code/--no-trust-model-code",
+            help="Allow pickled (python-flavor) models (audited); unchanged if omitted.",
+        ),
+    ] = None,
     json_out: JsonOut = False,
 ) -> None:
     """Set the routes: primary, canary share and shadows (omitted ones are removed)."""
@@ -109,7 +124,12 @@ def traffic(
 
     with connect() as platform:
         changed = platform.serving.set_traffic(
-            name, model=model, canary=canary, canary_percent=percent, shadows=shadows or []
+            name,
+            model=model,
+            canary=canary,
+            canary_percent=percent,
+            shadows=shadows or [],
+            trust_model_code=trust_model_code,
         )
     _show(changed, json_out)
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from meshops.kernel.errors import InvalidInput, NotFound
-from meshops.serving.models import jsonable
+from meshops.serving.models import check_trusted, jsonable
 
 if TYPE_CHECKING:
     from meshops.kernel.home import Context
@@ -34,18 +34,29 @@ def score_product(
     output_version: str | None,
     port: str | None,
     keep_columns: list[str] | None,
+    trust_model_code: bool = False,
 ) -> DataProductVersion:
     from meshops.registry.service import RegistryService
 
     domain, name = _split(output)
     ctx.authorize("serving.write", domain)
-    model = RegistryService(ctx).load_model(uri)
+    registry = RegistryService(ctx)
+    check_trusted(uri, registry.resolve(uri), trust_model_code)
+    model = registry.load_model(uri, trust=trust_model_code)
+    if trust_model_code:
+        with ctx.db.begin() as conn:
+            ctx.audit(
+                conn,
+                "serving.trust_model_code",
+                model.version.urn,
+                detail={"batch_output": output, "input": product, "model": uri},
+            )
     source = mesh.get_version(product, version)
     table = mesh.read(
         product, source.version, port, interface="serving", purpose=f"batch scoring {uri}"
     )
     scored = score_table(model, table, keep_columns)
-    next_version = output_version or _next_version(mesh, output)
+    next_version = output_version or _next_version(mesh, output, scored)
     descriptor = {
         "apiVersion": "v1.0.0",
         "kind": "DataProduct",
@@ -76,10 +87,18 @@ def score_table(model: LoadedModel, table: pa.Table, keep: list[str] | None) -> 
             f"cannot keep missing column(s) {missing}",
             {"field": "keep_columns", "expected": table.column_names},
         )
-    names = model.signature.input_names if model.signature else table.column_names
+    signature = model.signature
+    by_columns = signature is not None and signature.kind == "columns"
+    names = signature.input_names if signature is not None and by_columns else table.column_names
+    absent = [n for n in names if n not in table.column_names]
+    if absent:
+        raise InvalidInput(
+            f"the input has no column(s) {absent} that {model.uri} needs",
+            {"field": "product", "missing": absent, "expected": names},
+        )
     predictions: list[Any] = []
     for offset in range(0, max(table.num_rows, 1), CHUNK_ROWS):
-        part = table.slice(offset, CHUNK_ROWS).select([n for n in names if n in table.column_names])
+        part = table.slice(offset, CHUNK_ROWS).select(names)
         if part.num_rows:
             out = jsonable(model.predict(part.to_pandas()))
             predictions.extend(out if isinstance(out, list) else [out] * part.num_rows)
@@ -143,14 +162,24 @@ def _split(output: str) -> tuple[str, str]:
     return domain, name
 
 
-def _next_version(mesh: Any, output: str) -> str:
+def _next_version(mesh: Any, output: str, scored: pa.Table) -> str:
+    """The next minor version of `output`, or the next major one when the new predictions'
+    columns drop or retype a column of the latest version (the mesh refuses a breaking
+    change without a major bump: e.g. other `keep_columns`, another model's output type)."""
     try:
         versions = mesh.list_versions(output)
     except NotFound:
         return "1.0.0"
-    best = (1, -1)
+    latest, best = None, (0, -1)
     for v in versions:
         parts = str(v.version).split("-")[0].split(".")
         if len(parts) == 3 and all(p.isdigit() for p in parts):
-            best = max(best, (int(parts[0]), int(parts[1])))
-    return f"{best[0]}.{best[1] + 1}.0" if versions else "1.0.0"
+            key = (int(parts[0]), int(parts[1]))
+            if key > best:
+                latest, best = v, key
+    if latest is None:
+        return "1.0.0"
+    new = {f.name: _logical(f.type) for f in scored.schema}
+    old = {c.name: c.logical_type for p in latest.ports if p.name == PORT for c in p.columns}
+    breaking = any(new.get(name) != logical for name, logical in old.items())
+    return f"{best[0] + 1}.0.0" if breaking else f"{best[0]}.{best[1] + 1}.0"

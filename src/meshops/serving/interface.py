@@ -27,10 +27,12 @@ class Serving(Protocol):
         features: list[str] | str | None = None,
         entity_keys: list[str] | None = None,
         description: str = "",
+        trust_model_code: bool = False,
     ) -> Endpoint:
         """An endpoint serving `model` (`churn@champion`, `churn/3` or a `models:/` URI);
         optional canary (`canary_percent` of requests, by request-id hash), shadows (scored
-        and logged, not returned) and online-feature enrichment by `entity_keys`."""
+        and logged, not returned) and online-feature enrichment by `entity_keys`.
+        `trust_model_code=True` allows pickled (python-flavor) models; it is audited."""
         ...
 
     def get_endpoint(self, name: str) -> Endpoint: ...
@@ -45,6 +47,7 @@ class Serving(Protocol):
         canary: str | None = None,
         canary_percent: float = 0.0,
         shadows: list[str] | None = None,
+        trust_model_code: bool | None = None,
     ) -> Endpoint: ...
 
     def delete_endpoint(self, name: str) -> None: ...
@@ -84,4 +87,5 @@ class Serving(Protocol):
         output_version: str | None = None,
         port: str | None = None,
         keep_columns: list[str] | None = None,
+        trust_model_code: bool = False,
     ) -> DataProductVersion: ...

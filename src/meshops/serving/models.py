@@ -38,6 +38,9 @@ class Endpoint(BaseModel):
     canary_percent: float = 0.0
     shadows: list[str] = Field(default_factory=list)  # scored and logged, never returned
     enrichment: FeatureEnrichment | None = None
+    # Load pickled (python-flavor) models: unpickling runs code from the model file, so it
+    # is an explicit, audited choice per endpoint, never a default.
+    trust_model_code: bool = False
     description: str = ""
     created_by: str
     created_at: datetime
@@ -118,6 +121,25 @@ def model_name_of(uri: str) -> str:
     from meshops.registry.models import parse_model_uri
 
     return parse_model_uri(uri).name
+
+
+# Flavors whose loading runs code from the model file: served only with trust_model_code.
+CODE_FLAVORS = frozenset({"python"})
+
+
+def check_trusted(uri: str, version: Any, trust: bool) -> None:
+    """Refuse a pickled (code-running) model version unless trust was given explicitly."""
+    if version.flavor in CODE_FLAVORS and not trust:
+        raise InvalidInput(
+            f"{uri} resolves to a pickled {version.flavor!r} model (version "
+            f"{version.version}); loading it runs code from the model file",
+            {
+                "field": "trust_model_code",
+                "model": uri,
+                "fix": "only if you trust whoever registered it, set trust_model_code=True "
+                "(audited)",
+            },
+        )
 
 
 def check_percent(percent: float) -> float:

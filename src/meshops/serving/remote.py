@@ -32,6 +32,7 @@ class RemoteServing:
         features: list[str] | str | None = None,
         entity_keys: list[str] | None = None,
         description: str = "",
+        trust_model_code: bool = False,
     ) -> Endpoint:
         body = {
             "name": name,
@@ -43,6 +44,7 @@ class RemoteServing:
             "features": features,
             "entity_keys": entity_keys,
             "description": description,
+            "trust_model_code": trust_model_code,
         }
         return Endpoint.model_validate(self.http.post("/v1/endpoints", body))
 
@@ -60,12 +62,14 @@ class RemoteServing:
         canary: str | None = None,
         canary_percent: float = 0.0,
         shadows: list[str] | None = None,
+        trust_model_code: bool | None = None,
     ) -> Endpoint:
         body = {
             "model": model,
             "canary": canary,
             "canary_percent": canary_percent,
             "shadows": shadows or [],
+            "trust_model_code": trust_model_code,
         }
         return Endpoint.model_validate(self.http.put(f"/v1/endpoints/{name}/traffic", body))
 
@@ -128,6 +132,7 @@ class RemoteServing:
         output_version: str | None = None,
         port: str | None = None,
         keep_columns: list[str] | None = None,
+        trust_model_code: bool = False,
     ) -> DataProductVersion:
         from meshops.mesh.models import DataProductVersion
 
@@ -139,5 +144,6 @@ class RemoteServing:
             "output_version": output_version,
             "port": port,
             "keep_columns": keep_columns,
+            "trust_model_code": trust_model_code,
         }
         return DataProductVersion.model_validate(self.http.post("/v1/serving/batch", body))

@@ -7,16 +7,24 @@ generation counters and the versions their model URIs resolve to (a few indexed 
 when something changed it loads the new models in that thread and swaps the deployment in
 one assignment. Requests in flight finish on the object they started with, so an alias
 move never fails a request.
+
+Shadow routes are scored off the request path: the request enqueues a job on a bounded
+queue and returns; one worker thread scores the shadows and logs their rows. When the
+queue is full the request scores its shadows inline (slower, never dropped), so memory
+stays bounded and every shadow prediction is still logged. `flush()` drains the queue
+before writing the log, so windows and rolls see every shadow row.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from meshops.kernel import lineage
@@ -90,6 +98,7 @@ class Runtime:
         self.home = home
         self.poll_seconds = poll_seconds or float(os.environ.get(POLL_ENV, "2.0"))
         self.log = PredictionLogWriter(home)
+        self.shadows = ShadowScorer(self.log)
         self._deployments: dict[str, Deployment] = {}
         self._load_lock = threading.Lock()
         self._stop = threading.Event()
@@ -126,8 +135,10 @@ class Runtime:
         # authorised to read these models then; callers are authorised per request.
         registry = RegistryService(ctx)
 
+        trust = endpoint.trust_model_code  # set explicitly (and audited) on the endpoint
+
         def load(uri: str, role: str) -> Route:
-            return _route(name, uri, registry.load_model(uri), role)
+            return _route(name, uri, registry.load_model(uri, trust=trust), role)
 
         deployment = Deployment(
             endpoint=endpoint,
@@ -227,10 +238,12 @@ class Runtime:
             metrics.ERRORS.labels(name, exc.error).inc()
             raise
         served = Scored(name, route, role, outputs, time.perf_counter() - started)
-        rows = _log_rows(request_id, served, records, added)
-        for shadow in deployment.shadows:
-            rows.extend(self._shadow(request_id, name, shadow, records=records, added=added))
-        self.log.append(rows)
+        at = now()
+        self.log.append(_log_rows(request_id, served, records, added, at))
+        if deployment.shadows:
+            self.shadows.submit(
+                ShadowJob(request_id, name, deployment.shadows, records, merged, added, at)
+            )
         route.requests.inc()
         route.latency.observe(time.perf_counter() - started)
         return Prediction(
@@ -239,30 +252,6 @@ class Runtime:
             model=route.model.name,
             model_version=route.version,
             predictions=outputs,
-        )
-
-    def _shadow(
-        self,
-        request_id: str,
-        name: str,
-        route: Route,
-        *,
-        records: list[dict[str, Any]],
-        added: list[dict[str, Any]] | None,
-    ) -> list[tuple[Any, ...]]:
-        started = time.perf_counter()
-        merged = [{**a, **r} for a, r in zip(added, records, strict=True)] if added else records
-        try:
-            outputs = score(route, merged)
-        except Exception as exc:
-            # A failing shadow must never fail the request it shadows.
-            metrics.ERRORS.labels(name, f"shadow_{type(exc).__name__}").inc()
-            return []
-        elapsed = time.perf_counter() - started
-        route.requests.inc()
-        route.latency.observe(elapsed)
-        return _log_rows(
-            request_id, Scored(name, route, "shadow", outputs, elapsed), records, added
         )
 
     def _enrich(
@@ -283,9 +272,111 @@ class Runtime:
             added[i] = dict(row.values)
         return added
 
+    def flush(self) -> None:
+        """Score the queued shadows, then write every buffered log row."""
+        self.shadows.drain()
+        self.log.flush()
+
     def close(self) -> None:
         self._stop.set()
+        self.shadows.close()
         self.log.close()
+
+
+@dataclass(frozen=True)
+class ShadowJob:
+    request_id: str
+    endpoint: str
+    routes: tuple[Route, ...]
+    records: list[dict[str, Any]]  # as the client sent them (what the log keeps)
+    merged: list[dict[str, Any]]  # with the enrichment (what the models see)
+    added: list[dict[str, Any]] | None
+    at: datetime  # the request's log time, shared by its primary and shadow rows
+
+
+class ShadowScorer:
+    """Scores shadow routes on one background thread fed by a bounded queue.
+
+    A full queue does not drop work: `submit` then scores inline on the caller's thread
+    (counted in `inline`), which bounds memory at `max_pending` jobs."""
+
+    def __init__(self, log: PredictionLogWriter, max_pending: int = 1_000) -> None:
+        self.log = log
+        self._queue: queue.Queue[ShadowJob | None] = queue.Queue(maxsize=max_pending)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self.inline = 0
+
+    def submit(self, job: ShadowJob) -> None:
+        if self._closed:
+            self.run(job)
+            return
+        self._start()
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            self.inline += 1
+            self.run(job)
+
+    def run(self, job: ShadowJob) -> None:
+        rows: list[tuple[Any, ...]] = []
+        for route in job.routes:
+            started = time.perf_counter()
+            try:
+                outputs = score(route, job.merged)
+            except Exception as exc:
+                # A failing shadow must never fail (or stop) anything else.
+                metrics.ERRORS.labels(job.endpoint, f"shadow_{type(exc).__name__}").inc()
+                continue
+            elapsed = time.perf_counter() - started
+            route.requests.inc()
+            route.latency.observe(elapsed)
+            scored = Scored(job.endpoint, route, "shadow", outputs, elapsed)
+            rows.extend(_log_rows(job.request_id, scored, job.records, job.added, job.at))
+        if rows:
+            self.log.append(rows)
+
+    def drain(self, timeout: float = 60.0) -> None:
+        """Return once every job submitted so far has been scored and appended."""
+        done = self._queue.all_tasks_done
+        with done:
+            if not done.wait_for(lambda: self._queue.unfinished_tasks == 0, timeout):
+                raise MeshopsError(f"shadow scoring did not catch up within {timeout} s")
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        if thread is not None:
+            self._queue.put(None)  # after every queued job: they are scored first
+            thread.join(60.0)
+
+    @property
+    def pending(self) -> int:
+        return self._queue.unfinished_tasks
+
+    def _start(self) -> None:
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(
+                    target=self._work, name="meshops-serving-shadows", daemon=True
+                )
+                self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            try:
+                if job is None:
+                    return
+                self.run(job)
+            except Exception:
+                log.exception("shadow scoring failed")
+            finally:
+                self._queue.task_done()
 
 
 def score(route: Route, records: list[dict[str, Any]]) -> list[Any]:
@@ -338,12 +429,12 @@ def _log_rows(
     scored: Scored,
     records: list[dict[str, Any]],
     added: list[dict[str, Any]] | None,
+    at: datetime,
 ) -> list[tuple[Any, ...]]:
     endpoint, role = scored.endpoint, scored.role
     model = scored.route.model.name
     version = scored.route.version
     ms = scored.elapsed * 1000.0
-    at = now()
     return [
         (
             request_id,

@@ -20,6 +20,7 @@ from meshops.serving.models import (
     check_endpoint_name,
     check_percent,
     check_request_id,
+    check_trusted,
     model_name_of,
     model_uri,
     records_of,
@@ -54,12 +55,17 @@ class ServingService:
         features: list[str] | str | None = None,
         entity_keys: list[str] | None = None,
         description: str = "",
+        trust_model_code: bool = False,
     ) -> Endpoint:
+        """`trust_model_code=True` lets the endpoint load pickled (python-flavor) models,
+        which runs code from the model files: an explicit choice, audited on its own."""
         check_endpoint_name(name)
         primary = model_uri(model)
         domain = domain or self._model_domain(primary)
         self.ctx.authorize("serving.write", domain)
-        routes = self._check_routes(primary, canary, canary_percent, shadows)
+        routes = self._check_routes(
+            primary, canary, canary_percent, shadows, trust=bool(trust_model_code)
+        )
         now = utcnow()
         endpoint = Endpoint(
             name=name,
@@ -69,6 +75,7 @@ class ServingService:
             canary_percent=check_percent(canary_percent) if routes[0] else 0.0,
             shadows=routes[1],
             enrichment=_enrichment(features, entity_keys),
+            trust_model_code=bool(trust_model_code),
             description=description,
             created_by=self.ctx.actor.name,
             created_at=now,
@@ -88,6 +95,8 @@ class ServingService:
                 endpoint.urn,
                 after=endpoint.model_dump(mode="json"),
             )
+            if endpoint.trust_model_code:
+                self._audit_trust(conn, endpoint)
         return endpoint
 
     def get_endpoint(self, name: str) -> Endpoint:
@@ -109,13 +118,16 @@ class ServingService:
         canary: str | None = None,
         canary_percent: float = 0.0,
         shadows: list[str] | None = None,
+        trust_model_code: bool | None = None,
     ) -> Endpoint:
         """Replace the routes: primary `model` (unchanged if None), a `canary` taking
-        `canary_percent` of requests (none if None), and `shadows` (none if None)."""
+        `canary_percent` of requests (none if None), and `shadows` (none if None);
+        `trust_model_code` unchanged if None."""
         current = self.get_endpoint(name)
         self.ctx.authorize("serving.write", current.domain)
         primary = model_uri(model) if model else current.model
-        routes = self._check_routes(primary, canary, canary_percent, shadows)
+        trust = current.trust_model_code if trust_model_code is None else bool(trust_model_code)
+        routes = self._check_routes(primary, canary, canary_percent, shadows, trust=trust)
         with self.ctx.db.begin() as conn:
             before = _endpoint(conn, name)
             after = before.model_copy(
@@ -124,6 +136,7 @@ class ServingService:
                     "canary": routes[0],
                     "canary_percent": check_percent(canary_percent) if routes[0] else 0.0,
                     "shadows": routes[1],
+                    "trust_model_code": trust,
                     "updated_at": utcnow(),
                     "generation": before.generation + 1,
                 }
@@ -137,6 +150,8 @@ class ServingService:
                 before=before.model_dump(mode="json"),
                 after=after.model_dump(mode="json"),
             )
+            if after.trust_model_code != before.trust_model_code:
+                self._audit_trust(conn, after)
         return after
 
     def delete_endpoint(self, name: str) -> None:
@@ -152,7 +167,13 @@ class ServingService:
             runtime.forget(name)
 
     def _check_routes(
-        self, primary: str, canary: str | None, percent: float, shadows: list[str] | None
+        self,
+        primary: str,
+        canary: str | None,
+        percent: float,
+        shadows: list[str] | None,
+        *,
+        trust: bool,
     ) -> tuple[str | None, list[str]]:
         from meshops.registry.service import RegistryService
 
@@ -161,8 +182,23 @@ class ServingService:
         shadow_uris = [model_uri(s) for s in shadows or []]
         registry = RegistryService(self.ctx)
         for uri in [primary, *([canary_uri] if canary_uri else []), *shadow_uris]:
-            registry.resolve(uri)  # NotFound names the missing model, version or alias
+            # NotFound names the missing model, version or alias.
+            check_trusted(uri, registry.resolve(uri), trust)
         return canary_uri, shadow_uris
+
+    def _audit_trust(self, conn: Any, endpoint: Endpoint) -> None:
+        """Trusting model code gets its own audit event, so it can be found and reviewed."""
+        routes = [
+            endpoint.model,
+            *([endpoint.canary] if endpoint.canary else []),
+            *endpoint.shadows,
+        ]
+        self.ctx.audit(
+            conn,
+            "serving.trust_model_code",
+            endpoint.urn,
+            detail={"trust_model_code": endpoint.trust_model_code, "models": routes},
+        )
 
     def _deployment_edges(self, conn: Any, endpoint: Endpoint) -> None:
         from meshops.registry.service import RegistryService
@@ -226,7 +262,7 @@ class ServingService:
         """Write this process's buffered prediction log rows now."""
         runtime = existing_runtime(self.ctx.home)
         if runtime is not None:
-            runtime.log.flush()
+            runtime.flush()
 
     # --- the prediction log ------------------------------------------------------------------
 
@@ -310,10 +346,12 @@ class ServingService:
         output_version: str | None = None,
         port: str | None = None,
         keep_columns: list[str] | None = None,
+        trust_model_code: bool = False,
     ) -> DataProductVersion:
         """Score a data product version (read through the governed read path, interface
         "serving") with `model` and publish the predictions as a version of `output`
-        (`domain.name`), with lineage from the model version and the input version."""
+        (`domain.name`), with lineage from the model version and the input version.
+        `trust_model_code=True` loads pickled (python-flavor) models (audited)."""
         from meshops.serving.batch import score_product
 
         return score_product(
@@ -326,6 +364,7 @@ class ServingService:
             output_version=output_version,
             port=port,
             keep_columns=keep_columns,
+            trust_model_code=bool(trust_model_code),
         )
 
     def _mesh(self) -> Any:

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Connection,
     Float,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    false,
     select,
     update,
 )
@@ -42,6 +44,7 @@ serving_endpoints = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("generation", Integer, nullable=False),
+    Column("trust_model_code", Boolean, nullable=False, server_default=false()),
 )
 
 serving_log_chunks = Table(
@@ -85,6 +88,7 @@ def endpoint_from_row(row: Any) -> Endpoint:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         generation=row["generation"],
+        trust_model_code=bool(row["trust_model_code"]),
     )
 
 
@@ -134,6 +138,7 @@ def _values(e: Endpoint) -> dict[str, Any]:
         "created_at": e.created_at,
         "updated_at": e.updated_at,
         "generation": e.generation,
+        "trust_model_code": e.trust_model_code,
     }
 
 

@@ -57,12 +57,16 @@ def expand(raw: pa.Table, labels: dict[tuple[str, int], Any] | None) -> pa.Table
     features = [json.loads(s) for s in raw.column("features").to_pylist()]
     predictions = [json.loads(s) for s in raw.column("prediction").to_pylist()]
     columns: dict[str, pa.Array] = {name: raw.column(name).combine_chunks() for name in BASE}
-    input_names = _names(inputs)
-    for name in input_names:
-        columns[name] = _array([r.get(name) for r in inputs])
-    for name in _names(features):
+    # One column per name the model saw: the request's value where it sent one (requests
+    # win over the feature store), else the value the feature store added.
+    for name in _names(inputs + features):
         if name not in columns:
-            columns[name] = _array([r.get(name) for r in features])
+            columns[name] = _array(
+                [
+                    r[name] if name in r else f.get(name)
+                    for r, f in zip(inputs, features, strict=True)
+                ]
+            )
     columns["prediction"] = _array(predictions)
     if labels is not None:
         ids = raw.column("request_id").to_pylist()

@@ -42,6 +42,7 @@ class EndpointIn(BaseModel):
     features: list[str] | str | None = None
     entity_keys: list[str] | None = None
     description: str = ""
+    trust_model_code: bool = False
 
 
 class TrafficIn(BaseModel):
@@ -49,6 +50,7 @@ class TrafficIn(BaseModel):
     canary: str | None = None
     canary_percent: float = 0.0
     shadows: list[str] = Field(default_factory=list)
+    trust_model_code: bool | None = None
 
 
 class BatchIn(BaseModel):
@@ -59,6 +61,7 @@ class BatchIn(BaseModel):
     output_version: str | None = None
     port: str | None = None
     keep_columns: list[str] | None = None
+    trust_model_code: bool = False
 
 
 @router.post("/v1/endpoints", status_code=201)
@@ -73,6 +76,7 @@ def create_endpoint(body: EndpointIn, ctx: Context = Depends(get_context)) -> En
         features=body.features,
         entity_keys=body.entity_keys,
         description=body.description,
+        trust_model_code=body.trust_model_code,
     )
 
 
@@ -96,6 +100,7 @@ def set_traffic(name: str, body: TrafficIn, ctx: Context = Depends(get_context))
         canary=body.canary,
         canary_percent=body.canary_percent,
         shadows=body.shadows,
+        trust_model_code=body.trust_model_code,
     )
 
 
@@ -144,5 +149,6 @@ def batch_score(body: BatchIn, ctx: Context = Depends(get_context)) -> Any:
         output_version=body.output_version,
         port=body.port,
         keep_columns=body.keep_columns,
+        trust_model_code=body.trust_model_code,
     )
     return version.model_dump(mode="json")
