@@ -362,7 +362,12 @@ class TrackingService:
             query = select(store.runs)
             if experiments:
                 ids = [_experiment_id(conn, e) for e in experiments]
-                query = query.where(store.runs.c.experiment_id.in_(ids))
+                experiment: ColumnElement[Any] = store.runs.c.experiment_id
+                if expr is not None:
+                    # `experiment_id || ''` keeps SQLite from driving the query by the
+                    # experiment index (all of its runs) instead of the filter's indexes.
+                    experiment = experiment + ""
+                query = query.where(experiment.in_(ids))
             if expr is not None:
                 query = query.where(compile_filter(expr))
             query = _apply_order(query, order).offset(offset).limit(max_results + 1)
