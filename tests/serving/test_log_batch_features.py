@@ -22,7 +22,7 @@ from meshops.features.models import (
     SourceRef,
 )
 from meshops.kernel.errors import InvalidInput
-from tests.serving.helpers import FEATURES, expected, record, register_churn
+from tests.serving.helpers import FEATURES, expected, record, register_churn, training_frame
 
 TS = pa.timestamp("us", tz="UTC")
 _LOGICAL = {"int64": "integer", "double": "number", "string": "string"}
@@ -329,3 +329,62 @@ def test_python_flavor_models_need_trust_model_code_which_is_audited(
     tenure = customers(8).column("tenure").to_pylist()
     result = platform.mesh.read(scored.product, scored.version)
     assert result.column("prediction").to_pylist() == [int(t > 0) for t in tenure]
+
+
+# --- monitoring reads the prediction log --------------------------------------------------
+
+
+def test_drift_and_performance_monitors_read_an_endpoint_prediction_log(
+    shared_platform: Platform, uniq: str
+) -> None:
+    """The `prediction_log` monitor source over a real endpoint: a scheduled-style run (no
+    tables passed) reads the served inputs, finds the drift, and joins feedback labels."""
+    from meshops.monitoring import sources
+    from meshops.monitoring.models import MonitorSource, MonitorSpec
+
+    platform, model, api = shared_platform, f"churn_{uniq}", f"mon-{uniq}"
+    register_churn(platform, name=model)
+    platform.serving.create_endpoint(api, f"{model}@champion")
+    # Loaded by name on first use: monitoring imports no area.
+    sources._SOURCES.pop("prediction_log", None)
+    assert "prediction_log" in sources.registered_sources()
+    reference = pa.Table.from_pandas(training_frame()[0], preserve_index=False)
+    source = MonitorSource(type="prediction_log")
+    platform.monitoring.create_monitor(
+        MonitorSpec(
+            name=f"drift-{uniq}",
+            kind="data_drift",
+            domain="sales",
+            endpoint=api,
+            numerical=FEATURES,
+            source=source,
+        ),
+        reference=reference,
+    )
+    calm = [record(1000 + i) for i in range(120)]
+    served = platform.serving.predict(api, calm, request_id=f"{uniq}-calm")
+    first = platform.monitoring.run_monitor(f"drift-{uniq}")
+    assert first.current_rows == 120
+    assert first.metrics["dataset_drift"] == 0, first.summary
+
+    shifted = [{**r, "tenure": r["tenure"] + 3.0} for r in map(record, range(2000, 2120))]
+    platform.serving.predict(api, shifted)
+    second = platform.monitoring.run_monitor(f"drift-{uniq}")
+    assert second.current_rows == 240
+    drifted = {f.feature for f in second.features if f.drifted}
+    assert drifted == {"tenure"}, second.summary
+
+    # Performance: labels sent as feedback are joined per (request id, record).
+    platform.monitoring.create_monitor(
+        MonitorSpec(
+            name=f"perf-{uniq}", kind="performance", domain="sales", endpoint=api, source=source
+        )
+    )
+    truth = expected(calm)
+    platform.serving.feedback_bulk(
+        api,
+        [{"request_id": served.request_id, "record": i, "label": truth[i]} for i in range(60)],
+    )
+    perf = platform.monitoring.run_monitor(f"perf-{uniq}")
+    assert perf.metrics["labelled_rows"] == 60
+    assert perf.metrics["accuracy"] == 1.0

@@ -2,10 +2,10 @@
 
 A run needs the current window (and for performance monitors the labels joined by request
 id); the reference is stored on the monitor. `parquet` reads Parquet files (local or any
-fsspec URL) filtered to the window on a time column. Other areas register their own: the
-serving area points a `prediction_log` source at an endpoint's prediction log with
-
-    register_source("prediction_log", lambda options: PredictionLogSource(**options))
+fsspec URL) filtered to the window on a time column. Other areas provide their own:
+`prediction_log` (an endpoint's served predictions with their labels) is the serving
+area's `meshops.serving.monitor_source:PredictionLogSource`, named in `_PROVIDED` and loaded
+on first use; `register_source(name, factory)` adds more at run time.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ class SourceReader(Protocol):
 
 SourceFactory = Callable[[dict[str, Any]], SourceReader]
 _SOURCES: dict[str, SourceFactory] = {}
+# Sources other areas provide, named (not imported) and loaded on first use.
+_PROVIDED = {"prediction_log": "meshops.serving.monitor_source:PredictionLogSource"}
 
 
 def register_source(name: str, factory: SourceFactory) -> None:
@@ -44,11 +46,15 @@ def register_source(name: str, factory: SourceFactory) -> None:
 
 
 def registered_sources() -> list[str]:
-    return sorted(_SOURCES)
+    return sorted({*_SOURCES, *_PROVIDED})
 
 
 def source_reader(source: MonitorSource) -> SourceReader:
     factory = _SOURCES.get(source.type)
+    if factory is None and source.type in _PROVIDED:
+        from meshops.kernel.plugins import load_object
+
+        factory = _SOURCES.setdefault(source.type, load_object(_PROVIDED[source.type]))
     if factory is None:
         raise InvalidInput(
             f"unknown monitor source type {source.type!r}",
