@@ -115,6 +115,8 @@ def setup_meshops(folder: Path) -> None:
             platform.mesh.publish_arrow(
                 {"apiVersion": "v1.0.0", "kind": "DataProduct", "id": product,
                  "name": f"view{i}", "domain": "bench", "version": "1.0.0", "status": "active",
+                 "description": {"purpose": "benchmark data"},
+                 "team": {"members": [{"username": "bench", "role": "owner"}]},
                  "outputPorts": [{"name": "main", "version": "1.0.0", "contractId": "c"}]},
                 {"main": {"apiVersion": "v3.0.2", "kind": "DataContract", "id": "c",
                           "version": "1.0.0", "status": "active",

@@ -60,6 +60,8 @@ def setup_meshops(home: Path, path: Path) -> Any:
     platform.mesh.publish_arrow(
         {"apiVersion": "v1.0.0", "kind": "DataProduct", "id": "bench.online", "name": "online",
          "domain": "bench", "version": "1.0.0", "status": "active",
+                 "description": {"purpose": "benchmark data"},
+                 "team": {"members": [{"username": "bench", "role": "owner"}]},
          "outputPorts": [{"name": "main", "version": "1.0.0", "contractId": "c"}]},
         {"main": {"apiVersion": "v3.0.2", "kind": "DataContract", "id": "c", "version": "1.0.0",
                   "status": "active", "schema": [{"name": "main", "properties": properties}]}},

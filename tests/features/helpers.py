@@ -64,6 +64,8 @@ def publish(
         "domain": domain,
         "version": version,
         "status": "active",
+        "description": {"purpose": "feature store test data"},
+        "team": {"members": [{"username": "alice", "role": "owner"}]},
         "outputPorts": [{"name": port, "version": version, "contractId": f"{port}-contract"}],
     }
     return platform.mesh.publish_arrow(

@@ -272,6 +272,8 @@ def _labels_product(name: str, table: pa.Table) -> tuple[dict[str, object], ...]
     descriptor = {
         "apiVersion": "v1.0.0", "kind": "DataProduct", "id": f"sales.{name}", "name": name,
         "domain": "sales", "version": "1.0.0", "status": "active",
+        "description": {"purpose": "labels"},
+        "team": {"members": [{"username": "alice", "role": "owner"}]},
         "outputPorts": [{"name": "main", "version": "1.0.0", "contractId": "main-contract"}],
     }  # fmt: skip
     return descriptor, {"main": contract_for("main", table)}, {"main": table}
