@@ -6,6 +6,7 @@ the endpoint serves the new version -- and every hop is an edge in the lineage g
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -184,8 +185,13 @@ def test_drift_alert_retrains_promotes_and_serves_the_new_version(platform: Plat
     }
     assert {d.outcome for d in decisions} == {"pass"}
 
-    # 6. the endpoint serves the new version
+    # 6. the endpoint serves the new version: the alias move is picked up by the endpoint's
+    # watcher (it polls the registry) and swapped in without failing a request meanwhile
+    deadline = time.monotonic() + 30
     after = p.serving.predict("churn-api", shifted[:5])
+    while after.model_version != 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        after = p.serving.predict("churn-api", shifted[:5])
     assert after.model_version == 2
 
     # 7. the lineage graph: source version -> aggregate -> training set -> run -> model
