@@ -30,7 +30,7 @@ def test_models_commands(tmp_path: Path) -> None:
     home = Home(settings)
     with Platform(settings, home=home) as platform:
         model, data = fitted_classifier()
-        platform.registry.log_model("churn", model, input_example=data[:3])
+        platform.registry.log_model("churn", model, input_example=data[:3], metrics={"auc": 0.8})
         platform.registry.log_model("churn", model)
         platform.registry.set_alias("churn", "challenger", 2)
     home.close()

@@ -8,7 +8,7 @@ import pytest
 import meshops
 from meshops.client import Platform
 from meshops.kernel import audit, outbox
-from meshops.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
+from meshops.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound, PolicyViolation
 from meshops.registry.models import ModelFile, VersionStatus
 from tests.registry.helpers import fitted_classifier
 
@@ -56,8 +56,9 @@ def test_aliases_move_with_full_history_and_uris_load(platform: Platform) -> Non
     reg = platform.registry
     model_a, data = fitted_classifier(seed=0)
     model_b, _ = fitted_classifier(seed=1)
-    reg.log_model("churn", model_a, input_example=data[:3])
-    reg.log_model("churn", model_b, input_example=data[:3])
+    # champion is a protected alias: the default model.promote policies want metrics.
+    reg.log_model("churn", model_a, input_example=data[:3], metrics={"auc": 0.81})
+    reg.log_model("churn", model_b, input_example=data[:3], metrics={"auc": 0.84})
     first = reg.set_alias("churn", "champion", 1, reason="first release")
     assert (first.from_version, first.to_version, first.actor) == (None, 1, "alice")
     reg.set_alias("churn", "challenger", 2)
@@ -108,7 +109,7 @@ def test_predict_enforces_the_signature(platform: Platform) -> None:
 def test_events_and_audit_are_written_with_the_change(platform: Platform) -> None:
     assert platform.home is not None
     model, _ = fitted_classifier()
-    platform.registry.log_model("churn", model)
+    platform.registry.log_model("churn", model, metrics={"auc": 0.8})
     platform.registry.set_alias("churn", "champion", 1)
     with platform.home.db.read() as conn:
         registered = outbox.recent(conn, outbox.MODEL_VERSION_REGISTERED)
@@ -123,7 +124,11 @@ def test_events_and_audit_are_written_with_the_change(platform: Platform) -> Non
         "to_version": 1,
         "reason": "",
     }
-    assert {e.action for e in events} == {"registry.register_version", "registry.set_alias"}
+    assert {e.action for e in events} == {
+        "registry.register_version",
+        "model.promotion_gate",  # the gate's decision on the protected alias
+        "registry.set_alias",
+    }
 
 
 def test_bad_input_is_refused_and_leaves_nothing(platform: Platform) -> None:
@@ -138,7 +143,7 @@ def test_bad_input_is_refused_and_leaves_nothing(platform: Platform) -> None:
     with pytest.raises(InvalidInput, match="not a model URI") as info:
         reg.load_model("churn:champion")
     assert "models:/<name>/<version>" in info.value.detail["accepted"]
-    reg.log_model("churn", model)
+    reg.log_model("churn", model, metrics={"auc": 0.8})
     with pytest.raises(NotFound, match="no version 7"):
         reg.get_version("churn", 7)
     with pytest.raises(NotFound, match="no alias 'champion'"):
@@ -189,3 +194,31 @@ def test_read_file_returns_the_registered_bytes(platform: Platform) -> None:
     assert hashlib.sha256(data).hexdigest() == version.files[0].digest
     with pytest.raises(NotFound, match="no file"):
         platform.registry.read_file("churn", 1, "other.bin")
+
+
+def test_protected_alias_asks_the_policies_by_default(platform: Platform) -> None:
+    """No `[registry] promotion_gate` setting: the real gate guards plain alias moves."""
+    reg = platform.registry
+    model, _ = fitted_classifier()
+    reg.log_model("churn", model)  # no evaluation metrics recorded
+    with pytest.raises(PolicyViolation, match="production-models-have-evaluation-metrics") as info:
+        reg.set_alias("churn", "champion", 1)
+    assert info.value.detail["gate"]["allowed"] is False
+    assert "champion" not in reg.get_model("churn").aliases
+    assert reg.alias_history("churn", "champion") == []
+    reg.set_alias("churn", "challenger", 1)  # not a protected alias: no gate
+    recorded = platform.governance.evaluations(subject_urn="meshops:model:churn:1")
+    assert {e.policy_id for e in recorded if e.outcome == "fail"} == {
+        "production-models-have-evaluation-metrics"
+    }
+
+
+def test_protected_alias_moves_with_metrics(platform: Platform) -> None:
+    reg = platform.registry
+    model, _ = fitted_classifier()
+    reg.log_model("churn", model, metrics={"auc": 0.9})
+    moved = reg.set_alias("churn", "production", 1, reason="evaluated")
+    assert moved.to_version == 1
+    recorded = platform.governance.evaluations(subject_urn="meshops:model:churn:1")
+    assert {e.outcome for e in recorded} == {"pass"}
+    assert len(recorded) == 2  # the two model.promote policies of the default pack

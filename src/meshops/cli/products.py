@@ -126,6 +126,8 @@ def publish(folder: Path, json_out: JsonOpt = False) -> None:
         f"[green]published[/green] {version.urn} rows={version.row_count} "
         f"digest={version.digest[:12]}{note}"
     )
+    for warning in version.policy_warnings:
+        console.print(f"[yellow]policy warning[/yellow] {warning.policy_id}: {warning.explanation}")
 
 
 @app.command("diff")

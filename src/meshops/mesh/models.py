@@ -261,6 +261,13 @@ class OutputPortVersion(BaseModel):
         return next((c for c in self.columns if c.name == name), None)
 
 
+class PolicyWarning(BaseModel):
+    """A `warn` policy that did not pass at a gate (the publish went ahead)."""
+
+    policy_id: str
+    explanation: str = ""
+
+
 class DataProductVersion(BaseModel):
     product: str  # "<domain>.<name>"
     domain: str
@@ -279,6 +286,8 @@ class DataProductVersion(BaseModel):
     inputs: list[str] = Field(default_factory=list)  # URNs of input versions / sources
     descriptor: dict[str, Any] = Field(default_factory=dict)  # the ODPS document
     reused: bool = False  # True when publish found identical content already published
+    # Warnings of the `dataproduct.publish` policies (severity warn) for this publish.
+    policy_warnings: list[PolicyWarning] = Field(default_factory=list)
 
     def port(self, name: str | None = None) -> OutputPortVersion:
         if name is None:

@@ -17,7 +17,7 @@ from meshops.kernel.db import utcnow
 from meshops.kernel.errors import Conflict, InvalidInput, NotFound
 from meshops.kernel.home import Context
 from meshops.kernel.urn import Urn, dataproduct_urn
-from meshops.mesh import catalog, store
+from meshops.mesh import catalog, gate, store
 from meshops.mesh.models import (
     BuildReport,
     ColumnProfile,
@@ -27,6 +27,7 @@ from meshops.mesh.models import (
     DataProductVersion,
     Domain,
     OutputPortVersion,
+    PolicyWarning,
     PortBuild,
     RuleResult,
     SchemaDiff,
@@ -270,17 +271,35 @@ class MeshService:
     def publish_document(
         self, spec: specs.ProductSpec, diff: SchemaDiff, reports: dict[str, ContractReport]
     ) -> dict[str, Any]:
-        """Everything a publish gate needs to judge, in one place (governance policies)."""
-        return {
-            "product": spec.key,
-            "domain": spec.domain,
-            "version": spec.version,
-            "actor": self.ctx.actor.name,
-            "descriptor": spec.descriptor,
-            "contracts": {p.port: p.document for p in spec.ports},
-            "schema_diff": diff.model_dump(mode="json"),
-            "tests": {k: r.model_dump(mode="json") for k, r in reports.items()},
-        }
+        """The `dataproduct.publish` input document the publish gate evaluates (descriptor,
+        contract, ports, schema diff, test results; governance/documents.py: PublishInput)."""
+        return gate.publish_document(spec, diff.previous_version, diff, reports)
+
+    def _publish_gate(
+        self, spec: specs.ProductSpec, reports: dict[str, ContractReport]
+    ) -> tuple[str | None, list[PolicyWarning]]:
+        """Evaluate the `dataproduct.publish` policies (global and the product's domain) and
+        record the evaluations, before any blob or row is written; a blocking violation
+        raises PolicyViolation. Returns the version the diff was taken against and the
+        warnings. A version number already published is not a new publish (it is reused or
+        refused as immutable by the write transaction) and is not evaluated again."""
+        with self.ctx.db.read() as conn:
+            product_row = store.get_product(conn, spec.key)
+            if product_row is not None and (
+                product_row["status"] == "retired"
+                or store.get_version_row(conn, spec.key, spec.version) is not None
+            ):
+                return None, []
+            diff = self._schema_diff(conn, spec)
+        from meshops.governance.service import GovernanceService
+
+        urn = dataproduct_urn(spec.domain, spec.name, spec.version)
+        decision = GovernanceService(self.ctx).enforce(
+            gate.TARGET, self.publish_document(spec, diff, reports), spec.domain, urn
+        )
+        warnings = [PolicyWarning(policy_id=w.policy_id, explanation=w.explanation)
+                    for w in decision.warnings]  # fmt: skip
+        return diff.previous_version, warnings
 
     def _publish(
         self,
@@ -306,6 +325,8 @@ class MeshService:
                     "fix": "fix the data or the contract, then publish again",
                 },
             )
+        # The policies decide before anything is written.
+        evaluated_against, warnings = self._publish_gate(spec, reports)
         # Blobs first: an interrupted publish leaves only unreferenced, content-addressed blobs.
         snapshots: dict[str, tuple[str, int]] = {}
         for port in spec.ports:
@@ -329,7 +350,12 @@ class MeshService:
                     {"fix": f"publish under a new name, e.g. {spec.key}_v2"},
                 )
             diff = self._schema_diff(conn, spec)
-            self.publish_document(spec, diff, reports)
+            if diff.previous_version != evaluated_against:
+                raise Conflict(
+                    f"{spec.key} {diff.previous_version} was published while "
+                    f"{spec.version} was being checked; nothing was published",
+                    {"field": "version", "fix": "publish again"},
+                )
             self._ensure_domain(conn, spec)
             status = (
                 product_row["status"]
@@ -383,7 +409,8 @@ class MeshService:
                 {"product": spec.key, "version": spec.version, "urn": urn, "digest": digest},
                 self.ctx.actor.name,
             )
-            return self._version_model(conn, store.get_version_row(conn, spec.key, spec.version))
+            version = self._version_model(conn, store.get_version_row(conn, spec.key, spec.version))
+        return version.model_copy(update={"policy_warnings": warnings})
 
     def _reuse(
         self,

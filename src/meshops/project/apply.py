@@ -19,10 +19,11 @@ import pyarrow as pa
 from meshops.kernel.errors import InvalidInput, MeshopsError, PolicyViolation
 from meshops.kernel.urn import dataproduct_urn
 from meshops.mesh import builds, contracts, specs
+from meshops.mesh.gate import publish_document
 from meshops.mesh.models import ContractReport, SemVer, VersionRange, split_product_ref
 from meshops.project.interface import Areas
 from meshops.project.models import AppliedRecord, ApplyResult, Change, Plan
-from meshops.project.plan import Planned, dry_run, make_plan, publish_document
+from meshops.project.plan import Planned, dry_run, make_plan
 
 PUBLISHING = ("new_version", "update")
 
@@ -255,11 +256,8 @@ def _write(  # noqa: PLR0917
             continue
         b = built[key]
         spec = b.spec
-        document = publish_document(
-            spec, change.published_version, _diff_of(change, spec), b.reports
-        )
-        urn = dataproduct_urn(spec.domain, spec.name, spec.version)
-        areas.governance.enforce("dataproduct.publish", document, spec.domain, urn)
+        # The mesh's publish path evaluates (and records) the dataproduct.publish policies;
+        # the dry run above (_check_builds) refused blocked products before any write.
         version = areas.mesh.publish_arrow(
             spec.descriptor,
             {p.port: p.document for p in spec.ports},

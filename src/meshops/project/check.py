@@ -19,10 +19,11 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from meshops.kernel.errors import MeshopsError
+from meshops.mesh.gate import publish_document
 from meshops.project.apply import Built, build_products
 from meshops.project.interface import Areas
 from meshops.project.models import Change, CheckCase, CheckReport
-from meshops.project.plan import dry_run, make_plan, publish_document
+from meshops.project.plan import dry_run, make_plan
 
 TEST_TIMEOUT = 600
 

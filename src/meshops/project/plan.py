@@ -25,7 +25,8 @@ from meshops.governance.models import Policy
 from meshops.kernel.errors import MeshopsError, NotFound
 from meshops.kernel.urn import Urn
 from meshops.mesh import specs
-from meshops.mesh.models import ContractReport, SchemaDiff, SemVer
+from meshops.mesh.gate import publish_document
+from meshops.mesh.models import SchemaDiff, SemVer
 from meshops.mesh.schema_diff import diff_schemas
 from meshops.project.interface import Areas
 from meshops.project.models import (
@@ -117,92 +118,6 @@ def dry_run(
             )
         )
     return outcomes
-
-
-def _masking(prop: dict[str, Any]) -> str:
-    for custom in prop.get("customProperties") or []:
-        if isinstance(custom, dict) and custom.get("property") == "masking":
-            return str(custom.get("value", "default"))
-    return "default"
-
-
-def _freshness(document: dict[str, Any]) -> str:
-    for prop in document.get("slaProperties") or []:
-        if isinstance(prop, dict) and prop.get("property") == "freshness":
-            return f"{prop.get('value', '')}{prop.get('unit', '')}"
-    return ""
-
-
-def publish_document(
-    spec: specs.ProductSpec,
-    previous_version: str | None,
-    diff: SchemaDiff | None,
-    reports: dict[str, ContractReport] | None = None,
-) -> dict[str, Any]:
-    """The `dataproduct.publish` input document (governance/documents.py: PublishInput)."""
-    ports = []
-    for port in spec.ports:
-        props = {
-            str(p.get("name")): p
-            for p in port.schema_object.get("properties") or []
-            if isinstance(p, dict)
-        }
-        ports.append(
-            {
-                "name": port.port,
-                "freshness": _freshness(port.document),
-                "columns": [
-                    {
-                        "name": c.name,
-                        "type": c.logical_type,
-                        "classification": c.classification or "public",
-                        "masking": _masking(props.get(c.name, {})),
-                    }
-                    for c in port.columns
-                ],
-            }
-        )
-    changes = diff.changes if diff else []
-    results = [
-        {"rule": r.rule, "passed": r.passed, "detail": r.message}
-        for report in (reports or {}).values()
-        for r in report.results
-    ]
-    return {
-        "product": {
-            "id": spec.key,
-            "domain": spec.domain,
-            "name": spec.name,
-            "version": spec.version,
-            "previous_version": previous_version or "",
-            "status": str(spec.descriptor.get("status", "draft")),
-            "description": spec.description,
-            "owners": spec.owners,
-            "tags": spec.tags,
-        },
-        "descriptor": spec.descriptor,
-        "contract": spec.ports[0].document if spec.ports else {},
-        "ports": ports,
-        "schema_diff": {
-            "breaking": any(c.breaking for c in changes),
-            "added": [_where(c.port, c.column) for c in changes if "added" in c.kind],
-            "removed": [_where(c.port, c.column) for c in changes if "removed" in c.kind],
-            "changed": [
-                _where(c.port, c.column)
-                for c in changes
-                if "added" not in c.kind and "removed" not in c.kind
-            ],
-        },
-        "tests": {
-            "passed": sum(1 for r in results if r["passed"]),
-            "failed": sum(1 for r in results if not r["passed"]),
-            "results": results,
-        },
-    }
-
-
-def _where(port: str, column: str | None) -> str:
-    return f"{port}.{column}" if column else port
 
 
 # --- the plan ----------------------------------------------------------------------------------

@@ -52,8 +52,9 @@ MAX_FILES = 10_000
 
 
 class PromotionGate(Protocol):
-    """Asked before an alias moves; raises PolicyViolation to refuse. The governance area
-    answers it with `model.promote` policies, named in `meshops.toml`:
+    """Asked before an alias moves; raises PolicyViolation to refuse. The default is
+    `meshops.project.promotion:PromotionGate` (`model.promote` policies, metric comparison
+    and approvals for the protected aliases); another one is named in `meshops.toml`:
     `[registry] promotion_gate = "package.module:Class"` (constructed with the Home)."""
 
     def check(
@@ -62,18 +63,41 @@ class PromotionGate(Protocol):
 
 
 class OpenGate:
-    """No gate configured: every alias move the actor is authorised for goes ahead."""
+    """No gate: every alias move the actor is authorised for goes ahead. Used only where a
+    caller runs the real gate itself (platform.project), or when a home's operator sets
+    `[registry] promotion_gate = "open"`, which turns the `model.promote` policies off for
+    alias moves in that home (docs/governance.md)."""
 
     def check(self, ctx: Context, version: ModelVersion, alias: str, current: int | None) -> None:
         return None
 
 
+DEFAULT_GATE = "meshops.project.promotion:PromotionGate"
+OPEN_GATE = "open"
+
+
+class _ConfiguredGate:
+    """The gate named by `path`, loaded when an alias first moves (not at construction:
+    most registry calls never move one)."""
+
+    def __init__(self, path: str, home: Any) -> None:
+        self.path = path
+        self.home = home
+        self.gate: PromotionGate | None = None
+
+    def check(self, ctx: Context, version: ModelVersion, alias: str, current: int | None) -> None:
+        if self.gate is None:
+            self.gate = load_object(self.path)(self.home)
+        self.gate.check(ctx, version, alias, current)
+
+
 def configured_gate(ctx: Context) -> PromotionGate:
-    path = ctx.home.settings.section("registry").get("promotion_gate")
-    if not path:
+    """The promotion gate of the home: the real one (DEFAULT_GATE) unless `[registry]
+    promotion_gate` names another class, or is "open" (no gate)."""
+    path = str(ctx.home.settings.section("registry").get("promotion_gate") or DEFAULT_GATE)
+    if path == OPEN_GATE:
         return OpenGate()
-    gate: PromotionGate = load_object(str(path))(ctx.home)
-    return gate
+    return _ConfiguredGate(path, ctx.home)
 
 
 class RegistryService:
