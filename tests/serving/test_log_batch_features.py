@@ -38,6 +38,8 @@ def publish(platform: Platform, product: str, version: str, table: pa.Table) -> 
         "domain": domain,
         "version": version,
         "status": "active",
+        "description": {"purpose": f"test input {product}"},
+        "team": {"members": [{"username": "alice", "role": "owner"}]},
         "outputPorts": [{"name": "main", "version": version, "contractId": "main-contract"}],
     }
     properties = [

@@ -66,6 +66,8 @@ def score_product(
         "version": next_version,
         "status": "active",
         "description": {"purpose": f"Predictions of {model.uri} on {source.urn}"},
+        # Accountable owner (governance requires one): whoever ran the scoring.
+        "team": {"members": [{"username": ctx.actor.name, "role": "owner"}]},
         "outputPorts": [{"name": PORT, "version": next_version, "contractId": f"{PORT}-contract"}],
     }
     published: DataProductVersion = mesh.publish_arrow(

@@ -132,5 +132,12 @@ def log_descriptor(endpoint: Endpoint, version: str) -> dict[str, Any]:
         "domain": endpoint.domain,
         "version": version,
         "status": "active",
+        "description": {
+            "purpose": f"Every prediction endpoint {endpoint.name} served, with its inputs, "
+            "added features, output, model version and latency.",
+            "usage": "Monitoring, auditing and joining feedback labels; one version per roll.",
+        },
+        # Accountable owner (governance requires one): whoever configured the endpoint.
+        "team": {"members": [{"username": endpoint.created_by, "role": "owner"}]},
         "outputPorts": [{"name": PORT, "version": version, "contractId": f"{PORT}-contract"}],
     }
