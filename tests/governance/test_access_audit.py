@@ -99,6 +99,16 @@ def test_access_policies_refuse_and_auto_approve(sqlite_home: Home) -> None:
     with pytest.raises(PolicyViolation) as info:
         bob.request_access("crm.customers", "customers", "because", columns=["email"])
     assert info.value.detail["violations"][0]["policy_id"] == "pii-needs-long-purpose"
+    # An owner's direct grant asks the same access.grant policies.
+    olivia = as_user(sqlite_home, "olivia")
+    with pytest.raises(PolicyViolation, match="pii-needs-long-purpose"):
+        olivia.grant_access("crm.customers", "customers", "bob", purpose="x", columns=["email"])
+    assert olivia.list_grants(grantee="bob") == []
+    direct = olivia.grant_access(
+        "crm.customers", "customers", "carl", purpose="fraud review of flagged accounts",
+        columns=["email"],
+    )  # fmt: skip
+    assert direct.columns == ["email"]
     manual = bob.request_access("crm.customers", "customers", "dashboards")
     assert manual.status == "pending"
     auto = bob.request_access("crm.customers", "customers", "dashboards", row_filter="region='EU'")

@@ -701,9 +701,16 @@ class GovernanceService:
         expires_in_days: int | None = None,
         owners: list[str] | None = None,
     ) -> Grant:
-        """Grant access directly (an owner or access.decide in the product's domain)."""
+        """Grant access directly (an owner or access.decide in the product's domain); the
+        `access.grant` policies are asked as for an approved request."""
         domain = _domain_of(product)
-        self._authorize_decision(domain, owners or [])
+        # The owners and classification are the mesh's latest version's; a product not
+        # published yet can be granted ahead by the caller's `owners`, without classification.
+        try:
+            facts = self._port_facts(product, port, owners, None)
+        except NotFound:
+            facts = {"owners": sorted(set(owners or [])), "classification": {}}
+        self._authorize_decision(domain, facts["owners"])
         expires = _days(expires_in_days, "expires_in_days")
         now = utcnow()
         grant = Grant(
@@ -719,6 +726,23 @@ class GovernanceService:
             granted_by=self.ctx.actor.name,
             granted_at=now,
         )
+        self._check_columns(grant.columns, facts["classification"])
+        as_request = AccessRequest(
+            id=grant.id,
+            product=product,
+            domain=domain,
+            port=port,
+            requester=grant.grantee,
+            purpose=purpose,
+            columns=grant.columns,
+            row_filter=grant.row_filter,
+            expires_at=grant.expires_at,
+            status="approved",
+            owners=facts["owners"],
+            created_at=now,
+        )
+        document = self._grant_document(as_request, facts["classification"], expires_in_days)
+        self.enforce("access.grant", document, domain, f"meshops:port:{product}:{port}:{grantee}")
         with self.ctx.db.begin() as conn:
             access.insert_grant(conn, grant)
             self.ctx.audit(conn, "access.grant", f"meshops:port:{product}:{port}", after=grant)
