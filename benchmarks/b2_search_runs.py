@@ -6,6 +6,9 @@ Both stores are populated with bulk INSERTs into their own schemas (meshops: the
 tables through SQLAlchemy Core; MLflow: see peers/mlflow_b2.py), not through 100k API calls.
 
     .venv/bin/python benchmarks/b2_search_runs.py [--runs 100000] [--repeats 30]
+
+MLflow took minutes per search at 100k runs here (see RESULTS.md), so it runs `--mlflow-repeats`
+searches per round (its p95 over few samples is close to its max).
 """
 
 from __future__ import annotations
@@ -93,7 +96,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--mlflow-repeats", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     from meshops.client import connect
 
@@ -116,8 +120,17 @@ def main() -> None:
                 with connect(home=home) as embedded:
                     lat, found_emb = time_search(embedded, args.repeats)
                     emb_lat += lat
+                print(
+                    f"meshops p95 so far: http {percentile(http_lat, 95) * 1000:.1f} ms, "
+                    f"embedded {percentile(emb_lat, 95) * 1000:.1f} ms ({found} runs)",
+                    flush=True,
+                )
                 peer = run_peer(
-                    python, HERE / "peers" / "mlflow_b2.py", "search", m_uri, str(args.repeats)
+                    python,
+                    HERE / "peers" / "mlflow_b2.py",
+                    "search",
+                    m_uri,
+                    str(args.mlflow_repeats),
                 )
                 peer_lat += [float(x) for x in peer["latencies_s"]]  # type: ignore[attr-defined]
                 print(
