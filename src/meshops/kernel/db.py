@@ -6,7 +6,9 @@ is created only by Alembic migrations (see `meshops.kernel.migrations`).
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -26,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import QueuePool
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -84,14 +86,20 @@ class Database:
     def _create_engine(self, url: str, echo: bool) -> Engine:
         if not self.is_sqlite:
             return create_engine(url, echo=echo, pool_pre_ping=True, future=True)
+        # Connections are pooled: opening one (file open, WAL and PRAGMAs) costs far more
+        # than a short transaction, and a pipeline run asks for one per wave of ready steps.
+        # A forked child drops the pooled connections it inherited (never shares them).
         engine = create_engine(
             url,
             echo=echo,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
-            poolclass=NullPool if ":memory:" not in url else None,
+            poolclass=QueuePool if ":memory:" not in url else None,
+            pool_size=5,
+            max_overflow=20,
         )
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
+        _forget_in_forked_children(engine)
         return engine
 
     @contextmanager
@@ -111,6 +119,21 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+_pooled_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _forget_in_forked_children(engine: Engine) -> None:
+    _pooled_engines.add(engine)
+
+
+def _drop_inherited_connections() -> None:
+    for engine in list(_pooled_engines):
+        engine.dispose(close=False)  # the parent still owns those connections
+
+
+os.register_at_fork(after_in_child=_drop_inherited_connections)
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:

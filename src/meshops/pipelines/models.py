@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -43,14 +44,23 @@ class Resources(BaseModel):
     memory: int | None = None  # bytes
 
 
+INLINE_MAX_BYTES = 4096  # outputs this small live in the step-run record, not the blob store
+
+
 class OutputRef(BaseModel):
-    """An artifact a step produced: bytes in the blob store, named by their sha256."""
+    """An artifact a step produced, named by the sha256 of its bytes: in the blob store, or,
+    when small (at most `INLINE_MAX_BYTES`), inline in the step-run record (`inline`, base64)
+    so a trivial step costs no file write and fsync; the digest is the same either way."""
 
     name: str
     digest: str
     materializer: str
     type: str
     size: int
+    inline: str | None = None
+
+    def inline_bytes(self) -> bytes | None:
+        return None if self.inline is None else base64.b64decode(self.inline)
 
     @property
     def urn(self) -> str:

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from meshops.kernel import lineage, outbox
 from meshops.kernel.db import utcnow
-from meshops.kernel.errors import Conflict, InvalidInput
+from meshops.kernel.errors import Conflict, InvalidInput, NotFound
 from meshops.kernel.home import Context
 from meshops.kernel.urn import Urn
 from meshops.pipelines import store, triggers
@@ -482,7 +482,14 @@ class PipelinesService:
 
     def get_artifact(self, digest: str) -> bytes:
         self.ctx.authorize("pipelines.read")
-        return self.ctx.blobs.get_bytes(digest)
+        try:
+            return self.ctx.blobs.get_bytes(digest)
+        except NotFound:
+            with self.ctx.db.read() as conn:  # a small output kept in its step-run record
+                data = store.inline_output(conn, digest)
+            if data is None:
+                raise
+            return data
 
 
 def _is_urn(text: str) -> bool:

@@ -7,6 +7,7 @@ whether it won, so no two workers hold one run; the lease is renewed while it ru
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -285,6 +286,23 @@ def get_step_run(conn: Connection, step_run_id: str) -> StepRun:
     if row is None:
         raise NotFound(f"step run {step_run_id} does not exist")
     return _step(row)
+
+
+def inline_output(conn: Connection, digest: str) -> bytes | None:
+    """The bytes of a small output kept inline in a step-run record (see `OutputRef.inline`).
+
+    A rare path (fetching such an artifact by digest alone); it scans the step-run outputs
+    for the digest's text, then checks the match exactly."""
+    outputs_text = step_runs.c.outputs.cast(Text)
+    rows = conn.execute(
+        select(step_runs.c.outputs).where(outputs_text.contains(digest)).limit(50)
+    ).scalars()
+    for stored in rows:
+        outputs = json.loads(stored) if isinstance(stored, str) else stored
+        for output in outputs or []:
+            if output.get("digest") == digest and output.get("inline") is not None:
+                return OutputRef.model_validate(output).inline_bytes()
+    return None
 
 
 def cache_lookup(conn: Connection, keys: list[str]) -> dict[str, StepRun]:

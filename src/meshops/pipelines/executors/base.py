@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import contextvars
+import hashlib
 import io
 import signal
 import threading
@@ -18,7 +20,7 @@ from meshops.kernel.db import utcnow
 from meshops.pipelines import context, materializers
 from meshops.pipelines.artifacts import ArtifactStore, StoreSpec, open_store
 from meshops.pipelines.dsl import StepDefinition
-from meshops.pipelines.models import OutputRef
+from meshops.pipelines.models import INLINE_MAX_BYTES, OutputRef
 
 MAX_LOG_CHARS = 64_000
 
@@ -135,7 +137,10 @@ def _load(store: ArtifactStore, ref: OutputRef, objects: ObjectCache | None) -> 
         value = objects.get(ref.digest)
         if value is not _MISSING:
             return value
-    value = materializers.by_name(ref.materializer).load(store.get_bytes(ref.digest))
+    data = ref.inline_bytes()
+    if data is None:
+        data = store.get_bytes(ref.digest)
+    value = materializers.by_name(ref.materializer).load(data)
     if objects is not None:
         objects.put(ref.digest, value)
     return value
@@ -155,7 +160,14 @@ def _materialize(
     for name, item in zip(names, values, strict=True):
         materializer = materializers.for_value(item)
         data = materializer.dump(item)
-        digest = store.put_bytes(data)
+        inline = None
+        if len(data) <= INLINE_MAX_BYTES:
+            # Small outputs ride in the step-run record (written in the engine's batched
+            # transaction) instead of one blob file + fsync each.
+            digest = hashlib.sha256(data).hexdigest()
+            inline = base64.b64encode(data).decode("ascii")
+        else:
+            digest = store.put_bytes(data)
         if objects is not None:
             objects.put(digest, item)
         refs.append(
@@ -165,6 +177,7 @@ def _materialize(
                 materializer=materializer.name,
                 type=materializers.type_name(item),
                 size=len(data),
+                inline=inline,
             )
         )
     return refs

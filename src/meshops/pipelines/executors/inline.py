@@ -19,9 +19,12 @@ class InlineExecutor:
         self.queue.append(task)
 
     def wait(self, timeout: float | None) -> list[StepResult]:
-        if not self.queue:
-            return []
-        return [run_task(self.queue.popleft(), self.objects)]
+        # Run every step submitted so far (one ready set): the engine then releases their
+        # children together and looks their cache keys up in one query instead of one each.
+        results = []
+        while self.queue:
+            results.append(run_task(self.queue.popleft(), self.objects))
+        return results
 
     def close(self) -> None:
         self.queue.clear()
