@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from meshops.client import Platform
 from meshops.kernel import outbox
+from meshops.kernel.home import Home
 
 
 def _publish_all(platform: Platform, retail: Path) -> None:
@@ -72,10 +71,12 @@ def test_example_builds_tests_publishes_and_reads(platform: Platform, retail: Pa
     assert slo.freshness_ok is True and slo.quality_compliance == 1.0
 
 
-def test_publish_emits_outbox_event_and_openlineage(platform: Platform, retail: Path) -> None:
-    if platform.home is None:
-        pytest.skip("inspects the home's outbox and settings directly")
+def test_publish_emits_outbox_event_and_openlineage(sqlite_home: Home, retail: Path) -> None:
+    """Inspects the home's outbox and settings directly, so it runs embedded only."""
     from dataclasses import replace
+
+    platform = Platform(sqlite_home.settings, home=sqlite_home)
+    assert platform.home is not None
 
     events = retail / "ol.jsonl"
     settings = replace(
