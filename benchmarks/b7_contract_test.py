@@ -1,0 +1,339 @@
+"""B7: contract test of a data product (Parquet, 20 schema and quality rules), meshops vs
+datacontract-cli `test` on the same ODCS contract and the same file.
+
+    .venv/bin/python benchmarks/b7_contract_test.py [--rows 10000000] [--repeat 3]
+
+The data (fixed seed) is generated with Arrow and written once to benchmarks/.data/. The
+contract is ODCS v3 with a `local` parquet server (what datacontract-cli reads). meshops runs
+`meshops.mesh.contracts.run_contract_test` -- the function `meshops product validate` and
+`publish` call -- on the contract as `specs.load_contract_for_port` reads it. The two tools
+alternate; the table reports median wall seconds and the ratio, and the script prints the
+verdict of every rule on both sides (the contract is built so that some rules fail).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import yaml
+
+from benchmarks.harness import DATA_DIR, Row, median, peer_python, record, run_peer
+from meshops.mesh import contracts, specs
+
+HERE = Path(__file__).resolve().parent
+STATUSES = ["placed", "shipped", "delivered", "cancelled"]
+COUNTRIES = ["DE", "FR", "NL", "US", "GB", "ES", "IT", "PL", "SE", "XX"]  # XX: invalid
+
+
+def generate(rows: int, path: Path) -> None:
+    rng = np.random.default_rng(7)
+    order_id = np.arange(1, rows + 1, dtype=np.int64)
+    customer = rng.integers(1, max(2, rows // 10), rows, dtype=np.int64)
+    email = pc.binary_join_element_wise(
+        pa.array(np.full(rows, "c")), pc.cast(pa.array(customer), pa.string()), "@example.com", ""
+    )
+    bad_email = rng.random(rows) < 0.001  # 0.1 % malformed e-mails: the pattern rule fails
+    email = pc.if_else(pa.array(bad_email), pa.scalar("not-an-email"), email)
+    note_choice = rng.integers(0, 4, rows)
+    notes = np.array(["", "n/a", "gift", "express"], dtype=object)[note_choice]
+    discount = rng.random(rows) * 0.3
+    discount_null = rng.random(rows) < 0.2
+    table = pa.table(
+        {
+            "order_id": order_id,
+            "customer_id": customer,
+            "status": pa.array(np.array(STATUSES, dtype=object)[rng.integers(0, 4, rows)]),
+            "country": pa.array(
+                np.array(COUNTRIES, dtype=object)[rng.choice(10, rows, p=[0.11] * 9 + [0.01])]
+            ),
+            "email": email,
+            "amount": np.round(rng.gamma(2.0, 30.0, rows), 2),
+            "quantity": rng.integers(1, 120, rows, dtype=np.int32),
+            "discount": pa.array(discount, mask=discount_null),
+            "created_at": pa.array(
+                (1_700_000_000 + rng.integers(0, 30_000_000, rows)) * 1_000_000,
+                pa.timestamp("us"),
+            ),
+            "note": pa.array(notes),
+        }
+    )
+    pq.write_table(table, path, row_group_size=1_000_000, compression="zstd")
+
+
+def contract(parquet: Path) -> dict[str, Any]:
+    """ODCS v3: 10 schema rules (5 required, 1 unique, 4 physicalType) and 10 quality rules."""
+
+    def prop(name: str, logical: str, physical: str | None = None, **extra: Any) -> dict:
+        out: dict[str, Any] = {"name": name, "logicalType": logical}
+        if physical:
+            out["physicalType"] = physical
+        return {**out, **extra}
+
+    return {
+        "apiVersion": "v3.0.2",
+        "kind": "DataContract",
+        "id": "b7-orders",
+        "name": "orders",
+        "version": "1.0.0",
+        "status": "active",
+        "servers": [
+            {"server": "local", "type": "local", "path": str(parquet), "format": "parquet"}
+        ],
+        "schema": [
+            {
+                "name": "orders",
+                "physicalType": "table",
+                "properties": [
+                    prop("order_id", "integer", "bigint", required=True, unique=True),
+                    prop(
+                        "customer_id",
+                        "integer",
+                        required=True,
+                        quality=[
+                            {"type": "library", "metric": "nullValues", "mustBe": 0},
+                        ],
+                    ),
+                    prop(
+                        "status",
+                        "string",
+                        "varchar",
+                        required=True,
+                        quality=[
+                            {
+                                "type": "library",
+                                "metric": "invalidValues",
+                                "arguments": {"validValues": STATUSES},
+                                "mustBe": 0,
+                            }
+                        ],
+                    ),
+                    prop(
+                        "country",
+                        "string",
+                        quality=[
+                            {
+                                "type": "library",
+                                "metric": "invalidValues",
+                                "arguments": {"validValues": COUNTRIES[:-1]},
+                                "mustBe": 0,
+                            }
+                        ],
+                    ),
+                    prop(
+                        "email",
+                        "string",
+                        quality=[
+                            {
+                                "type": "library",
+                                "metric": "invalidValues",
+                                "arguments": {"pattern": "^c[0-9]+@example\\.com$"},
+                                "mustBe": 0,
+                            }
+                        ],
+                    ),
+                    prop("amount", "number", "double", required=True),
+                    prop(
+                        "quantity",
+                        "integer",
+                        quality=[
+                            {
+                                "type": "library",
+                                "metric": "duplicateValues",
+                                "mustBeGreaterThan": 0,
+                            }
+                        ],
+                    ),
+                    prop(
+                        "discount",
+                        "number",
+                        quality=[
+                            {
+                                "type": "library",
+                                "metric": "nullValues",
+                                "mustBeLessThan": 25,
+                                "unit": "percent",
+                            }
+                        ],
+                    ),
+                    prop("created_at", "timestamp", "timestamp", required=True),
+                    prop(
+                        "note",
+                        "string",
+                        quality=[
+                            {
+                                "type": "library",
+                                "metric": "missingValues",
+                                "arguments": {"missingValues": [None, "", "n/a"]},
+                                "mustBeLessThan": 40,
+                                "unit": "percent",
+                            }
+                        ],
+                    ),
+                ],
+                "quality": [
+                    {"type": "library", "metric": "rowCount", "mustBeGreaterThan": 0},
+                    {
+                        "type": "library",
+                        "metric": "duplicateValues",
+                        "arguments": {"properties": ["order_id"]},
+                        "mustBe": 0,
+                    },
+                    {
+                        "type": "sql",
+                        "query": "SELECT count(*) FROM {model} WHERE amount < 0",
+                        "mustBe": 0,
+                    },
+                    {
+                        "type": "sql",
+                        "query": "SELECT count(*) FROM {model} WHERE quantity > 100",
+                        "mustBeLessThan": 10,
+                    },
+                ],
+            }
+        ],
+    }
+
+
+def run_meshops(contract_path: Path, parquet: Path) -> tuple[float, list[dict[str, Any]]]:
+    started = time.perf_counter()
+    doc = specs.load_yaml(contract_path)
+    port = specs.load_contract_for_port(doc, "orders", "b7-orders")
+    report = contracts.run_contract_test(
+        str(parquet), "orders", port.columns, port.schema_object, []
+    )
+    seconds = time.perf_counter() - started
+    return seconds, [r.model_dump(mode="json") for r in report.results]
+
+
+_PEER_KIND = {
+    "field_is_present": "present",
+    "field_type": "type",
+    "field_required": "required",
+    "field_unique": "unique",
+    "field_null_values": "nullValues",
+    "field_invalid_values": "invalidValues",
+    "field_missing_values": "missingValues",
+    "field_duplicate_values": "duplicateValues",
+    "row_count": "rowCount",
+    "model_duplicate_values": "duplicateValues",
+}
+
+
+def _mesh_key(rule: str, sql_seen: list[str]) -> str:
+    parts = rule.split(".")
+    if parts[0] == "schema":  # schema.orders.<column>.<check>
+        return f"{parts[2]}:{parts[3]}"
+    column = "*" if parts[2] == "*" else parts[2]
+    label = parts[3]
+    if label == "sql":
+        sql_seen.append(rule)
+        return f"*:sql{len(sql_seen)}"
+    return f"{column}:{label}"
+
+
+def _peer_key(check: dict[str, Any], sql_seen: list[str]) -> str:
+    if check["type"] == "model_quality_sql":
+        sql_seen.append(check["name"])
+        return f"*:sql{len(sql_seen)}"
+    return f"{check['field'] or '*'}:{_PEER_KIND.get(check['type'], check['type'])}"
+
+
+def compare(
+    mesh: list[dict[str, Any]], peer: list[dict[str, Any]]
+) -> tuple[list[str], int, int, list[str]]:
+    """Rule-by-rule verdicts; returns (report lines, compared, agreeing, disagreements)."""
+    mesh_sql: list[str] = []
+    peer_sql: list[str] = []
+    mine = {_mesh_key(r["rule"], mesh_sql): r for r in mesh}
+    theirs = {_peer_key(c, peer_sql): c for c in peer}
+    lines, compared, agree, differ = [], 0, 0, []
+    for key in sorted(set(mine) | set(theirs)):
+        m, d = mine.get(key), theirs.get(key)
+        m_verdict = ("pass" if m["passed"] else "FAIL") if m else "—"
+        d_verdict = d["result"] if d else "—"
+        note = ""
+        if m and d and d["result"] in ("passed", "failed"):
+            compared += 1
+            if (d["result"] == "passed") == bool(m["passed"]):
+                agree += 1
+            else:
+                differ.append(key)
+                note = "  <-- DISAGREE"
+        elif m and d:
+            note = f"  (datacontract-cli: {d['reason'][:60]})"
+        elif m:
+            note = "  (datacontract-cli has no such check)"
+        lines.append(f"  {key:<28} meshops {m_verdict:<5} datacontract-cli {d_verdict:<8}{note}")
+    return lines, compared, agree, differ
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    parquet = DATA_DIR / f"b7_orders_{args.rows}.parquet"
+    if not parquet.exists():
+        began = time.perf_counter()
+        generate(args.rows, parquet)
+        print(f"generated {args.rows:,} rows in {time.perf_counter() - began:.1f} s", flush=True)
+    contract_path = DATA_DIR / f"b7_orders_{args.rows}.odcs.yaml"
+    contract_path.write_text(yaml.safe_dump(contract(parquet), sort_keys=False))
+    python = peer_python("datacontract", ["datacontract-cli[duckdb,parquet]"])
+    script = HERE / "peers" / "datacontract_b7.py"
+    mesh_times, peer_times = [], []
+    mesh_results: list[dict[str, Any]] = []
+    peer_checks: list[dict[str, Any]] = []
+    for _ in range(args.repeat):
+        seconds, mesh_results = run_meshops(contract_path, parquet)
+        mesh_times.append(seconds)
+        peer = run_peer(python, script, str(contract_path))
+        peer_times.append(float(peer["seconds"]))  # type: ignore[arg-type]
+        peer_checks = list(peer["checks"])  # type: ignore[call-overload]
+        print(f"meshops {seconds:.2f} s, datacontract-cli {peer['seconds']:.2f} s", flush=True)
+    lines, compared, agree, differ = compare(mesh_results, peer_checks)
+    print("\n".join(lines))
+    print(f"rules compared: {compared}, same verdict: {agree}, disagreements: {differ}")
+    (DATA_DIR / f"b7_verdicts_{args.rows}.json").write_text(
+        json.dumps({"meshops": mesh_results, "datacontract": peer_checks}, indent=1)
+    )
+    rows = [
+        Row(
+            f"contract test, {args.rows:,} rows, 20 rules (s, median of {args.repeat})",
+            median(mesh_times),
+            median(peer_times),
+            "s",
+            higher_is_better=False,
+            goal="≥ 5×",
+        ),
+        Row(
+            "rules both tools judged (pass/fail): same verdict",
+            float(agree),
+            float(compared),
+            "rules",
+            goal="same verdicts",
+        ),
+    ]
+    record(
+        f"B7-{args.rows}" if args.rows != 10_000_000 else "B7",
+        f"contract test ({args.rows:,} rows)",
+        f"python benchmarks/b7_contract_test.py --rows {args.rows}",
+        "datacontract-cli",
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()
