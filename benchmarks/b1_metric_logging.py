@@ -5,6 +5,7 @@ server` with a SQLite backend and MlflowClient, in the peer venv. Also the embed
 (no server). Rounds alternate meshops and MLflow; figures are medians.
 
     .venv/bin/python benchmarks/b1_metric_logging.py [--values 100000] [--mlflow-values 2000]
+    .venv/bin/python benchmarks/b1_metric_logging.py --embedded-only   # no servers, not recorded
 """
 
 from __future__ import annotations
@@ -161,7 +162,17 @@ def main() -> None:
     parser.add_argument("--values", type=int, default=100_000)
     parser.add_argument("--mlflow-values", type=int, default=2_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--embedded-only", action="store_true", help="embedded SDK only, not recorded"
+    )
     args = parser.parse_args()
+    if args.embedded_only:
+        with tempfile.TemporaryDirectory() as tmp_dir:
+            rates = [
+                meshops_embedded(Path(tmp_dir) / f"emb{n}", args.values) for n in range(args.rounds)
+            ]
+        print(f"embedded per-value log_metric: median {median(rates):,.0f} values/s ({rates})")
+        return
     python = peer_python("mlflow", ["mlflow"])
     results: dict[str, list[float]] = {k: [] for k in ("pv", "batch", "emb", "mpv", "mbatch")}
     with tempfile.TemporaryDirectory() as tmp_dir:

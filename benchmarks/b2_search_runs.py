@@ -5,7 +5,10 @@ by a metric, top 100: p95 latency of meshops (SDK over HTTP, and embedded) vs ML
 Both stores are populated with bulk INSERTs into their own schemas (meshops: the tracking
 tables through SQLAlchemy Core; MLflow: see peers/mlflow_b2.py), not through 100k API calls.
 
-    .venv/bin/python benchmarks/b2_search_runs.py [--runs 100000] [--repeats 30]
+    .venv/bin/python benchmarks/b2_search_runs.py [--runs 100000] [--repeats 30] [--skip-peer]
+
+`--skip-peer` times meshops only (quick iteration; nothing is recorded in RESULTS.md) unless
+`--kept-peer-ms` gives MLflow's p95 from an earlier full run, recorded as such.
 
 MLflow took minutes per search at 100k runs here (see RESULTS.md), so it runs `--mlflow-repeats`
 searches per round (its p95 over few samples is close to its max).
@@ -92,13 +95,44 @@ def time_search(platform: object, repeats: int) -> tuple[list[float], int]:
     return latencies, found
 
 
+def meshops_only(count: int, repeats: int, rounds: int) -> tuple[list[float], list[float]]:
+    from meshops.client import connect
+
+    http_lat: list[float] = []
+    emb_lat: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        home = Path(tmp_dir) / "home"
+        populate_meshops(home, count)
+        with meshops_server(home) as (uri, token):
+            for _ in range(rounds):
+                with connect(uri, token=token) as remote:
+                    http_lat += time_search(remote, repeats)[0]
+                with connect(home=home) as embedded:
+                    lat, found = time_search(embedded, repeats)
+                    emb_lat += lat
+    print(
+        f"meshops only ({found} runs found): p95 http {percentile(http_lat, 95) * 1000:.1f} ms, "
+        f"embedded {percentile(emb_lat, 95) * 1000:.1f} ms; "
+        f"p50 http {percentile(http_lat, 50) * 1000:.1f} ms, "
+        f"embedded {percentile(emb_lat, 50) * 1000:.1f} ms"
+    )
+    return http_lat, emb_lat
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--mlflow-repeats", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--skip-peer", action="store_true", help="meshops only")
+    parser.add_argument("--kept-peer-ms", type=float, help="with --skip-peer: record this")
     args = parser.parse_args()
+    if args.skip_peer:
+        http_lat, emb_lat = meshops_only(args.runs, args.repeats, args.rounds)
+        if args.kept_peer_ms:
+            record_rows(args, http_lat, emb_lat, args.kept_peer_ms, kept=True)
+        return
     from meshops.client import connect
 
     python = peer_python("mlflow", ["mlflow"])
@@ -140,7 +174,17 @@ def main() -> None:
                     f"mlflow={percentile(peer_lat, 95) * 1000:.1f} ms",
                     flush=True,
                 )
-    mlflow_p95 = percentile(peer_lat, 95) * 1000
+    record_rows(args, http_lat, emb_lat, percentile(peer_lat, 95) * 1000, kept=False)
+
+
+def record_rows(
+    args: argparse.Namespace,
+    http_lat: list[float],
+    emb_lat: list[float],
+    mlflow_p95: float,
+    *,
+    kept: bool,
+) -> None:
     rows = [
         Row(
             f"search {args.runs:,} runs, p95, SDK over HTTP",
@@ -159,11 +203,19 @@ def main() -> None:
             goal="< 100 ms",
         ),
     ]
+    peer = "MLflow 3 server (SQLite)"
+    command = "make bench or .venv/bin/python benchmarks/b2_search_runs.py"
+    if kept:
+        peer += ", p95 kept from an earlier full run (not re-run)"
+        command = (
+            f".venv/bin/python benchmarks/b2_search_runs.py --skip-peer "
+            f"--kept-peer-ms {mlflow_p95:.0f} --repeats {args.repeats} --rounds {args.rounds}"
+        )
     record(
         "B2",
         f"search_runs `{FILTER}` order by {ORDER[0]}, top 100",
-        "make bench or .venv/bin/python benchmarks/b2_search_runs.py",
-        "MLflow 3 server (SQLite)",
+        command,
+        peer,
         rows,
     )
 

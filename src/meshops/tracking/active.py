@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from meshops.tracking.interface import Tracking
 
 SendRows = Callable[[Sequence[MetricRow]], None]
+_now = time.time
 
 
 class MetricBuffer:
@@ -138,12 +139,22 @@ class ActiveRun:
     def log_metric(
         self, key: str, value: float, step: int = 0, timestamp: float | None = None
     ) -> None:
+        # The hot path (one call per value): a key is checked once per run, then each call
+        # converts value/step/timestamp (bad ones raise here, not at flush) and appends a
+        # tuple; the buffer flushes through the columnar batch path every `max_rows`.
         if key not in self._valid_keys:
             self._check_running()
             self._valid_keys.add(check_key(key, "metric"))
         rows = self._rows
-        ts = time.time() if timestamp is None else timestamp
-        rows.append((self.id, key, float(value), int(step), ts))
+        rows.append(
+            (
+                self.id,
+                key,
+                float(value),
+                int(step),
+                _now() if timestamp is None else float(timestamp),
+            )
+        )
         if len(rows) >= self._max_rows:
             self._buffer.full()
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Select,
     and_,
     false,
+    func,
     not_,
     or_,
     select,
@@ -359,19 +360,10 @@ class TrackingService:
         order = parse_order_by(order_by or [])
         offset = _decode_token(page_token)
         with self.ctx.db.read() as conn:
-            query = select(store.runs)
-            if experiments:
-                ids = [_experiment_id(conn, e) for e in experiments]
-                experiment: ColumnElement[Any] = store.runs.c.experiment_id
-                if expr is not None:
-                    # `experiment_id || ''` keeps SQLite from driving the query by the
-                    # experiment index (all of its runs) instead of the filter's indexes.
-                    experiment = experiment + ""
-                query = query.where(experiment.in_(ids))
-            if expr is not None:
-                query = query.where(compile_filter(expr))
-            query = _apply_order(query, order).offset(offset).limit(max_results + 1)
-            rows = [dict(r) for r in conn.execute(query).mappings()]
+            experiment_ids = [_experiment_id(conn, e) for e in experiments or []]
+            rows = _search_rows(
+                conn, experiment_ids, expr, order, offset=offset, limit=max_results + 1
+            )
             more = len(rows) > max_results
             runs = _load_runs(conn, rows[:max_results])
         token = _encode_token(offset + max_results) if more else None
@@ -546,17 +538,21 @@ def _load_runs(conn: Connection, rows: list[dict[str, Any]]) -> list[Run]:
 # filter compilation -------------------------------------------------------------------
 
 
-def compile_filter(expr: Expr) -> ColumnElement[bool]:
+def compile_filter(expr: Expr, probe: ColumnElement[Any] | None = None) -> ColumnElement[bool]:
     """The parsed filter as a SQLAlchemy expression; every value is a bound parameter.
 
     Conditions on params, tags and metrics become `runs.id IN (SELECT run_id ...)` over
     the (key, value) indexes; SQLite drives the query from the first such list, so the
-    conditions most likely to be selective (param/tag equality) go first."""
+    conditions most likely to be selective (param/tag equality) go first. With `probe` (a
+    run id column of the driving table) they become correlated `EXISTS (... WHERE run_id
+    = <probe> AND key = ...)`: one primary-key lookup per candidate run, for queries
+    driven by another index; SQLite checks them before it even reads the run's row.
+    (Param/tag equalities stay `<probe> IN (SELECT ...)`, see `_compile_comparison`.)"""
     if isinstance(expr, BoolOp):
         items = sorted(expr.items, key=_selectivity_rank) if expr.op == "and" else expr.items
-        parts = [compile_filter(item) for item in items]
+        parts = [compile_filter(item, probe) for item in items]
         return and_(*parts) if expr.op == "and" else or_(*parts)
-    return _compile_comparison(expr)
+    return _compile_comparison(expr, probe)
 
 
 def _selectivity_rank(expr: Expr) -> int:
@@ -589,7 +585,16 @@ def _compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
     return operators[op](value)  # type: ignore[no-any-return]
 
 
-def _compile_comparison(cmp: Comparison) -> ColumnElement[bool]:
+_KEY_VALUE_TABLES = {
+    "metric": store.latest_metrics,
+    "param": store.params,
+    "tag": store.tags,
+}
+
+
+def _compile_comparison(
+    cmp: Comparison, probe: ColumnElement[Any] | None = None
+) -> ColumnElement[bool]:
     field = cmp.field
     if field.kind == "attribute":
         value: Any = cmp.value
@@ -598,11 +603,25 @@ def _compile_comparison(cmp: Comparison) -> ColumnElement[bool]:
                 tuple(_as_time(v) for v in value) if isinstance(value, tuple) else _as_time(value)
             )
         return _compare(store.runs.c[field.key], cmp.op, value)
-    table = {"metric": store.latest_metrics, "param": store.params, "tag": store.tags}[field.kind]
+    table = _KEY_VALUE_TABLES[field.kind]
+    if probe is not None and not (field.kind in ("param", "tag") and cmp.op in ("=", "IN")):
+        probed = table.alias(f"probe_{field.kind}")
+        return (
+            select(probed.c.run_id)
+            .where(
+                probed.c.run_id == probe,
+                probed.c.key == field.key,
+                _compare(probed.c.value, cmp.op, cmp.value),
+            )
+            .exists()
+        )
     matching = select(table.c.run_id).where(
         table.c.key == field.key, _compare(table.c.value, cmp.op, cmp.value)
     )
-    return store.runs.c.id.in_(matching)
+    # Probing, a param/tag equality is still a list (built once from the (key, value)
+    # index, then one in-memory lookup per candidate): cheaper on SQLite than a probe of
+    # the (run_id, key) primary key plus a read of the row for its value.
+    return (store.runs.c.id if probe is None else probe).in_(matching)
 
 
 def _as_time(value: Any) -> datetime:
@@ -619,9 +638,9 @@ def _as_time(value: Any) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _apply_order(query: Select[Any], order: list[OrderKey]) -> Select[Any]:
+def _apply_order(query: Select[Any], order: list[OrderKey], first: int = 0) -> Select[Any]:
     clauses: list[Any] = []
-    for index, key in enumerate(order):
+    for index, key in enumerate(order[first:], start=first):
         column = _order_column(key.field, index)
         if key.field.kind != "attribute":
             table = column.table
@@ -639,6 +658,128 @@ def _order_column(field: Field, index: int) -> Any:
         return store.runs.c[field.key]
     table = {"metric": store.latest_metrics, "param": store.params, "tag": store.tags}[field.kind]
     return table.alias(f"order_{index}").c.value
+
+
+# search plans -------------------------------------------------------------------------
+
+# A filter whose most selective condition matches fewer runs than this is evaluated first
+# (its runs sorted); otherwise a search ordered by a metric walks that metric's
+# (key, value) index in order and probes each candidate's conditions by primary key.
+DRIVE_BY_FILTER_BELOW = 5_000
+
+
+def _search_rows(
+    conn: Connection,
+    experiment_ids: list[str],
+    expr: Expr | None,
+    order: list[OrderKey],
+    *,
+    offset: int,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """The `limit` runs from `offset` on, in order (as mappings of `runs` rows)."""
+    if order and order[0].field.kind == "metric" and _filter_is_broad(conn, expr, offset + limit):
+        return _search_by_metric_index(
+            conn, experiment_ids, expr, order, offset=offset, limit=limit
+        )
+    query = select(store.runs)
+    if experiment_ids:
+        query = query.where(_experiment_in(experiment_ids, expr is not None))
+    if expr is not None:
+        query = query.where(compile_filter(expr))
+    query = _apply_order(query, order).offset(offset).limit(limit)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def _experiment_in(experiment_ids: list[str], filtered: bool) -> ColumnElement[bool]:
+    experiment: ColumnElement[Any] = store.runs.c.experiment_id
+    if filtered:
+        # `experiment_id || ''` keeps SQLite from driving the query by the experiment
+        # index (all of its runs) instead of the filter's or the order key's index.
+        experiment = experiment + ""
+    return experiment.in_(experiment_ids)
+
+
+def _filter_is_broad(conn: Connection, expr: Expr | None, wanted: int) -> bool:
+    """False when a condition every match must meet (an equality on a param, tag or
+    metric) matches few runs: then driving the search from it is cheaper than walking
+    the order key's index. Counting stops at the threshold, so the check is bounded."""
+    if expr is None or DRIVE_BY_FILTER_BELOW <= 0:
+        return True
+    items = expr.items if isinstance(expr, BoolOp) and expr.op == "and" else (expr,)
+    threshold = max(DRIVE_BY_FILTER_BELOW, 20 * wanted)
+    for item in items:
+        if not isinstance(item, Comparison) or _selectivity_rank(item) > 1:
+            continue
+        table = _KEY_VALUE_TABLES[item.field.kind]
+        matching = (
+            select(table.c.run_id)
+            .where(table.c.key == item.field.key, _compare(table.c.value, item.op, item.value))
+            .limit(threshold)
+            .subquery()
+        )
+        if conn.execute(select(func.count()).select_from(matching)).scalar_one() < threshold:
+            return False
+    return True
+
+
+def _search_by_metric_index(
+    conn: Connection,
+    experiment_ids: list[str],
+    expr: Expr | None,
+    order: list[OrderKey],
+    *,
+    offset: int,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Ordered by a metric: runs with a (non-NaN) value of it, walked in the order of the
+    (key, value) index with each condition a correlated EXISTS (a primary-key probe on
+    (run_id, key)) so the scan stops after `limit` matches; then, if the page reaches past
+    them, the runs without a value (NULLS LAST), ordered by the remaining keys."""
+    first = order[0]
+    ordered = store.latest_metrics.alias("order_0")
+    conditions: list[ColumnElement[bool]] = [
+        ordered.c.key == first.field.key,
+        ordered.c.value.is_not(None),
+    ]
+    if experiment_ids:
+        conditions.append(_experiment_in(experiment_ids, True))
+    if expr is not None:
+        conditions.append(compile_filter(expr, probe=ordered.c.run_id))
+    base = (
+        select(store.runs)
+        .select_from(ordered)
+        .join(store.runs, store.runs.c.id == ordered.c.run_id)
+        .where(*conditions)
+    )
+    value = ordered.c.value.desc() if first.descending else ordered.c.value.asc()
+    query = _apply_order(base.order_by(value), order, first=1)
+    rows = [dict(r) for r in conn.execute(query.offset(offset).limit(limit)).mappings()]
+    if len(rows) == limit:
+        return rows
+    # The page reaches past the runs with a value: the rest come from those without one.
+    if rows:
+        with_value = offset + len(rows)
+    else:
+        counted = base.with_only_columns(store.runs.c.id).subquery()
+        with_value = conn.execute(select(func.count()).select_from(counted)).scalar_one()
+    has_value = (
+        select(ordered.c.run_id)
+        .where(
+            ordered.c.run_id == store.runs.c.id,
+            ordered.c.key == first.field.key,
+            ordered.c.value.is_not(None),
+        )
+        .exists()
+    )
+    rest = select(store.runs).where(not_(has_value))
+    if experiment_ids:
+        rest = rest.where(_experiment_in(experiment_ids, expr is not None))
+    if expr is not None:
+        rest = rest.where(compile_filter(expr))
+    rest = _apply_order(rest, order, first=1)
+    rest = rest.offset(max(0, offset - with_value)).limit(limit - len(rows))
+    return rows + [dict(r) for r in conn.execute(rest).mappings()]
 
 
 def _encode_token(offset: int) -> str:
