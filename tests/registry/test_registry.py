@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -9,7 +12,9 @@ import meshops
 from meshops.client import Platform
 from meshops.kernel import audit, outbox
 from meshops.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound, PolicyViolation
+from meshops.kernel.home import Home
 from meshops.registry.models import ModelFile, VersionStatus
+from tests.conftest import make_settings
 from tests.registry.helpers import fitted_classifier
 
 # PostgreSQL runs the tests that exercise the tables; the rest is transport behaviour.
@@ -222,3 +227,14 @@ def test_protected_alias_moves_with_metrics(platform: Platform) -> None:
     recorded = platform.governance.evaluations(subject_urn="meshops:model:churn:1")
     assert {e.outcome for e in recorded} == {"pass"}
     assert len(recorded) == 2  # the two model.promote policies of the default pack
+
+
+def test_an_operator_can_turn_the_gate_off(tmp_path: Path) -> None:
+    """`[registry] promotion_gate = "open"` (a setting of the home's operator) turns it off."""
+    settings = make_settings(tmp_path / "home")
+    home = Home(replace(settings, extra={"registry": {"promotion_gate": "open"}}))
+    with Platform(home.settings, home=home) as platform:
+        model, _ = fitted_classifier()
+        platform.registry.log_model("churn", model)
+        assert platform.registry.set_alias("churn", "champion", 1).to_version == 1
+    home.close()
