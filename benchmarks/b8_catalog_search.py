@@ -87,11 +87,11 @@ def fill(home: Home, products: int, rng: random.Random) -> None:
         )
         if len(batch) == 5000:
             with home.db.begin() as conn:
-                catalog.index(conn, batch)
+                catalog.index(conn, batch, fresh=True)
             batch = []
     if batch:
         with home.db.begin() as conn:
-            catalog.index(conn, batch)
+            catalog.index(conn, batch, fresh=True)
 
 
 def main() -> None:

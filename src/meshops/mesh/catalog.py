@@ -7,6 +7,7 @@ Both match every query word as a prefix (`ord` finds `orders`), all words requir
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from typing import Any
@@ -15,7 +16,7 @@ from sqlalchemy import Connection, text
 
 from meshops.kernel.db import utcnow
 from meshops.mesh.models import SearchHit, SearchResult
-from meshops.mesh.store import mesh_catalog
+from meshops.mesh.store import mesh_catalog, mesh_catalog_facets
 
 FACETS = ("domain", "status", "classification", "tag")
 # bm25 weights in FTS5 column order: product (unindexed), name, domain, description, tags,
@@ -58,14 +59,54 @@ def entry(
     }
 
 
-def index(conn: Connection, entries: list[dict[str, Any]]) -> None:
-    """Insert or replace catalog entries (and their full-text rows) in the caller's transaction."""
+# Facet counts are exact over up to FACET_EXACT matching documents; above that they are
+# computed over a sample of FACET_SAMPLE matching documents (spread evenly: document ids are
+# hashes) and scaled to the total, and the result says `facets_estimated`.
+FACET_EXACT = 2000
+FACET_SAMPLE = 2000
+
+
+def doc_id(product: str) -> int:
+    """A stable 62-bit document id of a product (FTS5 rowid, facet table key)."""
+    return int.from_bytes(hashlib.sha256(product.encode()).digest()[:8], "big") >> 2
+
+
+def _facet_rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    values = {("domain", entry["domain"]), ("status", entry["status"])}
+    values |= {("tag", t) for t in entry["tags"]}
+    values |= {("classification", c) for c in entry["classifications"]}
+    doc = entry["doc_id"]
+    return [
+        {"doc_id": doc, "facet": f, "value": v, "product": entry["product"]}
+        for f, v in sorted(values)
+    ]
+
+
+def index(conn: Connection, entries: list[dict[str, Any]], *, fresh: bool = False) -> None:
+    """Insert or replace catalog entries (their facet and full-text rows too) in the caller's
+    transaction. `fresh=True` (bulk loads of products not yet in the catalog) skips deletes."""
     if not entries:
         return
-    products = [e["product"] for e in entries]
-    conn.execute(mesh_catalog.delete().where(mesh_catalog.c.product.in_(products)))
-    if conn.dialect.name == "postgresql":
-        conn.execute(mesh_catalog.insert(), entries)
+    entries = [{**e, "doc_id": doc_id(e["product"])} for e in entries]
+    docs = [e["doc_id"] for e in entries]
+    postgres = conn.dialect.name == "postgresql"
+    if not fresh:
+        for chunk in _chunks(docs):
+            conn.execute(
+                mesh_catalog_facets.delete().where(mesh_catalog_facets.c.doc_id.in_(chunk))
+            )
+            conn.execute(mesh_catalog.delete().where(mesh_catalog.c.doc_id.in_(chunk)))
+            if not postgres:
+                conn.execute(
+                    text(
+                        "DELETE FROM mesh_catalog_fts "
+                        "WHERE rowid IN (SELECT value FROM json_each(:d))"
+                    ),
+                    {"d": json.dumps(chunk)},
+                )
+    conn.execute(mesh_catalog.insert(), entries)
+    conn.execute(mesh_catalog_facets.insert(), [r for e in entries for r in _facet_rows(e)])
+    if postgres:
         conn.execute(
             text(
                 "UPDATE mesh_catalog SET search_vector = "
@@ -74,25 +115,23 @@ def index(conn: Connection, entries: list[dict[str, Any]]) -> None:
                 "coalesce(owners::text, '')), 'B') || "
                 "setweight(to_tsvector('simple', description), 'C') || "
                 "setweight(to_tsvector('simple', columns_text), 'D') "
-                "WHERE product = ANY(:products)"
+                "WHERE doc_id = ANY(:docs)"
             ),
-            {"products": products},
+            {"docs": docs},
         )
         return
-    conn.execute(mesh_catalog.insert(), entries)
-    conn.execute(
-        text("DELETE FROM mesh_catalog_fts WHERE product IN (SELECT value FROM json_each(:p))"),
-        {"p": json.dumps(products)},
-    )
     conn.execute(
         text(
-            "INSERT INTO mesh_catalog_fts (product, name, domain, description, tags, owners, "
-            "columns_text) VALUES (:product, :name, :domain, :description, :tags, :owners, "
-            ":columns_text)"
+            "INSERT INTO mesh_catalog_fts (rowid, product, name, domain, description, tags, "
+            "owners, columns_text) VALUES (:doc_id, :product, :name, :domain, :description, "
+            ":tags, :owners, :columns_text)"
         ),
         [
             {
-                **{k: e[k] for k in ("product", "name", "domain", "description", "columns_text")},
+                **{
+                    k: e[k]
+                    for k in ("doc_id", "product", "name", "domain", "description", "columns_text")
+                },
                 "tags": " ".join(e["tags"]),
                 "owners": " ".join(e["owners"]),
             }
@@ -101,29 +140,33 @@ def index(conn: Connection, entries: list[dict[str, Any]]) -> None:
     )
 
 
+def _chunks(values: list[int], size: int = 500) -> list[list[int]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
 def set_status(conn: Connection, product: str, status: str) -> None:
     conn.execute(
         mesh_catalog.update().where(mesh_catalog.c.product == product).values(status=status)
     )
+    conn.execute(
+        mesh_catalog_facets.update()
+        .where(mesh_catalog_facets.c.product == product, mesh_catalog_facets.c.facet == "status")
+        .values(value=status)
+    )
 
 
-def _filters(dialect: str, facets: dict[str, str | None]) -> tuple[list[str], dict[str, Any]]:
+def _filters(facets: dict[str, str | None]) -> tuple[list[str], dict[str, Any]]:
+    """Facet filters as `doc IN (indexed facet lookup)` subqueries (`{doc}` is the column)."""
     clauses, params = [], {}
-    if facets.get("domain"):
-        clauses.append("c.domain = :f_domain")
-        params["f_domain"] = facets["domain"]
-    if facets.get("status"):
-        clauses.append("c.status = :f_status")
-        params["f_status"] = facets["status"]
-    for facet, column in (("tag", "tags"), ("classification", "classifications")):
+    for facet in FACETS:
         value = facets.get(facet)
         if not value:
             continue
         params[f"f_{facet}"] = value
-        if dialect == "postgresql":
-            clauses.append(f"c.{column} ? :f_{facet}")
-        else:
-            clauses.append(f"EXISTS (SELECT 1 FROM json_each(c.{column}) WHERE value = :f_{facet})")
+        clauses.append(
+            "{doc} IN (SELECT doc_id FROM mesh_catalog_facets "
+            f"WHERE facet = '{facet}' AND value = :f_{facet})"
+        )
     return clauses, params
 
 
@@ -139,29 +182,44 @@ def search(
     offset: int = 0,
     with_facets: bool = True,
 ) -> SearchResult:
+    """Top hits by relevance, the exact total, and facet counts of the matching products.
+
+    SQLite: the FTS5 table alone answers the match, the ranking (bm25, LIMIT first) and the
+    count; catalog rows are read for the page of hits only. PostgreSQL: the tsvector GIN
+    index. Facet filters and counts use the indexed facet table on both."""
     dialect = conn.dialect.name
-    clauses, params = _filters(
-        dialect, {"domain": domain, "status": status, "classification": classification, "tag": tag}
+    filters, params = _filters(
+        {"domain": domain, "status": status, "classification": classification, "tag": tag}
     )
     terms = words(query)
-    if not terms:
-        source, score = "mesh_catalog c", "0.0"
-    elif dialect == "postgresql":
-        source, score = "mesh_catalog c", "ts_rank_cd(c.search_vector, to_tsquery('simple', :q))"
-        clauses.insert(0, "c.search_vector @@ to_tsquery('simple', :q)")
-        params["q"] = " & ".join(f"{t}:*" for t in terms)
-    else:
-        source = "mesh_catalog_fts f JOIN mesh_catalog c ON c.product = f.product"
+    if terms and dialect != "postgresql":
+        doc, source = "f.rowid", "mesh_catalog_fts f"
+        clauses = ["mesh_catalog_fts MATCH :q"]
         score = f"-bm25(mesh_catalog_fts, {_FTS_WEIGHTS})"
-        clauses.insert(0, "mesh_catalog_fts MATCH :q")
         params["q"] = " ".join(f'"{t}"*' for t in terms)
+    else:
+        doc, source, clauses, score = "c.doc_id", "mesh_catalog c", [], "0.0"
+        if terms:
+            score = "ts_rank_cd(c.search_vector, to_tsquery('simple', :q))"
+            clauses.append("c.search_vector @@ to_tsquery('simple', :q)")
+            params["q"] = " & ".join(f"{t}:*" for t in terms)
+    # On FTS5 the filter is `+f.rowid IN (...)`: the unary plus keeps the constraint away
+    # from the virtual table's planner, which would otherwise run the MATCH once per rowid
+    # of the subquery (minutes at 100k products) instead of probing the subquery per match.
+    fts_doc = "+f.rowid" if doc == "f.rowid" else doc
+    clauses += [f.format(doc=fts_doc) for f in filters]
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    order = "score DESC, c.product" if terms else "c.product"
+    order = "score DESC, doc" if terms else "product"
+    page = (
+        f"SELECT {doc} AS doc, {score} AS score"
+        + (", c.product AS product" if not terms else "")
+        + f" FROM {source} {where} ORDER BY {order} LIMIT :limit OFFSET :offset"
+    )
     rows = conn.execute(
         text(
-            f"SELECT c.product, c.domain, c.name, c.status, c.description, c.tags, c.owners, "
-            f"c.latest_version, {score} AS score FROM {source} {where} "
-            f"ORDER BY {order} LIMIT :limit OFFSET :offset"
+            "SELECT c.product, c.domain, c.name, c.status, c.description, c.tags, c.owners, "
+            f"c.latest_version, p.score FROM ({page}) p JOIN mesh_catalog c ON c.doc_id = p.doc "
+            f"ORDER BY p.score DESC, {'p.doc' if terms else 'c.product'}"
         ),
         {**params, "limit": limit, "offset": offset},
     ).mappings()
@@ -180,33 +238,28 @@ def search(
         for r in rows
     ]
     total = int(conn.execute(text(f"SELECT count(*) FROM {source} {where}"), params).scalar() or 0)
-    facets = _facet_counts(conn, source, where, params) if with_facets else {}
-    return SearchResult(query=query, total=total, hits=hits, facets=facets)
-
-
-def _facet_counts(
-    conn: Connection, source: str, where: str, params: dict[str, Any]
-) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
-    for facet in ("domain", "status"):
-        rows = conn.execute(
-            text(f"SELECT c.{facet}, count(*) FROM {source} {where} GROUP BY c.{facet}"), params
+    facets: dict[str, dict[str, int]] = {facet: {} for facet in FACETS} if with_facets else {}
+    estimated = False
+    if with_facets and total:
+        estimated = total > FACET_EXACT
+        # A bounded candidate set: every match when few, else the first FACET_SAMPLE by
+        # document id (hash order, so an even sample) -- no ranking needed for counting.
+        candidates = f"SELECT {doc} FROM {source} {where}" + (
+            f" ORDER BY {doc} LIMIT {FACET_SAMPLE}" if estimated else ""
+        )
+        counted = conn.execute(
+            text(
+                "SELECT facet, value, count(*) FROM mesh_catalog_facets "
+                f"WHERE doc_id IN ({candidates}) GROUP BY facet, value"
+            ),
+            params,
         ).all()
-        out[facet] = {str(k): int(n) for k, n in rows}
-    for facet, column in (("tag", "tags"), ("classification", "classifications")):
-        if conn.dialect.name == "postgresql":
-            unnest = f"jsonb_array_elements_text(c.{column})"
-            sql = (
-                f"SELECT v, count(*) FROM {source} CROSS JOIN LATERAL {unnest} AS v {where} "
-                "GROUP BY v"
-            )
-        else:
-            sql = (
-                f"SELECT j.value, count(*) FROM {source} JOIN json_each(c.{column}) j {where} "
-                "GROUP BY j.value"
-            )
-        out[facet] = {str(k): int(n) for k, n in conn.execute(text(sql), params).all()}
-    return out
+        scale = total / min(total, FACET_SAMPLE) if estimated else 1.0
+        for facet, value, n in counted:
+            facets[str(facet)][str(value)] = max(1, round(int(n) * scale))
+    return SearchResult(
+        query=query, total=total, hits=hits, facets=facets, facets_estimated=estimated
+    )
 
 
 def _json_list(value: Any) -> list[str]:

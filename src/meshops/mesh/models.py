@@ -371,6 +371,9 @@ class SearchResult(BaseModel):
     total: int
     hits: list[SearchHit]
     facets: dict[str, dict[str, int]] = Field(default_factory=dict)
+    # True when the facet counts were computed over a sample of a large match set and
+    # scaled to `total` (see mesh/catalog.py FACET_EXACT); `total` itself is always exact.
+    facets_estimated: bool = False
 
 
 class ValidationReport(BaseModel):

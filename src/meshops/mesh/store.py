@@ -128,7 +128,23 @@ mesh_catalog = Table(
     Column("latest_version", String(100), nullable=True),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("search_vector", TsVector, nullable=True),
+    # A stable integer key (from the product name): the FTS5 rowid, and the facet table's key.
+    Column("doc_id", BigId, nullable=True),
     Index("ix_mesh_catalog_search_vector", "search_vector", postgresql_using="gin"),
+    Index("ix_mesh_catalog_doc_id", "doc_id", unique=True),
+)
+
+# One row per (product, facet, value): domain, status, each tag, each classification.
+# Filters are indexed lookups on (facet, value); facet counts an indexed GROUP BY over a
+# bounded set of candidate documents (see mesh/catalog.py).
+mesh_catalog_facets = Table(
+    "mesh_catalog_facets",
+    metadata,
+    Column("doc_id", BigId, primary_key=True, autoincrement=False),
+    Column("facet", String(20), primary_key=True),
+    Column("value", String(200), primary_key=True),
+    Column("product", String(200), nullable=False),
+    Index("ix_mesh_catalog_facets_value", "facet", "value", "doc_id"),
 )
 
 
@@ -290,6 +306,7 @@ def find_version_by_digest(conn: Connection, product: str, digest: str) -> dict[
 
 
 def delete_catalog_entry(conn: Connection, product: str) -> None:
+    conn.execute(delete(mesh_catalog_facets).where(mesh_catalog_facets.c.product == product))
     conn.execute(delete(mesh_catalog).where(mesh_catalog.c.product == product))
 
 
