@@ -62,9 +62,12 @@ def main() -> None:
     args = parser.parse_args()
     trees = {"meshops": SRC, **({"baseline": args.baseline_src} if args.baseline_src else {})}
     home = Path(tempfile.mkdtemp(prefix="b10-home-"))
-    base_env = {**os.environ, "MESHOPS_HOME": str(home), "MESHOPS_USER": "bench"}
+    base_env = {**os.environ, "MESHOPS_USER": "bench"}
     base_env.pop("MESHOPS_URI", None)
-    envs = {tree: {**base_env, "PYTHONPATH": str(src)} for tree, src in trees.items()}
+    envs = {  # one home per tree: their migrations may differ
+        tree: {**base_env, "PYTHONPATH": str(src), "MESHOPS_HOME": str(home / tree)}
+        for tree, src in trees.items()
+    }
     walls: dict[tuple[str, str], list[float]] = {(t, n): [] for t in trees for n in COMMANDS}
     cpus: dict[tuple[str, str], list[float]] = {(t, n): [] for t in trees for n in COMMANDS}
     try:
