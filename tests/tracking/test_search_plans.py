@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from sqlalchemy import event
 
 from meshops.client import Platform
+from meshops.kernel.home import Home
 from meshops.tracking import service
 from meshops.tracking.models import Run
 
@@ -152,11 +153,11 @@ def test_search_matches_brute_force(
 
 
 def test_metric_ordered_search_walks_the_metric_index(
-    platform: Platform, monkeypatch: pytest.MonkeyPatch
+    sqlite_home: Home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    home = getattr(platform, "home", None)
-    if home is None or not home.db.is_sqlite:
-        pytest.skip("query plans are checked on embedded SQLite")
+    """Query plans are SQLite's, so this runs on an embedded SQLite home only."""
+    home = sqlite_home
+    platform = Platform(home.settings, home=home)
     # the plan for a broad filter (a narrow one is driven by the filter instead)
     monkeypatch.setattr(service, "DRIVE_BY_FILTER_BELOW", 0)
     _populate(platform)
