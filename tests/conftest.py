@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,26 +43,33 @@ def postgres_url_or_skip() -> str:
     return url
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh schema in the test database, dropped afterwards."""
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A database URL whose search path is a fresh schema of the test database, dropped
+    afterwards (much faster than a database per test)."""
     base = postgres_url_or_skip()
     schema = f"t_{uuid.uuid4().hex[:12]}"
     engine = create_engine(base)
     with engine.begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
     sep = "&" if "?" in base else "?"
-    yield f"{base}{sep}options=-csearch_path%3D{schema}"
-    with engine.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    engine.dispose()
+    try:
+        yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    with postgres_schema() as url:
+        yield url
 
 
 def make_settings(home_dir: Path, database_url: str | None = None) -> Settings:
     settings = load_settings(home=home_dir, env={"MESHOPS_USER": "alice"})
     if database_url:
-        from dataclasses import replace
-
         settings = replace(settings, database_url=database_url)
     return settings
 
@@ -134,20 +142,40 @@ def live_server(sqlite_home: Home) -> Iterator[LiveServer]:
         yield server
 
 
-@pytest.fixture(params=["embedded", "http", "embedded-postgres"])
+TRANSPORTS = ["embedded", "http", "embedded-postgres"]
+
+
+@contextmanager
+def open_platform(transport: str, home_dir: Path) -> Iterator[Platform]:
+    """A platform over `transport` on a new home in `home_dir`: embedded, over HTTP to a
+    live server, or embedded on a PostgreSQL schema."""
+    with ExitStack() as stack:
+        url = stack.enter_context(postgres_schema()) if transport == "embedded-postgres" else None
+        settings = make_settings(home_dir, url)
+        home = Home(settings)
+        stack.callback(home.close)
+        if transport == "http":
+            server = stack.enter_context(LiveServer(home))
+            remote = replace(settings, uri=server.url, token=server.token)
+            platform = Platform(remote, http=HttpTransport(server.url, server.token))
+        else:
+            platform = Platform(settings, home=home)
+        stack.callback(platform.close)
+        yield platform
+
+
+@pytest.fixture(params=TRANSPORTS)
 def platform(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Platform]:
     """The same platform interface over each transport (and the embedded one on PostgreSQL)."""
-    url = request.getfixturevalue("postgres_url") if request.param == "embedded-postgres" else None
-    settings = make_settings(tmp_path / "home", url)
-    home = Home(settings)
-    if request.param == "http":
-        with LiveServer(home) as server:
-            remote = replace(settings, uri=server.url, token=server.token)
-            p = Platform(remote, http=HttpTransport(server.url, server.token))
-            yield p
-            p.close()
-    else:
-        p = Platform(settings, home=home)
+    with open_platform(request.param, tmp_path / "home") as p:
         yield p
-        p.close()
-    home.close()
+
+
+@pytest.fixture(scope="module", params=TRANSPORTS)
+def shared_platform(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Platform]:
+    """One platform per transport for a whole test module (opening a fresh home migrates
+    every area's schema, which costs seconds); tests keep apart by using their own names."""
+    with open_platform(request.param, tmp_path_factory.mktemp("shared") / "home") as p:
+        yield p
