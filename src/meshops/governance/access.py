@@ -12,7 +12,6 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-import duckdb
 from sqlalchemy import Connection, or_, select, update
 
 from meshops.governance.models import AccessRequest, Grant
@@ -40,6 +39,8 @@ def check_row_filter(predicate: str | None) -> str | None:
                 "fix": "write a predicate over the port's columns, e.g. region = 'EU'",
             },
         )
+    import duckdb  # only row filters need the SQL parser; reads that check grants do not
+
     try:
         statements = duckdb.extract_statements(f"SELECT * FROM t WHERE ({predicate})")
     except duckdb.Error as exc:
