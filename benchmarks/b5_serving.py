@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import httpx
 import numpy as np
@@ -48,27 +49,37 @@ def free_port() -> int:
 
 @contextmanager
 def server(command: list[str], health: str, env: dict[str, str]) -> Iterator[None]:
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{command[:4]} exited: {proc.stderr.read().decode()[-3000:]}")  # type: ignore[union-attr]
-            try:
-                if httpx.get(health, timeout=1).status_code < 500:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{command[:4]} did not start")
-            time.sleep(0.3)
-        yield
-    finally:
-        proc.send_signal(signal.SIGTERM)
+    # stderr goes to a file, not a pipe: a server that logs per request would block on a
+    # full pipe nobody reads (the bare app did, on sklearn's feature-name warning).
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
         try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            _wait_healthy(proc, health, command, log)
+            yield
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _wait_healthy(
+    proc: subprocess.Popen[bytes], health: str, command: list[str], log: IO[bytes]
+) -> None:
+    deadline = time.monotonic() + 180
+    while True:
+        if proc.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"{command[:4]} exited: {log.read().decode()[-3000:]}")
+        try:
+            if httpx.get(health, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{command[:4]} did not start")
+        time.sleep(0.3)
 
 
 def load(url: str, body: Path, clients: int, seconds: float) -> dict[str, float]:
@@ -93,7 +104,11 @@ def prepare(work: Path) -> tuple[dict[str, str], Path, Path, Path]:
     settings = load_settings(home=home_dir, env={"MESHOPS_USER": "bench"})
     with Platform(settings, home=Home(settings)) as platform:
         platform.registry.create_model("bench", domain="bench")
-        platform.registry.log_model("bench", model, input_example=frame.head(5))
+        # The default promotion gate wants evaluation metrics before a model reaches champion.
+        accuracy = float(model.score(frame, target))
+        platform.registry.log_model(
+            "bench", model, input_example=frame.head(5), metrics={"accuracy": accuracy}
+        )
         platform.registry.set_alias("bench", "champion", 1)
         platform.serving.create_endpoint("bench", "bench@champion")
     pickled = work / "model.pkl"

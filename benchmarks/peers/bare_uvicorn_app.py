@@ -6,9 +6,13 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import warnings
 from typing import Any
 
 import numpy as np
+
+# The model was fitted on a DataFrame; the bare app feeds it arrays on purpose (the limit).
+warnings.filterwarnings("ignore", message="X does not have valid feature names")
 
 with open(os.environ["B5_MODEL_PICKLE"], "rb") as fh:
     MODEL = pickle.load(fh)  # written by b5_serving.py
