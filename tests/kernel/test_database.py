@@ -76,6 +76,35 @@ def test_outbox_commits_and_rolls_back_with_the_change(home: Home) -> None:
         assert outbox.pending(conn) == []
 
 
+def _subjects(home: Home) -> list[str]:
+    with home.db.read() as conn:
+        return [e.subject for e in outbox.pending(conn)]
+
+
+def test_a_unit_of_work_commits_every_transaction_in_it_or_none(home: Home) -> None:
+    committed: list[str] = []
+    with pytest.raises(RuntimeError), home.db.unit_of_work():
+        with home.db.begin() as conn:
+            outbox.emit(conn, "x.happened", "first", {}, "alice")
+        home.db.after_commit(lambda: committed.append("first"))
+        assert _subjects(home) == ["first"]  # reads inside the unit see its writes
+        raise RuntimeError("a later area fails")
+    assert _subjects(home) == [] and committed == []
+
+    with home.db.unit_of_work():
+        with home.db.begin() as conn:
+            outbox.emit(conn, "x.happened", "kept", {}, "alice")
+        # A failing block inside the unit is undone alone (a savepoint) and propagates.
+        with pytest.raises(RuntimeError), home.db.begin() as conn:
+            outbox.emit(conn, "x.happened", "undone", {}, "alice")
+            raise RuntimeError("this service call fails, its caller carries on")
+        with home.db.unit_of_work(), home.db.begin() as conn:  # joins the enclosing unit
+            outbox.emit(conn, "x.happened", "nested", {}, "alice")
+        home.db.after_commit(lambda: committed.append("kept"))
+        assert committed == []
+    assert _subjects(home) == ["kept", "nested"] and committed == ["kept"]
+
+
 def test_lineage_walks_n_hops_both_ways(home: Home) -> None:
     chain = [
         "meshops:dataproduct:sales.orders:1.0.0",

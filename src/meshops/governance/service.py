@@ -79,6 +79,15 @@ class GovernanceService:
         return True
 
     def _changed_identities(self) -> None:
+        home = self.ctx.home
+        identities.invalidate(home)
+        # Inside a unit of work the change is not visible to others yet: forget again once
+        # it is, so no other thread keeps what it cached in between.
+        self.ctx.db.after_commit(lambda: identities.invalidate(home))
+
+    def refresh_caches(self) -> None:
+        """Forget this process's cached identities and bindings (e.g. after a rolled-back
+        unit of work whose uncommitted writes they may have read)."""
         identities.invalidate(self.ctx.home)
 
     # ------------------------------------------------------------------ identities

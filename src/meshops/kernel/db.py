@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,6 +72,17 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass
+class _UnitOfWork:
+    db: Database
+    conn: Connection
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+
+# The unit of work this thread (or task) is inside, if any; see `Database.unit_of_work`.
+_current_unit: ContextVar[_UnitOfWork | None] = ContextVar("meshops_unit_of_work", default=None)
+
+
 class Database:
     """An engine plus the transaction discipline every service uses."""
 
@@ -78,6 +91,10 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         self.engine: Engine = self._create_engine(url, echo)
         self._lock = threading.Lock()
+
+    def _unit(self) -> _UnitOfWork | None:
+        unit = _current_unit.get()
+        return unit if unit is not None and unit.db is self else None
 
     @property
     def dialect(self) -> str:
@@ -105,7 +122,14 @@ class Database:
     @contextmanager
     def begin(self) -> Iterator[Connection]:
         """A write transaction. On SQLite it takes the write lock up front (BEGIN IMMEDIATE)
-        so that concurrent writers wait on the busy timeout instead of failing to upgrade."""
+        so that concurrent writers wait on the busy timeout instead of failing to upgrade.
+        Inside a unit of work it is a savepoint of the unit's transaction: a failure undoes
+        this block only (and propagates), a success becomes visible when the unit commits."""
+        unit = self._unit()
+        if unit is not None:
+            with unit.conn.begin_nested():
+                yield unit.conn
+            return
         with self.engine.connect() as raw:
             conn = raw.execution_options(meshops_write=True)
             with conn.begin():
@@ -113,9 +137,47 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A read-only transaction; on SQLite with WAL it never blocks writers."""
+        """A read-only transaction; on SQLite with WAL it never blocks writers. Inside a unit
+        of work it reads through the unit's connection, so it sees the unit's own writes."""
+        unit = self._unit()
+        if unit is not None:
+            yield unit.conn
+            return
         with self.engine.connect() as conn, conn.begin():
             yield conn
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[None]:
+        """One transaction around many service calls (e.g. `meshops apply` across areas).
+
+        Every `begin()`/`read()` of this database in the same thread or task joins it, so the
+        calls see each other's writes and all of them commit together or not at all. Work
+        that must not happen for a rolled-back write (caches, exports) goes through
+        `after_commit`. Joining an enclosing unit is a no-op. On SQLite the unit holds the
+        write lock from start to end: keep it to work that belongs together."""
+        if self._unit() is not None:
+            yield
+            return
+        with self.engine.connect() as raw:
+            conn = raw.execution_options(meshops_write=True)
+            unit = _UnitOfWork(self, conn)
+            token = _current_unit.set(unit)
+            try:
+                with conn.begin():
+                    yield
+            finally:
+                _current_unit.reset(token)
+        for callback in unit.after_commit:
+            callback()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the current unit of work commits (dropped if it rolls back);
+        outside a unit, now (the caller's transaction has already committed)."""
+        unit = self._unit()
+        if unit is None:
+            callback()
+        else:
+            unit.after_commit.append(callback)
 
     def dispose(self) -> None:
         self.engine.dispose()

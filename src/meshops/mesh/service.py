@@ -518,6 +518,16 @@ class MeshService:
         section = self.ctx.home.settings.section("openlineage")
         if not section.get("transport") or version.reused:
             return
+        # Inside a unit of work (`meshops apply`) the version exists only once it commits.
+        self.ctx.db.after_commit(lambda: self._send_openlineage(section, spec, inputs, version))
+
+    def _send_openlineage(
+        self,
+        section: dict[str, Any],
+        spec: specs.ProductSpec,
+        inputs: list[builds.InputData],
+        version: DataProductVersion,
+    ) -> None:
         from meshops.mesh import openlineage
 
         event = openlineage.run_event(

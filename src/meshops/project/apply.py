@@ -1,15 +1,19 @@
-"""`meshops apply`: carry out the plan, all checks first, then the writes.
+"""`meshops apply`: carry out the plan, all checks first, then the writes, atomically.
 
-Atomic as far as the platform allows: everything is validated, built and contract-tested and
-every policy is dry-run before the first write, so a refused apply writes nothing. The writes
-then go area by area (policies, domains, data products through the `dataproduct.publish` gate,
-features, schedules and triggers, removals); each is one transaction of its area. If one
-fails, what was written before it is still recorded with the commit (and the error says what
-was applied), and the next apply continues from there since unchanged digests are skipped.
+Everything is validated, built and contract-tested and every policy is dry-run before the
+first write, so a refused apply writes nothing and holds no lock while user transforms run.
+The writes then go area by area (policies, domains, data products through the
+`dataproduct.publish` gate, features, schedules and triggers, removals, and the applied
+records with the git commit) inside one unit of work of the metadata database: each area's
+service joins the same transaction, later writes see earlier ones (a product published under
+a policy saved by this apply), and if any write fails all of them roll back. Snapshot blobs
+written before the failure stay in the content-addressed store, unreferenced.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,7 +145,13 @@ def refuse_if_blocked(plan: Plan) -> None:
         )
 
 
-def apply(areas: Areas, root: str | Path = ".") -> ApplyResult:
+def apply(
+    areas: Areas,
+    root: str | Path = ".",
+    transaction: Callable[[], AbstractContextManager[None]] = nullcontext,
+) -> ApplyResult:
+    """Plan, build and check, then write everything inside one `transaction()` (the
+    embedded project service passes the database's unit of work)."""
     planned = make_plan(areas, root)
     plan = planned.plan
     refuse_if_blocked(plan)
@@ -155,13 +165,16 @@ def apply(areas: Areas, root: str | Path = ".") -> ApplyResult:
     records: list[AppliedRecord] = []
     removed: list[str] = []
     try:
-        _write(areas, planned, built, result, records, removed)
+        with transaction():
+            _write(areas, planned, built, result, records, removed)
+            _record(areas, plan, records, removed, result)
     except MeshopsError as exc:
-        done = [f"{r.kind} {r.name}" for r in records]
-        exc.detail.setdefault("applied_before_failure", done)
-        _record(areas, plan, records, removed, result)
+        exc.detail.setdefault(
+            "rolled_back", [f"{r.kind} {r.name}" for r in records] + result.removed
+        )
+        exc.message = f"apply failed and was rolled back, nothing was applied: {exc.message}"
+        exc.args = (exc.message,)
         raise
-    _record(areas, plan, records, removed, result)
     return result
 
 

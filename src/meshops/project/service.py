@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,7 +150,23 @@ class ProjectService:
                     f"{root} has uncommitted changes",
                     {"fix": "commit them so the applied objects link to a commit"},
                 )
-        return apply_plan(self._areas(), root)
+        return self._apply(root)
+
+    def _apply(self, root: str | Path) -> ApplyResult:
+        return apply_plan(self._areas(), root, transaction=self._unit_of_work)
+
+    @contextmanager
+    def _unit_of_work(self) -> Iterator[None]:
+        """The apply's writes in one transaction of the metadata database. In-process caches
+        may have read the unit's own writes; after a rollback they are refreshed so they
+        cannot serve objects that never committed."""
+        try:
+            with self.ctx.db.unit_of_work():
+                yield
+        except BaseException:
+            self._areas().governance.refresh_caches()
+            self._areas().features.definitions(fresh=True)
+            raise
 
     def check(self, root: str | Path = ".", *, run_tests: bool = True) -> CheckReport:
         self.ctx.authorize("project.plan")
@@ -345,7 +363,7 @@ class ProjectService:
     def _apply_commit(self, checkout: Path, commit: str) -> ApplyResult:
         run_git(checkout, "fetch", "--quiet", "origin")
         run_git(checkout, "checkout", "--quiet", "--detach", commit)
-        return apply_plan(self._areas(), checkout)
+        return self._apply(checkout)
 
     def _plan_commit(self, checkout: Path, commit: str) -> Plan:
         run_git(checkout, "fetch", "--quiet", "origin", commit)
