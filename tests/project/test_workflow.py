@@ -12,7 +12,13 @@ from meshops.client import Platform
 from meshops.kernel.errors import PolicyViolation
 from meshops.project import scaffold
 from meshops.project.check import junit_xml, markdown
+from meshops.tracking.models import DatasetInput
 from tests.project.helpers import ORDERS, commit_all, edit, git
+
+
+class Echo:
+    def predict(self, rows: list[float]) -> list[float]:
+        return rows
 
 
 @pytest.fixture
@@ -52,6 +58,14 @@ def test_init_check_plan_apply_breaking_change(platform: Platform, project: Path
     assert applied["sales.orders"].commit == first_commit
     assert applied["customer_order_stats"].commit == first_commit
 
+    # a model trained on sales.orders 1.0.0 (lineage: product version -> run -> model)
+    orders_v1 = platform.mesh.get_version("sales.orders@1.0.0")
+    run = platform.tracking.create_run("churn", capture_environment=False)
+    platform.tracking.log_input(
+        run.id, DatasetInput(urn=orders_v1.urn, digest=orders_v1.digest, name="sales.orders")
+    )
+    model = platform.registry.log_model("churn", Echo(), flavor="python", run_id=run.id)
+
     # applying twice changes nothing
     again = platform.project.apply(project)
     assert again.applied == [] and again.records == []
@@ -70,6 +84,7 @@ def test_init_check_plan_apply_breaking_change(platform: Platform, project: Path
     assert orders.action == "new_version" and orders.version_bump == "minor"
     assert [b.column for b in orders.breaking] == ["status"]
     assert any("sales.order_stats" in urn for urn in orders.affected.consumers)
+    assert model.urn in orders.affected.models
     assert any(
         p.policy_id == "breaking-change-needs-major-version" and p.blocking for p in orders.policies
     )
