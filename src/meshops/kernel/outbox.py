@@ -20,6 +20,7 @@ from meshops.kernel.tables import outbox
 DATAPRODUCT_PUBLISHED = "dataproduct.published"
 MODEL_VERSION_REGISTERED = "model.version_registered"
 MODEL_ALIAS_MOVED = "model.alias_moved"
+ENDPOINT_CHANGED = "serving.endpoint_changed"  # traffic changed or endpoint deleted
 RUN_FINISHED = "run.finished"
 PIPELINE_RUN_FINISHED = "pipeline.run_finished"
 MONITOR_ALERT = "monitor.alert"

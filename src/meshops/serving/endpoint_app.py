@@ -1,21 +1,30 @@
 """The predict data plane over HTTP: one router used inside `meshops server` and by the
 standalone app of `meshops serve ENDPOINT --workers N`.
 
-The predict handler is `async` and scores inline on the event loop: a single-record
-prediction of a typical model takes well under a millisecond, and hopping to the thread
-pool would cost more than it saves (the GIL serialises the model call anyway). Only the
-first request of an endpoint, which loads the model, runs in the thread pool. When the
-prediction-log buffer is full the handler blocks the loop: that is the backpressure.
+Predicting is `predict_payload`: body bytes and two headers in, JSON bytes out, with no
+framework objects in between, so both ways in share it. Inside `meshops server` it sits
+behind a FastAPI route. The standalone app (`DataPlane`) answers predict requests straight
+from ASGI and hands every other path to its FastAPI app: per request, FastAPI's
+dependency solving and middleware stack cost more than validating, scoring and logging a
+record, and the served paths need none of it.
+
+Scoring runs inline on the event loop: a single-record prediction of a typical model takes
+well under a millisecond, and hopping to the thread pool would cost more than it saves
+(the GIL serialises the model call anyway). Only an endpoint's first request, which loads
+the model, runs in the thread pool. When the prediction-log buffer is full the handler
+blocks the loop: that is the backpressure.
 """
 
 from __future__ import annotations
 
-import json
+import gc
+import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -24,44 +33,73 @@ from meshops.kernel.auth import Actor
 from meshops.kernel.errors import InvalidInput, MeshopsError
 from meshops.kernel.home import Context, Home
 from meshops.serving import metrics
-from meshops.serving.models import records_of
+from meshops.serving.models import PayloadTooLarge, records_of
 from meshops.serving.runtime import close_runtime, runtime_for
 
 ENDPOINTS_ENV = "MESHOPS_SERVE_ENDPOINTS"
 AUTH_ENV = "MESHOPS_SERVE_AUTH"  # "token" (default, like `meshops server`) or "none"
 TOKEN_AUTHENTICATOR = "meshops.governance.authn:authenticate_token"
 REQUEST_ID_HEADER = "x-request-id"
+# 10,000 records (models.MAX_RECORDS) of a few hundred columns fit; anything larger is a
+# mistake or an attack, refused before it is buffered whole.
+MAX_BODY_BYTES = 64 * 1024 * 1024
 
+Authenticate = Callable[[Home, str | None], Actor]
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["serving"])
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if authorization and authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip()
+    return None
 
 
 def request_context(request: Request) -> Context:
     """The caller's context, by the same convention as the API (app.state.authenticate)."""
     home: Home = request.app.state.home
-    header = request.headers.get("authorization", "")
-    token = header[7:].strip() if header.lower().startswith("bearer ") else None
+    token = bearer_token(request.headers.get("authorization"))
     actor: Actor = request.app.state.authenticate(home, token)
     return home.context(actor)
 
 
-async def _json_body(request: Request) -> Any:
-    raw = await request.body()
+def parse_json(raw: bytes) -> Any:
     try:
-        return json.loads(raw)
-    except ValueError as exc:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise InvalidInput(
             f"the body is not valid JSON: {exc}",
             {"field": "body", "fix": 'send {"records": [{...}, ...]}'},
         ) from exc
 
 
-async def predict_response(request: Request, name: str) -> Response:
-    body = await _json_body(request)
-    ctx = request_context(request)
-    runtime = runtime_for(ctx.home)
-    if name not in runtime._deployments:
-        await run_in_threadpool(runtime.deployment, name)  # loading reads files: off the loop
-    result = runtime.predict(ctx, name, records_of(body), request.headers.get(REQUEST_ID_HEADER))
+async def ensure_loaded(home: Home, name: str) -> None:
+    """Load an endpoint off the event loop (reading model files) before its first request."""
+    runtime = runtime_for(home)
+    if not runtime.is_loaded(name):
+        await run_in_threadpool(runtime.deployment, name)
+
+
+def predict_payload(
+    home: Home,
+    authenticate: Authenticate,
+    name: str,
+    body: bytes,
+    *,
+    authorization: str | None = None,
+    request_id: str | None = None,
+) -> tuple[bytes, str]:
+    """Authenticate, parse, score and log one predict request; returns the JSON answer and
+    the request id. Raises MeshopsError (with its HTTP status) for a refused request."""
+    ctx = home.context(authenticate(home, bearer_token(authorization)))
+    records = records_of(parse_json(body))
+    result = runtime_for(home).predict(ctx, name, records, request_id)
     payload = {
         "request_id": result.request_id,
         "endpoint": result.endpoint,
@@ -69,10 +107,25 @@ async def predict_response(request: Request, name: str) -> Response:
         "model_version": result.model_version,
         "predictions": result.predictions,
     }
+    return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), result.request_id
+
+
+async def predict_response(request: Request, name: str) -> Response:
+    home: Home = request.app.state.home
+    body = await request.body()
+    await ensure_loaded(home, name)
+    payload, request_id = predict_payload(
+        home,
+        request.app.state.authenticate,
+        name,
+        body,
+        authorization=request.headers.get("authorization"),
+        request_id=request.headers.get(REQUEST_ID_HEADER),
+    )
     return Response(
-        content=json.dumps(payload, separators=(",", ":")),
+        content=payload,
         media_type="application/json",
-        headers={REQUEST_ID_HEADER: result.request_id},
+        headers={REQUEST_ID_HEADER: request_id},
     )
 
 
@@ -89,7 +142,7 @@ async def feedback(name: str, request: Request) -> dict[str, int]:
     `{"request_id", "label"}`."""
     from meshops.serving.service import ServingService
 
-    body = await _json_body(request)
+    body = parse_json(await request.body())
     items = body.get("items", [body]) if isinstance(body, dict) else body
     if not isinstance(items, list):
         raise InvalidInput("`items` must be a list", {"field": "items"})
@@ -111,11 +164,107 @@ def local_user(home: Home, token: str | None) -> Actor:
     return Actor(home.settings.user)
 
 
+class DataPlane:
+    """The ASGI app of `meshops serve`: predict requests of the served endpoints (and MLflow's
+    `/invocations`, for the first one) are answered here; `/v1/endpoints/<other>/...` is a
+    404; every other path (health, metrics, feedback, docs, lifespan) goes to `app`."""
+
+    def __init__(
+        self, app: FastAPI, home: Home, endpoints: list[str], authenticate: Authenticate
+    ) -> None:
+        self.app = app
+        self.home = home
+        self.endpoints = list(endpoints)
+        self.authenticate = authenticate
+        self._predict_paths = {f"/v1/endpoints/{n}/predict": n for n in endpoints}
+        self._predict_paths["/invocations"] = endpoints[0]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            name = self._predict_paths.get(path)
+            if name is not None and scope["method"] == "POST":
+                await self._predict(scope, receive, send, name)
+                return
+            if path.startswith("/v1/endpoints/") and path.split("/")[3] not in self.endpoints:
+                await _send_json(send, 404, _not_served(self.endpoints))
+                return
+        await self.app(scope, receive, send)
+
+    async def _predict(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
+        try:
+            body = await _read_body(receive)
+            if body is None:
+                return  # the client went away
+            await ensure_loaded(self.home, name)
+            headers = _headers(scope)
+            payload, request_id = predict_payload(
+                self.home,
+                self.authenticate,
+                name,
+                body,
+                authorization=headers.get("authorization"),
+                request_id=headers.get(REQUEST_ID_HEADER),
+            )
+        except MeshopsError as exc:
+            await _send_json(send, exc.http_status, orjson.dumps(exc.to_json(), default=str))
+            return
+        except Exception:
+            log.exception("predict on endpoint %s failed", name)
+            failure = MeshopsError("the server failed to answer; see its log", {"endpoint": name})
+            await _send_json(send, 500, orjson.dumps(failure.to_json(), default=str))
+            return
+        await _send_json(send, 200, payload, request_id)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    """The two request headers the data plane reads (ASGI names are lower-case bytes)."""
+    wanted = {b"authorization", b"x-request-id"}
+    return {k.decode(): v.decode("latin-1") for k, v in scope["headers"] if k in wanted}
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise PayloadTooLarge(
+                f"the body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB",
+                {"field": "body", "fix": "send fewer records per request"},
+            )
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _send_json(send: Send, status: int, body: bytes, request_id: str | None = None) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    if request_id is not None:
+        headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _not_served(endpoints: list[str]) -> bytes:
+    return orjson.dumps(
+        {
+            "error": "not_found",
+            "message": f"this process serves {sorted(endpoints)} only",
+            "detail": {"field": "endpoint"},
+        }
+    )
+
+
 def create_endpoint_app(
     home: Home,
     endpoints: list[str],
-    authenticate: Callable[[Home, str | None], Actor] = local_user,
-) -> FastAPI:
+    authenticate: Authenticate = local_user,
+) -> DataPlane:
     """An app serving only `endpoints` (plus `/invocations` for the first one, the MLflow
     scoring path, so MLflow clients work unchanged)."""
 
@@ -124,6 +273,10 @@ def create_endpoint_app(
         runtime = runtime_for(home)
         for name in endpoints:  # warm: the first request should not pay for loading
             await run_in_threadpool(runtime.deployment, name)
+        # What is alive now (modules, models) lives as long as the process: frozen, the
+        # collector stops re-walking it on every full collection under load.
+        gc.collect()
+        gc.freeze()
         yield
         # Graceful shutdown: uvicorn has drained in-flight requests; write the log.
         await run_in_threadpool(close_runtime, home)
@@ -131,22 +284,6 @@ def create_endpoint_app(
     app = FastAPI(title=f"meshops serve {', '.join(endpoints)}", lifespan=lifespan)
     app.state.home = home
     app.state.authenticate = authenticate
-    allowed = set(endpoints)
-
-    @app.middleware("http")
-    async def only_served(request: Request, call_next: Any) -> Response:
-        path = request.url.path
-        if path.startswith("/v1/endpoints/") and path.split("/")[3] not in allowed:
-            return JSONResponse(
-                status_code=404,
-                content={
-                    "error": "not_found",
-                    "message": f"this process serves {sorted(allowed)} only",
-                    "detail": {"field": "endpoint"},
-                },
-            )
-        response: Response = await call_next(request)
-        return response
 
     @app.exception_handler(MeshopsError)
     async def meshops_error(_: Request, exc: MeshopsError) -> JSONResponse:
@@ -156,15 +293,11 @@ def create_endpoint_app(
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post("/invocations")
-    async def invocations(request: Request) -> Response:
-        return await predict_response(request, endpoints[0])
-
     app.include_router(router)
-    return app
+    return DataPlane(app, home, endpoints, authenticate)
 
 
-def app_factory() -> FastAPI:
+def app_factory() -> DataPlane:
     """Used by uvicorn workers: each process opens the home and serves the endpoints named
     in MESHOPS_SERVE_ENDPOINTS."""
     from meshops.kernel.config import load_settings
@@ -224,6 +357,7 @@ def serve(
             port=port,
             workers=workers,
             log_level=log_level,
+            access_log=False,
             timeout_graceful_shutdown=30,
         )
     finally:

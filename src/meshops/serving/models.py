@@ -151,6 +151,11 @@ def check_percent(percent: float) -> float:
     return float(percent)
 
 
+class PayloadTooLarge(InvalidInput):
+    error = "payload_too_large"
+    http_status = 413
+
+
 def check_request_id(request_id: str) -> str:
     if not REQUEST_ID.match(request_id):
         raise InvalidInput(
@@ -243,6 +248,46 @@ def _fits(value: Any, expected: str) -> bool:
         return isinstance(value, str)
     # JSON carries datetimes as ISO strings.
     return isinstance(value, str | datetime | date)
+
+
+# Exact Python types a JSON value of each signature type arrives as (None: a null). The
+# fast check compares type objects only; anything else (numpy scalars from the SDK, bools
+# in a float column ...) takes the per-value walk of `validate_records`, which accepts
+# subclasses and names the first bad record and column.
+_JSON_TYPES: dict[str, frozenset[type]] = {
+    "float": frozenset({float, int, type(None)}),
+    "integer": frozenset({int, type(None)}),
+    "boolean": frozenset({bool, type(None)}),
+    "string": frozenset({str, type(None)}),
+    "datetime": frozenset({str, type(None)}),
+}
+
+
+class SignatureRows:
+    """Turns records into rows in signature order, checked against the signature's (name,
+    type) columns. The common request passes one check per signature type that compares
+    the values' types by identity; only a request failing it is walked value by value
+    (`validate_records`) to accept subclasses or build the error naming record and column."""
+
+    def __init__(self, columns: list[tuple[str, str]]) -> None:
+        self.columns = columns
+        self.names = [name for name, _ in columns]
+        by_type: dict[str, list[int]] = {}
+        for j, (_, expected) in enumerate(columns):
+            by_type.setdefault(expected, []).append(j)
+        # "object" columns take anything: nothing to check.
+        self._checks = [(_JSON_TYPES[t], js) for t, js in by_type.items() if t in _JSON_TYPES]
+
+    def __call__(self, records: list[dict[str, Any]]) -> list[list[Any]]:
+        names = self.names
+        try:
+            rows = [[record[name] for name in names] for record in records]
+        except KeyError:
+            return validate_records(records, self.columns)
+        for allowed, positions in self._checks:
+            if not {type(row[j]) for row in rows for j in positions} <= allowed:
+                return validate_records(records, self.columns)
+        return rows
 
 
 def validate_records(

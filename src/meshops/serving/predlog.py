@@ -22,6 +22,8 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from meshops.kernel.db import utcnow
 from meshops.kernel.errors import MeshopsError
 
@@ -79,8 +81,16 @@ def rows_to_table(rows: list[tuple[Any, ...]]) -> pa.Table:
     )
 
 
+_DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
+    """Compact JSON text of a logged value; what JSON cannot carry is written as text."""
+    try:
+        return orjson.dumps(value, default=str, option=_DUMPS_OPTIONS).decode()
+    except orjson.JSONEncodeError:
+        # orjson refuses integers beyond 64 bits, which Python's encoder writes.
+        return json.dumps(value, separators=(",", ":"), default=str)
 
 
 class LogBackpressure(MeshopsError):

@@ -1,12 +1,21 @@
 """The serving data plane in one process: loaded endpoints, reloads, scoring and logging.
 
 One `Runtime` per `Home` per process (`runtime_for(home)`), shared by the HTTP router, the
-standalone app and the embedded `ServingService.predict`. Endpoints load on first use. A
-watcher thread polls, every `MESHOPS_SERVING_POLL_SECONDS` (default 2 s), the endpoints'
-generation counters and the versions their model URIs resolve to (a few indexed reads);
+standalone app and the embedded `ServingService.predict`. Endpoints load on first use.
+
+Reloads. Every change that can alter what an endpoint serves emits an outbox event in its
+transaction (the registry's alias moves and version registrations, serving's own traffic
+changes), so the outbox's highest id is a change counter for the whole platform. A watcher
+thread reads it (one primary-key read) every `MESHOPS_SERVING_POLL_SECONDS` (default 2 s),
+which is how a standalone server in another process sees a change; in this process it is
+also woken right after any write transaction on the home's database commits, so a change
+made here (`meshops server` moving an alias) is served at once. Only when the counter moved
+does it check each loaded endpoint's generation and the versions its routes resolve to;
 when something changed it loads the new models in that thread and swaps the deployment in
-one assignment. Requests in flight finish on the object they started with, so an alias
-move never fails a request.
+one assignment. Requests in flight finish on the object they started with, so a reload
+never fails a request. On PostgreSQL a transaction holding a lower event id can commit
+after a higher one was seen, so the poll after a change checks once more, and a full check
+runs every `FULL_CHECK_SECONDS` whatever the counter says.
 
 Shadow routes are scored off the request path: the request enqueues a job on a bounded
 queue and returns; one worker thread scores the shadows and logs their rows. When the
@@ -27,34 +36,41 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import event
+
 from meshops.kernel import lineage
 from meshops.kernel.errors import MeshopsError, NotFound
 from meshops.serving import metrics, routing
 from meshops.serving.models import (
     Endpoint,
     Prediction,
+    SignatureRows,
     check_request_id,
     jsonable,
-    validate_records,
 )
 from meshops.serving.predlog import PredictionLogWriter, dumps, now
 
 if TYPE_CHECKING:
     from prometheus_client.metrics import Counter, Histogram
+    from sqlalchemy import Connection, Engine
 
     from meshops.kernel.home import Context, Home
     from meshops.registry.loaded import LoadedModel
 
 log = logging.getLogger(__name__)
 POLL_ENV = "MESHOPS_SERVING_POLL_SECONDS"
+FULL_CHECK_SECONDS = 60.0
+# A burst of commits in this process wakes the watcher at most this often.
+MIN_WAKE_GAP_SECONDS = 0.05
 _NUMERIC = {"integer", "float", "boolean"}
+_WROTE = "meshops_serving_wrote"  # DBAPI connection info key: a write committed on it
 
 
 @dataclass(frozen=True)
 class Route:
     uri: str
     model: LoadedModel
-    columns: list[tuple[str, str]] | None  # (name, type) of a columns signature
+    rows: SignatureRows | None  # checks records against a columns signature
     numeric: bool
     requests: Counter
     latency: Histogram
@@ -86,7 +102,7 @@ def _route(endpoint: str, uri: str, model: LoadedModel, role: str) -> Route:
     return Route(
         uri=uri,
         model=model,
-        columns=columns,
+        rows=SignatureRows(columns) if columns is not None else None,
         numeric=bool(columns) and all(t in _NUMERIC for _, t in columns or []),
         requests=metrics.REQUESTS.labels(*labels),
         latency=metrics.LATENCY.labels(*labels),
@@ -100,12 +116,22 @@ class Runtime:
         self.log = PredictionLogWriter(home)
         self.shadows = ShadowScorer(self.log)
         self._deployments: dict[str, Deployment] = {}
+        # The change counter each loaded endpoint was last known current at.
+        self._checked: dict[str, int] = {}
+        self._recheck = False
+        self._last_full_check = time.monotonic()
         self._load_lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._hooked: Engine | None = None
         self.reloads = 0
+        self.polls = 0
 
     # --- deployments -------------------------------------------------------------------------
+
+    def is_loaded(self, name: str) -> bool:
+        return name in self._deployments
 
     def deployment(self, name: str) -> Deployment:
         found = self._deployments.get(name)
@@ -114,8 +140,10 @@ class Runtime:
         with self._load_lock:
             found = self._deployments.get(name)
             if found is None:
+                seen = self._change_counter()  # before loading: a change during it is seen
                 found = self._load(name)
                 self._deployments[name] = found
+                self._checked[name] = seen
                 self._start_watcher()
         return found
 
@@ -159,29 +187,59 @@ class Runtime:
         """Drop a loaded endpoint (deleted, or to force a reload on next use)."""
         with self._load_lock:
             self._deployments.pop(name, None)
+            self._checked.pop(name, None)
 
-    def refresh(self) -> int:
-        """Reload every loaded endpoint whose config or resolved versions changed; returns
-        how many were swapped."""
+    # --- reloads -----------------------------------------------------------------------------
+
+    def poll(self) -> int:
+        """The watcher's step: read the change counter and check the loaded endpoints it
+        may concern; returns how many were swapped."""
+        self.polls += 1
+        counter = self._change_counter()
+        full = self._recheck or time.monotonic() - self._last_full_check >= FULL_CHECK_SECONDS
+        stale = [n for n, seen in list(self._checked.items()) if full or seen < counter]
+        if not stale:
+            return 0
+        self._recheck = not full  # a change was seen: look once more next time
+        if full:
+            self._last_full_check = time.monotonic()
+        return self.refresh(stale, counter)
+
+    def refresh(self, names: list[str] | None = None, counter: int | None = None) -> int:
+        """Reload every loaded endpoint (of `names`) whose config or resolved versions
+        changed; returns how many were swapped."""
+        if counter is None:
+            counter = self._change_counter()
         swapped = 0
-        for name, current in list(self._deployments.items()):
+        for name in names if names is not None else list(self._deployments):
+            current = self._deployments.get(name)
+            if current is None:
+                continue
             try:
-                if self._current_key(current) == current.key:
-                    continue
-                fresh = self._load(name)
+                fresh = None if self._current_key(current) == current.key else self._load(name)
             except NotFound:
                 self.forget(name)
                 continue
             except Exception:
-                # Keep serving what is loaded; the next poll tries again.
+                # Keep serving what is loaded; the next full check tries again.
                 log.exception("reloading endpoint %s failed", name)
+                self._recheck = True
                 continue
             with self._load_lock:
-                if name in self._deployments:
+                if name not in self._deployments:
+                    continue  # forgotten meanwhile
+                self._checked[name] = max(self._checked.get(name, 0), counter)
+                if fresh is not None:
                     self._deployments[name] = fresh  # one assignment: the atomic swap
-            swapped += 1
-            self.reloads += 1
+                    swapped += 1
+                    self.reloads += 1
         return swapped
+
+    def _change_counter(self) -> int:
+        from meshops.serving import store
+
+        with self.home.db.read() as conn:
+            return store.change_counter(conn)
 
     def _current_key(self, current: Deployment) -> tuple[Any, ...]:
         from meshops.registry.service import RegistryService
@@ -200,17 +258,44 @@ class Runtime:
 
     def _start_watcher(self) -> None:
         if self._watcher is None:
+            self._hook_commits()
             self._watcher = threading.Thread(
                 target=self._watch, name="meshops-serving-watch", daemon=True
             )
             self._watcher.start()
 
     def _watch(self) -> None:
-        while not self._stop.wait(self.poll_seconds):
+        while not self._stop.is_set():
+            self._wake.wait(self.poll_seconds)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
-                self.refresh()
+                self.poll()
             except Exception:
                 log.exception("endpoint watcher failed")
+            self._stop.wait(MIN_WAKE_GAP_SECONDS)
+
+    def _hook_commits(self) -> None:
+        """Wake the watcher when a write transaction of this process has committed. The
+        "commit" event fires before the database commits, so it only marks the connection;
+        the wake comes when the connection returns to the pool, after the commit."""
+        engine = self.home.db.engine
+        event.listen(engine, "commit", _mark_write)
+        event.listen(engine, "checkin", self._on_checkin)  # the pool's, kept across dispose()
+        self._hooked = engine
+
+    def _unhook_commits(self) -> None:
+        engine, self._hooked = self._hooked, None
+        if engine is None:
+            return
+        for name, listener in (("commit", _mark_write), ("checkin", self._on_checkin)):
+            if event.contains(engine, name, listener):
+                event.remove(engine, name, listener)
+
+    def _on_checkin(self, _dbapi_connection: Any, record: Any) -> None:
+        if record is not None and record.info.pop(_WROTE, False):
+            self._wake.set()
 
     # --- predictions -------------------------------------------------------------------------
 
@@ -246,7 +331,8 @@ class Runtime:
             )
         route.requests.inc()
         route.latency.observe(time.perf_counter() - started)
-        return Prediction(
+        # Built from checked values: pydantic's validation would only repeat the checks.
+        return Prediction.model_construct(
             request_id=request_id,
             endpoint=name,
             model=route.model.name,
@@ -279,6 +365,8 @@ class Runtime:
 
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
+        self._unhook_commits()
         self.shadows.close()
         self.log.close()
 
@@ -381,16 +469,18 @@ class ShadowScorer:
 
 def score(route: Route, records: list[dict[str, Any]]) -> list[Any]:
     """Validate records against the route's signature and run the model; one JSON output
-    per record."""
-    if route.columns is not None:
-        rows = validate_records(records, route.columns)
+    per record. The model input is built from the checked values directly: a 2-D float
+    array when every column is numeric (the adapter's array path), else a dict of columns
+    (one pandas column each, not a frame built row by row)."""
+    if route.rows is not None:
+        rows = route.rows(records)
         if route.numeric:
             import numpy as np
 
-            # Rows are in signature order: the model's adapter takes the array path.
             data: Any = np.array(rows, dtype=np.float64)
         else:
-            data = [dict(zip([c for c, _ in route.columns], r, strict=True)) for r in rows]
+            names = route.rows.names
+            data = {name: [row[j] for row in rows] for j, name in enumerate(names)}
     else:
         data = records
     try:
@@ -435,6 +525,7 @@ def _log_rows(
     model = scored.route.model.name
     version = scored.route.version
     ms = scored.elapsed * 1000.0
+    # Encoded now, not by the writer thread: an SDK caller may reuse its dicts.
     return [
         (
             request_id,
@@ -451,6 +542,13 @@ def _log_rows(
         )
         for i, (record, output) in enumerate(zip(records, scored.outputs, strict=True))
     ]
+
+
+def _mark_write(conn: Connection) -> None:
+    # Read transactions commit too; only the write transactions of `Database.begin()`
+    # (which set this option) can change what an endpoint serves.
+    if conn.get_execution_options().get("meshops_write"):
+        conn.info[_WROTE] = True
 
 
 _RUNTIMES: dict[int, Runtime] = {}

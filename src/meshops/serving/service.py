@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from meshops.kernel import lineage
+from meshops.kernel import lineage, outbox
 from meshops.kernel.db import utcnow
 from meshops.kernel.errors import Conflict, InvalidInput, NotFound
 from meshops.kernel.home import Context
@@ -152,6 +152,7 @@ class ServingService:
             )
             if after.trust_model_code != before.trust_model_code:
                 self._audit_trust(conn, after)
+            self._announce(conn, after, "traffic")
         return after
 
     def delete_endpoint(self, name: str) -> None:
@@ -162,9 +163,15 @@ class ServingService:
             self.ctx.audit(
                 conn, "serving.delete_endpoint", current.urn, before=current.model_dump(mode="json")
             )
+            self._announce(conn, current, "deleted")
         runtime = existing_runtime(self.ctx.home)
         if runtime is not None:
             runtime.forget(name)
+
+    def _announce(self, conn: Any, endpoint: Endpoint, change: str) -> None:
+        """Running endpoints (in any process) notice changes through the outbox counter."""
+        payload = {"name": endpoint.name, "change": change, "generation": endpoint.generation}
+        outbox.emit(conn, outbox.ENDPOINT_CHANGED, endpoint.urn, payload, self.ctx.actor.name)
 
     def _check_routes(
         self,

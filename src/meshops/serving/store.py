@@ -22,11 +22,13 @@ from sqlalchemy import (
     Text,
     and_,
     false,
+    func,
     select,
     update,
 )
 
 from meshops.kernel.db import BigId, JsonColumn, UtcDateTime, metadata
+from meshops.kernel.tables import outbox
 from meshops.serving.models import Endpoint, FeatureEnrichment
 
 serving_endpoints = Table(
@@ -150,6 +152,13 @@ def generations(conn: Connection, names: list[str]) -> dict[str, int]:
         )
     )
     return {r.name: int(r.generation) for r in rows}
+
+
+def change_counter(conn: Connection) -> int:
+    """The highest outbox event id: it moves whenever something that can change what an
+    endpoint serves commits (alias moves, new versions, traffic changes all emit an event).
+    One read of the primary key's end, so a running endpoint can poll it often."""
+    return int(conn.execute(select(func.max(outbox.c.id))).scalar() or 0)
 
 
 # --- prediction log chunks -------------------------------------------------------------------
