@@ -11,7 +11,7 @@ import typer
 from meshops.cli.output import JSON_HELP, err_console, print_json, print_table
 
 if TYPE_CHECKING:
-    from meshops.pipelines.models import PipelineRun, RunDetail
+    from meshops.pipelines.models import PipelineRun, ReproduceReport, RunDetail
 
 pipelines_app = typer.Typer(help="Run and inspect pipelines.", no_args_is_help=True)
 schedules_app = typer.Typer(help="Cron schedules of pipelines.", no_args_is_help=True)
@@ -85,6 +85,16 @@ def _print_detail(detail: RunDetail, json_out: bool) -> None:
             for s in detail.steps
         ],
     )
+    origin = detail.run.origin
+    if origin.get("kind") == "trigger":
+        print(
+            f"started by trigger {origin.get('trigger')} for event {origin.get('event_id')} "
+            f"({origin.get('topic')} {origin.get('subject')})"
+        )
+    code = detail.run.code
+    if code is not None:
+        dirty = f", uncommitted changes (diff sha256 {code.diff_sha256})" if code.dirty else ""
+        print(f"code: commit {code.commit} of {code.repo}{dirty}")
 
 
 @pipelines_app.command("run")
@@ -169,14 +179,34 @@ def resume(
         _print_runs([platform.pipelines.resume(run_id, local=local, executor=executor)], json_out)
 
 
+UseCurrentCodeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--use-current-code",
+        help="Rerun with the code as it is now instead of a checkout of the recorded commit.",
+    ),
+]
+
+
 @pipelines_app.command("reproduce")
-def reproduce(run_id: str, executor: ExecutorOpt = "inline", json_out: JsonOpt = False) -> None:
-    """Rerun a past run with the same parameters and inputs, without the cache, and report
-    whether every step's outputs have the same digests."""
+def reproduce(
+    run_id: str,
+    executor: ExecutorOpt = "inline",
+    use_current_code: UseCurrentCodeOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Rerun a past run with its recorded code version (a checkout of its git commit),
+    parameters and inputs, without the cache, and report whether every step's outputs
+    have the same digests (exit 1 when they differ)."""
     from meshops.client import connect
 
     with connect() as platform:
-        report = platform.pipelines.reproduce(run_id, executor)
+        report = platform.pipelines.reproduce(run_id, executor, use_current_code=use_current_code)
+    print_reproduce_report(report, json_out)
+
+
+def print_reproduce_report(report: ReproduceReport, json_out: bool) -> None:
+    """Print a reproduction's verdict; exit 1 when the digests differ."""
     if json_out:
         print_json(report)
     else:
@@ -189,6 +219,10 @@ def reproduce(run_id: str, executor: ExecutorOpt = "inline", json_out: JsonOpt =
                 for s in report.steps
             ],
         )
+        if report.code is not None:
+            print(f"code: {report.code.note}")
+            if report.code.commit:
+                print(f"commit: {report.code.commit}")
     if not report.matches:
         raise typer.Exit(1)
 
@@ -273,10 +307,19 @@ def trigger_create(  # noqa: PLR0917 - one parameter per CLI option
         str | None, typer.Option("--if", help='CEL filter, e.g. event.payload.severity == "high"')
     ] = None,
     max_concurrent: Annotated[int, typer.Option(help="Active runs allowed at once.")] = 1,
+    max_pending: Annotated[
+        int, typer.Option(help="Matched events kept waiting for a slot; newer ones are dropped.")
+    ] = 100,
+    coalesce: Annotated[
+        bool,
+        typer.Option("--coalesce", help="A newer event for a subject supersedes its waiting ones."),
+    ] = False,
     executor: ExecutorOpt = "process",
     json_out: JsonOpt = False,
 ) -> None:
-    """Run a pipeline when an event matches (dispatched by `meshops worker`)."""
+    """Run a pipeline when an event matches (dispatched by `meshops worker`). Events over
+    the concurrency limit wait in the trigger's backlog and start as runs finish; see
+    `meshops triggers events NAME` for what became of each."""
     from meshops.client import connect
 
     with connect() as platform:
@@ -289,16 +332,83 @@ def trigger_create(  # noqa: PLR0917 - one parameter per CLI option
             expression=expression,
             max_concurrent=max_concurrent,
             executor=executor,
+            max_pending=max_pending,
+            coalesce_pending=coalesce,
         )
     _print_triggers([trigger], json_out)
 
 
 @triggers_app.command("list")
 def trigger_list(json_out: JsonOpt = False) -> None:
+    """Triggers with their active runs and what became of the events they matched."""
     from meshops.client import connect
 
     with connect() as platform:
-        _print_triggers(platform.pipelines.list_triggers(), json_out)
+        states = platform.pipelines.trigger_states()
+    if json_out:
+        print_json(states)
+        return
+    print_table(
+        "triggers",
+        ["name", "topic", "ref", "if", "limit", "active", "waiting", "started", "skipped"],
+        [
+            [
+                s.trigger.name,
+                s.trigger.topic,
+                s.trigger.ref,
+                s.trigger.expression or json.dumps(s.trigger.match),
+                f"{s.trigger.max_concurrent} (+{s.trigger.max_pending} waiting"
+                + (", coalesced)" if s.trigger.coalesce_pending else ")"),
+                s.active_runs,
+                s.events.get("pending", 0),
+                s.events.get("started", 0),
+                _skipped_text(s.events),
+            ]
+            for s in states
+        ],
+    )
+
+
+def _skipped_text(events: dict[str, int]) -> str:
+    parts = [f"{events[k]} {k}" for k in ("coalesced", "dropped") if events.get(k)]
+    return ", ".join(parts) or "0"
+
+
+@triggers_app.command("events")
+def trigger_events(
+    name: Annotated[str | None, typer.Argument(help="Only this trigger's events.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="pending, started, coalesced or dropped.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
+    json_out: JsonOpt = False,
+) -> None:
+    """Events the triggers matched, newest first: waiting, started (with the run),
+    coalesced (superseded by a newer event) or dropped (and why)."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        found = platform.pipelines.list_trigger_events(name, status, limit)
+    if json_out:
+        print_json(found)
+        return
+    print_table(
+        "trigger events",
+        ["trigger", "event", "topic", "subject", "status", "run", "received", "reason"],
+        [
+            [
+                e.trigger_name,
+                e.event_id,
+                e.topic,
+                e.subject,
+                e.status.value,
+                e.run_id,
+                e.received_at,
+                e.reason,
+            ]
+            for e in found
+        ],
+    )
 
 
 @triggers_app.command("delete")
@@ -316,9 +426,18 @@ def _print_triggers(found: list[Any], json_out: bool) -> None:
         return
     print_table(
         "triggers",
-        ["name", "topic", "ref", "match", "if", "max concurrent"],
+        ["name", "topic", "ref", "match", "if", "max concurrent", "max pending", "coalesce"],
         [
-            [t.name, t.topic, t.ref, json.dumps(t.match), t.expression, t.max_concurrent]
+            [
+                t.name,
+                t.topic,
+                t.ref,
+                json.dumps(t.match),
+                t.expression,
+                t.max_concurrent,
+                t.max_pending,
+                t.coalesce_pending,
+            ]
             for t in found
         ],
     )

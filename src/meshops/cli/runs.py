@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -144,6 +144,59 @@ def show_run(run_id: str, json_out: JsonOpt = False) -> None:
             ["path", "size", "digest"],
             [[a.path, a.size, a.digest[:12]] for a in artifacts],
         )
+
+
+@runs_app.command("reproduce")
+def reproduce_run(
+    run_id: Annotated[str, typer.Argument(help="A pipeline run, or a tracking run it made.")],
+    executor: Annotated[str, typer.Option("--executor", "-x", help="inline, process or ray.")] = (
+        "inline"
+    ),
+    use_current_code: Annotated[
+        bool,
+        typer.Option(
+            "--use-current-code",
+            help="Rerun with the code as it is now instead of a checkout of the recorded commit.",
+        ),
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Rerun a pipeline run with its recorded code version (a checkout of its git commit),
+    parameters and data versions, and report whether the output digests match (exit 1 when
+    they differ). A tracking run made by a pipeline stands for its pipeline run."""
+    from meshops.cli.pipelines import print_reproduce_report
+    from meshops.client import connect
+
+    with connect() as platform:
+        pipeline_run = _pipeline_run_of(platform, run_id)
+        report = platform.pipelines.reproduce(
+            pipeline_run, executor, use_current_code=use_current_code
+        )
+    print_reproduce_report(report, json_out)
+
+
+def _pipeline_run_of(platform: Any, run_id: str) -> str:
+    """`run_id` if it is a pipeline run, else the pipeline run the tracking run belongs to."""
+    from meshops.kernel.errors import InvalidInput, NotFound
+
+    try:
+        return str(platform.pipelines.get_run(run_id).run.id)
+    except NotFound:
+        pass
+    try:
+        tags = platform.tracking.get_run(run_id).tags
+    except NotFound:
+        raise NotFound(
+            f"no pipeline run or tracking run {run_id}",
+            {"fix": "list runs with `meshops pipelines list` or `meshops runs list`"},
+        ) from None
+    pipeline_run = tags.get("meshops.pipeline_run")
+    if not pipeline_run:
+        raise InvalidInput(
+            f"run {run_id} was not made by a pipeline, so there is nothing to rerun",
+            {"fix": "reproduce a pipeline run (`meshops pipelines list`)"},
+        )
+    return str(pipeline_run)
 
 
 @experiments_app.command("list")

@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 from meshops.pipelines.artifacts import StoreSpec
 from meshops.pipelines.models import (
+    DEFAULT_MAX_PENDING,
+    CodeVersion,
     DispatchReport,
     PipelineRun,
     ReproduceReport,
@@ -22,6 +24,8 @@ from meshops.pipelines.models import (
     Schedule,
     StepRun,
     Trigger,
+    TriggerEvent,
+    TriggerState,
 )
 
 
@@ -58,7 +62,14 @@ class Pipelines(Protocol):
         rest); queued for a worker, or executed here with `local=True`."""
         ...
 
-    def reproduce(self, run_id: str, executor: str = "inline") -> ReproduceReport: ...
+    def reproduce(
+        self, run_id: str, executor: str = "inline", *, use_current_code: bool = False
+    ) -> ReproduceReport:
+        """Rerun `run_id` without the cache, with its parameters and its recorded code
+        version (a checkout of its git commit, imported in a fresh process), and compare the
+        output digests step by step. A run recorded from a dirty tree, or whose commit is
+        not available here, is refused unless `use_current_code`."""
+        ...
 
     def cancel(self, run_id: str) -> PipelineRun: ...
 
@@ -96,9 +107,23 @@ class Pipelines(Protocol):
         expression: str | None = None,
         max_concurrent: int = 1,
         executor: str = "process",
-    ) -> Trigger: ...
+        max_pending: int = DEFAULT_MAX_PENDING,
+        coalesce_pending: bool = False,
+    ) -> Trigger:
+        """Run `ref` when an event of `topic` matches. At most `max_concurrent` of its runs
+        are queued or running; further matches wait (up to `max_pending`, then they are
+        dropped) and start as runs finish. With `coalesce_pending`, a newer event for the
+        same subject supersedes the waiting ones. Every outcome is recorded (see
+        `list_trigger_events`)."""
+        ...
 
     def list_triggers(self) -> list[Trigger]: ...
+
+    def trigger_states(self) -> list[TriggerState]: ...
+
+    def list_trigger_events(
+        self, trigger: str | None = None, status: str | None = None, limit: int = 50
+    ) -> list[TriggerEvent]: ...
 
     def delete_trigger(self, name: str) -> None: ...
 
@@ -114,7 +139,12 @@ class Pipelines(Protocol):
         *,
         resumed_from: str | None = None,
         reproduces: str | None = None,
+        code: CodeVersion | None = None,
     ) -> PipelineRun: ...
+
+    def set_code_version(self, run_id: str, code: CodeVersion) -> None:
+        """Record the code version a worker loaded for a queued run."""
+        ...
 
     def lookup_cache(self, keys: list[str]) -> dict[str, StepRun]: ...
 

@@ -67,6 +67,19 @@ class OutputRef(BaseModel):
         return artifact_urn(self.digest)
 
 
+class CodeVersion(BaseModel):
+    """Where a pipeline's code came from when it ran: the git commit of the repository
+    holding the pipeline's module, whether the working tree had uncommitted changes, and how
+    to import the module again from a checkout of that commit."""
+
+    repo: str  # the working tree's root at run time (absolute)
+    commit: str
+    dirty: bool = False
+    diff_sha256: str | None = None  # of `git diff HEAD` when dirty
+    path: str  # the pipeline module's file, relative to `repo` (POSIX separators)
+    import_root: str | None = None  # for `package.module` refs: the sys.path entry, relative
+
+
 class PipelineRun(BaseModel):
     id: str
     pipeline: str
@@ -86,6 +99,7 @@ class PipelineRun(BaseModel):
     claims: int = 0
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
+    code: CodeVersion | None = None  # git commit of the pipeline's code, when in a repository
 
     @property
     def urn(self) -> str:
@@ -134,6 +148,9 @@ class Schedule(BaseModel):
     created_at: datetime
 
 
+DEFAULT_MAX_PENDING = 100
+
+
 class Trigger(BaseModel):
     name: str
     topic: str
@@ -143,15 +160,68 @@ class Trigger(BaseModel):
     match: dict[str, Any] = Field(default_factory=dict)  # payload field -> expected value
     expression: str | None = None  # CEL over `event` (topic, subject, payload, actor)
     max_concurrent: int = 1
+    # Matched events waiting for a free slot, at most; a newer one over it is dropped.
+    max_pending: int = DEFAULT_MAX_PENDING
+    # A newer event for the same subject supersedes the ones still waiting (as CI systems
+    # skip intermediate builds of a branch): only the latest version gets a run.
+    coalesce_pending: bool = False
     enabled: bool = True
     created_by: str
     created_at: datetime
 
 
+class TriggerEventStatus(StrEnum):
+    PENDING = "pending"  # matched, waiting for the trigger's concurrency limit to allow it
+    STARTED = "started"  # a run was queued for it (`run_id`)
+    COALESCED = "coalesced"  # superseded by a newer event for the same subject
+    DROPPED = "dropped"  # never started: the backlog was full, or the trigger was deleted
+
+
+class TriggerEvent(BaseModel):
+    """One outbox event a trigger matched, and what became of it."""
+
+    id: str
+    trigger_name: str
+    event_id: int
+    topic: str
+    subject: str
+    status: TriggerEventStatus
+    received_at: datetime
+    decided_at: datetime | None = None
+    run_id: str | None = None
+    superseded_by: int | None = None  # the newer event that coalesced this one
+    reason: str | None = None
+
+
+class TriggerState(BaseModel):
+    """A trigger with its active runs and what happened to the events it matched."""
+
+    trigger: Trigger
+    active_runs: int = 0
+    events: dict[str, int] = Field(default_factory=dict)  # event status -> count
+
+
 class DispatchReport(BaseModel):
     events: int = 0
     runs: list[str] = Field(default_factory=list)
-    skipped: int = 0  # matched but over the trigger's concurrency limit
+    pending: int = 0  # matched events now waiting for a slot (kept, start later)
+    coalesced: int = 0  # waiting events superseded by a newer one for the same subject
+    dropped: int = 0  # matched events refused because the trigger's backlog was full
+
+    @property
+    def skipped(self) -> int:
+        """Matched events that will never start a run (coalesced or dropped)."""
+        return self.coalesced + self.dropped
+
+
+class ReproducedCode(BaseModel):
+    """Which code a reproduction ran, and why."""
+
+    source: str  # "commit": a checkout of the recorded commit; "current": the code as it is
+    commit: str | None = None  # the commit the rerun's code came from, when known
+    recorded: CodeVersion | None = None  # what the original run recorded
+    loaded_from: str | None = None  # the file the pipeline was imported from
+    note: str = ""
 
 
 class ReproduceReport(BaseModel):
@@ -159,6 +229,7 @@ class ReproduceReport(BaseModel):
     rerun: str
     matches: bool
     steps: list[dict[str, Any]]
+    code: ReproducedCode | None = None
 
 
 def pipeline_urn(name: str) -> str:

@@ -9,6 +9,8 @@ from typing import Any
 from meshops.kernel.http import HttpTransport
 from meshops.pipelines.artifacts import StoreSpec
 from meshops.pipelines.models import (
+    DEFAULT_MAX_PENDING,
+    CodeVersion,
     DispatchReport,
     PipelineRun,
     ReproduceReport,
@@ -17,6 +19,8 @@ from meshops.pipelines.models import (
     Schedule,
     StepRun,
     Trigger,
+    TriggerEvent,
+    TriggerState,
 )
 
 BASE = "/v1/pipelines"
@@ -81,20 +85,13 @@ class RemotePipelines:
         body = {"executor": executor}
         return PipelineRun.model_validate(self.http.post(f"{BASE}/runs/{run_id}/resume", body))
 
-    def reproduce(self, run_id: str, executor: str = "inline") -> ReproduceReport:
-        from meshops.pipelines.runner import run_here
-        from meshops.pipelines.service import compare_runs
+    def reproduce(
+        self, run_id: str, executor: str = "inline", *, use_current_code: bool = False
+    ) -> ReproduceReport:
+        from meshops.pipelines import reproduction
 
-        original = self.get_run(run_id)
-        rerun = run_here(
-            self,
-            original.run.ref,
-            original.run.params,
-            executor,
-            reproduces=run_id,
-            use_cache=False,
-        )
-        return compare_runs(original, rerun)
+        connection = reproduction.http_connection(self.http.base_url, self.token)
+        return reproduction.reproduce(self, connection, run_id, executor, use_current_code)
 
     def cancel(self, run_id: str) -> PipelineRun:
         return PipelineRun.model_validate(self.http.post(f"{BASE}/runs/{run_id}/cancel"))
@@ -148,6 +145,8 @@ class RemotePipelines:
         expression: str | None = None,
         max_concurrent: int = 1,
         executor: str = "process",
+        max_pending: int = DEFAULT_MAX_PENDING,
+        coalesce_pending: bool = False,
     ) -> Trigger:
         body = {
             "name": name,
@@ -158,11 +157,22 @@ class RemotePipelines:
             "expression": expression,
             "max_concurrent": max_concurrent,
             "executor": executor,
+            "max_pending": max_pending,
+            "coalesce_pending": coalesce_pending,
         }
         return Trigger.model_validate(self.http.post(f"{BASE}/triggers", body))
 
     def list_triggers(self) -> list[Trigger]:
         return [Trigger.model_validate(t) for t in self.http.get(f"{BASE}/triggers")]
+
+    def trigger_states(self) -> list[TriggerState]:
+        return [TriggerState.model_validate(t) for t in self.http.get(f"{BASE}/trigger-states")]
+
+    def list_trigger_events(
+        self, trigger: str | None = None, status: str | None = None, limit: int = 50
+    ) -> list[TriggerEvent]:
+        body = self.http.get(f"{BASE}/trigger-events", trigger=trigger, status=status, limit=limit)
+        return [TriggerEvent.model_validate(e) for e in body]
 
     def delete_trigger(self, name: str) -> None:
         self.http.delete(f"{BASE}/triggers/{name}")
@@ -180,6 +190,7 @@ class RemotePipelines:
         *,
         resumed_from: str | None = None,
         reproduces: str | None = None,
+        code: CodeVersion | None = None,
     ) -> PipelineRun:
         body = {
             "pipeline": pipeline,
@@ -188,8 +199,12 @@ class RemotePipelines:
             "executor": executor,
             "resumed_from": resumed_from,
             "reproduces": reproduces,
+            "code": code.model_dump() if code else None,
         }
         return PipelineRun.model_validate(self.http.post(f"{BASE}/engine/start", body))
+
+    def set_code_version(self, run_id: str, code: CodeVersion) -> None:
+        self.http.post(f"{BASE}/runs/{run_id}/code", code.model_dump())
 
     def lookup_cache(self, keys: list[str]) -> dict[str, StepRun]:
         body = self.http.post(f"{BASE}/engine/cache", {"keys": keys})

@@ -7,11 +7,19 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from meshops.pipelines.codeversion import code_version_of
 from meshops.pipelines.dsl import Graph, PipelineDefinition, load_pipeline
 from meshops.pipelines.engine import Engine, LeaseLost
 from meshops.pipelines.executors import make_executor
 from meshops.pipelines.interface import Pipelines
-from meshops.pipelines.models import PipelineRun, RunDetail, RunStatus, StepRun, StepStatus
+from meshops.pipelines.models import (
+    CodeVersion,
+    PipelineRun,
+    RunDetail,
+    RunStatus,
+    StepRun,
+    StepStatus,
+)
 
 LOCAL_REF_PREFIX = "local:"
 
@@ -39,17 +47,22 @@ def run_here(
     resumed_from: str | None = None,
     reproduces: str | None = None,
     use_cache: bool = True,
+    code: CodeVersion | None = None,
+    record_ref: str | None = None,
 ) -> RunDetail:
+    """Run here; `code` and `record_ref` override what is recorded about where the code came
+    from (a reproduction imports a checkout of a commit from a temporary folder)."""
     definition, ref = resolve(pipeline)
     graph = definition.build(params)  # invalid parameters fail before anything is recorded
     make_executor(executor, **(executor_options or {})).close()  # fail fast on a bad name
     run = pipelines.start_run(
         definition.name,
-        ref,
+        record_ref or ref,
         graph.params,
         executor,
         resumed_from=resumed_from,
         reproduces=reproduces,
+        code=code or code_version_of(definition),
     )
     prior = _prior_of(pipelines, resumed_from)
     return execute(

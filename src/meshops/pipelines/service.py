@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from meshops.kernel import lineage, outbox
 from meshops.kernel.db import utcnow
@@ -17,7 +17,9 @@ from meshops.pipelines.artifacts import StoreSpec
 from meshops.pipelines.engine import new_id
 from meshops.pipelines.executors import EXECUTORS
 from meshops.pipelines.models import (
+    DEFAULT_MAX_PENDING,
     FINAL_RUN_STATUSES,
+    CodeVersion,
     DispatchReport,
     PipelineRun,
     ReproduceReport,
@@ -26,6 +28,9 @@ from meshops.pipelines.models import (
     Schedule,
     StepRun,
     Trigger,
+    TriggerEvent,
+    TriggerEventStatus,
+    TriggerState,
     artifact_urn,
     pipeline_run_urn,
     pipeline_urn,
@@ -155,20 +160,16 @@ class PipelinesService:
                 conn, old.ref, old.params, executor or old.executor, origin, resumed_from=run_id
             )
 
-    def reproduce(self, run_id: str, executor: str = "inline") -> ReproduceReport:
-        from meshops.pipelines.runner import run_here
+    def reproduce(
+        self, run_id: str, executor: str = "inline", *, use_current_code: bool = False
+    ) -> ReproduceReport:
+        from meshops.pipelines import reproduction
 
         self.ctx.authorize("pipelines.run")
-        original = self.get_run(run_id)
-        rerun = run_here(
-            self,
-            original.run.ref,
-            original.run.params,
-            _check_executor(executor),
-            reproduces=run_id,
-            use_cache=False,
+        connection = reproduction.home_connection(self.ctx.home.settings, self.ctx.actor)
+        return reproduction.reproduce(
+            self, connection, run_id, _check_executor(executor), use_current_code
         )
-        return compare_runs(original, rerun)
 
     def cancel(self, run_id: str) -> PipelineRun:
         self.ctx.authorize("pipelines.run")
@@ -258,11 +259,17 @@ class PipelinesService:
         expression: str | None = None,
         max_concurrent: int = 1,
         executor: str = "process",
+        max_pending: int = DEFAULT_MAX_PENDING,
+        coalesce_pending: bool = False,
     ) -> Trigger:
         self.ctx.authorize("pipelines.write")
         if max_concurrent < 1:
             raise InvalidInput(
                 "max_concurrent must be at least 1", {"field": "max_concurrent", "fix": "e.g. 1"}
+            )
+        if max_pending < 0:
+            raise InvalidInput(
+                "max_pending must be at least 0", {"field": "max_pending", "fix": "e.g. 100"}
             )
         if expression:
             triggers.compile_expression(expression)
@@ -275,6 +282,8 @@ class PipelinesService:
             match=match or {},
             expression=expression or None,
             max_concurrent=max_concurrent,
+            max_pending=max_pending,
+            coalesce_pending=coalesce_pending,
             created_by=self.ctx.actor.name,
             created_at=utcnow(),
         )
@@ -298,7 +307,13 @@ class PipelinesService:
         self.ctx.authorize("pipelines.write")
         with self.ctx.db.begin() as conn:
             store.delete_trigger(conn, name)
-            self.ctx.audit(conn, "pipelines.delete_trigger", pipeline_urn(name))
+            dropped = store.drop_pending(conn, name, "the trigger was deleted")
+            self.ctx.audit(
+                conn,
+                "pipelines.delete_trigger",
+                pipeline_urn(name),
+                detail={"dropped_pending_events": dropped},
+            )
 
     # --- engine --------------------------------------------------------------------------
     def store_spec(self) -> StoreSpec:
@@ -314,6 +329,7 @@ class PipelinesService:
         *,
         resumed_from: str | None = None,
         reproduces: str | None = None,
+        code: CodeVersion | None = None,
     ) -> PipelineRun:
         self.ctx.authorize("pipelines.run")
         now = utcnow()
@@ -332,6 +348,7 @@ class PipelinesService:
             reproduces=reproduces,
             origin={"kind": kind},
             claims=1,
+            code=code,
         )
         with self.ctx.db.begin() as conn:
             store.insert_run(conn, run)
@@ -365,6 +382,12 @@ class PipelinesService:
             store.replace_step_runs(conn, steps)
             lineage.add_edges(conn, edges)
             self.ctx.audit(conn, "pipelines.record_steps", run_urn, detail={"steps": len(steps)})
+
+    def set_code_version(self, run_id: str, code: CodeVersion) -> None:
+        self.ctx.authorize("pipelines.run")
+        with self.ctx.db.begin() as conn:
+            store.get_run(conn, run_id)
+            store.set_run(conn, run_id, code=code.model_dump())
 
     def set_tracking_run(self, run_id: str, tracking_run_id: str) -> None:
         self.ctx.authorize("pipelines.run")
@@ -440,40 +463,109 @@ class PipelinesService:
         return queued
 
     def dispatch_events(self, limit: int = 100) -> DispatchReport:
-        """Match pending outbox events against triggers and queue runs, in one transaction
-        that also marks the events dispatched (on PostgreSQL, concurrent dispatchers skip
-        rows another holds; on SQLite the write lock serialises them)."""
+        """Match pending outbox events against triggers, keep each match in the trigger's
+        backlog, and queue runs for as many as each trigger's concurrency limit allows, in one
+        transaction that also marks the events dispatched. Matches over the limit wait in the
+        backlog (in the metadata DB) and start in a later call, once a run of that trigger
+        finished; so each event is consumed exactly once and none is lost. Dispatchers are
+        serialised: SQLite's write lock, a transaction-scoped advisory lock on PostgreSQL."""
         self.ctx.authorize("pipelines.run")
         report = DispatchReport()
         with self.ctx.db.begin() as conn:
+            _serialise_dispatchers(conn)
             events = _claim_pending_events(conn, limit)
-            if not events:
-                return report
-            by_topic: dict[str, list[Trigger]] = {}
+            if events:
+                by_topic: dict[str, list[Trigger]] = {}
+                for trigger in store.list_triggers(conn):
+                    by_topic.setdefault(trigger.topic, []).append(trigger)
+                for event in events:
+                    for trigger in by_topic.get(event.topic, []):
+                        if triggers.matches(trigger, event):
+                            self._admit(conn, trigger, event, report)
+                            self._start_waiting(conn, trigger, report)
+                outbox.mark_dispatched(conn, [e.id for e in events])
+                report.events = len(events)
+            # Slots freed by runs that finished since the last call.
+            waiting = set(store.triggers_with_pending(conn))
             for trigger in store.list_triggers(conn):
-                by_topic.setdefault(trigger.topic, []).append(trigger)
-            for event in events:
-                for trigger in by_topic.get(event.topic, []):
-                    if not triggers.matches(trigger, event):
-                        continue
-                    if store.active_runs_of_trigger(conn, trigger.name) >= trigger.max_concurrent:
-                        report.skipped += 1  # coalesced: a run for this trigger is pending
-                        continue
-                    origin = {
-                        "kind": "trigger",
-                        "trigger": trigger.name,
-                        "event_id": event.id,
-                        "topic": event.topic,
-                        "subject": event.subject,
-                    }
-                    params = {**trigger.params}
-                    run = self._enqueue(conn, trigger.ref, params, trigger.executor, origin)
-                    if _is_urn(event.subject):  # e.g. alert -triggered-> retraining run
-                        lineage.add_edge(conn, event.subject, run.urn, "triggered")
-                    report.runs.append(run.id)
-            outbox.mark_dispatched(conn, [e.id for e in events])
-            report.events = len(events)
+                if trigger.name in waiting:
+                    self._start_waiting(conn, trigger, report)
+            report.pending = sum(store.count_pending(conn, name) for name in waiting)
         return report
+
+    def _admit(
+        self, conn: Any, trigger: Trigger, event: outbox.Event, report: DispatchReport
+    ) -> None:
+        """Put a matched event in the trigger's backlog (coalescing or dropping, visibly)."""
+        now = utcnow()
+        if trigger.coalesce_pending:
+            report.coalesced += store.supersede_pending(
+                conn, trigger.name, event.subject, event.id, now
+            )
+        full = store.count_pending(conn, trigger.name) >= trigger.max_pending
+        store.insert_trigger_event(
+            conn,
+            TriggerEvent(
+                id=new_id(),
+                trigger_name=trigger.name,
+                event_id=event.id,
+                topic=event.topic,
+                subject=event.subject,
+                status=TriggerEventStatus.DROPPED if full else TriggerEventStatus.PENDING,
+                received_at=now,
+                decided_at=now if full else None,
+                reason=f"backlog full ({trigger.max_pending} waiting)" if full else None,
+            ),
+        )
+        if full:
+            report.dropped += 1
+
+    def _start_waiting(self, conn: Any, trigger: Trigger, report: DispatchReport) -> None:
+        """Queue runs for the oldest waiting events, up to the trigger's free slots."""
+        if not trigger.enabled:
+            return
+        free = trigger.max_concurrent - store.active_runs_of_trigger(conn, trigger.name)
+        if free <= 0:
+            return
+        for waiting in store.oldest_pending(conn, trigger.name, free):
+            origin = {
+                "kind": "trigger",
+                "trigger": trigger.name,
+                "event_id": waiting.event_id,
+                "topic": waiting.topic,
+                "subject": waiting.subject,
+            }
+            run = self._enqueue(conn, trigger.ref, {**trigger.params}, trigger.executor, origin)
+            store.decide_trigger_event(conn, waiting.id, TriggerEventStatus.STARTED, run_id=run.id)
+            if _is_urn(waiting.subject):  # e.g. alert -triggered-> retraining run
+                lineage.add_edge(conn, waiting.subject, run.urn, "triggered")
+            report.runs.append(run.id)
+
+    def list_trigger_events(
+        self, trigger: str | None = None, status: str | None = None, limit: int = 50
+    ) -> list[TriggerEvent]:
+        """The events triggers matched, newest first: waiting, started, coalesced, dropped."""
+        self.ctx.authorize("pipelines.read")
+        if status is not None and status not in set(TriggerEventStatus):
+            raise InvalidInput(
+                f"unknown trigger event status {status!r}",
+                {"field": "status", "fix": f"use one of {', '.join(TriggerEventStatus)}"},
+            )
+        with self.ctx.db.read() as conn:
+            return store.list_trigger_events(conn, trigger, status, limit)
+
+    def trigger_states(self) -> list[TriggerState]:
+        """Each trigger with its active runs and the counts of its events by status."""
+        self.ctx.authorize("pipelines.read")
+        with self.ctx.db.read() as conn:
+            active = store.active_runs_by_trigger(conn)
+            counts = store.trigger_event_counts(conn)
+            return [
+                TriggerState(
+                    trigger=t, active_runs=active.get(t.name, 0), events=counts.get(t.name, {})
+                )
+                for t in store.list_triggers(conn)
+            ]
 
     # --- artifacts -----------------------------------------------------------------------
     def put_artifact(self, data: bytes) -> str:
@@ -500,6 +592,17 @@ def _is_urn(text: str) -> bool:
     return True
 
 
+# Any constant both dispatchers agree on: the key of PostgreSQL's advisory lock.
+_DISPATCH_LOCK_KEY = 0x6D6573686F707301
+
+
+def _serialise_dispatchers(conn: Any) -> None:
+    """One dispatcher at a time, so two cannot both see a free slot of one trigger (SQLite's
+    `BEGIN IMMEDIATE` already serialises writers)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DISPATCH_LOCK_KEY})
+
+
 def _claim_pending_events(conn: Any, limit: int) -> list[outbox.Event]:
     from meshops.kernel.tables import outbox as outbox_table
 
@@ -512,31 +615,3 @@ def _claim_pending_events(conn: Any, limit: int) -> list[outbox.Event]:
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return [outbox._event(r) for r in conn.execute(query).mappings()]
-
-
-def compare_runs(original: RunDetail, rerun: RunDetail) -> ReproduceReport:
-    """Per step: did the rerun produce the same output digests from the same code?"""
-    before = {s.node: s for s in original.steps}
-    rows = []
-    for step_run in rerun.steps:
-        old = before.get(step_run.node)
-        old_digests = [o.digest for o in old.outputs] if old else []
-        new_digests = [o.digest for o in step_run.outputs]
-        rows.append(
-            {
-                "node": step_run.node,
-                "same_code": old is not None and old.code_digest == step_run.code_digest,
-                "same_inputs": old is not None and old.inputs == step_run.inputs,
-                "same_outputs": old_digests == new_digests,
-                "original_outputs": old_digests,
-                "rerun_outputs": new_digests,
-            }
-        )
-    matches = (
-        rerun.run.status == RunStatus.SUCCEEDED
-        and len(rows) == len(before)
-        and all(r["same_outputs"] for r in rows)
-    )
-    return ReproduceReport(
-        original=original.run.id, rerun=rerun.run.id, matches=matches, steps=rows
-    )

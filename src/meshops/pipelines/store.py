@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Connection,
@@ -39,6 +40,8 @@ from meshops.pipelines.models import (
     StepRun,
     StepStatus,
     Trigger,
+    TriggerEvent,
+    TriggerEventStatus,
 )
 
 pipeline_runs = Table(
@@ -63,6 +66,7 @@ pipeline_runs = Table(
     Column("lease_owner", String(200), nullable=True),
     Column("lease_expires_at", UtcDateTime, nullable=True),
     Column("trigger_name", String(200), nullable=True),
+    Column("code", JsonColumn, nullable=True),
     Index("ix_pipeline_runs_status", "status", "created_at"),
     Index("ix_pipeline_runs_pipeline", "pipeline", "created_at"),
     Index("ix_pipeline_runs_trigger_name", "trigger_name", "status"),
@@ -119,10 +123,32 @@ pipeline_triggers = Table(
     Column("match", JsonColumn, nullable=False),
     Column("expression", Text, nullable=True),
     Column("max_concurrent", Integer, nullable=False),
+    Column("max_pending", Integer, nullable=False),
+    Column("coalesce_pending", Boolean, nullable=False),
     Column("enabled", Boolean, nullable=False),
     Column("created_by", String(200), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Index("ix_pipeline_triggers_topic", "topic"),
+)
+
+# Every event a trigger matched, kept until it starts a run (or is coalesced or dropped):
+# the backlog of a trigger at its concurrency limit, and the record of what was skipped.
+pipeline_trigger_events = Table(
+    "pipeline_trigger_events",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("trigger_name", String(200), nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+    Column("topic", String(200), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("decided_at", UtcDateTime, nullable=True),
+    Column("run_id", String(32), nullable=True),
+    Column("superseded_by", BigInteger, nullable=True),
+    Column("reason", Text, nullable=True),
+    UniqueConstraint("trigger_name", "event_id", name="uq_pipeline_trigger_events_event"),
+    Index("ix_pipeline_trigger_events_status", "status", "trigger_name", "event_id"),
 )
 
 ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
@@ -241,6 +267,15 @@ def active_runs_of_trigger(conn: Connection, trigger: str) -> int:
         pipeline_runs.c.trigger_name == trigger, pipeline_runs.c.status.in_(ACTIVE)
     )
     return int(conn.execute(query).scalar_one())
+
+
+def active_runs_by_trigger(conn: Connection) -> dict[str, int]:
+    query = (
+        select(pipeline_runs.c.trigger_name, func.count())
+        .where(pipeline_runs.c.trigger_name.is_not(None), pipeline_runs.c.status.in_(ACTIVE))
+        .group_by(pipeline_runs.c.trigger_name)
+    )
+    return {name: int(count) for name, count in conn.execute(query).all()}
 
 
 # --- step runs ----------------------------------------------------------------------------
@@ -385,3 +420,114 @@ def delete_trigger(conn: Connection, name: str) -> None:
 def ensure_absent(conn: Connection, table: Table, name: str, what: str) -> None:
     if conn.execute(select(table.c.name).where(table.c.name == name)).first() is not None:
         raise Conflict(f"{what} {name} already exists", {"fix": "pick another name"})
+
+
+# --- trigger events (the backlog behind a trigger's concurrency limit) -----------------------
+
+PENDING = TriggerEventStatus.PENDING.value
+
+
+def insert_trigger_event(conn: Connection, event: TriggerEvent) -> None:
+    row = event.model_dump()
+    row["status"] = event.status.value
+    conn.execute(pipeline_trigger_events.insert().values(**row))
+
+
+def supersede_pending(
+    conn: Connection, trigger: str, subject: str, newer_event_id: int, now: datetime
+) -> int:
+    """Mark the events of `trigger` still waiting for `subject` as superseded."""
+    result = conn.execute(
+        update(pipeline_trigger_events)
+        .where(
+            pipeline_trigger_events.c.trigger_name == trigger,
+            pipeline_trigger_events.c.status == PENDING,
+            pipeline_trigger_events.c.subject == subject,
+            pipeline_trigger_events.c.event_id < newer_event_id,
+        )
+        .values(
+            status=TriggerEventStatus.COALESCED.value,
+            decided_at=now,
+            superseded_by=newer_event_id,
+            reason=f"superseded by event {newer_event_id} for the same subject",
+        )
+    )
+    return int(result.rowcount)
+
+
+def count_pending(conn: Connection, trigger: str) -> int:
+    query = select(func.count()).where(
+        pipeline_trigger_events.c.trigger_name == trigger,
+        pipeline_trigger_events.c.status == PENDING,
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def oldest_pending(conn: Connection, trigger: str, limit: int) -> list[TriggerEvent]:
+    query = (
+        select(pipeline_trigger_events)
+        .where(
+            pipeline_trigger_events.c.trigger_name == trigger,
+            pipeline_trigger_events.c.status == PENDING,
+        )
+        .order_by(pipeline_trigger_events.c.event_id)
+        .limit(limit)
+    )
+    return [TriggerEvent.model_validate(dict(r)) for r in conn.execute(query).mappings()]
+
+
+def triggers_with_pending(conn: Connection) -> list[str]:
+    query = (
+        select(pipeline_trigger_events.c.trigger_name)
+        .where(pipeline_trigger_events.c.status == PENDING)
+        .distinct()
+        .order_by(pipeline_trigger_events.c.trigger_name)
+    )
+    return list(conn.execute(query).scalars())
+
+
+def decide_trigger_event(
+    conn: Connection, event_row_id: str, status: TriggerEventStatus, **values: Any
+) -> None:
+    conn.execute(
+        update(pipeline_trigger_events)
+        .where(pipeline_trigger_events.c.id == event_row_id)
+        .values(status=status.value, decided_at=utcnow(), **values)
+    )
+
+
+def drop_pending(conn: Connection, trigger: str, reason: str) -> int:
+    result = conn.execute(
+        update(pipeline_trigger_events)
+        .where(
+            pipeline_trigger_events.c.trigger_name == trigger,
+            pipeline_trigger_events.c.status == PENDING,
+        )
+        .values(status=TriggerEventStatus.DROPPED.value, decided_at=utcnow(), reason=reason)
+    )
+    return int(result.rowcount)
+
+
+def trigger_event_counts(conn: Connection) -> dict[str, dict[str, int]]:
+    query = select(
+        pipeline_trigger_events.c.trigger_name, pipeline_trigger_events.c.status, func.count()
+    ).group_by(pipeline_trigger_events.c.trigger_name, pipeline_trigger_events.c.status)
+    counts: dict[str, dict[str, int]] = {}
+    for name, status, count in conn.execute(query).all():
+        counts.setdefault(name, {})[status] = int(count)
+    return counts
+
+
+def list_trigger_events(
+    conn: Connection, trigger: str | None, status: str | None, limit: int
+) -> list[TriggerEvent]:
+    query = (
+        select(pipeline_trigger_events)
+        .order_by(pipeline_trigger_events.c.event_id.desc(), pipeline_trigger_events.c.trigger_name)
+        .limit(limit)
+    )
+    if trigger:
+        query = query.where(pipeline_trigger_events.c.trigger_name == trigger)
+    if status:
+        query = query.where(pipeline_trigger_events.c.status == status)
+    return [TriggerEvent.model_validate(dict(r)) for r in conn.execute(query).mappings()]

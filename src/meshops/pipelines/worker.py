@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshops.kernel.errors import Conflict
-from meshops.pipelines.dsl import load_pipeline
+from meshops.pipelines.codeversion import code_version_of
+from meshops.pipelines.dsl import PipelineDefinition, load_pipeline
 from meshops.pipelines.engine import LeaseLost
 from meshops.pipelines.interface import Pipelines
 from meshops.pipelines.models import PipelineRun, RunDetail, RunStatus, StepRun
@@ -129,10 +130,12 @@ class Worker:
     def execute_claimed(self, run: PipelineRun) -> RunDetail | None:
         with Heartbeat(self.pipelines, run.id, self.name, self.options.lease_seconds) as beat:
             try:
-                graph = load_pipeline(run.ref).build(run.params)
+                definition = load_pipeline(run.ref)
+                graph = definition.build(run.params)
             except Exception as exc:
                 self._finish(run, RunStatus.FAILED, f"cannot load {run.ref}: {exc}")
                 return self.pipelines.get_run(run.id)
+            self._record_code_version(run, definition)
             try:
                 return execute(
                     self.pipelines,
@@ -147,6 +150,15 @@ class Worker:
             except (LeaseLost, Conflict) as exc:
                 log.warning("run %s: lease lost, leaving it to its new holder (%s)", run.id, exc)
                 return None
+
+    def _record_code_version(self, run: PipelineRun, definition: PipelineDefinition) -> None:
+        code = code_version_of(definition)
+        if code is None:
+            return
+        try:
+            self.pipelines.set_code_version(run.id, code)
+        except Exception:  # the run itself can go on; only `reproduce` needs this record
+            log.exception("run %s: recording its code version failed", run.id)
 
     def _prior(self, run: PipelineRun) -> dict[str, StepRun]:
         prior: dict[str, StepRun] = {}

@@ -13,6 +13,8 @@ from meshops.api.deps import get_context
 from meshops.kernel.errors import InvalidInput
 from meshops.kernel.home import Context
 from meshops.pipelines.models import (
+    DEFAULT_MAX_PENDING,
+    CodeVersion,
     DispatchReport,
     PipelineRun,
     RunDetail,
@@ -20,6 +22,8 @@ from meshops.pipelines.models import (
     Schedule,
     StepRun,
     Trigger,
+    TriggerEvent,
+    TriggerState,
 )
 from meshops.pipelines.service import PipelinesService
 
@@ -48,6 +52,7 @@ class StartIn(BaseModel):
     executor: str
     resumed_from: str | None = None
     reproduces: str | None = None
+    code: CodeVersion | None = None
 
 
 class KeysIn(BaseModel):
@@ -99,6 +104,8 @@ class TriggerIn(BaseModel):
     expression: str | None = None
     max_concurrent: int = 1
     executor: str = "process"
+    max_pending: int = DEFAULT_MAX_PENDING
+    coalesce_pending: bool = False
 
 
 @router.post("/runs", status_code=201)
@@ -147,6 +154,7 @@ def start_run(body: StartIn, svc: PipelinesService = Depends(service)) -> Pipeli
         body.executor,
         resumed_from=body.resumed_from,
         reproduces=body.reproduces,
+        code=body.code,
     )
 
 
@@ -163,6 +171,11 @@ def record_steps(run_id: str, body: StepsIn, svc: PipelinesService = Depends(ser
 @router.post("/runs/{run_id}/tracking", status_code=204)
 def set_tracking(run_id: str, body: TrackingIn, svc: PipelinesService = Depends(service)) -> None:
     svc.set_tracking_run(run_id, body.tracking_run_id)
+
+
+@router.post("/runs/{run_id}/code", status_code=204)
+def set_code(run_id: str, body: CodeVersion, svc: PipelinesService = Depends(service)) -> None:
+    svc.set_code_version(run_id, body)
 
 
 @router.post("/runs/{run_id}/finish")
@@ -216,12 +229,29 @@ def create_trigger(body: TriggerIn, svc: PipelinesService = Depends(service)) ->
         expression=body.expression,
         max_concurrent=body.max_concurrent,
         executor=body.executor,
+        max_pending=body.max_pending,
+        coalesce_pending=body.coalesce_pending,
     )
 
 
 @router.get("/triggers")
 def list_triggers(svc: PipelinesService = Depends(service)) -> list[Trigger]:
     return svc.list_triggers()
+
+
+@router.get("/trigger-states")
+def trigger_states(svc: PipelinesService = Depends(service)) -> list[TriggerState]:
+    return svc.trigger_states()
+
+
+@router.get("/trigger-events")
+def trigger_events(
+    trigger: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+    svc: PipelinesService = Depends(service),
+) -> list[TriggerEvent]:
+    return svc.list_trigger_events(trigger, status, limit)
 
 
 @router.delete("/triggers/{name}", status_code=204)
