@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import threading
@@ -14,6 +15,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -48,9 +50,9 @@ from meshops.features.online.base import entity_key
 from meshops.features.registry import Definitions, Plan, resolve, resolve_cached
 from meshops.features.source import FeatureSource, SourceVersion
 from meshops.features.types import from_epoch_micros, utc
-from meshops.kernel import lineage
+from meshops.kernel import changes, lineage
 from meshops.kernel.db import utcnow
-from meshops.kernel.errors import InvalidInput, NotFound
+from meshops.kernel.errors import InvalidInput, NotFound, PolicyViolation
 from meshops.kernel.plugins import load_object
 from meshops.kernel.urn import Urn
 
@@ -63,14 +65,55 @@ KIND_MODEL: dict[str, type[Entity | FeatureView | FeatureServiceDef | OnDemandFe
     "feature_service": FeatureServiceDef,
     "on_demand_feature": OnDemandFeature,
 }
-# Definitions are read from the database at most this often per process on the online
-# path (apply in this process refreshes at once); another process's apply shows within it.
-DEFINITIONS_MAX_AGE_S = 2.0
-_definitions: weakref.WeakKeyDictionary[Home, tuple[float, Definitions]] = (
-    weakref.WeakKeyDictionary()
-)
-_definitions_lock = threading.Lock()
 EntityRows = Any  # an Arrow table, a RecordBatchReader or a pandas DataFrame
+# The consumer of an online lookup, as `feature.use` policies see it (model.name).
+ONLINE_MODEL = "online"
+
+
+@dataclass
+class _Snapshot:
+    """What the online path of one home reuses between calls, current for one change epoch
+    of the metadata database (`kernel.changes`): the parsed definitions, and the
+    `feature.use` decisions per (actor, features asked) with the facts they were made on
+    (definitions, materialized versions, policies). Any commit moves the epoch; the facts
+    are then read again (three small queries) and the decisions kept if they are equal."""
+
+    epoch: int = -1
+    definitions: Definitions | None = None
+    digests: tuple[tuple[str, str, str], ...] = ()
+    materialized: dict[str, str] = dataclasses.field(default_factory=dict)
+    facts: tuple[Any, ...] | None = None
+    # (actor, kind, features, full_names) -> None (allowed) or the violation to raise
+    decisions: dict[tuple[Any, ...], PolicyViolation | None] = dataclasses.field(
+        default_factory=dict
+    )
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+
+_snapshots: weakref.WeakKeyDictionary[Home, _Snapshot] = weakref.WeakKeyDictionary()
+_snapshots_lock = threading.Lock()
+
+
+def _snapshot_of(home: Home) -> _Snapshot:
+    snapshot = _snapshots.get(home)
+    if snapshot is None:
+        with _snapshots_lock:
+            snapshot = _snapshots.setdefault(home, _Snapshot())
+    return snapshot
+
+
+def _parse_definitions(rows: list[dict[str, Any]]) -> Definitions:
+    defs = Definitions()
+    for row in rows:
+        obj = KIND_MODEL[row["kind"]].model_validate(row["definition"])
+        target = {
+            "entity": defs.entities,
+            "feature_view": defs.views,
+            "feature_service": defs.services,
+            "on_demand_feature": defs.on_demand,
+        }[row["kind"]]
+        target[row["name"]] = obj  # type: ignore[index]
+    return defs
 
 
 def _digest(value: Any) -> str:
@@ -116,25 +159,38 @@ class FeatureStoreService:
     # --- definitions -------------------------------------------------------------------
 
     def definitions(self, *, fresh: bool = False) -> Definitions:
-        home = self.ctx.home
-        cached = _definitions.get(home)
-        if cached and not fresh and time.monotonic() - cached[0] < DEFINITIONS_MAX_AGE_S:
-            return cached[1]
+        """The definitions, parsed once per change of the database (`fresh`: read now)."""
+        snapshot = _snapshot_of(self.ctx.home)
+        epoch = changes.epoch(self.ctx.db)
+        if fresh or snapshot.epoch != epoch or snapshot.definitions is None:
+            self._refresh(snapshot, epoch)
+        assert snapshot.definitions is not None
+        return snapshot.definitions
+
+    def _refresh(self, snapshot: _Snapshot, epoch: int) -> None:
+        """Read the facts of the online path again (after `epoch` was taken, see
+        kernel.changes); keep the parsed definitions and the feature.use decisions when
+        what they depend on is unchanged."""
+        from meshops.governance.service import GovernanceService
+
         with self.ctx.db.read() as conn:
-            rows = store.get_definitions(conn)
-        defs = Definitions()
-        for row in rows:
-            obj = KIND_MODEL[row["kind"]].model_validate(row["definition"])
-            target = {
-                "entity": defs.entities,
-                "feature_view": defs.views,
-                "feature_service": defs.services,
-                "on_demand_feature": defs.on_demand,
-            }[row["kind"]]
-            target[row["name"]] = obj  # type: ignore[index]
-        with _definitions_lock:
-            _definitions[home] = (time.monotonic(), defs)
-        return defs
+            digests = store.definition_digests(conn)
+            definitions = snapshot.definitions
+            if definitions is None or digests != snapshot.digests:
+                definitions = _parse_definitions(store.get_definitions(conn))
+            materialized = store.materialized_versions(conn)
+        # Read as the system: which policies apply is not the caller's secret to keep.
+        policies = GovernanceService(self.ctx.home.system_context()).list_policies("feature.use")
+        facts = (
+            digests,
+            tuple(sorted(materialized.items())),
+            tuple((p.id, p.scope, p.version, p.updated_at) for p in policies),
+        )
+        with snapshot.lock:
+            if facts != snapshot.facts:
+                snapshot.decisions = {}
+            snapshot.definitions, snapshot.digests = definitions, digests
+            snapshot.materialized, snapshot.facts, snapshot.epoch = materialized, facts, epoch
 
     def apply(self, repo: FeatureRepo) -> ApplyResult:
         """Create or update definitions; views are checked against their product's contract."""
@@ -665,6 +721,7 @@ class FeatureStoreService:
         plan = resolve_cached(defs, features, full_names)
         for name in plan.views:
             self.ctx.authorize("features.read", defs.views[name].domain)
+        self._check_online_use(defs, plan, features, full_names)
         now_micros = _micros(now or datetime.now(UTC))
         online = open_online_store(self.ctx.home)
         rows = [OnlineRow(values={}, status="ok") for _ in entity_rows]
@@ -701,6 +758,45 @@ class FeatureStoreService:
         for row in rows:
             row.values = {n: row.values.get(n) for n in names}
         return OnlineResponse(features=names, rows=rows)
+
+    def _check_online_use(
+        self, defs: Definitions, plan: Plan, features: list[str] | str, full_names: bool
+    ) -> None:
+        """`feature.use` for this consumer, decided once per (actor, features asked) while
+        the facts of the snapshot hold (evaluated and recorded like a training set's, with
+        purpose "serving", over the product versions the online values came from)."""
+        snapshot = _snapshot_of(self.ctx.home)
+        actor = self.ctx.actor
+        key = (actor.name, actor.kind, features if isinstance(features, str) else
+               tuple(features), full_names)  # fmt: skip
+        decisions = snapshot.decisions
+        if key in decisions:
+            decision = decisions[key]
+        else:
+            epoch = snapshot.epoch  # made on these facts; a later refresh starts anew
+            decision = self._decide_online_use(defs, plan, snapshot.materialized)
+            with snapshot.lock:
+                if snapshot.epoch == epoch and snapshot.decisions is decisions:
+                    decisions[key] = decision
+        if decision is not None:
+            raise PolicyViolation(decision.message, decision.detail)
+
+    def _decide_online_use(
+        self, defs: Definitions, plan: Plan, materialized: dict[str, str]
+    ) -> PolicyViolation | None:
+        versions = {}
+        for name in plan.views:
+            source = defs.views[name].source
+            version = materialized.get(name)
+            ref = SourceRef(product=source.product, port=source.port, version=version)
+            versions[name] = self.source.describe(ref if version else source)
+        try:
+            self._check_feature_use(
+                plan, defs, versions, purpose="serving", model=plan.service or ONLINE_MODEL
+            )
+        except PolicyViolation as violation:
+            return violation
+        return None
 
     def _on_demand_value(
         self, odf: OnDemandFeature, plan: Plan, values: dict[str, Any], request: dict[str, Any]

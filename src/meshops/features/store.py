@@ -79,6 +79,14 @@ def get_definitions(conn: Connection, kind: str | None = None) -> list[dict[str,
     return [dict(r) for r in conn.execute(query).mappings()]
 
 
+def definition_digests(conn: Connection) -> tuple[tuple[str, str, str], ...]:
+    """(kind, name, digest) of every definition: what changed, without parsing them."""
+    query = select(
+        feature_definitions.c.kind, feature_definitions.c.name, feature_definitions.c.digest
+    ).order_by(feature_definitions.c.kind, feature_definitions.c.name)
+    return tuple((r.kind, r.name, r.digest) for r in conn.execute(query))
+
+
 def get_definition(conn: Connection, kind: str, name: str) -> dict[str, Any] | None:
     row = (
         conn.execute(
@@ -149,6 +157,12 @@ def get_watermark(conn: Connection, view: str) -> Watermark | None:
 def all_watermarks(conn: Connection) -> dict[str, Watermark]:
     rows = conn.execute(select(feature_watermarks)).mappings()
     return {r["view"]: Watermark(**dict(r)) for r in rows}
+
+
+def materialized_versions(conn: Connection) -> dict[str, str]:
+    """view -> the product version its online values were materialized from."""
+    query = select(feature_watermarks.c.view, feature_watermarks.c.version)
+    return {r.view: r.version for r in conn.execute(query)}
 
 
 def set_watermark(conn: Connection, mark: Watermark) -> None:
