@@ -2,6 +2,7 @@
 datacontract-cli `test` on the same ODCS contract and the same file.
 
     .venv/bin/python benchmarks/b7_contract_test.py [--rows 10000000] [--repeat 3]
+                                                    [--duplicate-ids]
 
 The data (fixed seed) is generated with Arrow and written once to benchmarks/.data/. The
 contract is ODCS v3 with a `local` parquet server (what datacontract-cli reads). meshops runs
@@ -9,6 +10,11 @@ contract is ODCS v3 with a `local` parquet server (what datacontract-cli reads).
 `publish` call -- on the contract as `specs.load_contract_for_port` reads it. The two tools
 alternate; the table reports median wall seconds and the ratio, and the script prints the
 verdict of every rule on both sides (the contract is built so that some rules fail).
+
+Both tools run the same way: a fresh Python process per run that imports its entry module
+first, then times reading the contract and testing the data (nothing is warm from an
+earlier run in the same process). `--duplicate-ids` writes data whose order ids repeat and
+are out of order, so the uniqueness rules fail and take the exact (hash) path.
 """
 
 from __future__ import annotations
@@ -29,16 +35,18 @@ import pyarrow.parquet as pq
 import yaml
 
 from benchmarks.harness import DATA_DIR, Row, median, peer_python, record, run_peer
-from meshops.mesh import contracts, specs
 
 HERE = Path(__file__).resolve().parent
 STATUSES = ["placed", "shipped", "delivered", "cancelled"]
 COUNTRIES = ["DE", "FR", "NL", "US", "GB", "ES", "IT", "PL", "SE", "XX"]  # XX: invalid
 
 
-def generate(rows: int, path: Path) -> None:
+def generate(rows: int, path: Path, duplicate_ids: bool = False) -> None:
     rng = np.random.default_rng(7)
     order_id = np.arange(1, rows + 1, dtype=np.int64)
+    if duplicate_ids:  # 0.1 % of the ids repeat an id from elsewhere in the file
+        repeated = rng.choice(rows, max(1, rows // 1000), replace=False)
+        order_id[repeated] = rng.integers(1, rows + 1, len(repeated))
     customer = rng.integers(1, max(2, rows // 10), rows, dtype=np.int64)
     email = pc.binary_join_element_wise(
         pa.array(np.full(rows, "c")), pc.cast(pa.array(customer), pa.string()), "@example.com", ""
@@ -205,15 +213,24 @@ def contract(parquet: Path) -> dict[str, Any]:
     }
 
 
-def run_meshops(contract_path: Path, parquet: Path) -> tuple[float, list[dict[str, Any]]]:
+def meshops_child(contract_path: str, parquet: str) -> None:
+    """One timed meshops run in this (fresh) process; prints one JSON line like the peer."""
+    from meshops.mesh import contracts, specs
+
     started = time.perf_counter()
-    doc = specs.load_yaml(contract_path)
+    doc = specs.load_yaml(Path(contract_path))
     port = specs.load_contract_for_port(doc, "orders", "b7-orders")
-    report = contracts.run_contract_test(
-        str(parquet), "orders", port.columns, port.schema_object, []
-    )
+    report = contracts.run_contract_test(parquet, "orders", port.columns, port.schema_object, [])
     seconds = time.perf_counter() - started
-    return seconds, [r.model_dump(mode="json") for r in report.results]
+    results = [r.model_dump(mode="json") for r in report.results]
+    print(json.dumps({"seconds": seconds, "results": results}))
+
+
+def run_meshops(contract_path: Path, parquet: Path) -> tuple[float, list[dict[str, Any]]]:
+    out = run_peer(
+        Path(sys.executable), Path(__file__), "--child", str(contract_path), str(parquet)
+    )
+    return float(out["seconds"]), list(out["results"])  # type: ignore[arg-type,call-overload]
 
 
 _PEER_KIND = {
@@ -282,14 +299,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--duplicate-ids", action="store_true", help="order ids repeat")
+    parser.add_argument("--child", nargs=2, metavar=("CONTRACT", "PARQUET"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        meshops_child(*args.child)
+        return
     DATA_DIR.mkdir(parents=True, exist_ok=True)
-    parquet = DATA_DIR / f"b7_orders_{args.rows}.parquet"
+    name = f"b7_orders_{args.rows}{'_dup' if args.duplicate_ids else ''}"
+    parquet = DATA_DIR / f"{name}.parquet"
     if not parquet.exists():
         began = time.perf_counter()
-        generate(args.rows, parquet)
+        generate(args.rows, parquet, args.duplicate_ids)
         print(f"generated {args.rows:,} rows in {time.perf_counter() - began:.1f} s", flush=True)
-    contract_path = DATA_DIR / f"b7_orders_{args.rows}.odcs.yaml"
+    contract_path = DATA_DIR / f"{name}.odcs.yaml"
     contract_path.write_text(yaml.safe_dump(contract(parquet), sort_keys=False))
     python = peer_python("datacontract", ["datacontract-cli[duckdb,parquet]"])
     script = HERE / "peers" / "datacontract_b7.py"
@@ -306,7 +329,7 @@ def main() -> None:
     lines, compared, agree, differ = compare(mesh_results, peer_checks)
     print("\n".join(lines))
     print(f"rules compared: {compared}, same verdict: {agree}, disagreements: {differ}")
-    (DATA_DIR / f"b7_verdicts_{args.rows}.json").write_text(
+    (DATA_DIR / f"b7_verdicts_{name.removeprefix('b7_orders_')}.json").write_text(
         json.dumps({"meshops": mesh_results, "datacontract": peer_checks}, indent=1)
     )
     rows = [
@@ -326,10 +349,12 @@ def main() -> None:
             goal="same verdicts",
         ),
     ]
+    bench_id = "B7" if args.rows == 10_000_000 else f"B7-{args.rows}"
+    flag = " --duplicate-ids" if args.duplicate_ids else ""
     record(
-        f"B7-{args.rows}" if args.rows != 10_000_000 else "B7",
-        f"contract test ({args.rows:,} rows)",
-        f"python benchmarks/b7_contract_test.py --rows {args.rows}",
+        bench_id + ("-duplicate-ids" if args.duplicate_ids else ""),
+        f"contract test ({args.rows:,} rows{', repeated order ids' if args.duplicate_ids else ''})",
+        f"python benchmarks/b7_contract_test.py --rows {args.rows}{flag}",
         "datacontract-cli",
         rows,
     )

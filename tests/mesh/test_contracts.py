@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import tempfile
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshops.kernel.errors import InvalidInput
-from meshops.mesh.contracts import check_operator, run_contract_test
+from meshops.mesh.contract_scan import (
+    Duplicates,
+    Invalid,
+    Measure,
+    Missing,
+    NullCount,
+    RowCount,
+    ScanPlan,
+    _arrow_pass,
+    _proven_distinct,
+    _Source,
+    measure_all,
+)
+from meshops.mesh.contracts import check_operator, relation, run_contract_test
 from meshops.mesh.specs import columns_of
 
 NOW = datetime(2025, 1, 10, tzinfo=UTC)
@@ -164,3 +181,195 @@ def test_between_is_the_conjunction_of_bounds(value: float, other: float) -> Non
         {"mustBeGreaterOrEqualTo": low, "mustBeLessOrEqualTo": high}, probe, False
     )
     assert inside == both and outside == (not inside)
+
+
+# --- exact measures: fast paths agree with the DuckDB definition ---
+
+
+def _by_duckdb(table: pa.Table, measures: list[Measure]) -> dict[Measure, int]:
+    """The reference: every measure's SQL definition evaluated by DuckDB."""
+    con = duckdb.connect()
+    con.register("t", table)
+    row = con.execute(f"SELECT {', '.join(m.sql() for m in measures)} FROM t").fetchall()[0]
+    con.close()
+    return {m: int(v or 0) for m, v in zip(measures, row, strict=True)}
+
+
+def _by_scan(source: pa.Table | str, schema: pa.Schema, measures: list[Measure]) -> dict:
+    with relation(source, "t") as con:
+        return measure_all(source, con, "t", schema, measures)
+
+
+def _both_sources(table: pa.Table, row_group_size: int, measures: list[Measure]) -> list[dict]:
+    """measure_all over the table itself and over a Parquet file of it (several row groups)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = str(Path(folder) / "t.parquet")
+        pq.write_table(table, path, row_group_size=max(1, row_group_size))
+        from_file = _by_scan(path, table.schema, measures)
+    return [_by_scan(table, table.schema, measures), from_file]
+
+
+def _duplicates(columns: tuple[str, ...]) -> list[Measure]:
+    by_rows = Duplicates(columns, count_rows=True)
+    return [Duplicates(columns), by_rows] if len(columns) == 1 else [by_rows]
+
+
+@pytest.mark.parametrize(
+    ("values", "proven"),
+    [
+        ([1, 2, 3, 5, 8], True),  # increasing: no hash table needed
+        ([9, 7, None, 4, None, 1], True),  # decreasing, nulls ignored
+        ([3, 1, 2], False),  # unique but unordered: the exact count decides (0)
+        ([1, 2, 2, 3], False),  # not strictly increasing: exact count finds 1
+        ([5, 1, 5, None, None], False),
+        ([None, None], True),
+        ([], True),
+    ],
+)
+def test_uniqueness_fast_path_and_fallback_are_exact(
+    values: list[int | None], proven: bool, tmp_path: Path
+) -> None:
+    table = pa.table({"id": pa.array(values, pa.int64())})
+    measures = _duplicates(("id",))
+    expected = _by_duckdb(table, measures)
+    for got in _both_sources(table, 2, measures):
+        assert got == {RowCount(): len(values), **expected}
+    for source in (table, _parquet_of(table, tmp_path, 2)):
+        data = _Source(source)
+        nulls, orders, _ = _arrow_pass(data, ScanPlan(table.schema, measures))
+        # proven: no DuckDB count(DISTINCT) runs; otherwise the exact count above decided
+        assert _proven_distinct(Duplicates(("id",)), nulls, orders) is proven
+
+
+def _parquet_of(table: pa.Table, folder: Path, row_group_size: int) -> str:
+    path = str(folder / "t.parquet")
+    pq.write_table(table, path, row_group_size=row_group_size)
+    return path
+
+
+def test_tuple_uniqueness_is_proven_by_a_distinct_non_null_member() -> None:
+    table = pa.table({"a": [1, 2, 3, 4], "b": ["x", "x", "y", None]})
+    measures = [*_duplicates(("b", "a")), *_duplicates(("b",))]
+    assert _both_sources(table, 3, measures)[0] == {RowCount(): 4, **_by_duckdb(table, measures)}
+    with_null = pa.table({"a": [1, None, 3, None], "b": ["x", "x", "y", "x"]})
+    measures = _duplicates(("a", "b"))
+    for got in _both_sources(with_null, 3, measures):
+        assert got == {RowCount(): 4, **_by_duckdb(with_null, measures)}
+        assert got[Duplicates(("a", "b"), count_rows=True)] == 1  # (NULL, 'x') twice
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), st.integers(-5, 40)), max_size=40),
+    st.booleans(),
+    st.integers(1, 9),
+)
+def test_integer_measures_agree_with_duckdb(
+    values: list[int | None], sort: bool, row_group_size: int
+) -> None:
+    if sort:  # sorted inputs exercise the proof, the others the fallback
+        values = sorted(v for v in values if v is not None) + [None] * values.count(None)
+    table = pa.table({"n": pa.array(values, pa.int64())})
+    measures: list[Measure] = [
+        *_duplicates(("n",)),
+        NullCount("n"),
+        Missing("n", (0, 7)),
+        Invalid("n", valid_values=(1, 2, 3)),
+    ]
+    expected = {RowCount(): len(values), **_by_duckdb(table, measures)}
+    for got in _both_sources(table, row_group_size, measures):
+        assert got == expected
+
+
+TEXT = st.text(alphabet=["a", "b", "Z", "0", "7", "\n", ".", "é", " "], max_size=6)
+PATTERNS = ["a.b", "^[a-z]+$", "[0-9]+", "(a|b)*", "é?.", "Z\\d", "a?", ".*\\.", "(?i)ab"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), TEXT), max_size=30),
+    st.sampled_from(PATTERNS),
+    st.lists(TEXT, max_size=3),
+    st.booleans(),
+    st.integers(1, 7),
+)
+def test_string_measures_agree_with_duckdb(
+    values: list[str | None],
+    pattern: str,
+    listed: list[str],
+    as_dictionary: bool,
+    row_group_size: int,
+) -> None:
+    column = pa.array(values, pa.string())
+    table = pa.table({"s": column.dictionary_encode() if as_dictionary else column})
+    measures: list[Measure] = [
+        Invalid("s", pattern=pattern),
+        Invalid("s", valid_values=tuple(listed)),
+        Invalid("s", valid_values=tuple(listed), pattern=pattern),
+        Missing("s", tuple(listed)),
+        *_duplicates(("s",)),
+        NullCount("s"),
+    ]
+    expected = {RowCount(): len(values), **_by_duckdb(table, measures)}
+    for got in _both_sources(table, row_group_size, measures):
+        assert got == expected
+
+
+def test_dictionary_encoded_parquet_column_is_read_as_a_dictionary(tmp_path: Path) -> None:
+    statuses = pa.array(["placed", "shipped", "lost", None] * 5_000)
+    table = pa.table({"status": statuses})
+    path = str(tmp_path / "s.parquet")
+    pq.write_table(table, path, row_group_size=3_000)
+    assert _Source(path)._dictionary_encoded("status")
+    measures: list[Measure] = [
+        Invalid("status", valid_values=("placed", "shipped")),
+        Missing("status", ("lost",)),
+    ]
+    got = _by_scan(path, table.schema, measures)
+    assert got[measures[0]] == 5_000 and got[measures[1]] == 10_000
+    assert got == {RowCount(): 20_000, **_by_duckdb(table, measures)}
+
+
+def test_null_counts_come_from_parquet_statistics_or_the_data(tmp_path: Path) -> None:
+    table = pa.table({"x": pa.array([1.5, None, 2.0, None, None], pa.float64())})
+    with_stats, without = str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")
+    pq.write_table(table, with_stats, row_group_size=2)
+    pq.write_table(table, without, row_group_size=2, write_statistics=False)
+    assert _Source(with_stats).stored_nulls("x") == 3
+    assert _Source(without).stored_nulls("x") is None
+    for path in (with_stats, without):
+        assert _by_scan(path, table.schema, [NullCount("x")])[NullCount("x")] == 3
+
+
+def test_measures_arrow_cannot_judge_exactly_go_to_duckdb() -> None:
+    table = pa.table({"d": pa.array([1.5, 2.0, None]), "n": [10, 20, 30]})
+    plan = ScanPlan(
+        table.schema,
+        [Invalid("d", valid_values=(1.5,)), Invalid("n", pattern="^1"), Missing("n", ("10",))],
+    )
+    assert not plan.work and len(plan.in_duckdb) == 3
+    got = _by_scan(table, table.schema, plan.in_duckdb)
+    assert got == {RowCount(): 3, **_by_duckdb(table, plan.in_duckdb)}
+
+
+def test_a_bad_pattern_is_explained() -> None:
+    columns = [dict(c, quality=[]) for c in COLUMNS]
+    columns[1]["quality"] = [{"metric": "invalidValues", "arguments": {"pattern": "(a"}}]
+    with pytest.raises(InvalidInput, match="invalid pattern") as info:
+        _verdicts([], columns)
+    assert info.value.detail["field"] == "quality.arguments.pattern"
+
+
+def test_parquet_and_table_sources_give_the_same_report(tmp_path: Path) -> None:
+    path = str(tmp_path / "t.parquet")
+    pq.write_table(TABLE, path, row_group_size=2)
+    rules = [{"metric": "invalidValues", "arguments": {"pattern": "^[A-Z]{2}$"}}]
+    columns = [dict(c, quality=rules) if c["name"] == "country" else c for c in COLUMNS]
+    obj = {"name": "t", "properties": columns, "quality": [{"metric": "rowCount", "mustBe": 4}]}
+    from_table = run_contract_test(TABLE, "t", columns_of(obj), obj, now=NOW)
+    from_file = run_contract_test(path, "t", columns_of(obj), obj, now=NOW)
+    assert [r.model_dump() for r in from_table.results] == [
+        r.model_dump() for r in from_file.results
+    ]
+    country = next(r for r in from_file.results if r.rule.startswith("quality.t.country"))
+    assert country.observed == 2 and not country.passed

@@ -7,7 +7,9 @@ The rules come from the port's ODCS contract:
            rowCount with the mustBe* operators, and `sql` rules (a query returning one number)
   sla      freshness / latency with an `element` column: the newest value is recent enough
 
-All column-level metrics are computed in ONE aggregate scan; each sql rule is one query.
+Column-level metrics are exact counts (contract_scan.py): Parquet statistics, Arrow compute
+over row groups in parallel, and one DuckDB aggregate scan for what has no faster exact
+path; each sql rule is one query.
 """
 
 from __future__ import annotations
@@ -24,6 +26,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from meshops.kernel.errors import InvalidInput
+from meshops.mesh.contract_scan import (
+    Duplicates,
+    Invalid,
+    Measure,
+    Missing,
+    NullCount,
+    RowCount,
+    measure_all,
+)
+
+# reads.py and builds.py quote SQL through this module: re-exported explicitly
+from meshops.mesh.contract_scan import literal as literal  # noqa: PLC0414
+from meshops.mesh.contract_scan import quote as quote  # noqa: PLC0414
 from meshops.mesh.models import ColumnProfile, ColumnSpec, ContractReport, RuleResult
 
 LOGICAL_TYPES: dict[str, tuple[str, ...]] = {
@@ -132,20 +147,6 @@ def fetch_one(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...] | Non
     return tuple(rows[0]) if rows else None
 
 
-def quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def literal(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int | float):
-        return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
-
-
 # --- sources ---
 
 
@@ -218,57 +219,35 @@ def check_operator(rule: dict[str, Any], value: float, default_zero: bool) -> tu
 # --- the test ---
 
 
-class _Plan:
-    """Aggregate expressions of one scan, and how to judge each result."""
-
-    def __init__(self) -> None:
-        self.expressions: list[str] = ["count(*)"]
-        self.judges: list[Any] = []
-
-    def add(self, expression: str) -> int:
-        self.expressions.append(expression)
-        return len(self.expressions) - 1
-
-
-def _metric_expression(metric: str, column: str | None, rule: dict[str, Any]) -> str:
+def _metric_measure(metric: str, column: str | None, rule: dict[str, Any]) -> Measure:
     args = rule.get("arguments") or {}
-    col = quote(column) if column else None
     if metric == "rowCount":
-        return "count(*)"
+        return RowCount()
     if metric == "duplicateValues":
-        if col:
-            return f"count({col}) - count(DISTINCT {col})"
-        props = args.get("properties") or []
-        if not props:
-            return "0"
-        row = ", ".join(quote(p) for p in props)
-        return f"count(*) - count(DISTINCT ({row}))"
-    if col is None:
+        if column:
+            return Duplicates((column,))
+        return Duplicates(tuple(str(p) for p in args.get("properties") or []), count_rows=True)
+    if column is None:
         raise InvalidInput(
             f"metric {metric} needs a column",
             {"field": "quality", "fix": "declare the rule under the property it checks"},
         )
     if metric == "nullValues":
-        return f"count(*) - count({col})"
+        return NullCount(column)
     if metric == "missingValues":
-        missing = [v for v in args.get("missingValues", []) if v is not None]
-        extra = f" OR {col} IN ({', '.join(literal(v) for v in missing)})" if missing else ""
-        return f"count(*) FILTER (WHERE {col} IS NULL{extra})"
+        return Missing(column, tuple(v for v in args.get("missingValues", []) if v is not None))
     if metric == "invalidValues":
-        conditions = []
-        if args.get("validValues") is not None:
-            valid = ", ".join(literal(v) for v in args["validValues"])
-            conditions.append(f"{col} NOT IN ({valid})")
-        if args.get("pattern"):
-            conditions.append(
-                f"NOT regexp_full_match(CAST({col} AS VARCHAR), {literal(args['pattern'])})"
-            )
-        if not conditions:
+        if args.get("validValues") is None and not args.get("pattern"):
             raise InvalidInput(
                 "invalidValues needs arguments.validValues or arguments.pattern",
                 {"field": "quality.arguments", "fix": "add validValues: [..] or pattern: '^...$'"},
             )
-        return f"count(*) FILTER (WHERE {col} IS NOT NULL AND ({' OR '.join(conditions)}))"
+        valid = args.get("validValues")
+        return Invalid(
+            column,
+            tuple(valid) if valid is not None else None,
+            str(args["pattern"]) if args.get("pattern") else None,
+        )
     raise InvalidInput(
         f"unknown quality metric {metric!r}",
         {"field": "quality.metric", "fix": f"use one of {list(METRICS)}"},
@@ -330,6 +309,11 @@ def _as_datetime(value: Any) -> datetime | None:
     return None
 
 
+# A rule judged on one measure: (measure, rule id, kind, column, expectation), where the
+# expectation is the text of a schema rule (passes at 0) or the quality rule itself.
+_Judged = tuple[Measure, str, str, str | None, "str | dict[str, Any]"]
+
+
 def run_contract_test(
     source: pa.Table | str,
     port: str,
@@ -341,86 +325,19 @@ def run_contract_test(
 ) -> ContractReport:
     """Test `source` (Arrow table or Parquet path) against the port's contract."""
     started = time.perf_counter()
-    results: list[RuleResult] = []
     schema = arrow_schema(source)
+    present = {f.name: f.type for f in schema}
     with relation(source, port) as con:
-        present = {f.name: f.type for f in schema}
         physical = duckdb_types(con, port)
-        plan = _Plan()
-        declared = {c.name for c in columns}
+        results: list[RuleResult] = []
         for column in columns:
             results.extend(_schema_type_checks(port, column, present, physical))
-            if column.name not in present:
-                continue
-            col = quote(column.name)
-            if column.required or column.primary_key:
-                idx = plan.add(f"count(*) - count({col})")
-                plan.judges.append(
-                    (
-                        idx,
-                        f"schema.{port}.{column.name}.required",
-                        "schema",
-                        column.name,
-                        "no nulls",
-                    )
-                )
-            if column.unique or (column.primary_key and sum(c.primary_key for c in columns) == 1):
-                idx = plan.add(f"count({col}) - count(DISTINCT {col})")
-                plan.judges.append(
-                    (
-                        idx,
-                        f"schema.{port}.{column.name}.unique",
-                        "schema",
-                        column.name,
-                        "no duplicates",
-                    )
-                )
-        for extra in sorted(set(present) - declared):
-            results.append(
-                RuleResult(
-                    rule=f"schema.{port}.{extra}.declared",
-                    kind="schema",
-                    column=extra,
-                    passed=False,
-                    expected="declared in the contract",
-                    message=f"column {extra!r} is not in the contract",
-                )
-            )
-        keys = [c.name for c in columns if c.primary_key]
-        if len(keys) > 1 and all(k in present for k in keys):
-            row = ", ".join(quote(k) for k in keys)
-            idx = plan.add(f"count(*) - count(DISTINCT ({row}))")
-            plan.judges.append(
-                (idx, f"schema.{port}.primary_key", "schema", None, f"unique ({', '.join(keys)})")
-            )
+        results.extend(_undeclared(port, columns, present))
         quality = _collect_quality(port, schema_object, present)
-        for rule_id, column_name, rule in quality:
-            kind = rule.get("type") or (
-                "library" if rule.get("metric") or rule.get("rule") else "text"
-            )
-            if kind == "library":
-                metric = rule.get("metric") or rule.get("rule")
-                idx = plan.add(_metric_expression(str(metric), column_name, rule))
-                plan.judges.append((idx, rule_id, "quality", column_name, rule))
-        values = fetch_one(con, f"SELECT {', '.join(plan.expressions)} FROM {quote(port)}")
-        assert values is not None
-        row_count = int(values[0])
-        for idx, rule_id, kind, column_name, expectation in plan.judges:
-            value = float(values[idx] or 0)
-            if isinstance(expectation, str):
-                results.append(
-                    RuleResult(
-                        rule=rule_id,
-                        kind=kind,
-                        column=column_name,
-                        passed=value == 0,
-                        observed=value,
-                        expected=expectation,
-                        message="" if value == 0 else f"{int(value)} offending rows",
-                    )
-                )
-                continue
-            results.append(_judge(rule_id, column_name, expectation, value, row_count))
+        judged = _schema_measures(port, columns, present) + _quality_measures(quality)
+        values = measure_all(source, con, port, schema, [RowCount(), *(j[0] for j in judged)])
+        row_count = values[RowCount()]
+        results.extend(_verdict(j, values[j[0]], row_count) for j in judged)
         for rule_id, column_name, rule in quality:
             if rule.get("type") == "sql":
                 results.append(
@@ -429,6 +346,87 @@ def run_contract_test(
         results.extend(_sla_checks(con, port, present, sla_properties or [], now))
     return ContractReport(
         port=port, rows=row_count, results=results, seconds=time.perf_counter() - started
+    )
+
+
+def _undeclared(
+    port: str, columns: list[ColumnSpec], present: dict[str, pa.DataType]
+) -> list[RuleResult]:
+    declared = {c.name for c in columns}
+    return [
+        RuleResult(
+            rule=f"schema.{port}.{extra}.declared",
+            kind="schema",
+            column=extra,
+            passed=False,
+            expected="declared in the contract",
+            message=f"column {extra!r} is not in the contract",
+        )
+        for extra in sorted(set(present) - declared)
+    ]
+
+
+def _schema_measures(
+    port: str, columns: list[ColumnSpec], present: dict[str, pa.DataType]
+) -> list[_Judged]:
+    judged: list[_Judged] = []
+    single_key = sum(c.primary_key for c in columns) == 1
+    for column in columns:
+        if column.name not in present:
+            continue
+        base = f"schema.{port}.{column.name}"
+        if column.required or column.primary_key:
+            judged.append(
+                (NullCount(column.name), f"{base}.required", "schema", column.name, "no nulls")
+            )
+        if column.unique or (column.primary_key and single_key):
+            judged.append(
+                (
+                    Duplicates((column.name,)),
+                    f"{base}.unique",
+                    "schema",
+                    column.name,
+                    "no duplicates",
+                )
+            )
+    keys = [c.name for c in columns if c.primary_key]
+    if len(keys) > 1 and all(k in present for k in keys):
+        judged.append(
+            (
+                Duplicates(tuple(keys), count_rows=True),
+                f"schema.{port}.primary_key",
+                "schema",
+                None,
+                f"unique ({', '.join(keys)})",
+            )
+        )
+    return judged
+
+
+def _quality_measures(quality: list[tuple[str, str | None, dict[str, Any]]]) -> list[_Judged]:
+    judged: list[_Judged] = []
+    for rule_id, column_name, rule in quality:
+        kind = rule.get("type") or ("library" if rule.get("metric") or rule.get("rule") else "text")
+        if kind == "library":
+            metric = str(rule.get("metric") or rule.get("rule"))
+            measure = _metric_measure(metric, column_name, rule)
+            judged.append((measure, rule_id, "quality", column_name, rule))
+    return judged
+
+
+def _verdict(judged: _Judged, count: int, rows: int) -> RuleResult:
+    _, rule_id, kind, column_name, expectation = judged
+    value = float(count)
+    if not isinstance(expectation, str):
+        return _judge(rule_id, column_name, expectation, value, rows)
+    return RuleResult(
+        rule=rule_id,
+        kind=kind,
+        column=column_name,
+        passed=value == 0,
+        observed=value,
+        expected=expectation,
+        message="" if value == 0 else f"{int(value)} offending rows",
     )
 
 

@@ -1,0 +1,525 @@
+"""Exact column measures for contract rules, each column read once, row groups in parallel.
+
+A contract test asks for counts: rows, nulls, duplicates, missing and invalid values. The
+SQL expression of each measure (`Measure.sql`) is the definition; DuckDB evaluates it when
+no faster exact path applies. The faster paths, all exact:
+
+  rows, nulls     Parquet footer statistics (row counts, per-row-group null counts) or the
+                  Arrow null bitmaps -- no value is decoded
+  uniqueness      a column whose non-null values are strictly increasing (or decreasing)
+                  has no duplicates; checked with Arrow comparisons in one pass instead of
+                  building a hash table of every value (ids are usually written in order).
+                  When the proof fails, DuckDB's exact count(DISTINCT) runs instead.
+  value sets      `IN` lists and patterns on string columns with Arrow compute (RE2, like
+                  DuckDB); on dictionary-encoded data each distinct value is tested once
+                  and the rows are counted through the dictionary indices
+
+The Arrow work runs per partition (a Parquet row group, or a slice of an in-memory table)
+on a thread pool as wide as the machine: Arrow releases the GIL while decoding and
+computing, so the partitions use every core.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from meshops.kernel.errors import InvalidInput
+
+# Rows per partition of an in-memory table: big enough that per-call overhead vanishes,
+# small enough that both cores get work on a few million rows.
+TABLE_PARTITION_ROWS = 1 << 20
+# A Parquet string column whose pages average at most this many bytes per value is
+# dictionary-encoded throughout (a plain value takes at least 4 bytes of length prefix):
+# reading it as an Arrow dictionary tests each distinct value once. Only speed depends on it.
+DICTIONARY_BYTES_PER_VALUE = 2.0
+
+_Columns = dict[str, pa.ChunkedArray]  # one partition's columns by name
+
+
+def quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _is_string(dtype: pa.DataType) -> bool:
+    if pa.types.is_dictionary(dtype):
+        return _is_string(dtype.value_type)
+    return bool(
+        pa.types.is_string(dtype)
+        or pa.types.is_large_string(dtype)
+        or pa.types.is_string_view(dtype)
+    )
+
+
+def _is_integer(dtype: pa.DataType) -> bool:
+    if pa.types.is_dictionary(dtype):
+        return _is_integer(dtype.value_type)
+    return bool(pa.types.is_integer(dtype))
+
+
+def _is_orderable(dtype: pa.DataType) -> bool:
+    """Types whose Arrow order makes 'strictly increasing' imply 'pairwise distinct' in
+    DuckDB's sense of DISTINCT (NaN and -0.0 never pass a strict comparison chain)."""
+    return bool(
+        pa.types.is_integer(dtype)
+        or pa.types.is_floating(dtype)
+        or pa.types.is_decimal(dtype)
+        or pa.types.is_temporal(dtype)
+        or pa.types.is_string(dtype)
+        or pa.types.is_large_string(dtype)
+        or pa.types.is_binary(dtype)
+        or pa.types.is_large_binary(dtype)
+    )
+
+
+def _same_kind(values: Sequence[Any], dtype: pa.DataType) -> bool:
+    """Literals Arrow compares exactly as DuckDB would (no implicit casts in between)."""
+    if _is_string(dtype):
+        return all(isinstance(v, str) for v in values)
+    if _is_integer(dtype):
+        return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+    return False
+
+
+# --- measures ---
+
+
+@dataclass(frozen=True)
+class RowCount:
+    def sql(self) -> str:
+        return "count(*)"
+
+
+@dataclass(frozen=True)
+class NullCount:
+    column: str
+
+    def sql(self) -> str:
+        return f"count(*) - count({quote(self.column)})"
+
+
+@dataclass(frozen=True)
+class Duplicates:
+    """`count(col) - count(DISTINCT col)` (nulls ignored), or with `count_rows` the
+    ODCS duplicateValues form `count(*) - count(DISTINCT (cols))`: for one column its nulls
+    count as duplicates; for several, the tuples are compared (nulls inside included)."""
+
+    columns: tuple[str, ...]
+    count_rows: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.count_rows and len(self.columns) != 1:
+            raise ValueError("duplicates of several columns are counted by rows")
+
+    def sql(self) -> str:
+        if not self.columns:
+            return "0"
+        row = ", ".join(quote(c) for c in self.columns)
+        if self.count_rows:
+            return f"count(*) - count(DISTINCT ({row}))"
+        return f"count({row}) - count(DISTINCT {row})"
+
+
+@dataclass(frozen=True)
+class Missing:
+    """Rows that are null or one of `values`."""
+
+    column: str
+    values: tuple[Any, ...] = ()
+
+    def sql(self) -> str:
+        col = quote(self.column)
+        extra = (
+            f" OR {col} IN ({', '.join(literal(v) for v in self.values)})" if self.values else ""
+        )
+        return f"count(*) FILTER (WHERE {col} IS NULL{extra})"
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """Non-null rows outside `valid_values` or not fully matching `pattern`."""
+
+    column: str
+    valid_values: tuple[Any, ...] | None = None
+    pattern: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.valid_values is None and not self.pattern:
+            raise ValueError("invalid values need valid values or a pattern")
+
+    def sql(self) -> str:
+        col = quote(self.column)
+        conditions = []
+        if self.valid_values is not None:
+            conditions.append(f"{col} NOT IN ({', '.join(literal(v) for v in self.valid_values)})")
+        if self.pattern:
+            conditions.append(
+                f"NOT regexp_full_match(CAST({col} AS VARCHAR), {literal(self.pattern)})"
+            )
+        return f"count(*) FILTER (WHERE {col} IS NOT NULL AND ({' OR '.join(conditions)}))"
+
+
+Measure = RowCount | NullCount | Duplicates | Missing | Invalid
+
+
+# --- what the Arrow pass computes per partition ---
+
+
+@dataclass
+class _Order:
+    """Order of one column's non-null values in a run of rows: enough to chain runs."""
+
+    count: int = 0
+    first: pa.Scalar | None = None
+    last: pa.Scalar | None = None
+    increasing: bool = True
+    decreasing: bool = True
+
+    def then(self, other: _Order) -> _Order:
+        if other.count == 0:
+            return self
+        if self.count == 0:
+            return other
+        assert self.last is not None and other.first is not None
+        return _Order(
+            self.count + other.count,
+            self.first,
+            other.last,
+            self.increasing and other.increasing and _greater(other.first, self.last),
+            self.decreasing and other.decreasing and _greater(self.last, other.first),
+        )
+
+    @property
+    def strict(self) -> bool:
+        return self.increasing or self.decreasing
+
+
+def _greater(a: pa.Scalar, b: pa.Scalar) -> bool:
+    return bool(pc.greater(a, b).as_py())
+
+
+def _order_of(chunk: pa.Array) -> _Order:
+    values = chunk.drop_null() if chunk.null_count else chunk
+    n = len(values)
+    if n == 0:
+        return _Order()
+    if n == 1:
+        return _Order(1, values[0], values[0])
+    later, earlier = values.slice(1), values.slice(0, n - 1)
+    increasing = bool(pc.all(pc.greater(later, earlier)).as_py())
+    decreasing = not increasing and bool(pc.all(pc.less(later, earlier)).as_py())
+    return _Order(n, values[0], values[n - 1], increasing, decreasing)
+
+
+def _full_match(pattern: str) -> str:
+    # RE2 without the multi-line flag: ^ and $ are the ends of the text, so this is
+    # DuckDB's regexp_full_match (also RE2) as a search.
+    return f"^(?:{pattern})$"
+
+
+def _offending(chunk: pa.Array, measure: Missing | Invalid) -> int:
+    """Rows of `chunk` the measure counts; dictionary chunks test each value once."""
+    if isinstance(chunk, pa.DictionaryArray):
+        flags = _value_flags(chunk.dictionary, measure)
+        if not pc.any(flags).as_py():
+            return chunk.null_count if isinstance(measure, Missing) else 0
+        per_row = pc.take(flags, chunk.indices)
+    else:
+        per_row = _value_flags(chunk, measure)
+    counted = int(pc.sum(per_row).as_py() or 0)  # null rows give null flags: not summed
+    return counted + chunk.null_count if isinstance(measure, Missing) else counted
+
+
+def _value_flags(values: pa.Array, measure: Missing | Invalid) -> pa.Array:
+    """Per value: does the measure count it (null for nulls)."""
+    if isinstance(measure, Missing):
+        hit = pc.is_in(values, pa.array(measure.values, values.type))
+        return pc.if_else(pc.is_valid(values), hit, pa.scalar(None, pa.bool_()))
+    bad: pa.Array | None = None
+    if measure.valid_values is not None:
+        bad = pc.invert(pc.is_in(values, pa.array(measure.valid_values, values.type)))
+        bad = pc.if_else(pc.is_valid(values), bad, pa.scalar(None, pa.bool_()))
+    if measure.pattern:
+        try:
+            matches = pc.match_substring_regex(values, _full_match(measure.pattern))
+        except pa.ArrowInvalid as exc:
+            raise InvalidInput(
+                f"invalid pattern {measure.pattern!r} for column {measure.column}: {exc}",
+                {"field": "quality.arguments.pattern", "fix": "use RE2 regular expression syntax"},
+            ) from exc
+        unmatched = pc.invert(matches)
+        bad = unmatched if bad is None else pc.or_kleene(bad, unmatched)
+    assert bad is not None
+    return bad
+
+
+@dataclass
+class _ColumnWork:
+    nulls: bool = False
+    order: bool = False
+    value_sets: list[Missing | Invalid] = field(default_factory=list)
+
+
+@dataclass
+class _Partial:
+    nulls: dict[str, int] = field(default_factory=dict)
+    orders: dict[str, _Order] = field(default_factory=dict)
+    counts: dict[Missing | Invalid, int] = field(default_factory=dict)
+
+
+def _scan_partition(columns: _Columns, work: dict[str, _ColumnWork]) -> _Partial:
+    partial = _Partial()
+    for name, todo in work.items():
+        data = columns[name]
+        if todo.nulls:
+            partial.nulls[name] = data.null_count
+        if todo.order:
+            order = _Order()
+            for chunk in data.chunks:
+                order = order.then(_order_of(chunk))
+            partial.orders[name] = order
+        for measure in todo.value_sets:
+            partial.counts[measure] = sum(_offending(chunk, measure) for chunk in data.chunks)
+    return partial
+
+
+# --- sources: where partitions come from ---
+
+
+class _Source:
+    """Row count, cheap null counts and the partitions of a Parquet file or Arrow table."""
+
+    def __init__(self, source: pa.Table | str) -> None:
+        self.table = source if isinstance(source, pa.Table) else None
+        self.path = source if isinstance(source, str) else None
+        self.metadata = pq.read_metadata(source) if isinstance(source, str) else None
+
+    @property
+    def rows(self) -> int:
+        if self.table is not None:
+            return int(self.table.num_rows)
+        assert self.metadata is not None
+        return int(self.metadata.num_rows)
+
+    def stored_nulls(self, column: str) -> int | None:
+        """Nulls of `column` without reading it, when the source knows them exactly."""
+        if self.table is not None:
+            return int(self.table.column(column).null_count)
+        assert self.metadata is not None
+        total = 0
+        for group in range(self.metadata.num_row_groups):
+            chunk = _column_chunk(self.metadata.row_group(group), column)
+            stats = chunk.statistics if chunk is not None else None
+            if stats is None or not stats.has_null_count:
+                return None
+            total += int(stats.null_count)
+        return total
+
+    def partition_count(self) -> int:
+        if self.metadata is not None:
+            return int(self.metadata.num_row_groups)
+        assert self.table is not None
+        return max(1, -(-int(self.table.num_rows) // TABLE_PARTITION_ROWS))
+
+    def reader(self, columns: list[str], threads: bool) -> Callable[[int], _Columns]:
+        """A function reading partition i's `columns` as {name: ChunkedArray}."""
+        if self.table is not None:
+            table = self.table.select(columns)
+
+            def slice_of(i: int) -> _Columns:
+                part = table.slice(i * TABLE_PARTITION_ROWS, TABLE_PARTITION_ROWS)
+                return {name: part.column(name) for name in columns}
+
+            return slice_of
+        assert self.path is not None and self.metadata is not None
+        path, metadata = self.path, self.metadata
+        as_dictionary = [c for c in columns if self._dictionary_encoded(c)]
+
+        def row_group(i: int) -> _Columns:
+            # One ParquetFile per call: readers are not shared between threads.
+            file = pq.ParquetFile(path, metadata=metadata, read_dictionary=as_dictionary)
+            part = file.read_row_group(i, columns=columns, use_threads=threads)
+            return {name: part.column(name) for name in columns}
+
+        return row_group
+
+    def _dictionary_encoded(self, column: str) -> bool:
+        assert self.metadata is not None
+        values = size = 0
+        for group in range(self.metadata.num_row_groups):
+            chunk = _column_chunk(self.metadata.row_group(group), column)
+            if (
+                chunk is None
+                or chunk.physical_type != "BYTE_ARRAY"
+                or not chunk.has_dictionary_page
+            ):
+                return False
+            values += chunk.num_values
+            size += chunk.total_uncompressed_size
+        return values > 0 and size / values <= DICTIONARY_BYTES_PER_VALUE
+
+
+def _column_chunk(group: pq.RowGroupMetaData, column: str) -> pq.ColumnChunkMetaData | None:
+    for j in range(group.num_columns):
+        chunk = group.column(j)
+        if chunk.path_in_schema == column:
+            return chunk
+    return None
+
+
+# --- the plan ---
+
+
+class ScanPlan:
+    """Which measures Arrow answers, which DuckDB answers, and the answers."""
+
+    def __init__(self, schema: pa.Schema, measures: Iterable[Measure]) -> None:
+        self.schema = schema
+        self.measures = list(dict.fromkeys(measures))
+        self.work: dict[str, _ColumnWork] = {}
+        self.in_duckdb: list[Measure] = []
+        for measure in self.measures:
+            self._route(measure)
+
+    def _type(self, column: str) -> pa.DataType | None:
+        index = self.schema.get_field_index(column)
+        return self.schema.field(index).type if index >= 0 else None
+
+    def _column(self, name: str) -> _ColumnWork:
+        return self.work.setdefault(name, _ColumnWork())
+
+    def _route(self, measure: Measure) -> None:
+        if isinstance(measure, RowCount):
+            return
+        if isinstance(measure, NullCount):
+            if self._type(measure.column) is not None:
+                self._column(measure.column).nulls = True
+                return
+        elif isinstance(measure, Duplicates):
+            probes = [c for c in measure.columns if _is_orderable(self._type(c) or pa.null())]
+            for name in probes:
+                self._column(name).order = True
+                self._column(name).nulls = True
+            # the exact count runs in DuckDB only if no probe proves the rows distinct
+        elif self._value_set_in_arrow(measure):
+            self._column(measure.column).value_sets.append(measure)
+            return
+        self.in_duckdb.append(measure)
+
+    def _value_set_in_arrow(self, measure: Missing | Invalid) -> bool:
+        dtype = self._type(measure.column)
+        if dtype is None:
+            return False
+        if isinstance(measure, Missing):
+            return _same_kind(measure.values, dtype)
+        if measure.pattern and not _is_string(dtype):
+            return False  # DuckDB's CAST(col AS VARCHAR) text of numbers and dates decides
+        valid = measure.valid_values
+        return valid is None or _same_kind(valid, dtype)
+
+
+def measure_all(
+    source: pa.Table | str,
+    con: duckdb.DuckDBPyConnection,
+    relation_name: str,
+    schema: pa.Schema,
+    measures: Iterable[Measure],
+) -> dict[Measure, int]:
+    """The exact value of every measure over `source` (also the DuckDB view `relation_name`)."""
+    plan = ScanPlan(schema, measures)
+    data = _Source(source)
+    values: dict[Measure, int] = {RowCount(): data.rows}
+    nulls, orders, counts = _arrow_pass(data, plan)
+    pending: list[Measure] = []
+    for measure in plan.measures:
+        if isinstance(measure, RowCount):
+            continue
+        if isinstance(measure, NullCount) and measure.column in nulls:
+            values[measure] = nulls[measure.column]
+        elif isinstance(measure, Missing | Invalid) and measure in counts:
+            values[measure] = counts[measure]
+        elif isinstance(measure, Duplicates) and _proven_distinct(measure, nulls, orders):
+            # no duplicate among non-null values; the row form also counts the nulls
+            single_row_form = measure.count_rows and len(measure.columns) == 1
+            values[measure] = nulls[measure.columns[0]] if single_row_form else 0
+        else:
+            pending.append(measure)
+    if pending:
+        row = con.execute(
+            f"SELECT {', '.join(m.sql() for m in pending)} FROM {quote(relation_name)}"
+        ).fetchall()[0]
+        values.update({m: int(v or 0) for m, v in zip(pending, row, strict=True)})
+    return values
+
+
+def _proven_distinct(measure: Duplicates, nulls: dict[str, int], orders: dict[str, _Order]) -> bool:
+    if not measure.columns:
+        return False
+    if len(measure.columns) == 1:
+        order = orders.get(measure.columns[0])
+        return order is not None and order.strict
+    # Tuples are distinct when one member column is distinct and never null.
+    return any(c in orders and orders[c].strict and nulls.get(c) == 0 for c in measure.columns)
+
+
+def _arrow_pass(
+    data: _Source, plan: ScanPlan
+) -> tuple[dict[str, int], dict[str, _Order], dict[Missing | Invalid, int]]:
+    nulls: dict[str, int] = {}
+    work: dict[str, _ColumnWork] = {}
+    for name, todo in plan.work.items():
+        known = data.stored_nulls(name) if todo.nulls else None
+        if known is not None:
+            nulls[name] = known
+        count_nulls = todo.nulls and known is None
+        if count_nulls or todo.order or todo.value_sets:
+            work[name] = _ColumnWork(count_nulls, todo.order, todo.value_sets)
+    orders: dict[str, _Order] = {}
+    counts: dict[Missing | Invalid, int] = {}
+    if not work:
+        return nulls, orders, counts
+    partials = _scan_partitions(data, work)
+    for name, todo in work.items():
+        if todo.nulls:
+            nulls[name] = sum(p.nulls[name] for p in partials)
+        if todo.order:
+            order = _Order()
+            for partial in partials:  # in row order
+                order = order.then(partial.orders[name])
+            orders[name] = order
+        for measure in todo.value_sets:
+            counts[measure] = sum(p.counts[measure] for p in partials)
+    return nulls, orders, counts
+
+
+def _scan_partitions(data: _Source, work: dict[str, _ColumnWork]) -> list[_Partial]:
+    count = data.partition_count()
+    workers = min(count, os.cpu_count() or 1)
+    # With fewer partitions than cores, let Arrow decode the columns of one in parallel.
+    read = data.reader(list(work), threads=count < (os.cpu_count() or 1))
+
+    def scan(i: int) -> _Partial:
+        return _scan_partition(read(i), work)
+
+    if workers <= 1:
+        return [scan(i) for i in range(count)]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="contract-scan") as pool:
+        return list(pool.map(scan, range(count)))
