@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -168,3 +169,52 @@ def record_event(marks: str, tag: str) -> str:
 @pipeline
 def on_event(marks: str = "/tmp", tag: str = "x") -> object:
     return record_event(marks, tag)
+
+
+MIB = 1024 * 1024
+
+
+def _ray_assignment(label: str, seconds: float) -> dict[str, Any]:
+    """When this step ran and what Ray assigned to it (runs inside a Ray task)."""
+    import ray
+
+    start = time.time()
+    time.sleep(seconds)
+    return {
+        "label": label,
+        "start": start,
+        "end": time.time(),
+        "pid": os.getpid(),
+        "resources": ray.get_runtime_context().get_assigned_resources(),
+    }
+
+
+def _rendezvous(folder: str, label: str, others: list[str], timeout: float = 120.0) -> None:
+    """Wait until the other steps have started too: only steps that really run at the same
+    time get past this (run one after another, the first would time out)."""
+    Path(folder, label).touch()
+    deadline = time.monotonic() + timeout
+    while not all(Path(folder, other).exists() for other in others):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"step {label}: {others} did not run at the same time")
+        time.sleep(0.01)
+
+
+@step(cpus=1, gpus=0.5, memory=256 * MIB, cache=False)
+def ray_light(label: str, other: str, rendezvous: str, seconds: float) -> dict[str, Any]:
+    _rendezvous(rendezvous, label, [other])
+    return _ray_assignment(label, seconds)
+
+
+@step(cpus=2, cache=False)
+def ray_wide(after: dict[str, Any], seconds: float) -> dict[str, Any]:
+    return _ray_assignment(f"wide after {after['label']}", seconds)
+
+
+@pipeline
+def ray_resources(rendezvous: str, light_seconds: float = 0.5, wide_seconds: float = 0.3) -> object:
+    """Two light steps that fit side by side on 2 CPUs / 1 GPU (and wait for each other),
+    then two steps that each need both CPUs (ready together: Ray must run them in turn)."""
+    first = ray_light("a", "b", rendezvous, light_seconds)
+    second = ray_light("b", "a", rendezvous, light_seconds)
+    return ray_wide(first, wide_seconds), ray_wide(second, wide_seconds)
