@@ -90,6 +90,12 @@ def _is_orderable(dtype: pa.DataType) -> bool:
     )
 
 
+def _is_hash_exact(dtype: pa.DataType) -> bool:
+    """Types whose Arrow hash equality is DuckDB's DISTINCT (floats are not: Arrow keeps
+    -0.0 and 0.0 apart, DuckDB does not)."""
+    return _is_orderable(dtype) and not pa.types.is_floating(dtype)
+
+
 def _same_kind(values: Sequence[Any], dtype: pa.DataType) -> bool:
     """Literals Arrow compares exactly as DuckDB would (no implicit casts in between)."""
     if _is_string(dtype):
@@ -216,8 +222,13 @@ def _greater(a: pa.Scalar, b: pa.Scalar) -> bool:
     return bool(pc.greater(a, b).as_py())
 
 
-def _order_of(chunk: pa.Array) -> _Order:
-    values = chunk.drop_null() if chunk.null_count else chunk
+def _non_null_values(chunk: pa.Array) -> pa.Array:
+    if isinstance(chunk, pa.DictionaryArray):
+        chunk = chunk.dictionary_decode()
+    return chunk.drop_null() if chunk.null_count else chunk
+
+
+def _order_of(values: pa.Array) -> _Order:
     n = len(values)
     if n == 0:
         return _Order()
@@ -227,6 +238,41 @@ def _order_of(chunk: pa.Array) -> _Order:
     increasing = bool(pc.all(pc.greater(later, earlier)).as_py())
     decreasing = not increasing and bool(pc.all(pc.less(later, earlier)).as_py())
     return _Order(n, values[0], values[n - 1], increasing, decreasing)
+
+
+@dataclass
+class _Distinct:
+    """What decides a column's duplicates in a run of rows: the order of its non-null values
+    (a strict order proves them distinct) and, for types where Arrow's hash equality is
+    DuckDB's DISTINCT, the run's distinct values (None: DuckDB counts them)."""
+
+    order: _Order = field(default_factory=_Order)
+    uniques: list[pa.Array] | None = field(default_factory=list)
+
+    def then(self, other: _Distinct) -> _Distinct:
+        uniques: list[pa.Array] | None = None
+        if self.uniques is not None and other.uniques is not None:
+            uniques = [*self.uniques, *other.uniques]
+        return _Distinct(self.order.then(other.order), uniques)
+
+    def distinct_count(self) -> int | None:
+        """Distinct non-null values, or None when only DuckDB can count them."""
+        if self.order.strict:
+            return self.order.count
+        if self.uniques is None:
+            return None
+        if not self.uniques:
+            return 0
+        # the exact fallback: one hash pass over each run's distinct values
+        return len(pc.unique(pa.chunked_array(self.uniques, self.uniques[0].type)))
+
+
+def _distinct_of(chunk: pa.Array, hash_exact: bool) -> _Distinct:
+    values = _non_null_values(chunk)
+    order = _order_of(values)
+    if not hash_exact:
+        return _Distinct(order, None)
+    return _Distinct(order, [values if order.strict else pc.unique(values)])
 
 
 def _full_match(pattern: str) -> str:
@@ -274,15 +320,26 @@ def _value_flags(values: pa.Array, measure: Missing | Invalid) -> pa.Array:
 @dataclass
 class _ColumnWork:
     nulls: bool = False
-    order: bool = False
+    distinct: bool = False  # probe the order (and maybe hash the values) for duplicates
+    hash_exact: bool = False
     value_sets: list[Missing | Invalid] = field(default_factory=list)
 
 
 @dataclass
 class _Partial:
     nulls: dict[str, int] = field(default_factory=dict)
-    orders: dict[str, _Order] = field(default_factory=dict)
+    distinct: dict[str, _Distinct] = field(default_factory=dict)
     counts: dict[Missing | Invalid, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Findings:
+    """What the Arrow pass learnt, by column (distinct: counts of non-null values)."""
+
+    nulls: dict[str, int] = field(default_factory=dict)
+    distinct: dict[str, int | None] = field(default_factory=dict)
+    counts: dict[Missing | Invalid, int] = field(default_factory=dict)
+    strict: set[str] = field(default_factory=set)  # non-null values strictly ordered
 
 
 def _scan_partition(columns: _Columns, work: dict[str, _ColumnWork]) -> _Partial:
@@ -291,11 +348,11 @@ def _scan_partition(columns: _Columns, work: dict[str, _ColumnWork]) -> _Partial
         data = columns[name]
         if todo.nulls:
             partial.nulls[name] = data.null_count
-        if todo.order:
-            order = _Order()
+        if todo.distinct:
+            distinct = _Distinct()
             for chunk in data.chunks:
-                order = order.then(_order_of(chunk))
-            partial.orders[name] = order
+                distinct = distinct.then(_distinct_of(chunk, todo.hash_exact))
+            partial.distinct[name] = distinct
         for measure in todo.value_sets:
             partial.counts[measure] = sum(_offending(chunk, measure) for chunk in data.chunks)
     return partial
@@ -339,7 +396,9 @@ class _Source:
         assert self.table is not None
         return max(1, -(-int(self.table.num_rows) // TABLE_PARTITION_ROWS))
 
-    def reader(self, columns: list[str], threads: bool) -> Callable[[int], _Columns]:
+    def reader(
+        self, columns: list[str], plain: set[str], threads: bool
+    ) -> Callable[[int], _Columns]:
         """A function reading partition i's `columns` as {name: ChunkedArray}."""
         if self.table is not None:
             table = self.table.select(columns)
@@ -351,7 +410,8 @@ class _Source:
             return slice_of
         assert self.path is not None and self.metadata is not None
         path, metadata = self.path, self.metadata
-        as_dictionary = [c for c in columns if self._dictionary_encoded(c)]
+        # columns probed for duplicates are compared and hashed as plain values
+        as_dictionary = [c for c in columns if c not in plain and self._dictionary_encoded(c)]
 
         def row_group(i: int) -> _Columns:
             # One ParquetFile per call: readers are not shared between threads.
@@ -414,11 +474,13 @@ class ScanPlan:
                 self._column(measure.column).nulls = True
                 return
         elif isinstance(measure, Duplicates):
-            probes = [c for c in measure.columns if _is_orderable(self._type(c) or pa.null())]
-            for name in probes:
-                self._column(name).order = True
-                self._column(name).nulls = True
-            # the exact count runs in DuckDB only if no probe proves the rows distinct
+            for name in measure.columns:
+                dtype = self._type(name)
+                if dtype is not None and _is_orderable(dtype):
+                    probe = self._column(name)
+                    probe.distinct = probe.nulls = True
+                    probe.hash_exact = _is_hash_exact(dtype)
+            # DuckDB counts what the probes leave open (tuples, floats, nested types)
         elif self._value_set_in_arrow(measure):
             self._column(measure.column).value_sets.append(measure)
             return
@@ -447,21 +509,14 @@ def measure_all(
     plan = ScanPlan(schema, measures)
     data = _Source(source)
     values: dict[Measure, int] = {RowCount(): data.rows}
-    nulls, orders, counts = _arrow_pass(data, plan)
+    found = _arrow_pass(data, plan)
     pending: list[Measure] = []
     for measure in plan.measures:
-        if isinstance(measure, RowCount):
-            continue
-        if isinstance(measure, NullCount) and measure.column in nulls:
-            values[measure] = nulls[measure.column]
-        elif isinstance(measure, Missing | Invalid) and measure in counts:
-            values[measure] = counts[measure]
-        elif isinstance(measure, Duplicates) and _proven_distinct(measure, nulls, orders):
-            # no duplicate among non-null values; the row form also counts the nulls
-            single_row_form = measure.count_rows and len(measure.columns) == 1
-            values[measure] = nulls[measure.columns[0]] if single_row_form else 0
-        else:
+        value = _answer(measure, found, data.rows)
+        if value is None:
             pending.append(measure)
+        else:
+            values[measure] = value
     if pending:
         row = con.execute(
             f"SELECT {', '.join(m.sql() for m in pending)} FROM {quote(relation_name)}"
@@ -470,51 +525,61 @@ def measure_all(
     return values
 
 
-def _proven_distinct(measure: Duplicates, nulls: dict[str, int], orders: dict[str, _Order]) -> bool:
-    if not measure.columns:
-        return False
-    if len(measure.columns) == 1:
-        order = orders.get(measure.columns[0])
-        return order is not None and order.strict
-    # Tuples are distinct when one member column is distinct and never null.
-    return any(c in orders and orders[c].strict and nulls.get(c) == 0 for c in measure.columns)
+def _answer(measure: Measure, found: _Findings, rows: int) -> int | None:
+    """The measure's value from the Arrow findings, or None when DuckDB must count it."""
+    if isinstance(measure, RowCount):
+        return rows
+    if isinstance(measure, NullCount):
+        return found.nulls.get(measure.column)
+    if isinstance(measure, Missing | Invalid):
+        return found.counts.get(measure)
+    if len(measure.columns) != 1:
+        # Tuples are distinct when one member column is distinct and never null.
+        proven = any(c in found.strict and found.nulls.get(c) == 0 for c in measure.columns)
+        return 0 if proven and measure.columns else None
+    column = measure.columns[0]
+    distinct = found.distinct.get(column)
+    if distinct is None:
+        return None
+    non_null = rows - found.nulls[column]
+    # the row form of one column also counts its nulls as duplicates
+    return non_null - distinct + (found.nulls[column] if measure.count_rows else 0)
 
 
-def _arrow_pass(
-    data: _Source, plan: ScanPlan
-) -> tuple[dict[str, int], dict[str, _Order], dict[Missing | Invalid, int]]:
-    nulls: dict[str, int] = {}
+def _arrow_pass(data: _Source, plan: ScanPlan) -> _Findings:
+    found = _Findings()
     work: dict[str, _ColumnWork] = {}
     for name, todo in plan.work.items():
         known = data.stored_nulls(name) if todo.nulls else None
         if known is not None:
-            nulls[name] = known
+            found.nulls[name] = known
         count_nulls = todo.nulls and known is None
-        if count_nulls or todo.order or todo.value_sets:
-            work[name] = _ColumnWork(count_nulls, todo.order, todo.value_sets)
-    orders: dict[str, _Order] = {}
-    counts: dict[Missing | Invalid, int] = {}
+        if count_nulls or todo.distinct or todo.value_sets:
+            work[name] = _ColumnWork(count_nulls, todo.distinct, todo.hash_exact, todo.value_sets)
     if not work:
-        return nulls, orders, counts
+        return found
     partials = _scan_partitions(data, work)
     for name, todo in work.items():
         if todo.nulls:
-            nulls[name] = sum(p.nulls[name] for p in partials)
-        if todo.order:
-            order = _Order()
+            found.nulls[name] = sum(p.nulls[name] for p in partials)
+        if todo.distinct:
+            distinct = _Distinct()
             for partial in partials:  # in row order
-                order = order.then(partial.orders[name])
-            orders[name] = order
+                distinct = distinct.then(partial.distinct[name])
+            found.distinct[name] = distinct.distinct_count()
+            if distinct.order.strict:
+                found.strict.add(name)
         for measure in todo.value_sets:
-            counts[measure] = sum(p.counts[measure] for p in partials)
-    return nulls, orders, counts
+            found.counts[measure] = sum(p.counts[measure] for p in partials)
+    return found
 
 
 def _scan_partitions(data: _Source, work: dict[str, _ColumnWork]) -> list[_Partial]:
     count = data.partition_count()
     workers = min(count, os.cpu_count() or 1)
     # With fewer partitions than cores, let Arrow decode the columns of one in parallel.
-    read = data.reader(list(work), threads=count < (os.cpu_count() or 1))
+    probed = {name for name, todo in work.items() if todo.distinct}
+    read = data.reader(list(work), probed, threads=count < (os.cpu_count() or 1))
 
     def scan(i: int) -> _Partial:
         return _scan_partition(read(i), work)
