@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from meshops.client import Platform
+from meshops.kernel.config import Settings
 from meshops.kernel.home import Home
 from meshops.serving import runtime as runtime_module
 from meshops.serving import store
@@ -30,6 +31,7 @@ from tests.serving.helpers import record, register_churn
 LOAD_REQUESTS = 400
 LOAD_CLIENTS = 16
 SHUTDOWN_REQUESTS = 120
+SERVE_POLL_SECONDS = 0.5
 
 
 async def _fire(url: str, total: int, clients: int, token: str) -> list[int]:
@@ -77,10 +79,11 @@ def test_load_no_errors_and_every_prediction_logged(sqlite_home: Home) -> None:
     platform.close()
 
 
-def test_alias_move_reloads_under_traffic_without_failures(
+def test_alias_move_in_this_process_is_served_at_once_without_failures(
     sqlite_home: Home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(runtime_module.POLL_ENV, "0.1")
+    # A poll far longer than the test: only the commit hook can explain a quick switch.
+    monkeypatch.setenv(runtime_module.POLL_ENV, "60")
     platform = Platform(sqlite_home.settings, home=sqlite_home)
     register_churn(platform, versions=2)
     platform.serving.create_endpoint("churn-api", "churn@champion")
@@ -104,15 +107,19 @@ def test_alias_move_reloads_under_traffic_without_failures(
         thread.start()
     time.sleep(0.3)
     platform.registry.set_alias("churn", "champion", 2)
-    deadline = time.monotonic() + 10
+    moved = time.monotonic()
+    deadline = moved + 10
     while time.monotonic() < deadline and (not seen or seen[-1] != 2):
-        time.sleep(0.05)
+        time.sleep(0.01)
+    switched_after = time.monotonic() - moved
     time.sleep(0.2)
     stop.set()
     for thread in threads:
         thread.join()
+    print(f"alias move served after {switched_after:.2f} s (poll interval 60 s)")
     assert failures == []
     assert seen[0] == 1 and seen[-1] == 2
+    assert switched_after < 5.0  # loading the new version, on a loaded machine
     # Once a client sees the new version, it never sees the old one again.
     for versions in per_thread.values():
         assert versions == sorted(versions)
@@ -134,7 +141,15 @@ class Linear:
         return [int(t + s / 2 > 0) for t, s in zip(frame["tenure"], frame["spend"], strict=True)]
 
 
+class Flipped(Linear):
+    """Version 2: the opposite answer, so a response shows which version scored it."""
+
+    def predict(self, frame: pd.DataFrame) -> list[int]:
+        return [1 - v for v in super().predict(frame)]
+
+
 def test_graceful_shutdown_of_meshops_serve_keeps_every_prediction(tmp_path: Path) -> None:
+    """Also: an alias moved from another process reaches the server within its poll."""
     home_dir = tmp_path / "home"
     settings = make_settings(home_dir)
     with Platform(settings, home=Home(settings)) as platform:
@@ -143,12 +158,17 @@ def test_graceful_shutdown_of_meshops_serve_keeps_every_prediction(tmp_path: Pat
         # By value: the workers need not import this test module to unpickle it.
         cloudpickle.register_pickle_by_value(sys.modules[__name__])
         try:
-            platform.registry.log_model("churn", Linear(), flavor="python", input_example=example)
+            for model in (Linear(), Flipped()):
+                platform.registry.log_model(
+                    "churn", model, flavor="python", input_example=example, metrics={"acc": 0.9}
+                )
         finally:
             cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
-        platform.serving.create_endpoint("churn-api", "churn/1", trust_model_code=True)
+        platform.registry.set_alias("churn", "champion", 1)
+        platform.serving.create_endpoint("churn-api", "churn@champion", trust_model_code=True)
     port = free_port()
     env = {**os.environ, "MESHOPS_HOME": str(home_dir), "MESHOPS_USER": "alice"}
+    env[runtime_module.POLL_ENV] = str(SERVE_POLL_SECONDS)
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     command = [sys.executable, "-m", "meshops.cli.main", "serve", "churn-api", "--no-auth"]
     process = subprocess.Popen(
@@ -163,15 +183,30 @@ def test_graceful_shutdown_of_meshops_serve_keeps_every_prediction(tmp_path: Pat
         _wait_ready(base, process)
         ready = time.perf_counter() - t0
         with httpx.Client(base_url=base, timeout=30) as http:
-            for i in range(SHUTDOWN_REQUESTS):
+            versions: list[int] = []
+            i = 0
+            moved = switched = 0.0
+            give_up = time.monotonic() + 120
+            # Half the requests, the alias move (another process's write), then requests
+            # until version 2 answers, at least SHUTDOWN_REQUESTS in all.
+            while i < SHUTDOWN_REQUESTS or versions[-1] != 2:
+                if i == SHUTDOWN_REQUESTS // 2:
+                    moved = _move_alias(settings, version=2)
                 answer = http.post(
                     "/v1/endpoints/churn-api/predict",
                     json={"records": [record(i)]},
                     headers={"x-request-id": f"sd-{i}"},
                 )
                 assert answer.status_code == 200, answer.text
+                versions.append(answer.json()["model_version"])
+                if versions[-1] == 2 and not switched:
+                    switched = time.monotonic()
+                assert time.monotonic() < give_up, "version 2 was never served"
+                i += 1
+            switched_after = switched - moved
+            served = len(versions)
             invocation = http.post("/invocations", json={"dataframe_records": [record(0)]})
-            assert invocation.json()["predictions"] == Linear().predict(pd.DataFrame([record(0)]))
+            assert invocation.json()["predictions"] == Flipped().predict(pd.DataFrame([record(0)]))
             metrics = http.get("/metrics").text
         assert 'meshops_serving_requests_total{endpoint="churn-api"' in metrics
         total = sum(
@@ -179,20 +214,36 @@ def test_graceful_shutdown_of_meshops_serve_keeps_every_prediction(tmp_path: Pat
             for line in metrics.splitlines()
             if line.startswith("meshops_serving_requests_total{")
         )
-        assert total == SHUTDOWN_REQUESTS + 1  # summed over both workers' files
+        assert total == served + 1  # summed over both workers' files
     finally:
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=60)[0].decode()
     print(f"ready after {ready:.1f} s, exited after {time.perf_counter() - t0:.1f} s")
+    print(f"alias move served after {switched_after:.2f} s (poll {SERVE_POLL_SECONDS} s)")
     assert process.returncode == 0, output
+    # No request failed across the switch (all were 200); version 1 answered before it.
+    half = SHUTDOWN_REQUESTS // 2
+    assert set(versions[:half]) == {1} and versions[-1] == 2
+    assert switched_after < SERVE_POLL_SECONDS + 3.0  # + loading, on a loaded machine
     home = Home(settings)
     platform = Platform(settings, home=home)
     window = platform.serving.prediction_window("churn-api", with_labels=False)
     ids = set(window.column("request_id").to_pylist())
-    assert {f"sd-{i}" for i in range(SHUTDOWN_REQUESTS)} <= ids
-    assert window.num_rows == SHUTDOWN_REQUESTS + 1
+    assert {f"sd-{i}" for i in range(served)} <= ids
+    assert window.num_rows == served + 1
     platform.close()
     home.close()
+
+
+def _move_alias(settings: Settings, version: int) -> float:
+    """Move churn@champion from this (another) process; returns when it committed."""
+    home = Home(settings)
+    try:
+        with Platform(settings, home=home) as platform:
+            platform.registry.set_alias("churn", "champion", version)
+    finally:
+        home.close()
+    return time.monotonic()
 
 
 def _wait_ready(base: str, process: subprocess.Popen[bytes]) -> None:

@@ -6,6 +6,7 @@ SDK and the CLI import this module cheaply.
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Mapping
 from datetime import date, datetime
@@ -236,12 +237,13 @@ def _from_inputs(inputs: Any) -> Any:
 
 
 def _fits(value: Any, expected: str) -> bool:
+    # numbers' ABCs also admit numpy scalars (an SDK caller's values), without importing numpy.
     if expected == "object" or value is None:
         return True
     if expected == "float":
-        return isinstance(value, int | float) and not isinstance(value, bool)
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
     if expected == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
     if expected == "boolean":
         return isinstance(value, bool)
     if expected == "string":

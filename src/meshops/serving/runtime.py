@@ -110,8 +110,12 @@ def _route(endpoint: str, uri: str, model: LoadedModel, role: str) -> Route:
 
 
 class Runtime:
-    def __init__(self, home: Home, poll_seconds: float | None = None) -> None:
+    def __init__(
+        self, home: Home, poll_seconds: float | None = None, *, watch: bool = True
+    ) -> None:
+        """`watch=False`: no watcher thread; reloads happen only when `poll()` is called."""
         self.home = home
+        self.watch = watch
         self.poll_seconds = poll_seconds or float(os.environ.get(POLL_ENV, "2.0"))
         self.log = PredictionLogWriter(home)
         self.shadows = ShadowScorer(self.log)
@@ -257,7 +261,7 @@ class Runtime:
         return (generation, *(registry.resolve(r.uri).version if r else None for r in routes))
 
     def _start_watcher(self) -> None:
-        if self._watcher is None:
+        if self.watch and self._watcher is None:
             self._hook_commits()
             self._watcher = threading.Thread(
                 target=self._watch, name="meshops-serving-watch", daemon=True

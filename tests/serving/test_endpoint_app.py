@@ -1,0 +1,137 @@
+"""The standalone data plane (`meshops serve`'s app) over HTTP in-process: answers, errors
+and headers of the predict path it serves straight from ASGI; the record checks it relies
+on; and the reload poll's cost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import event
+from starlette.testclient import TestClient
+
+from meshops.client import Platform
+from meshops.governance.authn import authenticate_token
+from meshops.governance.service import GovernanceService
+from meshops.kernel.errors import InvalidInput
+from meshops.kernel.home import Home
+from meshops.serving import endpoint_app
+from meshops.serving.endpoint_app import create_endpoint_app
+from meshops.serving.models import SignatureRows
+from meshops.serving.runtime import Runtime
+from tests.serving.helpers import FEATURES, expected, record, register_churn
+
+
+@pytest.fixture
+def churn_api(sqlite_home: Home) -> Platform:
+    platform = Platform(sqlite_home.settings, home=sqlite_home)
+    register_churn(platform, versions=2)
+    platform.serving.create_endpoint("churn-api", "churn@champion")
+    return platform
+
+
+def test_standalone_app_predicts_and_refuses_with_clear_errors(
+    sqlite_home: Home, churn_api: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = GovernanceService(sqlite_home.context()).create_token("serve").token
+    app = create_endpoint_app(sqlite_home, ["churn-api"], authenticate_token)
+    auth = {"authorization": f"Bearer {token}"}
+    two = [record(0), record(1)]
+    with TestClient(app) as http:
+        path = "/v1/endpoints/churn-api/predict"
+        answer = http.post(path, json={"records": two}, headers={**auth, "x-request-id": "r-1"})
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["x-request-id"] == "r-1"
+        assert answer.json() == {
+            "request_id": "r-1",
+            "endpoint": "churn-api",
+            "model": "churn",
+            "model_version": 1,
+            "predictions": expected(two),
+        }
+        generated = http.post(path, json={"records": [record(2)]}, headers=auth)
+        assert generated.headers["x-request-id"] == generated.json()["request_id"]
+        assert len(generated.json()["request_id"]) == 32
+        split = {"dataframe_split": {"columns": FEATURES, "data": [list(record(3).values())]}}
+        mlflow = http.post("/invocations", json=split, headers=auth)
+        assert mlflow.json()["predictions"] == expected([record(3)])
+
+        def refused(body: Any, status: int, **headers: str) -> dict[str, Any]:
+            raw = body if isinstance(body, bytes) else None
+            response = http.post(
+                path, content=raw, json=None if raw else body, headers={**auth, **headers}
+            )
+            assert response.status_code == status, response.text
+            found: dict[str, Any] = response.json()
+            return found
+
+        assert refused(b"{nope", 422)["detail"]["field"] == "body"
+        wrong = refused({"records": [record(0), {**record(1), "spend": True}]}, 422)
+        assert (wrong["detail"]["record"], wrong["detail"]["field"]) == (1, "spend")
+        missing = refused({"records": [{k: v for k, v in record(0).items() if k != "age"}]}, 422)
+        assert (missing["detail"]["record"], missing["detail"]["field"]) == (0, "age")
+        bad_id = refused({"records": [record(0)]}, 422, **{"x-request-id": "has space"})
+        assert bad_id["detail"]["field"] == "request_id"
+        assert http.post(path, json={"records": [record(0)]}).status_code == 401
+        other = http.post("/v1/endpoints/other-api/predict", json={"records": [record(0)]})
+        assert (other.status_code, other.json()["error"]) == (404, "not_found")
+        monkeypatch.setattr(endpoint_app, "MAX_BODY_BYTES", 100)
+        assert refused({"records": two}, 413)["error"] == "payload_too_large"
+        metrics = http.get("/metrics").text
+        assert 'meshops_serving_errors_total{endpoint="churn-api",error="invalid_input"}' in metrics
+        assert http.get("/healthz").json() == {"status": "ok"}
+    # Closing the app (lifespan) wrote the log: the 4 scored records, none of the refused.
+    window = churn_api.serving.prediction_window("churn-api", with_labels=False)
+    assert sorted(window.column("record").to_pylist()) == [0, 0, 0, 1]
+    assert window.column("request_id").to_pylist().count("r-1") == 2
+
+
+def test_signature_rows_fast_check_agrees_with_the_walk() -> None:
+    columns = [("n", "integer"), ("x", "float"), ("flag", "boolean"), ("s", "string")]
+    rows = SignatureRows(columns)
+    good = [{"n": 1, "x": 2, "flag": True, "s": "a"}, {"n": None, "x": 0.5, "flag": False, "s": ""}]
+    assert rows(good) == [[1, 2, True, "a"], [None, 0.5, False, ""]]
+    # numpy scalars (an SDK caller's values) are not JSON types but fit: the walk accepts them.
+    assert rows([{"n": np.int64(3), "x": np.float64(1.5), "flag": True, "s": "b"}]) == [
+        [3, 1.5, True, "b"]
+    ]
+    for bad, field in [
+        ({"n": True, "x": 1.0, "flag": True, "s": "a"}, "n"),  # a bool is no integer
+        ({"n": 1, "x": "1.0", "flag": True, "s": "a"}, "x"),
+        ({"n": 1, "x": 1.0, "flag": 1, "s": "a"}, "flag"),
+        ({"n": 1, "x": 1.0, "flag": True}, "s"),
+    ]:
+        with pytest.raises(InvalidInput) as info:
+            rows([good[0], bad])
+        assert (info.value.detail["record"], info.value.detail["field"]) == (1, field)
+
+
+def test_an_unchanged_platform_costs_the_watcher_one_read(
+    sqlite_home: Home, churn_api: Platform
+) -> None:
+    runtime = Runtime(sqlite_home, watch=False)  # polled here, by the test only
+    runtime.deployment("churn-api")
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statement = args[2]
+        if not statement.upper().startswith(("BEGIN", "COMMIT")):  # SQLite's own BEGIN
+            statements.append(statement)
+
+    event.listen(sqlite_home.db.engine, "before_cursor_execute", count)
+    try:
+        assert runtime.poll() == 0
+        assert len(statements) == 1 and "max" in statements[0].lower()
+        statements.clear()
+        churn_api.registry.set_alias("churn", "champion", 2)
+        statements.clear()
+        assert runtime.poll() == 1  # the counter moved: checked, reloaded
+        assert runtime.deployment("churn-api").primary.version == 2
+        assert len(statements) > 1
+        churn_api.serving.set_traffic("churn-api", canary="churn/1", canary_percent=50)
+        assert runtime.poll() == 1  # traffic changes move the counter too
+        assert runtime.deployment("churn-api").canary is not None
+    finally:
+        event.remove(sqlite_home.db.engine, "before_cursor_execute", count)
+        runtime.close()
