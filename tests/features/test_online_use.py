@@ -191,3 +191,29 @@ def test_revoked_token_is_refused_on_the_next_lookup(
         r = client.post(url, json=body)
     assert r.status_code == 401
     assert r.json()["detail"]["state"] == "revoked"
+
+
+def test_http_lookup_errors_keep_their_status_and_body(
+    http_served: tuple[Served, LiveServer],
+) -> None:
+    """The lookup's hot path (api.routers.features.OnlineLookups) answers like the route:
+    401 without a token, 422 with the field for a body that does not validate, 422 from the
+    service for a missing join key, and the same values as the SDK."""
+    _, server = http_served
+    url = server.url + "/v1/features/online"
+    body = {"entity_rows": [{"customer_id": 1}], "features": ["customer_stats:orders_7d"],
+            "now": hours(12).isoformat()}  # fmt: skip
+    anonymous = httpx.post(url, json=body)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"] == "unauthenticated"
+    with httpx.Client(headers=server.headers) as client:
+        bad = client.post(url, json={"entity_rows": "nope", "features": []})
+        assert bad.status_code == 422
+        assert bad.json()["detail"]["errors"][0]["field"].startswith("body.entity_rows")
+        missing_key = client.post(url, json={**body, "entity_rows": [{"other": 1}]})
+        assert missing_key.status_code == 422
+        assert missing_key.json()["detail"]["field"] == "entity_rows"
+        ok = client.post(url, json=body)
+    assert ok.status_code == 200
+    assert ok.headers["content-type"] == "application/json"
+    assert ok.json()["rows"][0]["values"] == {"orders_7d": 3}

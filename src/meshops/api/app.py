@@ -45,6 +45,7 @@ def create_app(home: Home, authenticate: Authenticate = local_user) -> FastAPI:
     _install_health(app)
     app.include_router(lineage.router)
     app.include_router(features_router.router)
+    app.add_middleware(features_router.OnlineLookups)  # the online lookup's hot path
     app.include_router(governance_router.router)
     app.include_router(mesh_router.router)
     app.include_router(mesh_router.catalog_router)

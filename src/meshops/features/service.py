@@ -766,9 +766,7 @@ class FeatureStoreService:
         the facts of the snapshot hold (evaluated and recorded like a training set's, with
         purpose "serving", over the product versions the online values came from)."""
         snapshot = _snapshot_of(self.ctx.home)
-        actor = self.ctx.actor
-        key = (actor.name, actor.kind, features if isinstance(features, str) else
-               tuple(features), full_names)  # fmt: skip
+        key = self._decision_key(features, full_names)
         decisions = snapshot.decisions
         if key in decisions:
             decision = decisions[key]
@@ -780,6 +778,21 @@ class FeatureStoreService:
                     decisions[key] = decision
         if decision is not None:
             raise PolicyViolation(decision.message, decision.detail)
+
+    def _decision_key(self, features: list[str] | str, full_names: bool) -> tuple[Any, ...]:
+        actor = self.ctx.actor
+        asked = features if isinstance(features, str) else tuple(features)
+        return (actor.name, actor.kind, asked, full_names)
+
+    def online_is_local(self, features: list[str] | str, *, full_names: bool = False) -> bool:
+        """Whether `online` for this actor and features reads only memory and a local file:
+        the feature.use decision is made (nothing to evaluate and record) and the online
+        store is the SQLite file. An event loop may then call it inline rather than pay a
+        thread hop, most of the cost of a served lookup (the snapshot is refreshed first,
+        so the answer holds for the call that follows)."""
+        self.definitions()
+        decided = self._decision_key(features, full_names) in _snapshot_of(self.ctx.home).decisions
+        return decided and open_online_store(self.ctx.home).name == "sqlite"
 
     def _decide_online_use(
         self, defs: Definitions, plan: Plan, materialized: dict[str, str]
