@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from meshops.kernel.urn import Urn
 
@@ -208,6 +208,7 @@ class DispatchReport(BaseModel):
     coalesced: int = 0  # waiting events superseded by a newer one for the same subject
     dropped: int = 0  # matched events refused because the trigger's backlog was full
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def skipped(self) -> int:
         """Matched events that will never start a run (coalesced or dropped)."""
