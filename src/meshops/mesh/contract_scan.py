@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -69,10 +70,10 @@ def _is_string(dtype: pa.DataType) -> bool:
     )
 
 
-def _is_integer(dtype: pa.DataType) -> bool:
+def _is_signed_integer(dtype: pa.DataType) -> bool:
     if pa.types.is_dictionary(dtype):
-        return _is_integer(dtype.value_type)
-    return bool(pa.types.is_integer(dtype))
+        return _is_signed_integer(dtype.value_type)
+    return bool(pa.types.is_signed_integer(dtype))
 
 
 def _is_orderable(dtype: pa.DataType) -> bool:
@@ -100,9 +101,24 @@ def _same_kind(values: Sequence[Any], dtype: pa.DataType) -> bool:
     """Literals Arrow compares exactly as DuckDB would (no implicit casts in between)."""
     if _is_string(dtype):
         return all(isinstance(v, str) for v in values)
-    if _is_integer(dtype):
-        return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+    if _is_signed_integer(dtype):
+        return all(
+            isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63 for v in values
+        )
     return False
+
+
+def _value_set(values: tuple[Any, ...], dtype: pa.DataType) -> pa.Array:
+    """`values` (all str, or all int64 for an integer column) as an Arrow array for `dtype`.
+    Built from buffers: converting Python objects with pa.array() imports pandas, a second
+    or more of a contract test on a loaded machine."""
+    if not _is_string(dtype):
+        numbers = np.asarray(values, dtype=np.int64)
+        return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(numbers)])
+    encoded = [str(v).encode() for v in values]
+    offsets = np.cumsum([0, *(len(e) for e in encoded)], dtype=np.int32)
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
+    return pa.Array.from_buffers(pa.string(), len(values), buffers).cast(dtype)
 
 
 # --- measures ---
@@ -290,19 +306,19 @@ def _offending(chunk: pa.Array, measure: Missing | Invalid) -> int:
         per_row = pc.take(flags, chunk.indices)
     else:
         per_row = _value_flags(chunk, measure)
-    counted = int(pc.sum(per_row).as_py() or 0)  # null rows give null flags: not summed
+    counted = int(pc.sum(per_row).as_py() or 0)  # null flags are not summed
     return counted + chunk.null_count if isinstance(measure, Missing) else counted
 
 
 def _value_flags(values: pa.Array, measure: Missing | Invalid) -> pa.Array:
-    """Per value: does the measure count it (null for nulls)."""
+    """Per value: does the measure count it (false or null for null values)."""
     if isinstance(measure, Missing):
-        hit = pc.is_in(values, pa.array(measure.values, values.type))
-        return pc.if_else(pc.is_valid(values), hit, pa.scalar(None, pa.bool_()))
+        # is_in is false for null rows (no null in the set): _offending adds the nulls
+        return pc.is_in(values, _value_set(measure.values, values.type))
     bad: pa.Array | None = None
     if measure.valid_values is not None:
-        bad = pc.invert(pc.is_in(values, pa.array(measure.valid_values, values.type)))
-        bad = pc.if_else(pc.is_valid(values), bad, pa.scalar(None, pa.bool_()))
+        outside = pc.invert(pc.is_in(values, _value_set(measure.valid_values, values.type)))
+        bad = pc.and_(outside, pc.is_valid(values))  # null rows are never invalid
     if measure.pattern:
         try:
             matches = pc.match_substring_regex(values, _full_match(measure.pattern))
