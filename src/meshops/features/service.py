@@ -767,14 +767,15 @@ class FeatureStoreService:
         purpose "serving", over the product versions the online values came from)."""
         snapshot = _snapshot_of(self.ctx.home)
         key = self._decision_key(features, full_names)
-        decisions = snapshot.decisions
+        with snapshot.lock:  # the decisions and the facts they are for, together
+            decisions, materialized = snapshot.decisions, snapshot.materialized
         if key in decisions:
             decision = decisions[key]
         else:
-            epoch = snapshot.epoch  # made on these facts; a later refresh starts anew
-            decision = self._decide_online_use(defs, plan, snapshot.materialized)
+            decision = self._decide_online_use(defs, plan, materialized)
             with snapshot.lock:
-                if snapshot.epoch == epoch and snapshot.decisions is decisions:
+                # A refresh that changed the facts (or the definitions) since starts anew.
+                if snapshot.decisions is decisions and snapshot.definitions is defs:
                     decisions[key] = decision
         if decision is not None:
             raise PolicyViolation(decision.message, decision.detail)
