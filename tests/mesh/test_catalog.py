@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
+from sqlalchemy import Connection, text
 
 from meshops.kernel.home import Home
 from meshops.mesh import catalog
@@ -77,7 +80,6 @@ def test_reindex_replaces_and_status_changes_move_facets(home: Home) -> None:
 def test_large_match_sets_have_exact_totals_and_estimated_facets(
     home: Home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(catalog, "FACET_EXACT", 10)
     monkeypatch.setattr(catalog, "FACET_SAMPLE", 10)
     _fill(home, 40, fresh=True)
     with home.db.read() as conn:
@@ -91,3 +93,144 @@ def test_doc_ids_are_stable_and_distinct() -> None:
     ids = {catalog.doc_id(f"d.p{i}") for i in range(10_000)}
     assert len(ids) == 10_000
     assert catalog.doc_id("d.p1") == catalog.doc_id("d.p1") < 2**62
+
+
+def test_words_expand_to_indexed_words_and_long_expansions_use_a_prefix_query(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fill(home, 12, fresh=True)
+    with home.db.read() as conn:
+        assert catalog.search(conn, "ord").total == 12
+        assert catalog.search(conn, "ord mon").total == 9  # "amount money" where i % 4
+        assert catalog.search(conn, "zzz orders").total == 0  # no indexed word starts so
+        assert catalog.search(conn, "orders 1").total == 3  # 1, 10, 11
+        monkeypatch.setattr(catalog, "EXPANSIONS", 2)  # `1` has three: an FTS5 prefix query
+        assert catalog.search(conn, "orders 1").total == 3
+
+
+_VOCABULARY = [
+    "alpha", "alphas", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
+    "india", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec",
+]  # fmt: skip
+
+
+def _varied_entries(n: int) -> list[dict]:
+    """Products of random words (fixed seed) with 1-8 columns: bm25 scores all differ."""
+    rng = random.Random(3)
+    return [
+        catalog.entry(
+            f"d{i % 3}.p{i}",
+            domain=f"d{i % 3}",
+            name=" ".join(rng.choices(_VOCABULARY, k=2)),
+            status="published",
+            description=" ".join(rng.choices(_VOCABULARY, k=4)),
+            tags=[rng.choice(_VOCABULARY)],
+            owners=["zulu"],
+            columns=[
+                {"name": rng.choice(_VOCABULARY), "description": rng.choice(_VOCABULARY)}
+                for _ in range(rng.randint(1, 8))
+            ],
+            latest_version="1.0.0",
+        )
+        for i in range(n)
+    ]
+
+
+def _fts5_ranking(conn: Connection, match: str, limit: int) -> list[tuple[str, float]]:
+    """FTS5's own bm25 over every match: the oracle the faster paths must agree with."""
+    rows = conn.execute(
+        text(
+            "SELECT product, -bm25(mesh_catalog_fts, 0.0, 10.0, 4.0, 3.0, 5.0, 2.0, 1.5) AS s "
+            "FROM mesh_catalog_fts WHERE mesh_catalog_fts MATCH :q ORDER BY s DESC, rowid "
+            "LIMIT :n"
+        ),
+        {"q": match, "n": limit},
+    )
+    return [(str(p), float(s)) for p, s in rows]
+
+
+def test_champion_lists_rank_like_bm25_over_every_match(
+    sqlite_home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(catalog, "CHAMPIONS", 1000)  # complete lists: the same top-k
+    with sqlite_home.db.begin() as conn:
+        catalog.index(conn, _varied_entries(300), fresh=True)
+    monkeypatch.setattr(catalog, "RANK_EXACT", 0)  # always try the champions
+    with sqlite_home.db.read() as conn:
+        for query, match in (
+            ("alpha", '"alpha" OR "alphas"'),
+            ("alpha bravo", '("alpha" OR "alphas") AND "bravo"'),
+        ):
+            for offset in (0, 20):
+                hits = catalog.search(conn, query, limit=20, offset=offset).hits
+                expected = _fts5_ranking(conn, match, offset + 20)[offset:]
+                assert [h.product for h in hits] == [p for p, _ in expected]
+                assert [h.score for h in hits] == pytest.approx([s for _, s in expected])
+
+
+def test_short_champion_lists_fall_back_to_every_match(
+    sqlite_home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(catalog, "CHAMPIONS", 2)  # far too few to fill a page
+    with sqlite_home.db.begin() as conn:
+        catalog.index(conn, _varied_entries(200), fresh=True)
+    monkeypatch.setattr(catalog, "RANK_EXACT", 0)
+    with sqlite_home.db.read() as conn:
+        hits = catalog.search(conn, "charlie", limit=20).hits
+        expected = _fts5_ranking(conn, '"charlie"', 20)
+    assert [h.product for h in hits] == [p for p, _ in expected]
+    assert [h.score for h in hits] == pytest.approx([s for _, s in expected])
+
+
+def test_words_in_most_products_are_required_but_not_scored(sqlite_home: Home) -> None:
+    with sqlite_home.db.begin() as conn:
+        catalog.index(conn, _varied_entries(200), fresh=True)
+    with sqlite_home.db.read() as conn:
+        # `zulu` (every owner) has the minimum idf: ranking without it is FTS5's ranking.
+        result = catalog.search(conn, "zulu delta", limit=50)
+        expected = _fts5_ranking(conn, '"zulu" AND "delta"', 50)
+        assert result.total == len(_fts5_ranking(conn, '"delta"', 1000))
+    assert [h.product for h in result.hits] == [p for p, _ in expected]
+    assert [h.score for h in result.hits] == pytest.approx([s for _, s in expected], abs=1e-4)
+
+
+def test_totals_above_the_bound_are_estimated(
+    sqlite_home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fill(sqlite_home, 400, fresh=True)
+    with sqlite_home.db.read() as conn:
+        assert catalog.search(conn, "orders").total_exact
+        monkeypatch.setattr(catalog, "TOTAL_EXACT", 100)
+        result = catalog.search(conn, "orders")
+    assert not result.total_exact and result.facets_estimated
+    assert 200 <= result.total <= 800  # 101 of 400 ids: their density estimates the count
+
+
+def test_reindex_keeps_word_counts_and_champions_in_step(sqlite_home: Home) -> None:
+    _fill(sqlite_home, 6)
+
+    def state(conn: Connection, term: str) -> tuple[int, set[int]]:
+        docs = conn.execute(
+            text("SELECT docs FROM mesh_catalog_fts_terms WHERE term = :t"), {"t": term}
+        ).scalar()
+        champions = conn.execute(
+            text("SELECT doc_id FROM mesh_catalog_fts_champions WHERE term = :t"), {"t": term}
+        ).scalars()
+        return int(docs or 0), {int(d) for d in champions}
+
+    zero = catalog.doc_id("ops.orders_0")
+    with sqlite_home.db.read() as conn:
+        assert state(conn, "gold") == (2, {zero, catalog.doc_id("sales.orders_3")})
+    with sqlite_home.db.begin() as conn:
+        catalog.index(conn, [_entry(0, tags=["platinum"])])
+    with sqlite_home.db.read() as conn:
+        assert state(conn, "gold") == (1, {catalog.doc_id("sales.orders_3")})
+        assert state(conn, "platinum") == (1, {zero})
+        assert state(conn, "orders") == (
+            6,
+            {
+                catalog.doc_id(f"{d}.orders_{i}")
+                for i, d in zip(range(6), ["ops", "sales"] * 3, strict=True)
+            },
+        )
+        assert catalog.search(conn, "gold").total == 1

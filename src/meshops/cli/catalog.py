@@ -37,8 +37,10 @@ def search(
     if json_out:
         print_json(result)
         return
+    # Above catalog.TOTAL_EXACT matches the total is an estimate (result.total_exact).
+    total = f"{result.total}" if result.total_exact else f"about {result.total:,}"
     print_table(
-        f"{result.total} product(s) for {text!r}",
+        f"{total} product(s) for {text!r}",
         ["product", "version", "status", "score", "description"],
         [[h.product, h.latest_version, h.status, h.score, h.description[:60]] for h in result.hits],
     )

@@ -1,32 +1,98 @@
 """Catalog search: ranked full-text search over products with facets.
 
-SQLite: the FTS5 table `mesh_catalog_fts` ranked by bm25 with per-field weights.
-PostgreSQL: `mesh_catalog.search_vector` (weighted tsvector, GIN index) ranked by ts_rank_cd.
-Both match every query word as a prefix (`ord` finds `orders`), all words required.
+Every query word must match, as a prefix (`ord` finds `orders`), somewhere in a product's
+name, domain, description, tags, owners or column names and descriptions. Hits are ranked by
+bm25 with per-field weights.
+
+SQLite (embedded) keeps the FTS5 table `mesh_catalog_fts` and two side tables with it:
+
+- `mesh_catalog_fts_terms (term, docs)`: the indexed words and their document frequencies. A
+  query word expands to its indexed words with one B-tree range read, and the FTS5 query ORs
+  them (`("order" OR "orders" ...)`); FTS5's own prefix query `"order"*` merges the positions
+  of every expansion up front, which costs ~300 ms for a common word at 100k products even
+  when only a count or the first page is wanted.
+- `mesh_catalog_fts_champions (term, doc_id, impact)`: per word, the CHAMPIONS products where
+  it weighs most (its bm25 term without the idf) -- the word's champion list.
+
+A query matching at most RANK_EXACT products is ranked by FTS5's bm25 over every match. A
+broader one (a common word matches most of the catalog, and bm25 would score every match to
+return 20) is ranked among the champions of its words: the CANDIDATES best of them by their
+champion impacts are scored exactly (the same bm25 formula, in Python over their text), checked
+against every word and filter, and the best returned. This is the champion-list top-k of IR
+textbooks (Manning, Raghavan, Schütze, "Introduction to IR", 7.1.3): scores are exact, the
+candidate set is a heuristic, so the first pages of a broad query can miss a product that is
+near the top of none of its words. Pages beyond what the champions answer score every match.
+
+Totals are exact up to TOTAL_EXACT matches. Above, `total` is estimated from the first
+TOTAL_EXACT + 1 matches in document-id order (ids are uniform hashes, so the density of those
+ids is an even sample of the whole match set) and `total_exact` is False ("about 96,000").
+
+PostgreSQL: `mesh_catalog.search_vector` (weighted tsvector, GIN index) ranked by ts_rank_cd,
+exact totals. Facet filters and counts use the indexed facet table on both.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
+import math
 import re
+import unicodedata
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, select, text
 
 from meshops.kernel.db import utcnow
 from meshops.mesh.models import SearchHit, SearchResult
 from meshops.mesh.store import mesh_catalog, mesh_catalog_facets
 
 FACETS = ("domain", "status", "classification", "tag")
-# bm25 weights in FTS5 column order: product (unindexed), name, domain, description, tags,
-# owners, columns_text. Names weigh most, then tags/domain, descriptions, then columns.
-_FTS_WEIGHTS = "0.0, 10.0, 4.0, 3.0, 5.0, 2.0, 1.5"
+# bm25 weight of each FTS5 column, in column order after the unindexed `product`. Names weigh
+# most, then tags/domain, descriptions, then columns.
+FIELD_WEIGHTS = {
+    "name": 10.0,
+    "domain": 4.0,
+    "description": 3.0,
+    "tags": 5.0,
+    "owners": 2.0,
+    "columns_text": 1.5,
+}
+_FTS_WEIGHTS = "0.0, " + ", ".join(str(w) for w in FIELD_WEIGHTS.values())
+_K1, _B = 1.2, 0.75  # FTS5's bm25 constants (fts5_aux.c)
+_MIN_IDF = 1e-6  # FTS5 clamps the idf of words in more than half the rows to this
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+# Facet counts are exact over up to FACET_SAMPLE matching documents; above that they are
+# computed over a sample of FACET_SAMPLE matching documents (spread evenly: document ids are
+# hashes) and scaled to the total, and the result says `facets_estimated`.
+FACET_SAMPLE = 1000
+TOTAL_EXACT = 10_000
+RANK_EXACT = 2000  # bm25 over every match up to here (~10-20 ms); champions above
+CHAMPIONS = 256  # products kept per word
+CANDIDATES = 100  # champions scored exactly per query (at least 4x the page end)
+EXPANSIONS = 32  # a query word with more indexed words is matched as an FTS5 prefix query
+_DOC_IDS = 2**62  # document ids are uniform in [0, 2**62)
+
+
+def fold(value: str) -> str:
+    """Lower case without diacritics, as FTS5's unicode61 tokenizer folds words."""
+    if value.isascii():
+        return value.lower()
+    decomposed = unicodedata.normalize("NFKD", value.lower())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def terms_of(value: str) -> list[str]:
+    """The words FTS5 (unicode61) indexes for `value`."""
+    return _WORD.findall(fold(value))
 
 
 def words(query: str) -> list[str]:
-    return [w.lower() for w in _WORD.findall(query)][:16]
+    return terms_of(query)[:16]
 
 
 def entry(
@@ -59,13 +125,6 @@ def entry(
     }
 
 
-# Facet counts are exact over up to FACET_EXACT matching documents; above that they are
-# computed over a sample of FACET_SAMPLE matching documents (spread evenly: document ids are
-# hashes) and scaled to the total, and the result says `facets_estimated`.
-FACET_EXACT = 2000
-FACET_SAMPLE = 2000
-
-
 def doc_id(product: str) -> int:
     """A stable 62-bit document id of a product (FTS5 rowid, facet table key)."""
     return int.from_bytes(hashlib.sha256(product.encode()).digest()[:8], "big") >> 2
@@ -82,6 +141,18 @@ def _facet_rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _fts_fields(row: Mapping[Any, Any]) -> dict[str, str]:
+    """The text of each FTS5 column of a catalog row (tags and owners space-separated)."""
+    return {
+        "name": row["name"],
+        "domain": row["domain"],
+        "description": row["description"],
+        "tags": " ".join(_json_list(row["tags"])),
+        "owners": " ".join(_json_list(row["owners"])),
+        "columns_text": row["columns_text"],
+    }
+
+
 def index(conn: Connection, entries: list[dict[str, Any]], *, fresh: bool = False) -> None:
     """Insert or replace catalog entries (their facet and full-text rows too) in the caller's
     transaction. `fresh=True` (bulk loads of products not yet in the catalog) skips deletes."""
@@ -92,18 +163,12 @@ def index(conn: Connection, entries: list[dict[str, Any]], *, fresh: bool = Fals
     postgres = conn.dialect.name == "postgresql"
     if not fresh:
         for chunk in _chunks(docs):
+            if not postgres:
+                _unindex_fts(conn, chunk)
             conn.execute(
                 mesh_catalog_facets.delete().where(mesh_catalog_facets.c.doc_id.in_(chunk))
             )
             conn.execute(mesh_catalog.delete().where(mesh_catalog.c.doc_id.in_(chunk)))
-            if not postgres:
-                conn.execute(
-                    text(
-                        "DELETE FROM mesh_catalog_fts "
-                        "WHERE rowid IN (SELECT value FROM json_each(:d))"
-                    ),
-                    {"d": json.dumps(chunk)},
-                )
     conn.execute(mesh_catalog.insert(), entries)
     conn.execute(mesh_catalog_facets.insert(), [r for e in entries for r in _facet_rows(e)])
     if postgres:
@@ -120,6 +185,11 @@ def index(conn: Connection, entries: list[dict[str, Any]], *, fresh: bool = Fals
             {"docs": docs},
         )
         return
+    _index_fts(conn, entries)
+
+
+def _index_fts(conn: Connection, entries: list[dict[str, Any]]) -> None:
+    fields = [_fts_fields(e) for e in entries]
     conn.execute(
         text(
             "INSERT INTO mesh_catalog_fts (rowid, product, name, domain, description, tags, "
@@ -127,20 +197,145 @@ def index(conn: Connection, entries: list[dict[str, Any]], *, fresh: bool = Fals
             ":tags, :owners, :columns_text)"
         ),
         [
-            {
-                **{
-                    k: e[k]
-                    for k in ("doc_id", "product", "name", "domain", "description", "columns_text")
-                },
-                "tags": " ".join(e["tags"]),
-                "owners": " ".join(e["owners"]),
-            }
-            for e in entries
+            {"doc_id": e["doc_id"], "product": e["product"], **f}
+            for e, f in zip(entries, fields, strict=True)
         ],
+    )
+    stats = [_weighted_frequencies(f) for f in fields]
+    docs = Counter(term for frequencies, _ in stats for term in frequencies)
+    conn.execute(
+        text(
+            "INSERT INTO mesh_catalog_fts_terms (term, docs) VALUES (:term, :docs) "
+            "ON CONFLICT (term) DO UPDATE SET docs = docs + excluded.docs"
+        ),
+        [{"term": t, "docs": n} for t, n in docs.items()],
+    )
+    _, avgdl = _fts_totals(conn)
+    postings: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    for e, (frequencies, length) in zip(entries, stats, strict=True):
+        for term, frequency in frequencies.items():
+            postings[term].append((_saturation(frequency, length, avgdl), e["doc_id"]))
+    _add_champions(conn, postings)
+
+
+def _unindex_fts(conn: Connection, docs: list[int]) -> None:
+    """Remove documents from the FTS5 table, the word frequencies and the champion lists
+    (the words of a document are read back from its catalog row)."""
+    old = conn.execute(
+        text(
+            "SELECT doc_id, name, domain, description, tags, owners, columns_text "
+            "FROM mesh_catalog WHERE doc_id IN (SELECT value FROM json_each(:d))"
+        ),
+        {"d": json.dumps(docs)},
+    ).mappings()
+    postings = [
+        {"term": term, "doc": row["doc_id"]}
+        for row in old
+        for term in _weighted_frequencies(_fts_fields(row))[0]
+    ]
+    if postings:
+        gone = Counter(p["term"] for p in postings)
+        conn.execute(
+            text("UPDATE mesh_catalog_fts_terms SET docs = docs - :n WHERE term = :term"),
+            [{"term": t, "n": n} for t, n in gone.items()],
+        )
+        conn.execute(
+            text("DELETE FROM mesh_catalog_fts_terms WHERE term = :term AND docs <= 0"),
+            [{"term": t} for t in gone],
+        )
+        conn.execute(
+            text("DELETE FROM mesh_catalog_fts_champions WHERE term = :term AND doc_id = :doc"),
+            postings,
+        )
+    conn.execute(
+        text("DELETE FROM mesh_catalog_fts WHERE rowid IN (SELECT value FROM json_each(:d))"),
+        {"d": json.dumps(docs)},
     )
 
 
-def _chunks(values: list[int], size: int = 500) -> list[list[int]]:
+def _weighted_frequencies(fields: dict[str, str]) -> tuple[dict[str, float], int]:
+    """Each word's field-weighted occurrence count (bm25's term frequency) and the length of
+    the document in words, as FTS5's bm25 counts them."""
+    frequencies: dict[str, float] = defaultdict(float)
+    length = 0
+    for field, weight in FIELD_WEIGHTS.items():
+        terms = terms_of(fields[field])
+        length += len(terms)
+        for term in terms:
+            frequencies[term] += weight
+    return frequencies, length
+
+
+def _saturation(frequency: float, length: int, avgdl: float) -> float:
+    """bm25's term weight without the idf."""
+    return frequency * (_K1 + 1) / (frequency + _K1 * (1 - _B + _B * length / avgdl))
+
+
+def _fts_totals(conn: Connection) -> tuple[int, float]:
+    """(rows, average row length in words) exactly as FTS5's bm25 reads them: its averages
+    record (id 1 of the `_data` table) holds SQLite varints, the row count then the word
+    count of each column."""
+    block = conn.execute(text("SELECT block FROM mesh_catalog_fts_data WHERE id = 1")).scalar()
+    values = _varints(bytes(block or b""))
+    if not values or not values[0]:
+        return 0, 1.0
+    return values[0], max(sum(values[1:]) / values[0], 1.0)
+
+
+def _varints(data: bytes) -> list[int]:
+    """Decode SQLite varints (big-endian 7-bit groups; a ninth byte carries 8 bits)."""
+    values, value, size = [], 0, 0
+    for byte in data:
+        if size == 8:
+            values.append((value << 8) | byte)
+            value = size = 0
+            continue
+        value, size = (value << 7) | (byte & 0x7F), size + 1
+        if byte < 0x80:
+            values.append(value)
+            value = size = 0
+    return values
+
+
+def _add_champions(conn: Connection, postings: dict[str, list[tuple[float, int]]]) -> None:
+    """Merge new (impact, doc) postings into each word's champion list, keeping CHAMPIONS."""
+    kept: dict[str, tuple[int, float]] = {}
+    for chunk in _chunks(list(postings)):
+        for term, count, lowest in conn.execute(
+            text(
+                "SELECT term, count(*), min(impact) FROM mesh_catalog_fts_champions "
+                "WHERE term IN (SELECT value FROM json_each(:t)) GROUP BY term"
+            ),
+            {"t": json.dumps(chunk)},
+        ):
+            kept[term] = (int(count), float(lowest))
+    rows, overfull = [], []
+    for term, new in postings.items():
+        count, lowest = kept.get(term, (0, 0.0))
+        best = heapq.nlargest(CHAMPIONS, [p for p in new if count < CHAMPIONS or p[0] > lowest])
+        rows += [{"term": term, "doc": doc, "impact": impact} for impact, doc in best]
+        if best and count + len(best) > CHAMPIONS:
+            overfull.append({"term": term, "keep": CHAMPIONS})
+    if rows:
+        conn.execute(
+            text(
+                "INSERT OR REPLACE INTO mesh_catalog_fts_champions (term, doc_id, impact) "
+                "VALUES (:term, :doc, :impact)"
+            ),
+            rows,
+        )
+    if overfull:
+        conn.execute(
+            text(
+                "DELETE FROM mesh_catalog_fts_champions WHERE term = :term AND doc_id IN ("
+                "SELECT doc_id FROM mesh_catalog_fts_champions WHERE term = :term "
+                "ORDER BY impact DESC, doc_id LIMIT -1 OFFSET :keep)"
+            ),
+            overfull,
+        )
+
+
+def _chunks(values: list[Any], size: int = 500) -> list[list[Any]]:
     return [values[i : i + size] for i in range(0, len(values), size)]
 
 
@@ -170,6 +365,24 @@ def _filters(facets: dict[str, str | None]) -> tuple[list[str], dict[str, Any]]:
     return clauses, params
 
 
+@dataclass
+class _Plan:
+    """One search as SQL pieces: the FROM, the document id, WHERE and relevance expressions."""
+
+    source: str
+    doc: str
+    where: str
+    params: dict[str, Any]
+    score: str
+    expansions: list[list[tuple[str, int]]] | None = None  # SQLite: each word's (term, docs)
+    filters: tuple[list[str], dict[str, Any]] = ([], {})
+    narrowed: bool = False  # the FTS5 query also names a domain or tag filter's words
+
+    @property
+    def ranked(self) -> bool:
+        return self.score != "0.0"
+
+
 def search(
     conn: Connection,
     query: str,
@@ -182,48 +395,294 @@ def search(
     offset: int = 0,
     with_facets: bool = True,
 ) -> SearchResult:
-    """Top hits by relevance, the exact total, and facet counts of the matching products.
-
-    SQLite: the FTS5 table alone answers the match, the ranking (bm25, LIMIT first) and the
-    count; catalog rows are read for the page of hits only. PostgreSQL: the tsvector GIN
-    index. Facet filters and counts use the indexed facet table on both."""
-    dialect = conn.dialect.name
-    filters, params = _filters(
-        {"domain": domain, "status": status, "classification": classification, "tag": tag}
-    )
+    """Top hits by relevance, the total (see the module doc) and facet counts of the matches."""
+    wanted = {"domain": domain, "status": status, "classification": classification, "tag": tag}
     terms = words(query)
-    if terms and dialect != "postgresql":
-        doc, source = "f.rowid", "mesh_catalog_fts f"
-        clauses = ["mesh_catalog_fts MATCH :q"]
-        score = f"-bm25(mesh_catalog_fts, {_FTS_WEIGHTS})"
-        params["q"] = " ".join(f'"{t}"*' for t in terms)
-    else:
-        doc, source, clauses, score = "c.doc_id", "mesh_catalog c", [], "0.0"
-        if terms:
-            score = "ts_rank_cd(c.search_vector, to_tsquery('simple', :q))"
-            clauses.append("c.search_vector @@ to_tsquery('simple', :q)")
-            params["q"] = " & ".join(f"{t}:*" for t in terms)
-    # On FTS5 the filter is `+f.rowid IN (...)`: the unary plus keeps the constraint away
-    # from the virtual table's planner, which would otherwise run the MATCH once per rowid
-    # of the subquery (minutes at 100k products) instead of probing the subquery per match.
-    fts_doc = "+f.rowid" if doc == "f.rowid" else doc
-    clauses += [f.format(doc=fts_doc) for f in filters]
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    order = "score DESC, doc" if terms else "product"
-    page = (
-        f"SELECT {doc} AS doc, {score} AS score"
-        + (", c.product AS product" if not terms else "")
-        + f" FROM {source} {where} ORDER BY {order} LIMIT :limit OFFSET :offset"
+    plan = _plan(conn, terms, wanted)
+    if plan is None:  # a word matches no indexed word
+        empty: dict[str, dict[str, int]] = {f: {} for f in FACETS} if with_facets else {}
+        return SearchResult(query=query, total=0, hits=[], facets=empty)
+    total, total_exact, sample = _total(conn, plan)
+    page = _ranked_page(conn, plan, total, limit=limit, offset=offset)
+    facets: dict[str, dict[str, int]] = {facet: {} for facet in FACETS} if with_facets else {}
+    estimated = False
+    if with_facets and total:
+        facets, estimated = _facet_counts(conn, plan, total, sample)
+    return SearchResult(
+        query=query,
+        total=total,
+        total_exact=total_exact,
+        hits=_hits(conn, page),
+        facets=facets,
+        facets_estimated=estimated,
     )
+
+
+def _plan(conn: Connection, terms: list[str], wanted: dict[str, str | None]) -> _Plan | None:
+    filters = _filters(wanted)
+    clauses, params = list(filters[0]), dict(filters[1])
+    if not terms:
+        where = f"WHERE {' AND '.join(c.format(doc='c.doc_id') for c in clauses)}"
+        return _Plan("mesh_catalog c", "c.doc_id", where if clauses else "", params, "0.0")
+    if conn.dialect.name == "postgresql":
+        params["q"] = " & ".join(f"{t}:*" for t in terms)
+        clauses = ["c.search_vector @@ to_tsquery('simple', :q)"] + [
+            c.format(doc="c.doc_id") for c in clauses
+        ]
+        score = "ts_rank_cd(c.search_vector, to_tsquery('simple', :q))"
+        return _Plan("mesh_catalog c", "c.doc_id", f"WHERE {' AND '.join(clauses)}", params, score)
+    expansions = [_expand(conn, t) for t in terms]
+    if not all(expansions):
+        return None
+    match = [
+        f'"{t}"*' if len(e) > EXPANSIONS else "(" + " OR ".join(f'"{x}"' for x, _ in e) + ")"
+        for t, e in zip(terms, expansions, strict=True)
+    ]
+    # A domain or tag filter's words, required in that FTS5 column too: FTS5 then steps
+    # through the few products of the domain (skipping in the long lists of common words)
+    # instead of probing the facet filter for every match. The facet filter stays exact; the
+    # price is a near-constant bm25 bonus for the filter's words in every hit.
+    narrowing = [
+        "{" + column + "} : (" + " AND ".join(f'"{t}"' for t in terms_of(value)) + ")"
+        for facet, column in (("domain", "domain"), ("tag", "tags"))
+        if (value := wanted.get(facet)) and terms_of(value)
+    ]
+    params["q"] = " AND ".join(match + narrowing)
+    # Words every expansion of which is in more than half of the products: bm25 clamps their
+    # idf to 1e-6, so they cannot move the ranking, but FTS5 would still read their whole
+    # document lists (~5 ms per common word) to compute that idf. Ranking every match leaves
+    # them out of the scored query and only requires them (see _exact_page).
+    rows, _ = _fts_totals(conn)
+    common = [len(e) <= EXPANSIONS and all(2 * n > rows for _, n in e) for e in expansions]
+    scored = [m for m, c in zip(match, common, strict=True) if not c] + narrowing
+    if any(common) and scored:
+        params["scored"] = " AND ".join(scored)
+        params["unmet"] = (
+            f"({params['scored']}) NOT ("
+            + " AND ".join(m for m, c in zip(match, common, strict=True) if c)
+            + ")"
+        )
+    # The filter is `+f.rowid IN (...)`: the unary plus keeps the constraint away from the
+    # virtual table's planner, which would otherwise run the MATCH once per rowid of the
+    # subquery (minutes at 100k products) instead of probing the subquery per match.
+    clauses = ["mesh_catalog_fts MATCH :q"] + [c.format(doc="+f.rowid") for c in clauses]
+    return _Plan(
+        "mesh_catalog_fts f",
+        "f.rowid",
+        f"WHERE {' AND '.join(clauses)}",
+        params,
+        f"-bm25(mesh_catalog_fts, {_FTS_WEIGHTS})",
+        expansions,
+        filters,
+        narrowed=bool(narrowing),
+    )
+
+
+def _expand(conn: Connection, word: str) -> list[tuple[str, int]]:
+    """The indexed words starting with `word` and their document counts (at most
+    EXPANSIONS + 1: more means "use a prefix query")."""
+    upper = word[:-1] + chr(ord(word[-1]) + 1)
     rows = conn.execute(
         text(
-            "SELECT c.product, c.domain, c.name, c.status, c.description, c.tags, c.owners, "
-            f"c.latest_version, p.score FROM ({page}) p JOIN mesh_catalog c ON c.doc_id = p.doc "
-            f"ORDER BY p.score DESC, {'p.doc' if terms else 'c.product'}"
+            "SELECT term, docs FROM mesh_catalog_fts_terms WHERE term >= :lo AND term < :hi "
+            "ORDER BY term LIMIT :n"
         ),
-        {**params, "limit": limit, "offset": offset},
+        {"lo": word, "hi": upper, "n": EXPANSIONS + 1},
+    )
+    return [(str(term), int(docs)) for term, docs in rows]
+
+
+def _total(conn: Connection, plan: _Plan) -> tuple[int, bool, list[int] | None]:
+    """(total, exact, the first FACET_SAMPLE matching ids or None). On FTS5 the total is exact
+    up to TOTAL_EXACT, else estimated from the density of the first TOTAL_EXACT + 1 matching
+    ids (uniform hashes); a query with few matches is evaluated once for total and facets."""
+    if plan.expansions is None:
+        sql = f"SELECT count(*) FROM {plan.source} {plan.where}"
+        return int(conn.execute(text(sql), plan.params).scalar() or 0), True, None
+    # One pass over the first TOTAL_EXACT + 1 matches in id order (FTS5 returns them so):
+    # their count, the last id, and the first FACET_SAMPLE ids for the facet counts.
+    first = (
+        f"SELECT {plan.doc} AS doc, row_number() OVER (ORDER BY {plan.doc}) AS n "
+        f"FROM {plan.source} {plan.where} ORDER BY {plan.doc} LIMIT {TOTAL_EXACT + 1}"
+    )
+    count, last, ids = conn.execute(
+        text(
+            "SELECT count(*), max(doc), json_group_array(doc) FILTER (WHERE n <= :sample) "
+            f"FROM ({first})"
+        ),
+        {**plan.params, "sample": FACET_SAMPLE},
+    ).one()
+    sample = [int(doc) for doc in json.loads(ids or "[]")]
+    if int(count) <= TOTAL_EXACT:
+        return int(count), True, sample
+    estimate = round(int(count) * _DOC_IDS / (int(last) + 1))
+    return max(int(count), estimate), False, sample
+
+
+def _ranked_page(
+    conn: Connection, plan: _Plan, total: int, *, limit: int, offset: int
+) -> list[tuple[int, float]]:
+    """The page of hits: from the champion lists for a broad query without domain or tag
+    filter, else (or when the champions do not fill it) bm25 over every match."""
+    if plan.expansions is not None and not plan.narrowed and total > RANK_EXACT:
+        page = _champion_page(conn, plan, limit, offset)
+        if page is not None:
+            return page
+    return _exact_page(conn, plan, limit, offset)
+
+
+def _exact_page(conn: Connection, plan: _Plan, limit: int, offset: int) -> list[tuple[int, float]]:
+    order = "score DESC, doc" if plan.ranked else "c.product"
+    where = plan.where
+    if "scored" in plan.params:  # score the informative words, require the common ones
+        where = where.replace("MATCH :q", "MATCH :scored") + (
+            " AND +f.rowid NOT IN (SELECT rowid FROM mesh_catalog_fts "
+            "WHERE mesh_catalog_fts MATCH :unmet)"
+        )
+    rows = conn.execute(
+        text(
+            f"SELECT {plan.doc} AS doc, {plan.score} AS score FROM {plan.source} {where} "
+            f"ORDER BY {order} LIMIT :limit OFFSET :offset"
+        ),
+        {**plan.params, "limit": limit, "offset": offset},
+    )
+    return [(int(doc), float(score or 0.0)) for doc, score in rows]
+
+
+def _champion_page(
+    conn: Connection, plan: _Plan, limit: int, offset: int
+) -> list[tuple[int, float]] | None:
+    """The page from the query words' champion lists (see the module doc), or None when
+    the champions do not fill it."""
+    assert plan.expansions is not None
+    if any(len(e) > EXPANSIONS for e in plan.expansions):
+        return None
+    phrases, idf = _phrase_weights(conn, plan.expansions)
+    clauses, params = plan.filters
+    where = "".join(f" AND {c.format(doc='ch.doc_id')}" for c in clauses)
+    partial: dict[int, float] = defaultdict(float)
+    for term, doc, impact in conn.execute(
+        text(
+            "SELECT ch.term, ch.doc_id, ch.impact FROM mesh_catalog_fts_champions ch "
+            f"WHERE ch.term IN (SELECT value FROM json_each(:terms)){where}"
+        ),
+        {**params, "terms": json.dumps(list(phrases))},
+    ):
+        partial[int(doc)] += idf[term] * phrases[term] * float(impact)
+    wanted = offset + limit
+    best = heapq.nlargest(max(CANDIDATES, 4 * wanted), partial, key=partial.__getitem__)
+    scored = sorted(_score(conn, best, plan.expansions).items(), key=lambda h: (-h[1], h[0]))
+    return scored[offset:wanted] if len(scored) >= wanted else None
+
+
+def _phrase_weights(
+    conn: Connection, expansions: list[list[tuple[str, int]]]
+) -> tuple[Counter[str], dict[str, float]]:
+    """Each expanded word with how often the FTS5 query names it, and its bm25 idf."""
+    rows, _ = _fts_totals(conn)
+    phrases = Counter(term for e in expansions for term, _ in e)
+    docs = {term: n for e in expansions for term, n in e}
+    idf = {t: max(math.log((rows - docs[t] + 0.5) / (docs[t] + 0.5)), _MIN_IDF) for t in phrases}
+    return phrases, idf
+
+
+def _score(
+    conn: Connection, docs: list[int], expansions: list[list[tuple[str, int]]]
+) -> dict[int, float]:
+    """FTS5's bm25 (its formula, field weights, row lengths and averages) of the documents
+    that contain an expansion of every query word, computed here for a few documents."""
+    if not docs:
+        return {}
+    phrases, idf = _phrase_weights(conn, expansions)
+    _, avgdl = _fts_totals(conn)
+    alternatives = "|".join(re.escape(t) for t in phrases)
+    whole_word = re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])")
+    ids = json.dumps(docs)
+    lengths = {
+        int(doc): sum(_varints(bytes(size)))
+        for doc, size in conn.execute(
+            text(
+                "SELECT id, sz FROM mesh_catalog_fts_docsize "
+                "WHERE id IN (SELECT value FROM json_each(:d))"
+            ),
+            {"d": ids},
+        )
+    }
+    rows = conn.execute(
+        text(
+            "SELECT doc_id, name, domain, description, tags, owners, columns_text "
+            "FROM mesh_catalog WHERE doc_id IN (SELECT value FROM json_each(:d))"
+        ),
+        {"d": ids},
     ).mappings()
-    hits = [
+    scores = {}
+    for row in rows:
+        fields = _fts_fields(row)
+        frequencies: dict[str, float] = defaultdict(float)
+        for field, weight in FIELD_WEIGHTS.items():
+            for term in whole_word.findall(fold(fields[field])):
+                frequencies[term] += weight
+        if not all(any(t in frequencies for t, _ in e) for e in expansions):
+            continue
+        length = lengths.get(int(row["doc_id"]), 0)
+        scores[int(row["doc_id"])] = sum(
+            idf[p] * n * _saturation(frequencies[p], length, avgdl)
+            for p, n in phrases.items()
+            if p in frequencies
+        )
+    return scores
+
+
+def _facet_counts(
+    conn: Connection, plan: _Plan, total: int, sample: list[int] | None
+) -> tuple[dict[str, dict[str, int]], bool]:
+    """Facet counts over every match when few, else over the first FACET_SAMPLE by document
+    id (hash order, so an even sample) scaled to the total -- no ranking needed for counting.
+    Also whether they are estimated."""
+    if sample is None:
+        sampled = total > FACET_SAMPLE
+        candidates = f"SELECT {plan.doc} FROM {plan.source} {plan.where}" + (
+            f" ORDER BY {plan.doc} LIMIT {FACET_SAMPLE}" if sampled else ""
+        )
+        params, counted_docs = plan.params, min(total, FACET_SAMPLE)
+    else:
+        sample = sample[:FACET_SAMPLE]
+        candidates, params = "SELECT value FROM json_each(:sample)", {"sample": json.dumps(sample)}
+        counted_docs = len(sample)
+    counted = conn.execute(
+        text(
+            "SELECT facet, value, count(*) FROM mesh_catalog_facets "
+            f"WHERE doc_id IN ({candidates}) GROUP BY facet, value"
+        ),
+        params,
+    ).all()
+    estimated = counted_docs < total
+    scale = total / counted_docs if estimated and counted_docs else 1.0
+    facets: dict[str, dict[str, int]] = {facet: {} for facet in FACETS}
+    for facet, value, n in counted:
+        facets[str(facet)][str(value)] = max(1, round(int(n) * scale))
+    return facets, estimated
+
+
+def _hits(conn: Connection, page: list[tuple[int, float]]) -> list[SearchHit]:
+    if not page:
+        return []
+    c = mesh_catalog.c
+    rows = conn.execute(
+        select(
+            c.doc_id,
+            c.product,
+            c.domain,
+            c.name,
+            c.status,
+            c.description,
+            c.tags,
+            c.owners,
+            c.latest_version,
+        ).where(c.doc_id.in_([doc for doc, _ in page]))
+    ).mappings()
+    by_doc = {int(r["doc_id"]): r for r in rows}
+    return [
         SearchHit(
             product=r["product"],
             domain=r["domain"],
@@ -233,33 +692,11 @@ def search(
             tags=_json_list(r["tags"]),
             owners=_json_list(r["owners"]),
             latest_version=r["latest_version"],
-            score=float(r["score"] or 0.0),
+            score=score,
         )
-        for r in rows
+        for doc, score in page
+        if (r := by_doc.get(doc)) is not None
     ]
-    total = int(conn.execute(text(f"SELECT count(*) FROM {source} {where}"), params).scalar() or 0)
-    facets: dict[str, dict[str, int]] = {facet: {} for facet in FACETS} if with_facets else {}
-    estimated = False
-    if with_facets and total:
-        estimated = total > FACET_EXACT
-        # A bounded candidate set: every match when few, else the first FACET_SAMPLE by
-        # document id (hash order, so an even sample) -- no ranking needed for counting.
-        candidates = f"SELECT {doc} FROM {source} {where}" + (
-            f" ORDER BY {doc} LIMIT {FACET_SAMPLE}" if estimated else ""
-        )
-        counted = conn.execute(
-            text(
-                "SELECT facet, value, count(*) FROM mesh_catalog_facets "
-                f"WHERE doc_id IN ({candidates}) GROUP BY facet, value"
-            ),
-            params,
-        ).all()
-        scale = total / min(total, FACET_SAMPLE) if estimated else 1.0
-        for facet, value, n in counted:
-            facets[str(facet)][str(value)] = max(1, round(int(n) * scale))
-    return SearchResult(
-        query=query, total=total, hits=hits, facets=facets, facets_estimated=estimated
-    )
 
 
 def _json_list(value: Any) -> list[str]:

@@ -1,0 +1,118 @@
+"""mesh: SQLite catalog side tables: word document frequencies and per-word champion lists
+
+Revision ID: mesh_0003
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import re
+import unicodedata
+from collections import Counter, defaultdict
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "mesh_0003"
+down_revision = "mesh_0002"
+branch_labels = None
+depends_on = None
+
+# Kept in step with meshops.mesh.catalog (a migration must not change when the code does).
+# Both tables exist on SQLite only, beside the FTS5 table they summarise (PostgreSQL ranks
+# with its tsvector GIN index).
+_TABLES = (
+    "CREATE TABLE mesh_catalog_fts_terms (term TEXT PRIMARY KEY, docs INTEGER NOT NULL) "
+    "WITHOUT ROWID",
+    "CREATE TABLE mesh_catalog_fts_champions (term TEXT NOT NULL, doc_id INTEGER NOT NULL, "
+    "impact REAL NOT NULL, PRIMARY KEY (term, doc_id)) WITHOUT ROWID",
+)
+_WEIGHTS = {
+    "name": 10.0,
+    "domain": 4.0,
+    "description": 3.0,
+    "tags": 5.0,
+    "owners": 2.0,
+    "columns_text": 1.5,
+}
+_CHAMPIONS = 256
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+def _terms(value: str) -> list[str]:
+    if not value.isascii():
+        value = "".join(
+            c for c in unicodedata.normalize("NFKD", value) if not unicodedata.combining(c)
+        )
+    return _WORD.findall(value.lower())
+
+
+def _list(value: object) -> str:
+    if isinstance(value, str):
+        value = json.loads(value)
+    return " ".join(str(v) for v in value or [])  # type: ignore[attr-defined]
+
+
+def _frequencies(row: sa.Row[Any]) -> tuple[int, dict[str, float], int]:
+    doc, name, domain, description, tags, owners, columns_text = tuple(row)
+    fields = {
+        "name": str(name),
+        "domain": str(domain),
+        "description": str(description),
+        "tags": _list(tags),
+        "owners": _list(owners),
+        "columns_text": str(columns_text),
+    }
+    frequencies: dict[str, float] = defaultdict(float)
+    length = 0
+    for field, weight in _WEIGHTS.items():
+        words = _terms(fields[field])
+        length += len(words)
+        for word in words:
+            frequencies[word] += weight
+    return int(str(doc)), frequencies, length
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    if bind.dialect.name != "sqlite":
+        return
+    for statement in _TABLES:
+        op.execute(statement)
+    rows = bind.execute(
+        sa.text(
+            "SELECT doc_id, name, domain, description, tags, owners, columns_text FROM mesh_catalog"
+        )
+    ).all()
+    stats = [_frequencies(row) for row in rows]
+    if not stats:
+        return
+    docs = Counter(word for _, frequencies, _ in stats for word in frequencies)
+    bind.execute(
+        sa.text("INSERT INTO mesh_catalog_fts_terms (term, docs) VALUES (:t, :n)"),
+        [{"t": t, "n": n} for t, n in docs.items()],
+    )
+    avgdl = max(sum(length for _, _, length in stats) / len(stats), 1.0)
+    champions: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    for doc, frequencies, length in stats:
+        for word, f in frequencies.items():
+            impact = f * 2.2 / (f + 1.2 * (0.25 + 0.75 * length / avgdl))  # bm25, k1 1.2, b 0.75
+            heap = champions[word]
+            if len(heap) < _CHAMPIONS:
+                heapq.heappush(heap, (impact, doc))
+            elif impact > heap[0][0]:
+                heapq.heapreplace(heap, (impact, doc))
+    bind.execute(
+        sa.text(
+            "INSERT INTO mesh_catalog_fts_champions (term, doc_id, impact) VALUES (:t, :d, :i)"
+        ),
+        [{"t": t, "d": d, "i": i} for t, heap in champions.items() for i, d in heap],
+    )
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute("DROP TABLE IF EXISTS mesh_catalog_fts_champions")
+        op.execute("DROP TABLE IF EXISTS mesh_catalog_fts_terms")
