@@ -301,6 +301,31 @@ def test_float_duplicates_agree_with_duckdb(values: list[float | None], sort: bo
         assert got == expected
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.integers(0, 6)), max_size=20), st.booleans())
+def test_temporal_duplicates_agree_with_duckdb(days: list[int | None], sort: bool) -> None:
+    # dates, timestamps and durations are counted by sorting the integers they store
+    if sort:
+        days = sorted(d for d in days if d is not None)
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    table = pa.table(
+        {
+            "day": pa.array([None if d is None else start.date() + timedelta(d) for d in days]),
+            "at": pa.array(
+                [None if d is None else start + timedelta(hours=d) for d in days],
+                pa.timestamp("us", "UTC"),
+            ),
+            "took": pa.array(
+                [None if d is None else timedelta(seconds=d) for d in days], pa.duration("ms")
+            ),
+        }
+    )
+    measures = [m for c in ("day", "at", "took") for m in _duplicates((c,))]
+    expected = {RowCount(): len(days), **_by_duckdb(table, measures)}
+    for got in _both_sources(table, 4, measures):
+        assert got == expected
+
+
 TEXT = st.text(alphabet=["a", "b", "Z", "0", "7", "\n", ".", "é", " "], max_size=6)
 PATTERNS = ["a.b", "^[a-z]+$", "[0-9]+", "(a|b)*", "é?.", "Z\\d", "a?", ".*\\.", "(?i)ab"]
 

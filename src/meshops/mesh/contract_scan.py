@@ -76,6 +76,16 @@ def _is_signed_integer(dtype: pa.DataType) -> bool:
     return bool(pa.types.is_signed_integer(dtype))
 
 
+def _is_fixed_temporal(dtype: pa.DataType) -> bool:
+    """Dates, times, timestamps and durations: one 32- or 64-bit integer per value."""
+    return bool(
+        pa.types.is_date(dtype)
+        or pa.types.is_time(dtype)
+        or pa.types.is_timestamp(dtype)
+        or pa.types.is_duration(dtype)
+    )
+
+
 def _is_orderable(dtype: pa.DataType) -> bool:
     """Types whose Arrow order makes 'strictly increasing' imply 'pairwise distinct' in
     DuckDB's sense of DISTINCT (NaN and -0.0 never pass a strict comparison chain)."""
@@ -83,7 +93,7 @@ def _is_orderable(dtype: pa.DataType) -> bool:
         pa.types.is_integer(dtype)
         or pa.types.is_floating(dtype)
         or pa.types.is_decimal(dtype)
-        or pa.types.is_temporal(dtype)
+        or _is_fixed_temporal(dtype)
         or pa.types.is_string(dtype)
         or pa.types.is_large_string(dtype)
         or pa.types.is_binary(dtype)
@@ -91,10 +101,24 @@ def _is_orderable(dtype: pa.DataType) -> bool:
     )
 
 
-def _is_hash_exact(dtype: pa.DataType) -> bool:
-    """Types whose Arrow hash equality is DuckDB's DISTINCT (floats are not: Arrow keeps
-    -0.0 and 0.0 apart, DuckDB does not)."""
-    return _is_orderable(dtype) and not pa.types.is_floating(dtype)
+def _exact_count_method(dtype: pa.DataType) -> str | None:
+    """How Arrow/NumPy count distinct values exactly as DuckDB's DISTINCT would: "sort" the
+    integers underneath integer and temporal types, "hash" strings, binaries and decimals;
+    None for floats (Arrow keeps -0.0 and 0.0 apart, DuckDB does not) and other types."""
+    if pa.types.is_integer(dtype) or _is_fixed_temporal(dtype):
+        return "sort"
+    if _is_orderable(dtype) and not pa.types.is_floating(dtype):
+        return "hash"
+    return None
+
+
+def _storage_integers(values: pa.Array) -> np.ndarray[Any, Any]:
+    """The integers a (null-free) integer or temporal array stores, without copying."""
+    if not pa.types.is_integer(values.type):
+        width = values.type.bit_width
+        values = values.view(pa.int32() if width == 32 else pa.int64())
+    integers: np.ndarray[Any, Any] = values.to_numpy(zero_copy_only=True)
+    return integers
 
 
 def _same_kind(values: Sequence[Any], dtype: pa.DataType) -> bool:
@@ -259,36 +283,44 @@ def _order_of(values: pa.Array) -> _Order:
 @dataclass
 class _Distinct:
     """What decides a column's duplicates in a run of rows: the order of its non-null values
-    (a strict order proves them distinct) and, for types where Arrow's hash equality is
-    DuckDB's DISTINCT, the run's distinct values (None: DuckDB counts them)."""
+    (a strict order proves them distinct) and what an exact count needs otherwise (None:
+    DuckDB counts them): for "sort", the values themselves; for "hash", each partition's
+    distinct values."""
 
     order: _Order = field(default_factory=_Order)
-    uniques: list[pa.Array] | None = field(default_factory=list)
+    parts: list[pa.Array] | None = field(default_factory=list)
+    method: str | None = None
 
     def then(self, other: _Distinct) -> _Distinct:
-        uniques: list[pa.Array] | None = None
-        if self.uniques is not None and other.uniques is not None:
-            uniques = [*self.uniques, *other.uniques]
-        return _Distinct(self.order.then(other.order), uniques)
+        parts: list[pa.Array] | None = None
+        if self.parts is not None and other.parts is not None:
+            parts = [*self.parts, *other.parts]
+        return _Distinct(self.order.then(other.order), parts, self.method or other.method)
 
     def distinct_count(self) -> int | None:
         """Distinct non-null values, or None when only DuckDB can count them."""
         if self.order.strict:
             return self.order.count
-        if self.uniques is None:
+        if self.parts is None or self.method is None:
             return None
-        if not self.uniques:
+        if not self.parts:
             return 0
-        # the exact fallback: one hash pass over each run's distinct values
-        return len(pc.unique(pa.chunked_array(self.uniques, self.uniques[0].type)))
+        if self.method == "sort":
+            # one vectorised sort beats hashing 10^7 integers several times over
+            merged = np.concatenate([_storage_integers(p) for p in self.parts])
+            merged.sort()
+            return int(np.count_nonzero(merged[1:] != merged[:-1])) + 1
+        return len(pc.unique(pa.chunked_array(self.parts, self.parts[0].type)))
 
 
-def _distinct_of(chunk: pa.Array, hash_exact: bool) -> _Distinct:
+def _distinct_of(chunk: pa.Array, method: str | None) -> _Distinct:
     values = _non_null_values(chunk)
     order = _order_of(values)
-    if not hash_exact:
+    if method is None:
         return _Distinct(order, None)
-    return _Distinct(order, [values if order.strict else pc.unique(values)])
+    # hashing per partition first keeps only the distinct values of low-cardinality columns
+    keep = values if order.strict or method == "sort" else pc.unique(values)
+    return _Distinct(order, [keep], method)
 
 
 def _full_match(pattern: str) -> str:
@@ -337,7 +369,7 @@ def _value_flags(values: pa.Array, measure: Missing | Invalid) -> pa.Array:
 class _ColumnWork:
     nulls: bool = False
     distinct: bool = False  # probe the order (and maybe hash the values) for duplicates
-    hash_exact: bool = False
+    count_method: str | None = None
     value_sets: list[Missing | Invalid] = field(default_factory=list)
 
 
@@ -367,7 +399,7 @@ def _scan_partition(columns: _Columns, work: dict[str, _ColumnWork]) -> _Partial
         if todo.distinct:
             distinct = _Distinct()
             for chunk in data.chunks:
-                distinct = distinct.then(_distinct_of(chunk, todo.hash_exact))
+                distinct = distinct.then(_distinct_of(chunk, todo.count_method))
             partial.distinct[name] = distinct
         for measure in todo.value_sets:
             partial.counts[measure] = sum(_offending(chunk, measure) for chunk in data.chunks)
@@ -495,7 +527,7 @@ class ScanPlan:
                 if dtype is not None and _is_orderable(dtype):
                     probe = self._column(name)
                     probe.distinct = probe.nulls = True
-                    probe.hash_exact = _is_hash_exact(dtype)
+                    probe.count_method = _exact_count_method(dtype)
             # DuckDB counts what the probes leave open (tuples, floats, nested types)
         elif self._value_set_in_arrow(measure):
             self._column(measure.column).value_sets.append(measure)
@@ -571,7 +603,7 @@ def _arrow_pass(data: _Source, plan: ScanPlan) -> _Findings:
             found.nulls[name] = known
         count_nulls = todo.nulls and known is None
         if count_nulls or todo.distinct or todo.value_sets:
-            work[name] = _ColumnWork(count_nulls, todo.distinct, todo.hash_exact, todo.value_sets)
+            work[name] = _ColumnWork(count_nulls, todo.distinct, todo.count_method, todo.value_sets)
     if not work:
         return found
     partials = _scan_partitions(data, work)
