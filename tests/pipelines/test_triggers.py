@@ -196,3 +196,16 @@ def test_trigger_backlog_settings_are_checked(home: Home) -> None:
         service.create_trigger("bad", outbox.MONITOR_ALERT, f"{FLOWS}:on_event", max_pending=-1)
     with pytest.raises(InvalidInput, match="status"):
         service.list_trigger_events(status="lost")
+
+
+def test_max_pending_zero_starts_what_fits_and_drops_the_rest(home: Home) -> None:
+    service = PipelinesService(home.context())
+    service.create_trigger(
+        "no-backlog", outbox.MONITOR_ALERT, f"{FLOWS}:on_event", max_concurrent=2, max_pending=0
+    )
+    for monitor in ("m1", "m2", "m3"):
+        emit_alert(home, f"meshops:monitor:{monitor}")
+    report = service.dispatch_events()
+    assert (len(report.runs), report.pending, report.dropped) == (2, 0, 1)
+    (dropped,) = service.list_trigger_events("no-backlog", status="dropped")
+    assert dropped.subject == "meshops:monitor:m3" and dropped.reason == "backlog full (0 waiting)"

@@ -112,13 +112,20 @@ def checkout(recorded: CodeVersion, into: Path) -> None:
     """The files of the recorded commit, extracted into `into` (`git archive`)."""
     into.mkdir(parents=True)
     command = ["git", "-C", recorded.repo, "archive", "--format=tar", recorded.commit]
+    unreadable = ""
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
-        assert proc.stdout is not None
-        with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
-            archive.extractall(into, filter="data")
-        error = proc.stderr.read().decode("utf-8", "replace") if proc.stderr else ""
-    if proc.returncode != 0:
-        raise Conflict(f"git archive {recorded.commit} failed: {error.strip()}")
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
+                archive.extractall(into, filter="data")
+        except tarfile.TarError as exc:  # git wrote no archive (its error is on stderr)
+            unreadable = str(exc)
+        error = proc.stderr.read().decode("utf-8", "replace").strip()
+    if proc.returncode != 0 or unreadable:
+        raise Conflict(
+            f"cannot check out commit {recorded.commit} of {recorded.repo}: {error or unreadable}",
+            {"fix": USE_CURRENT_FIX},
+        )
 
 
 def relocate(ref: str, recorded: CodeVersion, tree: Path) -> tuple[str, str | None]:

@@ -487,10 +487,11 @@ class PipelinesService:
                 report.events = len(events)
             # Slots freed by runs that finished since the last call.
             waiting = set(store.triggers_with_pending(conn))
-            for trigger in store.list_triggers(conn):
-                if trigger.name in waiting:
-                    self._start_waiting(conn, trigger, report)
-            report.pending = sum(store.count_pending(conn, name) for name in waiting)
+            if waiting:
+                for trigger in store.list_triggers(conn):
+                    if trigger.name in waiting:
+                        self._start_waiting(conn, trigger, report)
+                report.pending = sum(store.count_pending(conn, name) for name in waiting)
         return report
 
     def _admit(
@@ -502,7 +503,11 @@ class PipelinesService:
             report.coalesced += store.supersede_pending(
                 conn, trigger.name, event.subject, event.id, now
             )
-        full = store.count_pending(conn, trigger.name) >= trigger.max_pending
+        # Waiting after this one: the backlog plus it, less the slots free right now (the
+        # oldest waiting events take those first).
+        free = trigger.max_concurrent - store.active_runs_of_trigger(conn, trigger.name)
+        waiting = store.count_pending(conn, trigger.name) + 1 - max(free, 0)
+        full = waiting > trigger.max_pending
         store.insert_trigger_event(
             conn,
             TriggerEvent(
