@@ -13,6 +13,8 @@ import pytest
 
 from meshops.client import Platform
 from meshops.kernel.home import Home
+from meshops.serving import store
+from meshops.serving.predlog import LogBackpressure, PredictionLogWriter, now
 from meshops.serving.runtime import ShadowScorer, runtime_for
 from tests.conftest import make_settings
 from tests.serving.helpers import record, register_churn
@@ -68,6 +70,28 @@ def test_a_full_shadow_queue_scores_inline_and_drops_nothing(sqlite_home: Home) 
     roles = window.column("role").to_pylist()
     assert roles.count("shadow") == 4 and roles.count("primary") == 4
     platform.close()
+
+
+def _log_row(i: int) -> tuple[Any, ...]:
+    return (f"bp-{i}", 0, "churn-api", "churn", 1, "primary", "{}", "{}", "1", 0.5, now())
+
+
+def test_a_full_prediction_log_pushes_back_and_loses_nothing(sqlite_home: Home) -> None:
+    writer = PredictionLogWriter(
+        sqlite_home, batch_rows=10, flush_seconds=0.05, max_rows=20, block_seconds=0.3
+    )
+    with sqlite_home.db.begin():  # holds the write lock: the writer's chunk insert waits
+        writer.append([_log_row(i) for i in range(20)])
+        with pytest.raises(LogBackpressure) as info:
+            writer.append([_log_row(20)])
+        assert info.value.http_status == 503
+        assert writer.buffered == 20  # bounded: the refused row was not taken
+    writer.append([_log_row(i) for i in range(20, 25)])  # room again once the writer ran
+    writer.flush()
+    writer.close()
+    with sqlite_home.db.read() as conn:
+        chunks = store.chunks_in_window(conn, "churn-api", None, None)
+    assert sum(c.rows for c in chunks) == writer.rows_written == 25
 
 
 def test_cli_roll_log_and_trusted_endpoint(tmp_path: Path) -> None:

@@ -133,19 +133,24 @@ class PredictionLogWriter:
         with self._cond:
             if self._closed:
                 raise MeshopsError("the prediction log is closed; the endpoint is shutting down")
-            deadline = time.monotonic() + self.block_seconds
-            while len(self._buffer) + self._in_flight >= self.max_rows:
-                self._cond.notify_all()
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise LogBackpressure(
-                        "the prediction log buffer is full; retry the request",
-                        {"buffered": len(self._buffer), "max_rows": self.max_rows},
-                    )
-                self._cond.wait(min(remaining, 0.1))
+            if len(self._buffer) + self._in_flight >= self.max_rows:
+                self._wait_for_room()
             self._buffer.extend(rows)
             if len(self._buffer) >= self.batch_rows:
                 self._cond.notify_all()
+
+    def _wait_for_room(self) -> None:
+        """Backpressure (called holding the lock): wait for the writer, up to block_seconds."""
+        deadline = time.monotonic() + self.block_seconds
+        while len(self._buffer) + self._in_flight >= self.max_rows:
+            self._cond.notify_all()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LogBackpressure(
+                    "the prediction log buffer is full; retry the request",
+                    {"buffered": len(self._buffer), "max_rows": self.max_rows},
+                )
+            self._cond.wait(min(remaining, 0.1))
 
     def flush(self, timeout: float = 60.0) -> None:
         """Write everything appended so far before returning."""
