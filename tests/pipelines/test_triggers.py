@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from meshops.client import Platform
 from meshops.kernel import outbox
 from meshops.kernel.home import Home
 from meshops.pipelines import store
 from meshops.pipelines.models import RunStatus, TriggerEventStatus
 from meshops.pipelines.service import PipelinesService
 from meshops.pipelines.worker import Worker, WorkerOptions
+from tests.pipelines import flows
 from tests.pipelines.conftest import FLOWS, executions
 
 
@@ -209,3 +211,31 @@ def test_max_pending_zero_starts_what_fits_and_drops_the_rest(home: Home) -> Non
     assert (len(report.runs), report.pending, report.dropped) == (2, 0, 1)
     (dropped,) = service.list_trigger_events("no-backlog", status="dropped")
     assert dropped.subject == "meshops:monitor:m3" and dropped.reason == "backlog full (0 waiting)"
+
+
+def test_backlog_is_visible_over_every_transport(platform: Platform, marks: Path) -> None:
+    """Creating, dispatching and listing through the SDK, embedded and over HTTP."""
+    platform.pipelines.create_trigger(
+        "after-retrying",
+        outbox.PIPELINE_RUN_FINISHED,
+        f"{FLOWS}:on_event",
+        {"marks": str(marks), "tag": "after"},
+        match={"pipeline": "retrying"},  # not its own runs' events: no chain reaction
+        max_concurrent=1,
+        max_pending=1,
+        executor="inline",
+    )
+    for _ in range(3):  # each finished run is an event the trigger matches
+        platform.pipelines.run(flows.retrying, {"marks": str(marks), "succeed_on": 1}, track=False)
+    report = platform.pipelines.dispatch_events()
+    assert (len(report.runs), report.pending, report.dropped, report.skipped) == (1, 1, 1, 1)
+    (state,) = platform.pipelines.trigger_states()
+    assert state.trigger.max_pending == 1 and state.active_runs == 1
+    assert state.events == {"started": 1, "pending": 1, "dropped": 1}
+    events = platform.pipelines.list_trigger_events("after-retrying")
+    assert [e.status for e in events] == [
+        TriggerEventStatus.DROPPED,
+        TriggerEventStatus.PENDING,
+        TriggerEventStatus.STARTED,
+    ]  # newest first
+    assert events[2].run_id == report.runs[0]
