@@ -1,8 +1,8 @@
 """The predict data plane over HTTP: one router used inside `meshops server` and by the
 standalone app of `meshops serve ENDPOINT --workers N`.
 
-Predicting is `predict_payload`: body bytes and two headers in, JSON bytes out, with no
-framework objects in between, so both ways in share it. Inside `meshops server` it sits
+Predicting is `predict_payload`: the authenticated caller, the body bytes and a request id
+in, JSON bytes out, with no framework objects in between, so both ways in share it. Inside `meshops server` it sits
 behind a FastAPI route. The standalone app (`DataPlane`) answers predict requests straight
 from ASGI and hands every other path to its FastAPI app: per request, FastAPI's
 dependency solving and middleware stack cost more than validating, scoring and logging a
@@ -87,19 +87,13 @@ async def ensure_loaded(home: Home, name: str) -> None:
 
 
 def predict_payload(
-    home: Home,
-    authenticate: Authenticate,
-    name: str,
-    body: bytes,
-    *,
-    authorization: str | None = None,
-    request_id: str | None = None,
+    ctx: Context, name: str, body: bytes, request_id: str | None = None
 ) -> tuple[bytes, str]:
-    """Authenticate, parse, score and log one predict request; returns the JSON answer and
-    the request id. Raises MeshopsError (with its HTTP status) for a refused request."""
-    ctx = home.context(authenticate(home, bearer_token(authorization)))
+    """Parse, score and log one predict request of the authenticated caller `ctx`; returns
+    the JSON answer and the request id. Raises MeshopsError (with its HTTP status) for a
+    refused request."""
     records = records_of(parse_json(body))
-    result = runtime_for(home).predict(ctx, name, records, request_id)
+    result = runtime_for(ctx.home).predict(ctx, name, records, request_id)
     payload = {
         "request_id": result.request_id,
         "endpoint": result.endpoint,
@@ -111,17 +105,11 @@ def predict_payload(
 
 
 async def predict_response(request: Request, name: str) -> Response:
-    home: Home = request.app.state.home
+    ctx = request_context(request)  # first: an anonymous caller loads no model
     body = await request.body()
-    await ensure_loaded(home, name)
-    payload, request_id = predict_payload(
-        home,
-        request.app.state.authenticate,
-        name,
-        body,
-        authorization=request.headers.get("authorization"),
-        request_id=request.headers.get(REQUEST_ID_HEADER),
-    )
+    await ensure_loaded(ctx.home, name)
+    request_id = request.headers.get(REQUEST_ID_HEADER)
+    payload, request_id = predict_payload(ctx, name, body, request_id)
     return Response(
         content=payload,
         media_type="application/json",
@@ -193,19 +181,15 @@ class DataPlane:
 
     async def _predict(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
         try:
+            headers = _headers(scope)
+            token = bearer_token(headers.get("authorization"))
+            # First: an anonymous caller neither loads a model nor has its body read.
+            ctx = self.home.context(self.authenticate(self.home, token))
             body = await _read_body(receive)
             if body is None:
                 return  # the client went away
             await ensure_loaded(self.home, name)
-            headers = _headers(scope)
-            payload, request_id = predict_payload(
-                self.home,
-                self.authenticate,
-                name,
-                body,
-                authorization=headers.get("authorization"),
-                request_id=headers.get(REQUEST_ID_HEADER),
-            )
+            payload, request_id = predict_payload(ctx, name, body, headers.get(REQUEST_ID_HEADER))
         except MeshopsError as exc:
             await _send_json(send, exc.http_status, orjson.dumps(exc.to_json(), default=str))
             return
