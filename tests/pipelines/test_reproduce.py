@@ -14,6 +14,7 @@ import pytest
 from meshops.client import Platform
 from meshops.kernel.errors import Conflict
 from meshops.pipelines.models import RunStatus
+from meshops.pipelines.worker import Worker, WorkerOptions
 
 GIT_ENV = {
     **os.environ,
@@ -77,6 +78,14 @@ def test_reproduce_checks_out_the_recorded_commit(platform: Platform, repo: Path
     assert original.run.code is not None
     assert (original.run.code.commit, original.run.code.dirty) == (first_commit, False)
     assert original.run.code.path == "flow.py"
+    # A worker records the code version it loaded for a queued run, too.
+    queued = platform.pipelines.submit(ref, {"n": 2}, executor="inline")
+    assert (
+        Worker(platform.pipelines, options=WorkerOptions(poll_seconds=0.05)).serve(idle_exit=True)
+        == 1
+    )
+    worked = platform.pipelines.get_run(queued.id).run
+    assert worked.status == RunStatus.SUCCEEDED and worked.code == original.run.code
 
     (repo / "flow.py").write_text(flow_source(10))  # a change that alters the outputs
     second_commit = commit_all(repo, "v2: outputs change")

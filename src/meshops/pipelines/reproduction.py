@@ -201,7 +201,8 @@ def _reproduced_code(
 def _run_child(request: dict[str, Any], run_id: str) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-m", "meshops.pipelines.reproduction"],
-        input=json.dumps(request).encode(),
+        # default=str: settings may hold TOML values JSON lacks (dates); text suffices there
+        input=json.dumps(request, default=str).encode(),
         capture_output=True,
         check=False,
     )
