@@ -19,7 +19,7 @@ from meshops.kernel.home import Home
 from meshops.serving import endpoint_app
 from meshops.serving.endpoint_app import create_endpoint_app
 from meshops.serving.models import SignatureRows
-from meshops.serving.runtime import Runtime
+from meshops.serving.runtime import Runtime, runtime_for
 from tests.serving.helpers import FEATURES, expected, record, register_churn
 
 
@@ -85,6 +85,14 @@ def test_standalone_app_predicts_and_refuses_with_clear_errors(
     window = churn_api.serving.prediction_window("churn-api", with_labels=False)
     assert sorted(window.column("record").to_pylist()) == [0, 0, 0, 1]
     assert window.column("request_id").to_pylist().count("r-1") == 2
+
+
+def test_an_anonymous_request_loads_no_model(sqlite_home: Home, churn_api: Platform) -> None:
+    app = create_endpoint_app(sqlite_home, ["churn-api"], authenticate_token)
+    http = TestClient(app)  # outside `with`: no lifespan, so nothing was loaded at start
+    answer = http.post("/v1/endpoints/churn-api/predict", json={"records": [record(0)]})
+    assert (answer.status_code, answer.json()["error"]) == (401, "unauthenticated")
+    assert not runtime_for(sqlite_home).is_loaded("churn-api")
 
 
 def test_signature_rows_fast_check_agrees_with_the_walk() -> None:
