@@ -9,7 +9,10 @@ no faster exact path applies. The faster paths, all exact:
   uniqueness      a column whose non-null values are strictly increasing (or decreasing)
                   has no duplicates; checked with Arrow comparisons in one pass instead of
                   building a hash table of every value (ids are usually written in order).
-                  When the proof fails, DuckDB's exact count(DISTINCT) runs instead.
+                  When the proof fails the distinct values are counted exactly: one NumPy
+                  sort of the integers under integer and temporal columns, Arrow hashing
+                  of strings, binaries and decimals, DuckDB's count(DISTINCT) for floats
+                  and for tuples no member column proves distinct.
   value sets      `IN` lists and patterns on string columns with Arrow compute (RE2, like
                   DuckDB); on dictionary-encoded data each distinct value is tested once
                   and the rows are counted through the dictionary indices
@@ -38,9 +41,10 @@ from meshops.kernel.errors import InvalidInput
 # Rows per partition of an in-memory table: big enough that per-call overhead vanishes,
 # small enough that both cores get work on a few million rows.
 TABLE_PARTITION_ROWS = 1 << 20
-# A Parquet string column whose pages average at most this many bytes per value is
-# dictionary-encoded throughout (a plain value takes at least 4 bytes of length prefix):
-# reading it as an Arrow dictionary tests each distinct value once. Only speed depends on it.
+# A Parquet string column whose pages average at most this many bytes per value is almost
+# surely dictionary-encoded throughout (a PLAIN value takes 4 bytes of length prefix alone):
+# reading it as an Arrow dictionary tests each distinct value once. Only speed depends on
+# this guess: a column that fell back to PLAIN pages is hashed into a dictionary, slowly.
 DICTIONARY_BYTES_PER_VALUE = 2.0
 
 _Columns = dict[str, pa.ChunkedArray]  # one partition's columns by name
