@@ -767,8 +767,8 @@ class FeatureStoreService:
         purpose "serving", over the product versions the online values came from)."""
         snapshot = _snapshot_of(self.ctx.home)
         key = self._decision_key(features, full_names)
-        with snapshot.lock:  # the decisions and the facts they are for, together
-            decisions, materialized = snapshot.decisions, snapshot.materialized
+        # No lock to read: a refresh in between is caught by the identity checks below.
+        decisions, materialized = snapshot.decisions, snapshot.materialized
         if key in decisions:
             decision = decisions[key]
         else:
