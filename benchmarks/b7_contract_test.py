@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -82,7 +84,7 @@ def generate(rows: int, path: Path, duplicate_ids: bool = False) -> None:
 def contract(parquet: Path) -> dict[str, Any]:
     """ODCS v3: 10 schema rules (5 required, 1 unique, 4 physicalType) and 10 quality rules."""
 
-    def prop(name: str, logical: str, physical: str | None = None, **extra: Any) -> dict:
+    def prop(name: str, logical: str, physical: str | None = None, **extra: Any) -> dict[str, Any]:
         out: dict[str, Any] = {"name": name, "logicalType": logical}
         if physical:
             out["physicalType"] = physical
@@ -213,6 +215,13 @@ def contract(parquet: Path) -> dict[str, Any]:
     }
 
 
+def children_cpu() -> float:
+    """User+system CPU seconds of the finished child processes: less load-dependent than
+    wall time on a shared machine."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def meshops_child(contract_path: str, parquet: str) -> None:
     """One timed meshops run in this (fresh) process; prints one JSON line like the peer."""
     from meshops.mesh import contracts, specs
@@ -316,16 +325,25 @@ def main() -> None:
     contract_path.write_text(yaml.safe_dump(contract(parquet), sort_keys=False))
     python = peer_python("datacontract", ["datacontract-cli[duckdb,parquet]"])
     script = HERE / "peers" / "datacontract_b7.py"
-    mesh_times, peer_times = [], []
+    mesh_times, peer_times, mesh_cpu, peer_cpu = [], [], [], []
     mesh_results: list[dict[str, Any]] = []
     peer_checks: list[dict[str, Any]] = []
     for _ in range(args.repeat):
+        cpu_before = children_cpu()
         seconds, mesh_results = run_meshops(contract_path, parquet)
+        mesh_cpu.append(children_cpu() - cpu_before)
         mesh_times.append(seconds)
+        cpu_before = children_cpu()
         peer = run_peer(python, script, str(contract_path))
+        peer_cpu.append(children_cpu() - cpu_before)
         peer_times.append(float(peer["seconds"]))  # type: ignore[arg-type]
         peer_checks = list(peer["checks"])  # type: ignore[call-overload]
-        print(f"meshops {seconds:.2f} s, datacontract-cli {peer['seconds']:.2f} s", flush=True)
+        print(
+            f"meshops {seconds:.2f} s (process CPU {mesh_cpu[-1]:.2f} s), "
+            f"datacontract-cli {peer['seconds']:.2f} s (process CPU {peer_cpu[-1]:.2f} s), "
+            f"load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
     lines, compared, agree, differ = compare(mesh_results, peer_checks)
     print("\n".join(lines))
     print(f"rules compared: {compared}, same verdict: {agree}, disagreements: {differ}")
@@ -340,6 +358,13 @@ def main() -> None:
             "s",
             higher_is_better=False,
             goal="≥ 5×",
+        ),
+        Row(
+            "CPU seconds of the whole process (user+sys, with start-up and imports)",
+            median(mesh_cpu),
+            median(peer_cpu),
+            "s",
+            higher_is_better=False,
         ),
         Row(
             "rules both tools judged (pass/fail): same verdict",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -418,3 +420,27 @@ def test_parquet_and_table_sources_give_the_same_report(tmp_path: Path) -> None:
     ]
     country = next(r for r in from_file.results if r.rule.startswith("quality.t.country"))
     assert country.observed == 2 and not country.passed
+
+
+def test_a_contract_test_does_not_import_pandas(tmp_path: Path) -> None:
+    # pandas takes 0.5-2 s to import; pyarrow pulls it in from pa.array() on Python values
+    # and Array.to_numpy(), so the scan builds arrays from buffers instead
+    path = _parquet_of(pa.table({"id": [3, 1, 2, 2], "s": ["a", "b", None, "c"]}), tmp_path, 2)
+    script = f"""
+import sys
+from meshops.mesh.contracts import run_contract_test
+from meshops.mesh.specs import columns_of
+obj = {{"name": "t", "properties": [
+    {{"name": "id", "logicalType": "integer", "unique": True}},
+    {{"name": "s", "logicalType": "string", "quality": [
+        {{"metric": "invalidValues", "arguments": {{"validValues": ["a"], "pattern": "^[a-z]$"}}}},
+        {{"metric": "missingValues", "arguments": {{"missingValues": ["c"]}}}}]}}]}}
+report = run_contract_test({path!r}, "t", columns_of(obj), obj)
+assert [r.observed for r in report.results if not r.passed] == [1.0, 2.0, 2.0]
+print("pandas" in sys.modules)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
