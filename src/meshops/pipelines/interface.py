@@ -90,7 +90,12 @@ class Pipelines(Protocol):
         ref: str,
         params: dict[str, Any] | None = None,
         executor: str = "process",
-    ) -> Schedule: ...
+        *,
+        replace: bool = False,
+    ) -> Schedule:
+        """Fire `ref` on `cron`. With `replace`, an existing schedule of that name takes the
+        new definition (otherwise it is a conflict)."""
+        ...
 
     def list_schedules(self) -> list[Schedule]: ...
 
@@ -109,12 +114,14 @@ class Pipelines(Protocol):
         executor: str = "process",
         max_pending: int = DEFAULT_MAX_PENDING,
         coalesce_pending: bool = False,
+        replace: bool = False,
     ) -> Trigger:
         """Run `ref` when an event of `topic` matches. At most `max_concurrent` of its runs
         are queued or running; further matches wait (up to `max_pending`, then they are
         dropped) and start as runs finish. With `coalesce_pending`, a newer event for the
         same subject supersedes the waiting ones. Every outcome is recorded (see
-        `list_trigger_events`)."""
+        `list_trigger_events`). With `replace`, an existing trigger of that name takes the
+        new definition and keeps its waiting events (otherwise it is a conflict)."""
         ...
 
     def list_triggers(self) -> list[Trigger]: ...

@@ -118,6 +118,8 @@ class RemotePipelines:
         ref: str,
         params: dict[str, Any] | None = None,
         executor: str = "process",
+        *,
+        replace: bool = False,
     ) -> Schedule:
         body = {
             "name": name,
@@ -125,6 +127,7 @@ class RemotePipelines:
             "ref": ref,
             "params": params or {},
             "executor": executor,
+            "replace": replace,
         }
         return Schedule.model_validate(self.http.post(f"{BASE}/schedules", body))
 
@@ -147,6 +150,7 @@ class RemotePipelines:
         executor: str = "process",
         max_pending: int = DEFAULT_MAX_PENDING,
         coalesce_pending: bool = False,
+        replace: bool = False,
     ) -> Trigger:
         body = {
             "name": name,
@@ -159,6 +163,7 @@ class RemotePipelines:
             "executor": executor,
             "max_pending": max_pending,
             "coalesce_pending": coalesce_pending,
+            "replace": replace,
         }
         return Trigger.model_validate(self.http.post(f"{BASE}/triggers", body))
 

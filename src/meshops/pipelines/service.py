@@ -213,6 +213,8 @@ class PipelinesService:
         ref: str,
         params: dict[str, Any] | None = None,
         executor: str = "process",
+        *,
+        replace: bool = False,
     ) -> Schedule:
         self.ctx.authorize("pipelines.write")
         now = utcnow()
@@ -227,11 +229,12 @@ class PipelinesService:
             created_at=now,
         )
         with self.ctx.db.begin() as conn:
-            store.ensure_absent(conn, store.pipeline_schedules, name, "schedule")
+            if not replace:
+                store.ensure_absent(conn, store.pipeline_schedules, name, "schedule")
             store.upsert_schedule(conn, schedule)
             self.ctx.audit(
                 conn,
-                "pipelines.create_schedule",
+                "pipelines.replace_schedule" if replace else "pipelines.create_schedule",
                 pipeline_urn(schedule.ref.rpartition(":")[2]),
                 after=schedule.model_dump(mode="json"),
             )
@@ -261,6 +264,7 @@ class PipelinesService:
         executor: str = "process",
         max_pending: int = DEFAULT_MAX_PENDING,
         coalesce_pending: bool = False,
+        replace: bool = False,
     ) -> Trigger:
         self.ctx.authorize("pipelines.write")
         if max_concurrent < 1:
@@ -288,11 +292,12 @@ class PipelinesService:
             created_at=utcnow(),
         )
         with self.ctx.db.begin() as conn:
-            store.ensure_absent(conn, store.pipeline_triggers, name, "trigger")
+            if not replace:
+                store.ensure_absent(conn, store.pipeline_triggers, name, "trigger")
             store.upsert_trigger(conn, trigger)
             self.ctx.audit(
                 conn,
-                "pipelines.create_trigger",
+                "pipelines.replace_trigger" if replace else "pipelines.create_trigger",
                 pipeline_urn(trigger.ref.rpartition(":")[2]),
                 after=trigger.model_dump(mode="json"),
             )

@@ -27,7 +27,7 @@ from meshops.mesh.gate import publish_document
 from meshops.mesh.models import ContractReport, SemVer, VersionRange, split_product_ref
 from meshops.project.interface import Areas
 from meshops.project.models import AppliedRecord, ApplyResult, Change, Plan
-from meshops.project.plan import Planned, dry_run, make_plan
+from meshops.project.plan import TRIGGER_BACKLOG_FIELDS, Planned, dry_run, make_plan
 
 PUBLISHING = ("new_version", "update")
 
@@ -290,7 +290,12 @@ def _write(  # noqa: PLR0917
     for change in (c for c in pending if c.kind == "schedule"):
         s = planned.schedules[change.name]
         areas.pipelines.create_schedule(
-            change.name, s["cron"], s["ref"], s["params"] or {}, executor=s["executor"]
+            change.name,
+            s["cron"],
+            s["ref"],
+            s["params"] or {},
+            executor=s["executor"],
+            replace=change.action == "update",
         )
         done(change)
     for change in (c for c in pending if c.kind == "trigger"):
@@ -304,6 +309,8 @@ def _write(  # noqa: PLR0917
             expression=t["expression"],
             max_concurrent=int(t["max_concurrent"]),
             executor=t["executor"],
+            replace=change.action == "update",
+            **{k: t[k] for k in TRIGGER_BACKLOG_FIELDS if k in t},
         )
         done(change)
     for change in (c for c in plan.changes if c.action == "remove"):

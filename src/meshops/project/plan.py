@@ -61,6 +61,7 @@ _URN_KINDS = {
 }
 SCHEDULE_FIELDS = ("cron", "ref", "params", "executor")
 TRIGGER_FIELDS = ("topic", "ref", "params", "match", "expression", "max_concurrent", "executor")
+TRIGGER_BACKLOG_FIELDS = ("max_pending", "coalesce_pending")
 POLICY_FIELDS = ("scope", "target", "expression", "severity", "rationale", "description")
 CONSUMER_KINDS = frozenset(
     {"dataproduct", "featureview", "featureservice", "trainingset", "pipeline", "endpoint"}
@@ -487,11 +488,16 @@ def _plan_pipelines(areas: Areas, planned: Planned, applied: dict[str, AppliedOb
                 continue
             defaults = {"params": {}, "executor": "process", "match": {}, "max_concurrent": 1}
             wanted = {k: item.get(k, defaults.get(k)) for k in fields}
+            if kind == "trigger":
+                # Backlog options join the spec (and its digest) only when the file sets them,
+                # so triggers applied before they existed do not show as changed.
+                wanted |= {k: item[k] for k in TRIGGER_BACKLOG_FIELDS if k in item}
             target[name] = {"name": name, **wanted}
             change.urn = object_urn(kind, name)
             change.digest = spec_digest(target[name])
             current = platform.get(name)
-            differs = [] if current is None else _differs(current, wanted, fields)
+            compared = fields + tuple(k for k in TRIGGER_BACKLOG_FIELDS if k in wanted)
+            differs = [] if current is None else _differs(current, wanted, compared)
             action, change.previous_digest = _action(
                 change.urn, change.digest, current is not None, not differs, applied
             )

@@ -93,6 +93,7 @@ class ScheduleIn(BaseModel):
     ref: str
     params: dict[str, Any] = Field(default_factory=dict)
     executor: str = "process"
+    replace: bool = False
 
 
 class TriggerIn(BaseModel):
@@ -106,6 +107,7 @@ class TriggerIn(BaseModel):
     executor: str = "process"
     max_pending: int = DEFAULT_MAX_PENDING
     coalesce_pending: bool = False
+    replace: bool = False
 
 
 @router.post("/runs", status_code=201)
@@ -205,7 +207,9 @@ def dispatch(body: DispatchIn, svc: PipelinesService = Depends(service)) -> Disp
 
 @router.post("/schedules", status_code=201)
 def create_schedule(body: ScheduleIn, svc: PipelinesService = Depends(service)) -> Schedule:
-    return svc.create_schedule(body.name, body.cron, body.ref, body.params, body.executor)
+    return svc.create_schedule(
+        body.name, body.cron, body.ref, body.params, body.executor, replace=body.replace
+    )
 
 
 @router.get("/schedules")
@@ -231,6 +235,7 @@ def create_trigger(body: TriggerIn, svc: PipelinesService = Depends(service)) ->
         executor=body.executor,
         max_pending=body.max_pending,
         coalesce_pending=body.coalesce_pending,
+        replace=body.replace,
     )
 
 
