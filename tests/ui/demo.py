@@ -221,6 +221,9 @@ def _seed(p: Platform, workdir: Path) -> Demo:
             "churn-drift", current=pa.Table.from_pandas(current, preserve_index=False)
         )
 
-    # pipelines: one inline run
+    # pipelines: one inline run, and a trigger retraining on drift alerts
     p.pipelines.run(churn_training, {"n": 300, "c": 0.5}, track=False)
+    p.pipelines.create_trigger(
+        "retrain-on-drift", "monitor.alert", "tests.ui.demo:churn_training", max_concurrent=2
+    )
     return Demo(owner_token=owner, consumer_token=consumer, runs=runs)

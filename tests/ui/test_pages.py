@@ -155,6 +155,8 @@ def test_monitor_and_pipeline_pages(owner: TestClient) -> None:
     runs = owner.get("/ui/pipelines").text
     run_id = re.search(r'href="/ui/pipelines/runs/([^"]+)"', runs)
     assert run_id and "churn_training" in runs
+    trigger = re.search(r"<tr><td>retrain-on-drift</td>.*?</tr>", runs)
+    assert trigger and "<td>0 / 2</td><td>0</td>" in trigger.group(0)
     detail = owner.get(f"/ui/pipelines/runs/{run_id.group(1)}?step=score_model").text
     assert detail.count('class="node"') == 4 and "accuracy 0." in detail
 

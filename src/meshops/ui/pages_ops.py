@@ -177,7 +177,7 @@ def pipelines(
         "pipelines.html",
         runs=service.list_runs(pipeline=pipeline or None, status=status or None, limit=50),
         schedules=service.list_schedules(),
-        triggers=service.list_triggers(),
+        triggers=service.trigger_states(),
         pipeline=pipeline,
         status=status,
     )
