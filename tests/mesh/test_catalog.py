@@ -234,3 +234,30 @@ def test_reindex_keeps_word_counts_and_champions_in_step(sqlite_home: Home) -> N
             },
         )
         assert catalog.search(conn, "gold").total == 1
+
+
+def test_migration_backfills_the_side_tables_as_indexing_builds_them(sqlite_home: Home) -> None:
+    from alembic import command
+
+    from meshops.kernel import schema
+
+    with sqlite_home.db.begin() as conn:
+        catalog.index(conn, _varied_entries(60), fresh=True)
+
+    def side_tables() -> tuple[dict[str, int], dict[tuple[str, int], float]]:
+        with sqlite_home.db.read() as conn:
+            terms = conn.execute(text("SELECT term, docs FROM mesh_catalog_fts_terms")).all()
+            champions = conn.execute(
+                text("SELECT term, doc_id, impact FROM mesh_catalog_fts_champions")
+            ).all()
+        return dict(terms), {(t, d): i for t, d, i in champions}
+
+    built_terms, built_champions = side_tables()
+    cfg = schema._alembic_config(sqlite_home.db)
+    with sqlite_home.db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "mesh@mesh_0002")
+    schema.upgrade(sqlite_home.db)
+    terms, champions = side_tables()
+    assert terms == built_terms and set(champions) == set(built_champions)
+    assert list(champions.values()) == pytest.approx([built_champions[k] for k in champions])

@@ -210,7 +210,12 @@ def _index_fts(conn: Connection, entries: list[dict[str, Any]]) -> None:
         ),
         [{"term": t, "docs": n} for t, n in docs.items()],
     )
-    _, avgdl = _fts_totals(conn)
+    # FTS5 writes its totals when the transaction commits: the record read here is the
+    # catalog before this transaction, so the new documents are added to it by hand.
+    rows, avgdl = _fts_totals(conn)
+    new_words = sum(length for _, length in stats)
+    avgdl = (rows * avgdl + new_words) / (rows + len(stats)) if rows else new_words / len(stats)
+    avgdl = max(avgdl, 1.0)
     postings: dict[str, list[tuple[float, int]]] = defaultdict(list)
     for e, (frequencies, length) in zip(entries, stats, strict=True):
         for term, frequency in frequencies.items():
