@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -39,6 +40,7 @@ NAMES = [f"f{j}" for j in range(FEATURES)]
 REFS = [f"view0:{n}" for n in NAMES]
 REFS_JSON = json.dumps(REFS, separators=(",", ":"))
 MAX_CONNECTIONS = 64
+WARM_UP = 200
 
 
 def generate(folder: Path, entities: int) -> Path:
@@ -104,8 +106,9 @@ def embedded(platform: Any, entities: int, calls: int, size: int, seed: int) -> 
 
 
 @contextmanager
-def meshops_server(home: Path, workers: int) -> Iterator[tuple[str, str]]:
-    """`meshops server --workers N` on a served home, with an API token for the benchmark."""
+def meshops_server(home: Path, workers: int) -> Iterator[tuple[str, str, int]]:
+    """`meshops server --workers N` on a served home, with an API token for the benchmark;
+    yields the URL, the token and the server's process group (its workers included)."""
     from meshops.client import connect
 
     with connect(home=home) as owner:
@@ -120,9 +123,22 @@ def meshops_server(home: Path, workers: int) -> Iterator[tuple[str, str]]:
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_http(f"{url}/healthz", proc)
-        yield url, token
+        yield url, token, proc.pid
     finally:
         stop_group(proc)
+
+
+def group_cpu_seconds(group: int) -> float:
+    """CPU time (user + system) used so far by the processes of a process group (Linux)."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[2]) == group:  # fields from "state": state, ppid, pgrp, ...
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 class _Connection:
@@ -195,7 +211,7 @@ async def paced_http(
         if status != 200:
             failed += 1
 
-    for _ in range(200):  # warm-up: connections, caches, the server's first requests
+    for _ in range(WARM_UP):  # connections, caches, the server's first requests
         await one(time.perf_counter(), 1)
     latencies.clear()
     failed = 0
@@ -222,17 +238,31 @@ async def paced_http(
         "rate": len(latencies) / elapsed,
         "failed": float(failed),
         "connections": float(opened),
+        "requests": float(len(keys) + WARM_UP),
     }
 
 
-def loadgen_process(url: str, token: str, entities: int, rate: int, seconds: float) -> Any:
-    """Run the load generator in its own process (uvloop), as a user's clients would be."""
+def loadgen_process(
+    url: str, token: str, *, group: int, entities: int, rate: int, seconds: float
+) -> Any:
+    """Run the load generator in its own process (uvloop), as a user's clients would be;
+    adds the CPU the server (all workers) and the load generator (its start included) used
+    per request, from the kernel's accounting."""
+    server_before = group_cpu_seconds(group)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(
         [sys.executable, __file__, "--loadgen", url, token, str(entities), str(rate),
          str(seconds)],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    server = group_cpu_seconds(group) - server_before
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+    result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    requests = result["requests"]
+    result["server_cpu_ms"] = server / requests * 1000
+    result["loadgen_cpu_ms"] = client / requests * 1000
+    return result
 
 
 def main() -> None:
@@ -269,9 +299,10 @@ def main() -> None:
         print(f"[b4] round {round_}: meshops 1={mesh_one[-1]} 100={mesh_hundred[-1]} "
               f"feast={feast_runs[-1]}", flush=True)  # fmt: skip
     platform.close()
-    with meshops_server(folder / "home", args.workers) as (url, token):
-        light = loadgen_process(url, token, args.entities, args.rate // 5, args.seconds)
-        http = loadgen_process(url, token, args.entities, args.rate, args.seconds)
+    with meshops_server(folder / "home", args.workers) as (url, token, group):
+        runs = {"group": group, "entities": args.entities, "seconds": args.seconds}
+        light = loadgen_process(url, token, rate=args.rate // 5, **runs)
+        http = loadgen_process(url, token, rate=args.rate, **runs)
     print(f"[b4] http ({args.workers} workers): at {args.rate}/s: {http} "
           f"at {args.rate // 5}/s: {light}", flush=True)  # fmt: skip
     if args.http_only:
@@ -295,6 +326,9 @@ def main() -> None:
             higher_is_better=False, goal="< 5 ms"),
         Row(f"HTTP, 1 entity, {args.rate} req/s offered: p50", http["p50"], None, "ms",
             higher_is_better=False),
+        Row(f"HTTP, 1 entity, {args.rate} req/s: server CPU per request (all workers; load "
+            f"generator {http['loadgen_cpu_ms']:.2f} ms incl. its start)", http["server_cpu_ms"],
+            None, "ms", higher_is_better=False),
         Row(f"HTTP ({args.workers} workers), 1 entity, {args.rate // 5} req/s "
             f"(offered {light['offered']:.0f}/s, served {light['rate']:.0f}/s): p99",
             light["p99"], None, "ms", higher_is_better=False),
