@@ -2,11 +2,11 @@
 standalone app of `meshops serve ENDPOINT --workers N`.
 
 Predicting is `predict_payload`: the authenticated caller, the body bytes and a request id
-in, JSON bytes out, with no framework objects in between, so both ways in share it. Inside `meshops server` it sits
-behind a FastAPI route. The standalone app (`DataPlane`) answers predict requests straight
-from ASGI and hands every other path to its FastAPI app: per request, FastAPI's
-dependency solving and middleware stack cost more than validating, scoring and logging a
-record, and the served paths need none of it.
+in, JSON bytes out, with no framework objects in between, so both ways in share it. Inside
+`meshops server` it sits behind a FastAPI route. The standalone app (`DataPlane`) answers
+predict requests straight from ASGI and hands every other path to its FastAPI app: per
+request, FastAPI's dependency solving and middleware stack cost more than validating,
+scoring and logging a record, and the served paths need none of it.
 
 Scoring runs inline on the event loop: a single-record prediction of a typical model takes
 well under a millisecond, and hopping to the thread pool would cost more than it saves
