@@ -72,6 +72,7 @@ _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 FACET_SAMPLE = 1000
 TOTAL_EXACT = 10_000
 RANK_EXACT = 2000  # bm25 over every match up to here (~10-20 ms); champions above
+MATCHES_KEPT = 5000  # the total's pass keeps the ids of up to this many matches for ranking
 CHAMPIONS = 256  # products kept per word
 CANDIDATES = 100  # champions scored exactly per query (at least 4x the page end)
 EXPANSIONS = 32  # a query word with more indexed words is matched as an FTS5 prefix query
@@ -382,6 +383,7 @@ class _Plan:
     expansions: list[list[tuple[str, int]]] | None = None  # SQLite: each word's (term, docs)
     filters: tuple[list[str], dict[str, Any]] = ([], {})
     narrowed: bool = False  # the FTS5 query also names a domain or tag filter's words
+    matches: str | None = None  # every matching id (a JSON array) when at most MATCHES_KEPT
 
     @property
     def ranked(self) -> bool:
@@ -510,14 +512,16 @@ def _total(conn: Connection, plan: _Plan) -> tuple[int, bool, list[int] | None]:
         f"SELECT {plan.doc} AS doc, row_number() OVER (ORDER BY {plan.doc}) AS n "
         f"FROM {plan.source} {plan.where} ORDER BY {plan.doc} LIMIT {TOTAL_EXACT + 1}"
     )
-    count, last, ids = conn.execute(
+    count, last, ids, every = conn.execute(
         text(
-            "SELECT count(*), max(doc), json_group_array(doc) FILTER (WHERE n <= :sample) "
+            "SELECT count(*), max(doc), json_group_array(doc) FILTER (WHERE n <= :sample), "
+            "CASE WHEN count(*) <= :keep THEN json_group_array(doc) END "
             f"FROM ({first})"
         ),
-        {**plan.params, "sample": FACET_SAMPLE},
+        {**plan.params, "sample": FACET_SAMPLE, "keep": MATCHES_KEPT},
     ).one()
     sample = [int(doc) for doc in json.loads(ids or "[]")]
+    plan.matches = every
     if int(count) <= TOTAL_EXACT:
         return int(count), True, sample
     estimate = round(int(count) * _DOC_IDS / (int(last) + 1))
@@ -539,17 +543,23 @@ def _ranked_page(
 def _exact_page(conn: Connection, plan: _Plan, limit: int, offset: int) -> list[tuple[int, float]]:
     order = "score DESC, doc" if plan.ranked else "c.product"
     where = plan.where
+    params = {**plan.params, "limit": limit, "offset": offset}
     if "scored" in plan.params:  # score the informative words, require the common ones
-        where = where.replace("MATCH :q", "MATCH :scored") + (
-            " AND +f.rowid NOT IN (SELECT rowid FROM mesh_catalog_fts "
-            "WHERE mesh_catalog_fts MATCH :unmet)"
-        )
+        where = where.replace("MATCH :q", "MATCH :scored")
+        if plan.matches is not None:  # the matches are known: no second pass over them
+            where += " AND +f.rowid IN (SELECT value FROM json_each(:matches))"
+            params["matches"] = plan.matches
+        else:
+            where += (
+                " AND +f.rowid NOT IN (SELECT rowid FROM mesh_catalog_fts "
+                "WHERE mesh_catalog_fts MATCH :unmet)"
+            )
     rows = conn.execute(
         text(
             f"SELECT {plan.doc} AS doc, {plan.score} AS score FROM {plan.source} {where} "
             f"ORDER BY {order} LIMIT :limit OFFSET :offset"
         ),
-        {**plan.params, "limit": limit, "offset": offset},
+        params,
     )
     return [(int(doc), float(score or 0.0)) for doc, score in rows]
 
