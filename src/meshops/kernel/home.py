@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
 from meshops.kernel import audit, schema
 from meshops.kernel.access import ReadGuard
 from meshops.kernel.auth import SYSTEM, Actor, Authorizer
-from meshops.kernel.blobs import BlobStore
 from meshops.kernel.config import Settings
 from meshops.kernel.db import Database
 from meshops.kernel.plugins import load_object
+
+if TYPE_CHECKING:
+    from meshops.kernel.blobs import BlobStore
 
 
 class Home:
@@ -25,10 +28,17 @@ class Home:
             settings.home.mkdir(parents=True, exist_ok=True)
         self.db = Database(settings.database_url)
         schema.ensure_current(self.db, auto_upgrade=auto_upgrade)
-        self.blobs = BlobStore(settings.blob_url, settings.blob_options)
         # Hooks answered by the governance area, named in settings (kernel/plugins.py).
         self.authorizer: Authorizer = load_object(settings.authorizer)(self)
         self.read_guard: ReadGuard = load_object(settings.read_guard)(self)
+
+    @cached_property
+    def blobs(self) -> BlobStore:
+        # Opened on first use: fsspec costs ~0.1 s to import, and most CLI commands
+        # (catalog search, listings) never touch a blob.
+        from meshops.kernel.blobs import BlobStore
+
+        return BlobStore(self.settings.blob_url, self.settings.blob_options)
 
     def context(self, actor: Actor | None = None) -> Context:
         return Context(self, actor or Actor(self.settings.user))
