@@ -22,39 +22,10 @@ from meshops.features.models import (
     SourceRef,
 )
 from meshops.kernel.errors import InvalidInput
+from tests.features.helpers import publish
 from tests.serving.helpers import FEATURES, expected, record, register_churn, training_frame
 
 TS = pa.timestamp("us", tz="UTC")
-_LOGICAL = {"int64": "integer", "double": "number", "string": "string"}
-
-
-def publish(platform: Platform, product: str, version: str, table: pa.Table) -> Any:
-    domain, name = product.split(".")
-    descriptor = {
-        "apiVersion": "v1.0.0",
-        "kind": "DataProduct",
-        "id": product,
-        "name": name,
-        "domain": domain,
-        "version": version,
-        "status": "active",
-        "description": {"purpose": f"test input {product}"},
-        "team": {"members": [{"username": "alice", "role": "owner"}]},
-        "outputPorts": [{"name": "main", "version": version, "contractId": "main-contract"}],
-    }
-    properties = [
-        {"name": f.name, "logicalType": _LOGICAL.get(str(f.type), "timestamp")}
-        for f in table.schema
-    ]
-    contract = {
-        "apiVersion": "v3.0.2",
-        "kind": "DataContract",
-        "id": "main-contract",
-        "version": "1.0.0",
-        "status": "active",
-        "schema": [{"name": "main", "properties": properties}],
-    }
-    return platform.mesh.publish_arrow(descriptor, {"main": contract}, {"main": table})
 
 
 def upstream(platform: Platform, urn: str) -> set[str]:
