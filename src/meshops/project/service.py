@@ -164,8 +164,9 @@ class ProjectService:
             with self.ctx.db.unit_of_work():
                 yield
         except BaseException:
-            self._areas().governance.refresh_caches()
-            self._areas().features.definitions(fresh=True)
+            areas = self._areas()
+            areas.governance.refresh_caches()
+            areas.features.definitions(fresh=True)
             raise
 
     def check(self, root: str | Path = ".", *, run_tests: bool = True) -> CheckReport:
