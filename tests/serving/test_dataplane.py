@@ -101,6 +101,9 @@ def test_alias_move_in_this_process_is_served_at_once_without_failures(
                 seen.append(version)
             except BaseException as exc:
                 failures.append(exc)
+            # Clients pause between requests: four threads predicting back to back would hold
+            # the GIL and starve the thread loading the new version (seconds, not the hook).
+            time.sleep(0.002)
 
     threads = [threading.Thread(target=traffic) for _ in range(4)]
     for thread in threads:
