@@ -4,6 +4,7 @@ a `platform` fixture that runs the same test over the embedded and the HTTP tran
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import threading
 import time
@@ -25,6 +26,46 @@ from meshops.kernel.http import HttpTransport
 
 POSTGRES_ENV = "MESHOPS_TEST_POSTGRES_URL"
 REDIS_ENV = "MESHOPS_TEST_REDIS_URL"
+CHROMIUM_ENV = "MESHOPS_TEST_CHROMIUM"
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _postgres_accepts(url: str) -> bool:
+    if not _answers("127.0.0.1", 5432):
+        return False
+    try:
+        import psycopg
+
+        psycopg.connect(url, connect_timeout=2).close()
+        return True
+    except Exception:  # not installed, or the server refuses this user: no PostgreSQL tests
+        return False
+
+
+def _find_local_services() -> None:
+    """`make test` on a machine where the services run uses them without extra set-up: each
+    variable left unset is filled in when its service answers on its standard local port (an
+    explicit value, even empty, is kept)."""
+    found = {
+        POSTGRES_ENV: "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+        if _postgres_accepts("postgresql://postgres@127.0.0.1:5432/test")
+        else "",
+        REDIS_ENV: "redis://127.0.0.1:6379/0" if _answers("127.0.0.1", 6379) else "",
+        CHROMIUM_ENV: shutil.which("chromium") or "",
+    }
+    for name, value in found.items():
+        if name not in os.environ and value:
+            os.environ[name] = value
+
+
+_find_local_services()
 
 
 def free_port() -> int:
