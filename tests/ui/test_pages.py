@@ -23,6 +23,13 @@ def app_home(demo_home: tuple[Home, Demo]) -> tuple[Home, Demo, object]:
     return home, demo, create_app(home, authenticate=authenticate_token)
 
 
+def _csrf(client: TestClient) -> str:
+    """The session's CSRF token, as every form of a signed-in page carries it."""
+    found = re.search(r'name="csrf_token" value="([0-9a-f]+)"', client.get("/ui").text)
+    assert found
+    return found.group(1)
+
+
 def _client(app: object, token: str | None) -> TestClient:
     client = TestClient(app)  # type: ignore[arg-type]
     if token:
@@ -65,9 +72,9 @@ def test_pages_need_a_token_and_the_cookie_is_http_only(
     )
     assert good.headers["location"] == "/ui"  # no open redirect
     cookie = good.headers["set-cookie"]
-    assert "HttpOnly" in cookie and "Path=/ui" in cookie and "samesite=lax" in cookie.lower()
+    assert "HttpOnly" in cookie and "Path=/ui" in cookie and "samesite=strict" in cookie.lower()
     assert client.get("/ui/static/style.css").status_code == 200
-    out = client.post("/ui/logout", follow_redirects=False)
+    out = client.post("/ui/logout", data={"csrf_token": _csrf(client)}, follow_redirects=False)
     assert out.status_code == 303
     assert client.get("/ui", follow_redirects=False).status_code == 303
 
@@ -181,16 +188,19 @@ def test_access_request_and_decision_go_through_governance(
     admin.create_user("carol")
     carol_token = admin.create_token("c", principal="carol").token
     with _client(app, carol_token) as carol:
+        csrf = _csrf(carol)
         r = carol.post(
             "/ui/products/sales.orders/access",
-            data={"port": "orders", "purpose": "forecasting"},
+            data={"port": "orders", "purpose": "forecasting", "csrf_token": csrf},
             follow_redirects=False,
         )
         assert r.status_code == 303
         assert "pending" in carol.get("/ui/products/sales.orders").text
         request_id = GovernanceService(home.context()).list_requests(product="sales.orders")[0].id
         # carol cannot decide her own request: the service refuses, the page says so
-        refused = carol.post(f"/ui/access/{request_id}", data={"decision": "approve"})
+        refused = carol.post(
+            f"/ui/access/{request_id}", data={"decision": "approve", "csrf_token": csrf}
+        )
         assert refused.status_code == 403
     owner = GovernanceService(home.context(Actor("alice")))
     assert owner.list_requests(product="sales.orders")[0].status == "pending"

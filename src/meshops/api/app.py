@@ -6,10 +6,13 @@ from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 import meshops
+from meshops.api.edge import Edge
+from meshops.api.responses import SafeJSONResponse, install_error_shape
 from meshops.api.routers import features as features_router
 from meshops.api.routers import governance as governance_router
 from meshops.api.routers import lineage
@@ -38,6 +41,10 @@ def create_app(home: Home, authenticate: Authenticate = local_user) -> FastAPI:
         title="meshops",
         version=meshops.__version__,
         description="Data mesh and MLOps platform API",
+        default_response_class=SafeJSONResponse,  # never a bare NaN (api.responses)
+        # The explorer is served from installed files (below), not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.home = home
     app.state.authenticate = authenticate
@@ -58,13 +65,19 @@ def create_app(home: Home, authenticate: Authenticate = local_user) -> FastAPI:
     from meshops.ui import mount as mount_ui  # the web pages at /ui (and / redirects there)
 
     mount_ui(app)
+    _install_docs(app)
+    # Last added, so outermost: headers, body limits and /metrics' token apply to every
+    # path, the fast paths that answer before FastAPI's routing included.
+    app.add_middleware(Edge, settings=home.settings)
     return app
 
 
 def _install_error_handlers(app: FastAPI) -> None:
+    install_error_shape(app)  # Starlette's errors, recursion, overflow, the unexpected
+
     @app.exception_handler(MeshopsError)
     async def meshops_error(_: Request, exc: MeshopsError) -> JSONResponse:
-        return JSONResponse(status_code=exc.http_status, content=exc.to_json())
+        return SafeJSONResponse(status_code=exc.http_status, content=exc.to_json())
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -102,3 +115,37 @@ def _install_health(app: FastAPI) -> None:
                 content={"status": "down", "reason": "schema outdated: run meshops db upgrade"},
             )
         return JSONResponse(content={"status": "ready", "database": home.db.dialect})
+
+
+DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>meshops API</title>
+<link rel="icon" href="/ui/static/favicon.svg" type="image/svg+xml">
+{head}</head>
+<body>
+<p>The OpenAPI description of this server: <a href="/openapi.json">/openapi.json</a>
+(every route but <code>/healthz</code>, <code>/readyz</code>, <code>/docs</code> and
+<code>/openapi.json</code> needs <code>Authorization: Bearer &lt;token&gt;</code>).</p>
+<div id="swagger-ui" data-openapi="/openapi.json"></div>
+{body}</body></html>
+"""
+SWAGGER_HEAD = '<link rel="stylesheet" href="/docs/assets/swagger-ui.css">\n'
+SWAGGER_BODY = (
+    '<script src="/docs/assets/swagger-ui-bundle.js"></script>\n'
+    '<script src="/ui/static/docs.js"></script>\n'
+)
+
+
+def _install_docs(app: FastAPI) -> None:
+    """`/docs`: Swagger UI from the installed `swagger_ui_bundle` package (works offline,
+    no inline script); without that package, a page that links the OpenAPI document."""
+    try:
+        from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
+    except ImportError:
+        page = DOCS_PAGE.format(head="", body="")
+    else:
+        app.mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+        page = DOCS_PAGE.format(head=SWAGGER_HEAD, body=SWAGGER_BODY)
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return HTMLResponse(page)

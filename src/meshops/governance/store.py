@@ -171,3 +171,17 @@ usage_events = Table(
     Column("grant_id", String(32), nullable=True),
     Index("ix_gov_usage_product", "product", "at"),
 )
+
+# The UI's web sessions (see governance/sessions.py): only an HMAC of the session id is kept.
+web_sessions = Table(
+    "gov_web_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("principal", String(200), nullable=False),
+    # None only when the server runs without governance (any token acts as the local user).
+    Column("token_id", String(32), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_gov_web_sessions_token", "token_id"),
+    Index("ix_gov_web_sessions_expires", "expires_at"),
+)

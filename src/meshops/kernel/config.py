@@ -20,6 +20,10 @@ CONFIG_FILE = "meshops.toml"
 # The governance area's implementations of the kernel's hooks (see kernel/plugins.py).
 DEFAULT_AUTHORIZER = "meshops.governance.authorizer:RoleAuthorizer"
 DEFAULT_READ_GUARD = "meshops.governance.guard:GovernedReadGuard"
+# Request bodies: JSON and other bodies (a predict batch of 10,000 wide records fits), and
+# multipart uploads (model files, artifacts, monitor tables). Larger ones get 413.
+DEFAULT_MAX_REQUEST_MB = 64.0
+DEFAULT_MAX_UPLOAD_MB = 512.0
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,8 @@ class Settings:
     token: str | None = None
     server_host: str = "127.0.0.1"
     server_port: int = 8080
+    max_request_mb: float = DEFAULT_MAX_REQUEST_MB
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
     config_file: Path | None = None
     authorizer: str = DEFAULT_AUTHORIZER
     read_guard: str = DEFAULT_READ_GUARD
@@ -113,11 +119,37 @@ def load_settings(
         or stored_token(uri or platform.get("uri"), env),
         server_host=env.get("MESHOPS_SERVER_HOST") or server.get("host", "127.0.0.1"),
         server_port=int(env.get("MESHOPS_SERVER_PORT") or server.get("port", 8080)),
+        max_request_mb=_size_mb(
+            "max_request_mb",
+            env.get("MESHOPS_MAX_REQUEST_MB") or server.get("max_request_mb"),
+            DEFAULT_MAX_REQUEST_MB,
+        ),
+        max_upload_mb=_size_mb(
+            "max_upload_mb",
+            env.get("MESHOPS_MAX_UPLOAD_MB") or server.get("max_upload_mb"),
+            DEFAULT_MAX_UPLOAD_MB,
+        ),
         config_file=config_path,
         authorizer=governance.get("authorizer", DEFAULT_AUTHORIZER),
         read_guard=governance.get("read_guard", DEFAULT_READ_GUARD),
         extra={k: v for k, v in data.items() if k not in known},
     )
+
+
+def _size_mb(name: str, value: Any, default: float) -> float:
+    """A `[server]` size limit in MiB: a positive number."""
+    if value is None:
+        return default
+    try:
+        size = float(value)
+    except (TypeError, ValueError):
+        size = -1.0
+    if not 0 < size < float("inf"):
+        raise InvalidInput(
+            f"[server] {name} must be a positive number of MiB, not {value!r}",
+            {"field": f"server.{name}", "fix": f"e.g. `{name} = {default:g}` in meshops.toml"},
+        )
+    return size
 
 
 def credentials_file(env: dict[str, str] | None = None) -> Path:

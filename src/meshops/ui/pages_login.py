@@ -1,4 +1,4 @@
-"""Signing in with an API token and out again."""
+"""Signing in with an API token (which starts a web session) and out again (which ends it)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ from typing import Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse
 
+from meshops.governance import sessions
 from meshops.kernel.errors import Unauthenticated
 from meshops.ui.routing import UIRoute
 from meshops.ui.web import COOKIE, COOKIE_PATH, templates
 
 router = APIRouter(prefix="/ui", route_class=UIRoute)
-
-COOKIE_MAX_AGE = 12 * 3600
 
 
 def _safe_next(next_url: str) -> str:
@@ -48,14 +47,15 @@ def login(request: Request, token: str = Form(""), next: str = Form("/ui")) -> A
             },
             status_code=401,
         )
+    session_id, web_session = sessions.start(request.app.state.home, token, actor)
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(
         COOKIE,
-        token,
-        max_age=COOKIE_MAX_AGE,
+        session_id,
+        expires=web_session.expires_at,
         path=COOKIE_PATH,
         httponly=True,
-        samesite="lax",
+        samesite="strict",
         secure=request.url.scheme == "https",
     )
     response.headers["x-meshops-user"] = actor.name
@@ -63,7 +63,18 @@ def login(request: Request, token: str = Form(""), next: str = Form("/ui")) -> A
 
 
 @router.post("/logout", include_in_schema=False)
-def logout() -> Any:
+def logout(request: Request) -> Any:
+    """Ends the session on the server (the CSRF check ran first: another site cannot sign
+    the user out), so the cookie, even copied elsewhere, no longer works."""
+    session_id = request.cookies.get(COOKIE)
+    if session_id:
+        sessions.end(request.app.state.home, session_id)
     response = RedirectResponse("/ui/login", status_code=303)
-    response.delete_cookie(COOKIE, path=COOKIE_PATH)
+    response.delete_cookie(
+        COOKIE,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
     return response

@@ -1,4 +1,5 @@
-"""The UI's route class: errors become pages (not the API's JSON), no session -> login."""
+"""The UI's route class: errors become pages (not the API's JSON), no session -> login,
+and every state-changing request is checked against cross-site forgery first."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 
 from meshops.kernel.errors import MeshopsError
-from meshops.ui.web import LoginRequired, templates
+from meshops.ui.web import LoginRequired, check_same_site, templates
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
@@ -22,6 +23,7 @@ class UIRoute(APIRoute):
 
         async def route(request: Request) -> Response:
             try:
+                await check_same_site(request)
                 return await handler(request)
             except LoginRequired as exc:
                 target = f"/ui/login?next={quote(exc.next_url, safe='')}"

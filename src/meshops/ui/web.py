@@ -1,10 +1,13 @@
 """What every page shares: the templates, the signed-in user, permission checks, links.
 
-The session is the API token itself, kept in an HttpOnly, SameSite=Strict cookie scoped to
-`/ui`; each request resolves it with the same `authenticate` callable the API uses
-(`app.state.authenticate`), so revoked or expired tokens stop working at once and a page
-sees exactly what the token's owner may see. Pages never touch a store: they call services
-built on the caller's `Context`, which authorise again.
+Signing in with an API token starts a server-side web session (`governance.sessions`); the
+browser keeps only the session's random id, in an HttpOnly, SameSite=Strict cookie scoped
+to `/ui` (Secure under HTTPS). Each request resolves the session and re-checks the token
+it was made from, so signing out, or revoking or expiring the token, ends it at once, and
+a page sees exactly what the token's owner may see. Every state-changing request must come
+from this site (Origin/Referer) and carry the session's CSRF token (`csrf_token` in each
+form), see `check_same_site`. Pages never touch a store: they call services built on the
+caller's `Context`, which authorise again.
 """
 
 from __future__ import annotations
@@ -13,19 +16,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
+from meshops.governance import sessions
 from meshops.kernel.errors import Forbidden, MeshopsError, Unauthenticated
 from meshops.kernel.home import Context, Home
 
 HERE = Path(__file__).parent
-COOKIE = "meshops_token"
+COOKIE = "meshops_session"
 COOKIE_PATH = "/ui"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+LOGIN_PATH = "/ui/login"
+CSRF_FIX = "reload the page (or sign in again) and submit the form from it"
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
@@ -44,10 +53,16 @@ class LoginRequired(Exception):
 class Session:
     ctx: Context
     request: Request
+    session_id: str
 
     @property
     def user(self) -> str:
         return self.ctx.actor.name
+
+    @property
+    def csrf(self) -> str:
+        """The token every form of this session carries (checked by `check_same_site`)."""
+        return sessions.csrf_token(self.ctx.home.settings, self.session_id)
 
     def can(self, action: str, domain: str | None = None) -> bool:
         """Would the service allow this? Used to decide which links and buttons to show."""
@@ -68,17 +83,56 @@ class Session:
 
 
 def session(request: Request) -> Session:
-    """The page's caller, from the token cookie (FastAPI dependency)."""
+    """The page's caller, from the session cookie (FastAPI dependency)."""
     home: Home = request.app.state.home
-    token = request.cookies.get(COOKIE)
+    session_id = request.cookies.get(COOKIE)
     next_url = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    if not token:
+    if not session_id:
         raise LoginRequired(next_url)
     try:
-        actor = request.app.state.authenticate(home, token)
+        actor = sessions.resolve(home, session_id)
     except Unauthenticated as exc:
         raise LoginRequired(next_url, exc.message) from exc
-    return Session(home.context(actor), request)
+    return Session(home.context(actor), request, session_id)
+
+
+async def check_same_site(request: Request) -> None:
+    """Refuse (Forbidden) a state-changing request that another site could have made: its
+    Origin (else Referer), when sent, must be this server's, and a signed-in browser's
+    request must carry the session's CSRF token (a form field, or the X-CSRF-Token header).
+    Sign-in has no session yet: the origin check covers it."""
+    if request.method in SAFE_METHODS:
+        return
+    _check_origin(request)
+    session_id = request.cookies.get(COOKIE)
+    if request.url.path == LOGIN_PATH or not session_id:
+        return  # no session: nothing to ride on (the page itself asks to sign in)
+    candidate = request.headers.get(CSRF_HEADER)
+    if candidate is None:
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        candidate = value if isinstance(value, str) else None
+    if not candidate:
+        raise Forbidden("the form carries no CSRF token", {"field": CSRF_FIELD, "fix": CSRF_FIX})
+    if not sessions.csrf_ok(request.app.state.home.settings, session_id, candidate):
+        raise Forbidden(
+            "the form's CSRF token does not belong to your session",
+            {"field": CSRF_FIELD, "fix": CSRF_FIX},
+        )
+
+
+def _check_origin(request: Request) -> None:
+    own = str(request.base_url).rstrip("/").lower()
+    origin = request.headers.get("origin")
+    source = "Origin"
+    if origin is None and request.headers.get("referer"):
+        parts = urlsplit(request.headers["referer"])
+        origin, source = f"{parts.scheme}://{parts.netloc}", "Referer"
+    if origin is not None and origin.rstrip("/").lower() != own:
+        raise Forbidden(
+            f"cross-site request refused: {source} {origin[:200]!r} is not {own!r}",
+            {"field": source.lower(), "fix": f"use the pages served by {own}"},
+        )
 
 
 def attempt(call: Any, *args: Any, **kwargs: Any) -> Any:
