@@ -2,7 +2,9 @@
 
 Blobs are named by the sha256 of their bytes, so writing the same content twice is free
 and a blob, once visible, never changes. Writes are atomic: a local blob appears by
-rename of a finished temp file; an object-store PUT is atomic by itself.
+rename of a finished temp file; an object-store PUT is atomic by itself. Temp files that a
+killed process left behind in `<root>/tmp` are removed when a store opens, once they are
+older than `STALE_TMP_SECONDS` (a write in progress keeps touching its file).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +26,7 @@ from fsspec.implementations.local import LocalFileSystem
 from meshops.kernel.errors import InvalidInput, NotFound
 
 CHUNK = 1 << 20
+STALE_TMP_SECONDS = 3600.0
 
 
 def sha256_file(path: str | Path) -> str:
@@ -39,6 +43,20 @@ def _check_digest(digest: str) -> str:
     return digest
 
 
+def remove_stale_tmp(tmp_dir: Path, older_than: float = STALE_TMP_SECONDS) -> int:
+    """Delete the files in `tmp_dir` not modified for `older_than` seconds; returns how many."""
+    cutoff = time.time() - older_than
+    removed = 0
+    for entry in os.scandir(tmp_dir):
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed += 1
+        except FileNotFoundError:
+            continue  # another process cleaned it first
+    return removed
+
+
 class BlobStore:
     """`put_*` returns the digest; `open`/`get_bytes`/`local_path` read by digest."""
 
@@ -48,6 +66,7 @@ class BlobStore:
         self.is_local = isinstance(self.fs, LocalFileSystem)
         if self.is_local:
             Path(self.root, "tmp").mkdir(parents=True, exist_ok=True)
+            remove_stale_tmp(Path(self.root, "tmp"))
 
     def key(self, digest: str) -> str:
         _check_digest(digest)

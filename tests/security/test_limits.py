@@ -1,0 +1,147 @@
+"""Finding 14 (parts): request and upload size limits (413), `/metrics` behind a token, the
+API docs offline, and stale `blobs/tmp` files removed at start, against a real server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+
+from meshops.kernel.blobs import STALE_TMP_SECONDS, BlobStore
+from meshops.kernel.config import load_settings
+from meshops.kernel.errors import InvalidInput
+from meshops.kernel.home import Home
+from tests.conftest import LiveServer, make_settings
+
+KIB = 1024
+# Small limits so that the tests send kilobytes, not megabytes.
+MAX_REQUEST_MB = 16 / 1024  # 16 KiB
+MAX_UPLOAD_MB = 64 / 1024  # 64 KiB
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    settings = make_settings(tmp_path_factory.mktemp("limits") / "home")
+    settings = replace(settings, max_request_mb=MAX_REQUEST_MB, max_upload_mb=MAX_UPLOAD_MB)
+    home = Home(settings)
+    with LiveServer(home) as live:
+        yield live
+    home.close()
+
+
+@pytest.fixture(scope="module")
+def api(server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, headers=server.headers, timeout=30) as client:
+        yield client
+
+
+def assert_413(r: httpx.Response, setting: str) -> None:
+    assert r.status_code == 413, (r.status_code, r.text[:300])
+    body = r.json()
+    assert body["error"] == "payload_too_large"
+    assert body["detail"]["field"] == "body" and body["detail"]["setting"] == f"server.{setting}"
+    assert setting in body["detail"]["fix"]
+
+
+def raw_request(api: httpx.Client, method: str, path: str, headers: dict[str, str]) -> bytes:
+    """Send only a request head (no body) and return what the server answers."""
+    host, port = api.base_url.host, api.base_url.port or 80
+    lines = [f"{method} {path} HTTP/1.1", f"host: {host}:{port}"]
+    lines += [f"{k}: {v}" for k, v in {**dict(api.headers), **headers}.items()]
+    with socket.create_connection((host, port), timeout=10) as conn:
+        conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        return conn.recv(65536)
+
+
+def chunked(total: int, piece: int = 4 * KIB) -> Iterator[bytes]:
+    """A body without Content-Length (httpx sends it chunked)."""
+    sent = 0
+    yield b'{"records": ["'
+    while sent < total:
+        yield b"x" * piece
+        sent += piece
+    yield b'"]}'
+
+
+def test_json_body_over_the_limit_is_413(api: httpx.Client) -> None:
+    big = {"sql": "SELECT 1 -- " + "x" * (20 * KIB)}
+    assert_413(api.post("/v1/mesh/sql", json=big), "max_request_mb")
+    # Under the limit the route answers as usual (whatever it says, it is not 413).
+    assert api.post("/v1/mesh/sql", json={"sql": "SELECT 1"}).status_code != 413
+
+
+def test_a_lying_or_missing_content_length_does_not_get_past(api: httpx.Client) -> None:
+    # A declared length of 100 GB is refused before a byte of the body is read.
+    head = raw_request(api, "POST", "/v1/mesh/sql", {"content-length": str(10**11)})
+    assert head.startswith(b"HTTP/1.1 413") and b"payload_too_large" in head
+    for path in ("/v1/mesh/sql", "/v1/features/online", "/v1/endpoints/any/predict"):
+        r = api.post(path, content=chunked(40 * KIB), headers={"content-type": "application/json"})
+        assert_413(r, "max_request_mb")
+    # A small chunked body still reaches the route.
+    small = api.post(
+        "/v1/features/online",
+        content=iter([b'{"entity_rows": [], ', b'"features": []}']),
+        headers={"content-type": "application/json"},
+    )
+    assert small.status_code != 413
+
+
+def test_multipart_upload_over_the_limit_is_413(api: httpx.Client) -> None:
+    under = {"reference": ("ref.csv", b"a\n" + b"1\n" * (16 * KIB), "text/csv")}  # ~32 KiB
+    r = api.post("/v1/monitors/none/runs", files=under)
+    assert r.status_code != 413, r.text[:300]  # over the JSON limit, under the upload one
+    over = {"reference": ("ref.csv", b"a\n" + b"1\n" * (40 * KIB), "text/csv")}  # ~80 KiB
+    assert_413(api.post("/v1/monitors/none/runs", files=over), "max_upload_mb")
+
+
+def test_metrics_need_a_token(server: LiveServer) -> None:
+    anonymous = httpx.get(f"{server.url}/metrics")
+    assert anonymous.status_code == 401 and anonymous.json()["error"] == "unauthenticated"
+    wrong = httpx.get(f"{server.url}/metrics", headers={"authorization": "Bearer msh_nope"})
+    assert wrong.status_code == 401
+    ok = httpx.get(f"{server.url}/metrics", headers=server.headers)
+    assert ok.status_code == 200 and "# HELP" in ok.text
+
+
+def test_health_openapi_and_docs_stay_open_and_docs_work_offline(server: LiveServer) -> None:
+    for path in ("/healthz", "/openapi.json", "/docs"):
+        assert httpx.get(f"{server.url}{path}").status_code == 200, path
+    page = httpx.get(f"{server.url}/docs").text
+    assert "cdn" not in page.lower() and "http" not in page.replace("/openapi.json", "")
+    for asset in ("/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css"):
+        assert asset in page
+        assert httpx.get(f"{server.url}{asset}").status_code == 200
+    assert httpx.get(f"{server.url}/ui/static/docs.js").status_code == 200
+
+
+def test_stale_tmp_files_are_removed_when_the_store_opens(tmp_path: Path) -> None:
+    root = tmp_path / "blobs"
+    store = BlobStore(str(root))
+    tmp = root / "tmp"
+    stale, fresh = tmp / "killed-publish.part", tmp / "blob-in-progress"
+    for path in (stale, fresh):
+        path.write_bytes(b"half a snapshot")
+    old = time.time() - STALE_TMP_SECONDS - 60
+    os.utime(stale, (old, old))
+    digest = store.put_bytes(b"kept")
+    BlobStore(str(root))  # a new process (server, worker, CLI) opens the store
+    assert not stale.exists() and fresh.exists()
+    assert BlobStore(str(root)).get_bytes(digest) == b"kept"
+
+
+def test_size_settings_come_from_meshops_toml(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "meshops.toml").write_text("[server]\nmax_request_mb = 2\nmax_upload_mb = 1024\n")
+    settings = load_settings(home=home, env={})
+    assert (settings.max_request_mb, settings.max_upload_mb) == (2.0, 1024.0)
+    (home / "meshops.toml").write_text('[server]\nmax_upload_mb = "lots"\n')
+    with pytest.raises(InvalidInput) as err:
+        load_settings(home=home, env={})
+    assert err.value.detail["field"] == "server.max_upload_mb"
