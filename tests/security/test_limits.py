@@ -12,11 +12,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
+from meshops.governance.authn import authenticate_token
+from meshops.governance.service import GovernanceService
 from meshops.kernel.blobs import STALE_TMP_SECONDS, BlobStore
 from meshops.kernel.config import load_settings
 from meshops.kernel.errors import InvalidInput
 from meshops.kernel.home import Home
+from meshops.serving.endpoint_app import DataPlane
 from tests.conftest import LiveServer, make_settings
 
 KIB = 1024
@@ -26,13 +30,18 @@ MAX_UPLOAD_MB = 64 / 1024  # 64 KiB
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
     settings = make_settings(tmp_path_factory.mktemp("limits") / "home")
     settings = replace(settings, max_request_mb=MAX_REQUEST_MB, max_upload_mb=MAX_UPLOAD_MB)
-    home = Home(settings)
+    made = Home(settings)
+    yield made
+    made.close()
+
+
+@pytest.fixture(scope="module")
+def server(home: Home) -> Iterator[LiveServer]:
     with LiveServer(home) as live:
         yield live
-    home.close()
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +99,24 @@ def test_a_lying_or_missing_content_length_does_not_get_past(api: httpx.Client) 
         headers={"content-type": "application/json"},
     )
     assert small.status_code != 413
+
+
+def test_the_standalone_data_plane_has_the_same_edge(home: Home) -> None:
+    """`meshops serve` answers predict requests straight from ASGI: limited all the same."""
+    from fastapi import FastAPI
+
+    inner = FastAPI()
+    inner.state.home, inner.state.authenticate = home, authenticate_token
+    plane = DataPlane(inner, home, ["churn-api"], authenticate_token)
+    token = GovernanceService(home.context()).create_token("plane").token
+    with TestClient(plane) as client:
+        auth = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+        for path in ("/v1/endpoints/churn-api/predict", "/invocations"):
+            assert_413(client.post(path, content=chunked(40 * KIB), headers=auth), "max_request_mb")
+            r = client.post(path, content=b"x" * (20 * KIB), headers=auth)
+            assert_413(r, "max_request_mb")
+            assert r.headers["x-frame-options"] == "DENY"
+        assert client.get("/metrics").status_code == 401
 
 
 def test_multipart_upload_over_the_limit_is_413(api: httpx.Client) -> None:

@@ -78,7 +78,8 @@ def test_standalone_app_predicts_and_refuses_with_clear_errors(
         assert (other.status_code, other.json()["error"]) == (404, "not_found")
         monkeypatch.setattr(endpoint_app, "MAX_BODY_BYTES", 100)
         assert refused({"records": two}, 413)["error"] == "payload_too_large"
-        metrics = http.get("/metrics").text
+        assert http.get("/metrics").status_code == 401  # like every route but health
+        metrics = http.get("/metrics", headers=auth).text
         assert 'meshops_serving_errors_total{endpoint="churn-api",error="invalid_input"}' in metrics
         assert http.get("/healthz").json() == {"status": "ok"}
     # Closing the app (lifespan) wrote the log: the 4 scored records, none of the refused.

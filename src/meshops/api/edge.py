@@ -53,8 +53,12 @@ class PayloadTooLarge(InvalidInput):
 
 
 class Edge:
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    """`state` (with `home` and `authenticate`) is the app's, read from the scope when the
+    middleware sits inside a Starlette app; an ASGI app in front of one passes it."""
+
+    def __init__(self, app: ASGIApp, settings: Settings, state: Any = None) -> None:
         self.app = app
+        self.state = state
         self.max_request = int(settings.max_request_mb * MIB)
         self.max_upload = int(settings.max_upload_mb * MIB)
 
@@ -64,8 +68,10 @@ class Edge:
             return
         send = _with_security_headers(send)
         headers = _wanted_headers(scope)
-        if scope["path"] in TOKEN_PATHS and not await _authenticated(scope, headers, send):
-            return
+        if scope["path"] in TOKEN_PATHS:
+            state = self.state if self.state is not None else scope["app"].state
+            if not await _authenticated(state, headers, send):
+                return
         upload = headers.get(b"content-type", b"").lower().startswith(b"multipart/")
         limit, setting = (
             (self.max_upload, "max_upload_mb") if upload else (self.max_request, "max_request_mb")
@@ -147,11 +153,11 @@ def _with_security_headers(send: Send) -> Send:
     return wrapped
 
 
-async def _authenticated(scope: Scope, headers: dict[bytes, bytes], send: Send) -> bool:
+async def _authenticated(state: Any, headers: dict[bytes, bytes], send: Send) -> bool:
     from meshops.api.deps import context_for
 
     try:
-        await context_for(scope["app"].state, headers.get(b"authorization", b"").decode("latin-1"))
+        await context_for(state, headers.get(b"authorization", b"").decode("latin-1"))
     except MeshopsError as exc:
         await _send_error(send, exc)
         return False

@@ -29,6 +29,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from meshops.api.edge import Edge
 from meshops.kernel.auth import Actor
 from meshops.kernel.errors import InvalidInput, MeshopsError
 from meshops.kernel.home import Context, Home
@@ -166,8 +167,14 @@ class DataPlane:
         self.authenticate = authenticate
         self._predict_paths = {f"/v1/endpoints/{n}/predict": n for n in endpoints}
         self._predict_paths["/invocations"] = endpoints[0]
+        # In front of everything, as in `meshops server`: security headers, the configured
+        # body limits and /metrics' token.
+        self._edge = Edge(self._route, home.settings, state=app.state)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._edge(scope, receive, send)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
             name = self._predict_paths.get(path)
