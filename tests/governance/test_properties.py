@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 from typing import Any
 
 import pyarrow as pa
@@ -97,23 +98,27 @@ def test_version_bump_names_the_highest_changed_part(old: str, new: str) -> None
     assert version_bump("", new) == "initial"
 
 
+KEY = bytes(range(32))  # a masking key (kernel/secrets.py derives the home's)
+
+
 @settings(max_examples=30, deadline=None)
 @given(
     st.lists(st.one_of(st.none(), st.text(max_size=20)), max_size=30),
     st.lists(st.one_of(st.none(), st.integers(-(2**40), 2**40)), max_size=30),
 )
-def test_masking_keeps_nulls_types_and_hashes_like_sha256(
+def test_masking_keeps_nulls_types_and_hashes_like_hmac_sha256(
     texts: list[str | None], numbers: list[int | None]
 ) -> None:
     for values, arrow_type in ((texts, pa.string()), (numbers, pa.int64())):
         array = pa.array(values, type=arrow_type)
-        hashed = mask_array(array, "hash").to_pylist()
+        hashed = mask_array(array, "hash", KEY).to_pylist()
         assert hashed == [
-            None if v is None else hashlib.sha256(str(v).encode()).hexdigest() for v in values
+            None if v is None else hmac.new(KEY, str(v).encode(), hashlib.sha256).hexdigest()
+            for v in values
         ]
-        redacted = mask_array(array, "redact").to_pylist()
+        redacted = mask_array(array, "redact", KEY).to_pylist()
         assert redacted == [None if v is None else REDACTED for v in values]
-        nulled = mask_array(array, "null")
+        nulled = mask_array(array, "null", KEY)
         assert nulled.null_count == len(values) and nulled.type == arrow_type
 
 
@@ -128,7 +133,7 @@ def test_apply_plan_masks_only_the_named_columns(
 ) -> None:
     table = pa.table({"a": values, "b": values, "c": values})
     plan = ReadPlan(columns=("c", "a", "b"), masks=dict.fromkeys(masked, method))  # type: ignore[arg-type]
-    result = apply_plan(table, plan)
+    result = apply_plan(table, plan, KEY)
     assert result.column_names == ["c", "a", "b"]
     for column in ("a", "b", "c"):
         same = result.column(column).to_pylist() == values

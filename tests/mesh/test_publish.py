@@ -220,6 +220,9 @@ class MaskingGuard:
 
 def test_every_read_goes_through_the_guard(home: Home) -> None:
     import hashlib
+    import hmac
+
+    from meshops.kernel.secrets import derived_key
 
     from meshops.kernel.auth import Actor
 
@@ -230,12 +233,14 @@ def test_every_read_goes_through_the_guard(home: Home) -> None:
     table = mesh.read("shop.items", columns=["id", "email", "amount"])
     assert table.column_names == ["id", "email"]
     assert table.column("id").to_pylist() == [2, 3]
-    assert table.column("email").to_pylist() == [hashlib.sha256(b"b@x").hexdigest(), None]
+    # `hash` masking is HMAC-SHA256 keyed with the home's masking key (not a bare sha256).
+    hashed = hmac.new(derived_key(home.settings, "masking"), b"b@x", hashlib.sha256).hexdigest()
+    assert table.column("email").to_pylist() == [hashed, None]
     request = guard.requests[0]
     assert request.classification == {"id": "", "email": "confidential", "amount": ""}
     assert request.owners == ("alice",) and request.interface == "sdk"
     result = mesh.sql("select count(*) as n, min(email) as e from shop.items")
-    assert result.to_pylist() == [{"n": 2, "e": hashlib.sha256(b"b@x").hexdigest()}]
+    assert result.to_pylist() == [{"n": 2, "e": hashed}]
     with pytest.raises(InvalidInput, match="amount"):
         mesh.sql("select amount from shop.items")
     assert [u.request.interface for u in guard.usage] == ["sdk", "sql"]

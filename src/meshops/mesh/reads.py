@@ -1,31 +1,41 @@
 """THE read path: every read of data product data goes through `read_port` (or, for SQL
-across products, through `governed_views`), whatever the interface.
+across products, through `governed_sandbox`), whatever the interface.
 
 For each read: check the lifecycle (deprecated warns, retired fails naming the replacement),
 build a `ReadRequest`, ask `ctx.home.read_guard.plan(...)` BEFORE reading, apply the plan
 (only `plan.columns`, masks, `plan.row_filter`), then `read_guard.record(...)` AFTER.
 
 Unmasked, unfiltered reads take the fast path (pyarrow reads only the asked columns of the
-Parquet snapshot); anything else is one DuckDB query over the snapshot.
+Parquet snapshot); anything else is one DuckDB query over the snapshot, in the kernel's
+sandbox (kernel/sandbox.py, which also writes the masking SQL). SQL that a user wrote runs
+only in a sandbox whose relations are the governed views of `governed_sandbox`.
 """
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from meshops.kernel.access import Interface, ReadPlan, ReadRequest, ReadUsage
 from meshops.kernel.errors import Forbidden, InvalidInput, NotFound
 from meshops.kernel.home import Context
-from meshops.mesh.contracts import literal, quote
+from meshops.kernel.sandbox import (
+    SYSTEM_SCHEMAS,
+    Relation,
+    Sandbox,
+    TableRef,
+    governed_select,
+    key_texts,
+    parquet_source,
+    refused,
+)
+from meshops.kernel.secrets import derived_key
 from meshops.mesh.models import DataProduct, DataProductVersion, OutputPortVersion
 
 
@@ -91,30 +101,31 @@ def plan_read(ctx: Context, request: ReadRequest) -> ReadPlan:
     return plan
 
 
-def select_sql(source: str, request: ReadRequest, plan: ReadPlan, types: dict[str, str]) -> str:
-    """The DuckDB SELECT that applies `plan` to `source` (a relation expression)."""
-    exprs = []
-    for column in request.columns:
-        if column not in plan.columns:
-            continue
-        col = quote(column)
-        mask = plan.masks.get(column)
-        if mask == "hash":
-            exprs.append(f"sha256(CAST({col} AS VARCHAR)) AS {col}")
-        elif mask == "redact":
-            exprs.append(f"CASE WHEN {col} IS NULL THEN NULL ELSE '****' END AS {col}")
-        elif mask == "null":
-            exprs.append(f"CAST(NULL AS {types.get(column, 'VARCHAR')}) AS {col}")
-        else:
-            exprs.append(col)
-    where = f" WHERE {plan.row_filter}" if plan.row_filter else ""
-    return f"SELECT {', '.join(exprs)} FROM {source}{where}"
+def select_sql(source: str, request: ReadRequest, plan: ReadPlan, key: bytes) -> str:
+    """The DuckDB SELECT that applies `plan` to `source` (a relation expression); the
+    masking SQL is the sandbox's, keyed with the home's masking key."""
+    columns = [c for c in request.columns if c in plan.columns]
+    return governed_select(source, columns, plan.masks, key, row_filter=plan.row_filter)
+
+
+def masking_key(ctx: Context) -> bytes:
+    return derived_key(ctx.home.settings, "masking")
+
+
+def hidden_texts(ctx: Context, key: bytes) -> dict[str, str]:
+    """What no message to a user may contain: the home's and blob store's paths, the key."""
+    settings = ctx.home.settings
+    hidden = {str(settings.home): "<home>", **key_texts(key)}
+    if settings.blob_url and "://" not in settings.blob_url:
+        hidden[settings.blob_url] = "<blobs>"
+    return hidden
 
 
 @contextmanager
 def snapshot_path(ctx: Context, digest: str) -> Iterator[str]:
     with ctx.blobs.local_path(digest) as path:
-        yield str(path)
+        # Absolute: the sandbox allows exactly this file and scrubs exactly this text.
+        yield str(path.resolve())
 
 
 def _warn(messages: list[str] | tuple[str, ...]) -> None:
@@ -142,29 +153,29 @@ def read_port(
             allowed = [c for c in request.columns if c in plan.columns]
             table = pq.read_table(path, columns=allowed)
         else:
-            table = _duckdb_read(path, request, plan)
+            table = _duckdb_read(ctx, str(path), request, plan)
     ctx.home.read_guard.record(ctx, ReadUsage(request=request, plan=plan, rows=table.num_rows))
     notes = [*notes, *plan.warnings]
     _warn(notes)
     return table, notes
 
 
-def _duckdb_read(path: str, request: ReadRequest, plan: ReadPlan) -> pa.Table:
-    con = duckdb.connect()
-    try:
-        source = f"read_parquet({literal(path)})"
-        types = {
-            str(r[0]): str(r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
-        }
+def _duckdb_read(ctx: Context, path: str, request: ReadRequest, plan: ReadPlan) -> pa.Table:
+    """A masked or row-filtered read: platform SQL, still run walled in (the row filter is
+    SQL a product owner wrote)."""
+    key = masking_key(ctx)
+    snapshot = Relation(
+        "snapshot", select=f"SELECT * FROM {parquet_source(path)}", files=(path,),
+        label=request.product,
+    )  # fmt: skip
+    with Sandbox([snapshot], hide=hidden_texts(ctx, key)) as box:
         try:
-            return con.sql(select_sql(source, request, plan, types)).to_arrow_table()
-        except duckdb.Error as exc:
+            return box.run_platform_sql(select_sql("snapshot", request, plan, key))
+        except InvalidInput as exc:
             raise InvalidInput(
-                f"the read plan's row filter does not apply to {request.product}: {exc}",
+                f"the read plan's row filter does not apply to {request.product}: {exc.message}",
                 {"row_filter": plan.row_filter, "fix": "correct the row filter of the grant"},
             ) from exc
-    finally:
-        con.close()
 
 
 @dataclass
@@ -174,15 +185,17 @@ class GovernedView:
 
 
 @contextmanager
-def governed_views(
+def governed_sandbox(
     ctx: Context,
-    con: duckdb.DuckDBPyConnection,
     products: list[tuple[str, DataProduct, DataProductVersion]],
     interface: Interface = "sql",
-) -> Iterator[list[GovernedView]]:
-    """Create `<domain>.<name>` views in `con`, each the governed SELECT of the product's
-    default port; the caller runs its query, then calls `record_views`."""
+) -> Iterator[tuple[Sandbox, list[GovernedView]]]:
+    """A sandbox whose relations are `<domain>.<name>`, each the governed SELECT (masked,
+    row-filtered for the caller) of the product's default port over its snapshot file;
+    the caller runs the user's query in it, then calls `record_views`."""
+    key = masking_key(ctx)
     views: list[GovernedView] = []
+    relations: list[Relation] = []
     with ExitStack() as stack:
         notes: list[str] = []
         for _ref, product, version in products:
@@ -191,20 +204,16 @@ def governed_views(
             request = build_request(version, port, None, interface)
             plan = plan_read(ctx, request)
             path = stack.enter_context(snapshot_path(ctx, port.snapshot_digest))
-            source = f"read_parquet({literal(path)})"
-            types = {
-                str(r[0]): str(r[1])
-                for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
-            }
-            con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(version.domain)}")
-            con.execute(
-                f"CREATE OR REPLACE VIEW {quote(version.domain)}.{quote(version.name)} AS "
-                f"{select_sql(source, request, plan, types)}"
-            )
+            select = select_sql(parquet_source(path), request, plan, key)
+            relations.append(
+                Relation(version.name, version.domain, select=select, files=(path,),
+                         label=version.product)
+            )  # fmt: skip
             notes.extend(plan.warnings)
             views.append(GovernedView(request, plan))
         _warn(notes)
-        yield views
+        box = stack.enter_context(Sandbox(relations, hide=hidden_texts(ctx, key)))
+        yield box, views
 
 
 def record_views(ctx: Context, views: list[GovernedView], rows: int) -> None:
@@ -212,25 +221,16 @@ def record_views(ctx: Context, views: list[GovernedView], rows: int) -> None:
         ctx.home.read_guard.record(ctx, ReadUsage(request=view.request, plan=view.plan, rows=rows))
 
 
-_FROM_TARGET = re.compile(r'(?:from|join)\s+"?([A-Za-z_]\w*)"?\s*\.\s*"?([A-Za-z_]\w*)"?', re.I)
-
-
-def referenced_products(query: str) -> list[str]:
-    """`domain.name` tables a SQL query reads (as DuckDB's parser sees them)."""
-    try:
-        names: list[str] = list(duckdb.get_table_names(query, qualified=True))
-    except duckdb.ParserException as exc:
-        raise InvalidInput(f"cannot parse the SQL query: {exc}", {"field": "query"}) from exc
-    except duckdb.Error:
-        # get_table_names also binds some clauses (JOIN ... USING) and fails without the
-        # tables; the FROM/JOIN targets are then found lexically.
-        names = [f"{d}.{n}" for d, n in _FROM_TARGET.findall(query)]
-    refs = set()
-    for name in names:
-        base = name.split(" AS ")[0].strip().replace('"', "")
-        if base.count(".") == 1:
-            refs.add(base)
-    return sorted(refs)
+def product_ref(table: TableRef, field_name: str = "query") -> str:
+    """The `domain.name` a table of a user's query names; refuses anything else (a file,
+    a DuckDB system table, a catalog-qualified name)."""
+    if table.catalog or not table.schema or table.schema.lower() in SYSTEM_SCHEMAS:
+        raise refused(
+            f"the table {table.display!r}",
+            field_name,
+            "name data products as <domain>.<name>, e.g. sales.orders",
+        )
+    return f"{table.schema}.{table.name}"
 
 
 def to_format(table: pa.Table, fmt: str) -> Any:

@@ -776,36 +776,36 @@ class MeshService:
         return frame
 
     def sql(self, query: str, *, interface: Interface = "sql") -> pa.Table:
-        """Run DuckDB SQL over products, each referenced as `domain.name` (latest version)."""
-        import duckdb
+        """Run one SELECT over products, each referenced as `domain.name` (latest version),
+        in the kernel's sandbox: only the caller's governed (masked, row-filtered) views are
+        there, and the text is refused unless it is a single read-only SELECT."""
+        from meshops.kernel import sandbox
 
-        refs = reads.referenced_products(query)
+        parsed = sandbox.parse(query)  # refused constructs fail before anything is looked up
         resolved = []
         with self.ctx.db.read() as conn:
-            for ref in refs:
+            # One view per product however its name is spelt (DuckDB ignores case).
+            refs = {reads.product_ref(t).lower(): reads.product_ref(t) for t in parsed.tables}
+            for ref in refs.values():
                 domain, name, _ = split_product_ref(ref)
                 row = store.get_product(conn, f"{domain}.{name}")
                 if row is None:
-                    continue  # not a product (e.g. a DuckDB catalog function); DuckDB decides
+                    raise NotFound(
+                        f"no data product {ref}",
+                        {"product": ref, "fix": "find products with `meshops catalog search`"},
+                    )
                 self.ctx.authorize("dataproduct.read_data", domain)
                 published = self._version_model(conn, self._resolve_row(conn, ref, None))
                 resolved.append((ref, _product(row), published))
         if not resolved:
             raise InvalidInput(
-                "the query references no data product",
+                "the query reads no data product",
                 {"field": "query", "fix": "name products as <domain>.<name>, e.g. sales.orders"},
             )
-        con = duckdb.connect()
-        try:
-            with reads.governed_views(self.ctx, con, resolved, interface) as views:
-                try:
-                    table = con.sql(query).to_arrow_table()
-                except duckdb.Error as exc:
-                    raise InvalidInput(f"the SQL query failed: {exc}", {"field": "query"}) from exc
-                reads.record_views(self.ctx, views, table.num_rows)
-            return table
-        finally:
-            con.close()
+        with reads.governed_sandbox(self.ctx, resolved, interface) as (box, views):
+            table = box.run_user_sql(parsed)
+            reads.record_views(self.ctx, views, table.num_rows)
+        return table
 
     def _product_reader(self) -> builds.ProductReader:
         def read_input(ref: str, port: str | None) -> tuple[pa.Table, str]:
