@@ -222,9 +222,8 @@ def test_every_read_goes_through_the_guard(home: Home) -> None:
     import hashlib
     import hmac
 
-    from meshops.kernel.secrets import derived_key
-
     from meshops.kernel.auth import Actor
+    from meshops.kernel.secrets import derived_key
 
     mesh = MeshService(home.context())
     _publish(mesh, "1.0.0")
