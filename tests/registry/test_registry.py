@@ -175,18 +175,34 @@ def test_bad_input_is_refused_and_leaves_nothing(platform: Platform) -> None:
 
 
 @TWO_TRANSPORTS
-def test_untrusted_skops_file_is_refused_unless_trusted(platform: Platform) -> None:
+def test_untrusted_skops_file_is_refused_at_registration(platform: Platform) -> None:
     from sklearn.preprocessing import FunctionTransformer
 
-    # `eval` inside a model file is exactly what a malicious upload would carry.
+    # `eval` inside a model file is exactly what a malicious upload would carry: refused
+    # when it is registered (422), not when it is first served.
     evil = FunctionTransformer(func=eval)
-    platform.registry.log_model("evil", evil, flavor="sklearn")
-    with pytest.raises(Forbidden, match=r"builtins\.eval") as info:
-        platform.registry.load_model("models:/evil/1")
+    with pytest.raises(InvalidInput, match=r"builtins\.eval") as info:
+        platform.registry.log_model("evil", evil, flavor="sklearn")
     assert info.value.detail["untrusted_types"] == ["builtins.eval"]
-    assert "trusted_types" in info.value.detail["fix"]
-    loaded = platform.registry.load_model("models:/evil/1", trusted_types=["builtins.eval"])
-    assert loaded.raw.func is eval
+    assert "trusted_skops_types" in info.value.detail["fix"]
+    assert platform.registry.list_models() == []
+
+
+def test_an_admin_may_trust_more_skops_names_for_a_home(tmp_path: Path) -> None:
+    from sklearn.preprocessing import FunctionTransformer
+
+    settings = make_settings(tmp_path / "home")
+    settings = replace(settings, extra={"registry": {"trusted_skops_types": ["builtins.eval"]}})
+    with Platform(settings, home=Home(settings)) as platform:
+        platform.registry.log_model("evil", FunctionTransformer(func=eval), flavor="sklearn")
+        assert platform.registry.load_model("models:/evil/1").raw.func is eval
+    plain = make_settings(tmp_path / "home")  # the same files, without the setting
+    with Platform(plain, home=Home(plain)) as platform:
+        with pytest.raises(Forbidden, match=r"builtins\.eval") as info:
+            platform.registry.load_model("models:/evil/1")
+        assert "trusted_types" in info.value.detail["fix"]
+        loaded = platform.registry.load_model("models:/evil/1", trusted_types=["builtins.eval"])
+        assert loaded.raw.func is eval
 
 
 @TWO_TRANSPORTS

@@ -112,5 +112,13 @@ def load_directory(
     trusted_types: list[str] | None = None,
 ) -> LoadedModel:
     flavor = get_flavor(version.flavor)
-    raw = flavor.load(directory, {"trust": trust, "trusted_types": trusted_types or []})
+    try:
+        raw = flavor.load(directory, {"trust": trust, "trusted_types": trusted_types or []})
+    except MeshopsError:
+        raise
+    except Exception as exc:  # a file that no longer loads (registered before validation)
+        raise InvalidInput(
+            f"{version.uri} cannot be loaded: {type(exc).__name__}: {exc}",
+            {"model": version.uri, "fix": "register a new version with valid files"},
+        ) from exc
     return LoadedModel(version, raw, flavor)

@@ -3,6 +3,13 @@
 Model files are written to the blob store before the transaction that registers the
 version (content-addressed, so an aborted registration leaves only unreferenced blobs).
 Runs are read through the tracking area's service, never its tables.
+
+A digest is not a capability: a new version may name only blobs its caller uploaded
+(`upload_file` records who did), blobs an existing version already holds, or artifacts of
+the run it names (read through tracking, which checks the caller may read that run).
+Every version's files are validated when it is registered (`Flavor.validate`: skops types
+against the explicit list, ONNX loads, torch weights load with `weights_only`), so a bad
+file is a 422 then, not a failure when it is served.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from sqlalchemy import Connection
 
 from meshops.kernel import lineage, outbox
 from meshops.kernel.db import insert_ignoring_conflicts, utcnow
-from meshops.kernel.errors import Conflict, InvalidInput, NotFound
+from meshops.kernel.errors import Conflict, InvalidInput, MeshopsError, NotFound
 from meshops.kernel.home import Context
 from meshops.kernel.plugins import load_object
 from meshops.kernel.urn import model_version_urn, run_urn
@@ -49,6 +56,47 @@ if TYPE_CHECKING:
     from meshops.tracking.models import Run
 
 MAX_FILES = 10_000
+# `[registry] max_file_mb`: the largest model file one upload may carry (413 above).
+DEFAULT_MAX_FILE_MB = 512.0
+MIB = 1024 * 1024
+
+
+class FileTooLarge(InvalidInput):
+    error = "payload_too_large"
+    http_status = 413
+
+
+def max_file_bytes(settings: Any) -> int:
+    """The per-file upload limit of this home (`[registry] max_file_mb`)."""
+    raw = settings.section("registry").get("max_file_mb", DEFAULT_MAX_FILE_MB)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not 0 < value <= 1024 * 1024:
+        raise InvalidInput(
+            f"[registry] max_file_mb must be a positive number of MiB, got {raw!r}",
+            {"field": "registry.max_file_mb", "fix": "e.g. max_file_mb = 512"},
+        )
+    return int(value * MIB)
+
+
+def file_too_large(limit: int) -> FileTooLarge:
+    return FileTooLarge(
+        f"the model file is larger than {limit / MIB:g} MiB",
+        {
+            "field": "body",
+            "limit_bytes": limit,
+            "fix": "upload a smaller file, or ask an admin to raise [registry] max_file_mb",
+        },
+    )
+
+
+def trusted_skops_types(settings: Any) -> list[str]:
+    """Names an admin allowed in skops files on top of the built-in list
+    (`[registry] trusted_skops_types`, exact names)."""
+    names = settings.section("registry").get("trusted_skops_types", [])
+    return [str(n) for n in names] if isinstance(names, list) else []
 
 
 class PromotionGate(Protocol):
@@ -203,7 +251,7 @@ class RegistryService:
                 ModelFile(path=rel, digest=self.ctx.blobs.put_file(path), size=size)
                 for rel, path, size in _walk(Path(tmp))
             ]
-        return self.register_files(
+        return self._register(
             name,
             files,
             flavor_name,
@@ -212,6 +260,7 @@ class RegistryService:
             metrics=metrics,
             description=description,
             tags=tags,
+            produced_here={f.digest for f in files},
         )
 
     def create_version(
@@ -254,8 +303,26 @@ class RegistryService:
         )
 
     def upload_file(self, data: bytes) -> str:
+        """Store one model file's bytes; the caller may then name the digest in a version."""
         self.ctx.authorize("registry.write")
-        return self.ctx.blobs.put_bytes(data)
+        limit = max_file_bytes(self.ctx.home.settings)
+        if len(data) > limit:
+            raise file_too_large(limit)
+        return self._receipt(self.ctx.blobs.put_bytes(data))
+
+    def upload_path(self, path: Path) -> str:
+        """`upload_file` for bytes already in a local file (the HTTP route streams there)."""
+        self.ctx.authorize("registry.write")
+        limit = max_file_bytes(self.ctx.home.settings)
+        if path.stat().st_size > limit:
+            raise file_too_large(limit)
+        return self._receipt(self.ctx.blobs.put_file(path))
+
+    def _receipt(self, digest: str) -> str:
+        row = {"digest": digest, "kind": store.UPLOAD, "holder": self.ctx.actor.name}
+        with self.ctx.db.begin() as conn:
+            store.add_file_refs(conn, [{**row, "at": utcnow()}])
+        return digest
 
     def register_files(
         self,
@@ -269,16 +336,45 @@ class RegistryService:
         description: str = "",
         tags: dict[str, str] | None = None,
     ) -> ModelVersion:
+        """A version of files already in the blob store: each must have been uploaded by the
+        caller, be held by an existing version, or be an artifact of the run `run_id`."""
+        return self._register(
+            name,
+            files,
+            flavor,
+            signature=signature,
+            run_id=run_id,
+            metrics=metrics,
+            description=description,
+            tags=tags,
+            produced_here=set(),
+        )
+
+    def _register(
+        self,
+        name: str,
+        files: list[ModelFile],
+        flavor: str,
+        *,
+        signature: Signature | None,
+        run_id: str | None,
+        metrics: dict[str, float] | None,
+        description: str,
+        tags: dict[str, str] | None,
+        produced_here: set[str],
+    ) -> ModelVersion:
         from meshops.registry.flavors import get_flavor
 
         check_model_name(name)
-        get_flavor(flavor)
+        chosen = get_flavor(flavor)
         self.ctx.authorize("registry.write", self._domain_of(name))
         self._check_files(files)
         check_text(description, "description", MAX_DESCRIPTION)
         clean_tags = check_tags(tags)
         explicit = check_metrics(metrics)
         run = self._tracking().get_run(run_id) if run_id else None
+        self._check_references(files, produced_here, run_id if run else None)
+        self._validate_files(chosen, files)
         merged = {**_finite(run.metrics if run else {}), **explicit}
         inputs = [DatasetRef(urn=i.urn, digest=i.digest) for i in (run.inputs if run else [])]
         with self.ctx.db.begin() as conn:
@@ -308,6 +404,14 @@ class RegistryService:
                 "model_card": "",
             }
             store.insert_version(conn, values)
+            holder = f"{name}/{version}"
+            store.add_file_refs(
+                conn,
+                [
+                    {"digest": f.digest, "kind": store.VERSION, "holder": holder, "at": now}
+                    for f in {f.digest: f for f in files}.values()
+                ],
+            )
             created = store.to_version(values, [])
             self._record_registration(conn, created, run)
             return created
@@ -403,8 +507,14 @@ class RegistryService:
             return _resolve(conn, ref)
 
     def read_file(self, name: str, version: int, path: str) -> bytes:
-        found = self._find_file(self.get_version(name, version), path)
-        return self.ctx.blobs.get_bytes(found.digest)
+        """A file of a version the caller may read (the download is audited)."""
+        found_version = self.get_version(name, version)
+        found = self._find_file(found_version, path)
+        data = self.ctx.blobs.get_bytes(found.digest)
+        with self.ctx.db.begin() as conn:
+            detail = {"path": path, "digest": found.digest, "bytes": len(data)}
+            self.ctx.audit(conn, "registry.read_file", found_version.urn, detail=detail)
+        return data
 
     def load_model(
         self, uri: str, trust: bool = False, trusted_types: list[str] | None = None
@@ -412,6 +522,7 @@ class RegistryService:
         from meshops.registry.loaded import load_directory, target_path
 
         version = self.resolve(uri)
+        trusted_types = [*trusted_skops_types(self.ctx.home.settings), *(trusted_types or [])]
         with tempfile.TemporaryDirectory(prefix="meshops-load-") as tmp:
             for file in version.files:
                 target = target_path(Path(tmp), file.path)
@@ -585,6 +696,56 @@ class RegistryService:
                     f"file {file.path!r}: blob {file.digest} is not in the blob store",
                     {"field": "files", "fix": "upload the bytes with upload_file first"},
                 )
+
+    def _check_references(
+        self, files: list[ModelFile], produced_here: set[str], run_id: str | None
+    ) -> None:
+        """Refuse a file whose blob the caller neither uploaded nor may already read."""
+        digests = sorted({f.digest for f in files} - produced_here)
+        if not digests:
+            return
+        with self.ctx.db.read() as conn:
+            allowed = store.referable(conn, digests, self.ctx.actor.name)
+        missing = [d for d in digests if d not in allowed]
+        if missing and run_id is not None:
+            # Artifacts of the named run: tracking checks the caller may read that run.
+            allowed |= {a.digest for a in self._tracking().list_artifacts(run_id)}
+            missing = [d for d in missing if d not in allowed]
+        if missing:
+            paths = [f.path for f in files if f.digest in set(missing)]
+            raise InvalidInput(
+                f"files {paths} name blobs you did not upload and may not read",
+                {
+                    "field": "files",
+                    "files": paths,
+                    "fix": "upload the bytes with upload_file (POST /v1/models/-/files) in "
+                    "this session, or create the version from your run's artifacts",
+                },
+            )
+
+    def _validate_files(self, flavor: Any, files: list[ModelFile]) -> None:
+        """Load the files the way serving will, without running code from them."""
+        from meshops.registry.loaded import target_path
+
+        options = {"trusted_types": trusted_skops_types(self.ctx.home.settings)}
+        with tempfile.TemporaryDirectory(prefix="meshops-validate-") as tmp:
+            for file in files:
+                with self.ctx.blobs.local_path(file.digest) as source:
+                    shutil.copyfile(source, target_path(Path(tmp), file.path))
+            try:
+                flavor.validate(Path(tmp), options)
+            except MeshopsError:
+                raise
+            except Exception as exc:  # a missing file, an unreadable archive ...
+                raise InvalidInput(
+                    f"the files are not a loadable {flavor.name} model: "
+                    f"{type(exc).__name__}: {exc}",
+                    {
+                        "field": "files",
+                        "files": [f.path for f in files],
+                        "fix": f"register the files the {flavor.name} flavor writes",
+                    },
+                ) from exc
 
     @staticmethod
     def _find_file(version: ModelVersion, path: str) -> ModelFile:

@@ -18,7 +18,13 @@ from sqlalchemy import (
     select,
 )
 
-from meshops.kernel.db import BigId, JsonColumn, UtcDateTime, metadata
+from meshops.kernel.db import (
+    BigId,
+    JsonColumn,
+    UtcDateTime,
+    insert_ignoring_conflicts,
+    metadata,
+)
 from meshops.registry.models import (
     AliasMove,
     DatasetRef,
@@ -87,6 +93,38 @@ model_alias_history = Table(
     Column("reason", Text, nullable=False),
     Index("ix_model_alias_history_model", "model_name", "alias"),
 )
+
+
+# Which blobs a caller may name in a new version's files: those it uploaded itself
+# (kind "upload", holder = actor) and those an existing version already references (kind
+# "version", holder = "name/version"). A digest is not a capability: knowing one (say, a
+# data product's snapshot) must not let anyone wrap it in a model version and download it.
+file_refs = Table(
+    "registry_file_refs",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("kind", String(10), primary_key=True),
+    Column("holder", String(200), primary_key=True),
+    Column("at", UtcDateTime, nullable=False),
+)
+UPLOAD = "upload"
+VERSION = "version"
+
+
+def add_file_refs(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    insert_ignoring_conflicts(conn, file_refs, rows, ["digest", "kind", "holder"])
+
+
+def referable(conn: Connection, digests: list[str], actor: str) -> set[str]:
+    """The digests among `digests` that `actor` uploaded or a version already holds."""
+    if not digests:
+        return set()
+    query = select(file_refs.c.digest).where(
+        file_refs.c.digest.in_(digests),
+        ((file_refs.c.kind == UPLOAD) & (file_refs.c.holder == actor))
+        | (file_refs.c.kind == VERSION),
+    )
+    return set(conn.execute(query).scalars())
 
 
 # --- registered models ------------------------------------------------------------

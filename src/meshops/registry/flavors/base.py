@@ -40,6 +40,11 @@ class Flavor(Protocol):
         """Read the raw model back; refuse what cannot be loaded safely."""
         ...
 
+    def validate(self, directory: Path, options: dict[str, Any]) -> None:
+        """Check the files of a version being registered without running code from them:
+        raise InvalidInput (naming the file and the fix) for one that would not load."""
+        ...
+
     def predictor(self, raw: Any, signature: Signature | None = None) -> Predictor: ...
 
 

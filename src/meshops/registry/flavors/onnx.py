@@ -62,6 +62,24 @@ class OnnxFlavor:
             str(found[0]), sess_options=opts, providers=["CPUExecutionProvider"]
         )
 
+    def validate(self, directory: Path, options: dict[str, Any]) -> None:
+        """The file must be one ONNX graph with its weights inside (external data would make
+        onnxruntime open other paths) that onnxruntime can load."""
+        found = sorted(directory.rglob("*.onnx"))
+        if not found:
+            raise InvalidInput(
+                "an onnx model version needs a .onnx file",
+                {"field": "files", "fix": "upload model.onnx"},
+            )
+        _refuse_external_data(found[0])
+        try:
+            self.load(directory, options)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise InvalidInput(
+                f"{found[0].name} does not load with onnxruntime: {exc}",
+                {"field": "files", "file": found[0].name, "fix": "export the model again"},
+            ) from exc
+
     def predictor(self, raw: Any, signature: Signature | None = None) -> Predictor:
         first_input = raw.get_inputs()[0]
         input_name = first_input.name
@@ -73,6 +91,30 @@ class OnnxFlavor:
             return raw.run([output_name], {input_name: array})[0]
 
         return Predictor(raw=raw, call=call, wants="array")
+
+
+def _refuse_external_data(path: Path) -> None:
+    try:
+        import onnx
+    except ImportError:  # onnxruntime alone: it refuses paths outside the model folder
+        return
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # a protobuf decode error
+        raise InvalidInput(
+            f"{path.name} is not an ONNX model: {exc}",
+            {"field": "files", "file": path.name, "fix": "export the model again"},
+        ) from exc
+    external = onnx.TensorProto.EXTERNAL
+    if any(t.data_location == external for t in proto.graph.initializer):
+        raise InvalidInput(
+            f"{path.name} keeps tensors in external files",
+            {
+                "field": "files",
+                "file": path.name,
+                "fix": "save with onnx.save(model, path, save_as_external_data=False)",
+            },
+        )
 
 
 def _convert_sklearn(model: Any, options: dict[str, Any]) -> bytes:

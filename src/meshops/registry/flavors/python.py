@@ -49,6 +49,16 @@ class PythonFunctionFlavor:
         with open(directory / FILE, "rb") as fh:
             return cloudpickle.load(fh)
 
+    def validate(self, directory: Path, options: dict[str, Any]) -> None:
+        """Never unpickled here (that runs its code): only checked to be a pickle."""
+        path = directory / FILE
+        head = path.read_bytes()[:2] if path.is_file() else b""
+        if len(head) < 2 or head[0] != 0x80:  # pickle protocol 2+ starts with PROTO
+            raise InvalidInput(
+                f"a python model version needs a {FILE} written by cloudpickle",
+                {"field": "files", "file": FILE, "fix": "log the model with flavor='python'"},
+            )
+
     def predictor(self, raw: Any, signature: Signature | None = None) -> Predictor:
         call = raw.predict if callable(getattr(raw, "predict", None)) else raw
         return Predictor(raw=raw, call=call, wants="frame")

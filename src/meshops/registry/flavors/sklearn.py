@@ -1,9 +1,13 @@
 """scikit-learn models saved with skops: loading never unpickles blindly.
 
-skops records every type a file needs; before loading we ask `get_untrusted_types` for the
-ones skops does not trust by default and accept only those from scikit-learn, NumPy and
-SciPy (or named explicitly by the caller). Anything else (a builtin like `eval`, a class
-of some other package) is refused with the list of types and how to trust them.
+Every name a skops file would rebuild is checked against explicit lists of exact names
+(`skops_types`: the scikit-learn estimators and their fitted internals, NumPy arrays and
+dtypes, SciPy sparse matrices, and a short list of pure functions such as `numpy.log1p`);
+anything else (a builtin like `eval`, `numpy.testing`'s `runstring`, a class of another
+package) is refused with the list of names and how to proceed. `validate` runs the same
+check when a version is registered (InvalidInput, 422), loads the file, and checks the
+node arrays of fitted trees, so a file that would fail or misbehave at predict time is
+refused at registration instead.
 """
 
 from __future__ import annotations
@@ -14,16 +18,25 @@ from typing import Any
 
 import numpy as np
 
-from meshops.kernel.errors import Forbidden
+from meshops.kernel.errors import Forbidden, InvalidInput
 from meshops.registry.flavors.base import Predictor, loaded_module
+from meshops.registry.flavors.skops_types import refused_names
 from meshops.registry.models import Signature
 
 FILE = "model.skops"
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.")
+MAX_WALKED_OBJECTS = 200_000
 
 
-def is_allowed(type_name: str, extra: set[str]) -> bool:
-    return type_name in extra or type_name.startswith(TRUSTED_PREFIXES)
+def _refused(path: Path, options: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(refused names, skops' untrusted names) of the file; ValueError if it is not one."""
+    import skops.io
+
+    extra = frozenset(options.get("trusted_types") or [])
+    try:
+        untrusted = skops.io.get_untrusted_types(file=path)
+    except Exception as exc:  # a broken archive or schema: skops raises many kinds
+        raise ValueError(f"skops cannot read it: {type(exc).__name__}: {exc}") from exc
+    return refused_names(path, untrusted, extra), untrusted
 
 
 class SklearnFlavor:
@@ -45,21 +58,60 @@ class SklearnFlavor:
         import skops.io
 
         path = _model_file(directory)
-        extra = set(options.get("trusted_types") or [])
-        needed = skops.io.get_untrusted_types(file=path)
-        refused = sorted(t for t in needed if not is_allowed(t, extra))
+        try:
+            refused, untrusted = _refused(path, options)
+        except ValueError as exc:
+            raise InvalidInput(
+                f"{path.name} cannot be loaded: {exc}",
+                {"file": path.name, "fix": "register a file written by skops.io.dump"},
+            ) from exc
         if refused:
             raise Forbidden(
-                f"refusing to load {path.name}: it contains types outside the trusted "
-                f"scikit-learn/NumPy/SciPy set: {', '.join(refused)}",
+                f"refusing to load {path.name}: it names types or functions outside the "
+                f"allowed scikit-learn/NumPy/SciPy list: {', '.join(refused)}",
                 {
                     "untrusted_types": refused,
                     "file": path.name,
-                    "fix": "inspect the file; if you trust these types pass "
+                    "fix": "inspect the file; if you trust these names pass "
                     f"trusted_types={refused!r} to load_model",
                 },
             )
-        return skops.io.load(path, trusted=needed)
+        return skops.io.load(path, trusted=untrusted)
+
+    def validate(self, directory: Path, options: dict[str, Any]) -> None:
+        """Refuse (InvalidInput) a file that names anything outside the allowed list, does
+        not load, is not an estimator, or holds trees whose node arrays point outside
+        themselves (scikit-learn indexes them without bounds checks)."""
+        import skops.io
+
+        path = _model_file(directory)
+        try:
+            refused, untrusted = _refused(path, options)
+        except ValueError as exc:
+            raise _invalid(path, str(exc)) from exc
+        if refused:
+            raise InvalidInput(
+                f"{path.name} names types or functions outside the allowed scikit-learn/"
+                f"NumPy/SciPy list: {', '.join(refused)}",
+                {
+                    "field": "files",
+                    "file": path.name,
+                    "untrusted_types": refused,
+                    "fix": "keep functions out of the model (FunctionTransformer with "
+                    "numpy ufuncs only), register it with flavor='onnx', or, if these "
+                    "names are safe, ask an admin to add them to [registry] "
+                    "trusted_skops_types in meshops.toml",
+                },
+            )
+        try:
+            raw = skops.io.load(path, trusted=untrusted)
+        except Exception as exc:  # whatever skops or scikit-learn raise on a bad file
+            raise _invalid(path, f"{type(exc).__name__}: {exc}") from exc
+        if not (hasattr(raw, "predict") or hasattr(raw, "transform")):
+            raise _invalid(path, f"a {type(raw).__name__} has neither predict nor transform")
+        problem = _tree_problem(raw)
+        if problem:
+            raise _invalid(path, problem)
 
     def predictor(self, raw: Any, signature: Signature | None = None) -> Predictor:
         if not hasattr(raw, "predict"):
@@ -112,6 +164,79 @@ def _ignore_feature_name_warning() -> None:
     warnings.filterwarnings(
         "ignore", message="X does not have valid feature names", category=UserWarning
     )
+
+
+def _invalid(path: Path, reason: str) -> InvalidInput:
+    return InvalidInput(
+        f"{path.name} is not a loadable scikit-learn model: {reason}",
+        {"field": "files", "file": path.name, "fix": "save the model with skops.io.dump"},
+    )
+
+
+def _tree_problem(raw: Any) -> str | None:
+    """The first fitted tree whose node indices point outside its arrays, if any."""
+    seen: set[int] = set()
+    stack: list[tuple[Any, int]] = [(raw, -1)]
+    while stack and len(seen) < MAX_WALKED_OBJECTS:
+        obj, n_features = stack.pop()
+        if id(obj) in seen or obj is None or isinstance(obj, str | int | float | bool):
+            continue
+        seen.add(id(obj))
+        name = type(obj).__name__
+        if name == "Tree" and hasattr(obj, "children_left"):
+            problem = _check_nodes(
+                obj.children_left, obj.children_right, obj.feature, int(obj.n_features)
+            )
+        elif name == "TreePredictor" and hasattr(obj, "nodes"):
+            nodes = obj.nodes
+            leaf = nodes["is_leaf"].astype(bool)
+            left = np.where(leaf, -1, nodes["left"])
+            right = np.where(leaf, -1, nodes["right"])
+            feature = np.where(leaf, -2, nodes["feature_idx"])
+            problem = _check_nodes(left, right, feature, n_features) or _bitset_problem(obj)
+        else:
+            problem = None
+            n_features = int(getattr(obj, "n_features_in_", n_features) or n_features)
+            stack.extend((child, n_features) for child in _children(obj))
+        if problem:
+            return f"a fitted {name} is malformed: {problem}"
+    return None
+
+
+def _bitset_problem(predictor: Any) -> str | None:
+    nodes = predictor.nodes
+    categorical = (nodes["is_categorical"] != 0) & (nodes["is_leaf"] == 0)
+    bitsets = len(getattr(predictor, "raw_left_cat_bitsets", []))
+    if np.any(nodes["bitset_idx"][categorical] >= bitsets):
+        return "a categorical split points outside its bitsets"
+    return None
+
+
+def _children(obj: Any) -> list[Any]:
+    if isinstance(obj, dict):
+        return list(obj.values())
+    if isinstance(obj, list | tuple):
+        return list(obj)
+    if isinstance(obj, np.ndarray):
+        return list(obj.ravel()) if obj.dtype == object else []
+    return list(vars(obj).values()) if hasattr(obj, "__dict__") else []
+
+
+def _check_nodes(left: Any, right: Any, feature: Any, n_features: int) -> str | None:
+    """Internal nodes must point to later nodes (no cycles) inside the array and test a
+    feature the model has; leaves are marked by -1 children."""
+    left, right, feature = (np.asarray(a, dtype=np.int64) for a in (left, right, feature))
+    count = len(left)
+    index = np.arange(count)
+    internal = left != -1
+    if np.any(internal != (right != -1)):
+        return "a node has one child"
+    for children in (left[internal], right[internal]):
+        if np.any(children >= count) or np.any(children <= index[internal]):
+            return "a child index points outside the tree or backwards"
+    if n_features >= 0 and np.any((feature[internal] < 0) | (feature[internal] >= n_features)):
+        return f"a split tests a feature outside 0..{n_features - 1}"
+    return None
 
 
 def _model_file(directory: Path) -> Path:

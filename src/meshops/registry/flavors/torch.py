@@ -88,6 +88,25 @@ class TorchStateDictFlavor:
         module.eval()
         return module
 
+    def validate(self, directory: Path, options: dict[str, Any]) -> None:
+        """The weights must load with `weights_only=True` and the recipe must be a class
+        path and JSON init kwargs. The class is not imported here: importing runs module
+        code, which happens only where the model is loaded."""
+        torch = _torch()
+        _check_recipe(directory / RECIPE)
+        try:
+            state = torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True)
+        except Exception as exc:  # an UnpicklingError for anything but plain tensors
+            raise InvalidInput(
+                f"{WEIGHTS} does not load as plain weights: {exc}",
+                {"field": "files", "file": WEIGHTS, "fix": "save model.state_dict() only"},
+            ) from exc
+        if not isinstance(state, dict):
+            raise InvalidInput(
+                f"{WEIGHTS} holds a {type(state).__name__}, not a state dict",
+                {"field": "files", "file": WEIGHTS, "fix": "save model.state_dict() only"},
+            )
+
     def predictor(self, raw: Any, signature: Signature | None = None) -> Predictor:
         torch = _torch()
         parameter = next(raw.parameters(), None)
@@ -99,3 +118,28 @@ class TorchStateDictFlavor:
                 return raw(tensor).numpy()
 
         return Predictor(raw=raw, call=call, wants="array")
+
+
+def _check_recipe(path: Path) -> None:
+    try:
+        recipe = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        problem: str | None = str(exc)
+    else:
+        problem = _recipe_problem(recipe)
+    if problem:
+        raise InvalidInput(
+            f"{RECIPE} is not a module recipe: {problem}",
+            {"field": "files", "file": RECIPE, "fix": "log the model with flavor='torch'"},
+        )
+
+
+def _recipe_problem(recipe: Any) -> str | None:
+    if not isinstance(recipe, dict):
+        return "it must be a JSON object"
+    module, sep, qualname = str(recipe.get("class", "")).partition(":")
+    if not (module and sep and qualname):
+        return "it needs a class 'package.module:Class'"
+    if not isinstance(recipe.get("init_kwargs", {}), dict):
+        return "init_kwargs must be an object"
+    return None
