@@ -4,6 +4,7 @@ checked on the guard directly and end to end through the mesh's one read path.""
 from __future__ import annotations
 
 import hashlib
+import hmac
 
 import pytest
 
@@ -15,6 +16,7 @@ from meshops.kernel.access import ReadRequest, ReadUsage
 from meshops.kernel.auth import Actor
 from meshops.kernel.errors import Forbidden
 from meshops.kernel.home import Home
+from meshops.kernel.secrets import derived_key
 from tests.governance.conftest import (
     admin,
     as_user,
@@ -109,15 +111,18 @@ def test_masking_on_real_arrow_data(sqlite_home: Home) -> None:
     admin(sqlite_home).grant_access("crm.customers", "customers", "bob")
     plan = sqlite_home.read_guard.plan(sqlite_home.context(Actor("bob")), _request())
     table = customers_table(6)
-    masked = apply_plan(table, plan)
+    key = derived_key(sqlite_home.settings, "masking")
+    masked = apply_plan(table, plan, key)
     emails = table.column("email").to_pylist()
     assert masked.column("email").to_pylist() == [
-        hashlib.sha256(e.encode()).hexdigest() for e in emails
+        hmac.new(key, e.encode(), hashlib.sha256).hexdigest() for e in emails
     ]
     assert masked.column("income").null_count == 6
     assert masked.column("income").type == table.column("income").type
     assert masked.column("customer_id").equals(table.column("customer_id"))
-    redacted = apply_plan(table, plan.__class__(columns=("email",), masks={"email": "redact"}))
+    redacted = apply_plan(
+        table, plan.__class__(columns=("email",), masks={"email": "redact"}), key
+    )
     assert set(redacted.column("email").to_pylist()) == {REDACTED}
 
 
@@ -179,8 +184,10 @@ def test_end_to_end_through_the_mesh_read_path(platform: Platform, tmp_path: obj
         table = bob.mesh.read("crm.customers")
         assert table.num_rows == 5
         assert set(table.column("region").to_pylist()) == {"EU"}
+        key = derived_key(platform.settings, "masking")  # the server's home: same folder
         assert (
-            table.column("email").to_pylist()[0] == hashlib.sha256(b"user0@example.com").hexdigest()
+            table.column("email").to_pylist()[0]
+            == hmac.new(key, b"user0@example.com", hashlib.sha256).hexdigest()
         )
         assert table.column("income").null_count == 5
         count = bob.mesh.sql("SELECT count(*) AS n FROM crm.customers").column("n")[0].as_py()
