@@ -61,3 +61,15 @@ def customers_table(rows: int = 10) -> pa.Table:
             "income": [1000.0 * i for i in range(rows)],
         }
     )
+
+
+def publish_customers(home: Home, rows: int = 4) -> None:
+    """Publish crm.customers (owner olivia): grants need a published product, whose owners
+    and classification are the server's (issue #14 finding 6)."""
+    from meshops.mesh.service import MeshService
+
+    MeshService(home.context()).publish_arrow(
+        customers_descriptor(),
+        {"customers": customers_contract()},
+        {"customers": customers_table(rows)},
+    )

@@ -23,6 +23,7 @@ from tests.governance.conftest import (
     customers_contract,
     customers_descriptor,
     customers_table,
+    publish_customers,
 )
 
 CLASSIFICATION = {"customer_id": "public", "email": "pii", "region": "", "income": "restricted"}
@@ -71,6 +72,7 @@ def test_domain_scoped_owner_reads_only_its_domain(home: Home) -> None:
 
 
 def test_grant_masks_classified_columns_it_does_not_name(home: Home) -> None:
+    publish_customers(home)
     gov = admin(home)
     grant = gov.grant_access(
         "crm.customers", "customers", "bob", purpose="churn", row_filter="region = 'EU'"
@@ -90,6 +92,7 @@ def test_grant_masks_classified_columns_it_does_not_name(home: Home) -> None:
 
 
 def test_revoked_and_expired_grants_stop_reads(home: Home) -> None:
+    publish_customers(home)
     gov = admin(home)
     grant = gov.grant_access("crm.customers", "customers", "bob", expires_in_days=1)
     home.read_guard.plan(home.context(Actor("bob")), _request())
@@ -108,6 +111,7 @@ def test_revoked_and_expired_grants_stop_reads(home: Home) -> None:
 
 
 def test_masking_on_real_arrow_data(sqlite_home: Home) -> None:
+    publish_customers(sqlite_home)
     admin(sqlite_home).grant_access("crm.customers", "customers", "bob")
     plan = sqlite_home.read_guard.plan(sqlite_home.context(Actor("bob")), _request())
     table = customers_table(6)
@@ -127,6 +131,7 @@ def test_masking_on_real_arrow_data(sqlite_home: Home) -> None:
 
 
 def test_usage_is_counted_exactly(home: Home) -> None:
+    publish_customers(home)
     gov = admin(home)
     gov.grant_access("crm.customers", "customers", "bob")
     bob = home.context(Actor("bob"))

@@ -129,11 +129,15 @@ def test_lineage_walks_n_hops_both_ways(home: Home) -> None:
 
 
 def test_audit_chain_detects_tampering(home: Home) -> None:
+    key = b"k" * 32
     with home.db.begin() as conn:
         for i in range(5):
-            audit.record(conn, "alice", "thing.update", f"meshops:run:{i}", after={"i": i})
+            audit.record(
+                conn, "alice", "thing.update", f"meshops:run:{i}", key=key, after={"i": i}
+            )
     with home.db.read() as conn:
-        assert audit.verify(conn) == (True, 5, None)
+        assert audit.verify(conn, key) == audit.Verification(True, 5)
+        assert not audit.verify(conn, b"x" * 32).intact  # another home's key
     with home.db.begin() as conn:
         conn.execute(
             audit.audit_events.update()
@@ -141,6 +145,6 @@ def test_audit_chain_detects_tampering(home: Home) -> None:
             .values(actor="mallory")
         )
     with home.db.read() as conn:
-        ok, _, bad_id = audit.verify(conn)
-    assert not ok
-    assert bad_id is not None
+        found = audit.verify(conn, key)
+    assert not found.intact
+    assert found.first_bad_id is not None

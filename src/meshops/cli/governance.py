@@ -529,8 +529,13 @@ def audit_verify(json_out: JsonOpt = False) -> None:
         console.print(f"[green]intact[/green]: {result.checked} events")
     else:
         console.print(
-            f"[red]TAMPERED[/red]: first bad event {result.first_bad_id} "
-            f"after {result.checked} good ones"
+            f"[red]TAMPERED[/red]: {result.reason or 'broken chain'}; first bad event "
+            f"{result.first_bad_id} after {result.checked} good ones"
+        )
+    if result.legacy and not json_out:
+        console.print(
+            f"{result.legacy} legacy events (ids up to {result.legacy_upto}) carry the "
+            "unkeyed hash of older versions: sealed by the first keyed event after them"
         )
     if not result.intact:
         raise typer.Exit(1)

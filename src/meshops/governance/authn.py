@@ -76,7 +76,7 @@ def _actor(info: TokenInfo | None, principal: Principal | None) -> Actor:
         )
     kind = principal.kind if principal is not None else "user"
     scopes = frozenset(info.scopes) if info.scopes is not None else None
-    return Actor(info.principal, kind, scopes=scopes)
+    return Actor(info.principal, kind, scopes=scopes, expires_at=info.expires_at)
 
 
 def _require(token: str | None) -> str:

@@ -85,8 +85,6 @@ class Governance(Protocol):
         columns: list[str] | None = None,
         row_filter: str | None = None,
         expires_in_days: int | None = None,
-        owners: list[str] | None = None,
-        classification: dict[str, str] | None = None,
     ) -> AccessRequest: ...
     def decide(self, request_id: str, approve: bool, reason: str = "") -> AccessRequest: ...
     def grant_access(
@@ -99,7 +97,6 @@ class Governance(Protocol):
         columns: list[str] | None = None,
         row_filter: str | None = None,
         expires_in_days: int | None = None,
-        owners: list[str] | None = None,
     ) -> Grant: ...
     def revoke_grant(self, grant_id: str, reason: str = "") -> Grant: ...
     def list_requests(

@@ -245,3 +245,7 @@ class AuditVerification(BaseModel):
     intact: bool
     checked: int
     first_bad_id: int | None = None
+    # Events of the unkeyed chain a home wrote before the chain was keyed (ids <= upto).
+    legacy: int = 0
+    legacy_upto: int | None = None
+    reason: str = ""  # why it is not intact

@@ -169,8 +169,6 @@ class RemoteGovernance:
         columns: list[str] | None = None,
         row_filter: str | None = None,
         expires_in_days: int | None = None,
-        owners: list[str] | None = None,
-        classification: dict[str, str] | None = None,
     ) -> AccessRequest:
         body = {
             "product": product,
@@ -179,8 +177,6 @@ class RemoteGovernance:
             "columns": columns,
             "row_filter": row_filter,
             "expires_in_days": expires_in_days,
-            "owners": owners,
-            "classification": classification,
         }
         return AccessRequest.model_validate(self.http.post(f"{BASE}/access/requests", body))
 
@@ -199,7 +195,6 @@ class RemoteGovernance:
         columns: list[str] | None = None,
         row_filter: str | None = None,
         expires_in_days: int | None = None,
-        owners: list[str] | None = None,
     ) -> Grant:
         body = {
             "product": product,
@@ -209,7 +204,6 @@ class RemoteGovernance:
             "columns": columns,
             "row_filter": row_filter,
             "expires_in_days": expires_in_days,
-            "owners": owners,
         }
         return Grant.model_validate(self.http.post(f"{BASE}/access/grants", body))
 

@@ -43,6 +43,7 @@ from meshops.kernel.db import utcnow
 from meshops.kernel.errors import Forbidden, InvalidInput, NotFound, PolicyViolation
 from meshops.kernel.home import Context
 from meshops.kernel.lineage import walk
+from meshops.kernel.secrets import derived_key
 from meshops.kernel.urn import dataproduct_urn
 
 MAX_LIMIT = 10_000
@@ -207,6 +208,7 @@ class GovernanceService:
         own = owner == self.ctx.actor.name
         self.ctx.authorize("token.manage_own" if own else "identity.write")
         expires_in = _days(expires_in_days, "expires_in_days")
+        scopes, expires_in = tokens.within_caller(self.ctx.actor, scopes, expires_in, utcnow())
         with self.ctx.db.begin() as conn:
             if own:
                 identities.ensure_principal(conn, owner, self.ctx.actor.name)
@@ -324,10 +326,17 @@ class GovernanceService:
         return [Policy.model_validate(dict(r)) for r in conn.execute(query).mappings()]
 
     def evaluate(
-        self, target: str, document: dict[str, Any], domain: str | None, subject_urn: str
+        self,
+        target: str,
+        document: dict[str, Any],
+        domain: str | None,
+        subject_urn: str,
+        *,
+        record: bool = True,
     ) -> PolicyDecision:
         """Evaluate the global and the domain's policies of `target` over `document` and
-        record every result (policy, object, outcome, explanation)."""
+        record every result (policy, object, outcome, explanation) unless `record` is
+        False (an answer only)."""
         # Gates call this as a step of an action already authorised (e.g. a publish with a
         # token scoped to dataproduct.*): the token's scopes do not apply, the roles do.
         unscoped = dataclasses.replace(self.ctx.actor, scopes=None)
@@ -347,6 +356,8 @@ class GovernanceService:
                         explanation=policies.explanation(policy, outcome),
                     )
                 )
+                if not record:
+                    continue
                 conn.execute(
                     policy_evaluations.insert().values(
                         policy_id=policy.id,
@@ -361,7 +372,8 @@ class GovernanceService:
                         at=now,
                     )
                 )
-            self._remember_document(conn, target, subject_urn, domain, normalised)
+            if record:
+                self._remember_document(conn, target, subject_urn, domain, normalised)
         blocked = any(r.outcome != "pass" and r.severity == "block" for r in results)
         return PolicyDecision(
             target=target,
@@ -394,11 +406,17 @@ class GovernanceService:
         )
 
     def enforce(
-        self, target: str, document: dict[str, Any], domain: str | None, subject_urn: str
+        self,
+        target: str,
+        document: dict[str, Any],
+        domain: str | None,
+        subject_urn: str,
+        *,
+        record: bool = True,
     ) -> PolicyDecision:
         """`evaluate`, then raise PolicyViolation listing the blocking violations; the
         returned decision carries the warnings."""
-        decision = self.evaluate(target, document, domain, subject_urn)
+        decision = self.evaluate(target, document, domain, subject_urn, record=record)
         if not decision.allowed:
             violations = decision.violations
             raise PolicyViolation(
@@ -412,6 +430,16 @@ class GovernanceService:
                 },
             )
         return decision
+
+    def may_record_evaluations(self, domain: str | None) -> bool:
+        """Whether a document the caller sends (public `evaluate`/`enforce`) is recorded:
+        recorded results count in compliance reports and dry runs, so only those who may
+        write the policies of that scope may record them; anyone else gets the answer
+        only, and cannot plant a passing evaluation for an object it does not govern.
+        (The area gates record as their actor: they build the document from server state.)"""
+        if domain is None:
+            return self._can("policy.write_global")
+        return self._can("policy.write_domain", domain)
 
     def test_policy(self, policy: Policy) -> list[DryRunResult]:
         """Dry-run a (possibly unsaved) policy over the latest document of every object
@@ -492,8 +520,6 @@ class GovernanceService:
         columns: list[str] | None = None,
         row_filter: str | None = None,
         expires_in_days: int | None = None,
-        owners: list[str] | None = None,
-        classification: dict[str, str] | None = None,
     ) -> AccessRequest:
         """Ask for access to a product port with a purpose. `access.grant` policies refuse
         requests that could never be granted; `access.auto_approve` policies may grant it
@@ -505,7 +531,7 @@ class GovernanceService:
                 "an access request needs a purpose",
                 {"field": "purpose", "fix": 'add --purpose "<what you will use it for>"'},
             )
-        facts = self._port_facts(product, port, owners, classification)
+        facts = self._port_facts(product, port)
         expires = _days(expires_in_days, "expires_in_days")
         now = utcnow()
         request = AccessRequest(
@@ -544,29 +570,33 @@ class GovernanceService:
             self.ctx.audit(conn, "access.request", subject, after=request)
         return request
 
-    def _port_facts(
-        self,
-        product: str,
-        port: str,
-        owners: list[str] | None,
-        classification: dict[str, str] | None,
-    ) -> dict[str, Any]:
+    def _port_facts(self, product: str, port: str) -> dict[str, Any]:
         """Owners and column classification of the port, from the mesh area's latest
-        version of the product (which must exist); `owners`/`classification` given by the
-        caller only fill in when the mesh area is not installed."""
+        version of the product, which must exist (NotFound otherwise). Authority over a
+        port comes from the server's state only: nothing the caller sends (owners, domain,
+        classification) is trusted, so nobody can grant itself a product published later."""
         try:
             from meshops.mesh.service import MeshService  # lazily: areas do not import areas
-        except ImportError:
-            return {
-                "owners": sorted(set(owners or [])),
-                "classification": dict(classification or {}),
-            }
-        version = MeshService(self.ctx).get_version(product)
+        except ImportError:  # no mesh area: nobody owns a port, access.decide decides
+            return {"owners": [], "classification": {}}
+        # Read as the system: the caller may lack read_metadata, and the facts are not its.
+        version = MeshService(self.ctx.home.system_context()).get_version(product)
         found = version.port(port)
         return {
             "owners": sorted(set(version.owners)),
             "classification": {c.name: c.classification or "public" for c in found.columns},
         }
+
+    def _current_owners(self, product: str) -> list[str]:
+        """The product's owners now (server state); none when it is not published."""
+        try:
+            from meshops.mesh.service import MeshService
+        except ImportError:
+            return []
+        try:
+            return sorted(MeshService(self.ctx.home.system_context()).get_product(product).owners)
+        except NotFound:
+            return []
 
     @staticmethod
     def _check_columns(columns: list[str], classification: dict[str, str]) -> None:
@@ -648,7 +678,9 @@ class GovernanceService:
         denies a pending request; approving re-checks the access.grant policies."""
         with self.ctx.db.read() as conn:
             request, classification = access.get_request(conn, request_id)
-        self._authorize_decision(request.domain, request.owners)
+        # Who may decide is asked of the server's state now (owners change), never of
+        # what the request recorded.
+        self._authorize_decision(request.domain, self._current_owners(request.product))
         if request.status != "pending":
             raise InvalidInput(
                 f"access request {request_id} is already {request.status}",
@@ -708,17 +740,12 @@ class GovernanceService:
         columns: list[str] | None = None,
         row_filter: str | None = None,
         expires_in_days: int | None = None,
-        owners: list[str] | None = None,
     ) -> Grant:
         """Grant access directly (an owner or access.decide in the product's domain); the
-        `access.grant` policies are asked as for an approved request."""
+        `access.grant` policies are asked as for an approved request. The product must be
+        published: its owners and classification are the server's (NotFound otherwise)."""
         domain = _domain_of(product)
-        # The owners and classification are the mesh's latest version's; a product not
-        # published yet can be granted ahead by the caller's `owners`, without classification.
-        try:
-            facts = self._port_facts(product, port, owners, None)
-        except NotFound:
-            facts = {"owners": sorted(set(owners or [])), "classification": {}}
+        facts = self._port_facts(product, port)
         self._authorize_decision(domain, facts["owners"])
         expires = _days(expires_in_days, "expires_in_days")
         now = utcnow()
@@ -760,10 +787,7 @@ class GovernanceService:
     def revoke_grant(self, grant_id: str, reason: str = "") -> Grant:
         with self.ctx.db.read() as conn:
             grant = access.get_grant(conn, grant_id)
-            owners: list[str] = []
-            if grant.request_id:
-                owners = access.get_request(conn, grant.request_id)[0].owners
-        self._authorize_decision(grant.domain, owners)
+        self._authorize_decision(grant.domain, self._current_owners(grant.product))
         now = utcnow()
         with self.ctx.db.begin() as conn:
             if grant.revoked_at is None:
@@ -879,10 +903,41 @@ class GovernanceService:
         return [AuditEntry.model_validate(e.__dict__) for e in found]
 
     def verify_audit(self) -> AuditVerification:
+        """Walk the keyed chain and check its sealed head (kernel/audit.py). An empty log
+        without a head is a home that never audited anything, which its identities, tokens,
+        bindings and grants (each made by an audited action) must then agree with."""
         self.ctx.authorize("audit.read")
+        key = derived_key(self.ctx.home.settings, "audit")
         with self.ctx.db.read() as conn:
-            intact, checked, bad = audit.verify(conn)
-        return AuditVerification(intact=intact, checked=checked, first_bad_id=bad)
+            result = audit.verify(conn, key)
+            reason = result.reason
+            if result.intact and result.checked == 0:
+                audited = _audited_objects(conn)
+                if audited:
+                    result = dataclasses.replace(result, intact=False)
+                    reason = f"the audit log and its head are gone, yet the home holds {audited}"
+        return AuditVerification(
+            intact=result.intact,
+            checked=result.checked,
+            first_bad_id=result.first_bad_id,
+            legacy=result.legacy,
+            legacy_upto=result.legacy_upto,
+            reason=reason,
+        )
+
+
+def _audited_objects(conn: Connection) -> str:
+    """What the home holds that only audited actions make ('' when nothing)."""
+    from sqlalchemy import func
+
+    from meshops.governance.store import grants, principals, role_bindings, tokens
+
+    found = []
+    for table in (principals, tokens, role_bindings, grants):
+        count = conn.execute(select(func.count()).select_from(table)).scalar() or 0
+        if count:
+            found.append(f"{count} {table.name}")
+    return ", ".join(found)
 
 
 __all__ = ["MASKED_LEVELS", "GovernanceService"]

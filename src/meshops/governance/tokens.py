@@ -19,8 +19,9 @@ from sqlalchemy import Connection, select, update
 
 from meshops.governance.models import TokenInfo
 from meshops.governance.store import tokens
+from meshops.kernel.auth import Actor
 from meshops.kernel.db import utcnow
-from meshops.kernel.errors import InvalidInput, NotFound
+from meshops.kernel.errors import Forbidden, InvalidInput, NotFound
 from meshops.kernel.permissions import ACTIONS
 
 TOKEN_PREFIX = "msh_"
@@ -46,6 +47,40 @@ def check_scopes(scopes: list[str] | None) -> list[str] | None:
                 {"field": "scopes", "fix": "use actions or patterns such as 'tracking.*'"},
             )
     return sorted(set(scopes))
+
+
+def _actions(patterns: list[str] | frozenset[str]) -> set[str]:
+    return {a for a in ACTIONS if any(fnmatchcase(a, p) for p in patterns)}
+
+
+def within_caller(
+    actor: Actor, scopes: list[str] | None, expires_in: timedelta | None, now: datetime
+) -> tuple[list[str] | None, timedelta | None]:
+    """The scopes and lifetime of a token `actor` creates, no wider than the token it acts
+    with: scopes a subset of its own (none asked: its own), expiry no later than its own
+    (none asked: its own). Otherwise a scoped or expiring token could mint an unscoped,
+    never-expiring one, for its own principal or (with identity.write) another."""
+    if actor.scopes is not None:
+        if scopes is None:
+            scopes = sorted(actor.scopes)
+        wider = sorted(_actions(check_scopes(scopes) or []) - _actions(actor.scopes))
+        if wider:
+            raise Forbidden(
+                f"a token may only create tokens within its own scopes; {wider[:5]} are not",
+                {"field": "scopes", "own_scopes": sorted(actor.scopes),
+                 "fix": "ask for a subset of the scopes of the token you use"},
+            )  # fmt: skip
+    if actor.expires_at is not None:
+        left = actor.expires_at - now
+        if expires_in is None:
+            expires_in = left
+        elif expires_in > left:
+            raise Forbidden(
+                "a token may not create a token that outlives it",
+                {"field": "expires_in_days", "expires_at": actor.expires_at.isoformat(),
+                 "fix": "ask for an expiry no later than that of the token you use"},
+            )  # fmt: skip
+    return scopes, expires_in
 
 
 def create(

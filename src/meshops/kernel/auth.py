@@ -8,6 +8,7 @@ configured local user acts as platform admin (see governance docs).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from meshops.kernel.errors import Forbidden
@@ -29,6 +30,8 @@ class Actor:
     # Scopes of the API token used, if any; None means the actor's full permissions.
     scopes: frozenset[str] | None = None
     roles: frozenset[str] = field(default_factory=frozenset)
+    # Expiry of the API token used, if any: tokens it creates may not outlive it.
+    expires_at: datetime | None = None
 
     @property
     def urn(self) -> str:

@@ -14,6 +14,7 @@ from meshops.kernel.auth import SYSTEM, Actor, Authorizer
 from meshops.kernel.config import Settings
 from meshops.kernel.db import Database
 from meshops.kernel.plugins import load_object
+from meshops.kernel.secrets import derived_key
 
 if TYPE_CHECKING:
     from meshops.kernel.blobs import BlobStore
@@ -78,4 +79,7 @@ class Context:
         after: Any = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        audit.record(conn, self.actor.name, action, obj, before=before, after=after, detail=detail)
+        key = derived_key(self.home.settings, "audit")
+        audit.record(
+            conn, self.actor.name, action, obj, key=key, before=before, after=after, detail=detail
+        )

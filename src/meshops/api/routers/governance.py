@@ -70,8 +70,6 @@ class AccessRequestIn(BaseModel):
     columns: list[str] | None = None
     row_filter: str | None = None
     expires_in_days: int | None = None
-    owners: list[str] | None = None
-    classification: dict[str, str] | None = None
 
 
 class DecisionIn(BaseModel):
@@ -87,7 +85,6 @@ class GrantIn(BaseModel):
     columns: list[str] | None = None
     row_filter: str | None = None
     expires_in_days: int | None = None
-    owners: list[str] | None = None
 
 
 class ReasonIn(BaseModel):
@@ -204,12 +201,19 @@ def delete_policy(policy_id: str, svc: GovernanceService = Depends(service)) -> 
 
 @router.post("/evaluate")
 def evaluate(body: EvaluateIn, svc: GovernanceService = Depends(service)) -> Any:
-    return _dump(svc.evaluate(body.target, body.document, body.domain, body.subject_urn))
+    # The document and domain are the caller's: recorded only for a policy writer.
+    record = svc.may_record_evaluations(body.domain)
+    decision = svc.evaluate(
+        body.target, body.document, body.domain, body.subject_urn, record=record
+    )
+    return _dump(decision)
 
 
 @router.post("/enforce")
 def enforce(body: EvaluateIn, svc: GovernanceService = Depends(service)) -> Any:
-    return _dump(svc.enforce(body.target, body.document, body.domain, body.subject_urn))
+    record = svc.may_record_evaluations(body.domain)
+    decision = svc.enforce(body.target, body.document, body.domain, body.subject_urn, record=record)
+    return _dump(decision)
 
 
 @router.get("/evaluations")
@@ -249,8 +253,6 @@ def request_access(body: AccessRequestIn, svc: GovernanceService = Depends(servi
             columns=body.columns,
             row_filter=body.row_filter,
             expires_in_days=body.expires_in_days,
-            owners=body.owners,
-            classification=body.classification,
         )
     )
 
@@ -278,7 +280,6 @@ def grant_access(body: GrantIn, svc: GovernanceService = Depends(service)) -> An
             columns=body.columns,
             row_filter=body.row_filter,
             expires_in_days=body.expires_in_days,
-            owners=body.owners,
         )
     )
 
