@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from meshops.kernel.bounds import TtlSeconds
 from meshops.kernel.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -139,7 +140,7 @@ class FeatureView(BaseModel):
     event_time: str
     created_time: str | None = None
     features: list[Feature]
-    ttl_seconds: int | None = None
+    ttl_seconds: TtlSeconds | None = None
     owner: str = ""
     description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)

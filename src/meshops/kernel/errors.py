@@ -85,9 +85,13 @@ ERRORS_BY_NAME: dict[str, type[MeshopsError]] = {
 def error_from_json(status: int, body: Any) -> MeshopsError:
     """Rebuild the server's error on the client side so both transports raise the same type."""
     if isinstance(body, dict) and isinstance(body.get("error"), str):
-        cls = ERRORS_BY_NAME.get(body["error"], MeshopsError)
+        # A name this client does not know (e.g. payload_too_large) keeps its status' type.
+        cls = ERRORS_BY_NAME.get(body["error"]) or _by_status(status)
         detail = body.get("detail")
         return cls(str(body.get("message", "")), detail if isinstance(detail, dict) else {})
+    return _by_status(status)(f"HTTP {status}: {str(body)[:500]}")
+
+
+def _by_status(status: int) -> type[MeshopsError]:
     by_status = {401: Unauthenticated, 403: Forbidden, 404: NotFound, 409: Conflict}
-    cls = by_status.get(status, InvalidInput if 400 <= status < 500 else MeshopsError)
-    return cls(f"HTTP {status}: {str(body)[:500]}")
+    return by_status.get(status, InvalidInput if 400 <= status < 500 else MeshopsError)

@@ -2,6 +2,9 @@
 
 One keep-alive `httpx.Client` per platform; errors come back as the same `MeshopsError`
 subclasses the embedded services raise, so callers cannot tell the transports apart.
+Request bodies are written like the server's answers (`meshops.kernel.jsontext`): a NaN or
+infinite float is the string "NaN"/"Infinity"/"-Infinity", which the server's typed models
+and the SDK's read back as floats (never a bare literal that strict JSON readers refuse).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from meshops.kernel import jsontext
 from meshops.kernel.errors import MeshopsError, error_from_json
 
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
@@ -47,9 +51,12 @@ class HttpTransport:
     ) -> Any:
         """Send a request; returns decoded JSON (or bytes for non-JSON bodies)."""
         clean = {k: v for k, v in (params or {}).items() if v is not None}
+        if json is not None:
+            content = jsontext.dumps(json)
+            headers = {"content-type": "application/json", **(headers or {})}
         try:
             response = self.client.request(
-                method, path, json=json, params=clean, content=content, headers=headers
+                method, path, params=clean, content=content, headers=headers
             )
         except httpx.TransportError as exc:
             raise MeshopsError(

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, computed_field
 
+from meshops.kernel.bounds import Count, Size
 from meshops.kernel.urn import Urn
 
 
@@ -56,7 +57,7 @@ class OutputRef(BaseModel):
     digest: str
     materializer: str
     type: str
-    size: int
+    size: Size
     inline: str | None = None
 
     def inline_bytes(self) -> bytes | None:
@@ -117,7 +118,7 @@ class StepRun(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     inputs: dict[str, str] = Field(default_factory=dict)  # argument name -> artifact digest
     outputs: list[OutputRef] = Field(default_factory=list)
-    attempts: int = 0
+    attempts: Count = 0
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: str | None = None

@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from meshops.kernel.bounds import Dimension, Size
 from meshops.kernel.errors import InvalidInput
 from meshops.kernel.urn import model_version_urn
 
@@ -42,7 +43,7 @@ class ColumnSpec(BaseModel):
     name: str
     type: ColumnType
     # For tensors: the shape with -1 for the batch dimension, e.g. [-1, 4].
-    shape: list[int] | None = None
+    shape: list[Dimension] | None = None
 
 
 class Signature(BaseModel):
@@ -62,7 +63,7 @@ class Signature(BaseModel):
 class ModelFile(BaseModel):
     path: str  # relative path inside the model's directory
     digest: str  # sha256 of the bytes in the blob store
-    size: int
+    size: Size
 
 
 class DatasetRef(BaseModel):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from meshops.kernel import jsontext
 from meshops.kernel.http import HttpTransport
 from meshops.tracking import environment
 from meshops.tracking.active import ActiveRun, MetricBuffer
@@ -122,8 +123,9 @@ class RemoteTracking:
     def log_metric_rows(self, rows: Sequence[Sequence[Any]]) -> None:
         for start in range(0, len(rows), HTTP_BATCH_ROWS):
             chunk = list(rows[start : start + HTTP_BATCH_ROWS])
-            # json.dumps writes NaN/Infinity literals, which a metric may legitimately be.
-            body = json.dumps({"rows": chunk}, separators=(",", ":")).encode()
+            # A metric may be NaN or infinite: sent as "NaN"/"Infinity" strings, never as
+            # bare literals (the server reads both into floats).
+            body = jsontext.dumps({"rows": chunk})
             self.http.request(
                 "POST",
                 "/v1/metrics/batch",

@@ -11,6 +11,11 @@
 Keys with unusual characters are quoted with backticks: metrics.`val loss`. The parser
 builds a small tree (`Comparison`, `BoolOp`); `store`/`service` compile it to SQLAlchemy
 expressions with bound parameters. Every error names the offending token and its position.
+
+The text is the caller's, so its size is bounded before anything recurses or reaches the
+database: its length, the nesting of parentheses (the parser recurses per level), the
+number of conditions and of IN values (each becomes SQL; SQLite refuses expression trees
+deeper than 1000) and of order-by keys; an integer beyond 64 bits is compared as a float.
 """
 
 from __future__ import annotations
@@ -64,6 +69,12 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 KEYWORDS = {"AND", "OR", "IN", "NOT", "LIKE", "ILIKE", "ASC", "DESC"}
+MAX_LENGTH = 20_000  # characters of one filter or order-by clause
+MAX_NESTING = 32  # levels of parentheses
+MAX_CONDITIONS = 200  # comparisons in one filter
+MAX_IN_VALUES = 1_000  # values of one IN list
+MAX_ORDER_KEYS = 16
+MAX_INT = 2**63 - 1  # a larger integer literal is compared as a float
 
 
 @dataclass(frozen=True)
@@ -149,11 +160,22 @@ def _unquote(text: str) -> str:
     return re.sub(r"\\(.)", r"\1", body)
 
 
+def _too_big(what: str, problem: str, fix: str) -> InvalidInput:
+    return InvalidInput(f"the {what} is too large: {problem}", {"field": what, "fix": fix})
+
+
 class _Parser:
     def __init__(self, source: str, what: str) -> None:
+        if len(source) > MAX_LENGTH:
+            raise _too_big(
+                what, f"{len(source)} characters, the limit is {MAX_LENGTH}", "shorten it"
+            )
         self.source = source
+        self.what = what
         self.tokens = tokenize(source, what)
         self.index = 0
+        self.depth = 0  # open parentheses around the current token
+        self.conditions = 0
 
     @property
     def current(self) -> Token:
@@ -196,12 +218,14 @@ class _Parser:
 
     def atom(self) -> Expr:
         if self.current.kind == "punct" and self.current.text == "(":
-            self.advance()
-            expr = self.or_expr()
-            if not (self.current.kind == "punct" and self.current.text == ")"):
-                raise self.fail("expected ')'", "close every '(' with ')'")
-            self.advance()
-            return expr
+            return self.parenthesized()
+        self.conditions += 1
+        if self.conditions > MAX_CONDITIONS:
+            raise _too_big(
+                self.what,
+                f"more than {MAX_CONDITIONS} conditions",
+                "use IN (...) for many values of one field, or split the search",
+            )
         field = self.field()
         op = self.operator()
         allowed = NUMERIC_OPS if field.kind == "metric" else STRING_OPS
@@ -214,6 +238,22 @@ class _Parser:
             )
         value = self.value_list(field) if op in ("IN", "NOT IN") else self.value(field)
         return Comparison(field, op, value)
+
+    def parenthesized(self) -> Expr:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise _too_big(
+                self.what,
+                f"parentheses nest deeper than {MAX_NESTING} levels",
+                "drop redundant parentheses",
+            )
+        self.advance()
+        expr = self.or_expr()
+        if not (self.current.kind == "punct" and self.current.text == ")"):
+            raise self.fail("expected ')'", "close every '(' with ')'")
+        self.advance()
+        self.depth -= 1
+        return expr
 
     def field(self) -> Field:
         token = self.current
@@ -292,8 +332,7 @@ class _Parser:
                     f"{field.kind} values are text",
                     f"quote the value: '{token.text}'",
                 )
-            number = float(token.text)
-            return int(number) if number.is_integer() and "." not in token.text else number
+            return _number(token.text)
         if token.kind == "string":
             self.advance()
             if field.kind == "metric":
@@ -309,6 +348,10 @@ class _Parser:
         while self.current.kind == "punct" and self.current.text == ",":
             self.advance()
             values.append(self.value(field))
+            if len(values) > MAX_IN_VALUES:
+                raise _too_big(
+                    self.what, f"more than {MAX_IN_VALUES} IN values", "split the search"
+                )
         if not (self.current.kind == "punct" and self.current.text == ")"):
             raise self.fail("expected ',' or ')' in the IN list", "write IN ('a', 'b')")
         self.advance()
@@ -325,12 +368,27 @@ class _Parser:
         return OrderKey(field, descending)
 
 
+def _number(text: str) -> float | int:
+    """An integer literal stays exact while it fits 64 bits; anything else is a float
+    (1e400 is infinity, which compares as it should)."""
+    if re.fullmatch(r"[-+]?\d+", text) and abs(int(text)) <= MAX_INT:
+        return int(text)
+    number = float(text)
+    if number.is_integer() and abs(number) <= MAX_INT and "." not in text:
+        return int(number)
+    return number
+
+
 def parse_filter(source: str) -> Expr | None:
     """Parse a filter; an empty filter is None (all runs)."""
     return _Parser(source, "filter").parse_filter()
 
 
 def parse_order_by(clauses: list[str]) -> list[OrderKey]:
+    if len(clauses) > MAX_ORDER_KEYS:
+        raise _too_big(
+            "order_by", f"{len(clauses)} keys, the limit is {MAX_ORDER_KEYS}", "order by fewer keys"
+        )
     keys = []
     for clause in clauses:
         try:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from meshops.api.deps import get_context
+from meshops.kernel.bounds import LineageDepth
 from meshops.kernel.home import Context
 from meshops.kernel.lineage import LineageService
 
@@ -21,12 +22,12 @@ class EdgeIn(BaseModel):
 
 
 @router.get("/upstream")
-def upstream(urn: str, depth: int = 5, ctx: Context = Depends(get_context)) -> list[Any]:
+def upstream(urn: str, depth: LineageDepth = 5, ctx: Context = Depends(get_context)) -> list[Any]:
     return [e.to_json() for e in LineageService(ctx).upstream(urn, depth)]
 
 
 @router.get("/downstream")
-def downstream(urn: str, depth: int = 5, ctx: Context = Depends(get_context)) -> list[Any]:
+def downstream(urn: str, depth: LineageDepth = 5, ctx: Context = Depends(get_context)) -> list[Any]:
     return [e.to_json() for e in LineageService(ctx).downstream(urn, depth)]
 
 

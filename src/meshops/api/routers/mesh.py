@@ -11,6 +11,13 @@ from pydantic import BaseModel
 
 from meshops.api.deps import get_context
 from meshops.kernel.access import Interface
+from meshops.kernel.bounds import (
+    JsonObject,
+    LineageDepth,
+    Offset,
+    SearchLimit,
+    check_nesting,
+)
 from meshops.kernel.errors import InvalidInput
 from meshops.kernel.home import Context
 from meshops.mesh.remote import ARROW_STREAM, WARNINGS_HEADER, ipc_to_table, table_to_ipc
@@ -36,8 +43,8 @@ class DomainUpdate(BaseModel):
 
 
 class Documents(BaseModel):
-    descriptor: dict[str, Any]
-    contracts: dict[str, dict[str, Any]]
+    descriptor: JsonObject
+    contracts: dict[str, JsonObject]
 
 
 class DeprecateIn(BaseModel):
@@ -92,7 +99,7 @@ async def publish(request: Request, ctx: Context = Depends(get_context)) -> Any:
     meta_part = form.get("meta")
     if meta_part is None or isinstance(meta_part, str):
         raise InvalidInput("the publish request needs a `meta` JSON part", {"field": "meta"})
-    meta = json.loads(await meta_part.read())
+    meta = _publish_meta(await meta_part.read())
     tables = {}
     for part in form.getlist("tables"):
         if isinstance(part, str) or not part.filename:
@@ -103,6 +110,24 @@ async def publish(request: Request, ctx: Context = Depends(get_context)) -> Any:
         meta["descriptor"], meta["contracts"], tables, inputs=meta.get("inputs") or []
     )
     return _dump(version)
+
+
+def _publish_meta(raw: bytes) -> dict[str, Any]:
+    """The `meta` part: a JSON object with `descriptor` and `contracts` objects."""
+    try:
+        meta = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInput(f"the `meta` part is not JSON: {exc}", {"field": "meta"}) from exc
+    if not (
+        isinstance(meta, dict)
+        and isinstance(meta.get("descriptor"), dict)
+        and isinstance(meta.get("contracts"), dict)
+    ):
+        raise InvalidInput(
+            "the `meta` part is a JSON object with `descriptor` and `contracts` objects",
+            {"field": "meta", "fix": 'send {"descriptor": {...}, "contracts": {...}}'},
+        )
+    return dict(check_nesting(meta, "meta"))
 
 
 @router.get("/products")
@@ -185,7 +210,7 @@ def product_lineage(
     product: str,
     version: str | None = None,
     direction: str = "upstream",
-    depth: int = 5,
+    depth: LineageDepth = 5,
     ctx: Context = Depends(get_context),
 ) -> Any:
     edges = MeshService(ctx).lineage(product, version, direction, depth)
@@ -205,8 +230,8 @@ def search(
     status: str | None = None,
     classification: str | None = None,
     tag: str | None = None,
-    limit: int = 20,
-    offset: int = 0,
+    limit: SearchLimit = 20,
+    offset: Offset = 0,
     ctx: Context = Depends(get_context),
 ) -> Any:
     result = MeshService(ctx).search(

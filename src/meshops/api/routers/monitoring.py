@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ValidationError
 
 from meshops.api.deps import get_context
+from meshops.kernel.bounds import Limit, RowId
 from meshops.kernel.errors import InvalidInput
 from meshops.kernel.home import Context
 from meshops.monitoring import arrowio
@@ -109,7 +110,7 @@ async def run_monitor(
 
 
 @router.get("/v1/monitors/{monitor}/results")
-def list_results(monitor: str, limit: int = 50, ctx: Context = Depends(get_context)) -> Any:
+def list_results(monitor: str, limit: Limit = 50, ctx: Context = Depends(get_context)) -> Any:
     return [_dump(r) for r in MonitoringService(ctx).list_results(monitor, limit)]
 
 
@@ -117,7 +118,7 @@ def list_results(monitor: str, limit: int = 50, ctx: Context = Depends(get_conte
 def feature_history(
     monitor: str,
     feature: str | None = None,
-    limit: int = 100,
+    limit: Limit = 100,
     ctx: Context = Depends(get_context),
 ) -> Any:
     return [_dump(f) for f in MonitoringService(ctx).feature_history(monitor, feature, limit)]
@@ -134,12 +135,12 @@ def run_due(body: NowIn, ctx: Context = Depends(get_context)) -> Any:
 
 
 @router.get("/v1/monitor-results/{result_id}")
-def get_result(result_id: int, ctx: Context = Depends(get_context)) -> Any:
+def get_result(result_id: RowId, ctx: Context = Depends(get_context)) -> Any:
     return _dump(MonitoringService(ctx).get_result(result_id))
 
 
 @router.get("/v1/monitor-results/{result_id}/report", response_class=HTMLResponse)
-def report(result_id: int, ctx: Context = Depends(get_context)) -> HTMLResponse:
+def report(result_id: RowId, ctx: Context = Depends(get_context)) -> HTMLResponse:
     return HTMLResponse(MonitoringService(ctx).report(result_id))
 
 
@@ -147,22 +148,22 @@ def report(result_id: int, ctx: Context = Depends(get_context)) -> HTMLResponse:
 def list_alerts(
     state: str | None = None,
     monitor: str | None = None,
-    limit: int = 100,
+    limit: Limit = 100,
     ctx: Context = Depends(get_context),
 ) -> Any:
     return [_dump(a) for a in MonitoringService(ctx).list_alerts(state, monitor, limit)]
 
 
 @router.get("/v1/alerts/{alert_id}")
-def get_alert(alert_id: int, ctx: Context = Depends(get_context)) -> Any:
+def get_alert(alert_id: RowId, ctx: Context = Depends(get_context)) -> Any:
     return _dump(MonitoringService(ctx).get_alert(alert_id))
 
 
 @router.post("/v1/alerts/{alert_id}/acknowledge")
-def acknowledge_alert(alert_id: int, body: NoteIn, ctx: Context = Depends(get_context)) -> Any:
+def acknowledge_alert(alert_id: RowId, body: NoteIn, ctx: Context = Depends(get_context)) -> Any:
     return _dump(MonitoringService(ctx).acknowledge_alert(alert_id, body.note))
 
 
 @router.post("/v1/alerts/{alert_id}/resolve")
-def resolve_alert(alert_id: int, body: NoteIn, ctx: Context = Depends(get_context)) -> Any:
+def resolve_alert(alert_id: RowId, body: NoteIn, ctx: Context = Depends(get_context)) -> Any:
     return _dump(MonitoringService(ctx).resolve_alert(alert_id, body.note))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from meshops.api.deps import get_context
+from meshops.kernel.bounds import MAX_PENDING, Concurrency, JsonObject, LeaseSeconds, Limit
 from meshops.kernel.errors import InvalidInput
 from meshops.kernel.home import Context
 from meshops.pipelines.models import (
@@ -36,9 +37,9 @@ def service(ctx: Context = Depends(get_context)) -> PipelinesService:
 
 class SubmitIn(BaseModel):
     ref: str
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonObject = Field(default_factory=dict)
     executor: str = "process"
-    origin: dict[str, Any] | None = None
+    origin: JsonObject | None = None
 
 
 class ResumeIn(BaseModel):
@@ -48,7 +49,7 @@ class ResumeIn(BaseModel):
 class StartIn(BaseModel):
     pipeline: str
     ref: str
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonObject = Field(default_factory=dict)
     executor: str
     resumed_from: str | None = None
     reproduces: str | None = None
@@ -76,7 +77,7 @@ class FinishIn(BaseModel):
 
 class ClaimIn(BaseModel):
     owner: str
-    lease_seconds: float = 30.0
+    lease_seconds: LeaseSeconds = 30.0
 
 
 class FireIn(BaseModel):
@@ -84,14 +85,14 @@ class FireIn(BaseModel):
 
 
 class DispatchIn(BaseModel):
-    limit: int = 100
+    limit: Limit = 100
 
 
 class ScheduleIn(BaseModel):
     name: str
     cron: str
     ref: str
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonObject = Field(default_factory=dict)
     executor: str = "process"
     replace: bool = False
 
@@ -100,12 +101,12 @@ class TriggerIn(BaseModel):
     name: str
     topic: str
     ref: str
-    params: dict[str, Any] = Field(default_factory=dict)
-    match: dict[str, Any] = Field(default_factory=dict)
+    params: JsonObject = Field(default_factory=dict)
+    match: JsonObject = Field(default_factory=dict)
     expression: str | None = None
-    max_concurrent: int = 1
+    max_concurrent: Concurrency = 1
     executor: str = "process"
-    max_pending: int = DEFAULT_MAX_PENDING
+    max_pending: Annotated[int, Field(ge=0, le=MAX_PENDING)] = DEFAULT_MAX_PENDING
     coalesce_pending: bool = False
     replace: bool = False
 
@@ -119,7 +120,7 @@ def submit(body: SubmitIn, svc: PipelinesService = Depends(service)) -> Pipeline
 def list_runs(
     pipeline: str | None = None,
     status: str | None = None,
-    limit: int = 50,
+    limit: Limit = 50,
     svc: PipelinesService = Depends(service),
 ) -> list[PipelineRun]:
     return svc.list_runs(pipeline, status, limit)
@@ -253,7 +254,7 @@ def trigger_states(svc: PipelinesService = Depends(service)) -> list[TriggerStat
 def trigger_events(
     trigger: str | None = None,
     status: str | None = None,
-    limit: int = 50,
+    limit: Limit = 50,
     svc: PipelinesService = Depends(service),
 ) -> list[TriggerEvent]:
     return svc.list_trigger_events(trigger, status, limit)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from meshops.api.deps import get_context, get_home
+from meshops.kernel.bounds import Limit, Version
 from meshops.kernel.errors import InvalidInput
 from meshops.kernel.home import Context, Home
 from meshops.project.models import AppliedRecord
@@ -96,7 +97,7 @@ def record_applied(body: RecordsIn, svc: ProjectService = Depends(service)) -> A
 
 
 @router.get("/v1/project/deliveries")
-def deliveries(limit: int = 100, svc: ProjectService = Depends(service)) -> Any:
+def deliveries(limit: Limit = 100, svc: ProjectService = Depends(service)) -> Any:
     return _dump(svc.deliveries(limit))
 
 
@@ -109,25 +110,25 @@ class ApprovalIn(BaseModel):
 
 class PromoteIn(BaseModel):
     to: str = "production"
-    version: int | None = None
+    version: Version | None = None
     reason: str = ""
 
 
 @router.post("/v1/project/models/{model}/versions/{version}/approvals")
 def approve(
-    model: str, version: int, body: ApprovalIn, svc: ProjectService = Depends(service)
+    model: str, version: Version, body: ApprovalIn, svc: ProjectService = Depends(service)
 ) -> Any:
     return _dump(svc.approve(model, version, body.comment))
 
 
 @router.get("/v1/project/models/{model}/versions/{version}/approvals")
-def approvals(model: str, version: int, svc: ProjectService = Depends(service)) -> Any:
+def approvals(model: str, version: Version, svc: ProjectService = Depends(service)) -> Any:
     return _dump(svc.approvals(model, version))
 
 
 @router.get("/v1/project/models/{model}/gate")
 def gate(
-    model: str, alias: str, version: int | None = None, svc: ProjectService = Depends(service)
+    model: str, alias: str, version: Version | None = None, svc: ProjectService = Depends(service)
 ) -> Any:
     return _dump(svc.gate(model, alias, version))
 

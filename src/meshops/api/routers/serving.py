@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from meshops.api.deps import get_context
+from meshops.kernel.bounds import Percent
 from meshops.kernel.home import Context
 from meshops.serving import endpoint_app
 from meshops.serving.models import Endpoint, RolledLog
@@ -37,7 +38,7 @@ class EndpointIn(BaseModel):
     model: str
     domain: str | None = None
     canary: str | None = None
-    canary_percent: float = 0.0
+    canary_percent: Percent = 0.0
     shadows: list[str] = Field(default_factory=list)
     features: list[str] | str | None = None
     entity_keys: list[str] | None = None
@@ -48,7 +49,7 @@ class EndpointIn(BaseModel):
 class TrafficIn(BaseModel):
     model: str | None = None
     canary: str | None = None
-    canary_percent: float = 0.0
+    canary_percent: Percent = 0.0
     shadows: list[str] = Field(default_factory=list)
     trust_model_code: bool | None = None
 

@@ -3,29 +3,22 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from meshops.api.deps import get_context
+from meshops.kernel.bounds import JsonObject
 from meshops.kernel.errors import InvalidInput
 from meshops.kernel.home import Context
 from meshops.tracking.models import Artifact, DatasetInput, Experiment, Run, RunPage
-from meshops.tracking.service import DEFAULT_EXPERIMENT, TrackingService
+from meshops.tracking.service import DEFAULT_EXPERIMENT, MAX_RESULTS_LIMIT, TrackingService
 
-
-class NanJSONResponse(JSONResponse):
-    """Metric values may be NaN or infinite; they travel as the NaN/Infinity literals that
-    Python's (and most) JSON readers accept, instead of failing the whole response."""
-
-    def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-router = APIRouter(tags=["tracking"], default_response_class=NanJSONResponse)
+# Metric values may be NaN or infinite: the app's SafeJSONResponse writes them as
+# "NaN"/"Infinity"/"-Infinity" strings (api.responses), which the SDK reads back.
+router = APIRouter(tags=["tracking"])
 
 
 class ExperimentIn(BaseModel):
@@ -50,7 +43,7 @@ class SearchIn(BaseModel):
     experiments: list[str] | None = None
     filter: str = ""
     order_by: list[str] = Field(default_factory=list)
-    max_results: int = 100
+    max_results: Annotated[int, Field(ge=1, le=MAX_RESULTS_LIMIT)] = 100
     page_token: str | None = None
 
 
@@ -95,12 +88,12 @@ def end_run(run_id: str, body: EndIn, ctx: Context = Depends(get_context)) -> Ru
 
 
 @router.post("/v1/runs/{run_id}/params", status_code=204)
-def log_params(run_id: str, body: dict[str, Any], ctx: Context = Depends(get_context)) -> None:
+def log_params(run_id: str, body: JsonObject, ctx: Context = Depends(get_context)) -> None:
     TrackingService(ctx).log_params(run_id, body)
 
 
 @router.post("/v1/runs/{run_id}/tags", status_code=204)
-def set_tags(run_id: str, body: dict[str, Any], ctx: Context = Depends(get_context)) -> None:
+def set_tags(run_id: str, body: JsonObject, ctx: Context = Depends(get_context)) -> None:
     TrackingService(ctx).set_tags(run_id, body)
 
 

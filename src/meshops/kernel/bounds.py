@@ -1,0 +1,88 @@
+"""Bounds on what a request may ask for: every number of the API and every nested document.
+
+An integer that does not fit the database, a look-back of 10^30 days or a JSON document
+nested 900 levels deep is the caller's mistake, and the answer to it is a 422 that names
+the field, never a 500 from deep inside SQLite, `datetime` or the recursion limit. The
+annotated types below carry the bounds into the OpenAPI document (`minimum`/`maximum`), so
+clients and Schemathesis see them too; `check_nesting` bounds documents without recursing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field
+
+from meshops.kernel.errors import InvalidInput
+
+MAX_PAGE = 10_000  # rows of one page of any list
+MAX_SEARCH_PAGE = 1_000  # catalog search hits of one page (what the search service accepts)
+MAX_OFFSET = 10_000_000
+MAX_DAYS = 3_650  # look-back windows and lifetimes of tokens, grants and requests
+MAX_VERSION = 2**31 - 1  # model versions
+MAX_ROW_ID = 2**63 - 1  # integer ids of the metadata database (alerts, results)
+MAX_BYTES = 2**63 - 1  # file sizes
+MAX_LEASE_SECONDS = 86_400.0  # a worker's lease on a pipeline run: at most a day
+MAX_LINEAGE_DEPTH = 50  # kernel.lineage.MAX_DEPTH
+MAX_TTL_SECONDS = 100 * 365 * 86_400  # a feature's time to live: a century is "forever"
+MAX_CONCURRENCY = 10_000  # runs of one trigger at once
+MAX_PENDING = 1_000_000  # events a trigger may hold back
+MAX_NESTING = 64  # levels of a JSON/YAML document (descriptors, contracts, params ...)
+
+Limit = Annotated[int, Field(ge=1, le=MAX_PAGE)]
+SearchLimit = Annotated[int, Field(ge=1, le=MAX_SEARCH_PAGE)]
+Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET)]
+Days = Annotated[int, Field(ge=1, le=MAX_DAYS)]
+Version = Annotated[int, Field(ge=1, le=MAX_VERSION)]
+RowId = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
+Size = Annotated[int, Field(ge=0, le=MAX_BYTES)]
+Count = Annotated[int, Field(ge=0, le=MAX_ROW_ID)]
+LeaseSeconds = Annotated[float, Field(gt=0, le=MAX_LEASE_SECONDS)]
+Percent = Annotated[float, Field(ge=0, le=100)]
+LineageDepth = Annotated[int, Field(ge=1, le=MAX_LINEAGE_DEPTH)]
+TtlSeconds = Annotated[int, Field(ge=0, le=MAX_TTL_SECONDS)]
+Concurrency = Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)]
+Dimension = Annotated[int, Field(ge=-1, le=MAX_VERSION)]  # of a tensor shape; -1: any
+
+
+def nesting_depth(value: Any, limit: int = MAX_NESTING) -> int:
+    """The depth of `value` (a scalar is 0, `{}` is 1), counted without recursion and
+    given up as soon as it passes `limit` (then `limit + 1`)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children: Iterable[Any]
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return depth
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def check_nesting(value: Any, field: str, limit: int = MAX_NESTING) -> Any:
+    """`value`, or InvalidInput naming `field` when it nests deeper than `limit` levels."""
+    if nesting_depth(value, limit) > limit:
+        raise InvalidInput(
+            f"{field} nests deeper than {limit} levels",
+            {"field": field, "fix": f"flatten the document to at most {limit} levels"},
+        )
+    return value
+
+
+def _shallow(value: Any) -> Any:
+    # A pydantic validator: a ValueError becomes the standard 422 naming the field.
+    if nesting_depth(value) > MAX_NESTING:
+        raise ValueError(f"nests deeper than {MAX_NESTING} levels; flatten the document")
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_shallow)]
+JsonValue = Annotated[Any, AfterValidator(_shallow)]
