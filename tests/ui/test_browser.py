@@ -185,3 +185,19 @@ def test_compare_two_runs(browser: Any, server: LiveServer, demo: Demo) -> None:
     assert page.locator("svg.chart polyline.series").count() == 4
     shot(page, "flow3-2-compare")
     page.context.close()
+
+
+def test_api_docs_render_offline_under_the_csp(browser: Any, server: LiveServer) -> None:
+    """/docs is Swagger UI from installed files (no CDN), started by a script file: it
+    renders under the CSP that forbids inline and foreign scripts, with no console error."""
+    context = browser.new_context(base_url=server.url)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("request", lambda r: None if r.url.startswith(server.url) else problems.append(r.url))
+    page.goto("/docs")
+    page.wait_for_selector(".opblock-tag", timeout=15_000)
+    assert page.locator(".opblock-tag").count() >= 10
+    assert problems == []
+    shot(page, "api-docs")
+    context.close()
