@@ -1,0 +1,472 @@
+"""The adversarial suite's shared world (issue #14 "No side door").
+
+One governed home, served over real HTTP on a loopback port exactly as `meshops server`
+serves it (`create_app(home, authenticate=authenticate_token)`, tokens required), built
+ONCE per test session by the `sec` fixture, so every file of `tests/security/` can attack
+the same organisation in milliseconds per test.
+
+What the home holds (see `build_world` for the exact steps):
+
+- domains `crm` (owner `crm-owner`) and `sales` (owner `sales-owner`, no grant on crm);
+- `crm.customers` 1.0.0, port `customers`, published by the platform admin (`alice`, the
+  home's local user) with product owner `crm-owner`, 8 rows of `CLEAR` data with columns
+  `customer_id` (public), `region` (unclassified), `email` (pii -> hash), `note`
+  (confidential -> redact), `income` (restricted -> null), `updated_at` (event time);
+- principals (`PRINCIPALS`), each with a token in `sec.tokens`: the admin, the two domain
+  owners, and for the roles consumer (implicit), data_scientist and ml_engineer one user per
+  grant state: `none`, `masked` (a grant that names no classified column, so all three
+  mask methods apply), `revoked` (granted, then revoked); plus `consumer-unmasked` (a grant
+  naming every classified column);
+- feature view `customer_profile` over `crm.customers` (email, note, income, region),
+  materialized online; an admin-made training set over it (`sec.training_set_id`);
+- model `churn` (sklearn, version 1, alias `champion`) in domain `sales` and endpoint
+  `churn-api` serving it.
+
+Reuse (other files of this folder): request `sec` and use
+- `sec.url`, `sec.token(name)`, `sec.headers(name)`, `sec.client(name)` (httpx, bearer);
+- `sec.embedded(name)` / `sec.remote(name)`: a `Platform` acting as `name` (embedded on the
+  served home, or over HTTP with its token); close it after use;
+- `sec.cli(name, *args)`: run the `meshops` CLI as `name` against the server;
+- `sec.ui(name)`: an httpx client signed in to the web UI (cookie session);
+- `sec.admin()`: the admin's `GovernanceService`; `sec.reads(name)`: usage-event count of
+  `name` on `crm.customers`; `sec.new_user(name, role, scope)`: a fresh principal and its
+  token, for tests that change a principal's state (never mutate the `PRINCIPALS`);
+- `leaks(body, needles)` / `CLEAR.masked_needles()`: which secret values occur in response
+  bytes (raw, and inside Parquet / Arrow IPC bodies, which are decoded first).
+Do not change the shared principals, grants, product or view: other tests rely on them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import struct
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import pyarrow as pa
+import pytest
+
+from meshops.client import Platform
+from meshops.governance.service import GovernanceService
+from meshops.kernel.auth import Actor
+from meshops.kernel.home import Home
+from tests.conftest import LiveServer, make_settings
+
+PRODUCT = "crm.customers"
+PORT = "customers"
+VIEW = "customer_profile"
+MODEL = "churn"
+ENDPOINT = "churn-api"
+ADMIN = "alice"
+TS = pa.timestamp("us", tz="UTC")
+T0 = datetime(2024, 3, 1, tzinfo=UTC)
+MASKED_COLUMNS = ("email", "note", "income")
+FEATURES = [f"{VIEW}:{name}" for name in ("region", *MASKED_COLUMNS)]
+
+Grant = Literal["admin", "owner", "none", "masked", "unmasked", "revoked"]
+Reads = Literal["clear", "masked", "refused"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """A user of the world: its role binding and its grant state on `crm.customers`."""
+
+    name: str
+    role: str  # "consumer" is the implicit role every principal has
+    scope: str | None  # the role binding's domain (None: platform scope)
+    grant: Grant
+
+    @property
+    def reads(self) -> Reads:
+        """What the design lets it read of crm.customers through any data interface."""
+        if self.grant in ("admin", "owner", "unmasked"):
+            return "clear"
+        return "masked" if self.grant == "masked" else "refused"
+
+    def may(self, action: str, domain: str | None = "crm") -> bool:
+        """Whether its roles allow `action` in `domain` (None: at platform scope, which a
+        domain-scoped binding does not give); the consumer role always holds."""
+        from meshops.governance.roles import ROLES
+
+        if ROLES["consumer"].allows(action):
+            return True
+        in_scope = self.scope is None or self.scope == domain
+        return in_scope and ROLES[self.role].allows(action)
+
+
+def _principals() -> list[Principal]:
+    fixed = [
+        Principal(ADMIN, "platform_admin", None, "admin"),
+        Principal("crm-owner", "domain_owner", "crm", "owner"),
+        Principal("sales-owner", "domain_owner", "sales", "none"),
+        Principal("consumer-unmasked", "consumer", None, "unmasked"),
+    ]
+    states: list[Grant] = ["none", "masked", "revoked"]
+    per_role = [
+        Principal(f"{short}-{state}", role, None, state)
+        for role, short in (
+            ("consumer", "consumer"),
+            ("data_scientist", "ds"),
+            ("ml_engineer", "mle"),
+        )
+        for state in states
+    ]
+    return fixed + per_role
+
+
+PRINCIPALS: list[Principal] = _principals()
+BY_NAME = {p.name: p for p in PRINCIPALS}
+
+
+# --- the data and the secrets in it -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClearData:
+    """The published rows; the values of masked columns must never leave the server to a
+    principal whose grant masks them, in any encoding."""
+
+    rows: int = 8
+
+    def emails(self) -> list[str]:
+        return [f"secret{i:03d}@pii-mail.example" for i in range(self.rows)]
+
+    def notes(self) -> list[str]:
+        return [f"CONFIDENTIAL-NOTE-{i:03d}-xyzzy" for i in range(self.rows)]
+
+    def incomes(self) -> list[float]:
+        return [731_013.5 + 1_001.25 * i for i in range(self.rows)]
+
+    def regions(self) -> list[str]:
+        return [f"region-{'north' if i % 2 else 'south'}-zone" for i in range(self.rows)]
+
+    def table(self) -> pa.Table:
+        return pa.table(
+            {
+                "customer_id": pa.array(range(1, self.rows + 1), pa.int64()),
+                "region": self.regions(),
+                "email": self.emails(),
+                "note": self.notes(),
+                "income": pa.array(self.incomes(), pa.float64()),
+                "updated_at": pa.array([T0 + timedelta(hours=i) for i in range(self.rows)], TS),
+            }
+        )
+
+    def masked_needles(self) -> dict[str, bytes]:
+        """label -> bytes: each clear value of a masked column as text and (income) as the
+        little-endian double Arrow and Parquet store, plus the unkeyed SHA-256 of each email
+        (finding 12: a guessable value set is read back through an unsalted hash)."""
+        needles: dict[str, bytes] = {}
+        for email in self.emails():
+            needles[f"email {email}"] = email.encode()
+            needles[f"sha256(email) {email}"] = hashlib.sha256(email.encode()).hexdigest().encode()
+        for note in self.notes():
+            needles[f"note {note}"] = note.encode()
+        for income in self.incomes():
+            needles[f"income {income!r}"] = repr(income).encode()
+            needles[f"income {income!r} (binary)"] = struct.pack("<d", income)
+        return needles
+
+    def allowed_needles(self) -> dict[str, bytes]:
+        """Values of unclassified columns: a masked grant still reads them."""
+        return {f"region {r}": r.encode() for r in sorted(set(self.regions()))}
+
+
+CLEAR = ClearData()
+
+
+def _decoded(body: bytes) -> list[bytes]:
+    """`body` plus the text of its rows when it is Parquet or an Arrow IPC stream (so values
+    that compression hides are still found)."""
+    texts = [body]
+    try:
+        if body[:4] == b"PAR1":
+            import pyarrow.parquet as pq
+
+            texts.append(repr(pq.read_table(io.BytesIO(body)).to_pylist()).encode())
+        elif body[:4] == b"\xff\xff\xff\xff":
+            with pa.ipc.open_stream(body) as reader:
+                texts.append(repr(reader.read_all().to_pylist()).encode())
+    except (pa.ArrowInvalid, OSError):
+        pass
+    return texts
+
+
+def hidden_fields(html: str) -> dict[str, str]:
+    """name -> value of the hidden inputs of a page's forms (CSRF tokens and the like)."""
+    fields = {}
+    for tag in re.findall(r"<input\b[^>]*>", html):
+        attributes = dict(re.findall(r'([\w-]+)="([^"]*)"', tag))
+        if attributes.get("type") == "hidden" and "name" in attributes:
+            fields[attributes["name"]] = attributes.get("value", "")
+    return fields
+
+
+def leaks(body: bytes, needles: dict[str, bytes]) -> list[str]:
+    """Labels of the needles found in `body` (raw or decoded)."""
+    texts = _decoded(body)
+    return [label for label, needle in needles.items() if any(needle in t for t in texts)]
+
+
+# --- the world --------------------------------------------------------------------------------
+
+
+def _contract() -> dict[str, Any]:
+    levels = {"email": "pii", "note": "confidential", "income": "restricted"}
+    logical = {"customer_id": "integer", "income": "number", "updated_at": "timestamp"}
+    types = {"customer_id": "BIGINT", "income": "DOUBLE", "updated_at": "TIMESTAMPTZ"}
+    properties = []
+    for name in CLEAR.table().column_names:
+        prop: dict[str, Any] = {"name": name, "logicalType": logical.get(name, "string")}
+        prop["physicalType"] = types.get(name, "VARCHAR")
+        if name in levels:
+            prop["classification"] = levels[name]
+        properties.append(prop)
+    return {
+        "apiVersion": "v3.1.0",
+        "kind": "DataContract",
+        "id": "crm-customers",
+        "version": "1.0.0",
+        "status": "active",
+        "schema": [{"name": PORT, "properties": properties}],
+    }
+
+
+def _descriptor() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1.0.0",
+        "kind": "DataProduct",
+        "id": PRODUCT,
+        "name": "customers",
+        "domain": "crm",
+        "version": "1.0.0",
+        "status": "active",
+        "description": {"purpose": "customers of the crm domain (security suite)"},
+        "team": {"members": [{"username": "crm-owner", "role": "owner"}]},
+        "outputPorts": [{"name": PORT, "version": "1.0.0", "contractId": "crm-customers"}],
+    }
+
+
+def entity_rows() -> pa.Table:
+    """Entity rows for training sets: every customer, a day after its row's event time."""
+    ids = list(range(1, CLEAR.rows + 1))
+    times = [T0 + timedelta(days=1, hours=i) for i in range(CLEAR.rows)]
+    return pa.table(
+        {"customer_id": pa.array(ids, pa.int64()), "event_timestamp": pa.array(times, TS)}
+    )
+
+
+def ipc_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def _people(gov: GovernanceService) -> None:
+    from meshops.mesh.service import MeshService
+
+    for p in PRINCIPALS:
+        if p.name == ADMIN:
+            continue
+        gov.create_user(p.name)
+        if p.role != "consumer":
+            gov.bind_role(p.name, p.role, p.scope)
+    mesh = MeshService(gov.ctx)
+    mesh.create_domain("crm", "customers", owners=["crm-owner"])
+    mesh.create_domain("sales", "orders", owners=["sales-owner"])
+
+
+def _grants(gov: GovernanceService) -> None:
+    for p in PRINCIPALS:
+        if p.grant == "masked":
+            gov.grant_access(PRODUCT, PORT, p.name, purpose="security suite: masked")
+        elif p.grant == "unmasked":
+            columns = list(MASKED_COLUMNS)
+            gov.grant_access(PRODUCT, PORT, p.name, purpose="clear", columns=columns)
+        elif p.grant == "revoked":
+            grant = gov.grant_access(PRODUCT, PORT, p.name, purpose="security suite: revoked")
+            gov.revoke_grant(grant.id, "security suite: revoked")
+
+
+def _features(platform: Platform) -> str:
+    """The feature view, materialized online, and the admin's training set (its id)."""
+    from meshops.features.models import Entity, Feature, FeatureRepo, FeatureView, SourceRef
+
+    view = FeatureView(
+        name=VIEW,
+        entities=["customer"],
+        source=SourceRef(product=PRODUCT),
+        event_time="updated_at",
+        features=[
+            Feature(name="region", type="string"),
+            Feature(name="email", type="string"),
+            Feature(name="note", type="string"),
+            Feature(name="income", type="float64"),
+        ],
+        ttl_seconds=None,
+        owner="crm-owner",
+    )
+    repo = FeatureRepo(
+        entities=[Entity(name="customer", join_keys=["customer_id"])], feature_views=[view]
+    )
+    platform.features.apply(repo)
+    platform.features.materialize([VIEW])
+    made = platform.features.training_set(entity_rows(), FEATURES, name="admin-profile")
+    return made.info.id
+
+
+def _model(platform: Platform) -> None:
+    from tests.serving.helpers import register_churn
+
+    register_churn(platform, versions=1, domain="sales", name=MODEL)
+    platform.serving.create_endpoint(ENDPOINT, f"{MODEL}@champion")
+
+
+@dataclass
+class SecurityHome:
+    """The served world; see the module docstring."""
+
+    home: Home
+    server: LiveServer
+    tokens: dict[str, str]
+    snapshot_digest: str
+    training_set_id: str
+    scratch: Path
+    _clients: list[httpx.Client] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def settings(self) -> Any:
+        return self.home.settings
+
+    def token(self, name: str) -> str:
+        return self.tokens[name]
+
+    def headers(self, name: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.tokens[name]}"}
+
+    def client(self, name: str) -> httpx.Client:
+        """An httpx client sending `name`'s token (closed at the end of the session)."""
+        made = httpx.Client(base_url=self.url, headers=self.headers(name), timeout=60)
+        self._clients.append(made)
+        return made
+
+    def admin(self) -> GovernanceService:
+        return GovernanceService(self.home.context())
+
+    def embedded(self, name: str) -> Platform:
+        """The SDK embedded on the served home, acting as `name` (as `meshops.connect(home=,
+        actor=)` does, without opening the home a second time)."""
+        return Platform(self.settings, home=self.home, actor=Actor(name))
+
+    def remote(self, name: str) -> Platform:
+        """The SDK over HTTP with `name`'s token: `meshops.connect(url, token=)`."""
+        import meshops
+
+        return meshops.connect(self.url, token=self.tokens[name])
+
+    def cli_env(self, name: str) -> dict[str, str]:
+        scratch = self.scratch / "cli" / name
+        scratch.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MESHOPS_")}
+        env.update(
+            MESHOPS_URI=self.url,
+            MESHOPS_TOKEN=self.tokens[name],
+            MESHOPS_HOME=str(scratch / "home"),  # never the developer's own home
+            HOME=str(scratch),
+            COLUMNS="400",  # rich tables print whole values, not ellipses
+        )
+        return env
+
+    def cli(self, name: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+        """`meshops <args>` as `name` against the server (no input, 60 s at most)."""
+        command = [sys.executable, "-m", "meshops.cli.main", *args]
+        return subprocess.run(
+            command, env=self.cli_env(name), capture_output=True, timeout=60, check=False
+        )
+
+    def ui(self, name: str) -> httpx.Client:
+        """A client signed in to the web UI as `name` through the login form (hidden form
+        fields such as a CSRF token are sent back; the Origin is the server's own)."""
+        made = httpx.Client(base_url=self.url, timeout=60, headers={"origin": self.url})
+        self._clients.append(made)
+        form = made.get("/ui/login")
+        assert form.status_code == 200, form.text[:300]
+        fields = hidden_fields(form.text)
+        fields.update(token=self.tokens[name], next="/ui")
+        signed_in = made.post("/ui/login", data=fields)
+        assert signed_in.status_code in (302, 303), (signed_in.status_code, signed_in.text[:300])
+        return made
+
+    def reads(self, name: str) -> int:
+        """Usage events recorded for `name` on crm.customers."""
+        return self.admin().product_usage(PRODUCT).consumers.get(name, 0)
+
+    def new_user(self, name: str, role: str | None = None, scope: str | None = None) -> str:
+        """A fresh principal (optionally bound to `role`) and its token."""
+        gov = self.admin()
+        gov.create_user(name)
+        if role:
+            gov.bind_role(name, role, scope)
+        token = gov.create_token(f"{name}-token", principal=name).token
+        self.tokens[name] = token
+        return token
+
+    def close(self) -> None:
+        for made in self._clients:
+            made.close()
+
+
+def build_world(home: Home, scratch: Path) -> tuple[dict[str, str], str, str]:
+    """Principals, grants, product, features and model on `home`; returns (tokens, the
+    snapshot digest of crm.customers 1.0.0, the admin's training set id)."""
+    admin = Platform(home.settings, home=home)
+    try:
+        gov = GovernanceService(home.context())
+        _people(gov)
+        version = admin.mesh.publish_arrow(
+            _descriptor(), {PORT: _contract()}, {PORT: CLEAR.table()}
+        )
+        _grants(gov)
+        training_set_id = _features(admin)
+        _model(admin)
+    finally:
+        admin.close()
+    tokens = {
+        p.name: gov.create_token(f"{p.name}-suite", principal=p.name).token for p in PRINCIPALS
+    }
+    digest = next(port.snapshot_digest for port in version.ports if port.name == PORT)
+    return tokens, digest, training_set_id
+
+
+@pytest.fixture(scope="session")
+def sec(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecurityHome]:
+    """The governed world served on a loopback port, built once for the session."""
+    from meshops.serving.runtime import close_all_runtimes
+
+    root = tmp_path_factory.mktemp("security")
+    home = Home(make_settings(root / "home"))
+    try:
+        tokens, digest, training_set_id = build_world(home, root)
+        with LiveServer(home) as server:
+            world = SecurityHome(home, server, tokens, digest, training_set_id, root)
+            try:
+                yield world
+            finally:
+                world.close()
+                close_all_runtimes()
+    finally:
+        home.close()

@@ -1,0 +1,341 @@
+"""Every principal x every read interface x grant state (issue #14, "Must show").
+
+Each test reads `crm.customers` (see `conftest.py`: pii `email` hashed, confidential `note`
+redacted, restricted `income` nulled for a masked grant) as one principal through one
+interface and checks the design's answer, in the response bytes themselves:
+
+- `refused` (no grant, a revoked grant, or a role that lacks the interface's action):
+  403 / `Forbidden` / exit 6, and not one value of the product in the answer;
+- `masked` (a grant naming no classified column): the read succeeds, no clear value of a
+  masked column (nor its unkeyed SHA-256) occurs anywhere in the bytes, the unclassified
+  `region` does, and the read is counted in usage;
+- `clear` (admin, the product's owner, a grant naming the columns): the clear values are
+  there (proving the needles would catch a leak) and the read is counted in usage;
+- metadata routes and UI pages answer everyone, but never carry a masked value to a
+  principal who may not read it (finding 8: min/max statistics);
+- blobs: a digest is not a capability. The artifact route does not hand the snapshot to a
+  principal who may not read it unmasked, and no one registers a model version whose file
+  is the snapshot (findings 5 and the "model files validated at registration" design).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import pytest
+
+from meshops.kernel.errors import MeshopsError
+from tests.security.conftest import (
+    CLEAR,
+    FEATURES,
+    PORT,
+    PRINCIPALS,
+    PRODUCT,
+    VIEW,
+    Principal,
+    SecurityHome,
+    entity_rows,
+    ipc_bytes,
+    leaks,
+)
+
+SQL = f"SELECT customer_id, region, email, note, income FROM {PRODUCT}"
+MASKED = CLEAR.masked_needles()
+ALLOWED = CLEAR.allowed_needles()
+EVERY_VALUE = {**MASKED, **ALLOWED}
+
+
+@dataclass
+class Outcome:
+    """What an interface answered: `status` is the HTTP status (SDK errors give theirs, the
+    CLI's exit codes are mapped back: 0 -> 200, 6 -> 403), `body` every byte returned."""
+
+    status: int
+    body: bytes
+    what: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+def _from_error(exc: MeshopsError) -> Outcome:
+    return Outcome(exc.http_status, json.dumps(exc.to_json(), default=str).encode(), exc.message)
+
+
+# --- the interfaces ---------------------------------------------------------------------------
+
+
+def sdk_embedded_read(sec: SecurityHome, p: Principal) -> Outcome:
+    platform = sec.embedded(p.name)
+    try:
+        return Outcome(200, ipc_bytes(platform.mesh.read(PRODUCT)))
+    except MeshopsError as exc:
+        return _from_error(exc)
+    finally:
+        platform.close()
+
+
+def sdk_embedded_sql(sec: SecurityHome, p: Principal) -> Outcome:
+    platform = sec.embedded(p.name)
+    try:
+        return Outcome(200, ipc_bytes(platform.mesh.sql(SQL)))
+    except MeshopsError as exc:
+        return _from_error(exc)
+    finally:
+        platform.close()
+
+
+def sdk_http_read(sec: SecurityHome, p: Principal) -> Outcome:
+    with sec.remote(p.name) as platform:
+        try:
+            return Outcome(200, ipc_bytes(platform.mesh.read(PRODUCT)))
+        except MeshopsError as exc:
+            return _from_error(exc)
+
+
+def sdk_http_sql(sec: SecurityHome, p: Principal) -> Outcome:
+    with sec.remote(p.name) as platform:
+        try:
+            return Outcome(200, ipc_bytes(platform.mesh.sql(SQL)))
+        except MeshopsError as exc:
+            return _from_error(exc)
+
+
+CLI_STATUS = {0: 200, 2: 422, 3: 404, 5: 401, 6: 403}
+
+
+def _cli(sec: SecurityHome, p: Principal, *args: str) -> Outcome:
+    done = sec.cli(p.name, *args)
+    status = CLI_STATUS.get(done.returncode, 500)
+    return Outcome(status, done.stdout + done.stderr, f"exit {done.returncode}")
+
+
+def cli_read(sec: SecurityHome, p: Principal) -> Outcome:
+    return _cli(sec, p, "product", "read", PRODUCT, "--json")
+
+
+def cli_sql(sec: SecurityHome, p: Principal) -> Outcome:
+    return _cli(sec, p, "product", "sql", SQL, "--json")
+
+
+def _http(response: object) -> Outcome:
+    import httpx
+
+    assert isinstance(response, httpx.Response)
+    return Outcome(response.status_code, response.content, f"{response.request.url.path}")
+
+
+def http_sql(sec: SecurityHome, p: Principal) -> Outcome:
+    return _http(sec.client(p.name).post("/v1/mesh/sql", json={"query": SQL}))
+
+
+def http_arrow(sec: SecurityHome, p: Principal) -> Outcome:
+    return _http(sec.client(p.name).get(f"/v1/mesh/products/{PRODUCT}/data"))
+
+
+def http_arrow_as_pipeline(sec: SecurityHome, p: Principal) -> Outcome:
+    """The caller claims the `pipeline` interface and names the masked columns."""
+    params = {
+        "interface": "pipeline",
+        "port": PORT,
+        "columns": "customer_id,region,email,note,income",
+    }
+    return _http(sec.client(p.name).get(f"/v1/mesh/products/{PRODUCT}/data", params=params))
+
+
+def online(sec: SecurityHome, p: Principal) -> Outcome:
+    rows = [{"customer_id": i} for i in range(1, CLEAR.rows + 1)]
+    body = {"entity_rows": rows, "features": FEATURES}
+    return _http(sec.client(p.name).post("/v1/features/online", json=body))
+
+
+def _training_set(sec: SecurityHome, p: Principal, *, sql: str | None) -> Outcome:
+    client = sec.client(p.name)
+    params: dict[str, str | list[str]] = {"feature": FEATURES, "name": f"ts-{p.name}"}
+    content = b""
+    if sql:
+        params["sql"] = sql
+    else:
+        content = ipc_bytes(entity_rows())
+    made = client.post("/v1/features/training-sets", params=params, content=content)
+    if not made.is_success:
+        return _http(made)
+    data = client.get(f"/v1/features/training-sets/{made.json()['id']}/data")
+    return Outcome(data.status_code, made.content + data.content, "training set data")
+
+
+def training_set(sec: SecurityHome, p: Principal) -> Outcome:
+    return _training_set(sec, p, sql=None)
+
+
+def training_set_sql(sec: SecurityHome, p: Principal) -> Outcome:
+    """Entity rows by SQL over the product itself (user SQL: the sandbox's business)."""
+    query = f"SELECT customer_id, updated_at + INTERVAL 1 DAY AS event_timestamp FROM {PRODUCT}"
+    return _training_set(sec, p, sql=query)
+
+
+def training_set_foreign(sec: SecurityHome, p: Principal) -> Outcome:
+    """The data of the training set the admin made: recomputed under the caller's grant."""
+    path = f"/v1/features/training-sets/{sec.training_set_id}/data"
+    return _http(sec.client(p.name).get(path))
+
+
+def artifact(sec: SecurityHome, p: Principal) -> Outcome:
+    """The product's snapshot fetched by digest from the pipelines' artifact route."""
+    return _http(sec.client(p.name).get(f"/v1/pipelines/artifacts/{sec.snapshot_digest}"))
+
+
+def model_files(sec: SecurityHome, p: Principal) -> Outcome:
+    """Register a model version whose file is the product's snapshot, then download it."""
+    client = sec.client(p.name)
+    name = f"steal-{p.name}"
+    made = client.post("/v1/models", json={"name": name, "domain": "crm"})
+    if made.status_code not in (201, 409):
+        return _http(made)
+    size = len(sec.home.context().blobs.get_bytes(sec.snapshot_digest))
+    files = [{"path": "model.skops", "digest": sec.snapshot_digest, "size": size}]
+    registered = client.post(
+        f"/v1/models/{name}/versions", json={"files": files, "flavor": "sklearn"}
+    )
+    if not registered.is_success:
+        return _http(registered)
+    version = registered.json()["version"]
+    data = client.get(f"/v1/models/{name}/versions/{version}/files/model.skops")
+    return Outcome(registered.status_code, registered.content + data.content, "registered")
+
+
+def ui_pages(sec: SecurityHome, p: Principal) -> Outcome:
+    client = sec.ui(p.name)
+    pages = [
+        client.get(f"/ui/products/{PRODUCT}"),
+        client.get("/ui/catalog", params={"q": "customers"}),
+    ]
+    status = max(r.status_code for r in pages)
+    return Outcome(status, b"".join(r.content for r in pages), "ui pages")
+
+
+METADATA_PATHS = (
+    f"/v1/mesh/products/{PRODUCT}",
+    f"/v1/mesh/products/{PRODUCT}/version",
+    f"/v1/mesh/products/{PRODUCT}/versions",
+    f"/v1/mesh/products/{PRODUCT}/export",
+    "/v1/catalog/search?q=customers",
+    f"/v1/features/views/{VIEW}",
+    f"/v1/features/views/{VIEW}/status",
+)
+
+
+def metadata(sec: SecurityHome, p: Principal) -> Outcome:
+    client = sec.client(p.name)
+    answers = [client.get(path) for path in METADATA_PATHS]
+    # Open to every principal but the feature routes (features.read); never a 5xx.
+    status = max(r.status_code for r in answers[:5])
+    assert all(r.status_code in (200, 403) for r in answers), [
+        (r.request.url.path, r.status_code) for r in answers
+    ]
+    leaking = [r.request.url.path for r in answers if leaks(r.content, MASKED)]
+    return Outcome(status, b"".join(r.content for r in answers), f"values in {leaking}")
+
+
+Interface = Callable[[SecurityHome, Principal], Outcome]
+DATA: dict[str, Interface] = {
+    "sdk-embedded-read": sdk_embedded_read,
+    "sdk-embedded-sql": sdk_embedded_sql,
+    "sdk-http-read": sdk_http_read,
+    "sdk-http-sql": sdk_http_sql,
+    "cli-read": cli_read,
+    "cli-sql": cli_sql,
+    "http-sql": http_sql,
+    "http-arrow": http_arrow,
+    "http-arrow-as-pipeline": http_arrow_as_pipeline,
+}
+FEATURE_READS: dict[str, Interface] = {
+    "online-features": online,
+    "training-set": training_set,
+    "training-set-sql": training_set_sql,
+    "training-set-of-another": training_set_foreign,
+}
+INTERFACES: dict[str, Interface] = {
+    **DATA,
+    **FEATURE_READS,
+    "artifact-by-digest": artifact,
+    "model-file-by-digest": model_files,
+    "ui-pages": ui_pages,
+    "metadata": metadata,
+}
+
+Expect = Literal["clear", "masked", "refused", "visible", "safe", "rejected", "blob"]
+
+
+def expected(p: Principal, interface: str) -> Expect:
+    """The issue's design, per principal and interface."""
+    if interface in DATA:
+        return p.reads
+    if interface == "online-features":  # authorised in the feature view's domain
+        return p.reads if p.may("features.read") else "refused"
+    if interface in FEATURE_READS:  # training sets: features.read at platform scope
+        return p.reads if p.may("features.read", None) else "refused"
+    if interface in ("ui-pages", "metadata"):
+        return "visible" if p.reads == "clear" else "safe"
+    if interface == "artifact-by-digest":
+        # Only a principal who may read the snapshot unmasked may fetch its bytes.
+        return "blob" if p.reads == "clear" and p.may("pipelines.read") else "refused"
+    return "rejected"  # a parquet snapshot is no model file, and a digest no capability
+
+
+def _usage_grew(sec: SecurityHome, name: str, before: int) -> int:
+    """Reads recorded for `name` (waits up to 3 s: usage may be written behind the read)."""
+    deadline = time.monotonic() + 3
+    while True:
+        now = sec.reads(name)
+        if now > before or time.monotonic() > deadline:
+            return now
+        time.sleep(0.05)
+
+
+CASES = [
+    pytest.param(p, interface, id=f"{p.name}-{interface}")
+    for p in PRINCIPALS
+    for interface in INTERFACES
+]
+
+
+@pytest.mark.parametrize(("principal", "interface"), CASES)
+def test_read_matrix(sec: SecurityHome, principal: Principal, interface: str) -> None:
+    want = expected(principal, interface)
+    before = sec.reads(principal.name)
+    got = INTERFACES[interface](sec, principal)
+    where = f"{principal.name} via {interface} ({got.what}, status {got.status})"
+    if want == "refused":
+        assert got.status == 403, f"{where}: expected a refusal, got {got.body[:300]!r}"
+        assert leaks(got.body, EVERY_VALUE) == [], f"{where}: a refusal carries data"
+    elif want == "masked":
+        assert got.ok, f"{where}: a masked grant reads, got {got.body[:300]!r}"
+        assert leaks(got.body, MASKED) == [], f"{where}: clear values of masked columns"
+        assert leaks(got.body, ALLOWED), f"{where}: the unclassified region is missing"
+        assert _usage_grew(sec, principal.name, before) > before, f"{where}: read not in usage"
+    elif want == "clear":
+        assert got.ok, f"{where}: expected a read, got {got.body[:300]!r}"
+        found = leaks(got.body, MASKED)
+        assert any(label.startswith("email secret") for label in found), f"{where}: {found}"
+        assert _usage_grew(sec, principal.name, before) > before, f"{where}: read not in usage"
+    elif want == "safe":
+        assert got.status == 200, where
+        assert leaks(got.body, MASKED) == [], f"{where}: masked values in metadata/pages"
+    elif want == "visible":
+        assert got.status == 200, where
+    elif want == "blob":
+        # Allowed either way; if the bytes come back, they are the snapshot and counted.
+        assert got.status in (200, 403, 404), where
+        if got.ok:
+            assert hashlib.sha256(got.body).hexdigest() == sec.snapshot_digest, where
+            assert _usage_grew(sec, principal.name, before) > before, f"{where}: not in usage"
+    else:  # rejected
+        assert got.status in (403, 404, 422), f"{where}: {got.body[:300]!r}"
+        assert leaks(got.body, EVERY_VALUE) == [], f"{where}: the rejection carries data"
