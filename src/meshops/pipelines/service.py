@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +22,7 @@ from meshops.pipelines.models import (
     FINAL_RUN_STATUSES,
     CodeVersion,
     DispatchReport,
+    OutputRef,
     PipelineRun,
     ReproduceReport,
     RunDetail,
@@ -366,10 +368,19 @@ class PipelinesService:
         with self.ctx.db.read() as conn:
             return store.cache_lookup(conn, keys)
 
-    def record_step_runs(self, run_id: str, steps: list[StepRun], owner: str | None) -> None:
+    def record_step_runs(
+        self, run_id: str, steps: list[StepRun], owner: str | None, *, remote: bool = False
+    ) -> None:
+        """Record step runs. Their outputs become fetchable by digest for whoever may read
+        pipelines, so a `remote` caller (over HTTP) may only name outputs it uploaded, that
+        other step runs produced, or inline ones whose bytes match their digest. In-process
+        callers write the home's blob store directly and are inside the trust boundary."""
         self.ctx.authorize("pipelines.run")
         if not steps:
             return
+        outputs = {o.digest for step_run in steps for o in step_run.outputs}
+        if remote:
+            self._check_outputs(steps, outputs)
         edges: list[tuple[str, str, str]] = []
         run_urn = pipeline_run_urn(run_id)
         for step_run in steps:
@@ -385,8 +396,24 @@ class PipelinesService:
                     {"status": run.status.value, "lease_owner": run.lease_owner},
                 )
             store.replace_step_runs(conn, steps)
+            store.add_artifact_refs(conn, outputs, store.OUTPUT, "")
             lineage.add_edges(conn, edges)
             self.ctx.audit(conn, "pipelines.record_steps", run_urn, detail={"steps": len(steps)})
+
+    def _check_outputs(self, steps: list[StepRun], outputs: set[str]) -> None:
+        verified = {o.digest for step_run in steps for o in step_run.outputs if _inline_ok(o)}
+        with self.ctx.db.read() as conn:
+            known = store.readable_artifacts(conn, outputs - verified, self.ctx.actor.name)
+        unknown = sorted(outputs - verified - known)
+        if unknown:
+            raise InvalidInput(
+                f"step outputs name artifacts this caller did not upload: {unknown[:5]}",
+                {
+                    "field": "steps.outputs",
+                    "digests": unknown[:20],
+                    "fix": "PUT the bytes to /v1/pipelines/artifacts/<digest> first",
+                },
+            )
 
     def set_code_version(self, run_id: str, code: CodeVersion) -> None:
         self.ctx.authorize("pipelines.run")
@@ -579,11 +606,30 @@ class PipelinesService:
 
     # --- artifacts -----------------------------------------------------------------------
     def put_artifact(self, data: bytes) -> str:
+        """Store an artifact's bytes; its uploader may fetch it back (before any step run
+        that produced it is recorded) and name it as a step output."""
         self.ctx.authorize("pipelines.run")
-        return self.ctx.blobs.put_bytes(data)
+        digest = self.ctx.blobs.put_bytes(data)
+        with self.ctx.db.begin() as conn:
+            store.add_artifact_refs(conn, {digest}, store.UPLOAD, self.ctx.actor.name)
+        return digest
 
     def get_artifact(self, digest: str) -> bytes:
+        """An artifact by digest, if the caller uploaded it or a recorded step run produced
+        it. Any other blob (a data product snapshot, a model file) is a 404 here: those are
+        read through their own governed routes."""
         self.ctx.authorize("pipelines.read")
+        with self.ctx.db.read() as conn:
+            readable = store.readable_artifacts(conn, {digest}, self.ctx.actor.name)
+        if not readable:
+            raise NotFound(
+                f"no pipeline artifact {digest}",
+                {
+                    "field": "digest",
+                    "fix": "fetch artifacts of pipeline runs you may read; data products "
+                    "are read with `meshops product read` (GET /v1/mesh/products/...)",
+                },
+            )
         try:
             return self.ctx.blobs.get_bytes(digest)
         except NotFound:
@@ -592,6 +638,15 @@ class PipelinesService:
             if data is None:
                 raise
             return data
+
+
+def _inline_ok(output: OutputRef) -> bool:
+    """An inline output whose bytes hash to its digest (then it reveals nothing new)."""
+    try:
+        data = output.inline_bytes()
+    except ValueError:  # not base64
+        return False
+    return data is not None and hashlib.sha256(data).hexdigest() == output.digest
 
 
 def _is_urn(text: str) -> bool:

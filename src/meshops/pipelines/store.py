@@ -30,7 +30,13 @@ from sqlalchemy import (
     update,
 )
 
-from meshops.kernel.db import JsonColumn, UtcDateTime, metadata, utcnow
+from meshops.kernel.db import (
+    JsonColumn,
+    UtcDateTime,
+    insert_ignoring_conflicts,
+    metadata,
+    utcnow,
+)
 from meshops.kernel.errors import Conflict, NotFound
 from meshops.pipelines.models import (
     OutputRef,
@@ -279,6 +285,39 @@ def active_runs_by_trigger(conn: Connection) -> dict[str, int]:
 
 
 # --- step runs ----------------------------------------------------------------------------
+
+
+# Which artifacts a caller may fetch by digest: those it uploaded (kind "upload", holder =
+# actor) and outputs of recorded step runs (kind "output"), which anyone who may read
+# pipelines sees. A digest alone (a data product's snapshot, a model file) opens nothing.
+artifact_refs = Table(
+    "pipeline_artifact_refs",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("kind", String(10), primary_key=True),
+    Column("holder", String(200), primary_key=True),
+    Column("at", UtcDateTime, nullable=False),
+)
+UPLOAD = "upload"
+OUTPUT = "output"
+
+
+def add_artifact_refs(conn: Connection, digests: set[str], kind: str, holder: str) -> None:
+    now = utcnow()
+    rows = [{"digest": d, "kind": kind, "holder": holder, "at": now} for d in sorted(digests)]
+    insert_ignoring_conflicts(conn, artifact_refs, rows, ["digest", "kind", "holder"])
+
+
+def readable_artifacts(conn: Connection, digests: set[str], actor: str) -> set[str]:
+    """The digests among `digests` that `actor` uploaded or a step run produced."""
+    if not digests:
+        return set()
+    query = select(artifact_refs.c.digest).where(
+        artifact_refs.c.digest.in_(sorted(digests)),
+        ((artifact_refs.c.kind == UPLOAD) & (artifact_refs.c.holder == actor))
+        | (artifact_refs.c.kind == OUTPUT),
+    )
+    return set(conn.execute(query).scalars())
 
 
 def _step_row(step: StepRun) -> dict[str, Any]:
