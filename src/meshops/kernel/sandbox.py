@@ -47,6 +47,8 @@ from meshops.kernel.access import MaskMethod
 from meshops.kernel.errors import InvalidInput
 
 MAX_QUERY_CHARS = 100_000
+# A user query runs at most this long (seconds) before it is interrupted.
+TIMEOUT_SECONDS = 300.0
 # Parser expression depth (DuckDB's own check) and the syntax tree's nesting (ours).
 MAX_EXPRESSION_DEPTH = 250
 MAX_TREE_DEPTH = 2_000
@@ -489,8 +491,10 @@ class Sandbox:
         *,
         hide: Mapping[str, str] | None = None,
         threads: int | None = None,
+        timeout: float = TIMEOUT_SECONDS,
     ) -> None:
         self.relations = list(relations)
+        self.timeout = timeout
         self._scrub = _scrubber(self.relations, hide or {})
         try:
             self.con = _locked_connection(self.relations, threads=threads)
@@ -530,13 +534,24 @@ class Sandbox:
         return self._execute(sql, field_name)
 
     def _execute(self, sql: str, field_name: str) -> pa.Table:
+        # A runaway query (a huge range, a recursive CTE) must not hold a server thread.
+        watchdog = threading.Timer(self.timeout, self.con.interrupt)
+        watchdog.daemon = True
+        watchdog.start()
         try:
             table: pa.Table = self.con.sql(sql).to_arrow_table()
+        except duckdb.InterruptException as exc:
+            raise InvalidInput(
+                f"the SQL query ran longer than {self.timeout:g} s and was stopped",
+                {"field": field_name, "fix": "read less data or aggregate earlier"},
+            ) from exc
         except duckdb.Error as exc:
             raise InvalidInput(
                 f"the SQL query failed: {self.scrub(str(exc))}",
                 {"field": field_name, "fix": "correct the query"},
             ) from exc
+        finally:
+            watchdog.cancel()
         return table
 
 
@@ -565,8 +580,9 @@ def run_user_sql(
     *,
     field_name: str = "query",
     hide: Mapping[str, str] | None = None,
+    timeout: float = TIMEOUT_SECONDS,
 ) -> pa.Table:
     """Run one user SELECT over `relations` in a fresh sandbox."""
     parsed = query if isinstance(query, UserQuery) else parse(query, field_name)
-    with Sandbox(relations, hide=hide) as sandbox:
+    with Sandbox(relations, hide=hide, timeout=timeout) as sandbox:
         return sandbox.run_user_sql(parsed, field_name)

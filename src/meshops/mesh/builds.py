@@ -29,6 +29,7 @@ import fsspec
 import pyarrow as pa
 
 from meshops.kernel.errors import InvalidInput, MeshopsError
+from meshops.kernel.sandbox import Relation, run_user_sql
 from meshops.kernel.urn import Urn
 from meshops.mesh.contracts import literal
 from meshops.mesh.specs import InputSpec, ProductSpec, TransformSpec
@@ -225,18 +226,16 @@ def _load_function(ref: str, folder: Path | None) -> Callable[..., Any]:
 
 
 def run_sql(sql: str, inputs: dict[str, pa.Table]) -> pa.Table:
-    con = duckdb.connect()
+    """A SQL transform: one SELECT over the inputs (relations named after them), in the
+    kernel's sandbox, so a build run by the server reads its inputs and nothing else."""
+    relations = [Relation(name, table=table) for name, table in inputs.items()]
     try:
-        for name, table in inputs.items():
-            con.register(name, table)
-        return con.sql(sql).to_arrow_table()
-    except duckdb.Error as exc:
+        return run_user_sql(sql, relations, field_name="transform.sql")
+    except InvalidInput as exc:
         raise InvalidInput(
-            f"the SQL transform failed: {exc}",
-            {"field": "transform.sql", "fix": f"inputs are relations named {sorted(inputs)}"},
+            f"the SQL transform failed: {exc.message}",
+            {**exc.detail, "fix": f"one SELECT over the inputs {sorted(inputs)}"},
         ) from exc
-    finally:
-        con.close()
 
 
 def run_transform(

@@ -4,7 +4,8 @@ The rules come from the port's ODCS contract:
   schema   every declared column exists, has the declared logical (and physical) type, no
            undeclared columns; `required` (no nulls), `unique`, `primaryKey` (unique + not null)
   quality  library metrics nullValues, missingValues, invalidValues, duplicateValues,
-           rowCount with the mustBe* operators, and `sql` rules (a query returning one number)
+           rowCount with the mustBe* operators, and `sql` rules (a query returning one number,
+           run in the kernel's sandbox: one SELECT over the port's table, nothing else)
   sla      freshness / latency with an `element` column: the newest value is recent enough
 
 Column-level metrics are exact counts (contract_scan.py): Parquet statistics, Arrow compute
@@ -26,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from meshops.kernel.errors import InvalidInput
+from meshops.kernel.sandbox import Relation, Sandbox, parquet_source
 from meshops.mesh.contract_scan import (
     Duplicates,
     Invalid,
@@ -265,22 +267,58 @@ def _rule_id(port: str, column: str | None, rule: dict[str, Any], index: int) ->
     return ".".join(str(p) for p in ("quality", port, column or "*", label, index) if p is not None)
 
 
-def _sql_rule(con: duckdb.DuckDBPyConnection, port: str, rule: dict[str, Any]) -> float:
+def rule_relations(source: pa.Table | str, port: str) -> list[Relation]:
+    """What a contract's `sql` rules may read: the port's table, as `<port>` and `data`."""
+    if isinstance(source, pa.Table):
+        names = dict.fromkeys([port, "data"])
+        return [Relation(name, table=source, label=port) for name in names]
+    view = Relation(
+        port, select=f"SELECT * FROM {parquet_source(source)}", files=(source,), label=port
+    )
+    return (
+        [view]
+        if port == "data"
+        else [view, Relation("data", select=f"SELECT * FROM {quote(port)}")]
+    )
+
+
+def _sql_rules(source: pa.Table | str, port: str, rules: list[dict[str, Any]]) -> Iterator[float]:
+    """Each rule's query (one number) in the kernel's sandbox: a contract is written by a
+    data engineer, and it runs in the server at publish time, so it can read the port's
+    table and nothing else."""
+    if not rules:
+        return
+    with Sandbox(rule_relations(source, port)) as box:
+        for rule in rules:
+            yield _sql_rule(box, port, rule)
+
+
+def _sql_rule(box: Sandbox, port: str, rule: dict[str, Any]) -> float:
     query = str(rule.get("query") or "")
     for placeholder in ("${object}", "{object}", "${table}", "{table}", "{model}", "${model}"):
         query = query.replace(placeholder, quote(port))
     try:
-        row = fetch_one(con, query)
-    except duckdb.Error as exc:
+        table = box.run_user_sql(query, "quality.query")
+    except InvalidInput as exc:
+        name = f" {rule['name']!r}" if rule.get("name") else ""
         raise InvalidInput(
-            f"sql quality rule failed to run: {exc}",
+            f"sql quality rule{name} failed: {exc.message}",
             {
+                **exc.detail,
                 "field": "quality.query",
                 "query": query,
-                "fix": "fix the SQL (the port is a table named after it)",
+                "fix": f"one SELECT returning one number, over the table {port} (or data)",
             },
         ) from exc
-    return float(row[0]) if row and row[0] is not None else 0.0
+    row = table.slice(0, 1).to_pylist()[0] if table.num_rows else {}
+    value = next(iter(row.values()), None) if row else None
+    try:
+        return float(value) if value is not None else 0.0
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(
+            f"sql quality rule returned {value!r}, not a number",
+            {"field": "quality.query", "query": query, "fix": "select one number, e.g. count(*)"},
+        ) from exc
 
 
 def _freshness_limit(prop: dict[str, Any]) -> float:
@@ -338,11 +376,10 @@ def run_contract_test(
         values = measure_all(source, con, port, schema, [RowCount(), *(j[0] for j in judged)])
         row_count = values[RowCount()]
         results.extend(_verdict(j, values[j[0]], row_count) for j in judged)
-        for rule_id, column_name, rule in quality:
-            if rule.get("type") == "sql":
-                results.append(
-                    _judge(rule_id, column_name, rule, _sql_rule(con, port, rule), row_count)
-                )
+        sql_rules = [(i, c, r) for i, c, r in quality if r.get("type") == "sql"]
+        values_of_rules = _sql_rules(source, port, [r for _, _, r in sql_rules])
+        for (rule_id, column_name, rule), value in zip(sql_rules, values_of_rules, strict=True):
+            results.append(_judge(rule_id, column_name, rule, value, row_count))
         results.extend(_sla_checks(con, port, present, sla_properties or [], now))
     return ContractReport(
         port=port, rows=row_count, results=results, seconds=time.perf_counter() - started
