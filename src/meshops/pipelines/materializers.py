@@ -138,18 +138,22 @@ def _new_name(name: str, numbering: dict[str, str]) -> str:
     return f"{numbering[stem]}.npy" if stem in numbering else name
 
 
-# Types a model artifact of ours may contain; anything else is refused on load.
-_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
-
-
 def _load_sklearn(data: bytes) -> Any:
+    """Only names on the registry's explicit skops list (exact names, functions limited to
+    a few numpy ufuncs): an artifact may come from another user's step (a cache hit)."""
     import skops.io as sio
 
-    untrusted = sio.get_untrusted_types(data=data)
-    refused = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
+    from meshops.registry.flavors.skops_types import refused_names
+
+    try:
+        untrusted = sio.get_untrusted_types(data=data)
+        refused = refused_names(data, untrusted, frozenset())
+    except Exception as exc:  # a broken archive: skops raises many kinds
+        raise InvalidInput(f"model artifact is not a skops file: {exc}") from exc
     if refused:
         raise InvalidInput(
-            f"model artifact contains types outside scikit-learn/NumPy/SciPy: {refused}",
+            f"model artifact names types or functions outside the allowed "
+            f"scikit-learn/NumPy/SciPy list: {refused}",
             {"fix": "only scikit-learn estimators are materialized with skops"},
         )
     return sio.loads(data, trusted=untrusted)

@@ -168,7 +168,7 @@ def lookup_cache(body: KeysIn, svc: PipelinesService = Depends(service)) -> dict
 
 @router.post("/runs/{run_id}/steps", status_code=204)
 def record_steps(run_id: str, body: StepsIn, svc: PipelinesService = Depends(service)) -> None:
-    svc.record_step_runs(run_id, body.steps, body.owner)
+    svc.record_step_runs(run_id, body.steps, body.owner, remote=True)
 
 
 @router.post("/runs/{run_id}/tracking", status_code=204)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -10,6 +12,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from meshops.api.deps import get_context
+from meshops.kernel.bounds import Limit, Version
 from meshops.kernel.home import Context
 from meshops.registry.models import (
     AliasMove,
@@ -19,7 +22,7 @@ from meshops.registry.models import (
     Signature,
     VersionStatus,
 )
-from meshops.registry.service import RegistryService
+from meshops.registry.service import RegistryService, file_too_large, max_file_bytes
 
 router = APIRouter(prefix="/v1/models", tags=["registry"])
 
@@ -69,7 +72,7 @@ class CardIn(BaseModel):
 
 
 class AliasIn(BaseModel):
-    version: int
+    version: Version
     reason: str = ""
 
 
@@ -93,10 +96,20 @@ def create_model(body: ModelIn, registry: RegistryService = Depends(_service)) -
 async def upload_file(
     request: Request, registry: RegistryService = Depends(_service)
 ) -> dict[str, Any]:
-    """Upload one model file's bytes (the body); returns its sha256 digest."""
-    data = await request.body()
-    digest = await run_in_threadpool(registry.upload_file, data)
-    return {"digest": digest, "size": len(data)}
+    """Upload one model file's bytes (the body); returns its sha256 digest. The body is
+    streamed to a temp file and cut off past `[registry] max_file_mb` (413)."""
+    limit = max_file_bytes(registry.ctx.home.settings)
+    with tempfile.TemporaryDirectory(prefix="meshops-upload-") as tmp:
+        path = Path(tmp) / "file"
+        size = 0
+        with path.open("wb") as out:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise file_too_large(limit)
+                out.write(chunk)
+        digest = await run_in_threadpool(registry.upload_path, path)
+    return {"digest": digest, "size": size}
 
 
 @router.get("/-/resolve")
@@ -155,28 +168,28 @@ def create_version(
 
 @router.get("/{name}/versions/{version}")
 def get_version(
-    name: str, version: int, registry: RegistryService = Depends(_service)
+    name: str, version: Version, registry: RegistryService = Depends(_service)
 ) -> ModelVersion:
     return registry.get_version(name, version)
 
 
 @router.patch("/{name}/versions/{version}")
 def update_version(
-    name: str, version: int, body: VersionPatch, registry: RegistryService = Depends(_service)
+    name: str, version: Version, body: VersionPatch, registry: RegistryService = Depends(_service)
 ) -> ModelVersion:
     return registry.update_version(name, version, body.description, body.tags, body.status)
 
 
 @router.get("/{name}/versions/{version}/card")
 def get_model_card(
-    name: str, version: int, registry: RegistryService = Depends(_service)
+    name: str, version: Version, registry: RegistryService = Depends(_service)
 ) -> dict[str, str]:
     return {"markdown": registry.get_model_card(name, version)}
 
 
 @router.put("/{name}/versions/{version}/card")
 def set_model_card(
-    name: str, version: int, body: CardIn, registry: RegistryService = Depends(_service)
+    name: str, version: Version, body: CardIn, registry: RegistryService = Depends(_service)
 ) -> dict[str, str]:
     registry.set_model_card(name, version, body.markdown)
     return {"status": "saved"}
@@ -184,7 +197,7 @@ def set_model_card(
 
 @router.get("/{name}/versions/{version}/files/{path:path}")
 def download_file(
-    name: str, version: int, path: str, registry: RegistryService = Depends(_service)
+    name: str, version: Version, path: str, registry: RegistryService = Depends(_service)
 ) -> Response:
     data = registry.read_file(name, version, path)
     return Response(content=data, media_type="application/octet-stream")
@@ -208,7 +221,7 @@ def delete_alias(
 def alias_history(
     name: str,
     alias: str | None = None,
-    limit: int = 100,
+    limit: Limit = 100,
     registry: RegistryService = Depends(_service),
 ) -> list[AliasMove]:
     return registry.alias_history(name, alias, limit)

@@ -20,6 +20,7 @@ the same sets, so a node kind this walk does not know cannot slip past.
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 from functools import cache
@@ -107,11 +108,12 @@ def allowed_types() -> frozenset[str]:
     return frozenset(n for n in from_skops if n.startswith(("sklearn.", "numpy."))) | EXTRA_TYPES
 
 
-def schema_names(path: Path) -> list[tuple[str, str]]:
-    """(loader, module.name) of every node of the file's schema. Raises ValueError when
-    the file is not a skops archive."""
+def schema_names(path: Path | bytes) -> list[tuple[str, str]]:
+    """(loader, module.name) of every node of the file's (or bytes') schema. Raises
+    ValueError when it is not a skops archive."""
+    source = io.BytesIO(path) if isinstance(path, bytes) else path
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(source) as archive:
             schema = json.loads(archive.read("schema.json"))
     except (zipfile.BadZipFile, KeyError, RecursionError, UnicodeDecodeError) as exc:
         raise ValueError(f"not a skops file: {type(exc).__name__}: {exc}") from exc
@@ -151,7 +153,7 @@ def is_allowed(loader: str, name: str, extra: frozenset[str]) -> bool:
     return name in allowed_types()
 
 
-def refused_names(path: Path, untrusted: list[str], extra: frozenset[str]) -> list[str]:
+def refused_names(path: Path | bytes, untrusted: list[str], extra: frozenset[str]) -> list[str]:
     """The names in the file that are not allowed (sorted, unique); [] when it may load.
 
     `untrusted` is skops' `get_untrusted_types` for the file: each of its names must be in
