@@ -238,7 +238,7 @@ _PLACES = [
     comment=st.sampled_from(["", " /* ; */ ", " -- x\n", "\n\t"]),
     suffix=st.sampled_from(["", ";", "; COPY (SELECT 1) TO '{out}'"]),
 )
-def test_random_refused_constructs_never_execute(
+def test_random_refused_constructs_never_execute(  # noqa: PLR0917 - hypothesis arguments
     snapshot: Path,
     tmp_path: Path,
     attack: str,
@@ -286,9 +286,9 @@ def test_query_length_is_bounded() -> None:
 
 
 def test_a_runaway_query_is_stopped(snapshot: Path) -> None:
-    with Sandbox([orders(snapshot)], timeout=0.3) as box:
-        with pytest.raises(InvalidInput, match="longer than"):
-            box.run_user_sql("SELECT count(*) FROM range(100000000000)")
+    box = Sandbox([orders(snapshot)], timeout=0.3)
+    with box, pytest.raises(InvalidInput, match="longer than"):
+        box.run_user_sql("SELECT count(*) FROM range(100000000000)")
 
 
 # --- the walls hold even for platform SQL -----------------------------------------------------
@@ -304,7 +304,7 @@ def test_configuration_is_locked_and_files_outside_are_closed(
             box.run_platform_sql("SET enable_external_access = true")
         with pytest.raises(InvalidInput, match="Permission"):
             box.run_platform_sql(f"SELECT * FROM read_parquet('{other}')")
-        with pytest.raises(InvalidInput, match="Permission|disabled"):
+        with pytest.raises(InvalidInput, match=r"Permission|disabled"):
             box.run_platform_sql("INSTALL httpfs")
         (setting,) = box.run_platform_sql(
             "SELECT value FROM duckdb_settings() WHERE name = 'autoload_known_extensions'"
@@ -333,7 +333,11 @@ def test_no_path_or_key_in_error_messages(snapshot: Path, tmp_path: Path) -> Non
 def test_relations_outside_the_governed_set_are_refused(snapshot: Path) -> None:
     with Sandbox([orders(snapshot), Relation("arrow_in", table=pa.table({"a": [1]}))]) as box:
         assert box.run_user_sql("SELECT a FROM arrow_in").num_rows == 1
-        for query in ("SELECT * FROM main.arrow_in", "SELECT * FROM temp.arrow_in",
-                      "SELECT * FROM memory.sales.orders", "SELECT * FROM sales.other"):  # fmt: skip
+        for query in (
+            "SELECT * FROM main.arrow_in",
+            "SELECT * FROM temp.arrow_in",
+            "SELECT * FROM memory.sales.orders",
+            "SELECT * FROM sales.other",
+        ):
             with pytest.raises(InvalidInput, match="may not use the table"):
                 box.run_user_sql(query)
