@@ -191,7 +191,7 @@ def test_the_refusal_names_the_construct(snapshot: Path) -> None:
         "INSTALL httpfs": "INSTALL",
         "SELECT 1; SELECT 2": "several statements",
         "SELECT current_setting('threads')": "current_setting()",
-        "SELECT * FROM '/etc/passwd'": "'/etc/passwd'",
+        "SELECT * FROM '/etc/passwd'": "replacement scan",
         "ATTACH 'x.db'": "ATTACH",
     }
     with Sandbox([orders(snapshot)]) as box:

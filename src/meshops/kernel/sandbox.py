@@ -217,6 +217,14 @@ class TableRef:
     def display(self) -> str:
         return ".".join(p for p in (self.catalog, self.schema, self.name) if p)
 
+    @property
+    def construct(self) -> str:
+        """How a refusal names it: a file path is not echoed back (a replacement scan)."""
+        parts = (self.catalog, self.schema, self.name)
+        if all(_IDENTIFIER.match(p) for p in parts if p):
+            return f"the table {self.display!r}"
+        return "a file or URL as a table (a replacement scan)"
+
 
 @dataclass(frozen=True)
 class UserQuery:
@@ -524,7 +532,7 @@ class Sandbox:
         for ref in parsed.tables:
             if ref.catalog or ref.key not in governed:
                 raise refused(
-                    f"the table {ref.display!r}",
+                    ref.construct,
                     field_name,
                     f"readable here: {sorted(r.display for r in self.relations)}",
                 )

@@ -226,7 +226,7 @@ def product_ref(table: TableRef, field_name: str = "query") -> str:
     a DuckDB system table, a catalog-qualified name)."""
     if table.catalog or not table.schema or table.schema.lower() in SYSTEM_SCHEMAS:
         raise refused(
-            f"the table {table.display!r}",
+            table.construct,
             field_name,
             "name data products as <domain>.<name>, e.g. sales.orders",
         )
