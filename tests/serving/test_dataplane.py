@@ -173,7 +173,9 @@ def test_graceful_shutdown_of_meshops_serve_keeps_every_prediction(tmp_path: Pat
     env = {**os.environ, "MESHOPS_HOME": str(home_dir), "MESHOPS_USER": "alice"}
     env[runtime_module.POLL_ENV] = str(SERVE_POLL_SECONDS)
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    # The models are pickled (python flavor): the admin's flag lets this process run them.
     command = [sys.executable, "-m", "meshops.cli.main", "serve", "churn-api", "--no-auth"]
+    command.append("--trust-model-code")
     process = subprocess.Popen(
         [*command, "--port", str(port), "--workers", "2"],
         env=env,

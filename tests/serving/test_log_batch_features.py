@@ -21,7 +21,7 @@ from meshops.features.models import (
     FeatureView,
     SourceRef,
 )
-from meshops.kernel.errors import InvalidInput
+from meshops.kernel.errors import Forbidden, InvalidInput
 from tests.features.helpers import publish
 from tests.serving.helpers import FEATURES, expected, record, register_churn, training_frame
 
@@ -279,8 +279,15 @@ def test_python_flavor_models_need_trust_model_code_which_is_audited(
     endpoint = platform.serving.create_endpoint(api, f"{model}/1", trust_model_code=True)
     assert endpoint.trust_model_code is True
     records = [record(i) for i in range(6)]
-    answer = platform.serving.predict(api, records)
-    assert answer.predictions == [int(r["tenure"] > 0) for r in records]
+    if platform.is_remote:
+        # The API server runs no user code unless its admin named the model
+        # (tests/security/test_user_code.py covers that setting and `meshops serve`).
+        with pytest.raises(Forbidden, match="does not run in the API server") as refused:
+            platform.serving.predict(api, records)
+        assert "--trust-model-code" in refused.value.detail["fix"]
+    else:
+        answer = platform.serving.predict(api, records)
+        assert answer.predictions == [int(r["tenure"] > 0) for r in records]
     actions = [e.action for e in platform.governance.audit_events(obj=endpoint.urn)]
     assert "serving.trust_model_code" in actions
 
@@ -296,6 +303,12 @@ def test_python_flavor_models_need_trust_model_code_which_is_audited(
     with pytest.raises(InvalidInput) as info:
         platform.serving.batch_score(f"{model}/1", source, output=f"sales.py_scores_{uniq}")
     assert info.value.detail["field"] == "trust_model_code"
+    if platform.is_remote:  # batch scoring over HTTP would run the model in the server
+        with pytest.raises(Forbidden, match="does not run in the API server"):
+            platform.serving.batch_score(
+                f"{model}/1", source, output=f"sales.py_scores_{uniq}", trust_model_code=True
+            )
+        return
     scored = platform.serving.batch_score(
         f"{model}/1", source, output=f"sales.py_scores_{uniq}", trust_model_code=True
     )

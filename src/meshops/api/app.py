@@ -25,6 +25,7 @@ from meshops.api.routers import serving as serving_router
 from meshops.api.routers import tracking as tracking_router
 from meshops.kernel import schema
 from meshops.kernel.auth import Actor
+from meshops.kernel.codetrust import mark_api_server
 from meshops.kernel.errors import MeshopsError
 from meshops.kernel.home import Home
 
@@ -48,6 +49,8 @@ def create_app(home: Home, authenticate: Authenticate = local_user) -> FastAPI:
     )
     app.state.home = home
     app.state.authenticate = authenticate
+    # Remote callers: their Python runs here only where an admin named it (kernel.codetrust).
+    mark_api_server(home)
     _install_error_handlers(app)
     _install_health(app)
     app.include_router(lineage.router)

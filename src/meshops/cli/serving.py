@@ -151,7 +151,7 @@ def roll_log(name: str, json_out: JsonOut = False) -> None:
     )
 
 
-def serve(
+def serve(  # noqa: PLR0917 - one parameter per CLI option
     endpoints: Annotated[list[str], typer.Argument(help="Endpoint(s) to serve.")],
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
@@ -162,11 +162,26 @@ def serve(
             help="Require an API token like `meshops server` (--no-auth: act as the local user)."
         ),
     ] = True,
+    trust_model_code: Annotated[
+        bool,
+        typer.Option(
+            "--trust-model-code",
+            help="Load pickled (python-flavor) models of endpoints that trust them: their "
+            "code runs in this process (an admin's decision).",
+        ),
+    ] = False,
 ) -> None:
     """Serve endpoint(s) standalone (uvicorn workers; /metrics, /invocations)."""
     from meshops.serving.endpoint_app import serve as run
 
-    run(list(endpoints), host=host, port=port, workers=workers, auth=auth)
+    run(
+        list(endpoints),
+        host=host,
+        port=port,
+        workers=workers,
+        auth=auth,
+        trust_model_code=trust_model_code,
+    )
 
 
 def _read_records(data: str | None, file: Path | None) -> Any:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from meshops.kernel.errors import InvalidInput, NotFound
-from meshops.serving.models import check_trusted, jsonable
+from meshops.serving.models import jsonable
+from meshops.serving.trust import check_may_load
 
 if TYPE_CHECKING:
     from meshops.kernel.home import Context
@@ -41,7 +42,7 @@ def score_product(
     domain, name = _split(output)
     ctx.authorize("serving.write", domain)
     registry = RegistryService(ctx)
-    check_trusted(uri, registry.resolve(uri), trust_model_code)
+    check_may_load(ctx.home, uri, registry.resolve(uri), trust_model_code)
     model = registry.load_model(uri, trust=trust_model_code)
     if trust_model_code:
         with ctx.db.begin() as conn:

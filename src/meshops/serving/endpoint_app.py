@@ -255,9 +255,15 @@ def create_endpoint_app(
     home: Home,
     endpoints: list[str],
     authenticate: Authenticate = local_user,
+    *,
+    trust_model_code: bool = False,
 ) -> DataPlane:
     """An app serving only `endpoints` (plus `/invocations` for the first one, the MLflow
-    scoring path, so MLflow clients work unchanged)."""
+    scoring path, so MLflow clients work unchanged). `trust_model_code` is the admin's
+    `--trust-model-code`: only then are pickled models of trusting endpoints loaded."""
+    from meshops.serving.trust import mark_standalone
+
+    mark_standalone(home, trust_model_code)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -303,7 +309,12 @@ def app_factory() -> DataPlane:
 
         # Named, not imported: the serving area does not depend on governance's modules.
         authenticate = load_object(TOKEN_AUTHENTICATOR)
-    return create_endpoint_app(Home(load_settings(), auto_upgrade=False), names, authenticate)
+    from meshops.serving.trust import standalone_trust_from_env
+
+    home = Home(load_settings(), auto_upgrade=False)
+    return create_endpoint_app(
+        home, names, authenticate, trust_model_code=standalone_trust_from_env()
+    )
 
 
 def serve(
@@ -314,8 +325,10 @@ def serve(
     *,
     auth: bool = True,
     log_level: str = "warning",
+    trust_model_code: bool = False,
 ) -> None:
-    """Run the standalone app with uvicorn (several worker processes share the port)."""
+    """Run the standalone app with uvicorn (several worker processes share the port).
+    `trust_model_code`: load pickled models of endpoints that trust them (admin's flag)."""
     import shutil
     import tempfile
 
@@ -335,6 +348,9 @@ def serve(
         home.close()
     os.environ[ENDPOINTS_ENV] = ",".join(endpoints)
     os.environ[AUTH_ENV] = "token" if auth else "none"
+    from meshops.serving.trust import SERVE_TRUST_ENV
+
+    os.environ[SERVE_TRUST_ENV] = "1" if trust_model_code else "0"
     os.environ.setdefault("MESHOPS_HOME", str(settings.home))
     created = None
     if workers > 1 and not os.environ.get(metrics.MULTIPROC_ENV):

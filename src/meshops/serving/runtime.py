@@ -170,6 +170,10 @@ class Runtime:
         trust = endpoint.trust_model_code  # set explicitly (and audited) on the endpoint
 
         def load(uri: str, role: str) -> Route:
+            from meshops.serving.trust import check_may_load
+
+            # A pickled model's code runs only where the process may run it (trust.py).
+            check_may_load(self.home, uri, registry.resolve(uri), trust)
             return _route(name, uri, registry.load_model(uri, trust=trust), role)
 
         deployment = Deployment(
