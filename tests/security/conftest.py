@@ -16,7 +16,8 @@ What the home holds (see `build_world` for the exact steps):
   owners, and for the roles consumer (implicit), data_scientist and ml_engineer one user per
   grant state: `none`, `masked` (a grant that names no classified column, so all three
   mask methods apply), `revoked` (granted, then revoked); plus `consumer-unmasked` (a grant
-  naming every classified column);
+  naming every classified column) and `ds-filtered` (a data scientist whose grant names
+  every classified column but has `ROW_FILTER`: the south rows are never its to read);
 - feature view `customer_profile` over `crm.customers` (email, note, income, region),
   materialized online; an admin-made training set over it (`sec.training_set_id`);
 - model `churn` (sklearn, version 1, alias `champion`) in domain `sales` and endpoint
@@ -72,8 +73,10 @@ T0 = datetime(2024, 3, 1, tzinfo=UTC)
 MASKED_COLUMNS = ("email", "note", "income")
 FEATURES = [f"{VIEW}:{name}" for name in ("region", *MASKED_COLUMNS)]
 
-Grant = Literal["admin", "owner", "none", "masked", "unmasked", "revoked"]
-Reads = Literal["clear", "masked", "refused"]
+Grant = Literal["admin", "owner", "none", "masked", "unmasked", "filtered", "revoked"]
+Reads = Literal["clear", "masked", "filtered", "refused"]
+# The row filter of the `filtered` grant: only the north rows (odd customer ids).
+ROW_FILTER = "region = 'region-north-zone'"
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,9 @@ class Principal:
         """What the design lets it read of crm.customers through any data interface."""
         if self.grant in ("admin", "owner", "unmasked"):
             return "clear"
-        return "masked" if self.grant == "masked" else "refused"
+        if self.grant in ("masked", "filtered"):
+            return self.grant
+        return "refused"
 
     def may(self, action: str, domain: str | None = "crm") -> bool:
         """Whether its roles allow `action` in `domain` (None: at platform scope, which a
@@ -109,6 +114,7 @@ def _principals() -> list[Principal]:
         Principal("crm-owner", "domain_owner", "crm", "owner"),
         Principal("sales-owner", "domain_owner", "sales", "none"),
         Principal("consumer-unmasked", "consumer", None, "unmasked"),
+        Principal("ds-filtered", "data_scientist", None, "filtered"),
     ]
     states: list[Grant] = ["none", "masked", "revoked"]
     per_role = [
@@ -161,20 +167,25 @@ class ClearData:
             }
         )
 
-    def masked_needles(self) -> dict[str, bytes]:
-        """label -> bytes: each clear value of a masked column as text and (income) as the
-        little-endian double Arrow and Parquet store, plus the unkeyed SHA-256 of each email
-        (finding 12: a guessable value set is read back through an unsalted hash)."""
+    def masked_needles(self, rows: range | list[int] | None = None) -> dict[str, bytes]:
+        """label -> bytes: each clear value of a masked column (of `rows`, default all) as
+        text and (income) as the little-endian double Arrow and Parquet store, plus the
+        unkeyed SHA-256 of each email (finding 12: a guessable value set is read back
+        through an unsalted hash)."""
         needles: dict[str, bytes] = {}
-        for email in self.emails():
+        emails, notes, incomes = self.emails(), self.notes(), self.incomes()
+        for i in range(self.rows) if rows is None else rows:
+            email, note, income = emails[i], notes[i], incomes[i]
             needles[f"email {email}"] = email.encode()
             needles[f"sha256(email) {email}"] = hashlib.sha256(email.encode()).hexdigest().encode()
-        for note in self.notes():
             needles[f"note {note}"] = note.encode()
-        for income in self.incomes():
             needles[f"income {income!r}"] = repr(income).encode()
             needles[f"income {income!r} (binary)"] = struct.pack("<d", income)
         return needles
+
+    def filtered_out(self) -> list[int]:
+        """Row indexes the `ROW_FILTER` grant does not see (the south rows)."""
+        return [i for i, region in enumerate(self.regions()) if "south" in region]
 
     def allowed_needles(self) -> dict[str, bytes]:
         """Values of unclassified columns: a masked grant still reads them."""
@@ -290,9 +301,12 @@ def _grants(gov: GovernanceService) -> None:
     for p in PRINCIPALS:
         if p.grant == "masked":
             gov.grant_access(PRODUCT, PORT, p.name, purpose="security suite: masked")
-        elif p.grant == "unmasked":
+        elif p.grant in ("unmasked", "filtered"):
             columns = list(MASKED_COLUMNS)
-            gov.grant_access(PRODUCT, PORT, p.name, purpose="clear", columns=columns)
+            row_filter = ROW_FILTER if p.grant == "filtered" else None
+            gov.grant_access(
+                PRODUCT, PORT, p.name, purpose=p.grant, columns=columns, row_filter=row_filter
+            )
         elif p.grant == "revoked":
             grant = gov.grant_access(PRODUCT, PORT, p.name, purpose="security suite: revoked")
             gov.revoke_grant(grant.id, "security suite: revoked")

@@ -11,6 +11,8 @@ interface and checks the design's answer, in the response bytes themselves:
   `region` does, and the read is counted in usage;
 - `clear` (admin, the product's owner, a grant naming the columns): the clear values are
   there (proving the needles would catch a leak) and the read is counted in usage;
+- `filtered` (a grant naming the columns, with a row filter): clear values of the rows it
+  may see, none of the rows the filter excludes, counted in usage;
 - metadata routes and UI pages answer everyone, but never carry a masked value to a
   principal who may not read it (finding 8: min/max statistics);
 - blobs: a digest is not a capability. The artifact route does not hand the snapshot to a
@@ -48,6 +50,7 @@ SQL = f"SELECT customer_id, region, email, note, income FROM {PRODUCT}"
 MASKED = CLEAR.masked_needles()
 ALLOWED = CLEAR.allowed_needles()
 EVERY_VALUE = {**MASKED, **ALLOWED}
+FILTERED_OUT = CLEAR.masked_needles(CLEAR.filtered_out())
 
 
 @dataclass
@@ -239,8 +242,10 @@ def metadata(sec: SecurityHome, p: Principal) -> Outcome:
     assert all(r.status_code in (200, 403) for r in answers), [
         (r.request.url.path, r.status_code) for r in answers
     ]
-    leaking = [r.request.url.path for r in answers if leaks(r.content, MASKED)]
-    return Outcome(status, b"".join(r.content for r in answers), f"values in {leaking}")
+    masked = [r.request.url.path for r in answers if leaks(r.content, MASKED)]
+    other_rows = [r.request.url.path for r in answers if leaks(r.content, FILTERED_OUT)]
+    what = f"masked-column values in {masked}; south-row values in {other_rows}"
+    return Outcome(status, b"".join(r.content for r in answers), what)
 
 
 Interface = Callable[[SecurityHome, Principal], Outcome]
@@ -270,7 +275,9 @@ INTERFACES: dict[str, Interface] = {
     "metadata": metadata,
 }
 
-Expect = Literal["clear", "masked", "refused", "visible", "safe", "rejected", "blob"]
+Expect = Literal[
+    "clear", "masked", "filtered", "refused", "hidden", "visible", "safe", "rejected", "blob"
+]
 
 
 def expected(p: Principal, interface: str) -> Expect:
@@ -284,8 +291,9 @@ def expected(p: Principal, interface: str) -> Expect:
     if interface in ("ui-pages", "metadata"):
         return "visible" if p.reads == "clear" else "safe"
     if interface == "artifact-by-digest":
-        # Only a principal who may read the snapshot unmasked may fetch its bytes.
-        return "blob" if p.reads == "clear" and p.may("pipelines.read") else "refused"
+        # Only a principal who may read the snapshot unmasked may fetch its bytes; to the
+        # others it is forbidden or does not exist (404 names no product: nothing learnt).
+        return "blob" if p.reads == "clear" and p.may("pipelines.read") else "hidden"
     return "rejected"  # a parquet snapshot is no model file, and a digest no capability
 
 
@@ -315,10 +323,21 @@ def test_read_matrix(sec: SecurityHome, principal: Principal, interface: str) ->
     if want == "refused":
         assert got.status == 403, f"{where}: expected a refusal, got {got.body[:300]!r}"
         assert leaks(got.body, EVERY_VALUE) == [], f"{where}: a refusal carries data"
+    elif want == "hidden":
+        assert got.status in (403, 404), f"{where}: expected no bytes, got {got.body[:300]!r}"
+        assert leaks(got.body, EVERY_VALUE) == [], f"{where}: the answer carries data"
     elif want == "masked":
         assert got.ok, f"{where}: a masked grant reads, got {got.body[:300]!r}"
         assert leaks(got.body, MASKED) == [], f"{where}: clear values of masked columns"
         assert leaks(got.body, ALLOWED), f"{where}: the unclassified region is missing"
+        assert _usage_grew(sec, principal.name, before) > before, f"{where}: read not in usage"
+    elif want == "filtered":
+        assert leaks(got.body, FILTERED_OUT) == [], f"{where}: rows outside the row filter"
+        if interface == "online-features" and got.status == 403:
+            return  # refusing lookups under a row-filtered grant is safe too
+        assert got.ok, f"{where}: a filtered grant reads, got {got.body[:300]!r}"
+        found = leaks(got.body, MASKED)
+        assert any(label.startswith("email secret") for label in found), f"{where}: {found}"
         assert _usage_grew(sec, principal.name, before) > before, f"{where}: read not in usage"
     elif want == "clear":
         assert got.ok, f"{where}: expected a read, got {got.body[:300]!r}"
@@ -327,7 +346,9 @@ def test_read_matrix(sec: SecurityHome, principal: Principal, interface: str) ->
         assert _usage_grew(sec, principal.name, before) > before, f"{where}: read not in usage"
     elif want == "safe":
         assert got.status == 200, where
-        assert leaks(got.body, MASKED) == [], f"{where}: masked values in metadata/pages"
+        # A row-filtered grant may see its own rows' values, never the others'.
+        secret = FILTERED_OUT if principal.reads == "filtered" else MASKED
+        assert leaks(got.body, secret) == [], f"{where}: values it may not read"
     elif want == "visible":
         assert got.status == 200, where
     elif want == "blob":
@@ -339,3 +360,57 @@ def test_read_matrix(sec: SecurityHome, principal: Principal, interface: str) ->
     else:  # rejected
         assert got.status in (403, 404, 422), f"{where}: {got.body[:300]!r}"
         assert leaks(got.body, EVERY_VALUE) == [], f"{where}: the rejection carries data"
+
+
+# --- state changes: a cached decision never outlives the grant it was made from ------------
+
+
+def _reads_now(sec: SecurityHome, name: str) -> dict[str, Outcome]:
+    p = Principal(name, "data_scientist", None, "masked")
+    return {
+        "http-sql": http_sql(sec, p),
+        "http-arrow": http_arrow(sec, p),
+        "online-features": online(sec, p),
+    }
+
+
+def test_revoking_a_grant_stops_every_interface_at_once(sec: SecurityHome) -> None:
+    """Reads (and online lookups, whose guard decision is cached) work under a masked
+    grant; the moment it is revoked every interface refuses, and so does the data of a
+    training set made while it held."""
+    name = "late-revoke"
+    sec.new_user(name, "data_scientist")
+    grant = sec.admin().grant_access(PRODUCT, PORT, name, purpose="until revoked")
+    for interface, got in _reads_now(sec, name).items():
+        assert got.ok, (interface, got.status, got.body[:200])
+        assert leaks(got.body, MASKED) == [], interface
+    made = training_set(sec, Principal(name, "data_scientist", None, "masked"))
+    assert made.ok, made.body[:200]
+    made_id = sec.client(name).get("/v1/features/training-sets", params={"name": f"ts-{name}"})
+    ids = [t["id"] for t in made_id.json()]
+    sec.admin().revoke_grant(grant.id, "revoked while cached")
+    for interface, got in _reads_now(sec, name).items():
+        assert got.status == 403, (interface, got.status, got.body[:200])
+        assert leaks(got.body, EVERY_VALUE) == [], interface
+    data = sec.client(name).get(f"/v1/features/training-sets/{ids[0]}/data")
+    assert data.status_code == 403, data.content[:200]
+
+
+def test_narrowing_a_grant_masks_the_next_online_lookup(sec: SecurityHome) -> None:
+    """An unmasked grant replaced by a masked one: the next lookup is masked (the cached
+    decision is per policy epoch, and a grant change is a new epoch)."""
+    name = "narrowed"
+    sec.new_user(name, "ml_engineer")
+    gov = sec.admin()
+    wide = gov.grant_access(
+        PRODUCT, PORT, name, purpose="wide", columns=["email", "note", "income"]
+    )
+    p = Principal(name, "ml_engineer", None, "unmasked")
+    first = online(sec, p)
+    assert first.ok and leaks(first.body, MASKED), first.body[:200]
+    gov.revoke_grant(wide.id, "narrowed")
+    gov.grant_access(PRODUCT, PORT, name, purpose="narrow")
+    second = online(sec, p)
+    assert second.ok, second.body[:200]
+    assert leaks(second.body, MASKED) == [], "clear values after the grant was narrowed"
+    assert leaks(second.body, ALLOWED), "the unclassified region is missing"
