@@ -48,6 +48,8 @@ class Served:
         if name not in {p.name for p in admin.list_users()}:
             admin.create_user(name)
             admin.bind_role(name, "data_scientist")
+            # Online lookups go through the read guard like offline reads (issue #14).
+            admin.grant_access("sales.customer_stats", "main", name, purpose="tests")
         settings = self.home.settings
         if self.server is None:
             return Platform(settings, home=self.home, actor=Actor(name))
@@ -176,6 +178,7 @@ def test_revoked_token_is_refused_on_the_next_lookup(
     admin = GovernanceService(served.home.context())
     admin.create_user("bob")
     admin.bind_role("bob", "data_scientist")
+    admin.grant_access("sales.customer_stats", "main", "bob", purpose="tests")
     created = admin.create_token("b", principal="bob")
     headers = {"authorization": f"Bearer {created.token}"}
     body = {"entity_rows": [{"customer_id": 1}], "features": ["customer_stats:orders_7d"]}

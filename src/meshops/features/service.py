@@ -51,8 +51,9 @@ from meshops.features.registry import Definitions, Plan, resolve, resolve_cached
 from meshops.features.source import FeatureSource, SourceVersion
 from meshops.features.types import from_epoch_micros, utc
 from meshops.kernel import changes, lineage
+from meshops.kernel.access import ReadPlan, ReadRequest, ReadUsage
 from meshops.kernel.db import utcnow
-from meshops.kernel.errors import InvalidInput, NotFound, PolicyViolation
+from meshops.kernel.errors import Forbidden, InvalidInput, MeshopsError, NotFound, PolicyViolation
 from meshops.kernel.plugins import load_object
 from meshops.kernel.urn import Urn
 
@@ -87,7 +88,29 @@ class _Snapshot:
     decisions: dict[tuple[Any, ...], PolicyViolation | None] = dataclasses.field(
         default_factory=dict
     )
+    # (actor, kind, scopes, features, full_names) -> the read guard's plans of an online
+    # lookup, trusted for the change epoch they were made in (see _OnlineGuard)
+    guards: dict[tuple[Any, ...], _OnlineGuard] = dataclasses.field(default_factory=dict)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+
+MAX_CACHED_GUARDS = 10_000
+
+
+@dataclass(frozen=True)
+class _OnlineGuard:
+    """The read guard's answer for one online lookup shape: per view, the request and the
+    plan (or the refusal), made at change epoch `epoch` (kernel.changes: any commit, e.g. a
+    revoked grant or a new mask rule, ends it) and holding until `until` (a grant's expiry)."""
+
+    epoch: int
+    until: datetime | None
+    requests: dict[str, ReadRequest]
+    plans: dict[str, ReadPlan]
+    refusal: MeshopsError | None = None
+
+    def current(self, epoch: int) -> bool:
+        return epoch == self.epoch and (self.until is None or utcnow() < self.until)
 
 
 _snapshots: weakref.WeakKeyDictionary[Home, _Snapshot] = weakref.WeakKeyDictionary()
@@ -722,9 +745,11 @@ class FeatureStoreService:
         for name in plan.views:
             self.ctx.authorize("features.read", defs.views[name].domain)
         self._check_online_use(defs, plan, features, full_names)
+        guard = self._online_guard(defs, plan, features, full_names)
         now_micros = _micros(now or datetime.now(UTC))
         online = open_online_store(self.ctx.home)
         rows = [OnlineRow(values={}, status="ok") for _ in entity_rows]
+        served: dict[str, int] = {}
         for name, wanted in plan.views.items():
             view = defs.views[name]
             keys = defs.join_keys(view)
@@ -750,6 +775,9 @@ class FeatureStoreService:
                 row.event_times[name] = from_epoch_micros(found.event_micros) if found else None
                 for feature, output in wanted:
                     row.values[output] = found.values.get(feature.name) if fresh else None  # type: ignore[union-attr]
+                served[name] = served.get(name, 0) + (1 if fresh else 0)
+            self._mask_online(view, wanted, guard.plans[name], rows)
+        self._record_online(guard, served)
         for row, request in zip(rows, entity_rows, strict=True):
             row.status = _status(row, len(plan.views))
             for odf in plan.on_demand:
@@ -758,6 +786,92 @@ class FeatureStoreService:
         for row in rows:
             row.values = {n: row.values.get(n) for n in names}
         return OnlineResponse(features=names, rows=rows)
+
+    def _online_guard(
+        self, defs: Definitions, plan: Plan, features: list[str] | str, full_names: bool
+    ) -> _OnlineGuard:
+        """The read guard's plans for this lookup (grant, masks, like an offline read of
+        the product versions the online values came from), made once per change epoch per
+        (principal, token scopes, features asked); a refusal is kept and raised likewise."""
+        snapshot = _snapshot_of(self.ctx.home)
+        key = (*self._decision_key(features, full_names), self.ctx.actor.scopes)
+        epoch = changes.epoch(self.ctx.db)  # taken before the guard reads (kernel.changes)
+        found = snapshot.guards.get(key)
+        if found is None or not found.current(epoch):
+            found = self._plan_online(defs, plan, epoch, snapshot.materialized)
+            if len(snapshot.guards) >= MAX_CACHED_GUARDS:
+                snapshot.guards.clear()
+            snapshot.guards[key] = found
+        if found.refusal is not None:
+            # A fresh exception each time (re-raising one object would grow its traceback).
+            refusal = found.refusal
+            raise type(refusal)(refusal.message, refusal.detail)
+        return found
+
+    def _plan_online(
+        self, defs: Definitions, plan: Plan, epoch: int, materialized: dict[str, str]
+    ) -> _OnlineGuard:
+        requests, plans, until = {}, {}, None
+        try:
+            for name, wanted in plan.views.items():
+                source = defs.views[name].source
+                version = materialized.get(name)
+                ref = SourceRef(product=source.product, port=source.port, version=version)
+                described = self.source.describe(ref if version else source)
+                request = ReadRequest(
+                    product=described.product, domain=described.domain,
+                    version=described.version, port=described.port,
+                    columns=tuple(dict.fromkeys(f.source_column for f, _ in wanted)),
+                    classification={c.name: c.classification or "" for c in described.columns},
+                    owners=described.owners, interface="features", purpose="online",
+                )  # fmt: skip
+                found = self.ctx.home.read_guard.plan(self.ctx, request)
+                if found.row_filter:
+                    # Online values are per entity, not rows a SQL predicate can filter.
+                    raise Forbidden(
+                        f"your grant on {request.product} port {request.port} filters rows "
+                        "(row_filter), which online lookups cannot apply",
+                        {"product": request.product, "grant": found.grant_id,
+                         "fix": "read offline (training sets), or ask for a grant without "
+                         "a row filter"},
+                    )  # fmt: skip
+                requests[name], plans[name] = request, found
+                if found.valid_until is not None:
+                    until = min(until or found.valid_until, found.valid_until)
+        except (Forbidden, NotFound) as refused:
+            return _OnlineGuard(epoch, None, {}, {}, refused)
+        return _OnlineGuard(epoch, until, requests, plans)
+
+    def _mask_online(
+        self,
+        view: FeatureView,
+        wanted: list[tuple[Any, str]],
+        plan: ReadPlan,
+        rows: list[OnlineRow],
+    ) -> None:
+        """Mask the classified values the plan masks, exactly as an offline read does."""
+        if not plan.masks:
+            return
+        from meshops.features.types import arrow_type
+        from meshops.governance.masking import mask_values, masking_key
+
+        key = masking_key(self.ctx.home.settings)
+        for feature, output in wanted:
+            method = plan.masks.get(feature.source_column)
+            if method is None:
+                continue
+            kind = arrow_type(feature.type)
+            values = [_typed(row.values.get(output), kind) for row in rows]
+            for row, masked in zip(rows, mask_values(values, method, key, kind), strict=True):
+                row.values[output] = masked
+
+    def _record_online(self, guard: _OnlineGuard, served: dict[str, int]) -> None:
+        """One usage event per view per lookup (batched by a governed guard)."""
+        read_guard = self.ctx.home.read_guard
+        record = getattr(read_guard, "record_buffered", read_guard.record)
+        for name, request in guard.requests.items():
+            usage = ReadUsage(request=request, plan=guard.plans[name], rows=served.get(name, 0))
+            record(self.ctx, usage)
 
     def _check_online_use(
         self, defs: Definitions, plan: Plan, features: list[str] | str, full_names: bool
@@ -792,8 +906,12 @@ class FeatureStoreService:
         thread hop, most of the cost of a served lookup (the snapshot is refreshed first,
         so the answer holds for the call that follows)."""
         self.definitions()
-        decided = self._decision_key(features, full_names) in _snapshot_of(self.ctx.home).decisions
-        return decided and open_online_store(self.ctx.home).name == "sqlite"
+        snapshot = _snapshot_of(self.ctx.home)
+        key = self._decision_key(features, full_names)
+        guard = snapshot.guards.get((*key, self.ctx.actor.scopes))
+        decided = key in snapshot.decisions
+        planned = guard is not None and guard.current(changes.epoch(self.ctx.db))
+        return decided and planned and open_online_store(self.ctx.home).name == "sqlite"
 
     def _decide_online_use(
         self, defs: Definitions, plan: Plan, materialized: dict[str, str]
@@ -878,6 +996,14 @@ class FeatureStoreService:
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
+    return value
+
+
+def _typed(value: Any, kind: pa.DataType) -> Any:
+    """An online value as Arrow takes it for `kind` (the store keeps times as ISO text)."""
+    if isinstance(value, str) and (pa.types.is_timestamp(kind) or pa.types.is_date(kind)):
+        parsed = datetime.fromisoformat(value)
+        return parsed.date() if pa.types.is_date(kind) else parsed
     return value
 
 

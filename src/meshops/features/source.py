@@ -37,6 +37,7 @@ class SourceVersion:
     rows: int
     columns: tuple[SourceColumn, ...]
     status: str = "published"
+    owners: tuple[str, ...] = ()  # the product's owners (the read guard's facts)
 
     def column(self, name: str) -> SourceColumn | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -78,6 +79,7 @@ class MeshFeatureSource:
                 for c in port.columns
             ),
             status=version.status,
+            owners=tuple(version.owners),
         )
 
     def read(self, ref: SourceRef, version: SourceVersion, columns: list[str]) -> pa.Table:

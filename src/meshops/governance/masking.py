@@ -15,6 +15,8 @@ expression over Arrow with DuckDB, so both give the same values.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any
 
 import duckdb
@@ -26,7 +28,7 @@ from meshops.kernel.errors import InvalidInput
 from meshops.kernel.sandbox import MASK_METHODS, REDACTED, mask_expression
 from meshops.kernel.secrets import derived_key
 
-__all__ = ["METHODS", "REDACTED", "apply_plan", "mask_array", "masking_key"]
+__all__ = ["METHODS", "REDACTED", "apply_plan", "mask_array", "mask_values", "masking_key"]
 
 METHODS: tuple[MaskMethod, ...] = MASK_METHODS
 
@@ -67,3 +69,26 @@ def apply_plan(table: pa.Table, plan: ReadPlan, key: bytes) -> pa.Table:
             masked: Any = mask_array(selected.column(column), method, key)
             selected = selected.set_column(index, column, masked)
     return selected
+
+
+def mask_values(
+    values: list[Any], method: MaskMethod, key: bytes, value_type: pa.DataType
+) -> list[Any]:
+    """`mask_array` over Python values of one column (online feature lookups: a few values
+    per call), equal to what the SQL read path gives for a column of `value_type`. Text is
+    hashed in Python (HMAC-SHA256 of its UTF-8, as `hmac_sql`), sparing DuckDB on the hot
+    path; other types (values as Arrow takes them: datetimes, not ISO text) go through
+    `mask_array`, whose CAST to text decides their spelling."""
+    if method == "null":
+        return [None] * len(values)
+    if method == "redact":
+        return [None if v is None else REDACTED for v in values]
+    if method == "hash" and (
+        pa.types.is_string(value_type) or pa.types.is_large_string(value_type)
+    ):
+        return [
+            None if v is None else hmac.new(key, v.encode(), hashlib.sha256).hexdigest()
+            for v in values
+        ]
+    masked: list[Any] = mask_array(pa.array(values, type=value_type), method, key).to_pylist()
+    return masked

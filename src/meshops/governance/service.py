@@ -38,7 +38,7 @@ from meshops.governance.models import (
 from meshops.governance.roles import ROLES, Role
 from meshops.governance.store import mask_rules, policy_documents, policy_evaluations
 from meshops.governance.store import policies as policy_table
-from meshops.kernel import audit
+from meshops.kernel import audit, changes
 from meshops.kernel.db import utcnow
 from meshops.kernel.errors import Forbidden, InvalidInput, NotFound, PolicyViolation
 from meshops.kernel.home import Context
@@ -82,9 +82,16 @@ class GovernanceService:
     def _changed_identities(self) -> None:
         home = self.ctx.home
         identities.invalidate(home)
+        self._changed_access()
         # Inside a unit of work the change is not visible to others yet: forget again once
         # it is, so no other thread keeps what it cached in between.
         self.ctx.db.after_commit(lambda: identities.invalidate(home))
+
+    def _changed_access(self) -> None:
+        """Read decisions cached on the change epoch (online lookups) end once this commits,
+        even on databases whose epoch only advances by polling (kernel/changes.py)."""
+        watch = changes.watch(self.ctx.db)
+        self.ctx.db.after_commit(watch.advance)
 
     def refresh_caches(self) -> None:
         """Forget this process's cached identities and bindings (e.g. after a rolled-back
@@ -214,7 +221,9 @@ class GovernanceService:
                 identities.ensure_principal(conn, owner, self.ctx.actor.name)
             else:
                 identities.require_principal(conn, owner)
-            secret, info = tokens.create(conn, owner, name, scopes, expires_in)
+            secret, info = tokens.create(
+                conn, owner, name, scopes, expires_in, not_after=self.ctx.actor.expires_at
+            )
             self.ctx.audit(conn, "token.create", f"meshops:user:{owner}", after=info)
         return CreatedToken(token=secret, info=info)
 
@@ -502,6 +511,7 @@ class GovernanceService:
             self.ctx.audit(
                 conn, "mask_rule.set", f"meshops:policy:mask.{rule.classification}", after=rule
             )
+        self._changed_access()
         return rule
 
     def list_mask_rules(self) -> list[MaskRule]:
@@ -801,6 +811,7 @@ class GovernanceService:
                 after=after,
                 detail={"reason": reason},
             )
+        self._changed_access()
         return after
 
     def list_requests(
@@ -841,6 +852,7 @@ class GovernanceService:
 
     def product_usage(self, product: str, days: int = 30) -> ProductUsage:
         self._authorize_usage(product)
+        usage.flush_pending(self.ctx.home)
         since = utcnow() - (_days(days, "days") or timedelta(days=30))
         with self.ctx.db.read() as conn:
             return usage.product_usage(conn, product, since)
@@ -850,6 +862,7 @@ class GovernanceService:
             self._authorize_usage(product)
         else:
             self.ctx.authorize("usage.read")
+        usage.flush_pending(self.ctx.home)
         with self.ctx.db.read() as conn:
             return usage.events(conn, product, limit=min(limit, MAX_LIMIT))
 
@@ -857,6 +870,7 @@ class GovernanceService:
         """Products nobody read for `days` days: candidates for deprecation."""
         self.ctx.authorize("usage.read")
         _days(days, "days")
+        usage.flush_pending(self.ctx.home)
         with self.ctx.db.read() as conn:
             return usage.idle_products(conn, utcnow(), days, known)
 
@@ -871,6 +885,7 @@ class GovernanceService:
         lineage of its versions, active grants, and who read it (those columns) lately."""
         domain = self._authorize_usage(product)
         since = utcnow() - (_days(days, "days") or timedelta(days=90))
+        usage.flush_pending(self.ctx.home)
         name = product.partition(".")[2]
         with self.ctx.db.read() as conn:
             known_versions = sorted(set(versions or []) | set(usage.versions_read(conn, product)))

@@ -89,9 +89,15 @@ def create(
     name: str,
     scopes: list[str] | None,
     expires_in: timedelta | None,
+    *,
+    not_after: datetime | None = None,
 ) -> tuple[str, TokenInfo]:
+    """A new token; `not_after` caps its expiry (the expiry of the token creating it)."""
     secret = new_secret()
     now = utcnow()
+    expires_at = now + expires_in if expires_in is not None else None
+    if not_after is not None:
+        expires_at = min(expires_at or not_after, not_after)
     row = {
         "id": uuid.uuid4().hex,
         "principal": principal,
@@ -100,7 +106,7 @@ def create(
         "prefix": secret[:SHOWN_PREFIX_LENGTH],
         "scopes": check_scopes(scopes),
         "created_at": now,
-        "expires_at": now + expires_in if expires_in is not None else None,
+        "expires_at": expires_at,
         "revoked_at": None,
         "last_used_at": None,
     }

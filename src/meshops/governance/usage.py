@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import logging
+import threading
+import weakref
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
@@ -10,6 +14,8 @@ from sqlalchemy import Connection, func, select
 
 from meshops.governance.models import IdleProduct, ProductUsage, UsageEvent
 from meshops.governance.store import grants, usage_events
+
+log = logging.getLogger(__name__)
 
 
 def events(
@@ -122,3 +128,86 @@ def _event(row: Any) -> UsageEvent:
         interface=row["interface"],
         grant_id=row["grant_id"],
     )
+
+
+# --- usage of hot read paths, written in batches -------------------------------------------
+
+FLUSH_SECONDS = 1.0
+MAX_PENDING = 5_000
+IDLE_ROUNDS = 5  # the flush thread ends after this many empty rounds (add() restarts it)
+
+
+class UsageBuffer:
+    """Usage events of a hot read path (online lookups: well under a millisecond each),
+    written in batches so that a read does not pay a transaction: every read is still one
+    event with its own time, kept in memory at most about FLUSH_SECONDS (a background
+    thread writes them in one transaction), MAX_PENDING events, or until a usage query of
+    this process (which flushes first) or the interpreter's exit."""
+
+    def __init__(self, home: Any) -> None:
+        self._home = weakref.ref(home)
+        self._pending: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, row: dict[str, Any]) -> None:
+        with self._lock:
+            self._pending.append(row)
+            full = len(self._pending) >= MAX_PENDING
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="meshops-usage-flush", daemon=True
+                )
+                self._thread.start()
+        if full:
+            self._wake.set()
+
+    def flush(self) -> int:
+        """Write what is pending now; returns how many events were written."""
+        with self._lock:
+            rows, self._pending = self._pending, []
+        home = self._home()
+        if not rows or home is None:
+            return 0
+        try:
+            with home.db.begin() as conn:
+                conn.execute(usage_events.insert(), rows)
+        except Exception:
+            log.exception("could not write %d usage events", len(rows))
+            return 0
+        return len(rows)
+
+    def _run(self) -> None:
+        idle = 0
+        while idle < IDLE_ROUNDS and self._home() is not None:
+            self._wake.wait(FLUSH_SECONDS)
+            self._wake.clear()
+            idle = 0 if self.flush() else idle + 1
+
+
+_buffers: weakref.WeakKeyDictionary[Any, UsageBuffer] = weakref.WeakKeyDictionary()
+_buffers_lock = threading.Lock()
+
+
+def buffer_of(home: Any) -> UsageBuffer:
+    found = _buffers.get(home)
+    if found is None:
+        with _buffers_lock:
+            found = _buffers.get(home)
+            if found is None:
+                found = _buffers[home] = UsageBuffer(home)
+    return found
+
+
+def flush_pending(home: Any) -> None:
+    """Write this process's buffered usage of `home` (before answering a usage query)."""
+    found = _buffers.get(home)
+    if found is not None:
+        found.flush()
+
+
+@atexit.register
+def _flush_all() -> None:
+    for found in list(_buffers.values()):
+        found.flush()

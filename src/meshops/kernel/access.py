@@ -10,6 +10,7 @@ answers it (grants, masking, row filters, usage). The guard in use is named in s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from meshops.kernel.auth import HomeLike
@@ -41,6 +42,8 @@ class ReadPlan:
     row_filter: str | None = None  # a SQL predicate over the port's columns
     warnings: tuple[str, ...] = ()
     grant_id: str | None = None
+    # When the plan stops holding on its own (the grant's expiry), for callers caching it.
+    valid_until: datetime | None = None
 
 
 @dataclass(frozen=True)

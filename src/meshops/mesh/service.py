@@ -14,7 +14,7 @@ from sqlalchemy import Connection
 from meshops.kernel import lineage, outbox
 from meshops.kernel.access import Interface
 from meshops.kernel.db import utcnow
-from meshops.kernel.errors import Conflict, InvalidInput, NotFound
+from meshops.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
 from meshops.kernel.home import Context
 from meshops.kernel.urn import Urn, dataproduct_urn
 from meshops.mesh import catalog, gate, store
@@ -630,7 +630,8 @@ class MeshService:
         domain, _, _ = split_product_ref(product)
         self.ctx.authorize("dataproduct.read_metadata", domain)
         with self.ctx.db.read() as conn:
-            return self._version_model(conn, self._resolve_row(conn, product, version))
+            found = self._version_model(conn, self._resolve_row(conn, product, version))
+        return self._visible_statistics(found)
 
     def list_versions(self, product: str) -> list[DataProductVersion]:
         domain, name, _ = split_product_ref(product)
@@ -639,7 +640,38 @@ class MeshService:
             self._product_row(conn, product)
             rows = store.version_rows(conn, f"{domain}.{name}")
             versions = [self._version_model(conn, r) for r in rows]
+        versions = [self._visible_statistics(v) for v in versions]
         return sorted(versions, key=lambda v: SemVer.parse(v.version))
+
+    def _visible_statistics(self, version: DataProductVersion) -> DataProductVersion:
+        """The version as metadata readers see it: value statistics of a column (profile
+        min, max, histogram) only when the caller's read plan shows that column in clear
+        (owners, read_any, a grant naming it or an unclassified column of a grant);
+        otherwise they would leak the values a grant masks or refuses. Counts (nulls,
+        distinct) stay."""
+        ports = []
+        for port in version.ports:
+            clear = self._clear_columns(version, port)
+            hidden = [c.name for c in port.profile if c.name not in clear]
+            if not hidden:
+                ports.append(port)
+                continue
+            profile = [
+                c.model_copy(update={"min": None, "max": None, "histogram": []})
+                if c.name in hidden
+                else c
+                for c in port.profile
+            ]
+            ports.append(port.model_copy(update={"profile": profile}))
+        return version.model_copy(update={"ports": ports})
+
+    def _clear_columns(self, version: DataProductVersion, port: OutputPortVersion) -> set[str]:
+        request = reads.build_request(version, port, None, "sdk")
+        try:
+            plan = self.ctx.home.read_guard.plan(self.ctx, request)
+        except Forbidden:
+            return set()
+        return {c for c in plan.columns if c not in plan.masks}
 
     def get_product(self, product: str) -> DataProduct:
         domain, _, _ = split_product_ref(product)
