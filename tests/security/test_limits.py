@@ -119,12 +119,18 @@ def test_the_standalone_data_plane_has_the_same_edge(home: Home) -> None:
         assert client.get("/metrics").status_code == 401
 
 
-def test_multipart_upload_over_the_limit_is_413(api: httpx.Client) -> None:
+def test_multipart_upload_over_the_limit_is_413(api: httpx.Client, server: LiveServer) -> None:
     under = {"reference": ("ref.csv", b"a\n" + b"1\n" * (16 * KIB), "text/csv")}  # ~32 KiB
     r = api.post("/v1/monitors/none/runs", files=under)
     assert r.status_code != 413, r.text[:300]  # over the JSON limit, under the upload one
     over = {"reference": ("ref.csv", b"a\n" + b"1\n" * (40 * KIB), "text/csv")}  # ~80 KiB
     assert_413(api.post("/v1/monitors/none/runs", files=over), "max_upload_mb")
+    # Past a request's limit, only a caller with a token may upload (before any spooling);
+    # calling it multipart does not buy an anonymous caller the larger limit.
+    anonymous = httpx.post(f"{server.url}/v1/monitors/none/runs", files=under)
+    assert anonymous.status_code == 401 and anonymous.json()["error"] == "unauthenticated"
+    tiny = {"reference": ("ref.csv", b"a\n1\n", "text/csv")}
+    assert httpx.post(f"{server.url}/v1/monitors/none/runs", files=tiny).status_code == 401
 
 
 def test_metrics_need_a_token(server: LiveServer) -> None:

@@ -100,6 +100,14 @@ def test_sign_out_ends_the_session_and_a_copied_cookie_dies_with_it(world: World
     assert not signed_in(with_cookie(world, token))
 
 
+def test_signing_in_again_replaces_the_session(world: World) -> None:
+    client = world.sign_in(world.token("nina"))
+    first = client.cookies[COOKIE]
+    r = client.post("/ui/login", data={"token": world.token("nina2")})
+    assert r.status_code == 303 and client.cookies[COOKIE] != first
+    assert signed_in(client) and not signed_in(with_cookie(world, first))
+
+
 def test_revoking_the_token_ends_its_sessions(world: World) -> None:
     token = world.token("rolf")
     client = world.sign_in(token)

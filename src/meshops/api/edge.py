@@ -8,8 +8,9 @@
 - request bodies bounded by `[server] max_request_mb` (multipart uploads by
   `max_upload_mb`): a declared `Content-Length` over the limit is refused before a byte is
   read, and a body without one (chunked) is counted as it streams, so the fast paths that
-  read bodies themselves (online lookups) are bounded too. Refusals are 413 in the API's
-  error shape;
+  read bodies themselves (online lookups, predict) are bounded too. Refusals are 413 in the
+  API's error shape. An upload larger than a request's limit must come with a valid token
+  (checked before its body is read): anonymous callers cannot make the server spool it;
 - `/metrics` answers only to a caller with a valid token, like every route but the health
   checks and the API docs.
 """
@@ -68,10 +69,10 @@ class Edge:
             return
         send = _with_security_headers(send)
         headers = _wanted_headers(scope)
-        if scope["path"] in TOKEN_PATHS:
-            state = self.state if self.state is not None else scope["app"].state
-            if not await _authenticated(state, headers, send):
-                return
+        if scope["path"] in TOKEN_PATHS and not await _authenticated(
+            self._state(scope), headers, send
+        ):
+            return
         upload = headers.get(b"content-type", b"").lower().startswith(b"multipart/")
         limit, setting = (
             (self.max_upload, "max_upload_mb") if upload else (self.max_request, "max_request_mb")
@@ -80,6 +81,9 @@ class Edge:
         if declared is None and b"transfer-encoding" not in headers:
             await self.app(scope, receive, send)  # no body at all
             return
+        big = declared is None or not declared.isdigit() or int(declared) > self.max_request
+        if upload and big and not await _authenticated(self._state(scope), headers, send):
+            return  # only a caller with a token may send more than a request's worth
         if declared is not None:
             if not declared.isdigit() or int(declared) > limit:
                 await _send_error(send, too_large(limit, setting))
@@ -88,6 +92,9 @@ class Edge:
             await self.app(scope, receive, send)
             return
         await _counted(self.app, (scope, receive, send), limit, setting)
+
+    def _state(self, scope: Scope) -> Any:
+        return self.state if self.state is not None else scope["app"].state
 
 
 def too_large(limit: int, setting: str) -> PayloadTooLarge:

@@ -47,6 +47,9 @@ def login(request: Request, token: str = Form(""), next: str = Form("/ui")) -> A
             },
             status_code=401,
         )
+    previous = request.cookies.get(COOKIE)
+    if previous:  # signing in again replaces the browser's session, it does not add one
+        sessions.end(request.app.state.home, previous)
     session_id, web_session = sessions.start(request.app.state.home, token, actor)
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(
