@@ -32,9 +32,13 @@ def _refused(path: Path, options: dict[str, Any]) -> tuple[list[str], list[str]]
     import skops.io
 
     extra = frozenset(options.get("trusted_types") or [])
+    # Our own walk first: a refused name is reported even when skops cannot parse the rest.
+    refused = refused_names(path, [], extra)
     try:
         untrusted = skops.io.get_untrusted_types(file=path)
     except Exception as exc:  # a broken archive or schema: skops raises many kinds
+        if refused:
+            return refused, []
         raise ValueError(f"skops cannot read it: {type(exc).__name__}: {exc}") from exc
     return refused_names(path, untrusted, extra), untrusted
 
@@ -190,9 +194,10 @@ def _tree_problem(raw: Any) -> str | None:
         elif name == "TreePredictor" and hasattr(obj, "nodes"):
             nodes = obj.nodes
             leaf = nodes["is_leaf"].astype(bool)
-            left = np.where(leaf, -1, nodes["left"])
-            right = np.where(leaf, -1, nodes["right"])
-            feature = np.where(leaf, -2, nodes["feature_idx"])
+            # int64 first: the fields are unsigned, and -1 must stay -1.
+            left = np.where(leaf, -1, nodes["left"].astype(np.int64))
+            right = np.where(leaf, -1, nodes["right"].astype(np.int64))
+            feature = np.where(leaf, -2, nodes["feature_idx"].astype(np.int64))
             problem = _check_nodes(left, right, feature, n_features) or _bitset_problem(obj)
         else:
             problem = None
