@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 
 from meshops.kernel.db import BigId, JsonColumn, UtcDateTime, metadata, utcnow
+from meshops.kernel.errors import InvalidInput
 
 TsVector = Text().with_variant(postgresql.TSVECTOR(), "postgresql")
 
@@ -315,4 +316,9 @@ def as_date(value: Any) -> date | None:
         return value
     if isinstance(value, datetime):
         return value.date()
-    return date.fromisoformat(str(value))
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError as exc:  # the caller's text (e.g. a deprecation's sunset)
+        raise InvalidInput(
+            f"not a date: {str(value)[:40]!r}", {"field": "sunset", "fix": "write YYYY-MM-DD"}
+        ) from exc
