@@ -178,3 +178,22 @@ def test_size_settings_come_from_meshops_toml(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput) as err:
         load_settings(home=home, env={})
     assert err.value.detail["field"] == "server.max_upload_mb"
+
+
+def test_the_server_removes_stale_tmp_files_when_it_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from meshops.api import server as api_server
+
+    home_dir = tmp_path / "home"
+    stale = home_dir / "blobs" / "tmp" / "killed.part"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"x")
+    old = time.time() - 2 * STALE_TMP_SECONDS
+    os.utime(stale, (old, old))
+    started: list[str] = []
+    monkeypatch.setenv("MESHOPS_HOME", str(home_dir))
+    monkeypatch.delenv("MESHOPS_BLOB_URL", raising=False)
+    monkeypatch.setattr(api_server.uvicorn, "run", lambda app, **kw: started.append(app))
+    api_server.serve(port=1)
+    assert started == ["meshops.api.server:app_factory"] and not stale.exists()

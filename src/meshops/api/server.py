@@ -22,7 +22,11 @@ def app_factory() -> object:
 def serve(host: str | None = None, port: int | None = None, workers: int = 1) -> None:
     settings = load_settings()
     # Upgrading once here (not in each worker) keeps migrations single-writer.
-    Home(settings, auto_upgrade=settings.database_url.startswith("sqlite")).close()
+    home = Home(settings, auto_upgrade=settings.database_url.startswith("sqlite"))
+    try:
+        _ = home.blobs  # opening the store removes temp files a killed publish left behind
+    finally:
+        home.close()
     os.environ.setdefault("MESHOPS_HOME", str(settings.home))
     uvicorn.run(
         "meshops.api.server:app_factory",
