@@ -47,7 +47,7 @@ def test_the_pipeline_artifact_route_does_not_serve_a_snapshot(sec: SecurityHome
 
 def _skops_bytes() -> bytes:
     model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
-    return skops.io.dumps(model)
+    return bytes(skops.io.dumps(model))
 
 
 @pytest.mark.parametrize("flavor", ["sklearn", "python", "onnx"])

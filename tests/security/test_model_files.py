@@ -39,7 +39,7 @@ def _runstring_exploit(marker: Path) -> bytes:
     import numpy.testing._private.utils as numpy_utils
 
     step = FunctionTransformer(numpy_utils.runstring, kw_args={"dict": {}})
-    data = skops.io.dumps(make_pipeline(step))
+    data: bytes = skops.io.dumps(make_pipeline(step))
     assert "numpy.testing._private.utils.runstring" in skops.io.get_untrusted_types(data=data)
     assert not marker.exists()
     return data
