@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
@@ -114,10 +114,18 @@ async def log_metric_rows(request: Request, ctx: Context = Depends(get_context))
     return Response(status_code=204)
 
 
+class History(BaseModel):
+    # Typed floats: pydantic's JSON mode would turn a NaN inside `Any` into null; a float
+    # field keeps it for the app's response class to write as "NaN".
+    key: str
+    values: list[tuple[float, int, float]]  # value, step, timestamp
+
+
 @router.get("/v1/runs/{run_id}/metrics/history")
-def metric_history(run_id: str, key: str, ctx: Context = Depends(get_context)) -> dict[str, Any]:
+def metric_history(run_id: str, key: str, ctx: Context = Depends(get_context)) -> History:
     history = TrackingService(ctx).metric_history(run_id, key)
-    return {"key": key, "values": [[m.value, m.step, m.timestamp] for m in history]}
+    values = [(m.value, m.step, m.timestamp) for m in history]
+    return History.model_construct(key=key, values=values)  # built from typed Metrics
 
 
 @router.put("/v1/runs/{run_id}/artifacts", status_code=201)
