@@ -242,3 +242,20 @@ def test_pages_have_no_inline_script_the_csp_would_block(world: World) -> None:
         assert all("src=" in attrs for attrs in scripts), (path, scripts)
         assert not re.search(r"\son[a-z]+\s*=", html), path
         assert "javascript:" not in html, path
+
+
+def test_a_session_of_an_ungoverned_server_is_worthless_to_a_governed_one(world: World) -> None:
+    """Without governance any token acts as the local user; such a session (made from no
+    stored token) must not be accepted once the home is served with tokens."""
+    origin = {"origin": "http://testserver"}
+    with TestClient(create_app(world.home)) as open_app:  # local_user: no tokens
+        r = open_app.post("/ui/login", data={"token": "anything"}, headers=origin)
+        assert r.status_code == 200 and "Sign out" in r.text  # followed the redirect
+        cookie = open_app.cookies[COOKIE]
+    with TestClient(create_app(world.home, authenticate=authenticate_token)) as governed:
+        governed.cookies.set(COOKIE, cookie, path="/ui")
+        r = governed.get("/ui", follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].startswith("/ui/login")
+        # ...nor does an unknown token start a session there.
+        r = governed.post("/ui/login", data={"token": "msh_forged"}, headers=origin)
+        assert r.status_code == 401 and COOKIE not in r.headers.get("set-cookie", "")

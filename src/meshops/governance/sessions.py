@@ -58,13 +58,19 @@ def csrf_ok(settings: Settings, session_id: str, candidate: str) -> bool:
     return hmac.compare_digest(csrf_token(settings, session_id), candidate)
 
 
-def start(home: Any, api_token: str, actor: Actor) -> tuple[str, WebSession]:
+def start(
+    home: Any, api_token: str, actor: Actor, *, tokenless: bool = False
+) -> tuple[str, WebSession]:
     """A new session for the caller who just signed in with `api_token` (already verified
-    by the app's authenticator, which made `actor`); returns (session id, session)."""
+    by the app's authenticator, which made `actor`); returns (session id, session).
+    `tokenless`: the server runs without governance, where any token acts as the local
+    user; otherwise the session must come from a stored API token."""
     now = utcnow()
     session_id = secrets.token_urlsafe(32)
     with home.db.begin() as conn:
         info = tokens.find_by_secret(conn, api_token)
+        if info is None and not tokenless:
+            raise Unauthenticated("unknown API token", {"fix": SIGN_IN_FIX})
         expires = now + LIFETIME
         if info is not None and info.expires_at is not None:
             expires = min(expires, info.expires_at)
@@ -97,9 +103,10 @@ def end_for_token(conn: Connection, token_id: str) -> int:
     return int(result.rowcount or 0)
 
 
-def resolve(home: Any, session_id: str) -> Actor:
+def resolve(home: Any, session_id: str, *, tokenless: bool = False) -> Actor:
     """The actor behind a session cookie; Unauthenticated when the session is unknown,
-    expired, or its token is no longer active."""
+    expired, or its token is no longer active. A session made without a token (`start`
+    with `tokenless`) is accepted only by a server that runs without governance."""
     now = utcnow()
     with home.db.read() as conn:
         row = (
@@ -114,6 +121,8 @@ def resolve(home: Any, session_id: str) -> Actor:
         if row is None or row["expires_at"] <= now:
             raise Unauthenticated("your web session has ended", {"fix": SIGN_IN_FIX})
         if row["token_id"] is None:
+            if not tokenless:
+                raise Unauthenticated("your web session has ended", {"fix": SIGN_IN_FIX})
             return Actor(row["principal"])
         try:
             info = tokens.get(conn, row["token_id"])

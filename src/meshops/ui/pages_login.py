@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse
 from meshops.governance import sessions
 from meshops.kernel.errors import Unauthenticated
 from meshops.ui.routing import UIRoute
-from meshops.ui.web import COOKIE, COOKIE_PATH, templates
+from meshops.ui.web import COOKIE, COOKIE_PATH, templates, ungoverned
 
 router = APIRouter(prefix="/ui", route_class=UIRoute)
 
@@ -32,8 +32,13 @@ def login_form(request: Request, next: str = "/ui", error: str = "") -> Any:
 @router.post("/login", include_in_schema=False)
 def login(request: Request, token: str = Form(""), next: str = Form("/ui")) -> Any:
     token = token.strip()
+    home = request.app.state.home
     try:
-        actor = request.app.state.authenticate(request.app.state.home, token or None)
+        actor = request.app.state.authenticate(home, token or None)
+        previous = request.cookies.get(COOKIE)
+        if previous:  # signing in again replaces the browser's session, it does not add one
+            sessions.end(home, previous)
+        session_id, web_session = sessions.start(home, token, actor, tokenless=ungoverned(request))
     except Unauthenticated as exc:
         return templates.TemplateResponse(
             request,
@@ -47,10 +52,6 @@ def login(request: Request, token: str = Form(""), next: str = Form("/ui")) -> A
             },
             status_code=401,
         )
-    previous = request.cookies.get(COOKIE)
-    if previous:  # signing in again replaces the browser's session, it does not add one
-        sessions.end(request.app.state.home, previous)
-    session_id, web_session = sessions.start(request.app.state.home, token, actor)
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(
         COOKIE,
