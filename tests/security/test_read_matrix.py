@@ -27,10 +27,14 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
+import httpx
+import pyarrow as pa
 import pytest
 
+from meshops.client import Platform
 from meshops.kernel.errors import MeshopsError
 from tests.security.conftest import (
     CLEAR,
@@ -38,6 +42,8 @@ from tests.security.conftest import (
     PORT,
     PRINCIPALS,
     PRODUCT,
+    T0,
+    TS,
     VIEW,
     Principal,
     SecurityHome,
@@ -127,10 +133,7 @@ def cli_sql(sec: SecurityHome, p: Principal) -> Outcome:
     return _cli(sec, p, "product", "sql", SQL, "--json")
 
 
-def _http(response: object) -> Outcome:
-    import httpx
-
-    assert isinstance(response, httpx.Response)
+def _http(response: httpx.Response) -> Outcome:
     return Outcome(response.status_code, response.content, f"{response.request.url.path}")
 
 
@@ -414,3 +417,99 @@ def test_narrowing_a_grant_masks_the_next_online_lookup(sec: SecurityHome) -> No
     assert second.ok, second.body[:200]
     assert leaks(second.body, MASKED) == [], "clear values after the grant was narrowed"
     assert leaks(second.body, ALLOWED), "the unclassified region is missing"
+
+
+# --- the online interface runs no caller-chosen Python in the server -----------------------
+
+
+def _publish_env_product(platform: Platform, owner: str) -> None:
+    """`sales.envs`: one string column named `env`, so a feature can be named `env`."""
+    from meshops.features.models import Entity, Feature, FeatureRepo, FeatureView, SourceRef
+    from tests.features.helpers import contract_for
+
+    table = pa.table(
+        {
+            "customer_id": pa.array([1], pa.int64()),
+            "updated_at": pa.array([T0], TS),
+            "env": ["x"],
+        }
+    )
+    descriptor = {
+        "apiVersion": "v1.0.0",
+        "kind": "DataProduct",
+        "id": "sales.envs",
+        "name": "envs",
+        "domain": "sales",
+        "version": "1.0.0",
+        "status": "active",
+        "description": {"purpose": "a column named like a program"},
+        "team": {"members": [{"username": owner, "role": "owner"}]},
+        "outputPorts": [{"name": "envs", "version": "1.0.0", "contractId": "envs-contract"}],
+    }
+    platform.mesh.publish_arrow(descriptor, {"envs": contract_for("envs", table)}, {"envs": table})
+    view = FeatureView(
+        name="envs",
+        entities=["customer"],
+        source=SourceRef(product="sales.envs"),
+        event_time="updated_at",
+        features=[Feature(name="env", type="string")],
+        ttl_seconds=None,
+        owner=owner,
+    )
+    repo = FeatureRepo(entities=[Entity(name="customer", join_keys=["customer_id"])])
+    repo.feature_views.append(view)
+    platform.features.apply(repo)
+    platform.features.materialize(["envs"])
+
+
+def test_on_demand_feature_cannot_run_a_callable_of_the_callers_choice(
+    sec: SecurityHome, tmp_path: Path
+) -> None:
+    """An on-demand feature names `module:function`, called in the API server at lookup
+    time with a dict of its inputs and request fields. With `subprocess:run`, an input
+    feature named `env` and request fields `touch` and a path, that dict's keys are the
+    command line `env touch <path>`. A data engineer may define features, not run code in
+    the server: the definition or the lookup is refused, and nothing runs."""
+    name = "odf-attacker"
+    sec.new_user(name, "data_engineer")
+    marker = tmp_path / "pwned"
+    with sec.remote(name) as attacker:
+        _publish_env_product(attacker, name)  # all within a data engineer's rights
+    odf = {
+        "name": "pwn",
+        "function": "subprocess:run",
+        "inputs": ["envs:env"],
+        "request": ["touch", str(marker)],
+    }
+    client = sec.client(name)
+    applied = client.post("/v1/features/apply", json={"on_demand_features": [odf]})
+    row = {"customer_id": 1, "touch": 1, str(marker): 1}
+    looked_up = _status_or_reset(
+        lambda: client.post("/v1/features/online", json={"entity_rows": [row], "features": ["pwn"]})
+    )
+    # Offline, the same function runs row by row while the server builds a training set.
+    entities = (
+        pa.table({"customer_id": pa.array([1], pa.int64()), "event_timestamp": pa.array([T0], TS)})
+        .append_column("touch", pa.array([1]))
+        .append_column(str(marker), pa.array([1]))
+    )
+    body = ipc_bytes(entities)
+    trained = _status_or_reset(
+        lambda: client.post("/v1/features/training-sets", params={"feature": "pwn"}, content=body)
+    )
+    if trained.ok:
+        made = json.loads(trained.body)["id"]
+        _status_or_reset(lambda: client.get(f"/v1/features/training-sets/{made}/data"))
+    assert not marker.exists(), "a caller-chosen callable ran in the API server"
+    refused = (403, 422)
+    assert applied.status_code in refused or (
+        looked_up.status in refused and trained.status in refused
+    ), (applied.status_code, looked_up.status, trained.status, looked_up.body[:300])
+
+
+def _status_or_reset(call: Callable[[], httpx.Response]) -> Outcome:
+    """The response, or status 599 when the server dropped the connection."""
+    try:
+        return _http(call())
+    except httpx.TransportError as exc:
+        return Outcome(599, str(exc).encode(), "connection dropped")
