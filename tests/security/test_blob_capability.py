@@ -16,6 +16,7 @@ import pytest
 import skops.io
 from sklearn.linear_model import LogisticRegression
 
+from meshops.pipelines.models import artifact_urn
 from tests.security.conftest import CLEAR, SecurityHome, leaks
 
 CONSUMER = "consumer-none"  # a plain consumer: no grant, no pipelines/registry roles
@@ -126,6 +127,8 @@ def test_pipeline_artifacts_owner_reads_back_others_only_once_produced(
     assert recorded.status_code == 204, recorded.text
     shared = reader.get(f"/v1/pipelines/artifacts/{digest}")
     assert shared.status_code == 200 and shared.content == data
+    events = sec.admin().audit_events(obj=artifact_urn(digest))
+    assert [e.actor for e in events if e.action == "pipelines.read_artifact"] == [READER]
 
 
 def _step(run_id: str, digest: str, size: int, inline: str | None = None) -> dict[str, object]:

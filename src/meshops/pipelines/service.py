@@ -620,7 +620,8 @@ class PipelinesService:
         read through their own governed routes."""
         self.ctx.authorize("pipelines.read")
         with self.ctx.db.read() as conn:
-            readable = store.readable_artifacts(conn, {digest}, self.ctx.actor.name)
+            own = store.uploaded_by(conn, digest, self.ctx.actor.name)
+            readable = own or bool(store.readable_artifacts(conn, {digest}, self.ctx.actor.name))
         if not readable:
             raise NotFound(
                 f"no pipeline artifact {digest}",
@@ -630,6 +631,9 @@ class PipelinesService:
                     "are read with `meshops product read` (GET /v1/mesh/products/...)",
                 },
             )
+        if not own:  # someone else's output: the read is recorded (a run's own reads are not)
+            with self.ctx.db.begin() as conn:
+                self.ctx.audit(conn, "pipelines.read_artifact", artifact_urn(digest))
         try:
             return self.ctx.blobs.get_bytes(digest)
         except NotFound:

@@ -320,6 +320,15 @@ def readable_artifacts(conn: Connection, digests: set[str], actor: str) -> set[s
     return set(conn.execute(query).scalars())
 
 
+def uploaded_by(conn: Connection, digest: str, actor: str) -> bool:
+    query = select(artifact_refs.c.digest).where(
+        artifact_refs.c.digest == digest,
+        artifact_refs.c.kind == UPLOAD,
+        artifact_refs.c.holder == actor,
+    )
+    return conn.execute(query).first() is not None
+
+
 def _step_row(step: StepRun) -> dict[str, Any]:
     row = step.model_dump()
     row["status"] = step.status.value

@@ -145,7 +145,9 @@ def is_allowed(loader: str, name: str, extra: frozenset[str]) -> bool:
     if name in extra:
         return True
     if loader in FUNCTION_LOADERS:
-        return name in SAFE_FUNCTIONS
+        # Only a plain function reference: a bound method, partial or operator node is
+        # refused even when its name happens to read like a safe ufunc ("numpy.clip").
+        return loader == "FunctionNode" and name in SAFE_FUNCTIONS
     if loader in TYPE_VALUE_LOADERS:
         return name in SAFE_TYPE_VALUES
     if loader in DATA_LOADERS:  # rebuilt from data (or a node seen before): nothing called
