@@ -160,6 +160,7 @@ def test_cookie_flags(world: World) -> None:
             follow_redirects=False,
         )
         assert r.status_code == 303 and "Secure" in r.headers["set-cookie"]
+        assert r.headers["strict-transport-security"].startswith("max-age=")
 
 
 def test_forms_without_the_sessions_csrf_token_are_refused(world: World) -> None:
@@ -228,6 +229,7 @@ def test_security_headers_on_pages_api_errors_and_static(world: World) -> None:
     for r in responses:
         for name, value in HEADERS.items():
             assert r.headers.get(name) == value, (r.url, name)
+        assert "strict-transport-security" not in r.headers  # plain http: no HSTS
         csp = r.headers["content-security-policy"]
         assert "frame-ancestors 'none'" in csp and "default-src 'self'" in csp, r.url
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("style-src")[0]

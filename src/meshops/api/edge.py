@@ -46,6 +46,8 @@ SECURITY_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
 )
+# Under HTTPS (directly or through a proxy that says so), browsers stay on HTTPS.
+HTTPS_HEADERS = (*SECURITY_HEADERS, (b"strict-transport-security", b"max-age=31536000"))
 
 
 class PayloadTooLarge(InvalidInput):
@@ -67,7 +69,7 @@ class Edge:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        send = _with_security_headers(send)
+        send = _with_headers(send, HTTPS_HEADERS if scope.get("scheme") == "https" else None)
         headers = _wanted_headers(scope)
         if scope["path"] in TOKEN_PATHS and not await _authenticated(
             self._state(scope), headers, send
@@ -148,11 +150,13 @@ def _wanted_headers(scope: Scope) -> dict[bytes, bytes]:
     return {k: v for k, v in scope["headers"] if k in wanted}
 
 
-def _with_security_headers(send: Send) -> Send:
+def _with_headers(send: Send, headers: tuple[tuple[bytes, bytes], ...] | None) -> Send:
+    wanted = headers or SECURITY_HEADERS
+
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
             present = {k.lower() for k, _ in message.get("headers", ())}
-            extra = [h for h in SECURITY_HEADERS if h[0] not in present]
+            extra = [h for h in wanted if h[0] not in present]
             if extra:
                 message["headers"] = [*message.get("headers", ()), *extra]
         await send(message)
