@@ -197,3 +197,34 @@ def test_the_server_removes_stale_tmp_files_when_it_starts(
     monkeypatch.setattr(api_server.uvicorn, "run", lambda app, **kw: started.append(app))
     api_server.serve(port=1)
     assert started == ["meshops.api.server:app_factory"] and not stale.exists()
+
+
+def test_metrics_on_a_separate_internal_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`[server] metrics_address`: a listener of its own answers /metrics without a token
+    (for Prometheus on an internal interface); the API port still asks for one."""
+    from meshops.api import server as api_server
+    from tests.conftest import free_port
+
+    port = free_port()
+    listener = api_server.serve_metrics_apart(f"127.0.0.1:{port}", workers=1)
+    try:
+        r = httpx.get(f"http://127.0.0.1:{port}/metrics")
+        assert r.status_code == 200 and "meshops_serving_requests" in r.text
+    finally:
+        listener.shutdown()
+        listener.server_close()
+    home_dir = tmp_path / "home"
+    home_dir.mkdir()
+    (home_dir / "meshops.toml").write_text('[server]\nmetrics_address = "127.0.0.1:9"\n')
+    apart: list[str] = []
+    monkeypatch.setenv("MESHOPS_HOME", str(home_dir))
+    monkeypatch.setattr(api_server, "serve_metrics_apart", lambda a, w: apart.append(a))
+    monkeypatch.setattr(api_server.uvicorn, "run", lambda app, **kw: None)
+    api_server.serve(port=1)
+    assert apart == ["127.0.0.1:9"]
+    (home_dir / "meshops.toml").write_text('[server]\nmetrics_address = "9100"\n')
+    with pytest.raises(InvalidInput) as err:
+        load_settings(home=home_dir, env={})
+    assert err.value.detail["field"] == "server.metrics_address"

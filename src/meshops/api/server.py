@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from typing import Any
 
 import uvicorn
 
@@ -28,6 +30,8 @@ def serve(host: str | None = None, port: int | None = None, workers: int = 1) ->
     finally:
         home.close()
     os.environ.setdefault("MESHOPS_HOME", str(settings.home))
+    if settings.metrics_address:
+        serve_metrics_apart(settings.metrics_address, workers)
     uvicorn.run(
         "meshops.api.server:app_factory",
         factory=True,
@@ -36,3 +40,24 @@ def serve(host: str | None = None, port: int | None = None, workers: int = 1) ->
         workers=workers,
         log_level="warning",
     )
+
+
+def serve_metrics_apart(address: str, workers: int) -> Any:
+    """`[server] metrics_address`: Prometheus metrics without a token on a listener of their
+    own (bind it to an internal interface); the API port keeps asking for a token. Several
+    workers share their samples through prometheus_client's multiprocess directory, set
+    here before they start. Returns the listener (a WSGI server in a daemon thread)."""
+    from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+
+    from meshops.serving.metrics import MULTIPROC_ENV
+
+    registry: CollectorRegistry = REGISTRY
+    if workers > 1:
+        from prometheus_client import multiprocess
+
+        os.environ.setdefault(MULTIPROC_ENV, tempfile.mkdtemp(prefix="meshops-metrics-"))
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    host, _, port = address.rpartition(":")
+    server, _thread = start_http_server(int(port), addr=host, registry=registry)
+    return server

@@ -39,6 +39,9 @@ class Settings:
     server_port: int = 8080
     max_request_mb: float = DEFAULT_MAX_REQUEST_MB
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
+    # "host:port" where `meshops server` also answers /metrics without a token (an internal
+    # listener for Prometheus); empty: /metrics only on the API port, with a token.
+    metrics_address: str = ""
     config_file: Path | None = None
     authorizer: str = DEFAULT_AUTHORIZER
     read_guard: str = DEFAULT_READ_GUARD
@@ -129,6 +132,10 @@ def load_settings(
             env.get("MESHOPS_MAX_UPLOAD_MB") or server.get("max_upload_mb"),
             DEFAULT_MAX_UPLOAD_MB,
         ),
+        metrics_address=_address(
+            "metrics_address",
+            env.get("MESHOPS_METRICS_ADDRESS") or server.get("metrics_address") or "",
+        ),
         config_file=config_path,
         authorizer=governance.get("authorizer", DEFAULT_AUTHORIZER),
         read_guard=governance.get("read_guard", DEFAULT_READ_GUARD),
@@ -150,6 +157,19 @@ def _size_mb(name: str, value: Any, default: float) -> float:
             {"field": f"server.{name}", "fix": f"e.g. `{name} = {default:g}` in meshops.toml"},
         )
     return size
+
+
+def _address(name: str, value: Any) -> str:
+    """An optional `[server]` listen address, "host:port"."""
+    if value == "":
+        return ""
+    host, _, port = str(value).rpartition(":")
+    if not (isinstance(value, str) and host and port.isdigit() and 0 < int(port) < 65536):
+        raise InvalidInput(
+            f'[server] {name} must be "host:port", not {value!r}',
+            {"field": f"server.{name}", "fix": f'e.g. `{name} = "127.0.0.1:9100"` in meshops.toml'},
+        )
+    return value
 
 
 def credentials_file(env: dict[str, str] | None = None) -> Path:
