@@ -17,7 +17,9 @@ interface and checks the design's answer, in the response bytes themselves:
   principal who may not read it (finding 8: min/max statistics);
 - blobs: a digest is not a capability. The artifact route does not hand the snapshot to a
   principal who may not read it unmasked, and no one registers a model version whose file
-  is the snapshot (findings 5 and the "model files validated at registration" design).
+  is the snapshot (findings 5 and the "model files validated at registration" design);
+  nor is a server-side path: a drift monitor whose Parquet source is the snapshot's file
+  does not return its values to a principal who may not read them.
 """
 
 from __future__ import annotations
@@ -216,6 +218,39 @@ def model_files(sec: SecurityHome, p: Principal) -> Outcome:
     return Outcome(registered.status_code, registered.content + data.content, "registered")
 
 
+def monitor_over_blob_path(sec: SecurityHome, p: Principal) -> Outcome:
+    """A drift monitor whose Parquet source is the snapshot's file in the blob store, run
+    once: its result carries per-category frequencies, i.e. the values."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    digest = sec.snapshot_digest
+    path = f"{sec.settings.home}/blobs/sha256/{digest[:2]}/{digest[2:]}"
+    name = f"steal-{p.name}"
+    spec = {
+        "name": name,
+        "kind": "data_drift",
+        "window": "3650d",
+        "features": ["email", "note", "income", "region"],
+        "source": {"type": "parquet", "options": {"path": path, "time_column": "updated_at"}},
+    }
+    reference = io.BytesIO()
+    pq.write_table(
+        pa.table({"email": ["a"], "note": ["b"], "income": [1.0], "region": ["c"]}), reference
+    )
+    client = sec.client(p.name)
+    made = client.post(
+        "/v1/monitors",
+        data={"spec": json.dumps(spec)},
+        files={"reference": ("reference.parquet", reference.getvalue())},
+    )
+    if not made.is_success:
+        return _http(made)
+    ran = client.post(f"/v1/monitors/{name}/runs", data={"now": "2024-03-02T00:00:00Z"})
+    return Outcome(ran.status_code, made.content + ran.content, "monitor run")
+
+
 def ui_pages(sec: SecurityHome, p: Principal) -> Outcome:
     client = sec.ui(p.name)
     pages = [
@@ -274,12 +309,13 @@ INTERFACES: dict[str, Interface] = {
     **FEATURE_READS,
     "artifact-by-digest": artifact,
     "model-file-by-digest": model_files,
+    "monitor-over-blob-path": monitor_over_blob_path,
     "ui-pages": ui_pages,
     "metadata": metadata,
 }
 
 Expect = Literal[
-    "clear", "masked", "filtered", "refused", "hidden", "visible", "safe", "rejected", "blob"
+    "clear", "masked", "filtered", "refused", "hidden", "visible", "safe", "rejected", "blob", "any"
 ]
 
 
@@ -297,6 +333,9 @@ def expected(p: Principal, interface: str) -> Expect:
         # Only a principal who may read the snapshot unmasked may fetch its bytes; to the
         # others it is forbidden or does not exist (404 names no product: nothing learnt).
         return "blob" if p.reads == "clear" and p.may("pipelines.read") else "hidden"
+    if interface == "monitor-over-blob-path":
+        # A server-side file path is no way round the guard; full readers may be refused too.
+        return "any" if p.reads == "clear" else "rejected"
     return "rejected"  # a parquet snapshot is no model file, and a digest no capability
 
 
@@ -360,6 +399,8 @@ def test_read_matrix(sec: SecurityHome, principal: Principal, interface: str) ->
         if got.ok:
             assert hashlib.sha256(got.body).hexdigest() == sec.snapshot_digest, where
             assert _usage_grew(sec, principal.name, before) > before, f"{where}: not in usage"
+    elif want == "any":
+        assert got.status < 500, f"{where}: {got.body[:300]!r}"
     else:  # rejected
         assert got.status in (403, 404, 422), f"{where}: {got.body[:300]!r}"
         assert leaks(got.body, EVERY_VALUE) == [], f"{where}: the rejection carries data"
