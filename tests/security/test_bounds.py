@@ -125,7 +125,12 @@ CASES = [
     Case("run-params-900", "POST", "/v1/runs/{run}/params", body=f'{{"p":{nested(900)}}}', field="body"),
     Case("run-tags-900", "POST", "/v1/runs/{run}/tags", body=f'{{"p":{nested(900)}}}', field="body"),
     Case("pipeline-params-900", "POST", "/v1/pipelines/runs", body=f'{{"ref":"a:b","params":{nested(900)}}}', field="params"),
-    # found by Schemathesis --------------------------------------------------------------
+    # CEL expressions (policies, trigger filters): lark recursed for seconds, then 500 -----
+    Case("policy-expression-1500", "POST", "/v1/governance/policies/test", body=body(id="p1", title="t", target="dataproduct.publish", rationale="r", owner="alice", expression="(" * 1500 + "true" + ")" * 1500), field="expression"),
+    Case("policy-expression-long", "POST", "/v1/governance/policies/test", body=body(id="p1", title="t", target="dataproduct.publish", rationale="r", owner="alice", expression="1 + " * 3000 + "1 > 0"), field="expression"),
+    Case("trigger-expression-1500", "POST", "/v1/pipelines/triggers", body=body(name="t", topic="dataproduct.published", ref="a:b", expression="(" * 1500 + "true" + ")" * 1500), field="expression"),
+    # found by Schemathesis and by hand ----------------------------------------------------
+    Case("publish-table-not-arrow", "POST", "/v1/mesh/publish", files={"meta": ("meta.json", body(descriptor={}, contracts={}), "application/json"), "tables": ("main", b"garbage", "application/octet-stream")}, field="tables"),
     Case("deprecate-sunset", "POST", f"/v1/mesh/products/{PRODUCT}/deprecate", body=body(sunset="Í-not-a-date"), field="sunset"),
 ]  # fmt: skip
 

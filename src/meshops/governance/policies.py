@@ -27,6 +27,7 @@ from sqlalchemy import Connection
 
 from meshops.governance.documents import SAMPLES, check_target
 from meshops.governance.models import GLOBAL_SCOPE, Outcome, Policy
+from meshops.kernel.bounds import check_expression
 from meshops.kernel.db import insert_ignoring_conflicts, utcnow
 from meshops.kernel.errors import InvalidInput
 
@@ -61,6 +62,7 @@ def compile_expression(expression: str) -> Any:
             "the policy expression is empty",
             {"field": "expression", "fix": "write a CEL expression, e.g. size(product.owners) > 0"},
         )
+    check_expression(expression)  # length and nesting, before lark recurses (kernel.bounds)
     try:
         return _program(expression)
     except CELParseError as exc:

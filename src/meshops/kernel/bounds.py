@@ -86,3 +86,32 @@ def _shallow(value: Any) -> Any:
 
 JsonObject = Annotated[dict[str, Any], AfterValidator(_shallow)]
 JsonValue = Annotated[Any, AfterValidator(_shallow)]
+
+
+MAX_EXPRESSION = 4_000  # characters of a CEL expression (policies, trigger filters)
+MAX_EXPRESSION_NESTING = 32  # levels of ( [ { in one
+
+
+def check_expression(text: str, field: str = "expression") -> str:
+    """`text`, or InvalidInput when it is longer or nests deeper than an expression a
+    person writes: the parsers of such languages recurse per level, and a 1,500-level
+    expression costs seconds of CPU before it fails. Brackets inside string literals are
+    counted too (an over-estimate that no real expression reaches)."""
+    if len(text) > MAX_EXPRESSION:
+        raise InvalidInput(
+            f"{field} is {len(text)} characters long; the limit is {MAX_EXPRESSION}",
+            {"field": field, "fix": "split the rule into several policies"},
+        )
+    depth = deepest = 0
+    for char in text:
+        if char in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in ")]}":
+            depth -= 1
+    if deepest > MAX_EXPRESSION_NESTING:
+        raise InvalidInput(
+            f"{field} nests brackets {deepest} levels deep; the limit is {MAX_EXPRESSION_NESTING}",
+            {"field": field, "fix": "drop redundant parentheses"},
+        )
+    return text

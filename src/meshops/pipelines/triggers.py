@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from meshops.kernel import outbox
+from meshops.kernel.bounds import check_expression
 from meshops.kernel.errors import InvalidInput
 from meshops.kernel.outbox import Event
 from meshops.pipelines.models import Trigger
@@ -40,6 +41,7 @@ def check_topic(topic: str) -> str:
 def compile_expression(expression: str) -> Any:
     import celpy
 
+    check_expression(expression)  # length and nesting, before lark recurses (kernel.bounds)
     env = celpy.Environment()
     try:
         return env.program(env.compile(expression))

@@ -104,12 +104,22 @@ async def publish(request: Request, ctx: Context = Depends(get_context)) -> Any:
     for part in form.getlist("tables"):
         if isinstance(part, str) or not part.filename:
             raise InvalidInput("each `tables` part needs the port as filename", {"field": "tables"})
-        tables[part.filename] = ipc_to_table(await part.read())
+        tables[part.filename] = _table_part(part.filename, await part.read())
     service = MeshService(ctx)
     version = service.publish_arrow(
         meta["descriptor"], meta["contracts"], tables, inputs=meta.get("inputs") or []
     )
     return _dump(version)
+
+
+def _table_part(port: str, data: bytes) -> Any:
+    try:
+        return ipc_to_table(data)
+    except Exception as exc:  # pyarrow's ArrowInvalid and friends: the caller's bytes
+        raise InvalidInput(
+            f"the `tables` part {port!r} is not an Arrow IPC stream: {exc}",
+            {"field": "tables", "fix": "send each port's table as an Arrow IPC stream"},
+        ) from exc
 
 
 def _publish_meta(raw: bytes) -> dict[str, Any]:
