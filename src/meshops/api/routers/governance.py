@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from meshops.api.deps import get_context
 from meshops.governance.models import MaskRule, Policy
 from meshops.governance.service import GovernanceService
+from meshops.kernel.bounds import Days, JsonObject, Limit
 from meshops.kernel.home import Context
 
 router = APIRouter(prefix="/v1/governance", tags=["governance"])
@@ -53,12 +54,12 @@ class TokenIn(BaseModel):
     name: str
     principal: str | None = None
     scopes: list[str] | None = None
-    expires_in_days: int | None = None
+    expires_in_days: Days | None = None
 
 
 class EvaluateIn(BaseModel):
     target: str
-    document: dict[str, Any]
+    document: JsonObject
     domain: str | None = None
     subject_urn: str
 
@@ -69,7 +70,7 @@ class AccessRequestIn(BaseModel):
     purpose: str
     columns: list[str] | None = None
     row_filter: str | None = None
-    expires_in_days: int | None = None
+    expires_in_days: Days | None = None
 
 
 class DecisionIn(BaseModel):
@@ -84,7 +85,7 @@ class GrantIn(BaseModel):
     purpose: str = ""
     columns: list[str] | None = None
     row_filter: str | None = None
-    expires_in_days: int | None = None
+    expires_in_days: Days | None = None
 
 
 class ReasonIn(BaseModel):
@@ -92,14 +93,14 @@ class ReasonIn(BaseModel):
 
 
 class IdleIn(BaseModel):
-    days: int = 30
+    days: Days = 30
     known: list[str] | None = None
 
 
 class ImpactIn(BaseModel):
     product: str
     columns: list[str] | None = None
-    days: int = 90
+    days: Days = 90
     versions: list[str] | None = None
 
 
@@ -220,7 +221,7 @@ def enforce(body: EvaluateIn, svc: GovernanceService = Depends(service)) -> Any:
 def evaluations(
     subject_urn: str | None = None,
     policy_id: str | None = None,
-    limit: int = 100,
+    limit: Limit = 100,
     svc: GovernanceService = Depends(service),
 ) -> Any:
     return _dump(svc.evaluations(subject_urn, policy_id, limit))
@@ -228,7 +229,7 @@ def evaluations(
 
 @router.get("/compliance")
 def compliance(
-    domain: str | None = None, days: int = 30, svc: GovernanceService = Depends(service)
+    domain: str | None = None, days: Days = 30, svc: GovernanceService = Depends(service)
 ) -> Any:
     return _dump(svc.compliance(domain, days))
 
@@ -300,13 +301,13 @@ def list_grants(
 
 
 @router.get("/usage/products/{product}")
-def product_usage(product: str, days: int = 30, svc: GovernanceService = Depends(service)) -> Any:
+def product_usage(product: str, days: Days = 30, svc: GovernanceService = Depends(service)) -> Any:
     return _dump(svc.product_usage(product, days))
 
 
 @router.get("/usage/events")
 def usage_events(
-    product: str | None = None, limit: int = 100, svc: GovernanceService = Depends(service)
+    product: str | None = None, limit: Limit = 100, svc: GovernanceService = Depends(service)
 ) -> Any:
     return _dump(svc.usage_events(product, limit))
 
@@ -325,7 +326,7 @@ def impact(body: ImpactIn, svc: GovernanceService = Depends(service)) -> Any:
 def audit_events(
     object: str | None = Query(None),
     actor: str | None = None,
-    limit: int = 100,
+    limit: Limit = 100,
     svc: GovernanceService = Depends(service),
 ) -> Any:
     return _dump(svc.audit_events(object, actor, limit))
