@@ -225,7 +225,12 @@ def http_reference(doc: dict[str, Any]) -> str:
         "`/openapi.json`, with interactive docs at `/docs`). Every route but `/healthz`,",
         "`/readyz`, `/docs` and `/openapi.json` needs `Authorization: Bearer <token>`.",
         "Errors are `{error, message, detail}` with status 422 (invalid input), 404 (not found),",
-        "409 (conflict), 401 (unauthenticated) or 403 (forbidden, including policy violations).",
+        "409 (conflict), 401 (unauthenticated) or 403 (forbidden, including policy violations);",
+        "a body that cannot be read is a 400 and one over the configured size a 413, in the same",
+        "shape. Every number has the `minimum`/`maximum` of its schema and JSON documents nest at",
+        "most 64 levels (422 beyond). A NaN or infinite float (a metric, say) is the string",
+        '`"NaN"`, `"Infinity"` or `"-Infinity"`, never a bare literal (strict JSON readers',
+        "reject those); the SDK reads the strings back as floats.",
         "",
     ]
     out += [f"- [{area}](#{area})" for area in sorted(rows)]
