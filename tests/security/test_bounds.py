@@ -12,6 +12,7 @@ found besides (a sunset that is not a date). Each must be a 400/422 whose body i
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -108,6 +109,7 @@ CASES = [
     Case("canary-percent", "POST", "/v1/endpoints", body=body(name="e", model=f"{MODEL}/1", canary_percent=1e300), field="canary_percent"),
     Case("metric-step", "POST", "/v1/metrics/batch", body=body(rows=[["{run}", "k", 1.0, HUGE, 0.0]]), field="metrics"),
     Case("search-max-results", "POST", "/v1/runs/search", body=body(max_results=HUGE), field="max_results"),
+    Case("search-page-token-offset", "POST", "/v1/runs/search", body=body(page_token=base64.urlsafe_b64encode(b'{"offset": 1' + b"0" * 30 + b"}").decode()), field="page_token"),
     # the run-search filter -----------------------------------------------------------
     Case("filter-1500-parentheses", "POST", "/v1/runs/search", body=body(filter="(" * 1500 + "metrics.auc > 0" + ")" * 1500), field="filter"),
     Case("filter-300-conditions", "POST", "/v1/runs/search", body=body(filter=" and ".join(["metrics.auc > 0"] * 300)), field="filter"),

@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 
 from meshops.kernel import lineage, outbox
+from meshops.kernel.bounds import MAX_OFFSET
 from meshops.kernel.db import insert_ignoring_conflicts, utcnow
 from meshops.kernel.errors import Conflict, InvalidInput, NotFound
 from meshops.kernel.home import Context
@@ -791,9 +792,9 @@ def _decode_token(token: str | None) -> int:
         return 0
     try:
         offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
-        if not isinstance(offset, int) or offset < 0:
+        if not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
             raise ValueError(offset)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise InvalidInput(
             "malformed page token",
             {"field": "page_token", "fix": "pass next_page_token of the previous page as is"},
