@@ -341,3 +341,25 @@ def test_relations_outside_the_governed_set_are_refused(snapshot: Path) -> None:
         ):
             with pytest.raises(InvalidInput, match="may not use the table"):
                 box.run_user_sql(query)
+
+
+@pytest.mark.parametrize(
+    "predicate",
+    [
+        "region = (SELECT content FROM read_text('/etc/passwd'))",
+        "email IN (SELECT email FROM sales.orders)",
+        "current_setting('allowed_paths') IS NOT NULL",
+        "true) UNION SELECT * FROM glob('/*') WHERE (true",
+        "true); COPY (SELECT 1) TO '/tmp/x'; SELECT (1",
+    ],
+)
+def test_row_filters_read_no_table_and_call_nothing_refused(predicate: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        sandbox.check_predicate(predicate)
+    assert info.value.detail["field"] == "row_filter"
+
+
+def test_a_plain_row_filter_passes() -> None:
+    assert sandbox.check_predicate("region = 'EU' AND income > 1") == (
+        "region = 'EU' AND income > 1"
+    )

@@ -258,6 +258,15 @@ def parse(text: str, field_name: str = "query") -> UserQuery:
     return UserQuery(text, tuple(tables))
 
 
+def check_predicate(predicate: str, field_name: str = "row_filter") -> str:
+    """A SQL predicate (a grant's row filter) that reads no table and calls no refused
+    function: it is pasted into a governed view's WHERE, before masking."""
+    parsed = parse(f"SELECT 1 WHERE ({predicate})", field_name)
+    if parsed.tables:
+        raise refused(parsed.tables[0].construct, field_name, "a row filter reads no table")
+    return predicate
+
+
 _parser_db: duckdb.DuckDBPyConnection | None = None
 _parser_lock = threading.Lock()
 
@@ -437,7 +446,10 @@ class _Walker:
 
 
 def _locked_connection(
-    relations: Sequence[Relation], *, threads: int | None = None
+    relations: Sequence[Relation],
+    *,
+    threads: int | None = None,
+    temp_directory: str | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A fresh in-memory DuckDB with `relations` defined, then walled in and locked."""
     con = duckdb.connect(
@@ -453,10 +465,13 @@ def _locked_connection(
     )
     try:
         files = sorted({f for r in relations for f in r.files})
+        con.execute("SET enable_progress_bar = false")  # a server's stdout is no terminal
         # GLOBAL: cursors (the parser's) open new sessions that must keep the bound.
         con.execute(f"SET GLOBAL max_expression_depth = {MAX_EXPRESSION_DEPTH}")
         if threads:
             con.execute(f"SET threads = {int(threads)}")
+        if temp_directory:  # where large sorts and joins spill (DuckDB's own files)
+            con.execute("SET temp_directory = ?", [temp_directory])
         # Only the snapshot files of these relations stay readable once access is off.
         con.execute("SET allowed_paths = ?", [files])
         con.execute("SET enable_external_access = false")
@@ -500,12 +515,15 @@ class Sandbox:
         hide: Mapping[str, str] | None = None,
         threads: int | None = None,
         timeout: float = TIMEOUT_SECONDS,
+        temp_directory: str | None = None,
     ) -> None:
         self.relations = list(relations)
         self.timeout = timeout
         self._scrub = _scrubber(self.relations, hide or {})
         try:
-            self.con = _locked_connection(self.relations, threads=threads)
+            self.con = _locked_connection(
+                self.relations, threads=threads, temp_directory=temp_directory
+            )
         except duckdb.Error as exc:
             raise InvalidInput(
                 f"cannot open the governed relations: {self.scrub(_first_line(exc))}",

@@ -30,6 +30,7 @@ from meshops.kernel.sandbox import (
     Relation,
     Sandbox,
     TableRef,
+    check_predicate,
     governed_select,
     key_texts,
     parquet_source,
@@ -105,11 +106,18 @@ def select_sql(source: str, request: ReadRequest, plan: ReadPlan, key: bytes) ->
     """The DuckDB SELECT that applies `plan` to `source` (a relation expression); the
     masking SQL is the sandbox's, keyed with the home's masking key."""
     columns = [c for c in request.columns if c in plan.columns]
+    if plan.row_filter:  # checked again here: it runs before masking, on clear values
+        check_predicate(plan.row_filter)
     return governed_select(source, columns, plan.masks, key, row_filter=plan.row_filter)
 
 
 def masking_key(ctx: Context) -> bytes:
     return derived_key(ctx.home.settings, "masking")
+
+
+def spill_directory(ctx: Context) -> str:
+    """Where DuckDB spills large sorts and joins of reads (not the server's working folder)."""
+    return str(ctx.home.settings.home / "tmp" / "duckdb")
 
 
 def hidden_texts(ctx: Context, key: bytes) -> dict[str, str]:
@@ -212,7 +220,9 @@ def governed_sandbox(
             notes.extend(plan.warnings)
             views.append(GovernedView(request, plan))
         _warn(notes)
-        box = stack.enter_context(Sandbox(relations, hide=hidden_texts(ctx, key)))
+        box = stack.enter_context(
+            Sandbox(relations, hide=hidden_texts(ctx, key), temp_directory=spill_directory(ctx))
+        )
         yield box, views
 
 
