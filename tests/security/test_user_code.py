@@ -223,3 +223,36 @@ def test_no_pipelines_route_runs_a_pipeline(sec: SecurityHome) -> None:
         if path.startswith("/v1/pipelines") and "post" in methods
     )
     assert not [p for p in posts if p.endswith(("/run", "/execute", "/reproduce"))], posts
+
+
+def test_a_torch_recipe_cannot_make_the_api_server_import_a_module(
+    sec: SecurityHome, tmp_path: Path
+) -> None:
+    """A torch version names its module class by path; importing a module runs its code,
+    so the API server imports only modules already loaded or listed by an admin."""
+    torch = pytest.importorskip("torch")
+    import io
+    import json
+    import sys
+
+    victim = "this"  # prints the Zen of Python when imported: harmless, and observable
+    assert victim not in sys.modules
+    weights = io.BytesIO()
+    torch.save({"w": torch.zeros(1)}, weights)
+    recipe = json.dumps({"class": f"{victim}:Model", "init_kwargs": {}}).encode()
+    client = sec.client(MLE)
+    listed = []
+    for path, data in (("state_dict.pt", weights.getvalue()), ("torch_module.json", recipe)):
+        digest = client.post("/v1/models/-/files", content=data).json()["digest"]
+        listed.append({"path": path, "digest": digest, "size": len(data)})
+    name = f"torch-import-{uuid.uuid4().hex[:6]}"
+    assert client.post("/v1/models", json={"name": name, "domain": "sales"}).status_code == 201
+    version = client.post(f"/v1/models/{name}/versions", json={"files": listed, "flavor": "torch"})
+    assert version.status_code == 201, version.text  # registration never imports it
+    assert (
+        client.post("/v1/endpoints", json={"name": name, "model": f"{name}/1"}).status_code == 201
+    )
+    answer = client.post(f"/v1/endpoints/{name}/predict", json={"records": [{"x": 1.0}]})
+    assert answer.status_code == 403, answer.text
+    assert "torch_modules" in answer.json()["detail"]["fix"]
+    assert victim not in sys.modules

@@ -110,10 +110,16 @@ def load_directory(
     directory: Path,
     trust: bool = False,
     trusted_types: list[str] | None = None,
+    importable: list[str] | None = None,
 ) -> LoadedModel:
+    """`importable`: when set, the only modules (besides those already imported) a torch
+    recipe may name; the API server sets it, since importing a module runs its code."""
     flavor = get_flavor(version.flavor)
+    options: dict[str, Any] = {"trust": trust, "trusted_types": trusted_types or []}
+    if importable is not None:
+        options["importable"] = importable
     try:
-        raw = flavor.load(directory, {"trust": trust, "trusted_types": trusted_types or []})
+        raw = flavor.load(directory, options)
     except MeshopsError:
         raise
     except Exception as exc:  # a file that no longer loads (registered before validation)

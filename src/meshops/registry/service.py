@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import Connection
 
 from meshops.kernel import lineage, outbox
+from meshops.kernel.codetrust import is_api_server
 from meshops.kernel.db import insert_ignoring_conflicts, utcnow
 from meshops.kernel.errors import Conflict, InvalidInput, MeshopsError, NotFound
 from meshops.kernel.home import Context
@@ -528,7 +529,7 @@ class RegistryService:
                 target = target_path(Path(tmp), file.path)
                 with self.ctx.blobs.local_path(file.digest) as source:
                     shutil.copyfile(source, target)
-            return load_directory(version, Path(tmp), trust, trusted_types)
+            return load_directory(version, Path(tmp), trust, trusted_types, self._importable())
 
     # --- aliases ------------------------------------------------------------------
 
@@ -696,6 +697,14 @@ class RegistryService:
                     f"file {file.path!r}: blob {file.digest} is not in the blob store",
                     {"field": "files", "fix": "upload the bytes with upload_file first"},
                 )
+
+    def _importable(self) -> list[str] | None:
+        """In the API server, the modules a torch recipe may import: those an admin lists
+        in `[registry] torch_modules` (importing runs module code); elsewhere, any."""
+        if not is_api_server(self.ctx.home):
+            return None
+        listed = self.ctx.home.settings.section("registry").get("torch_modules", [])
+        return [str(m) for m in listed] if isinstance(listed, list) else []
 
     def _check_references(
         self, files: list[ModelFile], produced_here: set[str], run_id: str | None

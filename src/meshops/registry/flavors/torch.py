@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from meshops.kernel.errors import InvalidInput
+from meshops.kernel.errors import Forbidden, InvalidInput
 from meshops.registry.flavors.base import Predictor, loaded_module
 from meshops.registry.models import Signature
 
@@ -71,6 +72,7 @@ class TorchStateDictFlavor:
         torch = _torch()
         recipe = json.loads((directory / RECIPE).read_text())
         module_name, _, qualname = str(recipe["class"]).partition(":")
+        _check_importable(module_name, options.get("importable"))
         try:
             target: Any = importlib.import_module(module_name)
             for part in qualname.split("."):
@@ -118,6 +120,22 @@ class TorchStateDictFlavor:
                 return raw(tensor).numpy()
 
         return Predictor(raw=raw, call=call, wants="array")
+
+
+def _check_importable(module: str, importable: list[str] | None) -> None:
+    """Importing a module runs its code: where `importable` is set (the API server), only a
+    module already imported or one an admin listed may be named by a recipe."""
+    if importable is None or module in sys.modules or module in importable:
+        return
+    raise Forbidden(
+        f"this process does not import {module!r} for a torch model (importing runs its code)",
+        {
+            "field": "torch_module.json",
+            "module": module,
+            "fix": f"an admin adds {module!r} to [registry] torch_modules in meshops.toml, "
+            "or export the model to ONNX",
+        },
+    )
 
 
 def _check_recipe(path: Path) -> None:
