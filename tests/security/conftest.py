@@ -20,8 +20,10 @@ What the home holds (see `build_world` for the exact steps):
   every classified column but has `ROW_FILTER`: the south rows are never its to read);
 - feature view `customer_profile` over `crm.customers` (email, note, income, region),
   materialized online; an admin-made training set over it (`sec.training_set_id`);
-- model `churn` (sklearn, version 1, alias `champion`) in domain `sales` and endpoint
-  `churn-api` serving it.
+- model `churn` (sklearn, version 1, alias `champion`) in domain `sales`, endpoint
+  `churn-api` serving it, and endpoint `churn-enriched` serving it with records enriched
+  from `customer_profile` by `customer_id`; the admin has scored every customer on it, so
+  its prediction log holds what the admin was served.
 
 Reuse (other files of this folder): request `sec` and use
 - `sec.url`, `sec.token(name)`, `sec.headers(name)`, `sec.client(name)` (httpx, bearer);
@@ -67,6 +69,7 @@ PORT = "customers"
 VIEW = "customer_profile"
 MODEL = "churn"
 ENDPOINT = "churn-api"
+ENRICHED = "churn-enriched"  # the same model, its records enriched from customer_profile
 ADMIN = "alice"
 TS = pa.timestamp("us", tz="UTC")
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
@@ -344,6 +347,27 @@ def _model(platform: Platform) -> None:
 
     register_churn(platform, versions=1, domain="sales", name=MODEL)
     platform.serving.create_endpoint(ENDPOINT, f"{MODEL}@champion")
+    platform.serving.create_endpoint(
+        ENRICHED, f"{MODEL}@champion", features=FEATURES, entity_keys=["customer_id"]
+    )
+
+
+def scoring_record(customer_id: int) -> dict[str, Any]:
+    """A record for the churn model, with the entity key the enriched endpoint looks up."""
+    from tests.serving.helpers import record
+
+    return {**record(customer_id), "customer_id": customer_id}
+
+
+def _seed_prediction_log(world: SecurityHome) -> None:
+    """The admin scores every customer on the enriched endpoint: the log then holds the
+    enrichment the admin was served (clear values), as a busy endpoint's log would."""
+    admin = world.client(ADMIN)
+    records = [scoring_record(i) for i in range(1, CLEAR.rows + 1)]
+    scored = admin.post(f"/v1/endpoints/{ENRICHED}/predict", json={"records": records})
+    assert scored.status_code == 200, scored.text[:300]
+    rolled = admin.post(f"/v1/endpoints/{ENRICHED}/log/roll")
+    assert rolled.is_success, rolled.text[:300]
 
 
 @dataclass
@@ -477,6 +501,7 @@ def sec(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecurityHome]:
         tokens, digest, training_set_id = build_world(home, root)
         with LiveServer(home) as server:
             world = SecurityHome(home, server, tokens, digest, training_set_id, root)
+            _seed_prediction_log(world)
             try:
                 yield world
             finally:

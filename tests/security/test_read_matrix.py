@@ -19,7 +19,10 @@ interface and checks the design's answer, in the response bytes themselves:
   principal who may not read it unmasked, and no one registers a model version whose file
   is the snapshot (findings 5 and the "model files validated at registration" design);
   nor is a server-side path: a drift monitor whose Parquet source is the snapshot's file
-  does not return its values to a principal who may not read them.
+  does not return its values to a principal who may not read them;
+- serving: enrichment of a predict request is an online lookup under the caller's grant
+  (refused without one, counted in usage), and the prediction log, which keeps the
+  enrichment, shows it only as the reader's own grant allows.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from meshops.client import Platform
 from meshops.kernel.errors import MeshopsError
 from tests.security.conftest import (
     CLEAR,
+    ENRICHED,
     FEATURES,
     PORT,
     PRINCIPALS,
@@ -52,6 +56,7 @@ from tests.security.conftest import (
     entity_rows,
     ipc_bytes,
     leaks,
+    scoring_record,
 )
 
 SQL = f"SELECT customer_id, region, email, note, income FROM {PRODUCT}"
@@ -251,6 +256,19 @@ def monitor_over_blob_path(sec: SecurityHome, p: Principal) -> Outcome:
     return Outcome(ran.status_code, made.content + ran.content, "monitor run")
 
 
+def predict_enriched(sec: SecurityHome, p: Principal) -> Outcome:
+    """Score on the endpoint that enriches records from the feature view: the enrichment
+    is an online lookup under the caller's grant; the answer carries predictions only."""
+    records = [scoring_record(i) for i in range(1, CLEAR.rows + 1)]
+    path = f"/v1/endpoints/{ENRICHED}/predict"
+    return _http(sec.client(p.name).post(path, json={"records": records}))
+
+
+def prediction_log(sec: SecurityHome, p: Principal) -> Outcome:
+    """The enriched endpoint's prediction log (it holds what the admin was served)."""
+    return _http(sec.client(p.name).get(f"/v1/endpoints/{ENRICHED}/predictions"))
+
+
 def ui_pages(sec: SecurityHome, p: Principal) -> Outcome:
     client = sec.ui(p.name)
     pages = [
@@ -310,12 +328,25 @@ INTERFACES: dict[str, Interface] = {
     "artifact-by-digest": artifact,
     "model-file-by-digest": model_files,
     "monitor-over-blob-path": monitor_over_blob_path,
+    "predict-enriched": predict_enriched,
+    "prediction-log": prediction_log,
     "ui-pages": ui_pages,
     "metadata": metadata,
 }
 
 Expect = Literal[
-    "clear", "masked", "filtered", "refused", "hidden", "visible", "safe", "rejected", "blob", "any"
+    "clear",
+    "masked",
+    "filtered",
+    "refused",
+    "hidden",
+    "visible",
+    "safe",
+    "rejected",
+    "blob",
+    "any",
+    "scored",
+    "log",
 ]
 
 
@@ -333,6 +364,13 @@ def expected(p: Principal, interface: str) -> Expect:
         # Only a principal who may read the snapshot unmasked may fetch its bytes; to the
         # others it is forbidden or does not exist (404 names no product: nothing learnt).
         return "blob" if p.reads == "clear" and p.may("pipelines.read") else "hidden"
+    if interface == "predict-enriched":
+        if not p.may("serving.predict", "sales") or p.reads == "refused":
+            return "refused"
+        return "scored"
+    if interface == "prediction-log":
+        # Logged enrichment is product data: shown only as the reader's grant allows.
+        return "any" if p.reads == "clear" else "log"
     if interface == "monitor-over-blob-path":
         # A server-side file path is no way round the guard; full readers may be refused too.
         return "any" if p.reads == "clear" else "rejected"
@@ -399,6 +437,16 @@ def test_read_matrix(sec: SecurityHome, principal: Principal, interface: str) ->
         if got.ok:
             assert hashlib.sha256(got.body).hexdigest() == sec.snapshot_digest, where
             assert _usage_grew(sec, principal.name, before) > before, f"{where}: not in usage"
+    elif want == "scored":
+        assert leaks(got.body, EVERY_VALUE) == [], f"{where}: the answer carries product data"
+        if principal.reads == "filtered" and got.status == 403:
+            return  # an online lookup under a row-filtered grant may be refused
+        assert got.ok, f"{where}: {got.body[:300]!r}"
+        assert _usage_grew(sec, principal.name, before) > before, f"{where}: read not in usage"
+    elif want == "log":
+        assert got.status in (200, 403), f"{where}: {got.body[:300]!r}"
+        secret = {"masked": MASKED, "filtered": FILTERED_OUT}.get(principal.reads, EVERY_VALUE)
+        assert leaks(got.body, secret) == [], f"{where}: logged values it may not read"
     elif want == "any":
         assert got.status < 500, f"{where}: {got.body[:300]!r}"
     else:  # rejected
