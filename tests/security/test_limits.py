@@ -129,6 +129,19 @@ def test_multipart_upload_over_the_limit_is_413(api: httpx.Client, server: LiveS
     # calling it multipart does not buy an anonymous caller the larger limit.
     anonymous = httpx.post(f"{server.url}/v1/monitors/none/runs", files=under)
     assert anonymous.status_code == 401 and anonymous.json()["error"] == "unauthenticated"
+    # Model files and artifacts travel as octet streams: uploads too.
+    blob = b"\0" * (32 * KIB)
+    octet = {"content-type": "application/octet-stream"}
+    r = api.post("/v1/models/-/files", content=blob, headers=octet)
+    assert r.status_code != 413, r.text[:300]
+    assert_413(api.post("/v1/models/-/files", content=blob * 3, headers=octet), "max_upload_mb")
+    assert_413(
+        api.put("/v1/runs/nope/artifacts", params={"path": "a"}, content=blob * 3, headers=octet),
+        "max_upload_mb",
+    )
+    # A JSON body does not get the upload limit, whatever its size.
+    as_json = {"content-type": "application/json; charset=utf-8"}
+    assert_413(api.post("/v1/models/-/files", content=blob, headers=as_json), "max_request_mb")
     tiny = {"reference": ("ref.csv", b"a\n1\n", "text/csv")}
     assert httpx.post(f"{server.url}/v1/monitors/none/runs", files=tiny).status_code == 401
 

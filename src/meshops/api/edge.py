@@ -1,16 +1,18 @@
 """What every HTTP response and request body passes through, ahead of any route.
 
-`Edge` is the outermost ASGI middleware of the API (and of `meshops serve`'s FastAPI app):
+`Edge` is the outermost ASGI middleware of `meshops server` (and of `meshops serve`'s data
+plane):
 
 - security headers on every response, JSON or page: no framing (`X-Frame-Options`, CSP
   `frame-ancestors`), no inline or foreign scripts (CSP), no MIME sniffing, no referrer
-  sent to other sites;
-- request bodies bounded by `[server] max_request_mb` (multipart uploads by
-  `max_upload_mb`): a declared `Content-Length` over the limit is refused before a byte is
-  read, and a body without one (chunked) is counted as it streams, so the fast paths that
-  read bodies themselves (online lookups, predict) are bounded too. Refusals are 413 in the
-  API's error shape. An upload larger than a request's limit must come with a valid token
-  (checked before its body is read): anonymous callers cannot make the server spool it;
+  sent to other sites (and HSTS under HTTPS);
+- request bodies bounded by `[server] max_request_mb`, uploads (multipart forms, octet
+  streams, Parquet and Arrow bodies) by `max_upload_mb`: a declared `Content-Length` over
+  the limit is refused before a byte is read, and a body without one (chunked) is counted
+  as it streams, so the fast paths that read bodies themselves (online lookups, predict)
+  are bounded too. Refusals are 413 in the API's error shape. An upload larger than a
+  request's limit must come with a valid token (checked before its body is read), so an
+  anonymous caller cannot make the server spool it;
 - `/metrics` answers only to a caller with a valid token, like every route but the health
   checks and the API docs.
 """
@@ -75,7 +77,7 @@ class Edge:
             self._state(scope), headers, send
         ):
             return
-        upload = headers.get(b"content-type", b"").lower().startswith(b"multipart/")
+        upload = is_upload(headers.get(b"content-type", b""))
         limit, setting = (
             (self.max_upload, "max_upload_mb") if upload else (self.max_request, "max_request_mb")
         )
@@ -97,6 +99,19 @@ class Edge:
 
     def _state(self, scope: Scope) -> Any:
         return self.state if self.state is not None else scope["app"].state
+
+
+def is_upload(content_type: bytes) -> bool:
+    """Files and tables (multipart forms, octet streams, Parquet, Arrow...) are uploads;
+    JSON, url-encoded forms, text and a body that names no type are requests."""
+    kind = content_type.split(b";", 1)[0].strip().lower()
+    textual = (
+        not kind
+        or kind.endswith(b"json")
+        or kind == b"application/x-www-form-urlencoded"
+        or kind.startswith(b"text/")
+    )
+    return not textual
 
 
 def too_large(limit: int, setting: str) -> PayloadTooLarge:
