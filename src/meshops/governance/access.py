@@ -50,7 +50,11 @@ def check_row_filter(predicate: str | None) -> str | None:
         ) from exc
     if len(statements) != 1:
         raise InvalidInput("row filter must be one predicate", {"field": "row_filter"})
-    return predicate.strip()
+    # The syntax-tree check the read path repeats: no table, no refused function (imported
+    # here, like duckdb above: reads that only check grants need neither).
+    from meshops.kernel.sandbox import check_predicate
+
+    return check_predicate(predicate.strip())
 
 
 def new_id() -> str:
