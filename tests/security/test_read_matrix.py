@@ -602,3 +602,27 @@ def _status_or_reset(call: Callable[[], httpx.Response]) -> Outcome:
         return _http(call())
     except httpx.TransportError as exc:
         return Outcome(599, str(exc).encode(), "connection dropped")
+
+
+# --- error messages carry only what the grant allows ---------------------------------------
+
+ERROR_QUERIES = [
+    f"SELECT CAST(email AS INTEGER) FROM {PRODUCT}",
+    f"SELECT CAST(note AS INTEGER) FROM {PRODUCT} ORDER BY customer_id DESC",
+    f"SELECT error(email) FROM {PRODUCT}",
+    f"SELECT CAST(income AS DECIMAL(2,1)) FROM {PRODUCT}",
+    f"SELECT min(email), max(note), max(income) FROM {PRODUCT}",
+]
+
+
+@pytest.mark.parametrize("principal", ["ds-masked", "ds-filtered", "consumer-none"])
+@pytest.mark.parametrize("query", ERROR_QUERIES)
+def test_sql_errors_and_aggregates_reveal_nothing_beyond_the_grant(
+    sec: SecurityHome, principal: str, query: str
+) -> None:
+    """A failing cast or `error()` prints the offending value: it must be a value the
+    caller may read (masked, or inside its row filter), never a clear or filtered-out one."""
+    secret = {"ds-masked": MASKED, "ds-filtered": FILTERED_OUT}.get(principal, EVERY_VALUE)
+    got = sec.client(principal).post("/v1/mesh/sql", json={"query": query})
+    assert got.status_code in (200, 403, 422), got.text[:300]
+    assert leaks(got.content, secret) == [], got.text[:300]
