@@ -51,7 +51,7 @@ from meshops.features.registry import Definitions, Plan, resolve, resolve_cached
 from meshops.features.source import FeatureSource, SourceVersion
 from meshops.features.types import from_epoch_micros, utc
 from meshops.kernel import changes, lineage
-from meshops.kernel.access import ReadPlan, ReadRequest, ReadUsage
+from meshops.kernel.access import MaskMethod, ReadPlan, ReadRequest, ReadUsage
 from meshops.kernel.db import utcnow
 from meshops.kernel.errors import Forbidden, InvalidInput, MeshopsError, NotFound, PolicyViolation
 from meshops.kernel.plugins import load_object
@@ -108,6 +108,12 @@ class _OnlineGuard:
     requests: dict[str, ReadRequest]
     plans: dict[str, ReadPlan]
     refusal: MeshopsError | None = None
+    # per view, worked out once: outputs the plan leaves out, and (output, method, type)
+    # of the outputs it masks
+    hidden: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    masked: dict[str, tuple[tuple[str, MaskMethod, pa.DataType], ...]] = dataclasses.field(
+        default_factory=dict
+    )
 
     def current(self, epoch: int) -> bool:
         return epoch == self.epoch and (self.until is None or utcnow() < self.until)
@@ -741,11 +747,13 @@ class FeatureStoreService:
         """The latest materialized values for each entity row (nulls + status when absent
         or older than the view's TTL), plus on-demand features computed from them."""
         defs = self.definitions()
+        snapshot_epoch = _snapshot_of(self.ctx.home).epoch
         plan = resolve_cached(defs, features, full_names)
         for name in plan.views:
             self.ctx.authorize("features.read", defs.views[name].domain)
         self._check_online_use(defs, plan, features, full_names)
-        guard = self._online_guard(defs, plan, features, full_names)
+        # The epoch `definitions()` just checked: the guard's plans are trusted for it.
+        guard = self._online_guard(defs, plan, features, full_names, snapshot_epoch)
         now_micros = _micros(now or datetime.now(UTC))
         online = open_online_store(self.ctx.home)
         rows = [OnlineRow(values={}, status="ok") for _ in entity_rows]
@@ -776,7 +784,7 @@ class FeatureStoreService:
                 for feature, output in wanted:
                     row.values[output] = found.values.get(feature.name) if fresh else None  # type: ignore[union-attr]
                 served[name] = served.get(name, 0) + (1 if fresh else 0)
-            self._mask_online(view, wanted, guard.plans[name], rows)
+            self._mask_online(guard, name, rows)
         self._record_online(guard, served)
         for row, request in zip(rows, entity_rows, strict=True):
             row.status = _status(row, len(plan.views))
@@ -788,14 +796,18 @@ class FeatureStoreService:
         return OnlineResponse(features=names, rows=rows)
 
     def _online_guard(
-        self, defs: Definitions, plan: Plan, features: list[str] | str, full_names: bool
+        self,
+        defs: Definitions,
+        plan: Plan,
+        features: list[str] | str,
+        full_names: bool,
+        epoch: int,
     ) -> _OnlineGuard:
         """The read guard's plans for this lookup (grant, masks, like an offline read of
         the product versions the online values came from), made once per change epoch per
         (principal, token scopes, features asked); a refusal is kept and raised likewise."""
         snapshot = _snapshot_of(self.ctx.home)
         key = (*self._decision_key(features, full_names), self.ctx.actor.scopes)
-        epoch = changes.epoch(self.ctx.db)  # taken before the guard reads (kernel.changes)
         found = snapshot.guards.get(key)
         if found is None or not found.current(epoch):
             found = self._plan_online(defs, plan, epoch, snapshot.materialized)
@@ -840,30 +852,24 @@ class FeatureStoreService:
                     until = min(until or found.valid_until, found.valid_until)
         except (Forbidden, NotFound) as refused:
             return _OnlineGuard(epoch, None, {}, {}, refused)
-        return _OnlineGuard(epoch, until, requests, plans)
+        hidden, masked = _masking_of(plan, plans)
+        return _OnlineGuard(epoch, until, requests, plans, hidden=hidden, masked=masked)
 
-    def _mask_online(
-        self,
-        view: FeatureView,
-        wanted: list[tuple[Any, str]],
-        plan: ReadPlan,
-        rows: list[OnlineRow],
-    ) -> None:
-        """Mask the classified values the plan masks, exactly as an offline read does."""
-        if not plan.masks:
+    def _mask_online(self, guard: _OnlineGuard, view: str, rows: list[OnlineRow]) -> None:
+        """Mask the classified values the plan masks, exactly as an offline read does (and
+        blank any column the plan leaves out, as an offline read would not return it)."""
+        hidden, masked = guard.hidden.get(view), guard.masked.get(view)
+        for row in rows if hidden else ():
+            row.values.update(dict.fromkeys(hidden or ()))
+        if not masked:
             return
-        from meshops.features.types import arrow_type
         from meshops.governance.masking import mask_values, masking_key
 
         key = masking_key(self.ctx.home.settings)
-        for feature, output in wanted:
-            method = plan.masks.get(feature.source_column)
-            if method is None:
-                continue
-            kind = arrow_type(feature.type)
+        for output, method, kind in masked:
             values = [_typed(row.values.get(output), kind) for row in rows]
-            for row, masked in zip(rows, mask_values(values, method, key, kind), strict=True):
-                row.values[output] = masked
+            for row, value in zip(rows, mask_values(values, method, key, kind), strict=True):
+                row.values[output] = value
 
     def _record_online(self, guard: _OnlineGuard, served: dict[str, int]) -> None:
         """One usage event per view per lookup (batched by a governed guard)."""
@@ -910,7 +916,7 @@ class FeatureStoreService:
         key = self._decision_key(features, full_names)
         guard = snapshot.guards.get((*key, self.ctx.actor.scopes))
         decided = key in snapshot.decisions
-        planned = guard is not None and guard.current(changes.epoch(self.ctx.db))
+        planned = guard is not None and guard.current(snapshot.epoch)
         return decided and planned and open_online_store(self.ctx.home).name == "sqlite"
 
     def _decide_online_use(
@@ -997,6 +1003,24 @@ def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     return value
+
+
+def _masking_of(
+    plan: Plan, plans: dict[str, ReadPlan]
+) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[tuple[str, MaskMethod, pa.DataType], ...]]]:
+    """Per view: the outputs its read plan leaves out, and those it masks (with how)."""
+    from meshops.features.types import arrow_type
+
+    hidden, masked = {}, {}
+    for name, found in plans.items():
+        wanted = plan.views[name]
+        hidden[name] = tuple(o for f, o in wanted if f.source_column not in found.columns)
+        masked[name] = tuple(
+            (o, found.masks[f.source_column], arrow_type(f.type))
+            for f, o in wanted
+            if f.source_column in found.masks
+        )
+    return hidden, masked
 
 
 def _typed(value: Any, kind: pa.DataType) -> Any:

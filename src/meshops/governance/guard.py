@@ -94,9 +94,15 @@ class GovernedReadGuard:
             conn.execute(usage_events.insert().values(**_usage_row(ctx, usage)))
 
     def record_buffered(self, ctx: Context, usage: ReadUsage) -> None:
-        """`record` for hot paths (online lookups): the event is written within about a
-        second, in a batch (usage.UsageBuffer); usage queries flush first."""
-        buffer_of(ctx.home).add(_usage_row(ctx, usage))
+        """`record` for hot paths (online lookups): counted in memory, written within about
+        a second as one event per identical reads (usage.UsageBuffer); usage queries flush
+        first."""
+        request, plan = usage.request, usage.plan
+        key = (
+            ctx.actor.name, request.product, request.domain, request.version, request.port,
+            plan.columns, tuple(sorted(plan.masks)), request.interface, plan.grant_id,
+        )  # fmt: skip
+        buffer_of(ctx.home).add(key, usage.rows, utcnow())
 
 
 def _usage_row(ctx: Context, usage: ReadUsage) -> dict[str, Any]:

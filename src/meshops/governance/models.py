@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from meshops.kernel.bounds import Version
+
 PrincipalKind = Literal["user", "service"]
 Severity = Literal["block", "warn"]
 Outcome = Literal["pass", "fail", "error"]
@@ -78,7 +80,7 @@ class Policy(BaseModel):
     rationale: str
     owner: str
     description: str = ""
-    version: int = 1
+    version: Version = 1
     updated_at: datetime | None = None
     updated_by: str = ""
 
@@ -202,6 +204,7 @@ class UsageEvent(BaseModel):
     rows: int
     interface: str
     grant_id: str | None = None
+    reads: int = 1  # a batch of identical online lookups is one event
 
 
 class ProductUsage(BaseModel):

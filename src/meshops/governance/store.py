@@ -169,6 +169,8 @@ usage_events = Table(
     Column("rows", BigId, nullable=False),
     Column("interface", String(20), nullable=False),
     Column("grant_id", String(32), nullable=True),
+    # How many reads the event stands for: 1, or a batch of identical online lookups.
+    Column("reads", Integer, nullable=False, server_default="1"),
     Index("ix_gov_usage_product", "product", "at"),
 )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
 import weakref
 from collections import Counter
 from datetime import datetime, timedelta
@@ -32,21 +33,32 @@ def events(
 def product_usage(conn: Connection, product: str, since: datetime) -> ProductUsage:
     rows = conn.execute(
         select(
-            usage_events.c.actor, usage_events.c.at, usage_events.c.rows, usage_events.c.interface
+            usage_events.c.actor,
+            usage_events.c.at,
+            usage_events.c.rows,
+            usage_events.c.interface,
+            usage_events.c.reads,
         ).where(usage_events.c.product == product, usage_events.c.at >= since)
     ).all()
     last = conn.execute(
         select(func.max(usage_events.c.at)).where(usage_events.c.product == product)
     ).scalar()
-    per_day = Counter(r.at.date().isoformat() for r in rows)
+    # An event stands for `reads` reads (batched online lookups).
+    per_day: Counter[str] = Counter()
+    consumers: Counter[str] = Counter()
+    interfaces: Counter[str] = Counter()
+    for r in rows:
+        per_day[r.at.date().isoformat()] += int(r.reads)
+        consumers[r.actor] += int(r.reads)
+        interfaces[r.interface] += int(r.reads)
     return ProductUsage(
         product=product,
-        reads=len(rows),
+        reads=sum(int(r.reads) for r in rows),
         rows=sum(int(r.rows) for r in rows),
-        consumers=dict(Counter(r.actor for r in rows)),
+        consumers=dict(consumers),
         reads_per_day=sorted(per_day.items()),
         last_read=_aware(last),
-        interfaces=dict(Counter(r.interface for r in rows)),
+        interfaces=dict(interfaces),
     )
 
 
@@ -93,12 +105,12 @@ def consumers_of(
     """Readers in the window; with `columns`, only reads that included one of them."""
     wanted = set(columns or [])
     counter: Counter[str] = Counter()
-    query = select(usage_events.c.actor, usage_events.c.columns).where(
+    query = select(usage_events.c.actor, usage_events.c.columns, usage_events.c.reads).where(
         usage_events.c.product == product, usage_events.c.at >= since
     )
     for row in conn.execute(query):
         if not wanted or wanted & set(row.columns):
-            counter[row.actor] += 1
+            counter[row.actor] += int(row.reads)
     return dict(counter)
 
 
@@ -127,62 +139,75 @@ def _event(row: Any) -> UsageEvent:
         rows=int(row["rows"]),
         interface=row["interface"],
         grant_id=row["grant_id"],
+        reads=int(row["reads"]),
     )
 
 
 # --- usage of hot read paths, written in batches -------------------------------------------
 
 FLUSH_SECONDS = 1.0
-MAX_PENDING = 5_000
 IDLE_ROUNDS = 5  # the flush thread ends after this many empty rounds (add() restarts it)
+# What makes two reads the same event: actor, product, domain, version, port, columns,
+# masked columns, interface, grant.
+UsageKey = tuple[str, str, str, str, str, tuple[str, ...], tuple[str, ...], str, str | None]
+KEY_FIELDS = (
+    "actor", "product", "domain", "version", "port", "columns", "masked", "interface", "grant_id"
+)  # fmt: skip
 
 
 class UsageBuffer:
-    """Usage events of a hot read path (online lookups: well under a millisecond each),
-    written in batches so that a read does not pay a transaction: every read is still one
-    event with its own time, kept in memory at most about FLUSH_SECONDS (a background
-    thread writes them in one transaction), MAX_PENDING events, or until a usage query of
-    this process (which flushes first) or the interpreter's exit."""
+    """Usage of a hot read path (online lookups: well under a millisecond each), counted in
+    memory and written in batches so that a read pays neither a transaction nor a row:
+    identical reads (same actor, product version, port, columns, masks, interface, grant)
+    within about FLUSH_SECONDS become one event with `reads` = how many and `rows` their
+    sum. A background thread writes them; usage queries of this process flush first, and
+    so does the interpreter's exit. Every read is counted."""
 
     def __init__(self, home: Any) -> None:
         self._home = weakref.ref(home)
-        self._pending: list[dict[str, Any]] = []
+        self._pending: dict[UsageKey, list[Any]] = {}  # key -> [reads, rows, last at]
         self._lock = threading.Lock()
-        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def add(self, row: dict[str, Any]) -> None:
+    def add(self, key: UsageKey, rows: int, at: datetime) -> None:
         with self._lock:
-            self._pending.append(row)
-            full = len(self._pending) >= MAX_PENDING
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="meshops-usage-flush", daemon=True
-                )
-                self._thread.start()
-        if full:
-            self._wake.set()
+            found = self._pending.get(key)
+            if found is None:
+                self._pending[key] = [1, rows, at]
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(
+                        target=self._run, name="meshops-usage-flush", daemon=True
+                    )
+                    self._thread.start()
+            else:
+                found[0] += 1
+                found[1] += rows
+                found[2] = at
 
     def flush(self) -> int:
-        """Write what is pending now; returns how many events were written."""
+        """Write what is pending now; returns how many reads were written."""
         with self._lock:
-            rows, self._pending = self._pending, []
+            pending, self._pending = self._pending, {}
         home = self._home()
-        if not rows or home is None:
+        if not pending or home is None:
             return 0
+        rows = [
+            {**dict(zip(KEY_FIELDS, key, strict=True)), "columns": list(key[5]),
+             "masked": list(key[6]), "reads": reads, "rows": total, "at": at}
+            for key, (reads, total, at) in pending.items()
+        ]  # fmt: skip
         try:
             with home.db.begin() as conn:
                 conn.execute(usage_events.insert(), rows)
         except Exception:
             log.exception("could not write %d usage events", len(rows))
             return 0
-        return len(rows)
+        return sum(r["reads"] for r in rows)
 
     def _run(self) -> None:
         idle = 0
         while idle < IDLE_ROUNDS and self._home() is not None:
-            self._wake.wait(FLUSH_SECONDS)
-            self._wake.clear()
+            time.sleep(FLUSH_SECONDS)
             idle = 0 if self.flush() else idle + 1
 
 
