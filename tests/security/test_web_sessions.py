@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -20,6 +21,7 @@ from sqlalchemy import select, update
 from meshops.api.app import create_app
 from meshops.governance.authn import authenticate_token
 from meshops.governance.service import GovernanceService
+from meshops.governance.store import tokens as tokens_table
 from meshops.governance.store import web_sessions
 from meshops.kernel.home import Home
 from tests.conftest import LiveServer, make_settings
@@ -114,9 +116,30 @@ def test_revoking_the_token_ends_its_sessions(world: World) -> None:
     assert signed_in(client)
     admin = GovernanceService(world.home.context())
     token_id = next(t.id for t in admin.list_tokens("rolf") if t.name == "rolf-ui")
+    rows = select(web_sessions).where(web_sessions.c.token_id == token_id)
+    with world.home.db.read() as conn:
+        assert len(conn.execute(rows).all()) == 1
     admin.revoke_token(token_id)
+    with world.home.db.read() as conn:
+        assert conn.execute(rows).all() == []  # deleted with the revocation
     r = client.get("/ui")
-    assert r.status_code == 303 and "revoked" in r.headers["location"]
+    assert r.status_code == 303 and r.headers["location"].startswith("/ui/login")
+
+
+def test_a_token_that_expires_ends_its_sessions(world: World) -> None:
+    """Expiry deletes nothing: each request re-reads the token the session came from."""
+    client = world.sign_in(world.token("otto"))
+    assert signed_in(client)
+    admin = GovernanceService(world.home.context())
+    token_id = next(t.id for t in admin.list_tokens("otto") if t.name == "otto-ui")
+    with world.home.db.begin() as conn:
+        conn.execute(
+            update(tokens_table)
+            .where(tokens_table.c.id == token_id)
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    r = client.get("/ui")
+    assert r.status_code == 303 and "expired" in r.headers["location"]
 
 
 def test_a_session_never_outlives_its_token_or_its_expiry(world: World) -> None:

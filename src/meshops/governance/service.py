@@ -245,6 +245,9 @@ class GovernanceService:
             self.ctx.authorize("token.manage_own" if own else "identity.write")
             if info.revoked_at is None:
                 tokens.revoke(conn, token_id, utcnow())
+                from meshops.governance.sessions import end_for_token
+
+                end_for_token(conn, token_id)  # its web sessions end with it
             after = tokens.get(conn, token_id)
             self.ctx.audit(conn, "token.revoke", f"meshops:user:{info.principal}", after=after)
         self._changed_identities()
