@@ -53,6 +53,10 @@ TIMEOUT_SECONDS = 300.0
 MAX_EXPRESSION_DEPTH = 250
 MAX_TREE_DEPTH = 2_000
 
+# Every sandbox session (and the Arrow masking) spells and compares timestamps in UTC, so a
+# `hash`-masked timestamp is the same pseudonym on every host.
+TIMEZONE = "UTC"
+
 TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
 
 # Scalar, aggregate and macro functions a user query may not call: they reveal settings,
@@ -466,6 +470,7 @@ def _locked_connection(
     try:
         files = sorted({f for r in relations for f in r.files})
         con.execute("SET enable_progress_bar = false")  # a server's stdout is no terminal
+        con.execute(f"SET TimeZone = '{TIMEZONE}'")
         # GLOBAL: cursors (the parser's) open new sessions that must keep the bound.
         con.execute(f"SET GLOBAL max_expression_depth = {MAX_EXPRESSION_DEPTH}")
         if threads:
