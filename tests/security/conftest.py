@@ -18,6 +18,8 @@ What the home holds (see `build_world` for the exact steps):
   mask methods apply), `revoked` (granted, then revoked); plus `consumer-unmasked` (a grant
   naming every classified column) and `ds-filtered` (a data scientist whose grant names
   every classified column but has `ROW_FILTER`: the south rows are never its to read);
+  and one principal of every other role without a grant (`gov-none`, `biz-none`,
+  `arch-none`, `de-none`, `swe-none`, `devops-none`);
 - feature view `customer_profile` over `crm.customers` (email, note, income, region),
   materialized online; an admin-made training set over it (`sec.training_set_id`);
 - model `churn` (sklearn, version 1, alias `champion`) in domain `sales`, endpoint
@@ -129,7 +131,19 @@ def _principals() -> list[Principal]:
         )
         for state in states
     ]
-    return fixed + per_role
+    # Every other role once, without a grant: whatever else it may do, it reads nothing.
+    others = [
+        Principal(f"{short}-none", role, None, "none")
+        for role, short in (
+            ("governance_member", "gov"),
+            ("business_stakeholder", "biz"),
+            ("solution_architect", "arch"),
+            ("data_engineer", "de"),
+            ("software_engineer", "swe"),
+            ("devops_engineer", "devops"),
+        )
+    ]
+    return fixed + per_role + others
 
 
 PRINCIPALS: list[Principal] = _principals()
