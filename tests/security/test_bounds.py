@@ -197,6 +197,7 @@ def test_starlette_errors_have_the_error_shape(client: httpx.Client) -> None:
 
 def test_yaml_alias_bomb_and_depth_are_refused(tmp_path: Path) -> None:
     """Descriptor files (CLI, project apply of a checkout) are bounded the same way."""
+    from meshops.kernel.bounds import load_bounded_yaml
     from meshops.kernel.errors import InvalidInput
     from meshops.mesh.specs import parse_yaml
 
@@ -205,5 +206,11 @@ def test_yaml_alias_bomb_and_depth_are_refused(tmp_path: Path) -> None:
         lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
     with pytest.raises(InvalidInput, match="expands to more than"):
         parse_yaml("\n".join(lines), "bomb.yaml")
-    with pytest.raises(InvalidInput, match="nests deeper than 64"):
+    with pytest.raises(InvalidInput, match="nests too deeply"):
         parse_yaml("a: " + "[" * 2000 + "]" * 2000, "deep.yaml")
+    with pytest.raises(InvalidInput, match="nests deeper than 64"):
+        parse_yaml("a: " + "[" * 100 + "]" * 100, "deep.yaml")
+    # The project checkout a server plans and feature repo files go through the same check.
+    with pytest.raises(InvalidInput, match="expands to more than"):
+        load_bounded_yaml("\n".join(lines), "features.yaml")
+    assert load_bounded_yaml("a: &x [1]\nb: *x\n", "small.yaml") == {"a": [1], "b": [1]}

@@ -40,6 +40,7 @@ from meshops.features.models import (
     SourceRef,
     parse_duration,
 )
+from meshops.kernel.bounds import load_bounded_yaml
 from meshops.kernel.errors import InvalidInput, MeshopsError
 
 SECTIONS: dict[str, type[BaseModel]] = {
@@ -134,7 +135,7 @@ def _fix_for(section: str, error: Any) -> str:
 def load_file(path: str | Path) -> FeatureRepo:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_bounded_yaml(path.read_text(), str(path))  # depth and aliases bounded
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise InvalidInput(

@@ -10,11 +10,14 @@ clients and Schemathesis see them too; `check_nesting` bounds documents without 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, Field
 
 from meshops.kernel.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import yaml
 
 MAX_PAGE = 10_000  # rows of one page of any list
 MAX_SEARCH_PAGE = 1_000  # catalog search hits of one page (what the search service accepts)
@@ -29,6 +32,7 @@ MAX_TTL_SECONDS = 100 * 365 * 86_400  # a feature's time to live: a century is "
 MAX_CONCURRENCY = 10_000  # runs of one trigger at once
 MAX_PENDING = 1_000_000  # events a trigger may hold back
 MAX_NESTING = 64  # levels of a JSON/YAML document (descriptors, contracts, params ...)
+MAX_YAML_NODES = 200_000  # nodes of one YAML document, aliases expanded
 
 Limit = Annotated[int, Field(ge=1, le=MAX_PAGE)]
 SearchLimit = Annotated[int, Field(ge=1, le=MAX_SEARCH_PAGE)]
@@ -115,3 +119,47 @@ def check_expression(text: str, field: str = "expression") -> str:
             {"field": field, "fix": "drop redundant parentheses"},
         )
     return text
+
+
+def yaml_too_large(path: str, problem: str) -> InvalidInput:
+    return InvalidInput(
+        f"{path}: {problem}",
+        {"file": path, "fix": f"keep documents within {MAX_NESTING} levels, without alias bombs"},
+    )
+
+
+def check_yaml_node(node: yaml.Node | None, path: str) -> None:
+    """Refuse a composed YAML document deeper than MAX_NESTING levels or whose aliases
+    expand past MAX_YAML_NODES nodes (a "billion laughs" file), before anything builds or
+    walks its data: the composed graph shares an aliased node; this walk counts each use."""
+    import yaml
+
+    stack: list[tuple[yaml.Node, int]] = [(node, 1)] if node is not None else []
+    seen = 0
+    while stack:
+        item, depth = stack.pop()
+        seen += 1
+        if seen > MAX_YAML_NODES:
+            raise yaml_too_large(path, f"the document expands to more than {MAX_YAML_NODES} nodes")
+        if isinstance(item, yaml.MappingNode):
+            children = [child for pair in item.value for child in pair]
+        elif isinstance(item, yaml.SequenceNode):
+            children = list(item.value)
+        else:
+            continue
+        if depth > MAX_NESTING:
+            raise yaml_too_large(path, f"the document nests deeper than {MAX_NESTING} levels")
+        stack.extend((child, depth + 1) for child in children)
+
+
+def load_bounded_yaml(text: str, path: str) -> Any:
+    """`yaml.safe_load` for files that may come from someone else (a project checkout the
+    server plans): bounded by `check_yaml_node` first. Raises yaml.YAMLError for bad
+    syntax (as safe_load does) and InvalidInput for a document that is too large."""
+    import yaml
+
+    try:
+        check_yaml_node(yaml.compose(text, Loader=yaml.SafeLoader), path)
+        return yaml.safe_load(text)
+    except RecursionError as exc:
+        raise yaml_too_large(path, "the document nests too deeply") from exc

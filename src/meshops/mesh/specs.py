@@ -24,7 +24,7 @@ from open_data_contract_standard.model import OpenDataContractStandard
 from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 
-from meshops.kernel.bounds import MAX_NESTING, check_nesting
+from meshops.kernel.bounds import check_nesting, check_yaml_node, yaml_too_large
 from meshops.kernel.errors import InvalidInput
 from meshops.mesh.models import ColumnSpec, SemVer, check_name
 
@@ -34,7 +34,6 @@ ODCS_SCHEMA_FILE = STANDARDS / "odcs-json-schema-v3.1.0.json"
 DESCRIPTOR_FILE = "dataproduct.yaml"
 BUILD_FILE = "build.yaml"
 CONTRACT_GLOB = "*.odcs.yaml"
-MAX_YAML_NODES = 200_000  # nodes of one document, aliases expanded
 
 
 @lru_cache(maxsize=2)
@@ -93,42 +92,13 @@ def _dotted(location: list[str | int] | tuple[str | int, ...]) -> str:
     return out
 
 
-def _too_large(path: str, problem: str) -> InvalidInput:
-    return InvalidInput(
-        f"{path}: {problem}",
-        {"file": path, "fix": f"keep documents within {MAX_NESTING} levels, without alias bombs"},
-    )
-
-
-def _check_size(node: yaml.Node | None, path: str) -> None:
-    """Refuse a document deeper than MAX_NESTING levels or one whose aliases expand past
-    MAX_YAML_NODES nodes (a "billion laughs" file), before anything walks its data: the
-    composed graph shares an aliased node, and this walk counts every use of it."""
-    stack: list[tuple[yaml.Node, int]] = [(node, 1)] if node is not None else []
-    seen = 0
-    while stack:
-        item, depth = stack.pop()
-        seen += 1
-        if seen > MAX_YAML_NODES:
-            raise _too_large(path, f"the document expands to more than {MAX_YAML_NODES} nodes")
-        if isinstance(item, yaml.MappingNode):
-            children = [child for pair in item.value for child in pair]
-        elif isinstance(item, yaml.SequenceNode):
-            children = list(item.value)
-        else:
-            continue
-        if depth > MAX_NESTING:
-            raise _too_large(path, f"the document nests deeper than {MAX_NESTING} levels")
-        stack.extend((child, depth + 1) for child in children)
-
-
 def parse_yaml(text: str, path: str) -> YamlDoc:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        _check_size(node, path)
+        check_yaml_node(node, path)  # depth and alias expansion, before data is built
         data = yaml.safe_load(text)
     except RecursionError as exc:  # PyYAML composes recursively: ~300 levels is its end
-        raise _too_large(path, f"the document nests deeper than {MAX_NESTING} levels") from exc
+        raise yaml_too_large(path, "the document nests too deeply") from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None

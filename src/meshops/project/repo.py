@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from meshops.kernel.bounds import load_bounded_yaml
 from meshops.kernel.errors import InvalidInput, MeshopsError
 from meshops.project.models import GitInfo
 
@@ -68,7 +69,7 @@ def find_root(start: str | Path = ".") -> Path:
 
 def _yaml(path: Path, errors: list[SpecError], root: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text()) or {}
+        return load_bounded_yaml(path.read_text(), str(path.relative_to(root))) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
