@@ -57,7 +57,8 @@ if TYPE_CHECKING:
     from meshops.tracking.models import Run
 
 MAX_FILES = 10_000
-# `[registry] max_file_mb`: the largest model file one upload may carry (413 above).
+# `[registry] max_file_mb`: the largest model file one upload may carry (413 above); by
+# default the server's upload limit (`[server] max_upload_mb`).
 DEFAULT_MAX_FILE_MB = 512.0
 MIB = 1024 * 1024
 
@@ -69,7 +70,8 @@ class FileTooLarge(InvalidInput):
 
 def max_file_bytes(settings: Any) -> int:
     """The per-file upload limit of this home (`[registry] max_file_mb`)."""
-    raw = settings.section("registry").get("max_file_mb", DEFAULT_MAX_FILE_MB)
+    default = getattr(settings, "max_upload_mb", DEFAULT_MAX_FILE_MB)
+    raw = settings.section("registry").get("max_file_mb", default)
     try:
         value = float(raw)
     except (TypeError, ValueError):
