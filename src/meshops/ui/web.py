@@ -129,7 +129,8 @@ async def check_same_site(request: Request) -> None:
 
 
 def _check_origin(request: Request) -> None:
-    own = str(request.base_url).rstrip("/").lower()
+    base = request.base_url  # scheme and host only: a root path is not part of an origin
+    own = f"{base.scheme}://{base.netloc}".lower()
     origin = request.headers.get("origin")
     source = "Origin"
     if origin is None and request.headers.get("referer"):
