@@ -439,6 +439,7 @@ class SecurityHome:
             MESHOPS_TOKEN=self.tokens[name],
             MESHOPS_HOME=str(scratch / "home"),  # never the developer's own home
             HOME=str(scratch),
+            XDG_CONFIG_HOME=str(scratch / "config"),  # no stored credentials of the developer
             COLUMNS="400",  # rich tables print whole values, not ellipses
         )
         return env
