@@ -176,3 +176,47 @@ def test_the_governed_read_still_works_and_counts(sec: SecurityHome) -> None:
         platform.close()
     assert table.column("email").to_pylist() == CLEAR.emails()
     assert sec.reads(who) == before + 1
+
+
+def test_the_prediction_log_shows_enriched_features_only_as_the_reader_may_see_them(
+    sec: SecurityHome,
+) -> None:
+    """An endpoint that looks features up logs what its model saw, for whoever called
+    predict. A reader of the log (window, monitors, roll) sees those values only as its own
+    grant allows: the log's chunks are blobs, and the endpoint is not a capability on the
+    features' source product either."""
+    from tests.security.conftest import FEATURES, MASKED_COLUMNS, PORT, PRODUCT
+
+    endpoint = f"enriched-{uuid.uuid4().hex[:6]}"
+    admin = sec.embedded("alice")
+    try:
+        admin.serving.create_endpoint(
+            endpoint, "churn@champion", features=FEATURES, entity_keys=["customer_id"]
+        )
+    finally:
+        admin.close()
+    caller = f"predictor-{uuid.uuid4().hex[:6]}"
+    sec.new_user(caller, "software_engineer")  # serving.predict; a clear grant below
+    sec.admin().grant_access(PRODUCT, PORT, caller, purpose="clear", columns=list(MASKED_COLUMNS))
+    records = [
+        {"customer_id": i + 1, "tenure": 0.1, "spend": 0.2, "calls": 0.3, "age": 0.4}
+        for i in range(CLEAR.rows)
+    ]
+    answer = sec.client(caller).post(f"/v1/endpoints/{endpoint}/predict", json={"records": records})
+    assert answer.status_code == 200, answer.text
+    path = f"/v1/endpoints/{endpoint}/predictions"
+
+    mine = sec.client(caller).get(path)
+    assert mine.status_code == 200
+    assert leaks(mine.content, {"email": CLEAR.emails()[0].encode()}) == ["email"]
+
+    for reader in (DS, "ds-masked", "ds-revoked"):
+        before = sec.reads(reader)
+        window = sec.client(reader).get(path)
+        assert window.status_code == 200, window.text
+        assert leaks(window.content, CLEAR.masked_needles()) == [], reader
+        if reader == "ds-masked":  # unclassified columns of its grant stay readable
+            assert leaks(window.content, CLEAR.allowed_needles())
+            assert sec.reads(reader) == before + 1  # and the read is counted
+        else:
+            assert leaks(window.content, CLEAR.allowed_needles()) == []

@@ -11,6 +11,7 @@ from meshops.kernel.db import utcnow
 from meshops.kernel.errors import Conflict, InvalidInput, NotFound
 from meshops.kernel.home import Context
 from meshops.serving import store
+from meshops.serving.logguard import governed
 from meshops.serving.models import (
     Endpoint,
     FeatureEnrichment,
@@ -292,6 +293,8 @@ class ServingService:
         with self.ctx.db.read() as conn:
             chunks = store.chunks_in_window(conn, name, start, end)
         raw = read_window(self.ctx.blobs, chunks, start, end, include_shadow)
+        # Looked-up feature values: only what this reader's own grants show in clear.
+        raw = governed(self.ctx, endpoint.enrichment, raw)
         labels: dict[tuple[str, int], Any] | None = None
         if with_labels:
             ids = sorted(set(raw.column("request_id").to_pylist()))
@@ -317,7 +320,8 @@ class ServingService:
             return RolledLog(
                 endpoint=name, product=endpoint.log_product, version=None, rows=0, chunks=0
             )
-        table = read_chunks(self.ctx.blobs, chunks)
+        # The roller publishes only the looked-up values its own grants show in clear.
+        table = governed(self.ctx, endpoint.enrichment, read_chunks(self.ctx.blobs, chunks))
         version = f"1.{previous}.0"
         published = self._mesh().publish_arrow(
             log_descriptor(endpoint, version),
