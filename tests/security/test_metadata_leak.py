@@ -85,3 +85,22 @@ def test_revoked_grant_hides_statistics_again(sec: SecurityHome) -> None:
     assert "email" in _with_statistics(_profile(client.get(VERSION).json()))
     admin.revoke_grant(grant.id, "h3")
     assert _with_statistics(_profile(client.get(VERSION).json())) == set()
+
+
+def test_row_filtered_grant_sees_no_statistics(sec: SecurityHome) -> None:
+    """Statistics cover every row: a grant that filters rows sees none (even of the
+    columns it names), else min/max would show rows the filter hides."""
+    name = "h3-meta-filtered"
+    sec.new_user(name)
+    sec.admin().grant_access(
+        PRODUCT,
+        PORT,
+        name,
+        purpose="h3 metadata",
+        columns=list(MASKED_COLUMNS),
+        row_filter="region = 'region-north-zone'",
+    )
+    r = sec.client(name).get(VERSION)
+    assert _with_statistics(_profile(r.json())) == set()
+    south = {f"email {e}": e.encode() for i, e in enumerate(CLEAR.emails()) if i % 2 == 0}
+    assert leaks(r.content, south) == []

@@ -647,8 +647,9 @@ class MeshService:
         """The version as metadata readers see it: value statistics of a column (profile
         min, max, histogram) only when the caller's read plan shows that column in clear
         (owners, read_any, a grant naming it or an unclassified column of a grant);
-        otherwise they would leak the values a grant masks or refuses. Counts (nulls,
-        distinct) stay."""
+        otherwise they would leak the values a grant masks or refuses (a row-filtered grant
+        sees none: the statistics cover the rows it may not read). Counts (nulls, distinct)
+        stay."""
         ports = []
         for port in version.ports:
             clear = self._clear_columns(version, port)
@@ -671,6 +672,8 @@ class MeshService:
             plan = self.ctx.home.read_guard.plan(self.ctx, request)
         except Forbidden:
             return set()
+        if plan.row_filter:
+            return set()  # the statistics cover every row, also those the filter hides
         return {c for c in plan.columns if c not in plan.masks}
 
     def get_product(self, product: str) -> DataProduct:
