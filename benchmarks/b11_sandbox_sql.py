@@ -42,6 +42,8 @@ QUERY = (
     "SELECT region, count(*) AS orders, sum(amount) AS revenue, avg(amount) AS mean, "
     "count(DISTINCT customer) AS customers FROM {source}{where} GROUP BY region ORDER BY region"
 )
+# A light aggregate too: it shows the fixed cost per query (lookups, plan, sandbox, usage).
+LIGHT = "SELECT region, count(*) AS orders, sum(amount) AS revenue FROM {source} GROUP BY region"
 ROW_FILTER = "region = 'EU'"
 
 
@@ -155,6 +157,8 @@ def main() -> None:
             check_same(
                 people["olivia"].mesh.sql(governed_sql), raw_con.sql(raw_sql).to_arrow_table()
             )
+            light_governed = LIGHT.format(source=PRODUCT)
+            light_raw = LIGHT.format(source=source)
             workloads = {
                 "owner, aggregate (no grant needed)": (
                     lambda: people["olivia"].mesh.sql(governed_sql),
@@ -167,6 +171,10 @@ def main() -> None:
                 "consumer through a row-filtered grant (raw: same WHERE)": (
                     lambda: people["fiona"].mesh.sql(governed_sql),
                     lambda: raw_con.sql(raw_filtered).to_arrow_table(),
+                ),
+                "consumer, light aggregate (count, sum by region)": (
+                    lambda: people["carl"].mesh.sql(light_governed),
+                    lambda: raw_con.sql(light_raw).to_arrow_table(),
                 ),
             }
             rows = []

@@ -36,6 +36,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -281,7 +282,7 @@ def _parser() -> Iterator[duckdb.DuckDBPyConnection]:
     global _parser_db  # noqa: PLW0603 - one parsing database per process, opened lazily
     with _parser_lock:
         if _parser_db is None:
-            _parser_db = _locked_connection([], threads=1)
+            _parser_db = _locked_connection([], threads=1, pooled=False)
         cursor = _parser_db.cursor()
     try:
         yield cursor
@@ -454,19 +455,10 @@ def _locked_connection(
     *,
     threads: int | None = None,
     temp_directory: str | None = None,
+    pooled: bool = True,
 ) -> duckdb.DuckDBPyConnection:
     """A fresh in-memory DuckDB with `relations` defined, then walled in and locked."""
-    con = duckdb.connect(
-        ":memory:",
-        config={
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-            "allow_community_extensions": False,
-            "allow_unsigned_extensions": False,
-            "allow_persistent_secrets": False,
-            "python_enable_replacements": False,
-        },
-    )
+    con = _spares.take() if pooled else _fresh_database()
     try:
         files = sorted({f for r in relations for f in r.files})
         con.execute("SET enable_progress_bar = false")  # a server's stdout is no terminal
@@ -484,9 +476,72 @@ def _locked_connection(
             _define(con, index, relation)
         con.execute("SET lock_configuration = true")
     except BaseException:
-        con.close()
+        _spares.dispose(con)
         raise
     return con
+
+
+def _fresh_database() -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(
+        ":memory:",
+        config={
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "allow_community_extensions": False,
+            "allow_unsigned_extensions": False,
+            "allow_persistent_secrets": False,
+            "python_enable_replacements": False,
+        },
+    )
+
+
+class _Spares:
+    """Fresh, never-used databases opened ahead of time, and closing done afterwards, on one
+    background thread: opening an in-memory DuckDB costs 10-30 ms and closing one several,
+    a fixed cost per query that a server should not pay while the caller waits. Each
+    sandbox still gets a database of its own (settings and locks are per database). Spares
+    are kept only once a process has run more than one sandbox (a CLI runs one)."""
+
+    def __init__(self, size: int = 2) -> None:
+        self.size = size
+        self._ready: list[duckdb.DuckDBPyConnection] = []
+        self._lock = threading.Lock()
+        self._used = 0
+        self._worker: ThreadPoolExecutor | None = None
+
+    def take(self) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            self._used += 1
+            con = self._ready.pop() if self._ready else None
+            warm = self._used > 1
+        if warm:
+            self._background(self._top_up)
+        return con if con is not None else _fresh_database()
+
+    def dispose(self, con: duckdb.DuckDBPyConnection) -> None:
+        if self._used > 1:
+            self._background(con.close)
+        else:
+            con.close()
+
+    def _top_up(self) -> None:
+        while True:
+            with self._lock:
+                if len(self._ready) >= self.size:
+                    return
+            con = _fresh_database()
+            with self._lock:
+                self._ready.append(con)
+
+    def _background(self, task: Callable[[], None]) -> None:
+        with self._lock:
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(1, thread_name_prefix="meshops-sandbox")
+            worker = self._worker
+        worker.submit(task)
+
+
+_spares = _Spares()
 
 
 def _define(con: duckdb.DuckDBPyConnection, index: int, relation: Relation) -> None:
@@ -542,7 +597,7 @@ class Sandbox:
         self.close()
 
     def close(self) -> None:
-        self.con.close()
+        _spares.dispose(self.con)
 
     def scrub(self, message: str) -> str:
         """`message` without any file path, home path or key text of this sandbox."""
