@@ -248,7 +248,7 @@ def leaks(body: bytes, needles: dict[str, bytes]) -> list[str]:
 # --- the world --------------------------------------------------------------------------------
 
 
-def _contract() -> dict[str, Any]:
+def customers_contract() -> dict[str, Any]:
     levels = {"email": "pii", "note": "confidential", "income": "restricted"}
     logical = {"customer_id": "integer", "income": "number", "updated_at": "timestamp"}
     types = {"customer_id": "BIGINT", "income": "DOUBLE", "updated_at": "TIMESTAMPTZ"}
@@ -269,7 +269,7 @@ def _contract() -> dict[str, Any]:
     }
 
 
-def _descriptor() -> dict[str, Any]:
+def customers_descriptor() -> dict[str, Any]:
     return {
         "apiVersion": "v1.0.0",
         "kind": "DataProduct",
@@ -491,7 +491,7 @@ def build_world(home: Home, scratch: Path) -> tuple[dict[str, str], str, str]:
         gov = GovernanceService(home.context())
         _people(gov)
         version = admin.mesh.publish_arrow(
-            _descriptor(), {PORT: _contract()}, {PORT: CLEAR.table()}
+            customers_descriptor(), {PORT: customers_contract()}, {PORT: CLEAR.table()}
         )
         _grants(gov)
         training_set_id = _features(admin)

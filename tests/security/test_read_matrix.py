@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 import pyarrow as pa
@@ -42,6 +42,7 @@ import pytest
 from meshops.client import Platform
 from meshops.kernel.errors import MeshopsError
 from tests.security.conftest import (
+    ADMIN,
     CLEAR,
     ENRICHED,
     FEATURES,
@@ -53,6 +54,8 @@ from tests.security.conftest import (
     VIEW,
     Principal,
     SecurityHome,
+    customers_contract,
+    customers_descriptor,
     entity_rows,
     ipc_bytes,
     leaks,
@@ -670,3 +673,47 @@ def test_sql_errors_and_aggregates_reveal_nothing_beyond_the_grant(
     got = sec.client(principal).post("/v1/mesh/sql", json={"query": query})
     assert got.status_code in (200, 403, 422), got.text[:300]
     assert leaks(got.content, secret) == [], got.text[:300]
+
+
+# --- authority over a product comes from the server, not from a new version's descriptor ---
+
+
+def _ledger_documents(version: str, owner: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`crm.ledger` (the shape of crm.customers, its own ids), `owner` in its team."""
+    descriptor = customers_descriptor()
+    descriptor.update(id="crm.ledger", name="ledger", version=version)
+    descriptor["description"] = {"purpose": "a second product of the crm domain"}
+    descriptor["team"] = {"members": [{"username": owner, "role": "owner"}]}
+    descriptor["outputPorts"] = [{"name": PORT, "version": version, "contractId": "crm-ledger"}]
+    contract = customers_contract()
+    contract.update(id="crm-ledger", version=version)
+    return descriptor, contract
+
+
+def test_a_new_version_does_not_make_its_publisher_owner_of_the_old_ones(
+    sec: SecurityHome,
+) -> None:
+    """A data engineer (publish rights, no grant) publishes version 1.0.1 of a product
+    someone else owns, naming itself owner in the descriptor, then reads 1.0.0. Owners
+    are the server's state: the publish is refused, or it leaves 1.0.0 unreadable to it
+    (refused or masked), never clear."""
+    with sec.remote(ADMIN) as admin:
+        descriptor, contract = _ledger_documents("1.0.0", "crm-owner")
+        admin.mesh.publish_arrow(descriptor, {PORT: contract}, {PORT: CLEAR.table()})
+    name = "de-hijack"
+    sec.new_user(name, "data_engineer")
+    decoy = CLEAR.table().slice(0, 1)
+    decoy = decoy.set_column(2, "email", pa.array(["decoy@example.org"]))
+    decoy = decoy.set_column(3, "note", pa.array(["decoy"]))
+    with sec.remote(name) as attacker:
+        descriptor, contract = _ledger_documents("1.0.1", name)
+        try:
+            attacker.mesh.publish_arrow(descriptor, {PORT: contract}, {PORT: decoy})
+        except MeshopsError as exc:
+            assert exc.http_status == 403, exc.message
+        try:
+            body = ipc_bytes(attacker.mesh.read("crm.ledger", "1.0.0"))
+        except MeshopsError as exc:
+            assert exc.http_status == 403, exc.message
+            body = json.dumps(exc.to_json()).encode()
+    assert leaks(body, MASKED) == [], "the publisher of a new version read the old one in clear"
