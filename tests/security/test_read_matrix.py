@@ -717,3 +717,42 @@ def test_a_new_version_does_not_make_its_publisher_owner_of_the_old_ones(
             assert exc.http_status == 403, exc.message
             body = json.dumps(exc.to_json()).encode()
     assert leaks(body, MASKED) == [], "the publisher of a new version read the old one in clear"
+
+
+# --- the online store holds the data, not one materializer's masked view of it -------------
+
+
+def test_a_masked_materializer_does_not_rewrite_what_others_read_online(
+    sec: SecurityHome,
+) -> None:
+    """An ML engineer with a masked grant may materialize (features.materialize). Its run
+    must not replace the store's values with its own masked view: the owner's next lookup
+    still reads clear values (or the run is refused)."""
+    from meshops.features.models import Entity, Feature, FeatureRepo, FeatureView, SourceRef
+
+    view = FeatureView(
+        name="profile_copy",
+        entities=["customer"],
+        source=SourceRef(product=PRODUCT),
+        event_time="updated_at",
+        features=[Feature(name="email", type="string")],
+        ttl_seconds=None,
+        owner="crm-owner",
+    )
+    admin = sec.embedded(ADMIN)
+    try:
+        entity = Entity(name="customer", join_keys=["customer_id"])
+        admin.features.apply(FeatureRepo(entities=[entity], feature_views=[view]))
+        admin.features.materialize(["profile_copy"])
+    finally:
+        admin.close()
+    lookup = {"entity_rows": [{"customer_id": 1}], "features": ["profile_copy:email"]}
+    before = sec.client("crm-owner").post("/v1/features/online", json=lookup)
+    assert before.status_code == 200 and leaks(before.content, MASKED), before.text[:300]
+    ran = sec.client("mle-masked").post(
+        "/v1/features/materialize", json={"views": ["profile_copy"], "full": True}
+    )
+    assert ran.status_code in (200, 403), ran.text[:300]
+    after = sec.client("crm-owner").post("/v1/features/online", json=lookup)
+    assert after.status_code == 200, after.text[:300]
+    assert leaks(after.content, MASKED) == leaks(before.content, MASKED), after.text[:300]
