@@ -36,9 +36,14 @@ Reuse (other files of this folder): request `sec` and use
 - `sec.admin()`: the admin's `GovernanceService`; `sec.reads(name)`: usage-event count of
   `name` on `crm.customers`; `sec.new_user(name, role, scope)`: a fresh principal and its
   token, for tests that change a principal's state (never mutate the `PRINCIPALS`);
-- `leaks(body, needles)` / `CLEAR.masked_needles()`: which secret values occur in response
-  bytes (raw, and inside Parquet / Arrow IPC bodies, which are decoded first).
-Do not change the shared principals, grants, product or view: other tests rely on them.
+- `leaks(body, needles)` with `CLEAR.masked_needles(rows=None)`, `CLEAR.allowed_needles()`
+  and `CLEAR.filtered_out()`: which secret values occur in response bytes (raw, and inside
+  Parquet / Arrow IPC bodies, which are decoded first);
+- `BY_NAME[name]` (a `Principal`: role, scope, grant state, `reads`, `may(action)`);
+- `customers_descriptor()`, `customers_contract()`, `entity_rows()`, `ipc_bytes(table)`,
+  `scoring_record(customer_id)`, `hidden_fields(html)`.
+Do not change the shared principals, grants, product, view or online store (publish your
+own products, views and users): other tests rely on them, in any order.
 """
 
 from __future__ import annotations
