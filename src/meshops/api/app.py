@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
@@ -26,7 +25,6 @@ from meshops.api.routers import tracking as tracking_router
 from meshops.kernel import schema
 from meshops.kernel.auth import Actor
 from meshops.kernel.codetrust import mark_api_server
-from meshops.kernel.errors import MeshopsError
 from meshops.kernel.home import Home
 
 Authenticate = Callable[[Home, str | None], Actor]
@@ -76,26 +74,9 @@ def create_app(home: Home, authenticate: Authenticate = local_user) -> FastAPI:
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    install_error_shape(app)  # Starlette's errors, recursion, overflow, the unexpected
-
-    @app.exception_handler(MeshopsError)
-    async def meshops_error(_: Request, exc: MeshopsError) -> JSONResponse:
-        return SafeJSONResponse(status_code=exc.http_status, content=exc.to_json())
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()
-        ]
-        first = errors[0] if errors else {"field": "?", "problem": "invalid"}
-        return JSONResponse(
-            status_code=422,
-            content={
-                "error": "invalid_input",
-                "message": f"{first['field']}: {first['problem']}",
-                "detail": {"errors": errors},
-            },
-        )
+    # meshops errors, validation, Starlette's errors, recursion, overflow, the unexpected:
+    # one error shape for all (api.responses, shared with `meshops serve`).
+    install_error_shape(app)
 
 
 def _install_health(app: FastAPI) -> None:

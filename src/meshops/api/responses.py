@@ -3,7 +3,8 @@
 - `SafeJSONResponse` is the default response class of the app: non-finite floats travel as
   "NaN"/"Infinity"/"-Infinity" strings (`meshops.kernel.jsontext`), never as bare literals.
 - Every error body, whoever raises it, is `{"error": name, "message": text, "detail": {}}`
-  (`MeshopsError.to_json`): Starlette's own HTTP errors (404 of an unknown path, 405, the
+  (`MeshopsError.to_json`): meshops' errors, request validation (422, `detail.errors`
+  lists every field), Starlette's own HTTP errors (404 of an unknown path, 405, the
   400 of a body that does not parse), a recursion or an integer overflow that the caller's
   input caused (422: the request was at fault, not the server), and, last, anything
   unexpected (500, message without internals; the traceback goes to the server log).
@@ -15,10 +16,12 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from meshops.kernel import jsontext
+from meshops.kernel.errors import MeshopsError
 
 log = logging.getLogger("meshops.api")
 
@@ -56,7 +59,23 @@ def _http_message(exc: HTTPException) -> str:
 
 
 def install_error_shape(app: FastAPI) -> None:
-    """Handlers that give every error the documented shape (see the module docstring)."""
+    """Handlers that give every error the documented shape (see the module docstring);
+    used by the API and by `meshops serve`'s data plane."""
+
+    @app.exception_handler(MeshopsError)
+    async def meshops_error(_: Request, exc: MeshopsError) -> JSONResponse:
+        return SafeJSONResponse(status_code=exc.http_status, content=exc.to_json())
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"field": "?", "problem": "invalid"}
+        body = error_body(
+            "invalid_input", f"{first['field']}: {first['problem']}", {"errors": errors}
+        )
+        return SafeJSONResponse(status_code=422, content=body)
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:

@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from meshops.api.edge import Edge
+from meshops.api.responses import SafeJSONResponse, install_error_shape
 from meshops.kernel.auth import Actor
 from meshops.kernel.errors import InvalidInput, MeshopsError
 from meshops.kernel.home import Context, Home
@@ -279,9 +280,14 @@ def create_endpoint_app(
         # Graceful shutdown: uvicorn has drained in-flight requests; write the log.
         await run_in_threadpool(close_runtime, home)
 
-    app = FastAPI(title=f"meshops serve {', '.join(endpoints)}", lifespan=lifespan)
+    app = FastAPI(
+        title=f"meshops serve {', '.join(endpoints)}",
+        lifespan=lifespan,
+        default_response_class=SafeJSONResponse,  # never a bare NaN (api.responses)
+    )
     app.state.home = home
     app.state.authenticate = authenticate
+    install_error_shape(app)  # the API's error shape for 404/405/422/400 and the unexpected
 
     @app.exception_handler(MeshopsError)
     async def meshops_error(_: Request, exc: MeshopsError) -> JSONResponse:
