@@ -6,6 +6,7 @@ read_any, a grant naming the column, an unclassified column of a grant); counts 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -104,3 +105,42 @@ def test_row_filtered_grant_sees_no_statistics(sec: SecurityHome) -> None:
     assert _with_statistics(_profile(r.json())) == set()
     south = {f"email {e}": e.encode() for i, e in enumerate(CLEAR.emails()) if i % 2 == 0}
     assert leaks(r.content, south) == []
+
+
+def test_sql_rule_observations_are_hidden_from_partial_readers(tmp_path: Path) -> None:
+    """A contract `sql` rule observes whatever its query returns (here the max income):
+    only callers who read the port in clear see the observation."""
+    from meshops.governance.service import GovernanceService
+    from meshops.kernel.auth import Actor
+    from meshops.kernel.home import Home
+    from meshops.mesh.service import MeshService
+    from tests.conftest import make_settings
+    from tests.governance.conftest import (
+        customers_contract,
+        customers_descriptor,
+        customers_table,
+    )
+
+    home = Home(make_settings(tmp_path / "home"))
+    try:
+        contract = customers_contract()
+        rule = {"type": "sql", "query": "SELECT max(income) FROM customers", "mustBeLessThan": 1}
+        contract["schema"][0]["quality"] = [{**rule, "severity": "warning"}]
+        table = customers_table(5)  # incomes 0 .. 4000
+        MeshService(home.context()).publish_arrow(
+            customers_descriptor(), {"customers": contract}, {"customers": table}
+        )
+        admin = GovernanceService(home.context())
+        admin.create_user("bob")
+        admin.grant_access("crm.customers", "customers", "bob", purpose="h3")
+
+        def observed(actor: Actor | None) -> list[object]:
+            version = MeshService(home.context(actor)).get_version("crm.customers")
+            port = version.port("customers")
+            return [(q.observed, q.message) for q in port.quality if q.kind == "quality"]
+
+        assert observed(None) == [(4000, "sql = 4000, expected mustBeLessThan 1")]
+        assert observed(Actor("bob")) == [(None, "")]
+        assert observed(Actor("nobody")) == [(None, "")]
+    finally:
+        home.close()

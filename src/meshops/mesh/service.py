@@ -663,7 +663,14 @@ class MeshService:
                 else c
                 for c in port.profile
             ]
-            ports.append(port.model_copy(update={"profile": profile}))
+            # An `sql` rule's observation is whatever number its query returned (say the
+            # max of a hidden column): shown only to callers who read the port in clear.
+            sql_rules = _sql_rule_ids(port)
+            quality = [
+                q.model_copy(update={"observed": None, "message": ""}) if q.rule in sql_rules else q
+                for q in port.quality
+            ]
+            ports.append(port.model_copy(update={"profile": profile, "quality": quality}))
         return version.model_copy(update={"ports": ports})
 
     def _clear_columns(self, version: DataProductVersion, port: OutputPortVersion) -> set[str]:
@@ -923,6 +930,17 @@ class MeshService:
 
 
 # --- row <-> model ---
+
+
+def _sql_rule_ids(port: OutputPortVersion) -> set[str]:
+    """Ids of the port's `sql` quality rules, as the contract test names their results."""
+    present = {c.name: None for c in port.columns}
+    found = set()
+    for schema_object in port.contract.get("schema") or []:
+        if isinstance(schema_object, dict) and schema_object.get("name") == port.name:
+            rules = contracts._collect_quality(port.name, schema_object, present)
+            found |= {rule_id for rule_id, _, rule in rules if rule.get("type") == "sql"}
+    return found
 
 
 def _domain_urn(name: str) -> str:
