@@ -32,9 +32,11 @@ sha256((K xor opad) || sha256((K xor ipad) || utf8(text))), equal to Python's `h
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -544,6 +546,50 @@ class _Spares:
 _spares = _Spares()
 
 
+class _Watchdog:
+    """One daemon thread that interrupts queries past their deadline (a `threading.Timer`
+    per query would start a thread per query)."""
+
+    def __init__(self) -> None:
+        self._deadlines: dict[int, tuple[float, Callable[[], None]]] = {}
+        self._wake = threading.Condition()
+        self._next = 0
+        self._thread: threading.Thread | None = None
+
+    def arm(self, seconds: float, interrupt: Callable[[], None]) -> int:
+        with self._wake:
+            self._next += 1
+            self._deadlines[self._next] = (time.monotonic() + seconds, interrupt)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="meshops-sql-watchdog", daemon=True
+                )
+                self._thread.start()
+            self._wake.notify()
+            return self._next
+
+    def disarm(self, ticket: int) -> None:
+        with self._wake:
+            self._deadlines.pop(ticket, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                now = time.monotonic()
+                due = [t for t, (at, _) in self._deadlines.items() if at <= now]
+                interrupts = [self._deadlines.pop(t)[1] for t in due]
+                if not interrupts:
+                    soonest = min((at for at, _ in self._deadlines.values()), default=now + 60)
+                    self._wake.wait(max(0.01, soonest - now))
+            for interrupt in interrupts:
+                # The query may have ended (and its database closed) meanwhile.
+                with contextlib.suppress(Exception):
+                    interrupt()
+
+
+_watchdog = _Watchdog()
+
+
 def _define(con: duckdb.DuckDBPyConnection, index: int, relation: Relation) -> None:
     target = quote(relation.name)
     if relation.schema:
@@ -621,9 +667,7 @@ class Sandbox:
 
     def _execute(self, sql: str, field_name: str) -> pa.Table:
         # A runaway query (a huge range, a recursive CTE) must not hold a server thread.
-        watchdog = threading.Timer(self.timeout, self.con.interrupt)
-        watchdog.daemon = True
-        watchdog.start()
+        ticket = _watchdog.arm(self.timeout, self.con.interrupt)
         try:
             table: pa.Table = self.con.sql(sql).to_arrow_table()
         except duckdb.InterruptException as exc:
@@ -637,7 +681,7 @@ class Sandbox:
                 {"field": field_name, "fix": "correct the query"},
             ) from exc
         finally:
-            watchdog.cancel()
+            _watchdog.disarm(ticket)
         return table
 
 
