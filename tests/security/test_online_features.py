@@ -169,3 +169,12 @@ def test_a_token_without_features_read_cannot_look_up(sec: SecurityHome) -> None
     ).token
     r = httpx.post(sec.url + ONLINE, json=_body([1]), headers={"authorization": f"Bearer {token}"})
     assert r.status_code == 403
+
+
+def test_row_filtered_grant_is_refused_online(sec: SecurityHome) -> None:
+    """Online values are per entity: a grant's row filter cannot apply, so the lookup is
+    refused rather than answered with rows the filter hides."""
+    r = sec.client("ds-filtered").post(ONLINE, json=_body())
+    assert r.status_code == 403, r.text[:300]
+    assert "row_filter" in r.json()["message"]
+    assert leaks(r.content, CLEAR.masked_needles()) == []
