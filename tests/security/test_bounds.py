@@ -214,3 +214,25 @@ def test_yaml_alias_bomb_and_depth_are_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="expands to more than"):
         load_bounded_yaml("\n".join(lines), "features.yaml")
     assert load_bounded_yaml("a: &x [1]\nb: *x\n", "small.yaml") == {"a": [1], "b": [1]}
+
+
+def test_the_serve_data_plane_has_the_error_shape(tmp_path: Path) -> None:
+    """`meshops serve` (a FastAPI app of its own) answers its 404/405 in the same shape."""
+    from fastapi.testclient import TestClient
+
+    from meshops.kernel.home import Home
+    from meshops.serving.endpoint_app import create_endpoint_app
+    from tests.conftest import make_settings
+
+    home = Home(make_settings(tmp_path / "home"))
+    plane = create_endpoint_app(home, ["absent"])
+    client = TestClient(plane.app)  # no lifespan: nothing to warm
+    for response, status in (
+        (client.get("/v1/no-such-route"), 404),
+        (client.get("/healthz?x=1", headers={"content-type": "x"}), 200),
+        (client.put("/healthz"), 405),
+    ):
+        assert response.status_code == status, response.text
+        if status >= 400:
+            assert_error_shape(response)
+    home.close()
