@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -389,3 +390,23 @@ def test_arrow_masking_equals_the_sql_read_path_for_every_type() -> None:
         in_sql = box.run_platform_sql(select)
     for name, values in columns.items():
         assert mask_array(values, "hash", KEY).to_pylist() == in_sql.column(name).to_pylist()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_a_forked_child_runs_sandboxes_of_its_own() -> None:
+    """Spare databases and the watchdog belong to the parent; a forked worker starts its
+    own (a parent's DuckDB used or destroyed in the child crashes it)."""
+    for _ in range(3):  # past the first use: the parent keeps spares and a worker thread
+        with Sandbox([Relation("t", table=pa.table({"a": [1]}))]) as box:
+            box.run_user_sql("SELECT * FROM t")
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        code = 1
+        try:
+            for _ in range(3):
+                with Sandbox([Relation("t", table=pa.table({"a": [2]}))]) as box:
+                    code = 0 if box.run_user_sql("SELECT a FROM t").column(0)[0].as_py() == 2 else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import threading
 from typing import Any
 
@@ -61,6 +62,18 @@ def mask_array(values: pa.Array | pa.ChunkedArray, method: MaskMethod, key: byte
 
 _database: duckdb.DuckDBPyConnection | None = None
 _database_lock = threading.Lock()
+_inherited: list[object] = []
+
+
+def _after_fork_in_child() -> None:
+    # A forked child opens its own database; the parent's stays referenced (destroying a
+    # DuckDB database in a forked child joins threads the child does not have).
+    global _database, _database_lock
+    _inherited.append(_database)
+    _database, _database_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _cursor() -> duckdb.DuckDBPyConnection:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import threading
 import time
@@ -588,6 +589,21 @@ class _Watchdog:
 
 
 _watchdog = _Watchdog()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (a worker pool) may not use the parent's databases or threads: it
+    starts with none. The parent's objects are kept referenced, never closed or collected
+    here: a DuckDB database destroyed in a forked child joins threads it does not have."""
+    global _spares, _watchdog, _parser_db, _parser_lock
+    _inherited.append((_spares, _watchdog, _parser_db))
+    _spares, _watchdog, _parser_db, _parser_lock = _Spares(), _Watchdog(), None, threading.Lock()
+
+
+_inherited: list[object] = []
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _define(con: duckdb.DuckDBPyConnection, index: int, relation: Relation) -> None:
