@@ -220,3 +220,20 @@ def test_the_prediction_log_shows_enriched_features_only_as_the_reader_may_see_t
             assert sec.reads(reader) == before + 1  # and the read is counted
         else:
             assert leaks(window.content, CLEAR.allowed_needles()) == []
+
+    # Rolled into the log data product, the looked-up values are a classified column: a
+    # grant on the log that does not name it reads it masked.
+    admin = sec.embedded("alice")
+    try:
+        rolled = admin.serving.roll_log(endpoint)
+    finally:
+        admin.close()
+    assert rolled.version is not None and rolled.rows == CLEAR.rows
+    sec.admin().grant_access(rolled.product, "predictions", "ds-masked", purpose="monitoring")
+    reader = sec.remote("ds-masked")
+    try:
+        table = reader.mesh.read(rolled.product)
+    finally:
+        reader.close()
+    assert table.num_rows == CLEAR.rows
+    assert leaks(repr(table.to_pylist()).encode(), CLEAR.masked_needles()) == []

@@ -325,7 +325,7 @@ class ServingService:
         version = f"1.{previous}.0"
         published = self._mesh().publish_arrow(
             log_descriptor(endpoint, version),
-            {"predictions": log_contract()},
+            {"predictions": log_contract(endpoint.enrichment is not None)},
             {"predictions": table},
             inputs=[endpoint.urn],
         )

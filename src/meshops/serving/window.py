@@ -102,12 +102,17 @@ _LOGICAL = {
 }
 
 
-def log_contract() -> dict[str, Any]:
-    """The ODCS contract of the prediction-log port (the stored log schema)."""
+def log_contract(enriched: bool = False) -> dict[str, Any]:
+    """The ODCS contract of the prediction-log port (the stored log schema). With feature
+    enrichment the `features` column holds values looked up from governed products, so it
+    is classified confidential: a grant must name it to read it in clear."""
     properties = []
     for field in log_schema():
         logical = _LOGICAL.get(field.type, "timestamp")
-        properties.append({"name": field.name, "logicalType": logical})
+        prop: dict[str, Any] = {"name": field.name, "logicalType": logical}
+        if enriched and field.name == "features":
+            prop["classification"] = "confidential"
+        properties.append(prop)
     return {
         "apiVersion": "v3.0.2",
         "kind": "DataContract",
