@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import time
 import weakref
@@ -211,28 +212,43 @@ class UsageBuffer:
             idle = 0 if self.flush() else idle + 1
 
 
-_buffers: weakref.WeakKeyDictionary[Any, UsageBuffer] = weakref.WeakKeyDictionary()
-_buffers_lock = threading.Lock()
+class _Buffers:
+    """This process's buffers, one per home."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.by_home: weakref.WeakKeyDictionary[Any, UsageBuffer] = weakref.WeakKeyDictionary()
+        self.lock = threading.Lock()
+
+
+_buffers = _Buffers()
 
 
 def buffer_of(home: Any) -> UsageBuffer:
-    found = _buffers.get(home)
+    found = _buffers.by_home.get(home)
     if found is None:
-        with _buffers_lock:
-            found = _buffers.get(home)
+        with _buffers.lock:
+            found = _buffers.by_home.get(home)
             if found is None:
-                found = _buffers[home] = UsageBuffer(home)
+                found = _buffers.by_home[home] = UsageBuffer(home)
     return found
 
 
 def flush_pending(home: Any) -> None:
     """Write this process's buffered usage of `home` (before answering a usage query)."""
-    found = _buffers.get(home)
+    found = _buffers.by_home.get(home)
     if found is not None:
         found.flush()
 
 
 @atexit.register
 def _flush_all() -> None:
-    for found in list(_buffers.values()):
+    for found in list(_buffers.by_home.values()):
         found.flush()
+
+
+# A forked worker starts with no buffers: the parent's pending reads are the parent's to
+# write (else counted twice), and a lock may have been held at the fork.
+os.register_at_fork(after_in_child=_buffers.reset)
