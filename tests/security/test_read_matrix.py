@@ -46,6 +46,7 @@ from tests.security.conftest import (
     CLEAR,
     ENRICHED,
     FEATURES,
+    MODEL,
     PORT,
     PRINCIPALS,
     PRODUCT,
@@ -303,14 +304,22 @@ def prediction_log(sec: SecurityHome, p: Principal) -> Outcome:
     return _http(sec.client(p.name).get(f"/v1/endpoints/{ENRICHED}/predictions"))
 
 
+# Pages every principal may open, then pages its role may or may not open (403 is fine).
+UI_OPEN = (f"/ui/products/{PRODUCT}", "/ui/catalog?q=customers", "/ui")
+UI_ROLE = (f"/ui/endpoints/{ENRICHED}", f"/ui/models/{MODEL}", "/ui/governance", "/ui/pipelines")
+
+
 def ui_pages(sec: SecurityHome, p: Principal) -> Outcome:
     client = sec.ui(p.name)
-    pages = [
-        client.get(f"/ui/products/{PRODUCT}"),
-        client.get("/ui/catalog", params={"q": "customers"}),
+    opened = [client.get(path) for path in UI_OPEN]
+    by_role = [client.get(path) for path in UI_ROLE]
+    assert all(r.status_code in (200, 403) for r in by_role), [
+        (r.request.url.path, r.status_code) for r in by_role
     ]
-    status = max(r.status_code for r in pages)
-    return Outcome(status, b"".join(r.content for r in pages), "ui pages")
+    status = max(r.status_code for r in opened)
+    leaking = [r.request.url.path for r in opened + by_role if leaks(r.content, MASKED)]
+    body = b"".join(r.content for r in opened + by_role)
+    return Outcome(status, body, f"masked-column values in {leaking}")
 
 
 METADATA_PATHS = (
