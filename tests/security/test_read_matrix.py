@@ -330,6 +330,9 @@ METADATA_PATHS = (
     "/v1/catalog/search?q=customers",
     f"/v1/features/views/{VIEW}",
     f"/v1/features/views/{VIEW}/status",
+    # audit.read / usage.read roles only: what was done, never the values it was done to
+    "/v1/governance/audit/events?limit=10000",
+    f"/v1/governance/usage/events?product={PRODUCT}&limit=10000",
 )
 
 
