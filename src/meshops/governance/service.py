@@ -646,11 +646,18 @@ class GovernanceService:
             },
             "consumer": {
                 "name": request.requester,
-                "kind": self.ctx.actor.kind if request.requester == self.ctx.actor.name else "user",
+                "kind": self._kind_of(request.requester),
                 "roles": sorted({f"{b.role}@{b.scope}" for b in bindings}),
                 "domains": sorted({b.scope for b in bindings if b.scope != PLATFORM_SCOPE}),
             },
         }
+
+    def _kind_of(self, name: str) -> str:
+        """A principal's kind as the server knows it (policies may treat services apart)."""
+        if name == self.ctx.actor.name:
+            return self.ctx.actor.kind
+        known = identities.cached_principal(self.ctx.home, name)
+        return known.kind if known is not None else "user"
 
     def _auto_approver(self, document: dict[str, Any], domain: str, subject: str) -> str | None:
         """The id of the auto-approve policy that grants the request, if all applicable
