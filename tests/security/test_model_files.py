@@ -252,3 +252,16 @@ def test_a_model_file_over_the_configured_limit_is_a_413(tmp_path: Path) -> None
             assert small.status_code == 201, small.text
     finally:
         home.close()
+
+
+def test_a_model_cannot_be_moved_into_a_domain_its_editor_cannot_write(
+    sec: SecurityHome,
+) -> None:
+    name = "sales-mover"
+    sec.new_user(name, "ml_engineer", "sales")
+    client = sec.client(name)
+    assert client.post("/v1/models", json={"name": name, "domain": "sales"}).status_code == 201
+    moved = client.patch(f"/v1/models/{name}", json={"domain": "crm"})
+    assert moved.status_code == 403, moved.text
+    assert sec.client("alice").get(f"/v1/models/{name}").json()["domain"] == "sales"
+    assert client.patch(f"/v1/models/{name}", json={"description": "ok"}).status_code == 200

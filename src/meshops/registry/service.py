@@ -209,6 +209,9 @@ class RegistryService:
         with self.ctx.db.begin() as conn:
             row = _model_row(conn, name)
             self.ctx.authorize("registry.write", row["domain"])
+            if domain is not None and domain != row["domain"]:
+                # Moving a model hands it to another domain: the caller must write there too.
+                self.ctx.authorize("registry.write", domain)
             if values:
                 values["updated_at"] = utcnow()
                 store.update_model(conn, name, values)
