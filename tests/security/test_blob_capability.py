@@ -237,3 +237,28 @@ def test_the_prediction_log_shows_enriched_features_only_as_the_reader_may_see_t
         reader.close()
     assert table.num_rows == CLEAR.rows
     assert leaks(repr(table.to_pylist()).encode(), CLEAR.masked_needles()) == []
+
+
+def test_only_who_started_or_claimed_a_run_records_into_it(sec: SecurityHome) -> None:
+    """Step runs are what the cache and the artifact route trust, so a principal with
+    pipelines.run cannot write them (or finish the run) into someone else's run, even
+    naming the run's lease owner, which is only a name the worker chose."""
+    owner, other = sec.client(DS), sec.client("mle-none")
+    run = owner.post(
+        "/v1/pipelines/engine/start",
+        json={"pipeline": "mine", "ref": "mine.py:mine", "params": {}, "executor": "inline"},
+    ).json()
+    data = f"honest {uuid.uuid4()}".encode()
+    digest = hashlib.sha256(data).hexdigest()
+    assert other.put(f"/v1/pipelines/artifacts/{digest}", content=data).status_code == 201
+    step = _step(run["id"], digest, len(data))
+    steps = f"/v1/pipelines/runs/{run['id']}/steps"
+    refused = other.post(steps, json={"steps": [step], "owner": run.get("lease_owner")})
+    assert refused.status_code == 403, refused.text
+    finish = f"/v1/pipelines/runs/{run['id']}/finish"
+    assert other.post(finish, json={"status": "failed", "error": "x"}).status_code == 403
+    detail = owner.get(f"/v1/pipelines/runs/{run['id']}").json()
+    assert detail["steps"] == [] and detail["run"]["status"] == "running"
+    owner.put(f"/v1/pipelines/artifacts/{digest}", content=data)
+    assert owner.post(steps, json={"steps": [step]}).status_code == 204
+    assert owner.post(finish, json={"status": "succeeded"}).status_code == 200

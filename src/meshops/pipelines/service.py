@@ -10,7 +10,7 @@ from sqlalchemy import select, text
 
 from meshops.kernel import lineage, outbox
 from meshops.kernel.db import utcnow
-from meshops.kernel.errors import Conflict, InvalidInput, NotFound
+from meshops.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
 from meshops.kernel.home import Context
 from meshops.kernel.urn import Urn
 from meshops.pipelines import store, triggers
@@ -390,6 +390,8 @@ class PipelinesService:
             edges.extend((urn, artifact_urn(o.digest), "produced") for o in step_run.outputs)
         with self.ctx.db.begin() as conn:
             run = store.get_run(conn, run_id)
+            if remote:
+                self._check_holder(conn, run)
             if run.status != RunStatus.RUNNING or (owner is not None and run.lease_owner != owner):
                 raise Conflict(
                     f"run {run_id} is not running under {owner or 'this caller'} any more",
@@ -399,6 +401,19 @@ class PipelinesService:
             store.add_artifact_refs(conn, outputs, store.OUTPUT, "")
             lineage.add_edges(conn, edges)
             self.ctx.audit(conn, "pipelines.record_steps", run_urn, detail={"steps": len(steps)})
+
+    def _check_holder(self, conn: Any, run: PipelineRun) -> None:
+        """Only who started the run, or whose worker claimed it last, records into it: the
+        lease owner's name is the client's choice, the actor is the server's fact."""
+        actor = self.ctx.actor
+        if actor.kind == "system" or actor.name == run.created_by:
+            return
+        if store.last_claimer(conn, run.urn) == actor.name:
+            return
+        raise Forbidden(
+            f"run {run.id} was started by {run.created_by} and is not claimed by {actor.name}",
+            {"run": run.id, "fix": "record steps and results only for runs you started or claimed"},
+        )
 
     def _check_outputs(self, steps: list[StepRun], outputs: set[str]) -> None:
         verified = {o.digest for step_run in steps for o in step_run.outputs if _inline_ok(o)}
@@ -428,12 +443,21 @@ class PipelinesService:
             store.set_run(conn, run_id, tracking_run_id=tracking_run_id)
 
     def finish_run(
-        self, run_id: str, status: RunStatus, error: str | None, owner: str | None
+        self,
+        run_id: str,
+        status: RunStatus,
+        error: str | None,
+        owner: str | None,
+        *,
+        remote: bool = False,
     ) -> PipelineRun:
+        """Mark a run finished; a `remote` caller must have started or claimed it."""
         self.ctx.authorize("pipelines.run")
         if status not in FINAL_RUN_STATUSES:
             raise InvalidInput(f"{status} is not a final status", {"field": "status"})
         with self.ctx.db.begin() as conn:
+            if remote:
+                self._check_holder(conn, store.get_run(conn, run_id))
             if not store.finish_run(conn, run_id, status, error, owner):
                 run = store.get_run(conn, run_id)
                 raise Conflict(

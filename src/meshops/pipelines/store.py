@@ -320,6 +320,21 @@ def readable_artifacts(conn: Connection, digests: set[str], actor: str) -> set[s
     return set(conn.execute(query).scalars())
 
 
+def last_claimer(conn: Connection, run_urn: str) -> str | None:
+    """The principal whose worker claimed the run last (from the audit log: the claim is
+    audited in its transaction, and a worker's self-chosen name proves nothing)."""
+    from meshops.kernel.audit import audit_events as events
+
+    query = (
+        select(events.c.actor)
+        .where(events.c.object == run_urn, events.c.action == "pipelines.claim")
+        .order_by(events.c.id.desc())
+        .limit(1)
+    )
+    found = conn.execute(query).scalar()
+    return None if found is None else str(found)
+
+
 def uploaded_by(conn: Connection, digest: str, actor: str) -> bool:
     query = select(artifact_refs.c.digest).where(
         artifact_refs.c.digest == digest,

@@ -183,7 +183,7 @@ def set_code(run_id: str, body: CodeVersion, svc: PipelinesService = Depends(ser
 
 @router.post("/runs/{run_id}/finish")
 def finish(run_id: str, body: FinishIn, svc: PipelinesService = Depends(service)) -> PipelineRun:
-    return svc.finish_run(run_id, body.status, body.error, body.owner)
+    return svc.finish_run(run_id, body.status, body.error, body.owner, remote=True)
 
 
 @router.post("/runs/{run_id}/lease")
