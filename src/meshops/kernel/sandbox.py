@@ -464,17 +464,16 @@ def _locked_connection(
     con = _spares.take() if pooled else _fresh_database()
     try:
         files = sorted({f for r in relations for f in r.files})
-        con.execute("SET enable_progress_bar = false")  # a server's stdout is no terminal
-        con.execute(f"SET TimeZone = '{TIMEZONE}'")
-        # GLOBAL: cursors (the parser's) open new sessions that must keep the bound.
-        con.execute(f"SET GLOBAL max_expression_depth = {MAX_EXPRESSION_DEPTH}")
+        # One script (each execute call costs a round trip through the client).
+        settings = []
         if threads:
-            con.execute(f"SET threads = {int(threads)}")
+            settings.append(f"SET threads = {int(threads)}")
         if temp_directory:  # where large sorts and joins spill (DuckDB's own files)
-            con.execute("SET temp_directory = ?", [temp_directory])
+            settings.append(f"SET temp_directory = {_sql_string(temp_directory)}")
         # Only the snapshot files of these relations stay readable once access is off.
-        con.execute("SET allowed_paths = ?", [files])
-        con.execute("SET enable_external_access = false")
+        listed = ", ".join(_sql_string(f) for f in files)
+        settings += [f"SET allowed_paths = [{listed}]", "SET enable_external_access = false"]
+        con.execute(";\n".join(settings))
         for index, relation in enumerate(relations):
             _define(con, index, relation)
         con.execute("SET lock_configuration = true")
@@ -485,7 +484,9 @@ def _locked_connection(
 
 
 def _fresh_database() -> duckdb.DuckDBPyConnection:
-    return duckdb.connect(
+    """A new in-memory database with the settings every sandbox shares (opened ahead of
+    time by `_Spares`); nothing in it yet can read a file, as `allowed_paths` comes next."""
+    con = duckdb.connect(
         ":memory:",
         config={
             "autoinstall_known_extensions": False,
@@ -494,8 +495,13 @@ def _fresh_database() -> duckdb.DuckDBPyConnection:
             "allow_unsigned_extensions": False,
             "allow_persistent_secrets": False,
             "python_enable_replacements": False,
+            # Cursors (the parser's) open new sessions that must keep the bound.
+            "max_expression_depth": MAX_EXPRESSION_DEPTH,
         },
     )
+    # A server's stdout is no terminal; timestamps are spelt in UTC (see TIMEZONE).
+    con.execute(f"SET enable_progress_bar = false; SET TimeZone = '{TIMEZONE}'")
+    return con
 
 
 class _Spares:
