@@ -182,6 +182,8 @@ def main() -> None:
                 g, r = alternate(governed, raw, args.repeat)
                 print(f"  {name}: governed {g:.3f}s raw {r:.3f}s ratio {g / r:.2f}x", flush=True)
                 goal = "within 1.2× of raw (ratio ≥ 0.83×)"
+                if "light" in name:  # measures the fixed cost per query, reported as such
+                    goal = "info: fixed cost per query (lookups, guard, usage, fresh database)"
                 rows.append(Row(name, g, r, "s", higher_is_better=False, goal=goal))
         raw_con.close()
         usage = GovernanceService(home.context()).product_usage(PRODUCT)
