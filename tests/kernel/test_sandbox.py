@@ -410,3 +410,12 @@ def test_a_forked_child_runs_sandboxes_of_its_own() -> None:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_result_too_large_is_stopped(snapshot: Path) -> None:
+    box = Sandbox([orders(snapshot)], max_result_bytes=1_000_000)
+    with box:
+        assert box.run_user_sql("SELECT * FROM range(1000)").num_rows == 1000
+        with pytest.raises(InvalidInput, match="larger than"):
+            box.run_user_sql("SELECT * FROM range(1000000000000)")
+        assert box.run_user_sql("SELECT * FROM sales.orders WHERE id < 0").num_rows == 0

@@ -51,8 +51,11 @@ from meshops.kernel.access import MaskMethod
 from meshops.kernel.errors import InvalidInput
 
 MAX_QUERY_CHARS = 100_000
-# A user query runs at most this long (seconds) before it is interrupted.
+# A user query runs at most this long (seconds) before it is interrupted, and its result
+# (Arrow, in the server's memory) may not grow beyond this many bytes.
 TIMEOUT_SECONDS = 300.0
+MAX_RESULT_BYTES = 4 * 2**30
+RESULT_BATCH_ROWS = 1_000_000
 # Parser expression depth (DuckDB's own check) and the syntax tree's nesting (ours).
 MAX_EXPRESSION_DEPTH = 250
 MAX_TREE_DEPTH = 2_000
@@ -644,9 +647,11 @@ class Sandbox:
         threads: int | None = None,
         timeout: float = TIMEOUT_SECONDS,
         temp_directory: str | None = None,
+        max_result_bytes: int = MAX_RESULT_BYTES,
     ) -> None:
         self.relations = list(relations)
         self.timeout = timeout
+        self.max_result_bytes = max_result_bytes
         self._scrub = _scrubber(self.relations, hide or {})
         try:
             self.con = _locked_connection(
@@ -684,6 +689,25 @@ class Sandbox:
                 )
         return self._execute(parsed.text, field_name)
 
+    def _bounded_result(self, sql: str, field_name: str) -> pa.Table:
+        """The result, streamed: a query whose answer outgrows `max_result_bytes` (say
+        `SELECT * FROM range(1e12)`) is stopped before it fills the server's memory."""
+        reader = self.con.sql(sql).to_arrow_reader(RESULT_BATCH_ROWS)
+        batches, size = [], 0
+        try:
+            for batch in reader:
+                size += batch.nbytes
+                if size > self.max_result_bytes:
+                    self.con.interrupt()
+                    raise InvalidInput(
+                        f"the SQL query's result is larger than {self.max_result_bytes:,} bytes",
+                        {"field": field_name, "fix": "aggregate, filter or add a LIMIT"},
+                    )
+                batches.append(batch)
+        finally:
+            reader.close()
+        return pa.Table.from_batches(batches, schema=reader.schema)
+
     def run_platform_sql(self, sql: str, field_name: str = "query") -> pa.Table:
         return self._execute(sql, field_name)
 
@@ -691,7 +715,7 @@ class Sandbox:
         # A runaway query (a huge range, a recursive CTE) must not hold a server thread.
         ticket = _watchdog.arm(self.timeout, self.con.interrupt)
         try:
-            table: pa.Table = self.con.sql(sql).to_arrow_table()
+            table = self._bounded_result(sql, field_name)
         except duckdb.InterruptException as exc:
             raise InvalidInput(
                 f"the SQL query ran longer than {self.timeout:g} s and was stopped",
