@@ -246,3 +246,33 @@ def test_a_clean_contract_sql_rule_still_runs(sec: SecurityHome) -> None:
             _probe_descriptor(name), {"main": contract}, {"main": table}
         )
     assert version.version == "1.0.0"
+
+
+KEY_PROBES = [
+    "SELECT sql FROM duckdb_views()",
+    "SELECT view_definition FROM information_schema.views",
+    "SELECT * FROM pg_catalog.pg_views",
+    "SELECT pg_get_viewdef('crm.customers'::regclass)",
+    f"SELECT json_serialize_plan('SELECT email FROM {PRODUCT}')",
+    f"EXPLAIN SELECT email FROM {PRODUCT}",
+    f"SELECT sql FROM duckdb_views() WHERE view_name = 'customers' UNION ALL "
+    f"SELECT email FROM {PRODUCT}",
+    f"SELECT CAST(email AS INTEGER) FROM {PRODUCT}",  # an error inside the view's expression
+]
+
+
+@pytest.mark.parametrize("query", KEY_PROBES)
+def test_the_masking_key_is_out_of_reach(sec: SecurityHome, query: str) -> None:
+    """The governed view's text holds the HMAC pads of the masking key: no answer, refusal
+    or error carries them (or the key), nor a path of the home."""
+    key = derived_key(sec.settings, "masking")
+    block = key.ljust(64, b"\0")
+    secrets = [
+        key.hex(),
+        bytes(b ^ 0x36 for b in block).hex(),
+        bytes(b ^ 0x5C for b in block).hex(),
+    ]
+    response = _sql(sec, query)
+    assert response.status_code in (InvalidInput.http_status, 200), response.text[:300]
+    assert not any(s.encode() in response.content for s in secrets)
+    assert str(sec.settings.home).encode() not in response.content
