@@ -110,6 +110,13 @@ def postgres_url() -> Iterator[str]:
 
 def make_settings(home_dir: Path, database_url: str | None = None) -> Settings:
     settings = load_settings(home=home_dir, env={"MESHOPS_USER": "alice"})
+    # What the test server's admin allows: monitor sources in the test's own folder (beside
+    # the home), and the on-demand feature function the feature tests define.
+    trusted = {
+        "monitoring": {"source_paths": [str(home_dir.parent)]},
+        "features": {"trusted_on_demand_functions": ["tests.features.ondemand_funcs:amount_ratio"]},
+    }
+    settings = replace(settings, extra={**settings.extra, **trusted})
     if database_url:
         settings = replace(settings, database_url=database_url)
     return settings

@@ -52,6 +52,7 @@ from meshops.features.source import FeatureSource, SourceVersion
 from meshops.features.types import from_epoch_micros, utc
 from meshops.kernel import changes, lineage
 from meshops.kernel.access import MaskMethod, ReadPlan, ReadRequest, ReadUsage
+from meshops.kernel.codetrust import is_api_server, named_in_setting
 from meshops.kernel.db import utcnow
 from meshops.kernel.errors import Forbidden, InvalidInput, MeshopsError, NotFound, PolicyViolation
 from meshops.kernel.plugins import load_object
@@ -158,7 +159,21 @@ def service_urn(name: str) -> str:
     return str(Urn.of("featureservice", name))
 
 
-def _function(odf: OnDemandFeature) -> Callable[[dict[str, Any]], Any]:
+def _function(odf: OnDemandFeature, home: Home) -> Callable[[dict[str, Any]], Any]:
+    # Importing a module runs its code: in the API server only what the admin named.
+    if is_api_server(home) and not named_in_setting(
+        home.settings, "features", "trusted_on_demand_functions", odf.function
+    ):
+        raise Forbidden(
+            f"on-demand feature {odf.name!r} calls {odf.function!r}, which this server does "
+            "not run: user Python never runs in the API server unless an admin names it",
+            {
+                "field": "function",
+                "fix": f"an admin adds {odf.function!r} to [features] "
+                "trusted_on_demand_functions in the server's meshops.toml, or compute the "
+                "feature in the embedded SDK or a worker",
+            },
+        )
     function = load_object(odf.function)
     if not callable(function):
         raise InvalidInput(
@@ -462,7 +477,7 @@ class FeatureStoreService:
                 arguments[_argument_name(ref)] = output
             for field in odf.request:
                 arguments[field] = field
-            result.append(OnDemandInput(odf, _function(odf), odf.name, arguments))
+            result.append(OnDemandInput(odf, _function(odf, self.ctx.home), odf.name, arguments))
         return result
 
     def _check_feature_use(
@@ -951,7 +966,7 @@ class FeatureStoreService:
                     {"field": field, "fix": f"add {field!r} to every entity row"},
                 )
             arguments[field] = request[field]
-        return _function(odf)(arguments)
+        return _function(odf, self.ctx.home)(arguments)
 
     # --- freshness and statistics ------------------------------------------------------
 

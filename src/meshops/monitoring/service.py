@@ -12,7 +12,7 @@ from sqlalchemy import Connection, update
 
 from meshops.kernel import lineage
 from meshops.kernel.db import utcnow
-from meshops.kernel.errors import Conflict, InvalidInput, NotFound
+from meshops.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
 from meshops.kernel.home import Context
 from meshops.monitoring import alerts, arrowio, store
 from meshops.monitoring.models import (
@@ -240,8 +240,17 @@ class MonitoringService:
             reference_rows = reference.num_rows if reference is not None else 0
             current_rows = data.current.num_rows
             evaluation = evaluate(monitor.spec, data.current, reference, data.labels)
-        except (EvaluationError, InvalidInput, NotFound, OSError, pa.ArrowException) as exc:
-            message = exc.message if isinstance(exc, InvalidInput | NotFound) else str(exc)
+        except (
+            EvaluationError,
+            InvalidInput,
+            NotFound,
+            Forbidden,
+            OSError,
+            pa.ArrowException,
+        ) as exc:
+            message = (
+                exc.message if isinstance(exc, InvalidInput | NotFound | Forbidden) else str(exc)
+            )
             evaluation = Evaluation({}, f"run failed: {message}", details={"error": message})
         return self._record(
             monitor,

@@ -10,12 +10,14 @@ on first use; `register_source(name, factory)` adds more at run time.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from meshops.kernel.errors import InvalidInput
+from meshops.kernel.codetrust import is_api_server
+from meshops.kernel.errors import Forbidden, InvalidInput
 from meshops.kernel.home import Context
 from meshops.monitoring.models import MonitorSource, MonitorSpec
 
@@ -98,6 +100,9 @@ class ParquetSource:
         import pyarrow as pa
         import pyarrow.dataset as ds
 
+        for path in (self.path, self.labels_path):
+            if path:
+                check_source_path(ctx, str(path))
         dataset = ds.dataset(self.path, format="parquet")
         if self.time_column not in dataset.schema.names:
             raise InvalidInput(
@@ -110,6 +115,44 @@ class ParquetSource:
         current = dataset.to_table(filter=(column >= bounds[0]) & (column < bounds[1]))
         labels = ds.dataset(str(self.labels_path)).to_table() if self.labels_path else None
         return WindowData(current, labels)
+
+
+def check_source_path(ctx: Context, path: str) -> None:
+    """A file path is no way round the read guard: never the home (metadata, snapshots,
+    secret key) or its blob store; in the API server only under the folders or URL prefixes
+    an admin lists in `[monitoring] source_paths`."""
+    settings = ctx.home.settings
+    resolved = path if "://" in path else os.path.realpath(path)
+    protected = [os.path.realpath(settings.home), settings.blob_url]
+    protected = [p if "://" in p else os.path.realpath(p) for p in protected]
+    if any(_under(resolved, root) for root in protected):
+        raise Forbidden(
+            f"monitor source {path!r} is inside the platform's own storage",
+            {
+                "field": "source.options.path",
+                "fix": "monitor a data product by passing its governed read to the run, "
+                "or point the source at your own Parquet files",
+            },
+        )
+    if not is_api_server(ctx.home):
+        return  # embedded SDK or CLI: the user's own process reads the user's own files
+    allowed = [str(p) for p in settings.section("monitoring").get("source_paths", [])]
+    allowed = [p if "://" in p else os.path.realpath(p) for p in allowed]
+    if not any(_under(resolved, root) for root in allowed):
+        raise Forbidden(
+            f"the server reads monitor sources only under [monitoring] source_paths; "
+            f"{path!r} is not there",
+            {
+                "field": "source.options.path",
+                "fix": "an admin lists the folder or URL prefix in [monitoring] source_paths "
+                "of the server's meshops.toml",
+            },
+        )
+
+
+def _under(path: str, root: str) -> bool:
+    root = root.rstrip("/")
+    return path == root or path.startswith(root + "/")
 
 
 register_source("explicit", ExplicitSource)
