@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ import duckdb
 import fsspec
 import pyarrow as pa
 
-from meshops.kernel.errors import InvalidInput, MeshopsError
+from meshops.kernel.errors import Forbidden, InvalidInput, MeshopsError
 from meshops.kernel.sandbox import Relation, run_user_sql
 from meshops.kernel.urn import Urn
 from meshops.mesh.contracts import literal
@@ -50,6 +51,40 @@ class InputData:
     urn: str  # the upstream version or source URN (lineage)
     namespace: str  # OpenLineage dataset namespace
     dataset: str  # OpenLineage dataset name
+
+
+@dataclass(frozen=True)
+class BuildLimits:
+    """What a build may do when the API server runs it (`meshops apply` of the server's
+    checkout): its specs come from a repository anyone with push rights wrote, and user
+    Python never runs in the API server. So: SQL transforms only (in the sandbox), no
+    database connections, and file inputs only inside the checkout `root`."""
+
+    root: Path
+
+    def refuse(self, what: str, field_name: str) -> Forbidden:
+        return Forbidden(
+            f"{what} is not run by the API server",
+            {
+                "field": field_name,
+                "fix": "run `meshops apply` from CI or a workstation (the client builds), or an "
+                "admin sets [project] trusted_builds = true in the server's meshops.toml",
+            },
+        )
+
+    def check_file(self, name: str, path: str) -> None:
+        resolved = Path(path).resolve()
+        if resolved != self.root and self.root not in resolved.parents:
+            raise Forbidden(
+                f"input {name!r}: {path} is outside the project checkout",
+                {
+                    "field": f"inputs.{name}.path",
+                    "fix": "read files inside the repository, or publish the data as a product",
+                },
+            )
+
+
+_OPTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass
@@ -87,17 +122,30 @@ def _format_of(path: str, declared: str | None) -> str:
     )
 
 
-def read_files(name: str, spec: InputSpec, folder: Path | None) -> InputData:
+def read_files(
+    name: str, spec: InputSpec, folder: Path | None, limits: BuildLimits | None = None
+) -> InputData:
     assert spec.path is not None
     url = spec.path
     if "://" not in url and not Path(url).is_absolute() and folder is not None:
         url = str((folder / url).resolve())
+    if limits and "://" in url:
+        raise limits.refuse(f"input {name!r} from {url.split('://')[0]}://", f"inputs.{name}.path")
+    bad = [k for k in spec.options if not _OPTION_NAME.fullmatch(str(k))]
+    if bad:
+        raise InvalidInput(
+            f"input {name!r}: reader option names must be identifiers, not {bad}",
+            {"field": f"inputs.{name}.options", "fix": "use the reader's option names, e.g. delim"},
+        )
     fs, root = fsspec.core.url_to_fs(url)
     matches = (
         sorted(fs.glob(root))
         if any(ch in root for ch in "*?[")
         else ([root] if fs.exists(root) else [])
     )
+    if limits:
+        for match in matches:
+            limits.check_file(name, match)
     if not matches:
         raise InvalidInput(
             f"input {name!r}: no file matches {spec.path}",
@@ -163,15 +211,20 @@ def read_database(name: str, spec: InputSpec) -> InputData:
 
 
 def read_inputs(
-    spec: ProductSpec, read_product: ProductReader, on_step: OnStep | None = None
+    spec: ProductSpec,
+    read_product: ProductReader,
+    on_step: OnStep | None = None,
+    limits: BuildLimits | None = None,
 ) -> list[InputData]:
     inputs = []
     for name, input_spec in (spec.build.inputs if spec.build else {}).items():
         if on_step:
             on_step(f"read input {name}")
         if input_spec.path:
-            inputs.append(read_files(name, input_spec, spec.folder))
+            inputs.append(read_files(name, input_spec, spec.folder, limits))
         elif input_spec.url:
+            if limits:
+                raise limits.refuse(f"database input {name!r}", f"inputs.{name}.url")
             inputs.append(read_database(name, input_spec))
         else:
             assert input_spec.product is not None
@@ -239,7 +292,10 @@ def run_sql(sql: str, inputs: dict[str, pa.Table]) -> pa.Table:
 
 
 def run_transform(
-    spec: ProductSpec, transform: TransformSpec | None, inputs: dict[str, pa.Table]
+    spec: ProductSpec,
+    transform: TransformSpec | None,
+    inputs: dict[str, pa.Table],
+    limits: BuildLimits | None = None,
 ) -> pa.Table | dict[str, pa.Table]:
     if transform is None:
         if len(inputs) == 1:
@@ -257,10 +313,14 @@ def run_transform(
                     f"{path} does not exist",
                     {"field": "transform.sql_file", "fix": "check the path"},
                 )
+            if limits:
+                limits.check_file("transform.sql_file", str(path))
             sql = path.read_text()
         assert sql is not None
         return run_sql(sql, inputs)
     assert transform.python is not None
+    if limits:
+        raise limits.refuse(f"the Python transform {transform.python}", "transform.python")
     fn = _load_function(transform.python, spec.folder)
     try:
         result = fn(inputs)
@@ -286,7 +346,10 @@ def conform(table: pa.Table, column_order: list[str]) -> pa.Table:
 
 
 def build(
-    spec: ProductSpec, read_product: ProductReader, on_step: OnStep | None = None
+    spec: ProductSpec,
+    read_product: ProductReader,
+    on_step: OnStep | None = None,
+    limits: BuildLimits | None = None,
 ) -> BuildResult:
     started = time.perf_counter()
     steps: list[str] = []
@@ -296,21 +359,21 @@ def build(
         if on_step:
             on_step(message)
 
-    inputs = read_inputs(spec, read_product, step)
+    inputs = read_inputs(spec, read_product, step, limits)
     by_name = {i.name: i.table for i in inputs}
     build_spec = spec.build
     tables: dict[str, pa.Table] = {}
     first = spec.ports[0].port
     per_port = build_spec.transforms if build_spec else {}
     step(f"transform {first}")
-    result = run_transform(spec, build_spec.transform if build_spec else None, by_name)
+    result = run_transform(spec, build_spec.transform if build_spec else None, by_name, limits)
     if isinstance(result, dict):
         tables.update(result)
     else:
         tables[first] = result
     for port_name, transform in per_port.items():
         step(f"transform {port_name}")
-        out = run_transform(spec, transform, by_name)
+        out = run_transform(spec, transform, by_name, limits)
         tables[port_name] = out if isinstance(out, pa.Table) else out[port_name]
     missing = [p.port for p in spec.ports if p.port not in tables]
     if missing:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from meshops.kernel.errors import InvalidInput, MeshopsError, PolicyViolation
+from meshops.kernel.errors import Forbidden, InvalidInput, MeshopsError, PolicyViolation
 from meshops.kernel.urn import dataproduct_urn
 from meshops.mesh import builds, contracts, specs
 from meshops.mesh.gate import publish_document
@@ -75,7 +75,10 @@ def build_order(products: dict[str, specs.ProductSpec], wanted: list[str]) -> li
 
 
 def build_products(
-    areas: Areas, products: dict[str, specs.ProductSpec], wanted: list[str]
+    areas: Areas,
+    products: dict[str, specs.ProductSpec],
+    wanted: list[str],
+    limits: builds.BuildLimits | None = None,
 ) -> dict[str, Built | MeshopsError]:
     """Build and contract-test products locally; inputs that are repository products built
     here are read from those builds, others through the platform's governed read."""
@@ -100,7 +103,7 @@ def build_products(
     for key in build_order(products, wanted):
         spec = products[key]
         try:
-            result = builds.build(spec, read)
+            result = builds.build(spec, read, limits=limits)
             reports = {
                 p.port: contracts.run_contract_test(
                     result.tables[p.port],
@@ -149,6 +152,7 @@ def apply(
     areas: Areas,
     root: str | Path = ".",
     transaction: Callable[[], AbstractContextManager[None]] = nullcontext,
+    limits: builds.BuildLimits | None = None,
 ) -> ApplyResult:
     """Plan, build and check, then write everything inside one `transaction()` (the
     embedded project service passes the database's unit of work)."""
@@ -159,7 +163,7 @@ def apply(
         c.name for c in plan.changes if c.kind == "dataproduct" and c.action in PUBLISHING
     ]
     specs_by_key = {k: p.spec for k, p in planned.products.items()}
-    built = build_products(areas, specs_by_key, publishing)
+    built = build_products(areas, specs_by_key, publishing, limits)
     _check_builds(planned, built, publishing)
     result = ApplyResult(project=plan.project, commit=plan.git.commit)
     records: list[AppliedRecord] = []
@@ -183,6 +187,10 @@ def _check_builds(planned: Planned, built: dict[str, Any], publishing: list[str]
     for key in publishing:
         outcome = built[key]
         change = planned.products[key].change
+        if isinstance(outcome, Forbidden):  # e.g. a build the API server does not run
+            raise type(outcome)(
+                f"{key}: {outcome.message}; nothing was applied", outcome.detail
+            ) from outcome
         if isinstance(outcome, MeshopsError):
             problems.append(f"{key}: {outcome.message}")
             continue

@@ -14,9 +14,11 @@ from typing import Any
 
 from meshops.kernel import outbox
 from meshops.kernel.auth import Actor
+from meshops.kernel.codetrust import is_api_server
 from meshops.kernel.db import utcnow
 from meshops.kernel.errors import Conflict, Forbidden, InvalidInput, MeshopsError
 from meshops.kernel.home import Context
+from meshops.mesh.builds import BuildLimits
 from meshops.project import check as check_module
 from meshops.project import store, webhooks
 from meshops.project.apply import apply as apply_plan
@@ -153,7 +155,17 @@ class ProjectService:
         return self._apply(root)
 
     def _apply(self, root: str | Path) -> ApplyResult:
-        return apply_plan(self._areas(), root, transaction=self._unit_of_work)
+        return apply_plan(
+            self._areas(), root, transaction=self._unit_of_work, limits=self._build_limits(root)
+        )
+
+    def _build_limits(self, root: str | Path) -> BuildLimits | None:
+        """In the API server a checkout's builds run without user Python (see BuildLimits),
+        unless the admin trusts the repository's authors."""
+        home = self.ctx.home
+        if not is_api_server(home) or home.settings.section("project").get("trusted_builds"):
+            return None
+        return BuildLimits(Path(root).resolve())
 
     @contextmanager
     def _unit_of_work(self) -> Iterator[None]:
