@@ -363,10 +363,14 @@ class PipelinesService:
             self.ctx.audit(conn, "pipelines.start_run", run.urn, after={"ref": ref})
         return run
 
-    def lookup_cache(self, keys: list[str]) -> dict[str, StepRun]:
+    def lookup_cache(self, keys: list[str], *, remote: bool = False) -> dict[str, StepRun]:
+        """Cache hits for `keys`. A `remote` caller (over HTTP) is offered only executions
+        recorded in-process or by itself: anyone with pipelines.run can record a step under
+        any key, pointing at an artifact of its choosing."""
         self.ctx.authorize("pipelines.read")
+        recorders = {self.ctx.actor.name} if remote else None
         with self.ctx.db.read() as conn:
-            return store.cache_lookup(conn, keys)
+            return store.cache_lookup(conn, keys, recorders)
 
     def record_step_runs(
         self, run_id: str, steps: list[StepRun], owner: str | None, *, remote: bool = False
@@ -397,7 +401,7 @@ class PipelinesService:
                     f"run {run_id} is not running under {owner or 'this caller'} any more",
                     {"status": run.status.value, "lease_owner": run.lease_owner},
                 )
-            store.replace_step_runs(conn, steps)
+            store.replace_step_runs(conn, steps, self.ctx.actor.name if remote else None)
             store.add_artifact_refs(conn, outputs, store.OUTPUT, "")
             lineage.add_edges(conn, edges)
             self.ctx.audit(conn, "pipelines.record_steps", run_urn, detail={"steps": len(steps)})

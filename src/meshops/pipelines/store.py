@@ -98,6 +98,9 @@ step_runs = Table(
     Column("cache_hit_of", String(32), nullable=True),
     Column("logs", Text, nullable=False),
     Column("tracking_run_id", String(64), nullable=True),
+    # The principal that recorded the step over HTTP; NULL when recorded in-process (an
+    # embedded run or a worker on the home itself). Remote cache lookups trust only their own.
+    Column("recorded_by", String(200), nullable=True),
     UniqueConstraint("run_id", "node", name="uq_step_runs_run_node"),
     Index("ix_step_runs_cache_key", "cache_key", "status"),
 )
@@ -351,7 +354,9 @@ def _step_row(step: StepRun) -> dict[str, Any]:
     return row
 
 
-def replace_step_runs(conn: Connection, steps: list[StepRun]) -> None:
+def replace_step_runs(
+    conn: Connection, steps: list[StepRun], recorded_by: str | None = None
+) -> None:
     """Write step runs in bulk; a node recorded again in the same run (a retry of the run
     after a lost lease) replaces its earlier record."""
     if not steps:
@@ -363,7 +368,7 @@ def replace_step_runs(conn: Connection, steps: list[StepRun]) -> None:
         conn.execute(
             delete(step_runs).where(step_runs.c.run_id == run_id, step_runs.c.node.in_(nodes))
         )
-    conn.execute(step_runs.insert(), [_step_row(s) for s in steps])
+    conn.execute(step_runs.insert(), [{**_step_row(s), "recorded_by": recorded_by} for s in steps])
 
 
 def _step(row: Any) -> StepRun:
@@ -403,16 +408,24 @@ def inline_output(conn: Connection, digest: str) -> bytes | None:
     return None
 
 
-def cache_lookup(conn: Connection, keys: list[str]) -> dict[str, StepRun]:
-    """The earliest successful execution per cache key, in one query."""
+def cache_lookup(
+    conn: Connection, keys: list[str], recorders: set[str] | None = None
+) -> dict[str, StepRun]:
+    """The earliest successful execution per cache key, in one query; with `recorders`, only
+    executions recorded in-process or by one of them (a cache hit's outputs are loaded by
+    the caller's materializers, so a stranger's record must not be one)."""
     if not keys:
         return {}
-    columns = [c for c in step_runs.c if c.name != "logs"]
+    columns = [c for c in step_runs.c if c.name not in ("logs", "recorded_by")]
     query = (
         select(*columns)
         .where(step_runs.c.cache_key.in_(keys), step_runs.c.status == StepStatus.SUCCEEDED.value)
         .order_by(step_runs.c.finished_at)
     )
+    if recorders is not None:
+        query = query.where(
+            or_(step_runs.c.recorded_by.is_(None), step_runs.c.recorded_by.in_(recorders))
+        )
     found: dict[str, StepRun] = {}
     for row in conn.execute(query).mappings():
         found.setdefault(row["cache_key"], _step({"logs": "", **dict(row)}))

@@ -163,7 +163,7 @@ def start_run(body: StartIn, svc: PipelinesService = Depends(service)) -> Pipeli
 
 @router.post("/engine/cache")
 def lookup_cache(body: KeysIn, svc: PipelinesService = Depends(service)) -> dict[str, StepRun]:
-    return svc.lookup_cache(body.keys)
+    return svc.lookup_cache(body.keys, remote=True)
 
 
 @router.post("/runs/{run_id}/steps", status_code=204)
