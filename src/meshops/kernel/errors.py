@@ -31,6 +31,13 @@ class InvalidInput(MeshopsError):
     exit_code = 2
 
 
+class BadRequest(InvalidInput):
+    """Input refused as it stands, before anything runs (a SQL construct the sandbox does not
+    allow, SQL that does not parse): HTTP 400, with the same `invalid_input` name and exit 2."""
+
+    http_status = 400
+
+
 class NotFound(MeshopsError):
     error = "not_found"
     http_status = 404
@@ -87,6 +94,8 @@ def error_from_json(status: int, body: Any) -> MeshopsError:
     if isinstance(body, dict) and isinstance(body.get("error"), str):
         # A name this client does not know (e.g. payload_too_large) keeps its status' type.
         cls = ERRORS_BY_NAME.get(body["error"]) or _by_status(status)
+        if cls is InvalidInput and status == BadRequest.http_status:
+            cls = BadRequest
         detail = body.get("detail")
         return cls(str(body.get("message", "")), detail if isinstance(detail, dict) else {})
     return _by_status(status)(f"HTTP {status}: {str(body)[:500]}")

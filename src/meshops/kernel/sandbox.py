@@ -48,7 +48,7 @@ import duckdb
 import pyarrow as pa
 
 from meshops.kernel.access import MaskMethod
-from meshops.kernel.errors import InvalidInput
+from meshops.kernel.errors import BadRequest, InvalidInput
 
 MAX_QUERY_CHARS = 100_000
 # A user query runs at most this long (seconds) before it is interrupted, and its result
@@ -245,9 +245,9 @@ class UserQuery:
     tables: tuple[TableRef, ...] = field(default=())
 
 
-def refused(construct: str, field_name: str, why: str = "") -> InvalidInput:
+def refused(construct: str, field_name: str, why: str = "") -> BadRequest:
     reason = f": {why}" if why else ""
-    return InvalidInput(
+    return BadRequest(
         f"SQL run by meshops may not use {construct}{reason}",
         {"field": field_name, "construct": construct, "fix": _FIX},
     )
@@ -302,7 +302,7 @@ def _single_select(con: duckdb.DuckDBPyConnection, text: str, field_name: str) -
     except duckdb.Error as exc:
         if "expression depth" in str(exc):
             raise _too_deep(field_name) from exc
-        raise InvalidInput(
+        raise BadRequest(
             f"cannot parse the SQL query: {_first_line(exc)}",
             {"field": field_name, "fix": "correct the SQL (DuckDB dialect)"},
         ) from exc
