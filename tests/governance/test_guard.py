@@ -124,9 +124,7 @@ def test_masking_on_real_arrow_data(sqlite_home: Home) -> None:
     assert masked.column("income").null_count == 6
     assert masked.column("income").type == table.column("income").type
     assert masked.column("customer_id").equals(table.column("customer_id"))
-    redacted = apply_plan(
-        table, plan.__class__(columns=("email",), masks={"email": "redact"}), key
-    )
+    redacted = apply_plan(table, plan.__class__(columns=("email",), masks={"email": "redact"}), key)
     assert set(redacted.column("email").to_pylist()) == {REDACTED}
 
 

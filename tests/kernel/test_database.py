@@ -132,9 +132,7 @@ def test_audit_chain_detects_tampering(home: Home) -> None:
     key = b"k" * 32
     with home.db.begin() as conn:
         for i in range(5):
-            audit.record(
-                conn, "alice", "thing.update", f"meshops:run:{i}", key=key, after={"i": i}
-            )
+            audit.record(conn, "alice", "thing.update", f"meshops:run:{i}", key=key, after={"i": i})
     with home.db.read() as conn:
         assert audit.verify(conn, key) == audit.Verification(True, 5)
         assert not audit.verify(conn, b"x" * 32).intact  # another home's key
