@@ -191,6 +191,7 @@ class FeatureStoreService:
     def __init__(self, ctx: Context, source: FeatureSource | None = None) -> None:
         self.ctx = ctx
         self._source = source
+        self._injected_source = source  # a test's or embedder's own source, used for all reads
 
     @property
     def source(self) -> FeatureSource:
@@ -199,6 +200,16 @@ class FeatureStoreService:
 
             self._source = MeshFeatureSource(self.ctx)
         return self._source
+
+    def _store_source(self) -> FeatureSource:
+        """The source materialization reads: the platform's, unmasked. The online store is
+        shared by every consumer and each lookup is masked for its caller by the read guard,
+        so a materializer with a masked grant must not write its own masked view into it."""
+        if self._injected_source is not None:
+            return self._injected_source
+        from meshops.features.source import MeshFeatureSource
+
+        return MeshFeatureSource(self.ctx.home.system_context())
 
     # --- definitions -------------------------------------------------------------------
 
@@ -725,7 +736,7 @@ class FeatureStoreService:
             *keys, view.event_time, *([view.created_time] if view.created_time else []),
             *(f.source_column for f in view.features),
         ]))  # fmt: skip
-        table = self.source.read(view.source, version, columns)
+        table = self._store_source().read(view.source, version, columns)
         stats = materialize_table(view, keys, table, online, window, progress=progress)
         created = max(
             [t for t in (stats.max_created_time, mark.created_time if mark else None) if t],

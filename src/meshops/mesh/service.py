@@ -301,6 +301,31 @@ class MeshService:
                     for w in decision.warnings]  # fmt: skip
         return diff.previous_version, warnings
 
+    def _check_owner_change(
+        self, spec: specs.ProductSpec, product_row: dict[str, Any] | None
+    ) -> None:
+        """Owners are the server's state: a new version may name other owners only when its
+        publisher is an owner already or may administer the domain (owners read every
+        version in clear, so a publisher naming itself would read them all)."""
+        if product_row is None or not spec.owners:
+            return
+        current = list(product_row["owners"])
+        if set(spec.owners) == set(current) or self.ctx.actor.name in current:
+            return
+        try:
+            self.ctx.authorize("domain.write", spec.domain)
+        except Forbidden as exc:
+            raise Forbidden(
+                f"{self.ctx.actor.name} may not change the owners of {spec.key} "
+                f"from {current} to {list(spec.owners)}",
+                {
+                    "field": "owners",
+                    "owners": current,
+                    "fix": "keep the product's owners in the descriptor, or ask an owner "
+                    "or the domain's owner to change them",
+                },
+            ) from exc
+
     def _publish(
         self,
         spec: specs.ProductSpec,
@@ -356,6 +381,7 @@ class MeshService:
                     f"{spec.version} was being checked; nothing was published",
                     {"field": "version", "fix": "publish again"},
                 )
+            self._check_owner_change(spec, product_row)
             self._ensure_domain(conn, spec)
             status = (
                 product_row["status"]
