@@ -172,7 +172,9 @@ class ClearData:
         return [f"CONFIDENTIAL-NOTE-{i:03d}-xyzzy" for i in range(self.rows)]
 
     def incomes(self) -> list[float]:
-        return [731_013.5 + 1_001.25 * i for i in range(self.rows)]
+        # Not evenly spaced: the mean of one region's incomes (which a filtered grant may see)
+        # must not equal an income of the other region's rows.
+        return [731_013.5 + 1_001.25 * i + 7.125 * i * i for i in range(self.rows)]
 
     def regions(self) -> list[str]:
         return [f"region-{'north' if i % 2 else 'south'}-zone" for i in range(self.rows)]
