@@ -178,3 +178,39 @@ def test_row_filtered_grant_is_refused_online(sec: SecurityHome) -> None:
     assert r.status_code == 403, r.text[:300]
     assert "row_filter" in r.json()["message"]
     assert leaks(r.content, CLEAR.masked_needles()) == []
+
+
+def test_usage_writes_keep_the_plan_and_a_revocation_still_ends_it(
+    sec: SecurityHome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Online lookups write usage events every second, which moves the change epoch; the
+    cached plans hold while nothing audited changed (planning again each second cost tens of
+    milliseconds of p99), and are made again once a grant is revoked."""
+    from meshops.features.service import FeatureStoreService
+    from meshops.governance.usage import buffer_of
+
+    name = "online-plan-cache"
+    sec.new_user(name, "data_scientist")
+    grant = sec.admin().grant_access(PRODUCT, PORT, name, purpose="plan cache")
+    planned: list[int] = []
+    original = FeatureStoreService._plan_online
+
+    def counting(self: FeatureStoreService, *args: Any, **kwargs: Any) -> Any:
+        planned.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FeatureStoreService, "_plan_online", counting)
+    platform = sec.embedded(name)
+    try:
+        platform.features.online([{"customer_id": 1}], FEATURES)
+        assert len(planned) == 1
+        for _ in range(3):
+            assert buffer_of(sec.home).flush() > 0  # a usage event written: the epoch moves
+            platform.features.online([{"customer_id": 1}], FEATURES)
+        assert len(planned) == 1
+        sec.admin().revoke_grant(grant.id, "plan cache test")
+        with pytest.raises(Forbidden):
+            platform.features.online([{"customer_id": 1}], FEATURES)
+        assert len(planned) == 2
+    finally:
+        platform.close()
