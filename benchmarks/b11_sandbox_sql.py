@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.b_governed_read import contract, descriptor  # the same product
 from benchmarks.harness import Row, median, record, timed
 from meshops.client import Platform
 from meshops.governance.service import GovernanceService
@@ -65,39 +66,6 @@ def make_table(rows: int) -> pa.Table:
             "email": email,
         }
     )
-
-
-def contract() -> dict[str, object]:
-    props = [
-        {"name": "order_id", "logicalType": "integer", "physicalType": "BIGINT"},
-        {"name": "customer", "logicalType": "integer", "physicalType": "BIGINT"},
-        {"name": "region", "logicalType": "string"},
-        {"name": "amount", "logicalType": "number"},
-        {"name": "email", "logicalType": "string", "classification": "pii"},
-    ]
-    return {
-        "apiVersion": "v3.1.0",
-        "kind": "DataContract",
-        "id": "bench-orders",
-        "version": "1.0.0",
-        "status": "active",
-        "schema": [{"name": "orders", "properties": props}],
-    }
-
-
-def descriptor() -> dict[str, object]:
-    return {
-        "apiVersion": "v1.0.0",
-        "kind": "DataProduct",
-        "id": PRODUCT,
-        "name": "orders",
-        "domain": "bench",
-        "version": "1.0.0",
-        "status": "active",
-        "description": {"purpose": "orders for the sandboxed SQL benchmark"},
-        "team": {"members": [{"username": "olivia", "role": "owner"}]},
-        "outputPorts": [{"name": "orders", "version": "1.0.0", "contractId": "bench-orders"}],
-    }
 
 
 def check_same(governed: pa.Table, raw: pa.Table) -> None:
