@@ -859,9 +859,7 @@ class FeatureStoreService:
             raise type(refusal)(refusal.message, refusal.detail)
         return found
 
-    def _renewed(
-        self, snapshot: _Snapshot, found: _OnlineGuard, epoch: int
-    ) -> _OnlineGuard | None:
+    def _renewed(self, snapshot: _Snapshot, found: _OnlineGuard, epoch: int) -> _OnlineGuard | None:
         """`found` again for `epoch` when nothing audited happened since it was made (the
         usage events online lookups write move the epoch every second, and planning again
         each time cost tens of milliseconds per lookup shape); None when it must be redone."""
