@@ -34,6 +34,9 @@ class Settings:
     blob_url: str = ""
     blob_options: dict[str, Any] = field(default_factory=dict)
     user: str = "local"
+    # Whom an embedded platform acts as when not the home's user: set (MESHOPS_RUN_AS) by a
+    # worker for the steps of a run, to the run's submitter. Never the home's admin.
+    run_as: str | None = None
     token: str | None = None
     server_host: str = "127.0.0.1"
     server_port: int = 8080
@@ -117,6 +120,7 @@ def load_settings(
         blob_url=env.get("MESHOPS_BLOB_URL") or blobs.get("url") or str(home_path / "blobs"),
         blob_options=dict(blobs.get("options", {})),
         user=env.get("MESHOPS_USER") or platform.get("user") or _login_name(),
+        run_as=env.get("MESHOPS_RUN_AS") or None,
         token=env.get("MESHOPS_TOKEN")
         or platform.get("token")
         or stored_token(uri or platform.get("uri"), env),

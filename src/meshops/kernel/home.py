@@ -42,7 +42,9 @@ class Home:
         return BlobStore(self.settings.blob_url, self.settings.blob_options)
 
     def context(self, actor: Actor | None = None) -> Context:
-        return Context(self, actor or Actor(self.settings.user))
+        # A pipeline step run by a worker acts as the run's submitter (`run_as`), with that
+        # principal's own bindings and grants, not as the home's user (its implicit admin).
+        return Context(self, actor or Actor(self.settings.run_as or self.settings.user))
 
     def system_context(self) -> Context:
         return Context(self, SYSTEM)

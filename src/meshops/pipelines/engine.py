@@ -71,8 +71,10 @@ class Engine:
         owner: str | None = None,
         still_owner: Callable[[], bool] | None = None,
         use_cache: bool = True,
+        step_env: dict[str, str | None] | None = None,
     ) -> None:
         self.use_cache = use_cache
+        self.step_env = step_env or {}
         self.run_id = run_id
         self.graph = graph
         self.plan = dag.plan(graph)
@@ -193,7 +195,14 @@ class Engine:
 
     def _submit(self, node: Node, inputs: dict[str, OutputRef], attempt: int) -> None:
         task = StepTask(
-            node.id, node.step, node.params, inputs, attempt, self.store, run_id=self.run_id
+            node.id,
+            node.step,
+            node.params,
+            inputs,
+            attempt,
+            self.store,
+            run_id=self.run_id,
+            env=self.step_env,
         )
         self.executor.submit(task)
 

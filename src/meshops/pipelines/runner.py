@@ -93,8 +93,10 @@ def execute(
     owner: str | None = None,
     still_owner: Callable[[], bool] | None = None,
     use_cache: bool = True,
+    step_env: dict[str, str | None] | None = None,
 ) -> RunDetail:
-    """Execute a started (or claimed) run to its end and record the outcome."""
+    """Execute a started (or claimed) run to its end and record the outcome; `step_env` is
+    set around each step (a worker: whom the steps act as)."""
     executor = make_executor(run.executor, **(executor_options or {}))
     engine = Engine(
         run.id,
@@ -106,6 +108,7 @@ def execute(
         owner=owner,
         still_owner=still_owner,
         use_cache=use_cache,
+        step_env=step_env,
     )
     try:
         outcome = engine.run()

@@ -115,7 +115,11 @@ class PipelinesService:
         origin: dict[str, Any],
         *,
         resumed_from: str | None = None,
+        on_behalf_of: str | None = None,
     ) -> PipelineRun:
+        """Queue a run. It acts (see worker.run_identity) as whoever queued it: the caller,
+        or for a schedule's or trigger's run (`on_behalf_of`) the principal who created that
+        schedule or trigger, never the worker that fires it."""
         run = PipelineRun(
             id=new_id(),
             pipeline=_check_ref(ref).rpartition(":")[2],
@@ -123,7 +127,7 @@ class PipelinesService:
             params=params,
             status=RunStatus.QUEUED,
             executor=_check_executor(executor),
-            created_by=self.ctx.actor.name,
+            created_by=on_behalf_of or self.ctx.actor.name,
             created_at=utcnow(),
             origin=origin,
             resumed_from=resumed_from,
@@ -518,7 +522,14 @@ class PipelinesService:
                     "schedule": schedule.name,
                     "scheduled_for": schedule.next_fire_at.isoformat(),
                 }
-                run = self._enqueue(conn, schedule.ref, schedule.params, schedule.executor, origin)
+                run = self._enqueue(
+                    conn,
+                    schedule.ref,
+                    schedule.params,
+                    schedule.executor,
+                    origin,
+                    on_behalf_of=schedule.created_by,
+                )
                 queued.append(run.id)
         return queued
 
@@ -600,7 +611,14 @@ class PipelinesService:
                 "topic": waiting.topic,
                 "subject": waiting.subject,
             }
-            run = self._enqueue(conn, trigger.ref, {**trigger.params}, trigger.executor, origin)
+            run = self._enqueue(
+                conn,
+                trigger.ref,
+                {**trigger.params},
+                trigger.executor,
+                origin,
+                on_behalf_of=trigger.created_by,
+            )
             store.decide_trigger_event(conn, waiting.id, TriggerEventStatus.STARTED, run_id=run.id)
             if _is_urn(waiting.subject):  # e.g. alert -triggered-> retraining run
                 lineage.add_edge(conn, waiting.subject, run.urn, "triggered")

@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from meshops.kernel.auth import SYSTEM_ACTOR_NAME
 from meshops.kernel.errors import Conflict
 from meshops.pipelines.codeversion import code_version_of
 from meshops.pipelines.dsl import PipelineDefinition, load_pipeline
@@ -129,6 +130,9 @@ class Worker:
 
     def execute_claimed(self, run: PipelineRun) -> RunDetail | None:
         with Heartbeat(self.pipelines, run.id, self.name, self.options.lease_seconds) as beat:
+            if run.created_by == SYSTEM_ACTOR_NAME:
+                self._finish(run, RunStatus.FAILED, _NO_SUBMITTER)
+                return self.pipelines.get_run(run.id)
             try:
                 definition = load_pipeline(run.ref)
                 graph = definition.build(run.params)
@@ -146,6 +150,7 @@ class Worker:
                     prior=self._prior(run),
                     owner=self.name,
                     still_owner=beat.alive,
+                    step_env=run_identity(self.pipelines, run),
                 )
             except (LeaseLost, Conflict) as exc:
                 log.warning("run %s: lease lost, leaving it to its new holder (%s)", run.id, exc)
@@ -173,6 +178,27 @@ class Worker:
             self.pipelines.finish_run(run.id, status, error, self.name)
         except Conflict:
             log.warning("run %s was taken over before it could be marked %s", run.id, status)
+
+
+_NO_SUBMITTER = (
+    "the run was queued by the system, not by a principal: a run acts with its submitter's "
+    "authority, and the system's is not lent to pipeline steps"
+)
+
+
+def run_identity(pipelines: Pipelines, run: PipelineRun) -> dict[str, str | None]:
+    """What the steps of `run` see in their environment, so that their `meshops.connect()`
+    acts as the run's submitter (`run.created_by`, which the server took from the caller
+    that queued it, or from the creator of the schedule or trigger that did) rather than as
+    the worker: a worker on the home's own database (the in-process service) opens the
+    steps' platform as that principal (`MESHOPS_RUN_AS`, with its own bindings and grants,
+    never the home user's implicit admin role) and does not lend them its token.
+
+    A worker over HTTP still hands its steps its own environment (its token): see
+    docs/security.md, "Known gaps"."""
+    if getattr(pipelines, "ctx", None) is None:  # over HTTP
+        return {}
+    return {"MESHOPS_RUN_AS": run.created_by, "MESHOPS_TOKEN": None}
 
 
 def wait_for(pipelines: Pipelines, run_id: str, timeout: float = 60.0) -> RunDetail:

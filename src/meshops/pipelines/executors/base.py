@@ -8,10 +8,12 @@ import contextlib
 import contextvars
 import hashlib
 import io
+import os
 import signal
 import threading
 import traceback
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -34,6 +36,9 @@ class StepTask:
     attempt: int
     store: StoreSpec
     run_id: str = ""  # the pipeline run, exposed to the step by `context.current_step()`
+    # Environment variables set while the step runs (None: unset), in whichever process
+    # runs it: whom the step's `meshops.connect()` acts as (see `worker.run_identity`).
+    env: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -94,7 +99,11 @@ def run_task(task: StepTask, objects: ObjectCache | None = None) -> StepResult:
     logs = io.StringIO()
     token = context.enter(context.StepContext(task.run_id, task.node, task.attempt))
     try:
-        with contextlib.redirect_stdout(logs), contextlib.redirect_stderr(logs):
+        with (
+            _environment(task.env),
+            contextlib.redirect_stdout(logs),
+            contextlib.redirect_stderr(logs),
+        ):
             kwargs = dict(task.params)
             for arg, ref in task.inputs.items():
                 kwargs[arg] = _load(store, ref, objects)
@@ -110,6 +119,26 @@ def run_task(task: StepTask, objects: ObjectCache | None = None) -> StepResult:
     finally:
         context.leave(token)
     return StepResult(task.node, True, task.attempt, started, utcnow(), outputs, logs=_tail(logs))
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str | None]) -> Iterator[None]:
+    """Set (or unset, for None) environment variables around a step, then restore them.
+    Executors run one run's steps at a time per process, so no other step sees them."""
+    before = {name: os.environ.get(name) for name in values}
+    _apply(values)
+    try:
+        yield
+    finally:
+        _apply(before)
+
+
+def _apply(values: dict[str, str | None]) -> None:
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def _failure(
