@@ -8,6 +8,7 @@ the home's local user, the platform admin), like `meshops worker` started on the
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -21,6 +22,16 @@ from meshops.pipelines.worker import Worker
 from tests.security.conftest import PORT, PRODUCT, SecurityHome
 
 REF = "tests.pipelines.governed_flows:read_governed"
+EXECUTORS = ["inline", "process", pytest.param("ray", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_ray() -> Iterator[None]:
+    """The Ray executor starts a local Ray on first use: stop it with this module."""
+    yield
+    ray = __import__("sys").modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
 
 
 def _principal(sec: SecurityHome, name: str, role: str, granted: bool) -> str:
@@ -53,7 +64,7 @@ def _work(worker: Worker, run_id: str) -> RunDetail:
     return detail
 
 
-@pytest.mark.parametrize("executor", ["inline", "process"])
+@pytest.mark.parametrize("executor", EXECUTORS)
 def test_a_run_of_a_principal_without_a_grant_reads_nothing(
     sec: SecurityHome, executor: str
 ) -> None:
@@ -69,7 +80,7 @@ def test_a_run_of_a_principal_without_a_grant_reads_nothing(
     assert sec.reads(name) == before
 
 
-@pytest.mark.parametrize("executor", ["inline", "process"])
+@pytest.mark.parametrize("executor", EXECUTORS)
 def test_a_run_of_a_granted_principal_reads_as_that_principal(
     sec: SecurityHome, executor: str
 ) -> None:
