@@ -15,8 +15,10 @@ import weakref
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
+from meshops import assembly
+from meshops.assembly import AreaSpec
 from meshops.kernel.config import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
     from meshops.registry.loaded import LoadedModel
     from meshops.serving.interface import Serving
     from meshops.tracking.interface import Tracking
+
+P = TypeVar("P")
 
 
 class Platform:
@@ -112,13 +116,7 @@ class Platform:
 
     @cached_property
     def monitoring(self) -> Monitoring:
-        if self.context is not None:
-            from meshops.monitoring.service import MonitoringService
-
-            return MonitoringService(self.context)
-        from meshops.monitoring.remote import RemoteMonitoring
-
-        return RemoteMonitoring(self._http())
+        return self._area(assembly.MONITORING)
 
     @cached_property
     def pipelines(self) -> Pipelines:
@@ -159,6 +157,15 @@ class Platform:
         from meshops.project.remote import RemoteProject
 
         return RemoteProject(self._http(), self)
+
+    def _area(self, area: AreaSpec[P]) -> P:
+        """The area's service on this platform's context, or its HTTP client (derived from
+        the area's declarations, on top of its hand-written methods)."""
+        if self.context is not None:
+            return area.service(self.context)
+        from meshops.kernel.rpc import remote
+
+        return remote(area.protocol, self._http(), area.remote_base)
 
     def _http(self) -> HttpTransport:
         assert self.http is not None

@@ -52,9 +52,27 @@ def sdk_signatures() -> dict[str, dict[str, str]]:
         for attr, fn in sorted(vars(protocol).items()):
             if attr.startswith("_") or not callable(fn):
                 continue
-            methods[attr] = str(inspect.signature(fn))
+            methods[attr] = _unaliased(str(inspect.signature(fn)))
         out[area] = methods
     return out
+
+
+def _unaliased(signature: str) -> str:
+    """The bounded aliases of `meshops.kernel.bounds` (`Limit`, `RowId` ...) written as the
+    types they bound: a declaration may carry its bounds without changing the SDK."""
+    import typing
+
+    from meshops.kernel import bounds
+
+    for name, value in vars(bounds).items():
+        if typing.get_origin(value) is typing.Annotated:
+            base = typing.get_args(value)[0]
+            text = (
+                base.__name__ if isinstance(base, type) and not typing.get_args(base) else str(base)
+            )
+            text = text.replace("typing.", "")
+            signature = re.sub(rf"\b{name}\b", text, signature)
+    return signature
 
 
 def surface() -> dict[str, Any]:

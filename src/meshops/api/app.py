@@ -10,18 +10,19 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 import meshops
+from meshops import assembly
 from meshops.api.edge import Edge
 from meshops.api.responses import SafeJSONResponse, install_error_shape
 from meshops.api.routers import features as features_router
 from meshops.api.routers import governance as governance_router
 from meshops.api.routers import lineage
 from meshops.api.routers import mesh as mesh_router
-from meshops.api.routers import monitoring as monitoring_router
 from meshops.api.routers import pipelines as pipelines_router
 from meshops.api.routers import project as project_router
 from meshops.api.routers import registry as registry_router
 from meshops.api.routers import serving as serving_router
 from meshops.api.routers import tracking as tracking_router
+from meshops.api.rpc import router_for
 from meshops.kernel import schema
 from meshops.kernel.auth import Actor
 from meshops.kernel.codetrust import mark_api_server
@@ -52,12 +53,13 @@ def create_app(home: Home, authenticate: Authenticate = local_user) -> FastAPI:
     _install_error_handlers(app)
     _install_health(app)
     app.include_router(lineage.router)
+    for area in assembly.DECLARED:  # routes derived from each area's declarations
+        app.include_router(router_for(area.protocol, area.service, tags=[area.name]))
     app.include_router(features_router.router)
     app.add_middleware(features_router.OnlineLookups)  # the online lookup's hot path
     app.include_router(governance_router.router)
     app.include_router(mesh_router.router)
     app.include_router(mesh_router.catalog_router)
-    app.include_router(monitoring_router.router)
     app.include_router(pipelines_router.router)
     app.include_router(project_router.router)
     app.include_router(registry_router.router)

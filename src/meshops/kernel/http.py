@@ -9,12 +9,15 @@ and the SDK's read back as floats (never a bare literal that strict JSON readers
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from meshops.kernel import jsontext
 from meshops.kernel.errors import MeshopsError, error_from_json
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 
@@ -74,6 +77,32 @@ class HttpTransport:
         if response.headers.get("content-type", "").startswith("application/json"):
             return response.json()
         return response.content
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        multipart: tuple[dict[str, str], dict[str, pa.Table]] | None = None,
+    ) -> Any:
+        """One call of the RPC layer (`meshops.kernel.rpc`): JSON, or form fields and
+        tables (each a file part in the kernel's wire codec)."""
+        if multipart is None:
+            return self.request(method, path, params=params, json=json)
+        fields, tables = multipart
+        if not fields and not tables:
+            return self.request(method, path, params=params)
+        from meshops.kernel.wire import ARROW_STREAM, encode_table
+
+        files = {
+            name: (f"{name}.arrows", encode_table(table), ARROW_STREAM)
+            for name, table in tables.items()
+        }
+        encoded = httpx.Request("POST", self.base_url, data=fields, files=files or None)
+        headers = {"content-type": encoded.headers["content-type"]}
+        return self.request(method, path, params=params, content=encoded.read(), headers=headers)
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params)

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 from sqlalchemy import Connection, update
 
-from meshops.kernel import lineage
+from meshops.kernel import lineage, wire
 from meshops.kernel.db import utcnow
 from meshops.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
 from meshops.kernel.home import Context
-from meshops.monitoring import alerts, arrowio, store
+from meshops.monitoring import alerts, store
 from meshops.monitoring.models import (
     Alert,
     AlertRule,
@@ -67,9 +67,7 @@ class MonitoringService:
         self.ctx.authorize("monitoring.write", spec.domain)
         # Blob first, metadata after: an aborted create leaves only an unreferenced blob.
         blob = (
-            self.ctx.blobs.put_bytes(arrowio.to_parquet(reference))
-            if reference is not None
-            else None
+            self.ctx.blobs.put_bytes(wire.to_parquet(reference)) if reference is not None else None
         )
         now = utcnow()
         monitor_id = uuid.uuid4().hex
@@ -116,7 +114,7 @@ class MonitoringService:
     def set_reference(self, monitor: str, reference: pa.Table) -> Monitor:
         current = self.get_monitor(monitor)
         self.ctx.authorize("monitoring.write", current.domain)
-        blob = self.ctx.blobs.put_bytes(arrowio.to_parquet(reference))
+        blob = self.ctx.blobs.put_bytes(wire.to_parquet(reference))
         with self.ctx.db.begin() as conn:
             conn.execute(
                 update(store.monitors)
@@ -273,7 +271,7 @@ class MonitoringService:
                     "(platform.monitoring.set_reference) or pass it with the run",
                 },
             )
-        return arrowio.from_parquet(self.ctx.blobs.get_bytes(monitor.reference_blob), "reference")
+        return wire.decode_table(self.ctx.blobs.get_bytes(monitor.reference_blob), "reference")
 
     def _record(
         self,
