@@ -17,10 +17,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
+    from meshops.client import Platform
+    from meshops.features.interface import FeatureStore
+    from meshops.governance.interface import Governance
     from meshops.kernel.home import Context
+    from meshops.kernel.http import HttpTransport
+    from meshops.mesh.interface import Mesh
     from meshops.monitoring.interface import Monitoring
+    from meshops.pipelines.interface import Pipelines
+    from meshops.project.interface import Project
+    from meshops.registry.interface import Registry
+    from meshops.serving.interface import Serving
+    from meshops.tracking.interface import Tracking
 
 P = TypeVar("P")
+Loaded = tuple[type[P], Callable[["Context"], P], Callable[["HttpTransport", "Platform"], P]]
 
 
 @dataclass(frozen=True)
@@ -28,9 +39,10 @@ class AreaSpec(Generic[P]):
     """One area as both transports see it."""
 
     name: str
-    load: Callable[[], tuple[type[P], Callable[[Context], P], type]]
+    load: Callable[[], Loaded[P]]
     """Imports the area: its Protocol, its service (built with a caller's context) and
-    the base of its HTTP client (hand-written methods; `RemoteArea` when there are none)."""
+    its HTTP client (derived from the declarations by `kernel.rpc.remote`, on top of the
+    area's hand-written methods)."""
 
     @property
     def protocol(self) -> type[P]:
@@ -39,23 +51,130 @@ class AreaSpec(Generic[P]):
     def service(self, ctx: Context) -> P:
         return self.load()[1](ctx)
 
-    @property
-    def remote_base(self) -> type:
-        return self.load()[2]
+    def remote(self, http: HttpTransport, platform: Platform) -> P:
+        return self.load()[2](http, platform)
 
 
-def _monitoring() -> tuple[type[Monitoring], Callable[[Context], Monitoring], type]:
-    from meshops.kernel.rpc import RemoteArea
+# One loader per area; each imports only its own area.
+
+
+def _mesh() -> Loaded[Mesh]:
+    from meshops.mesh.interface import Mesh
+    from meshops.mesh.service import MeshService
+
+    def remote(http: HttpTransport, platform: Platform) -> Mesh:
+        from meshops.mesh.remote import RemoteMesh
+
+        return RemoteMesh(http)
+
+    return Mesh, MeshService, remote
+
+
+def _governance() -> Loaded[Governance]:
+    from meshops.governance.interface import Governance
+    from meshops.governance.service import GovernanceService
+
+    def remote(http: HttpTransport, platform: Platform) -> Governance:
+        from meshops.governance.remote import RemoteGovernance
+
+        return RemoteGovernance(http)
+
+    return Governance, GovernanceService, remote
+
+
+def _features() -> Loaded[FeatureStore]:
+    from meshops.features.interface import FeatureStore
+    from meshops.features.service import FeatureStoreService
+
+    def remote(http: HttpTransport, platform: Platform) -> FeatureStore:
+        from meshops.features.remote import RemoteFeatureStore
+
+        return RemoteFeatureStore(http)
+
+    return FeatureStore, FeatureStoreService, remote
+
+
+def _tracking() -> Loaded[Tracking]:
+    from meshops.tracking.interface import Tracking
+    from meshops.tracking.service import TrackingService
+
+    def remote(http: HttpTransport, platform: Platform) -> Tracking:
+        from meshops.tracking.remote import RemoteTracking
+
+        return RemoteTracking(http)
+
+    return Tracking, TrackingService, remote
+
+
+def _registry() -> Loaded[Registry]:
+    from meshops.registry.interface import Registry
+    from meshops.registry.service import RegistryService
+
+    def remote(http: HttpTransport, platform: Platform) -> Registry:
+        from meshops.registry.remote import RemoteRegistry
+
+        return RemoteRegistry(http)
+
+    return Registry, RegistryService, remote
+
+
+def _pipelines() -> Loaded[Pipelines]:
+    from meshops.pipelines.interface import Pipelines
+    from meshops.pipelines.service import PipelinesService
+
+    def remote(http: HttpTransport, platform: Platform) -> Pipelines:
+        from meshops.pipelines.remote import RemotePipelines
+
+        return RemotePipelines(http, platform.settings.token)
+
+    return Pipelines, PipelinesService, remote
+
+
+def _serving() -> Loaded[Serving]:
+    from meshops.serving.interface import Serving
+    from meshops.serving.service import ServingService
+
+    def remote(http: HttpTransport, platform: Platform) -> Serving:
+        from meshops.serving.remote import RemoteServing
+
+        return RemoteServing(http)
+
+    return Serving, ServingService, remote
+
+
+def _monitoring() -> Loaded[Monitoring]:
+    from meshops.kernel.rpc import remote
     from meshops.monitoring.interface import Monitoring
     from meshops.monitoring.service import MonitoringService
 
-    return Monitoring, MonitoringService, RemoteArea
+    return Monitoring, MonitoringService, lambda http, platform: remote(Monitoring, http)
 
 
+def _project() -> Loaded[Project]:
+    from meshops.project.interface import Project
+    from meshops.project.service import ProjectService
+
+    def remote(http: HttpTransport, platform: Platform) -> Project:
+        from meshops.project.remote import RemoteProject
+
+        return RemoteProject(http, platform)
+
+    return Project, ProjectService, remote
+
+
+MESH: AreaSpec[Mesh] = AreaSpec("mesh", _mesh)
+GOVERNANCE: AreaSpec[Governance] = AreaSpec("governance", _governance)
+FEATURES: AreaSpec[FeatureStore] = AreaSpec("features", _features)
+TRACKING: AreaSpec[Tracking] = AreaSpec("tracking", _tracking)
+REGISTRY: AreaSpec[Registry] = AreaSpec("registry", _registry)
+PIPELINES: AreaSpec[Pipelines] = AreaSpec("pipelines", _pipelines)
+SERVING: AreaSpec[Serving] = AreaSpec("serving", _serving)
 MONITORING: AreaSpec[Monitoring] = AreaSpec("monitoring", _monitoring)
-
-# The areas whose routes and clients are derived from their declarations (kernel.rpc).
-DECLARED: list[AreaSpec[Any]] = [MONITORING]
+PROJECT: AreaSpec[Project] = AreaSpec("project", _project)
+# Every area: the API server derives the routes of each one's declared operations.
+AREAS: list[AreaSpec[Any]] = [
+    MESH, GOVERNANCE, FEATURES, TRACKING, REGISTRY, PIPELINES, SERVING, MONITORING, PROJECT
+]  # fmt: skip
 
 
 def install() -> None:

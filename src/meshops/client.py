@@ -76,43 +76,19 @@ class Platform:
 
     @cached_property
     def mesh(self) -> Mesh:
-        if self.context is not None:
-            from meshops.mesh.service import MeshService
-
-            return MeshService(self.context)
-        from meshops.mesh.remote import RemoteMesh
-
-        return RemoteMesh(self._http())
+        return self._area(assembly.MESH)
 
     @cached_property
     def tracking(self) -> Tracking:
-        if self.context is not None:
-            from meshops.tracking.service import TrackingService
-
-            return TrackingService(self.context)
-        from meshops.tracking.remote import RemoteTracking
-
-        return RemoteTracking(self._http())
+        return self._area(assembly.TRACKING)
 
     @cached_property
     def registry(self) -> Registry:
-        if self.context is not None:
-            from meshops.registry.service import RegistryService
-
-            return RegistryService(self.context)
-        from meshops.registry.remote import RemoteRegistry
-
-        return RemoteRegistry(self._http())
+        return self._area(assembly.REGISTRY)
 
     @cached_property
     def features(self) -> FeatureStore:
-        if self.context is not None:
-            from meshops.features.service import FeatureStoreService
-
-            return FeatureStoreService(self.context)
-        from meshops.features.remote import RemoteFeatureStore
-
-        return RemoteFeatureStore(self._http())
+        return self._area(assembly.FEATURES)
 
     @cached_property
     def monitoring(self) -> Monitoring:
@@ -120,52 +96,26 @@ class Platform:
 
     @cached_property
     def pipelines(self) -> Pipelines:
-        if self.context is not None:
-            from meshops.pipelines.service import PipelinesService
-
-            return PipelinesService(self.context)
-        from meshops.pipelines.remote import RemotePipelines
-
-        return RemotePipelines(self._http(), self.settings.token)
+        return self._area(assembly.PIPELINES)
 
     @cached_property
     def governance(self) -> Governance:
-        if self.context is not None:
-            from meshops.governance.service import GovernanceService
-
-            return GovernanceService(self.context)
-        from meshops.governance.remote import RemoteGovernance
-
-        return RemoteGovernance(self._http())
+        return self._area(assembly.GOVERNANCE)
 
     @cached_property
     def serving(self) -> Serving:
-        if self.context is not None:
-            from meshops.serving.service import ServingService
-
-            return ServingService(self.context)
-        from meshops.serving.remote import RemoteServing
-
-        return RemoteServing(self._http())
+        return self._area(assembly.SERVING)
 
     @cached_property
     def project(self) -> Project:
-        if self.context is not None:
-            from meshops.project.service import ProjectService
-
-            return ProjectService(self.context)
-        from meshops.project.remote import RemoteProject
-
-        return RemoteProject(self._http(), self)
+        return self._area(assembly.PROJECT)
 
     def _area(self, area: AreaSpec[P]) -> P:
         """The area's service on this platform's context, or its HTTP client (derived from
         the area's declarations, on top of its hand-written methods)."""
         if self.context is not None:
             return area.service(self.context)
-        from meshops.kernel.rpc import remote
-
-        return remote(area.protocol, self._http(), area.remote_base)
+        return area.remote(self._http(), self)
 
     def _http(self) -> HttpTransport:
         assert self.http is not None

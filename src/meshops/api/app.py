@@ -53,7 +53,7 @@ def create_app(home: Home, authenticate: Authenticate = local_user) -> FastAPI:
     _install_error_handlers(app)
     _install_health(app)
     app.include_router(lineage.router)
-    for area in assembly.DECLARED:  # routes derived from each area's declarations
+    for area in assembly.AREAS:  # routes derived from each area's declarations
         app.include_router(router_for(area.protocol, area.service, tags=[area.name]))
     app.include_router(features_router.router)
     app.add_middleware(features_router.OnlineLookups)  # the online lookup's hot path

@@ -34,6 +34,7 @@ class HttpTransport:
         if token:
             headers["authorization"] = f"Bearer {token}"
         self.base_url = base_url.rstrip("/")
+        self.token = token
         self.client = httpx.Client(
             base_url=self.base_url,
             headers=headers,

@@ -321,7 +321,7 @@ def _written_on(base: type, name: str) -> bool:
     return any(name in vars(klass) for klass in base.__mro__ if klass is not object)
 
 
-def remote(protocol: type[P], http: HttpTransport, base: type = RemoteArea) -> P:
-    """An HTTP client satisfying `protocol`."""
+def remote(protocol: type[P], http: HttpTransport, base: type = RemoteArea, **extra: Any) -> P:
+    """An HTTP client satisfying `protocol` (`extra` goes to the constructor of `base`)."""
     klass = remote_class(cast(type, protocol), base)
-    return cast(P, klass(http))
+    return cast(P, klass(http, **extra))
