@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from meshops.kernel.auth import Actor
     from meshops.kernel.home import Context, Home
     from meshops.kernel.http import HttpTransport
-    from meshops.kernel.lineage import LineageService, RemoteLineage
+    from meshops.kernel.lineage import Lineage
     from meshops.mesh.interface import Mesh
     from meshops.monitoring.interface import Monitoring
     from meshops.pipelines.interface import Pipelines
@@ -67,12 +67,14 @@ class Platform:
     # not pay for importing the others. `cached_property` keeps them assignable in tests.
 
     @cached_property
-    def lineage(self) -> LineageService | RemoteLineage:
-        from meshops.kernel.lineage import LineageService, RemoteLineage
+    def lineage(self) -> Lineage:
+        from meshops.kernel.lineage import Lineage, LineageService
 
         if self.context is not None:
             return LineageService(self.context)
-        return RemoteLineage(self._http())
+        from meshops.kernel.rpc import remote
+
+        return remote(Lineage, self._http())
 
     @cached_property
     def mesh(self) -> Mesh:

@@ -15,7 +15,6 @@ from meshops.api.edge import Edge
 from meshops.api.responses import SafeJSONResponse, install_error_shape
 from meshops.api.routers import features as features_router
 from meshops.api.routers import governance as governance_router
-from meshops.api.routers import lineage
 from meshops.api.routers import mesh as mesh_router
 from meshops.api.routers import pipelines as pipelines_router
 from meshops.api.routers import project as project_router
@@ -27,6 +26,7 @@ from meshops.kernel import schema
 from meshops.kernel.auth import Actor
 from meshops.kernel.codetrust import mark_api_server
 from meshops.kernel.home import Home
+from meshops.kernel.lineage import Lineage, LineageService
 
 Authenticate = Callable[[Home, str | None], Actor]
 
@@ -52,7 +52,7 @@ def create_app(home: Home, authenticate: Authenticate = local_user) -> FastAPI:
     mark_api_server(home)
     _install_error_handlers(app)
     _install_health(app)
-    app.include_router(lineage.router)
+    app.include_router(router_for(Lineage, LineageService, tags=["lineage"]))
     for area in assembly.AREAS:  # routes derived from each area's declarations
         app.include_router(router_for(area.protocol, area.service, tags=[area.name]))
     app.include_router(features_router.router)

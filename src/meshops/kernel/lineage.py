@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from sqlalchemy import Connection, text
 
+from meshops.kernel import rpc
+from meshops.kernel.bounds import LineageDepth
 from meshops.kernel.db import insert_ignoring_conflicts, utcnow
 from meshops.kernel.errors import InvalidInput
 from meshops.kernel.tables import lineage_edges
@@ -17,7 +19,6 @@ from meshops.kernel.urn import Urn
 
 if TYPE_CHECKING:
     from meshops.kernel.home import Context
-    from meshops.kernel.http import HttpTransport
 
 MAX_DEPTH = 50
 
@@ -111,6 +112,25 @@ def path_exists(conn: Connection, source: str, target: str, depth: int = 20) -> 
     return any(e.downstream == target for e in walk(conn, source, "downstream", depth))
 
 
+class Lineage(Protocol):
+    """`platform.lineage`: the graph over both transports (declared once, kernel.rpc)."""
+
+    @rpc.get("/v1/lineage/upstream")
+    def upstream(self, urn: str, depth: LineageDepth = 5) -> list[Edge]:
+        """What `urn` derives from, up to `depth` hops."""
+        ...
+
+    @rpc.get("/v1/lineage/downstream")
+    def downstream(self, urn: str, depth: LineageDepth = 5) -> list[Edge]:
+        """What derives from `urn`, up to `depth` hops (impact analysis)."""
+        ...
+
+    @rpc.post("/v1/lineage/edges", status=201)
+    def add_edge(self, upstream: str, downstream: str, relation: str) -> None:
+        """Record an edge no area records itself (e.g. an external system's)."""
+        ...
+
+
 class LineageService:
     """Read the graph (lineage.read: every principal) and record edges no area records."""
 
@@ -134,24 +154,3 @@ class LineageService:
         with self.ctx.db.begin() as conn:
             add_edge(conn, upstream, downstream, relation)
             self.ctx.audit(conn, "lineage.add_edge", downstream, detail={"upstream": upstream})
-
-
-class RemoteLineage:
-    def __init__(self, http: HttpTransport) -> None:
-        self.http = http
-
-    def upstream(self, urn: str, depth: int = 5) -> list[Edge]:
-        return _edges(self.http.get("/v1/lineage/upstream", urn=urn, depth=depth))
-
-    def downstream(self, urn: str, depth: int = 5) -> list[Edge]:
-        return _edges(self.http.get("/v1/lineage/downstream", urn=urn, depth=depth))
-
-    def add_edge(self, upstream: str, downstream: str, relation: str) -> None:
-        self.http.post(
-            "/v1/lineage/edges",
-            {"upstream": upstream, "downstream": downstream, "relation": relation},
-        )
-
-
-def _edges(body: Any) -> list[Edge]:
-    return [Edge(e["upstream"], e["downstream"], e["relation"], e["depth"]) for e in body]
