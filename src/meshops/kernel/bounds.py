@@ -47,6 +47,7 @@ Percent = Annotated[float, Field(ge=0, le=100)]
 LineageDepth = Annotated[int, Field(ge=1, le=MAX_LINEAGE_DEPTH)]
 TtlSeconds = Annotated[int, Field(ge=0, le=MAX_TTL_SECONDS)]
 Concurrency = Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)]
+Pending = Annotated[int, Field(ge=0, le=MAX_PENDING)]
 Dimension = Annotated[int, Field(ge=-1, le=MAX_VERSION)]  # of a tensor shape; -1: any
 
 
