@@ -99,9 +99,10 @@ def _tracking() -> Loaded[Tracking]:
     from meshops.tracking.service import TrackingService
 
     def remote(http: HttpTransport, platform: Platform) -> Tracking:
-        from meshops.tracking.remote import RemoteTracking
+        from meshops.kernel.rpc import remote as derive
+        from meshops.tracking.remote import RemoteTrackingBase
 
-        return RemoteTracking(http)
+        return derive(Tracking, http, RemoteTrackingBase)
 
     return Tracking, TrackingService, remote
 

@@ -22,9 +22,9 @@ def test_http_errors_are_4xx_json(live_server: LiveServer) -> None:
         assert bad_filter.status_code == 422
         assert bad_filter.json()["detail"]["token"] == "<end of input>"
         run = client.post("/v1/runs", json={"experiment": "e"}).json()
-        bad_key = client.post(f"/v1/runs/{run['id']}/params", json={"bad key!": "1"})
+        bad_key = client.post(f"/v1/runs/{run['id']}/params", json={"params": {"bad key!": "1"}})
         assert bad_key.status_code == 422 and bad_key.json()["detail"]["field"] == "param"
-        huge = client.post(f"/v1/runs/{run['id']}/tags", json={"t": "v" * 8001})
+        huge = client.post(f"/v1/runs/{run['id']}/tags", json={"tags": {"t": "v" * 8001}})
         assert huge.status_code == 422 and huge.json()["detail"]["limit"] == 8000
         garbage = client.post("/v1/metrics/batch", content=b"{not json")
         assert garbage.status_code == 422

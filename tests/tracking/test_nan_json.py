@@ -85,7 +85,7 @@ def test_http_answers_are_strict_json(served: tuple[Home, LiveServer]) -> None:
         strict_json(response.content)  # parses: no bare literal anywhere
     metrics = strict_json(run.content)["metrics"]
     assert metrics == {"nan": "NaN", "inf": "Infinity", "ninf": "-Infinity", "finite": 1.5}
-    assert strict_json(history.content)["values"][0][0] == "-Infinity"
+    assert strict_json(history.content)[0]["value"] == "-Infinity"
 
 
 def test_sdk_request_bodies_carry_no_bare_literals() -> None:

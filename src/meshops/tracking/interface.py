@@ -1,5 +1,8 @@
-"""The tracking API, identical over both transports (`TrackingService` in-process and
-`RemoteTracking` over HTTP both satisfy this Protocol; mypy checks it in `client.py`)."""
+"""The tracking API, declared once for both transports (`meshops.kernel.rpc`):
+`TrackingService` implements it in-process; the routes and the HTTP client are derived from
+the declarations. Written by hand on both sides (`tracking.remote`, `api.routers.tracking`):
+run creation (the environment is captured where the code runs), the metric buffer and its
+batched rows, artifact bytes and folders."""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from meshops.kernel import rpc
+from meshops.kernel.bounds import JsonObject
 from meshops.tracking.models import Artifact, DatasetInput, Experiment, Metric, Run, RunPage
 
 if TYPE_CHECKING:
@@ -14,12 +19,15 @@ if TYPE_CHECKING:
 
 
 class Tracking(Protocol):
+    @rpc.post("/v1/experiments", status=201)
     def create_experiment(
         self, name: str, description: str = "", tags: dict[str, str] | None = None
     ) -> Experiment: ...
 
+    @rpc.get("/v1/experiments/{name_or_id}")
     def get_experiment(self, name_or_id: str) -> Experiment: ...
 
+    @rpc.get("/v1/experiments")
     def list_experiments(self) -> list[Experiment]: ...
 
     def create_run(
@@ -47,11 +55,14 @@ class Tracking(Protocol):
         buffered metrics and ends it FINISHED, or FAILED with the error if the block raised."""
         ...
 
+    @rpc.get("/v1/runs/{run_id}")
     def get_run(self, run_id: str) -> Run: ...
 
+    @rpc.post("/v1/runs/{run_id}/end")
     def end_run(self, run_id: str, status: str = "FINISHED", error: str | None = None) -> Run: ...
 
-    def log_params(self, run_id: str, params: dict[str, Any]) -> None: ...
+    @rpc.post("/v1/runs/{run_id}/params", status=204)
+    def log_params(self, run_id: str, params: JsonObject) -> None: ...
 
     def log_metrics(self, run_id: str, metrics: Iterable[Metric]) -> None:
         """Append a batch of metric values (the fast path every buffer flushes through)."""
@@ -71,6 +82,7 @@ class Tracking(Protocol):
         """Send every buffered metric value now (also done at run end, close and exit)."""
         ...
 
+    @rpc.post("/v1/runs/{run_id}/tags", status=204)
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None: ...
 
     def log_artifact(
@@ -81,16 +93,20 @@ class Tracking(Protocol):
 
     def log_artifact_bytes(self, run_id: str, artifact_path: str, data: bytes) -> Artifact: ...
 
+    @rpc.get("/v1/runs/{run_id}/artifacts")
     def list_artifacts(self, run_id: str, prefix: str = "") -> list[Artifact]: ...
 
     def read_artifact(self, run_id: str, path: str) -> bytes: ...
 
     def download_artifacts(self, run_id: str, path: str, dest: str | Path) -> Path: ...
 
+    @rpc.post("/v1/runs/{run_id}/inputs", status=204)
     def log_input(self, run_id: str, dataset: DatasetInput) -> None: ...
 
+    @rpc.get("/v1/runs/{run_id}/metrics/history")
     def metric_history(self, run_id: str, key: str) -> list[Metric]: ...
 
+    @rpc.post("/v1/runs/search")
     def search_runs(
         self,
         experiments: list[str] | None = None,

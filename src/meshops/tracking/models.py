@@ -12,6 +12,8 @@ from pydantic import BaseModel, Field
 from meshops.kernel.errors import InvalidInput
 from meshops.kernel.urn import run_urn
 
+DEFAULT_EXPERIMENT = "default"
+
 
 class RunStatus(StrEnum):
     RUNNING = "RUNNING"

@@ -1,13 +1,13 @@
-"""`Tracking` over HTTP: the same calls as `TrackingService`, through `meshops server`.
+"""What `Tracking` does differently over HTTP; the rest of the client is derived from the
+declarations in `tracking.interface` (`RemoteTracking`).
 
 Metric values are buffered and sent by a background thread in batches of compact JSON
 rows; the environment of a run is captured here, in the client process, where the code
-actually runs (the server only stores the tags).
+actually runs (the server only stores the tags); artifacts travel as raw bytes.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -16,49 +16,24 @@ from urllib.parse import quote
 
 from meshops.kernel import jsontext
 from meshops.kernel.http import HttpTransport
+from meshops.kernel.rpc import RemoteArea, remote_class
 from meshops.tracking import environment
 from meshops.tracking.active import ActiveRun, MetricBuffer
-from meshops.tracking.models import (
-    Artifact,
-    DatasetInput,
-    Experiment,
-    Metric,
-    Run,
-    RunPage,
-    check_key,
-)
-from meshops.tracking.service import (
-    DEFAULT_EXPERIMENT,
-    artifact_files,
-    select_artifacts,
-    write_artifacts,
-)
+from meshops.tracking.artifacts import artifact_files, select_artifacts, write_artifacts
+from meshops.tracking.interface import Tracking
+from meshops.tracking.models import DEFAULT_EXPERIMENT, Artifact, Metric, Run, check_key
 
 # Keeps one request body around 2 MB; the server commits each batch in one transaction.
 HTTP_BATCH_ROWS = 25_000
 
 
-class RemoteTracking:
+class RemoteTrackingBase(RemoteArea):
     def __init__(self, http: HttpTransport) -> None:
-        self.http = http
+        super().__init__(http)
         self.metric_buffer = MetricBuffer(
             self.log_metric_rows, max_rows=HTTP_BATCH_ROWS, background=True
         )
 
-    # experiments ---------------------------------------------------------------------
-    def create_experiment(
-        self, name: str, description: str = "", tags: dict[str, str] | None = None
-    ) -> Experiment:
-        body = {"name": name, "description": description, "tags": tags or {}}
-        return Experiment.model_validate(self.http.post("/v1/experiments", body))
-
-    def get_experiment(self, name_or_id: str) -> Experiment:
-        return Experiment.model_validate(self.http.get(f"/v1/experiments/{_seg(name_or_id)}"))
-
-    def list_experiments(self) -> list[Experiment]:
-        return [Experiment.model_validate(e) for e in self.http.get("/v1/experiments")]
-
-    # runs ------------------------------------------------------------------------------
     def create_run(
         self,
         experiment: str = DEFAULT_EXPERIMENT,
@@ -67,11 +42,8 @@ class RemoteTracking:
         tags: dict[str, str] | None = None,
         capture_environment: bool = True,
     ) -> Run:
-        all_tags: dict[str, str] = {}
         env = environment.capture() if capture_environment else None
-        if env is not None:
-            all_tags.update(env.tags)
-        all_tags.update(tags or {})
+        all_tags = {**(env.tags if env else {}), **(tags or {})}
         body = {
             "experiment": experiment,
             "name": name,
@@ -92,23 +64,12 @@ class RemoteTracking:
         capture_environment: bool = True,
     ) -> ActiveRun:
         run = self.create_run(experiment, name, parent_run_id, tags, capture_environment)
-        return ActiveRun(self, run, self.metric_buffer)
-
-    def get_run(self, run_id: str) -> Run:
-        return Run.model_validate(self.http.get(f"/v1/runs/{_seg(run_id)}"))
+        return ActiveRun(self, run, self.metric_buffer)  # type: ignore[arg-type]
 
     def end_run(self, run_id: str, status: str = "FINISHED", error: str | None = None) -> Run:
-        self.metric_buffer.flush()
+        self.metric_buffer.flush()  # the run's values land before it ends
         body = {"status": status, "error": error}
         return Run.model_validate(self.http.post(f"/v1/runs/{_seg(run_id)}/end", body))
-
-    # params, tags, metrics -------------------------------------------------------------
-    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
-        body = {k: v if isinstance(v, str) else _text(v) for k, v in params.items()}
-        self.http.post(f"/v1/runs/{_seg(run_id)}/params", body)
-
-    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
-        self.http.post(f"/v1/runs/{_seg(run_id)}/tags", tags)
 
     def log_metric(
         self, run_id: str, key: str, value: float, step: int = 0, timestamp: float | None = None
@@ -125,22 +86,16 @@ class RemoteTracking:
             chunk = list(rows[start : start + HTTP_BATCH_ROWS])
             # A metric may be NaN or infinite: sent as "NaN"/"Infinity" strings, never as
             # bare literals (the server reads both into floats).
-            body = jsontext.dumps({"rows": chunk})
             self.http.request(
                 "POST",
                 "/v1/metrics/batch",
-                content=body,
+                content=jsontext.dumps({"rows": chunk}),
                 headers={"content-type": "application/json"},
             )
 
     def flush(self) -> None:
         self.metric_buffer.flush()
 
-    def metric_history(self, run_id: str, key: str) -> list[Metric]:
-        body = self.http.get(f"/v1/runs/{_seg(run_id)}/metrics/history", key=key)
-        return [Metric(key=key, value=v, step=s, timestamp=t) for v, s, t in body["values"]]
-
-    # artifacts and inputs ----------------------------------------------------------
     def log_artifact(
         self, run_id: str, local_path: str | Path, artifact_path: str | None = None
     ) -> list[Artifact]:
@@ -159,10 +114,6 @@ class RemoteTracking:
         )
         return Artifact.model_validate(body)
 
-    def list_artifacts(self, run_id: str, prefix: str = "") -> list[Artifact]:
-        body = self.http.get(f"/v1/runs/{_seg(run_id)}/artifacts", prefix=prefix)
-        return [Artifact.model_validate(a) for a in body]
-
     def read_artifact(self, run_id: str, path: str) -> bytes:
         data = self.http.request(
             "GET", f"/v1/runs/{_seg(run_id)}/artifacts/content", params={"path": path}
@@ -170,37 +121,16 @@ class RemoteTracking:
         return data if isinstance(data, bytes) else str(data).encode()
 
     def download_artifacts(self, run_id: str, path: str, dest: str | Path) -> Path:
-        matches = select_artifacts(self.list_artifacts(run_id, path), path, run_id)
+        tracking: Tracking = self  # type: ignore[assignment]  # the derived half lists
+        matches = select_artifacts(tracking.list_artifacts(run_id, path), path, run_id)
         by_digest = {a.digest: a.path for a in matches}
         return write_artifacts(
             matches, path, dest, lambda digest: self.read_artifact(run_id, by_digest[digest])
         )
-
-    def log_input(self, run_id: str, dataset: DatasetInput) -> None:
-        self.http.post(f"/v1/runs/{_seg(run_id)}/inputs", dataset.model_dump())
-
-    # search --------------------------------------------------------------------------
-    def search_runs(
-        self,
-        experiments: list[str] | None = None,
-        filter: str = "",
-        order_by: list[str] | None = None,
-        max_results: int = 100,
-        page_token: str | None = None,
-    ) -> RunPage:
-        body = {
-            "experiments": experiments,
-            "filter": filter,
-            "order_by": order_by or [],
-            "max_results": max_results,
-            "page_token": page_token,
-        }
-        return RunPage.model_validate(self.http.post("/v1/runs/search", body))
 
 
 def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
-def _text(value: Any) -> str:
-    return json.dumps(value) if value is None else str(value)
+RemoteTracking: type[RemoteTrackingBase] = remote_class(Tracking, RemoteTrackingBase)

@@ -33,7 +33,9 @@ from meshops.kernel.home import Context
 from meshops.kernel.urn import Urn, run_urn
 from meshops.tracking import environment, store
 from meshops.tracking.active import ActiveRun, MetricBuffer
+from meshops.tracking.artifacts import artifact_files, select_artifacts, write_artifacts
 from meshops.tracking.models import (
+    DEFAULT_EXPERIMENT,
     ERROR_MAX,
     PARAM_VALUE_MAX,
     TAG_VALUE_MAX,
@@ -60,7 +62,6 @@ from meshops.tracking.search import (
     parse_order_by,
 )
 
-DEFAULT_EXPERIMENT = "default"
 MAX_RESULTS_LIMIT = 50_000
 TERMINAL = {RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED}
 
@@ -800,53 +801,3 @@ def _decode_token(token: str | None) -> int:
             {"field": "page_token", "fix": "pass next_page_token of the previous page as is"},
         ) from exc
     return offset
-
-
-# artifact files (shared with the remote client) ---------------------------------------
-
-
-def artifact_files(local_path: str | Path, artifact_path: str | None) -> list[tuple[Path, str]]:
-    """(file, artifact path) pairs of a file or of every file under a folder."""
-    source = Path(local_path)
-    if not source.exists():
-        raise NotFound(
-            f"no file or folder at {source}",
-            {"field": "local_path", "file": str(source), "fix": "check the path"},
-        )
-    base = artifact_path.strip("/") if artifact_path else ""
-    if source.is_file():
-        target = f"{base}/{source.name}" if base else source.name
-        return [(source, check_artifact_path(target))]
-    pairs = []
-    for file in sorted(p for p in source.rglob("*") if p.is_file()):
-        rel = file.relative_to(source).as_posix()
-        pairs.append((file, check_artifact_path(f"{base}/{rel}" if base else rel)))
-    return pairs
-
-
-def select_artifacts(listed: list[Artifact], path: str, run_id: str) -> list[Artifact]:
-    folder = path.rstrip("/") + "/"
-    matches = [a for a in listed if a.path == path or a.path.startswith(folder) or not path]
-    if not matches:
-        raise NotFound(
-            f"run {run_id} has no artifact at {path!r}",
-            {"field": "path", "fix": f"list them with `meshops runs show {run_id}`"},
-        )
-    return matches
-
-
-def write_artifacts(matches: list[Artifact], path: str, dest: str | Path, read: Any) -> Path:
-    """Write artifacts under `dest`, keeping paths relative to the requested folder."""
-    target = Path(dest)
-    if len(matches) == 1 and matches[0].path == path:
-        target.mkdir(parents=True, exist_ok=True)
-        out = target / Path(path).name
-        out.write_bytes(read(matches[0].digest))
-        return out
-    root = target / Path(path.rstrip("/")).name if path else target
-    for artifact in matches:
-        rel = artifact.path[len(path.rstrip("/")) + 1 :] if path else artifact.path
-        out = root / rel
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(read(artifact.digest))
-    return root
