@@ -32,7 +32,8 @@ import pyarrow as pa
 from meshops.kernel.errors import Forbidden, InvalidInput, MeshopsError
 from meshops.kernel.sandbox import Relation, run_user_sql
 from meshops.kernel.urn import Urn
-from meshops.mesh.contracts import literal
+from meshops.mesh.contracts import literal, run_contract_test
+from meshops.mesh.models import BuildReport, ContractReport, PortBuild
 from meshops.mesh.specs import InputSpec, ProductSpec, TransformSpec
 
 OnStep = Callable[[str], None]
@@ -384,3 +385,44 @@ def build(
     for port in spec.ports:
         tables[port.port] = conform(tables[port.port], [c.name for c in port.columns])
     return BuildResult(spec.key, spec.version, tables, inputs, time.perf_counter() - started, steps)
+
+
+def contract_reports(
+    spec: ProductSpec,
+    tables: dict[str, pa.Table],
+    on_step: OnStep | None,
+) -> dict[str, ContractReport]:
+    """The contract test of each port's table (InvalidInput when a port has none)."""
+    reports = {}
+    for port in spec.ports:
+        if on_step:
+            on_step(f"contract test {port.port}")
+        table = tables.get(port.port)
+        if table is None:
+            raise InvalidInput(
+                f"no table given for output port {port.port!r}",
+                {"field": "tables", "fix": f"pass tables={{{port.port!r}: <pyarrow.Table>}}"},
+            )
+        reports[port.port] = run_contract_test(
+            table,
+            port.port,
+            port.columns,
+            port.schema_object,
+            port.document.get("slaProperties") or [],
+        )
+    return reports
+
+
+def build_report(result: BuildResult, reports: dict[str, ContractReport]) -> BuildReport:
+    return BuildReport(
+        product=result.product,
+        version=result.version,
+        seconds=result.seconds,
+        inputs=[i.urn for i in result.inputs],
+        ports=[
+            PortBuild(port=port, rows=t.num_rows, columns=t.column_names, report=reports[port])
+            for port, t in result.tables.items()
+            if port in reports
+        ],
+        steps=result.steps,
+    )

@@ -114,8 +114,6 @@ class RemoteMesh:
         return read_input
 
     def build(self, folder: str | Path, on_step: builds.OnStep | None = None) -> BuildReport:
-        from meshops.mesh.service import _build_report
-
         spec = specs.load_product(folder)
         result = builds.build(spec, self._reader(), on_step)
         reports = {
@@ -128,7 +126,7 @@ class RemoteMesh:
             )
             for p in spec.ports
         }
-        return _build_report(result, reports)
+        return builds.build_report(result, reports)
 
     def diff(self, folder: str | Path) -> SchemaDiff:
         spec = specs.load_product(folder)

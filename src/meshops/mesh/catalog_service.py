@@ -1,0 +1,250 @@
+"""The catalog of the mesh: domains, the lifecycle of products (deprecate, retire),
+search, lineage and service levels."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection
+
+from meshops.kernel import lineage
+from meshops.kernel.db import utcnow
+from meshops.kernel.errors import Conflict, InvalidInput, NotFound
+from meshops.mesh import catalog, store
+from meshops.mesh.models import (
+    DataProduct,
+    Domain,
+    SearchResult,
+    SloPoint,
+    SloStatus,
+    check_name,
+    split_product_ref,
+)
+from meshops.mesh.read_service import ReadService
+from meshops.mesh.records import (
+    MeshArea,
+    domain_model,
+    domain_urn,
+    product_model,
+    product_urn,
+)
+
+if TYPE_CHECKING:
+    from meshops.kernel.lineage import Edge
+    from meshops.mesh import contracts
+else:
+    # Imported on first use: searching the catalog or listing products needs none of them
+    # (Arrow, DuckDB, the ODCS models), and `meshops catalog search` start time matters.
+    from meshops.kernel.lazy import lazy_module
+
+    contracts = lazy_module("meshops.mesh.contracts")
+
+
+class CatalogService(MeshArea):
+    """Domains, lifecycle, search, lineage and SLOs."""
+
+    # --- domains -------------------------------------------------------------------------------
+
+    def create_domain(
+        self,
+        name: str,
+        description: str = "",
+        owners: list[str] | None = None,
+        members: list[str] | None = None,
+        team: str = "",
+    ) -> Domain:
+        check_name(name, "domain", "name")
+        self.ctx.authorize("domain.write", name)
+        now = utcnow()
+        row = {
+            "name": name,
+            "description": description,
+            "team": team,
+            "owners": owners or [self.ctx.actor.name],
+            "members": members or [],
+            "created_at": now,
+            "updated_at": now,
+        }
+        with self.ctx.db.begin() as conn:
+            if store.get_domain(conn, name) is not None:
+                raise Conflict(f"domain {name!r} already exists", {"fix": "pick another name"})
+            store.insert_domain(conn, row)
+            self.ctx.audit(conn, "domain.create", domain_urn(name), after=row)
+        return domain_model(row)
+
+    def update_domain(
+        self,
+        name: str,
+        description: str | None = None,
+        owners: list[str] | None = None,
+        members: list[str] | None = None,
+        team: str | None = None,
+    ) -> Domain:
+        self.ctx.authorize("domain.write", name)
+        with self.ctx.db.begin() as conn:
+            before = self._domain_row(conn, name)
+            values = {
+                k: v
+                for k, v in (
+                    ("description", description),
+                    ("owners", owners),
+                    ("members", members),
+                    ("team", team),
+                )
+                if v is not None
+            }
+            store.update_domain(conn, name, {**values, "updated_at": utcnow()})
+            after = {**before, **values}
+            self.ctx.audit(conn, "domain.update", domain_urn(name), before=before, after=after)
+        return domain_model(after)
+
+    def list_domains(self) -> list[Domain]:
+        self.ctx.authorize("domain.read")
+        with self.ctx.db.read() as conn:
+            return [domain_model(r) for r in store.list_domains(conn)]
+
+    def get_domain(self, name: str) -> Domain:
+        self.ctx.authorize("domain.read", name)
+        with self.ctx.db.read() as conn:
+            return domain_model(self._domain_row(conn, name))
+
+    def _domain_row(self, conn: Connection, name: str) -> dict[str, Any]:
+        row = store.get_domain(conn, name)
+        if row is None:
+            raise NotFound(
+                f"domain {name!r} does not exist",
+                {"fix": f"create it: meshops domain create {name}"},
+            )
+        return row
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def deprecate(
+        self,
+        product: str,
+        sunset: date | str | None = None,
+        replacement: str | None = None,
+        reason: str = "",
+    ) -> DataProduct:
+        domain, _, _ = split_product_ref(product)
+        self.ctx.authorize("dataproduct.lifecycle", domain)
+        if replacement:
+            split_product_ref(replacement)
+        with self.ctx.db.begin() as conn:
+            row = self._product_row(conn, product)
+            if row["status"] not in ("published", "deprecated"):
+                raise Conflict(
+                    f"{row['product']} is {row['status']}; only a published product can be "
+                    "deprecated",
+                    {"fix": "publish a version first" if row["status"] == "draft" else ""},
+                )
+            values = {
+                "status": "deprecated",
+                "sunset": store.as_date(sunset),
+                "replacement": replacement,
+                "deprecation_reason": reason,
+            }
+            store.update_product(conn, row["product"], values)
+            catalog.set_status(conn, row["product"], "deprecated")
+            self.ctx.audit(
+                conn,
+                "dataproduct.deprecate",
+                product_urn(row["product"]),
+                before=row["status"],
+                after={k: str(v) for k, v in values.items()},
+            )
+            return product_model(self._product_row(conn, product))
+
+    def retire(self, product: str) -> DataProduct:
+        domain, _, _ = split_product_ref(product)
+        self.ctx.authorize("dataproduct.lifecycle", domain)
+        with self.ctx.db.begin() as conn:
+            row = self._product_row(conn, product)
+            if row["status"] != "deprecated":
+                raise Conflict(
+                    f"{row['product']} is {row['status']}; deprecate it (with a sunset date and "
+                    "replacement) before retiring it",
+                    {"fix": f"meshops product deprecate {row['product']} --sunset YYYY-MM-DD"},
+                )
+            store.update_product(conn, row["product"], {"status": "retired"})
+            catalog.set_status(conn, row["product"], "retired")
+            self.ctx.audit(
+                conn,
+                "dataproduct.retire",
+                product_urn(row["product"]),
+                before="deprecated",
+                after="retired",
+            )
+            return product_model(self._product_row(conn, product))
+
+    # --- catalog, lineage, SLOs ----------------------------------------------------------------
+
+    def search(
+        self,
+        text: str = "",
+        *,
+        domain: str | None = None,
+        status: str | None = None,
+        classification: str | None = None,
+        tag: str | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> SearchResult:
+        self.ctx.authorize("dataproduct.read_metadata", domain)
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit must be between 1 and 1000", {"field": "limit"})
+        with self.ctx.db.read() as conn:
+            return catalog.search(
+                conn,
+                text,
+                domain=domain,
+                status=status,
+                classification=classification,
+                tag=tag,
+                limit=limit,
+                offset=offset,
+            )
+
+    def lineage(
+        self, product: str, version: str | None = None, direction: str = "upstream", depth: int = 5
+    ) -> list[Edge]:
+        if direction not in ("upstream", "downstream"):
+            raise InvalidInput("direction is upstream or downstream", {"field": "direction"})
+        published = ReadService(self.ctx).get_version(product, version)
+        self.ctx.authorize("lineage.read")
+        with self.ctx.db.read() as conn:
+            return lineage.walk(conn, published.urn, direction, depth)  # type: ignore[arg-type]
+
+    def slo(self, product: str, now: datetime | None = None) -> SloStatus:
+        latest = ReadService(self.ctx).get_version(product)
+        with self.ctx.db.read() as conn:
+            history = store.quality_summary(conn, latest.product)
+        limit = None
+        for port in latest.ports:
+            for prop in port.contract.get("slaProperties") or []:
+                if prop.get("property") in ("freshness", "latency", "frequency") and prop.get(
+                    "value"
+                ):
+                    seconds = contracts._freshness_limit(prop)
+                    limit = seconds if limit is None else min(limit, seconds)
+        age = ((now or datetime.now(UTC)) - latest.created_at).total_seconds()
+        passed = sum(h["passed"] for h in history)
+        total = sum(h["total"] for h in history)
+        return SloStatus(
+            product=latest.product,
+            freshness_ok=None if limit is None else age <= limit,
+            freshness_limit_seconds=limit,
+            age_seconds=age,
+            quality_compliance=passed / total if total else 1.0,
+            history=[
+                SloPoint(
+                    version=h["version"],
+                    at=h["at"],
+                    fresh=h["sla_ok"],
+                    quality_passed=h["passed"],
+                    quality_total=h["total"],
+                )
+                for h in history
+            ],
+        )

@@ -1,0 +1,462 @@
+"""Publishing data products: validate and build folders, diff and register specs, and
+publish versions (contract tests, the publish policies, snapshots, one transaction)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection
+
+from meshops.kernel import lineage, outbox
+from meshops.kernel.db import utcnow
+from meshops.kernel.errors import Conflict, Forbidden, InvalidInput
+from meshops.kernel.urn import Urn, dataproduct_urn
+from meshops.mesh import catalog, gate, store
+from meshops.mesh.events import DataProductPublished
+from meshops.mesh.models import (
+    BuildReport,
+    ContractReport,
+    DataProduct,
+    DataProductVersion,
+    PolicyWarning,
+    SchemaDiff,
+    SemVer,
+    ValidationReport,
+)
+from meshops.mesh.read_service import ReadService
+from meshops.mesh.records import (
+    MeshArea,
+    canonical,
+    domain_urn,
+    product_model,
+    product_urn,
+    product_values,
+    quality_values,
+)
+from meshops.mesh.schema_diff import bump_between, diff_schemas
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from meshops.mesh import builds, contracts, specs
+else:
+    # Imported on first use: searching the catalog or listing products needs none of them
+    # (Arrow, DuckDB, the ODCS models), and `meshops catalog search` start time matters.
+    from meshops.kernel.lazy import lazy_module
+
+    pa = lazy_module("pyarrow")
+    pq = lazy_module("pyarrow.parquet")
+    builds = lazy_module("meshops.mesh.builds")
+    contracts = lazy_module("meshops.mesh.contracts")
+    specs = lazy_module("meshops.mesh.specs")
+
+
+log = logging.getLogger(__name__)
+INPUT_RELATION = "input_to"
+
+
+class PublishService(MeshArea):
+    """Validate, build, diff, register and publish data products."""
+
+    # --- specs, builds -------------------------------------------------------------------------
+
+    def validate(self, folder: str | Path) -> ValidationReport:
+        spec = specs.load_product(folder)
+        self.ctx.authorize("dataproduct.read_metadata", spec.domain)
+        return ValidationReport(
+            product=spec.key,
+            version=spec.version,
+            ports=[p.port for p in spec.ports],
+            warnings=spec.warnings,
+        )
+
+    def build(self, folder: str | Path, on_step: builds.OnStep | None = None) -> BuildReport:
+        """Build and contract-test a product folder without publishing anything."""
+        spec = specs.load_product(folder)
+        self.ctx.authorize("dataproduct.read_metadata", spec.domain)
+        result = builds.build(spec, self._product_reader(), on_step)
+        reports = builds.contract_reports(spec, result.tables, on_step)
+        return builds.build_report(result, reports)
+
+    def diff(self, folder: str | Path) -> SchemaDiff:
+        """The schema diff of a product folder against its last published version; raises
+        Conflict listing the breaking changes when the folder's version is not a major bump."""
+        return self._diff_spec(specs.load_product(folder))
+
+    def diff_documents(
+        self, descriptor: dict[str, Any], contracts_by_port: dict[str, dict[str, Any]]
+    ) -> SchemaDiff:
+        return self._diff_spec(specs.spec_from_documents(descriptor, contracts_by_port))
+
+    def _diff_spec(self, spec: specs.ProductSpec) -> SchemaDiff:
+        self.ctx.authorize("dataproduct.read_metadata", spec.domain)
+        with self.ctx.db.read() as conn:
+            return self._schema_diff(conn, spec)
+
+    def register(self, folder: str | Path) -> DataProduct:
+        """Put a product in the catalog as a draft before its first publish."""
+        return self._register_spec(specs.load_product(folder))
+
+    def register_documents(
+        self, descriptor: dict[str, Any], contracts_by_port: dict[str, dict[str, Any]]
+    ) -> DataProduct:
+        return self._register_spec(specs.spec_from_documents(descriptor, contracts_by_port))
+
+    def _register_spec(self, spec: specs.ProductSpec) -> DataProduct:
+        self.ctx.authorize("dataproduct.write", spec.domain)
+        with self.ctx.db.begin() as conn:
+            existing = store.get_product(conn, spec.key)
+            if existing is not None:
+                return product_model(existing)
+            self._ensure_domain(conn, spec)
+            row = product_values(spec, "draft", None)
+            store.upsert_product(conn, row)
+            catalog.index(conn, [self._catalog_entry(spec, "draft", None)])
+            self.ctx.audit(
+                conn, "dataproduct.register", product_urn(spec.key), after=spec.descriptor
+            )
+        return product_model(row)
+
+    # --- publish -------------------------------------------------------------------------------
+
+    def publish(
+        self, folder: str | Path, on_step: builds.OnStep | None = None
+    ) -> DataProductVersion:
+        """Build, contract-test and publish a product folder as an immutable version."""
+        spec = specs.load_product(folder)
+        self.ctx.authorize("dataproduct.publish", spec.domain)
+        result = builds.build(spec, self._product_reader(), on_step)
+        version = self._publish(spec, result.tables, result.inputs, on_step)
+        self._emit_openlineage(spec, result.inputs, version)
+        return version
+
+    def publish_arrow(
+        self,
+        descriptor: dict[str, Any],
+        contracts_by_port: dict[str, dict[str, Any]],
+        tables: dict[str, pa.Table],
+        *,
+        inputs: list[str] | None = None,
+    ) -> DataProductVersion:
+        """Publish Arrow tables (one per output port) as a version of the product the ODPS
+        `descriptor` describes; `contracts_by_port` holds each port's ODCS contract and
+        `inputs` the URNs this version derives from (lineage)."""
+        spec = specs.spec_from_documents(descriptor, contracts_by_port)
+        self.ctx.authorize("dataproduct.publish", spec.domain)
+        upstream = [
+            builds.InputData(urn, pa.table({}), urn, "meshops", urn) for urn in inputs or []
+        ]
+        for urn in inputs or []:
+            Urn.parse(urn)
+        version = self._publish(spec, tables, upstream, None)
+        self._emit_openlineage(spec, upstream, version)
+        return version
+
+    def publish_document(
+        self, spec: specs.ProductSpec, diff: SchemaDiff, reports: dict[str, ContractReport]
+    ) -> dict[str, Any]:
+        """The `dataproduct.publish` input document the publish gate evaluates (descriptor,
+        contract, ports, schema diff, test results; governance/documents.py: PublishInput)."""
+        return gate.publish_document(spec, diff.previous_version, diff, reports)
+
+    def _publish_gate(
+        self, spec: specs.ProductSpec, reports: dict[str, ContractReport]
+    ) -> tuple[str | None, list[PolicyWarning]]:
+        """Evaluate the `dataproduct.publish` policies (global and the product's domain) and
+        record the evaluations, before any blob or row is written; a blocking violation
+        raises PolicyViolation. Returns the version the diff was taken against and the
+        warnings. A version number already published is not a new publish (it is reused or
+        refused as immutable by the write transaction) and is not evaluated again."""
+        with self.ctx.db.read() as conn:
+            product_row = store.get_product(conn, spec.key)
+            if product_row is not None and (
+                product_row["status"] == "retired"
+                or store.get_version_row(conn, spec.key, spec.version) is not None
+            ):
+                return None, []
+            diff = self._schema_diff(conn, spec)
+        from meshops.governance.service import GovernanceService
+
+        urn = dataproduct_urn(spec.domain, spec.name, spec.version)
+        decision = GovernanceService(self.ctx).enforce(
+            gate.TARGET, self.publish_document(spec, diff, reports), spec.domain, urn
+        )
+        warnings = [PolicyWarning(policy_id=w.policy_id, explanation=w.explanation)
+                    for w in decision.warnings]  # fmt: skip
+        return diff.previous_version, warnings
+
+    def _check_owner_change(
+        self, spec: specs.ProductSpec, product_row: dict[str, Any] | None
+    ) -> None:
+        """Owners are the server's state: a new version may name other owners only when its
+        publisher is an owner already or may administer the domain (owners read every
+        version in clear, so a publisher naming itself would read them all)."""
+        if product_row is None or not spec.owners:
+            return
+        current = list(product_row["owners"])
+        if set(spec.owners) == set(current) or self.ctx.actor.name in current:
+            return
+        try:
+            self.ctx.authorize("domain.write", spec.domain)
+        except Forbidden as exc:
+            raise Forbidden(
+                f"{self.ctx.actor.name} may not change the owners of {spec.key} "
+                f"from {current} to {list(spec.owners)}",
+                {
+                    "field": "owners",
+                    "owners": current,
+                    "fix": "keep the product's owners in the descriptor, or ask an owner "
+                    "or the domain's owner to change them",
+                },
+            ) from exc
+
+    def _publish(
+        self,
+        spec: specs.ProductSpec,
+        tables: dict[str, pa.Table],
+        inputs: list[builds.InputData],
+        on_step: builds.OnStep | None,
+    ) -> DataProductVersion:
+        tables = {
+            p.port: builds.conform(tables[p.port], [c.name for c in p.columns])
+            for p in spec.ports
+            if p.port in tables
+        }
+        reports = builds.contract_reports(spec, tables, on_step)
+        failures = [f for r in reports.values() for f in r.failures]
+        if failures:
+            raise InvalidInput(
+                f"contract test of {spec.key} {spec.version} failed "
+                f"({len(failures)} rule(s)); nothing was published: "
+                + "; ".join(f"{f.rule}: {f.message}" for f in failures[:10]),
+                {
+                    "failures": [f.model_dump(mode="json") for f in failures],
+                    "fix": "fix the data or the contract, then publish again",
+                },
+            )
+        # The policies decide before anything is written.
+        evaluated_against, warnings = self._publish_gate(spec, reports)
+        # Blobs first: an interrupted publish leaves only unreferenced, content-addressed blobs.
+        snapshots: dict[str, tuple[str, int]] = {}
+        for port in spec.ports:
+            if on_step:
+                on_step(f"snapshot {port.port}")
+            snapshots[port.port] = self._write_snapshot(tables[port.port])
+        profiles = {p.port: contracts.profile(tables[p.port], p.port) for p in spec.ports}
+        digest = hashlib.sha256(
+            canonical([[p.port, snapshots[p.port][0], p.document] for p in spec.ports]).encode()
+        ).hexdigest()
+        if on_step:
+            on_step("record version")
+        with self.ctx.db.begin() as conn:
+            product_row = store.get_product(conn, spec.key, for_update=True)
+            reused = self._reuse(conn, spec, digest, product_row)
+            if reused is not None:
+                return reused
+            if product_row is not None and product_row["status"] == "retired":
+                raise Conflict(
+                    f"{spec.key} is retired; a retired product takes no new versions",
+                    {"fix": f"publish under a new name, e.g. {spec.key}_v2"},
+                )
+            diff = self._schema_diff(conn, spec)
+            if diff.previous_version != evaluated_against:
+                raise Conflict(
+                    f"{spec.key} {diff.previous_version} was published while "
+                    f"{spec.version} was being checked; nothing was published",
+                    {"field": "version", "fix": "publish again"},
+                )
+            self._check_owner_change(spec, product_row)
+            self._ensure_domain(conn, spec)
+            status = (
+                product_row["status"]
+                if product_row and product_row["status"] == "deprecated"
+                else "published"
+            )
+            store.upsert_product(conn, product_values(spec, status, spec.version, product_row))
+            urn = dataproduct_urn(spec.domain, spec.name, spec.version)
+            now = utcnow()
+            store.insert_version(
+                conn,
+                {
+                    "product": spec.key,
+                    "version": spec.version,
+                    "urn": urn,
+                    "digest": digest,
+                    "row_count": sum(t.num_rows for t in tables.values()),
+                    "created_at": now,
+                    "created_by": self.ctx.actor.name,
+                    "descriptor": spec.descriptor,
+                    "inputs": [i.urn for i in inputs],
+                    "schema_diff": diff.model_dump(mode="json"),
+                },
+                [
+                    {
+                        "position": i,
+                        "name": p.port,
+                        "contract_id": p.contract_id,
+                        "snapshot_digest": snapshots[p.port][0],
+                        "row_count": tables[p.port].num_rows,
+                        "bytes": snapshots[p.port][1],
+                        "columns": [c.model_dump() for c in p.columns],
+                        "profile": [c.model_dump(mode="json") for c in profiles[p.port]],
+                        "contract": p.document,
+                    }
+                    for i, p in enumerate(spec.ports)
+                ],
+                [
+                    {**quality_values(r), "port": port, "checked_at": now}
+                    for port, report in reports.items()
+                    for r in report.results
+                ],
+            )
+            catalog.index(conn, [self._catalog_entry(spec, status, spec.version)])
+            lineage.add_edges(conn, [(i.urn, urn, INPUT_RELATION) for i in inputs])
+            self.ctx.audit(conn, "dataproduct.publish", urn, after={"digest": digest})
+            published = {"product": spec.key, "version": spec.version, "urn": urn, "digest": digest}
+            outbox.emit(conn, urn, DataProductPublished(**published), self.ctx.actor.name)
+            version = self._version_model(conn, store.get_version_row(conn, spec.key, spec.version))
+        return version.model_copy(update={"policy_warnings": warnings})
+
+    def _reuse(
+        self,
+        conn: Connection,
+        spec: specs.ProductSpec,
+        digest: str,
+        product_row: dict[str, Any] | None,
+    ) -> DataProductVersion | None:
+        """Identical content already published is recognised by digest and not stored again."""
+        if product_row is None:
+            return None
+        same_version = store.get_version_row(conn, spec.key, spec.version)
+        if same_version is not None:
+            if same_version["digest"] == digest:
+                return self._version_model(conn, same_version).model_copy(update={"reused": True})
+            raise Conflict(
+                f"{spec.key} {spec.version} is already published with other content; "
+                "versions are immutable",
+                {"field": "version", "fix": "bump the version in dataproduct.yaml"},
+            )
+        same_digest = store.find_version_by_digest(conn, spec.key, digest)
+        if same_digest is not None:
+            return self._version_model(conn, same_digest).model_copy(update={"reused": True})
+        return None
+
+    def _write_snapshot(self, table: pa.Table) -> tuple[str, int]:
+        with self.ctx.blobs.writer() as (fh, digest):
+            pq.write_table(table, fh, compression="zstd")
+            size = fh.tell()
+        return digest[0], size
+
+    def _schema_diff(self, conn: Connection, spec: specs.ProductSpec) -> SchemaDiff:
+        new_ports = {p.port: p.columns for p in spec.ports}
+        latest = self._latest_row(conn, spec.key)
+        if latest is None:
+            return diff_schemas(None, spec.version, {}, new_ports)
+        previous = self._version_model(conn, latest)
+        diff = diff_schemas(
+            previous.version, spec.version, {p.name: p.columns for p in previous.ports}, new_ports
+        )
+        bump = bump_between(previous.version, spec.version)
+        if bump == "none":
+            raise Conflict(
+                f"{spec.key} {spec.version} is not newer than the published {previous.version}",
+                {"field": "version", "fix": f"use a version above {previous.version}"},
+            )
+        breaking = diff.breaking
+        if breaking and bump != "major":
+            next_major = f"{SemVer.parse(previous.version).major + 1}.0.0"
+            raise Conflict(
+                f"{spec.key} {spec.version} has {len(breaking)} breaking change(s) against "
+                f"{previous.version} and needs a major version: "
+                + "; ".join(c.message for c in breaking),
+                {
+                    "breaking": [c.model_dump() for c in breaking],
+                    "field": "version",
+                    "fix": f"publish as {next_major}, or keep the schema compatible",
+                },
+            )
+        if breaking:
+            diff.affected = self._downstream_of_product(conn, spec.key)
+        return diff
+
+    def _downstream_of_product(self, conn: Connection, product: str) -> list[str]:
+        affected: dict[str, None] = {}
+        for row in store.version_rows(conn, product):
+            for edge in lineage.walk(conn, row["urn"], "downstream", 10):
+                affected.setdefault(edge.downstream)
+        return list(affected)
+
+    def _ensure_domain(self, conn: Connection, spec: specs.ProductSpec) -> None:
+        if store.get_domain(conn, spec.domain) is None:
+            now = utcnow()
+            row = {
+                "name": spec.domain,
+                "description": "",
+                "team": "",
+                "owners": spec.owners or [self.ctx.actor.name],
+                "members": [],
+                "created_at": now,
+                "updated_at": now,
+            }
+            store.insert_domain(conn, row)
+            self.ctx.audit(conn, "domain.create", domain_urn(spec.domain), after=row)
+
+    def _catalog_entry(
+        self, spec: specs.ProductSpec, status: str, version: str | None
+    ) -> dict[str, Any]:
+        columns = [c.model_dump() for p in spec.ports for c in p.columns]
+        return catalog.entry(
+            spec.key,
+            domain=spec.domain,
+            name=spec.name,
+            status=status,
+            description=spec.description,
+            tags=spec.tags,
+            owners=spec.owners or [self.ctx.actor.name],
+            columns=columns,
+            latest_version=version,
+        )
+
+    def _emit_openlineage(
+        self, spec: specs.ProductSpec, inputs: list[builds.InputData], version: DataProductVersion
+    ) -> None:
+        section = self.ctx.home.settings.section("openlineage")
+        if not section.get("transport") or version.reused:
+            return
+        # Inside a unit of work (`meshops apply`) the version exists only once it commits.
+        self.ctx.db.after_commit(lambda: self._send_openlineage(section, spec, inputs, version))
+
+    def _send_openlineage(
+        self,
+        section: dict[str, Any],
+        spec: specs.ProductSpec,
+        inputs: list[builds.InputData],
+        version: DataProductVersion,
+    ) -> None:
+        from meshops.mesh import openlineage
+
+        event = openlineage.run_event(
+            spec.key,
+            version.version,
+            inputs,
+            {p.name: (p.columns, p.row_count) for p in version.ports},
+            namespace=str(section.get("namespace", "meshops")),
+        )
+        try:
+            openlineage.emit(section, event)
+        except Exception as exc:  # lineage export must never undo a committed publish
+            log.warning("OpenLineage emit failed for %s: %s", version.urn, exc)
+
+    def _product_reader(self) -> builds.ProductReader:
+        reader = ReadService(self.ctx)
+
+        def read_input(ref: str, port: str | None) -> tuple[pa.Table, str]:
+            version = reader.get_version(ref)
+            table = reader.read(ref, version.version, port, interface="pipeline")
+            return table, version.urn
+
+        return read_input
