@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import pytest
 
 from meshops.client import Platform
 from tests.conftest import LiveServer
+from tests.support.cli import run_cli
 
 
 def test_health_and_openapi(live_server: LiveServer) -> None:
@@ -35,26 +35,15 @@ def test_lineage_same_over_both_transports(platform: Platform) -> None:
     assert [(e.upstream, e.relation) for e in edges] == [("meshops:run:a", "produced")]
 
 
-def _cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {"MESHOPS_HOME": str(home), "PATH": "/usr/bin:/bin", "MESHOPS_USER": "alice"}
-    return subprocess.run(
-        [sys.executable, "-m", "meshops.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-
-
 def test_cli_version_db_and_error_exit_codes(tmp_path: Path) -> None:
     import meshops
 
-    assert _cli("version", home=tmp_path).stdout.strip() == meshops.__version__
-    up = _cli("db", "upgrade", home=tmp_path)
+    assert run_cli("version", home=tmp_path).stdout.strip() == meshops.__version__
+    up = run_cli("db", "upgrade", home=tmp_path)
     assert up.returncode == 0, up.stderr
-    status = _cli("db", "status", "--json", home=tmp_path)
+    status = run_cli("db", "status", "--json", home=tmp_path)
     assert '"up_to_date": true' in status.stdout
-    bad = _cli("lineage", "upstream", "nonsense", home=tmp_path)
+    bad = run_cli("lineage", "upstream", "nonsense", home=tmp_path)
     assert bad.returncode == 2
     assert "not a meshops URN" in bad.stderr
 

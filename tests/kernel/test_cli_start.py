@@ -11,6 +11,7 @@ import pytest
 import typer.main
 
 from meshops.cli.main import app, lazy_group
+from tests.support.cli import run_cli
 
 
 def _output(command: Any, args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -38,13 +39,7 @@ def test_lazy_group_builds_only_the_command_that_runs(capsys: pytest.CaptureFixt
 
 
 def test_unknown_command_exits_2_with_a_message(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "meshops.cli.main", "no-such-command"],
-        capture_output=True,
-        text=True,
-        env={"MESHOPS_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"},
-        check=False,
-    )
+    proc = run_cli("no-such-command", home=tmp_path / "home")
     assert proc.returncode == 2
     assert "No such command" in proc.stderr
 
@@ -104,12 +99,6 @@ def test_lazy_module_imports_on_first_attribute() -> None:
 
 @pytest.mark.parametrize("args", [["--help"], ["catalog", "--help"]])
 def test_help_works_as_a_program(args: list[str], tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "meshops.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env={"MESHOPS_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"},
-        check=False,
-    )
+    proc = run_cli(*args, home=tmp_path / "home")
     assert proc.returncode == 0, proc.stderr
     assert "Usage" in proc.stdout

@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-
-def _cli(*args: str, home: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {"MESHOPS_HOME": str(home), "PATH": "/usr/bin:/bin", "MESHOPS_USER": "alice"}
-    return subprocess.run(
-        [sys.executable, "-m", "meshops.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        check=False,
-    )
+from tests.support.cli import run_cli
 
 
 def test_cli_domain_product_catalog(
@@ -51,7 +39,7 @@ def test_cli_domain_product_catalog(
     assert json.loads(total.stdout) == [{"n": 2000}]
     hits = json.loads(run("catalog", "search", "order", "--json").stdout)
     assert hits["hits"][0]["product"] == "sales.orders"
-    bad = _cli("product", "read", "sales.nothing", home=home, cwd=retail)
+    bad = run_cli("product", "read", "sales.nothing", home=home, cwd=retail)
     assert bad.returncode == 3 and "does not exist" in bad.stderr
     assert run("product", "new", "sales.returns", "--folder", "returns").exit_code == 0
     assert (retail / "returns" / "returns.odcs.yaml").is_file()

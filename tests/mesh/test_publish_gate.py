@@ -5,8 +5,6 @@ once, and surfaces warnings in the publish result."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from meshops.kernel.errors import NotFound, PolicyViolation
 from meshops.mesh.remote import ARROW_STREAM, table_to_ipc
 from tests.conftest import LiveServer
 from tests.mesh.conftest import contract, descriptor
+from tests.support.cli import run_cli
 
 COLUMNS: list[dict[str, Any]] = [
     {"name": "id", "logicalType": "integer", "required": True, "primaryKey": True},
@@ -118,14 +117,6 @@ def test_cli_publish_refused_exits_6(retail: Path, tmp_path: Path) -> None:
     doc = yaml.safe_load(path.read_text())
     doc["description"] = {"purpose": "  "}
     path.write_text(yaml.safe_dump(doc))
-    env = {"MESHOPS_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin", "MESHOPS_USER": "alice"}
-    result = subprocess.run(
-        [sys.executable, "-m", "meshops.cli.main", "product", "publish", str(folder)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=retail,
-        check=False,
-    )
+    result = run_cli("product", "publish", str(folder), home=tmp_path / "home", cwd=retail)
     assert result.returncode == 6, result.stderr
     assert "product-has-owner-and-description" in result.stderr

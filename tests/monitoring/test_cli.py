@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from tests.monitoring.test_service import features
-
-
-def _cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {"MESHOPS_HOME": str(home), "PATH": "/usr/bin:/bin", "MESHOPS_USER": "alice"}
-    return subprocess.run(
-        [sys.executable, "-m", "meshops.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+from tests.support.cli import run_cli
 
 
 def test_create_run_report_and_alert_lifecycle(tmp_path: Path) -> None:
@@ -31,7 +19,7 @@ def test_create_run_report_and_alert_lifecycle(tmp_path: Path) -> None:
         "name: churn-drift\nkind: data_drift\nendpoint: churn\n"
         "rules:\n  - {name: drift, metric: dataset_drift, op: '>=', value: 1}\n"
     )
-    created = _cli(
+    created = run_cli(
         "monitors",
         "create",
         str(tmp_path / "monitor.yaml"),
@@ -40,7 +28,7 @@ def test_create_run_report_and_alert_lifecycle(tmp_path: Path) -> None:
         home=home,
     )
     assert created.returncode == 0, created.stderr
-    run = _cli(
+    run = run_cli(
         "monitors",
         "run",
         "churn-drift",
@@ -54,17 +42,17 @@ def test_create_run_report_and_alert_lifecycle(tmp_path: Path) -> None:
     assert result["status"] == "alert"
     assert {f["feature"] for f in result["features"] if f["drifted"]} == {"age", "color"}
 
-    alerts = json.loads(_cli("alerts", "list", "--json", home=home).stdout)
+    alerts = json.loads(run_cli("alerts", "list", "--json", home=home).stdout)
     assert [a["state"] for a in alerts] == ["open"]
-    acked = _cli("alerts", "ack", str(alerts[0]["id"]), "-m", "on it", "--json", home=home)
+    acked = run_cli("alerts", "ack", str(alerts[0]["id"]), "-m", "on it", "--json", home=home)
     assert json.loads(acked.stdout)[0]["state"] == "acknowledged"
 
-    report = _cli(
+    report = run_cli(
         "monitors", "report", str(result["id"]), "-o", str(tmp_path / "r.html"), home=home
     )
     assert report.returncode == 0, report.stderr
     assert "<svg" in (tmp_path / "r.html").read_text()
 
-    missing = _cli("monitors", "show", "nope", home=home)
+    missing = run_cli("monitors", "show", "nope", home=home)
     assert missing.returncode == 3
     assert "meshops monitors list" in missing.stderr

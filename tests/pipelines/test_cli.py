@@ -22,6 +22,7 @@ from meshops.cli.main import app
 from meshops.kernel import outbox
 from meshops.kernel.home import Home
 from tests.conftest import make_settings
+from tests.support.cli import run_cli
 
 FLOW = """
 from pathlib import Path
@@ -69,14 +70,7 @@ class Cli:
 
     def process(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, **self.env, "COLUMNS": "200"}
-        return subprocess.run(
-            [sys.executable, "-m", "meshops.cli.main", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=timeout,
-            check=False,
-        )
+        return run_cli(*args, env=env, timeout=timeout)
 
 
 MainExit = Callable[..., tuple[int, str]]

@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from meshops.client import Platform
 from meshops.kernel.home import Home
 from tests.conftest import make_settings
 from tests.registry.helpers import fitted_classifier
-
-
-def _cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {"MESHOPS_HOME": str(home), "PATH": "/usr/bin:/bin", "MESHOPS_USER": "alice"}
-    return subprocess.run(
-        [sys.executable, "-m", "meshops.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+from tests.support.cli import run_cli
 
 
 def test_models_commands(tmp_path: Path) -> None:
@@ -35,26 +23,26 @@ def test_models_commands(tmp_path: Path) -> None:
         platform.registry.set_alias("churn", "challenger", 2)
     home.close()
 
-    listed = _cli("models", "list", "--json", home=home_dir)
+    listed = run_cli("models", "list", "--json", home=home_dir)
     assert listed.returncode == 0, listed.stderr
     assert [(m["name"], m["latest_version"]) for m in json.loads(listed.stdout)] == [("churn", 2)]
 
-    moved = _cli(
+    moved = run_cli(
         "models", "alias", "set", "churn", "champion", "1", "--reason", "go", home=home_dir
     )
     assert moved.returncode == 0, moved.stderr
     assert "champion" in moved.stdout
 
-    history = _cli("models", "alias", "history", "churn", "--json", home=home_dir)
+    history = run_cli("models", "alias", "history", "churn", "--json", home=home_dir)
     moves = json.loads(history.stdout)
     assert [(m["alias"], m["to_version"]) for m in moves] == [("champion", 1), ("challenger", 2)]
     assert moves[0]["reason"] == "go" and moves[0]["actor"] == "alice"
 
-    shown = _cli("models", "show", "churn", home=home_dir)
+    shown = run_cli("models", "show", "churn", home=home_dir)
     assert shown.returncode == 0 and "champion" in shown.stdout and "sklearn" in shown.stdout
-    detail = _cli("models", "show", "churn", "--version", "1", "--json", home=home_dir)
+    detail = run_cli("models", "show", "churn", "--version", "1", "--json", home=home_dir)
     assert json.loads(detail.stdout)["signature"]["inputs"][0]["name"] == "age"
-    missing = _cli("models", "show", "ghost", home=home_dir)
+    missing = run_cli("models", "show", "ghost", home=home_dir)
     assert missing.returncode == 3 and "not found" in missing.stderr
-    bad_alias = _cli("models", "alias", "set", "churn", "9x", "1", home=home_dir)
+    bad_alias = run_cli("models", "alias", "set", "churn", "9x", "1", home=home_dir)
     assert bad_alias.returncode == 2 and "invalid alias" in bad_alias.stderr
