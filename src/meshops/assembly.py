@@ -75,9 +75,10 @@ def _governance() -> Loaded[Governance]:
     from meshops.governance.service import GovernanceService
 
     def remote(http: HttpTransport, platform: Platform) -> Governance:
-        from meshops.governance.remote import RemoteGovernance
+        from meshops.governance.remote import RemoteGovernanceBase
+        from meshops.kernel.rpc import remote as derive
 
-        return RemoteGovernance(http)
+        return derive(Governance, http, RemoteGovernanceBase)
 
     return Governance, GovernanceService, remote
 

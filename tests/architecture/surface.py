@@ -48,8 +48,11 @@ def sdk_signatures() -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     for area, (module, name) in AREAS.items():
         protocol = getattr(importlib.import_module(module), name)
+        members: dict[str, Any] = {}
+        for klass in reversed(protocol.__mro__):  # an area Protocol may extend smaller ones
+            members.update(vars(klass))
         methods = {}
-        for attr, fn in sorted(vars(protocol).items()):
+        for attr, fn in sorted(members.items()):
             if attr.startswith("_") or not callable(fn):
                 continue
             methods[attr] = _unaliased(str(inspect.signature(fn)))

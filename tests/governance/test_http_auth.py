@@ -111,9 +111,9 @@ def test_forbidden_action_gets_403_and_sdk_raises_forbidden(
     assert r.json()["error"] == "forbidden"
     assert "meshops roles bind bob" in r.json()["detail"]["fix"]
     transport = HttpTransport(server.url, bob_token)
-    from meshops.governance.remote import RemoteGovernance
+    from meshops.governance.remote import remote_governance
 
-    remote = RemoteGovernance(transport)
+    remote = remote_governance(transport)
     with pytest.raises(Forbidden):
         remote.create_user("eve")
     # After a binding, the same token may.
@@ -121,7 +121,7 @@ def test_forbidden_action_gets_403_and_sdk_raises_forbidden(
     assert remote.create_user("eve").name == "eve"
     transport.close()
     with pytest.raises(Unauthenticated):
-        RemoteGovernance(HttpTransport(server.url, None)).whoami()
+        remote_governance(HttpTransport(server.url, None)).whoami()
 
 
 def test_scoped_token_is_limited_to_its_scopes(server: LiveServer, sqlite_home: Home) -> None:

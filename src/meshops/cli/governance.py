@@ -50,14 +50,14 @@ def login(
     ] = None,
 ) -> None:
     """Check a token against a server and remember it for that URL."""
-    from meshops.governance.remote import RemoteGovernance
+    from meshops.governance.remote import remote_governance
     from meshops.kernel.config import store_token
     from meshops.kernel.http import HttpTransport
 
     secret = token or typer.prompt("API token", hide_input=True)
     http = HttpTransport(url, secret)
     try:
-        me = RemoteGovernance(http).whoami()
+        me = remote_governance(http).whoami()
     finally:
         http.close()
     path = store_token(url, secret)
