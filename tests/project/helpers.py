@@ -1,36 +1,12 @@
-"""Real git repositories in temporary folders, driven with the git CLI."""
+"""The project tests' checkouts: git (from tests.support.git) and edits of their files."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Alice",
-    "GIT_AUTHOR_EMAIL": "alice@example.com",
-    "GIT_COMMITTER_NAME": "Alice",
-    "GIT_COMMITTER_EMAIL": "alice@example.com",
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "HOME": "/nonexistent",
-    "PATH": "/usr/local/bin:/usr/bin:/bin",
-}
+from tests.support.git import GIT_ENV, commit_all, git
 
-
-def git(root: Path, *args: str) -> str:
-    out = subprocess.run(
-        ["git", "-C", str(root), *args],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=GIT_ENV,
-    )
-    return out.stdout.strip()
-
-
-def commit_all(root: Path, message: str) -> str:
-    git(root, "add", "-A")
-    git(root, "commit", "--quiet", "-m", message)
-    return git(root, "rev-parse", "HEAD")
+__all__ = ["GIT_ENV", "ORDERS", "commit_all", "edit", "git"]
 
 
 def edit(path: Path, old: str, new: str) -> None:

@@ -18,17 +18,13 @@ from meshops.client import Platform
 from meshops.features.service import FeatureStoreService
 from meshops.kernel import outbox
 from meshops.kernel.errors import Conflict, NotFound
-from meshops.project import scaffold
 from tests.conftest import open_platform
-from tests.project.helpers import commit_all
+from tests.support.git import new_project
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    root = tmp_path / "shop"
-    scaffold.init(root, project="shop", owner="alice")
-    commit_all(root, "meshops init")
-    return root
+    return new_project(tmp_path / "shop")
 
 
 @pytest.fixture(params=["embedded", "embedded-postgres"])

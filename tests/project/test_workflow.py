@@ -10,10 +10,10 @@ import pytest
 
 from meshops.client import Platform
 from meshops.kernel.errors import PolicyViolation
-from meshops.project import scaffold
 from meshops.project.check import junit_xml, markdown
 from meshops.tracking.models import DatasetInput
 from tests.project.helpers import ORDERS, commit_all, edit, git
+from tests.support.git import new_project
 
 
 class Echo:
@@ -23,10 +23,7 @@ class Echo:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    root = tmp_path / "shop"
-    scaffold.init(root, project="shop", owner="alice")
-    commit_all(root, "meshops init")
-    return root
+    return new_project(tmp_path / "shop")
 
 
 def test_init_check_plan_apply_breaking_change(platform: Platform, project: Path) -> None:

@@ -14,19 +14,15 @@ import httpx
 import pytest
 
 from meshops.kernel.home import Home
-from meshops.project import scaffold
 from tests.conftest import LiveServer, make_settings
-from tests.project.helpers import commit_all
+from tests.support.git import commit_all, new_project
 
 ORDERS = Path("domains/sales/products/orders")
 
 
 @pytest.fixture
 def checkout(tmp_path: Path) -> Path:
-    root = tmp_path / "checkout"
-    scaffold.init(root, project="shop", owner="alice")
-    commit_all(root, "meshops init")
-    return root
+    return new_project(tmp_path / "checkout")
 
 
 def _serve(tmp_path: Path, checkout: Path, **project: Any) -> Iterator[httpx.Client]:
