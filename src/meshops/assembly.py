@@ -113,9 +113,10 @@ def _registry() -> Loaded[Registry]:
     from meshops.registry.service import RegistryService
 
     def remote(http: HttpTransport, platform: Platform) -> Registry:
-        from meshops.registry.remote import RemoteRegistry
+        from meshops.kernel.rpc import remote as derive
+        from meshops.registry.remote import RemoteRegistryBase
 
-        return RemoteRegistry(http)
+        return derive(Registry, http, RemoteRegistryBase)
 
     return Registry, RegistryService, remote
 
@@ -157,9 +158,10 @@ def _project() -> Loaded[Project]:
     from meshops.project.service import ProjectService
 
     def remote(http: HttpTransport, platform: Platform) -> Project:
-        from meshops.project.remote import RemoteProject
+        from meshops.kernel.rpc import remote as derive
+        from meshops.project.remote import RemoteProjectBase
 
-        return RemoteProject(http, platform)
+        return derive(Project, http, RemoteProjectBase, platform=platform)
 
     return Project, ProjectService, remote
 

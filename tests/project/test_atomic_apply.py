@@ -1,5 +1,7 @@
-"""`meshops apply` is atomic across areas: a write that fails after others succeeded, or a
-process killed in the middle of the writes, leaves nothing of the apply on the platform."""
+"""`meshops apply` is atomic across areas, over every transport: a write that fails after
+others succeeded, or a process killed in the middle of the writes, leaves nothing of the
+apply on the platform. Over HTTP the client prepares and the server writes, in one unit of
+work (the test server runs in this process, so a patched service fails there)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ from meshops.client import Platform
 from meshops.features.service import FeatureStoreService
 from meshops.kernel import outbox
 from meshops.kernel.errors import Conflict, NotFound
-from tests.conftest import open_platform
+from meshops.kernel.home import Home
+from meshops.project.service import ProjectService
+from tests.conftest import make_settings, open_platform
 from tests.support.git import new_project
 
 
@@ -27,13 +31,18 @@ def project(tmp_path: Path) -> Path:
     return new_project(tmp_path / "shop")
 
 
-@pytest.fixture(params=["embedded", "embedded-postgres"])
-def embedded(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Platform]:
-    with open_platform(request.param, tmp_path / "home") as p:
-        yield p
+@pytest.fixture
+def server_home(platform: Platform, tmp_path: Path) -> Iterator[Home]:
+    """The home the platform writes to, read directly (over HTTP: the server's)."""
+    if platform.home is not None:
+        yield platform.home
+        return
+    home = Home(make_settings(tmp_path / "home"))
+    yield home
+    home.close()
 
 
-def assert_nothing_applied(platform: Platform) -> None:
+def assert_nothing_applied(platform: Platform, home: Home) -> None:
     assert platform.project.applied("shop") == []
     with pytest.raises(NotFound):
         platform.mesh.get_product("sales.orders")
@@ -41,14 +50,12 @@ def assert_nothing_applied(platform: Platform) -> None:
     assert "sales-products-are-tagged" not in {p.id for p in platform.governance.list_policies()}
     assert platform.features.list_definitions() == []
     assert platform.pipelines.list_schedules() == []
-    home = platform.home
-    assert home is not None
     with home.db.read() as conn:
         assert outbox.recent(conn, outbox.DATAPRODUCT_PUBLISHED) == []
 
 
 def test_a_failing_write_rolls_back_every_area(
-    embedded: Platform, project: Path, monkeypatch: pytest.MonkeyPatch
+    platform: Platform, server_home: Home, project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Feature definitions are written after the policies, the domain and both products.
     def refuse(*_args: object, **_kwargs: object) -> None:
@@ -56,17 +63,17 @@ def test_a_failing_write_rolls_back_every_area(
 
     monkeypatch.setattr(FeatureStoreService, "apply", refuse)
     with pytest.raises(Conflict) as failed:
-        embedded.project.apply(project)
+        platform.project.apply(project)
     assert "rolled back, nothing was applied" in failed.value.message
     assert "dataproduct sales.orders" in failed.value.detail["rolled_back"]
-    assert_nothing_applied(embedded)
+    assert_nothing_applied(platform, server_home)
 
     monkeypatch.undo()
-    result = embedded.project.apply(project)
+    result = platform.project.apply(project)
     assert {c.name for c in result.applied} >= {"sales.orders", "sales.order_stats"}
-    assert embedded.mesh.get_product("sales.order_stats").latest_version == "1.0.0"
-    assert embedded.features.list_definitions() != []
-    assert not embedded.project.plan(project).has_changes
+    assert platform.mesh.get_product("sales.order_stats").latest_version == "1.0.0"
+    assert platform.features.list_definitions() != []
+    assert not platform.project.plan(project).has_changes
 
 
 KILLED_APPLY = textwrap.dedent(
@@ -111,5 +118,29 @@ def test_a_process_killed_during_the_writes_leaves_nothing(tmp_path: Path, proje
         if proc.poll() is None:
             proc.kill()
     with open_platform("embedded", tmp_path / "home") as platform:
-        assert_nothing_applied(platform)
+        assert platform.home is not None
+        assert_nothing_applied(platform, platform.home)
         assert platform.project.apply(project).applied
+
+
+def test_over_http_the_last_write_failing_leaves_nothing_on_the_server(
+    tmp_path: Path, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The applied records are written last, after every area's objects: before the writes
+    # ran on the server, a client saw earlier calls committed one by one.
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise Conflict("applied records unavailable (injected)")
+
+    monkeypatch.setattr(ProjectService, "record_applied", refuse)
+    with open_platform("http", tmp_path / "home") as platform:
+        assert platform.is_remote
+        with pytest.raises(Conflict) as failed:
+            platform.project.apply(project)
+        rolled_back = failed.value.detail["rolled_back"]
+        assert {"policy sales-products-are-tagged", "domain sales"} <= set(rolled_back)
+        assert {"dataproduct sales.orders", "dataproduct sales.order_stats"} <= set(rolled_back)
+        home = Home(make_settings(tmp_path / "home"))
+        try:
+            assert_nothing_applied(platform, home)
+        finally:
+            home.close()

@@ -8,6 +8,12 @@ records with the git commit) inside one unit of work of the metadata database: e
 service joins the same transaction, later writes see earlier ones (a product published under
 a policy saved by this apply), and if any write fails all of them roll back. Snapshot blobs
 written before the failure stay in the content-addressed store, unreferenced.
+
+The two halves are separate so that both transports write on the side of the database:
+`prepare` plans, builds and checks where the repository is (user transforms run there) and
+returns the `Prepared` writes; `write` carries them out in one transaction. Over HTTP the
+client prepares and sends the writes (a document and the built tables, never code); the
+server writes them in its unit of work, with the caller's permissions.
 """
 
 from __future__ import annotations
@@ -19,17 +25,56 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from pydantic import BaseModel, Field
 
+from meshops.features.models import FeatureRepo
+from meshops.governance.models import Policy
+from meshops.kernel.bounds import JsonObject
 from meshops.kernel.errors import Forbidden, InvalidInput, MeshopsError, PolicyViolation
 from meshops.kernel.urn import dataproduct_urn
 from meshops.mesh import builds, contracts, specs
 from meshops.mesh.gate import publish_document
 from meshops.mesh.models import ContractReport, SemVer, VersionRange, split_product_ref
 from meshops.project.interface import Areas
-from meshops.project.models import AppliedRecord, ApplyResult, Change, Plan
+from meshops.project.models import AppliedRecord, ApplyResult, Change, GitInfo, Plan
 from meshops.project.plan import TRIGGER_BACKLOG_FIELDS, Planned, dry_run, make_plan
 
 PUBLISHING = ("new_version", "update")
+# What one apply may write: far above a real repository, low enough that a request is cheap
+# to validate before any write.
+MAX_OBJECTS = 10_000
+MAX_TABLES = 1_000
+
+
+class ProductWrite(BaseModel):
+    """A built data product to publish: its documents, and its tables by port."""
+
+    key: str  # "domain.name"
+    descriptor: JsonObject
+    contracts: dict[str, JsonObject]  # by port
+    inputs: list[str] = Field(default_factory=list, max_length=MAX_OBJECTS)
+    parts: dict[str, str] = Field(default_factory=dict)  # port -> part of the HTTP request
+
+
+class Writes(BaseModel):
+    """Everything an apply writes, checked and built; the order of `products` is the
+    order of publishing (upstream first)."""
+
+    project: str
+    git: GitInfo
+    changes: list[Change] = Field(max_length=MAX_OBJECTS)
+    policies: dict[str, Policy] = Field(default_factory=dict, max_length=MAX_OBJECTS)
+    domains: dict[str, JsonObject] = Field(default_factory=dict, max_length=MAX_OBJECTS)
+    products: list[ProductWrite] = Field(default_factory=list, max_length=MAX_TABLES)
+    features: FeatureRepo = Field(default_factory=FeatureRepo)
+    schedules: dict[str, JsonObject] = Field(default_factory=dict, max_length=MAX_OBJECTS)
+    triggers: dict[str, JsonObject] = Field(default_factory=dict, max_length=MAX_OBJECTS)
+
+
+@dataclass
+class Prepared:
+    writes: Writes
+    tables: dict[str, dict[str, pa.Table]]  # product key -> port -> built table
 
 
 @dataclass
@@ -156,22 +201,76 @@ def apply(
 ) -> ApplyResult:
     """Plan, build and check, then write everything inside one `transaction()` (the
     embedded project service passes the database's unit of work)."""
+    return write(areas, prepare(areas, root, limits), transaction)
+
+
+def prepare(
+    areas: Areas, root: str | Path = ".", limits: builds.BuildLimits | None = None
+) -> Prepared:
+    """Plan, build and check everything; refuses (writing nothing) what would fail."""
     planned = make_plan(areas, root)
-    plan = planned.plan
-    refuse_if_blocked(plan)
+    refuse_if_blocked(planned.plan)
     publishing = [
-        c.name for c in plan.changes if c.kind == "dataproduct" and c.action in PUBLISHING
+        c.name for c in planned.plan.changes if c.kind == "dataproduct" and c.action in PUBLISHING
     ]
     specs_by_key = {k: p.spec for k, p in planned.products.items()}
     built = build_products(areas, specs_by_key, publishing, limits)
     _check_builds(planned, built, publishing)
-    result = ApplyResult(project=plan.project, commit=plan.git.commit)
+    return _prepared(planned, built)
+
+
+def _prepared(planned: Planned, built: dict[str, Any]) -> Prepared:
+    plan = planned.plan
+    pending = {(c.kind, c.name) for c in plan.changes if c.action not in ("unchanged", "remove")}
+    products, tables = [], {}
+    for key in build_order(
+        {k: p.spec for k, p in planned.products.items()}, list(planned.products)
+    ):
+        if planned.products[key].change.action not in PUBLISHING:
+            continue
+        b: Built = built[key]
+        products.append(
+            ProductWrite(
+                key=key,
+                descriptor=b.spec.descriptor,
+                contracts={p.port: p.document for p in b.spec.ports},
+                inputs=b.inputs,
+            )
+        )
+        tables[key] = b.tables
+    domains = {
+        name: {k: data[k] for k in ("description", "owners", "members", "team") if k in data}
+        for name, data in planned.repo.domains.items()
+        if ("domain", name) in pending
+    }
+    writes = Writes(
+        project=plan.project,
+        git=plan.git,
+        changes=plan.changes,
+        policies={k: v for k, v in planned.policies.items() if ("policy", k) in pending},
+        domains=domains,
+        products=products,
+        features=planned.features,
+        schedules={k: v for k, v in planned.schedules.items() if ("schedule", k) in pending},
+        triggers={k: v for k, v in planned.triggers.items() if ("trigger", k) in pending},
+    )
+    return Prepared(writes, tables)
+
+
+def write(
+    areas: Areas,
+    prepared: Prepared,
+    transaction: Callable[[], AbstractContextManager[None]] = nullcontext,
+) -> ApplyResult:
+    """Carry out prepared writes inside one `transaction()`: all of them, or none."""
+    writes = prepared.writes
+    result = ApplyResult(project=writes.project, commit=writes.git.commit)
     records: list[AppliedRecord] = []
     removed: list[str] = []
     try:
         with transaction():
-            _write(areas, planned, built, result, records, removed)
-            _record(areas, plan, records, removed, result)
+            _write(areas, prepared, result, records, removed)
+            _record(areas, writes, records, removed, result)
     except MeshopsError as exc:
         exc.detail.setdefault(
             "rolled_back", [f"{r.kind} {r.name}" for r in records] + result.removed
@@ -229,15 +328,15 @@ def _diff_of(change: Change, spec: specs.ProductSpec) -> Any:
     )
 
 
-def _write(  # noqa: PLR0917
+def _write(
     areas: Areas,
-    planned: Planned,
-    built: dict[str, Any],
+    prepared: Prepared,
     result: ApplyResult,
     records: list[AppliedRecord],
     removed: list[str],
 ) -> None:
-    plan = planned.plan
+    writes = prepared.writes
+    changes = writes.changes
 
     def done(change: Change, **detail: Any) -> None:
         records.append(
@@ -252,51 +351,55 @@ def _write(  # noqa: PLR0917
         if change.action != "unchanged":
             result.applied.append(change)
 
-    for change in plan.changes:
+    for change in changes:
         if change.action == "unchanged" and change.urn and change.previous_digest != change.digest:
             done(change, adopted=True)  # already on the platform as specified: record the link
         elif change.action == "unchanged":
             result.unchanged.append(f"{change.kind} {change.name}")
-    pending = [c for c in plan.changes if c.action not in ("unchanged", "remove")]
+    pending = [c for c in changes if c.action not in ("unchanged", "remove")]
     for change in (c for c in pending if c.kind == "policy"):
-        areas.governance.save_policy(planned.policies[change.name])
+        areas.governance.save_policy(writes.policies[change.name])
         done(change)
     for change in (c for c in pending if c.kind == "domain"):
-        data = planned.repo.domains[change.name]
-        fields = {k: data[k] for k in ("description", "owners", "members", "team") if k in data}
+        fields = writes.domains[change.name]
         if change.action == "create":
             areas.mesh.create_domain(change.name, **fields)
         elif fields:
             areas.mesh.update_domain(change.name, **fields)
         done(change)
-    for key in build_order(
-        {k: p.spec for k, p in planned.products.items()}, list(planned.products)
-    ):
-        change = planned.products[key].change
-        if change.action not in ("new_version", "update"):
-            continue
-        b = built[key]
-        spec = b.spec
+    published = {c.name: c for c in pending if c.kind == "dataproduct"}
+    for product in writes.products:
+        change = published[product.key]
         # The mesh's publish path evaluates (and records) the dataproduct.publish policies;
-        # the dry run above (_check_builds) refused blocked products before any write.
+        # the dry run of `prepare` refused blocked products before any write.
         version = areas.mesh.publish_arrow(
-            spec.descriptor,
-            {p.port: p.document for p in spec.ports},
-            b.tables,
-            inputs=b.inputs,
+            product.descriptor,
+            product.contracts,
+            prepared.tables[product.key],
+            inputs=product.inputs,
         )
         done(change, version=version.version, version_urn=version.urn, reused=version.reused)
+    _write_features_and_pipelines(areas, writes, pending, done)
+    for change in (c for c in changes if c.action == "remove"):
+        _remove(areas, change, writes.project)
+        removed.append(change.urn)
+        result.removed.append(f"{change.kind} {change.name}")
+
+
+def _write_features_and_pipelines(
+    areas: Areas, writes: Writes, pending: list[Change], done: Callable[..., None]
+) -> None:
     feature_changes = [
         c
         for c in pending
         if c.kind in ("entity", "feature_view", "on_demand_feature", "feature_service")
     ]
     if feature_changes:
-        areas.features.apply(planned.features)
+        areas.features.apply(writes.features)
         for change in feature_changes:
             done(change)
     for change in (c for c in pending if c.kind == "schedule"):
-        s = planned.schedules[change.name]
+        s = writes.schedules[change.name]
         areas.pipelines.create_schedule(
             change.name,
             s["cron"],
@@ -307,7 +410,7 @@ def _write(  # noqa: PLR0917
         )
         done(change)
     for change in (c for c in pending if c.kind == "trigger"):
-        t = planned.triggers[change.name]
+        t = writes.triggers[change.name]
         areas.pipelines.create_trigger(
             change.name,
             t["topic"],
@@ -321,27 +424,27 @@ def _write(  # noqa: PLR0917
             **{k: t[k] for k in TRIGGER_BACKLOG_FIELDS if k in t},
         )
         done(change)
-    for change in (c for c in plan.changes if c.action == "remove"):
-        if change.kind == "policy":
-            areas.governance.delete_policy(change.name)
-        elif change.kind == "schedule":
-            areas.pipelines.delete_schedule(change.name)
-        elif change.kind == "trigger":
-            areas.pipelines.delete_trigger(change.name)
-        elif change.kind == "dataproduct":
-            areas.mesh.deprecate(change.name, reason=f"removed from project {plan.project}")
-        removed.append(change.urn)
-        result.removed.append(f"{change.kind} {change.name}")
+
+
+def _remove(areas: Areas, change: Change, project: str) -> None:
+    if change.kind == "policy":
+        areas.governance.delete_policy(change.name)
+    elif change.kind == "schedule":
+        areas.pipelines.delete_schedule(change.name)
+    elif change.kind == "trigger":
+        areas.pipelines.delete_trigger(change.name)
+    elif change.kind == "dataproduct":
+        areas.mesh.deprecate(change.name, reason=f"removed from project {project}")
 
 
 def _record(
     areas: Areas,
-    plan: Plan,
+    writes: Writes,
     records: list[AppliedRecord],
     removed: list[str],
     result: ApplyResult,
 ) -> None:
     if records or removed:
         result.records = areas.records.record_applied(
-            plan.project, plan.git.commit, records, removed, plan.git.dirty
+            writes.project, writes.git.commit, records, removed, writes.git.dirty
         )

@@ -2,8 +2,11 @@
 
 Plan, apply and check read the repository where the SDK runs (a CI runner's checkout, a
 developer's clone) and talk to the other areas through their Protocols, so they work the
-same against an embedded home and a server. What the project area itself remembers (applied
-objects with their commit, approvals, webhook deliveries) lives behind this Protocol.
+same against an embedded home and a server; over HTTP the writes of an apply are sent to
+the server, which carries them out in one unit of work (`project.apply.write`). What the
+project area itself remembers (applied objects with their commit, approvals, webhook
+deliveries) lives behind this Protocol; those operations are declared once
+(`meshops.kernel.rpc`), and their routes and HTTP client are derived.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from meshops.kernel import rpc
+from meshops.kernel.bounds import Limit, Version
 from meshops.project.models import (
     AppliedObject,
     AppliedRecord,
@@ -33,8 +38,10 @@ if TYPE_CHECKING:
 
 
 class AppliedRecords(Protocol):
+    @rpc.get("/v1/project/applied")
     def applied(self, project: str | None = None) -> list[AppliedObject]: ...
 
+    @rpc.post("/v1/project/applied")
     def record_applied(
         self,
         project: str,
@@ -55,21 +62,26 @@ class Project(AppliedRecords, Protocol):
 
     def check(self, root: str | Path = ".", *, run_tests: bool = True) -> CheckReport: ...
 
-    def approve(self, model: str, version: int, comment: str = "") -> Approval: ...
+    @rpc.post("/v1/project/models/{model}/versions/{version}/approvals")
+    def approve(self, model: str, version: Version, comment: str = "") -> Approval: ...
 
-    def approvals(self, model: str, version: int) -> list[Approval]: ...
+    @rpc.get("/v1/project/models/{model}/versions/{version}/approvals")
+    def approvals(self, model: str, version: Version) -> list[Approval]: ...
 
-    def gate(self, model: str, alias: str, version: int | None = None) -> GateReport:
+    @rpc.get("/v1/project/models/{model}/gate")
+    def gate(self, model: str, alias: str, version: Version | None = None) -> GateReport:
         """What the promotion gate would decide (recorded nowhere, moves nothing)."""
         ...
 
+    @rpc.post("/v1/project/models/{model}/promote")
     def promote(
-        self, model: str, to: str = "production", version: int | None = None, reason: str = ""
+        self, model: str, to: str = "production", version: Version | None = None, reason: str = ""
     ) -> PromotionResult:
         """Move alias `to` to `version` (default: the latest) through the promotion gate."""
         ...
 
-    def deliveries(self, limit: int = 100) -> list[WebhookDelivery]: ...
+    @rpc.get("/v1/project/deliveries")
+    def deliveries(self, limit: Limit = 100) -> list[WebhookDelivery]: ...
 
 
 class LineageReader(Protocol):

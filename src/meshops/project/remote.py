@@ -1,30 +1,33 @@
-"""`platform.project` over HTTP: plan, apply and check run here (where the repository is)
-against the server's areas through the platform's remote clients; records, approvals,
-promotion and deliveries are calls to the server."""
+"""What `platform.project` does differently over HTTP; records, approvals, promotion and
+deliveries are derived from the declarations in `project.interface`.
+
+Plan and check run here, where the repository is, against the server's areas through the
+platform's remote clients. Apply prepares here too (plans, builds the products with the
+repository's transforms, runs every check) and then sends the prepared writes, a document
+and the built tables, to the server, which writes them in one unit of work: a failure
+midway leaves nothing applied.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from meshops.kernel.errors import Conflict
 from meshops.kernel.http import HttpTransport
+from meshops.kernel.rpc import RemoteArea
 from meshops.project import check as check_module
-from meshops.project.apply import apply as apply_plan
-from meshops.project.models import (
-    AppliedObject,
-    AppliedRecord,
-    ApplyResult,
-    Approval,
-    CheckReport,
-    GateReport,
-    Plan,
-    PromotionResult,
-    WebhookDelivery,
-)
+from meshops.project.apply import Prepared, prepare
+from meshops.project.models import ApplyResult, CheckReport, Plan
 from meshops.project.plan import plan as make_plan
+from meshops.project.repo import git_info
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from meshops.project.interface import AppliedRecords, Areas
+
+APPLY_PREPARED = "/v1/project/apply/prepared"
 
 
 class _PlatformAreas:
@@ -38,81 +41,37 @@ class _PlatformAreas:
         return getattr(self._platform, name)
 
 
-class RemoteProject:
+class RemoteProjectBase(RemoteArea):
     def __init__(self, http: HttpTransport, platform: Any) -> None:
-        self.http = http
+        super().__init__(http)
         self._platform = platform
 
     def _areas(self) -> Areas:
-        areas: Areas = _PlatformAreas(self._platform, self)
+        records: AppliedRecords = self  # type: ignore[assignment]  # with its derived half
+        areas: Areas = _PlatformAreas(self._platform, records)
         return areas
-
-    def applied(self, project: str | None = None) -> list[AppliedObject]:
-        body = self.http.get("/v1/project/applied", **({"project": project} if project else {}))
-        return [AppliedObject.model_validate(o) for o in body]
-
-    def record_applied(
-        self,
-        project: str,
-        commit: str | None,
-        records: list[AppliedRecord],
-        removed: list[str] | None = None,
-        dirty: bool = False,
-    ) -> list[AppliedObject]:
-        body = self.http.post(
-            "/v1/project/applied",
-            {
-                "project": project,
-                "commit": commit,
-                "records": [r.model_dump(mode="json") for r in records],
-                "removed": removed or [],
-                "dirty": dirty,
-            },
-        )
-        return [AppliedObject.model_validate(o) for o in body]
 
     def plan(self, root: str | Path = ".") -> Plan:
         return make_plan(self._areas(), root)
 
     def apply(self, root: str | Path = ".", *, allow_dirty: bool = True) -> ApplyResult:
-        if not allow_dirty:
-            from meshops.kernel.errors import Conflict
-            from meshops.project.repo import git_info
+        if not allow_dirty and git_info(root).dirty:
+            raise Conflict(f"{root} has uncommitted changes", {"fix": "commit them first"})
+        return self.apply_prepared(prepare(self._areas(), root))
 
-            if git_info(root).dirty:
-                raise Conflict(f"{root} has uncommitted changes", {"fix": "commit them first"})
-        return apply_plan(self._areas(), root)
+    def apply_prepared(self, prepared: Prepared) -> ApplyResult:
+        """Send prepared writes; the server writes them all in one transaction, or none.
+        Each table is a file part in the kernel's wire codec, named in the document."""
+        writes = prepared.writes.model_copy(deep=True)
+        tables: dict[str, pa.Table] = {}
+        for product in writes.products:
+            for port, table in prepared.tables[product.key].items():
+                part = f"table-{len(tables)}"
+                product.parts[port] = part
+                tables[part] = table
+        fields = {"writes": writes.model_dump_json()}
+        body = self.http.call("POST", APPLY_PREPARED, multipart=(fields, tables))
+        return ApplyResult.model_validate(body)
 
     def check(self, root: str | Path = ".", *, run_tests: bool = True) -> CheckReport:
         return check_module.check(self._areas(), root, run_tests=run_tests)
-
-    def approve(self, model: str, version: int, comment: str = "") -> Approval:
-        body = self.http.post(
-            f"/v1/project/models/{model}/versions/{version}/approvals", {"comment": comment}
-        )
-        return Approval.model_validate(body)
-
-    def approvals(self, model: str, version: int) -> list[Approval]:
-        body = self.http.get(f"/v1/project/models/{model}/versions/{version}/approvals")
-        return [Approval.model_validate(a) for a in body]
-
-    def gate(self, model: str, alias: str, version: int | None = None) -> GateReport:
-        params: dict[str, Any] = {"alias": alias}
-        if version is not None:
-            params["version"] = version
-        return GateReport.model_validate(
-            self.http.get(f"/v1/project/models/{model}/gate", **params)
-        )
-
-    def promote(
-        self, model: str, to: str = "production", version: int | None = None, reason: str = ""
-    ) -> PromotionResult:
-        body = self.http.post(
-            f"/v1/project/models/{model}/promote",
-            {"to": to, "version": version, "reason": reason},
-        )
-        return PromotionResult.model_validate(body)
-
-    def deliveries(self, limit: int = 100) -> list[WebhookDelivery]:
-        body = self.http.get("/v1/project/deliveries", limit=limit)
-        return [WebhookDelivery.model_validate(d) for d in body]

@@ -21,7 +21,9 @@ from meshops.kernel.home import Context
 from meshops.mesh.builds import BuildLimits
 from meshops.project import check as check_module
 from meshops.project import store, webhooks
+from meshops.project.apply import Prepared
 from meshops.project.apply import apply as apply_plan
+from meshops.project.apply import write as write_prepared
 from meshops.project.interface import AppliedRecords, LineageReader
 from meshops.project.models import (
     AppliedObject,
@@ -158,6 +160,13 @@ class ProjectService:
         return apply_plan(
             self._areas(), root, transaction=self._unit_of_work, limits=self._build_limits(root)
         )
+
+    def apply_prepared(self, prepared: Prepared) -> ApplyResult:
+        """Write what a client planned, built and checked where its repository is (the
+        HTTP half of `apply`): in one unit of work, with the caller's permissions, each
+        write authorised and validated by its area as if called alone."""
+        self.ctx.authorize("project.apply")
+        return write_prepared(self._areas(), prepared, transaction=self._unit_of_work)
 
     def _build_limits(self, root: str | Path) -> BuildLimits | None:
         """In the API server a checkout's builds run without user Python (see BuildLimits),

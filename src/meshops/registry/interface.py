@@ -1,10 +1,14 @@
-"""The registry API, identical over both transports (`RegistryService` in-process and
-`RemoteRegistry` over HTTP both satisfy this Protocol; mypy checks it in `client.py`)."""
+"""The registry API, declared once for both transports (`meshops.kernel.rpc`):
+`RegistryService` implements it in-process; the routes and the HTTP client are derived from
+the declarations. Written by hand (`registry.remote`, `api.routers.registry`): what runs in
+the caller's process (packaging and loading models) and the model files' bytes."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
+from meshops.kernel import rpc
+from meshops.kernel.bounds import Limit, Version
 from meshops.registry.models import (
     AliasMove,
     ModelFile,
@@ -19,6 +23,7 @@ if TYPE_CHECKING:  # loading pulls in numpy; the SDK imports this module at star
 
 
 class Registry(Protocol):
+    @rpc.post("/v1/models", status=201)
     def create_model(
         self,
         name: str,
@@ -28,10 +33,13 @@ class Registry(Protocol):
         domain: str | None = None,
     ) -> RegisteredModel: ...
 
+    @rpc.get("/v1/models/{name}")
     def get_model(self, name: str) -> RegisteredModel: ...
 
+    @rpc.get("/v1/models")
     def list_models(self, domain: str | None = None) -> list[RegisteredModel]: ...
 
+    @rpc.patch("/v1/models/{name}")
     def update_model(
         self,
         name: str,
@@ -61,6 +69,7 @@ class Registry(Protocol):
         lineage edges run -> version and dataset -> version are recorded."""
         ...
 
+    @rpc.post("/v1/models/{name}/versions/from-run", status=201)
     def create_version(
         self,
         name: str,
@@ -80,6 +89,7 @@ class Registry(Protocol):
         """Put model file bytes into the blob store; returns the sha256 digest."""
         ...
 
+    @rpc.post("/v1/models/{name}/versions", status=201)
     def register_files(
         self,
         name: str,
@@ -95,35 +105,44 @@ class Registry(Protocol):
         """Register files already in the blob store (what `log_model` does after saving)."""
         ...
 
-    def get_version(self, name: str, version: int) -> ModelVersion: ...
+    @rpc.get("/v1/models/{name}/versions/{version}")
+    def get_version(self, name: str, version: Version) -> ModelVersion: ...
 
+    @rpc.get("/v1/models/{name}/versions")
     def list_versions(self, name: str) -> list[ModelVersion]: ...
 
+    @rpc.patch("/v1/models/{name}/versions/{version}")
     def update_version(
         self,
         name: str,
-        version: int,
+        version: Version,
         description: str | None = None,
         tags: dict[str, str] | None = None,
         status: VersionStatus | None = None,
     ) -> ModelVersion: ...
 
-    def set_model_card(self, name: str, version: int, markdown: str) -> None: ...
+    @rpc.put("/v1/models/{name}/versions/{version}/card", status=204)
+    def set_model_card(self, name: str, version: Version, markdown: str) -> None: ...
 
-    def get_model_card(self, name: str, version: int) -> str: ...
+    @rpc.get("/v1/models/{name}/versions/{version}/card")
+    def get_model_card(self, name: str, version: Version) -> str: ...
 
+    @rpc.get("/v1/models/-/resolve")
     def resolve(self, uri: str) -> ModelVersion:
         """`models:/name/3`, `models:/name@champion` or `models:/name/latest`."""
         ...
 
-    def set_alias(self, name: str, alias: str, version: int, reason: str = "") -> AliasMove:
+    @rpc.put("/v1/models/{name}/aliases/{alias}")
+    def set_alias(self, name: str, alias: str, version: Version, reason: str = "") -> AliasMove:
         """Point `alias` at `version` (the promotion gate, if configured, decides first)."""
         ...
 
+    @rpc.delete("/v1/models/{name}/aliases/{alias}")
     def delete_alias(self, name: str, alias: str, reason: str = "") -> AliasMove: ...
 
+    @rpc.get("/v1/models/{name}/alias-history")
     def alias_history(
-        self, name: str, alias: str | None = None, limit: int = 100
+        self, name: str, alias: str | None = None, limit: Limit = 100
     ) -> list[AliasMove]: ...
 
     def read_file(self, name: str, version: int, path: str) -> bytes: ...

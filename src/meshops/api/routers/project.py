@@ -1,22 +1,26 @@
-"""Project workflow: webhooks (git and generic, authenticated by signature, not by token),
-plan/apply of the server's configured checkout, applied objects, approvals and promotion."""
+"""The project routes that differ from their declaration (the others are derived from
+`meshops.project.interface`): webhooks (git and generic, authenticated by signature, not by
+token), plan/apply of the server's configured checkout, and the writes of a client's apply."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
 from meshops.api.deps import get_context, get_home
-from meshops.kernel.bounds import Limit, Version
 from meshops.kernel.errors import InvalidInput
 from meshops.kernel.home import Context, Home
-from meshops.project.models import AppliedRecord
+from meshops.kernel.wire import decode_table
+from meshops.project.apply import MAX_TABLES, Prepared, Writes
 from meshops.project.service import WEBHOOK_ACTOR, ProjectService
 
 router = APIRouter(tags=["project"])
+# The writes document of one apply (its tables are file parts, bounded by max_upload_mb).
+MAX_WRITES_BYTES = 64 * 1024 * 1024
 
 
 def service(ctx: Context = Depends(get_context)) -> ProjectService:
@@ -73,66 +77,30 @@ def apply(svc: ProjectService = Depends(service)) -> Any:
     return _dump(svc.apply(_checkout(svc)))
 
 
-# --- applied objects ----------------------------------------------------------------------------
+# --- the writes of an apply prepared by a client -----------------------------------------------
 
 
-class RecordsIn(BaseModel):
-    project: str
-    commit: str | None = None
-    records: list[AppliedRecord] = Field(default_factory=list)
-    removed: list[str] = Field(default_factory=list)
-    dirty: bool = False
-
-
-@router.get("/v1/project/applied")
-def applied(project: str | None = None, svc: ProjectService = Depends(service)) -> Any:
-    return _dump(svc.applied(project))
-
-
-@router.post("/v1/project/applied")
-def record_applied(body: RecordsIn, svc: ProjectService = Depends(service)) -> Any:
-    return _dump(
-        svc.record_applied(body.project, body.commit, body.records, body.removed, body.dirty)
-    )
-
-
-@router.get("/v1/project/deliveries")
-def deliveries(limit: Limit = 100, svc: ProjectService = Depends(service)) -> Any:
-    return _dump(svc.deliveries(limit))
-
-
-# --- approvals and promotion ---------------------------------------------------------------------
-
-
-class ApprovalIn(BaseModel):
-    comment: str = ""
-
-
-class PromoteIn(BaseModel):
-    to: str = "production"
-    version: Version | None = None
-    reason: str = ""
-
-
-@router.post("/v1/project/models/{model}/versions/{version}/approvals")
-def approve(
-    model: str, version: Version, body: ApprovalIn, svc: ProjectService = Depends(service)
-) -> Any:
-    return _dump(svc.approve(model, version, body.comment))
-
-
-@router.get("/v1/project/models/{model}/versions/{version}/approvals")
-def approvals(model: str, version: Version, svc: ProjectService = Depends(service)) -> Any:
-    return _dump(svc.approvals(model, version))
-
-
-@router.get("/v1/project/models/{model}/gate")
-def gate(
-    model: str, alias: str, version: Version | None = None, svc: ProjectService = Depends(service)
-) -> Any:
-    return _dump(svc.gate(model, alias, version))
-
-
-@router.post("/v1/project/models/{model}/promote")
-def promote(model: str, body: PromoteIn, svc: ProjectService = Depends(service)) -> Any:
-    return _dump(svc.promote(model, body.to, body.version, body.reason))
+@router.post("/v1/project/apply/prepared")
+async def apply_prepared(request: Request, svc: ProjectService = Depends(service)) -> Any:
+    """Multipart: `writes`, the JSON document of `meshops.project.apply.Writes`, and one
+    file part per built table (Arrow IPC stream), named in the document. Written in one
+    unit of work: a failing write leaves nothing applied."""
+    async with request.form(
+        max_files=MAX_TABLES, max_fields=1, max_part_size=MAX_WRITES_BYTES
+    ) as form:
+        text = form.get("writes")
+        if not isinstance(text, str):
+            raise InvalidInput("the writes field is missing", {"field": "writes"})
+        try:
+            writes = Writes.model_validate_json(text)
+        except ValidationError as exc:
+            raise InvalidInput(f"writes: {exc.errors()[0]['msg']}", {"field": "writes"}) from exc
+        tables: dict[str, dict[str, Any]] = {}
+        for product in writes.products:
+            tables[product.key] = {}
+            for port, part in product.parts.items():
+                upload = form.get(part)
+                if not isinstance(upload, UploadFile):
+                    raise InvalidInput(f"table part {part!r} is missing", {"field": part})
+                tables[product.key][port] = decode_table(await upload.read(), part)
+    return _dump(await run_in_threadpool(svc.apply_prepared, Prepared(writes, tables)))
