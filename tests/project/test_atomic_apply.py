@@ -5,6 +5,7 @@ work (the test server runs in this process, so a patched service fails there).""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from meshops.client import Platform
@@ -21,8 +23,9 @@ from meshops.features.service import FeatureStoreService
 from meshops.kernel import outbox
 from meshops.kernel.errors import Conflict, NotFound
 from meshops.kernel.home import Home
+from meshops.project.apply import MAX_OBJECTS
 from meshops.project.service import ProjectService
-from tests.conftest import make_settings, open_platform
+from tests.conftest import LiveServer, make_settings, open_platform
 from tests.support.git import new_project
 
 
@@ -144,3 +147,25 @@ def test_over_http_the_last_write_failing_leaves_nothing_on_the_server(
             assert_nothing_applied(platform, home)
         finally:
             home.close()
+
+
+def test_the_writes_of_an_apply_are_bounded(live_server: LiveServer) -> None:
+    change = {"kind": "domain", "name": "d", "urn": "u", "action": "create", "digest": "x"}
+    too_many = {"project": "p", "git": {}, "changes": [change] * (MAX_OBJECTS + 1)}
+    missing_table = {
+        "project": "p",
+        "git": {},
+        "changes": [],
+        "products": [{"key": "d.p", "descriptor": {}, "contracts": {}, "parts": {"x": "t0"}}],
+    }
+    with httpx.Client(base_url=live_server.url) as client:
+        for writes, field in ((too_many, "writes"), (missing_table, "t0")):
+            answer = client.post(
+                "/v1/project/apply/prepared",
+                data={"writes": json.dumps(writes)},
+                files={"unused": ("t", b"", "application/octet-stream")},
+            )
+            assert answer.status_code == 422, answer.text
+            assert answer.json()["detail"]["field"] == field
+        nothing = client.post("/v1/project/apply/prepared", files={"t0": ("t", b"")})
+        assert nothing.status_code == 422
