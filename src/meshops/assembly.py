@@ -63,9 +63,10 @@ def _mesh() -> Loaded[Mesh]:
     from meshops.mesh.service import MeshService
 
     def remote(http: HttpTransport, platform: Platform) -> Mesh:
-        from meshops.mesh.remote import RemoteMesh
+        from meshops.kernel.rpc import remote as derive
+        from meshops.mesh.remote import RemoteMeshBase
 
-        return RemoteMesh(http)
+        return derive(Mesh, http, RemoteMeshBase)
 
     return Mesh, MeshService, remote
 

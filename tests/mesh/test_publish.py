@@ -18,7 +18,7 @@ import pytest
 from meshops.kernel.access import ReadPlan, ReadRequest, ReadUsage
 from meshops.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
 from meshops.kernel.home import Context, Home
-from meshops.mesh.reads import DeprecatedProductWarning
+from meshops.mesh.models import DeprecatedProductWarning
 from meshops.mesh.service import MeshService
 from tests.mesh.conftest import contract, descriptor
 

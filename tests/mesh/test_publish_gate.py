@@ -16,7 +16,7 @@ import yaml
 
 from meshops.client import Platform
 from meshops.kernel.errors import NotFound, PolicyViolation
-from meshops.mesh.remote import ARROW_STREAM, table_to_ipc
+from meshops.kernel.wire import ARROW_STREAM, encode_table
 from tests.conftest import LiveServer
 from tests.mesh.conftest import contract, descriptor
 from tests.support.cli import run_cli
@@ -99,7 +99,7 @@ def test_raw_http_publish_refused_is_403_listing_the_violation(live_server: Live
     meta = {"descriptor": _ownerless(), "contracts": {"items": contract(COLUMNS)}, "inputs": []}
     files = [
         ("meta", ("meta.json", json.dumps(meta).encode(), "application/json")),
-        ("tables", ("items", table_to_ipc(TABLE), ARROW_STREAM)),
+        ("tables", ("items", encode_table(TABLE), ARROW_STREAM)),
     ]
     response = httpx.post(f"{live_server.url}/v1/mesh/publish", files=files, timeout=30)
     assert response.status_code == 403

@@ -327,7 +327,7 @@ METADATA_PATHS = (
     f"/v1/mesh/products/{PRODUCT}/version",
     f"/v1/mesh/products/{PRODUCT}/versions",
     f"/v1/mesh/products/{PRODUCT}/export",
-    "/v1/catalog/search?q=customers",
+    "/v1/catalog/search?text=customers",
     f"/v1/features/views/{VIEW}",
     f"/v1/features/views/{VIEW}/status",
     # audit.read / usage.read roles only: what was done, never the values it was done to

@@ -27,6 +27,8 @@ from meshops.kernel.auth import Actor
 from meshops.kernel.codetrust import mark_api_server
 from meshops.kernel.home import Home
 from meshops.kernel.lineage import Lineage, LineageService
+from meshops.mesh.interface import MeshDocuments
+from meshops.mesh.service import MeshService
 
 Authenticate = Callable[[Home, str | None], Actor]
 
@@ -59,7 +61,7 @@ def create_app(home: Home, authenticate: Authenticate = local_user) -> FastAPI:
     app.add_middleware(features_router.OnlineLookups)  # the online lookup's hot path
     app.include_router(governance_router.router)
     app.include_router(mesh_router.router)
-    app.include_router(mesh_router.catalog_router)
+    app.include_router(router_for(MeshDocuments, MeshService, tags=["mesh"]))
     app.include_router(pipelines_router.router)
     app.include_router(project_router.router)
     app.include_router(registry_router.router)

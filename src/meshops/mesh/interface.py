@@ -13,6 +13,12 @@ Programmatic publishing (batch scoring, prediction logs, demos):
 It contract-tests the tables, writes Parquet snapshots to the blob store, and records an
 immutable version in one transaction (or nothing, if a rule fails). `publish(folder)` does
 the same for a product folder (dataproduct.yaml, *.odcs.yaml, build.yaml) after building it.
+
+Operations are declared once (`meshops.kernel.rpc`): the routes and the HTTP client derive
+from the declarations. Undeclared methods are written by hand on both transports: the folder
+methods read the user's files on the client (`meshops.mesh.remote`) and then call the
+server's `MeshDocuments`; `publish_arrow` uploads one table per port, and `read`/`sql`
+answer an Arrow stream with the lifecycle warnings in a header (`api/routers/mesh.py`).
 """
 
 from __future__ import annotations
@@ -21,7 +27,10 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from meshops.kernel import rpc
 from meshops.kernel.access import Interface
+from meshops.kernel.bounds import JsonObject, LineageDepth, Offset, SearchLimit
+from meshops.kernel.lineage import Edge
 from meshops.mesh.models import (
     BuildReport,
     DataProduct,
@@ -37,12 +46,12 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from meshops.kernel.lineage import Edge
     from meshops.mesh.builds import OnStep
 
 
 class Mesh(Protocol):
     # domains
+    @rpc.post("/v1/mesh/domains", status=201)
     def create_domain(
         self,
         name: str,
@@ -52,6 +61,7 @@ class Mesh(Protocol):
         team: str = "",
     ) -> Domain: ...
 
+    @rpc.put("/v1/mesh/domains/{name}")
     def update_domain(
         self,
         name: str,
@@ -61,11 +71,13 @@ class Mesh(Protocol):
         team: str | None = None,
     ) -> Domain: ...
 
+    @rpc.get("/v1/mesh/domains")
     def list_domains(self) -> list[Domain]: ...
 
+    @rpc.get("/v1/mesh/domains/{name}")
     def get_domain(self, name: str) -> Domain: ...
 
-    # specs, builds, publish
+    # specs, builds, publish (client-side folder work, then MeshDocuments or an upload)
     def validate(self, folder: str | Path) -> ValidationReport: ...
 
     def build(self, folder: str | Path, on_step: OnStep | None = None) -> BuildReport: ...
@@ -86,18 +98,24 @@ class Mesh(Protocol):
     ) -> DataProductVersion: ...
 
     # products and versions
+    @rpc.get("/v1/mesh/products/{product}/version")
     def get_version(self, product: str, version: str | None = None) -> DataProductVersion: ...
 
+    @rpc.get("/v1/mesh/products/{product}/versions")
     def list_versions(self, product: str) -> list[DataProductVersion]: ...
 
+    @rpc.get("/v1/mesh/products/{product}")
     def get_product(self, product: str) -> DataProduct: ...
 
+    @rpc.get("/v1/mesh/products")
     def list_products(
         self, domain: str | None = None, status: str | None = None
     ) -> list[DataProduct]: ...
 
+    @rpc.get("/v1/mesh/products/{product}/export")
     def export(self, product: str, version: str | None = None) -> dict[str, str]: ...
 
+    @rpc.post("/v1/mesh/products/{product}/deprecate")
     def deprecate(
         self,
         product: str,
@@ -106,9 +124,10 @@ class Mesh(Protocol):
         reason: str = "",
     ) -> DataProduct: ...
 
+    @rpc.post("/v1/mesh/products/{product}/retire")
     def retire(self, product: str) -> DataProduct: ...
 
-    # reads (all through the one governed read path)
+    # reads (all through the one governed read path; Arrow stream and warnings header)
     def read(
         self,
         product: str,
@@ -131,6 +150,7 @@ class Mesh(Protocol):
     def sql(self, query: str, *, interface: Interface = "sql") -> pa.Table: ...
 
     # catalog, lineage, SLOs
+    @rpc.get("/v1/catalog/search", tags=("catalog",))
     def search(
         self,
         text: str = "",
@@ -139,12 +159,38 @@ class Mesh(Protocol):
         status: str | None = None,
         classification: str | None = None,
         tag: str | None = None,
-        limit: int = 20,
-        offset: int = 0,
+        limit: SearchLimit = 20,
+        offset: Offset = 0,
     ) -> SearchResult: ...
 
+    @rpc.get("/v1/mesh/products/{product}/lineage")
     def lineage(
-        self, product: str, version: str | None = None, direction: str = "upstream", depth: int = 5
+        self,
+        product: str,
+        version: str | None = None,
+        direction: str = "upstream",
+        depth: LineageDepth = 5,
     ) -> list[Edge]: ...
 
+    @rpc.get("/v1/mesh/products/{product}/slo")
     def slo(self, product: str) -> SloStatus: ...
+
+
+class MeshDocuments(Protocol):
+    """What the SDK's folder methods ask of the server once they have read a product
+    folder on the client: not part of `platform.mesh` (MeshService serves both)."""
+
+    @rpc.post("/v1/mesh/diff")
+    def diff_documents(
+        self, descriptor: JsonObject, contracts: dict[str, JsonObject]
+    ) -> SchemaDiff:
+        """The schema diff of the ODPS descriptor and ODCS contracts (per port) against the
+        product's last published version."""
+        ...
+
+    @rpc.post("/v1/mesh/register", status=201)
+    def register_documents(
+        self, descriptor: JsonObject, contracts: dict[str, JsonObject]
+    ) -> DataProduct:
+        """Put the product the documents describe in the catalog as a draft."""
+        ...

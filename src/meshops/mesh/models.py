@@ -406,3 +406,7 @@ class BuildReport(BaseModel):
     @property
     def passed(self) -> bool:
         return all(p.report.passed for p in self.ports)
+
+
+class DeprecatedProductWarning(UserWarning):
+    """Reading a deprecated data product: move to its replacement before the sunset date."""

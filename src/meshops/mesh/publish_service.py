@@ -15,7 +15,6 @@ from meshops.kernel.db import utcnow
 from meshops.kernel.errors import Conflict, Forbidden, InvalidInput
 from meshops.kernel.urn import Urn, dataproduct_urn
 from meshops.mesh import catalog, gate, store
-from meshops.mesh.events import DataProductPublished
 from meshops.mesh.models import (
     BuildReport,
     ContractReport,
@@ -88,9 +87,9 @@ class PublishService(MeshArea):
         return self._diff_spec(specs.load_product(folder))
 
     def diff_documents(
-        self, descriptor: dict[str, Any], contracts_by_port: dict[str, dict[str, Any]]
+        self, descriptor: dict[str, Any], contracts: dict[str, dict[str, Any]]
     ) -> SchemaDiff:
-        return self._diff_spec(specs.spec_from_documents(descriptor, contracts_by_port))
+        return self._diff_spec(specs.spec_from_documents(descriptor, contracts))
 
     def _diff_spec(self, spec: specs.ProductSpec) -> SchemaDiff:
         self.ctx.authorize("dataproduct.read_metadata", spec.domain)
@@ -102,9 +101,9 @@ class PublishService(MeshArea):
         return self._register_spec(specs.load_product(folder))
 
     def register_documents(
-        self, descriptor: dict[str, Any], contracts_by_port: dict[str, dict[str, Any]]
+        self, descriptor: dict[str, Any], contracts: dict[str, dict[str, Any]]
     ) -> DataProduct:
-        return self._register_spec(specs.spec_from_documents(descriptor, contracts_by_port))
+        return self._register_spec(specs.spec_from_documents(descriptor, contracts))
 
     def _register_spec(self, spec: specs.ProductSpec) -> DataProduct:
         self.ctx.authorize("dataproduct.write", spec.domain)
@@ -316,8 +315,13 @@ class PublishService(MeshArea):
             catalog.index(conn, [self._catalog_entry(spec, status, spec.version)])
             lineage.add_edges(conn, [(i.urn, urn, INPUT_RELATION) for i in inputs])
             self.ctx.audit(conn, "dataproduct.publish", urn, after={"digest": digest})
-            published = {"product": spec.key, "version": spec.version, "urn": urn, "digest": digest}
-            outbox.emit(conn, urn, DataProductPublished(**published), self.ctx.actor.name)
+            outbox.emit(
+                conn,
+                outbox.DATAPRODUCT_PUBLISHED,
+                urn,
+                {"product": spec.key, "version": spec.version, "urn": urn, "digest": digest},
+                self.ctx.actor.name,
+            )
             version = self._version_model(conn, store.get_version_row(conn, spec.key, spec.version))
         return version.model_copy(update={"policy_warnings": warnings})
 

@@ -37,11 +37,12 @@ from meshops.kernel.sandbox import (
     refused,
 )
 from meshops.kernel.secrets import derived_key
-from meshops.mesh.models import DataProduct, DataProductVersion, OutputPortVersion
-
-
-class DeprecatedProductWarning(UserWarning):
-    """Reading a deprecated data product: move to its replacement before the sunset date."""
+from meshops.mesh.models import (
+    DataProduct,
+    DataProductVersion,
+    DeprecatedProductWarning,
+    OutputPortVersion,
+)
 
 
 def lifecycle_warnings(product: DataProduct) -> list[str]:
