@@ -62,7 +62,7 @@ class Identities(Protocol):
     @rpc.post(f"{BASE}/bindings", status=201)
     def bind_role(self, principal: str, role: str, domain: str | None = None) -> RoleBinding: ...
 
-    @rpc.delete(f"{BASE}/bindings")
+    @rpc.delete(f"{BASE}/bindings", status=204)
     def unbind_role(self, principal: str, role: str, domain: str | None = None) -> None: ...
 
     @rpc.get(f"{BASE}/bindings")
@@ -95,7 +95,7 @@ class Policies(Protocol):
         self, target: str | None = None, scope: str | None = None
     ) -> list[Policy]: ...
 
-    @rpc.delete(f"{BASE}/policies/{{policy_id}}")
+    @rpc.delete(f"{BASE}/policies/{{policy_id}}", status=204)
     def delete_policy(self, policy_id: str) -> None: ...
 
     def evaluate(
