@@ -7,6 +7,7 @@ from typing import Any
 import pyarrow as pa
 
 from meshops.client import Platform
+from tests.support.products import data_contract, data_product
 
 _LOGICAL = {
     "int64": "integer",
@@ -25,25 +26,11 @@ def contract_for(
     port: str, table: pa.Table, overrides: dict[str, str] | None = None
 ) -> dict[str, Any]:
     overrides = overrides or {}
-    return {
-        "apiVersion": "v3.0.2",
-        "kind": "DataContract",
-        "id": f"{port}-contract",
-        "version": "1.0.0",
-        "status": "active",
-        "schema": [
-            {
-                "name": port,
-                "properties": [
-                    {
-                        "name": field.name,
-                        "logicalType": overrides.get(field.name, _LOGICAL[str(field.type)]),
-                    }
-                    for field in table.schema
-                ],
-            }
-        ],
-    }
+    properties = [
+        {"name": field.name, "logicalType": overrides.get(field.name, _LOGICAL[str(field.type)])}
+        for field in table.schema
+    ]
+    return data_contract(f"{port}-contract", port, properties, api_version="v3.0.2")
 
 
 def publish(
@@ -55,19 +42,10 @@ def publish(
     port: str = "main",
     overrides: dict[str, str] | None = None,
 ) -> Any:
-    domain, name = product.split(".")
-    descriptor = {
-        "apiVersion": "v1.0.0",
-        "kind": "DataProduct",
-        "id": product,
-        "name": name,
-        "domain": domain,
-        "version": version,
-        "status": "active",
-        "description": {"purpose": "feature store test data"},
-        "team": {"members": [{"username": "alice", "role": "owner"}]},
-        "outputPorts": [{"name": port, "version": version, "contractId": f"{port}-contract"}],
-    }
+    purpose = "feature store test data"
+    descriptor = data_product(
+        product, f"{port}-contract", port=port, version=version, purpose=purpose
+    )
     return platform.mesh.publish_arrow(
         descriptor, {port: contract_for(port, table, overrides)}, {port: table}
     )

@@ -20,6 +20,7 @@ from meshops.features.models import (
 )
 from meshops.kernel.errors import InvalidInput, NotFound
 from tests.features.helpers import publish
+from tests.support.products import data_product
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 TS = pa.timestamp("us", tz="UTC")
@@ -269,11 +270,5 @@ def test_entities_from_sql_over_a_data_product(ready: Ready) -> None:
 def _labels_product(name: str, table: pa.Table) -> tuple[dict[str, object], ...]:
     from tests.features.helpers import contract_for
 
-    descriptor = {
-        "apiVersion": "v1.0.0", "kind": "DataProduct", "id": f"sales.{name}", "name": name,
-        "domain": "sales", "version": "1.0.0", "status": "active",
-        "description": {"purpose": "labels"},
-        "team": {"members": [{"username": "alice", "role": "owner"}]},
-        "outputPorts": [{"name": "main", "version": "1.0.0", "contractId": "main-contract"}],
-    }  # fmt: skip
+    descriptor = data_product(f"sales.{name}", "main-contract", port="main", purpose="labels")
     return descriptor, {"main": contract_for("main", table)}, {"main": table}

@@ -9,6 +9,7 @@ import pyarrow as pa
 from meshops.governance.service import GovernanceService
 from meshops.kernel.auth import Actor
 from meshops.kernel.home import Home
+from tests.support.products import data_contract, data_product
 
 
 def as_user(home: Home, name: str, scopes: frozenset[str] | None = None) -> GovernanceService:
@@ -27,29 +28,11 @@ def customers_contract() -> dict[str, Any]:
         {"name": "region", "logicalType": "string"},
         {"name": "income", "logicalType": "number", "classification": "restricted"},
     ]
-    return {
-        "apiVersion": "v3.1.0",
-        "kind": "DataContract",
-        "id": "crm-customers",
-        "version": "1.0.0",
-        "status": "active",
-        "schema": [{"name": "customers", "properties": properties}],
-    }
+    return data_contract("crm-customers", "customers", properties)
 
 
 def customers_descriptor(owner: str = "olivia") -> dict[str, Any]:
-    return {
-        "apiVersion": "v1.0.0",
-        "kind": "DataProduct",
-        "id": "crm.customers",
-        "name": "customers",
-        "domain": "crm",
-        "version": "1.0.0",
-        "status": "active",
-        "description": {"purpose": "customers of the crm domain"},
-        "team": {"members": [{"username": owner, "role": "owner"}]},
-        "outputPorts": [{"name": "customers", "version": "1.0.0", "contractId": "crm-customers"}],
-    }
+    return data_product("crm.customers", "crm-customers", owner=owner)
 
 
 def customers_table(rows: int = 10) -> pa.Table:

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.products import data_contract, data_product
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "retail"
 
 
@@ -33,34 +35,12 @@ def contract(
     sla: list[dict[str, Any]] | None = None,
     name: str = "items",
 ) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "apiVersion": "v3.1.0",
-        "kind": "DataContract",
-        "id": f"test-{name}",
-        "version": "1.0.0",
-        "status": "active",
-        "schema": [
-            {"name": name, "properties": columns, **({"quality": quality} if quality else {})}
-        ],
-    }
-    if sla:
-        doc["slaProperties"] = sla
-    return doc
+    return data_contract(f"test-{name}", name, columns, quality=quality, sla=sla)
 
 
 def descriptor(
     version: str = "1.0.0", name: str = "items", domain: str = "shop", owner: str = "alice"
 ) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1.0.0",
-        "kind": "DataProduct",
-        "id": f"{domain}.{name}",
-        "name": name,
-        "domain": domain,
-        "version": version,
-        "status": "active",
-        "description": {"purpose": f"{name} of the {domain} domain"},
-        "tags": ["test"],
-        "team": {"members": [{"username": owner, "role": "owner"}]},
-        "outputPorts": [{"name": name, "version": version, "contractId": f"test-{name}"}],
-    }
+    return data_product(
+        f"{domain}.{name}", f"test-{name}", version=version, owner=owner, tags=["test"]
+    )

@@ -70,6 +70,7 @@ from meshops.governance.service import GovernanceService
 from meshops.kernel.auth import Actor
 from meshops.kernel.home import Home
 from tests.conftest import LiveServer, make_settings
+from tests.support.products import data_contract, data_product
 
 PRODUCT = "crm.customers"
 PORT = "customers"
@@ -266,29 +267,12 @@ def customers_contract() -> dict[str, Any]:
         if name in levels:
             prop["classification"] = levels[name]
         properties.append(prop)
-    return {
-        "apiVersion": "v3.1.0",
-        "kind": "DataContract",
-        "id": "crm-customers",
-        "version": "1.0.0",
-        "status": "active",
-        "schema": [{"name": PORT, "properties": properties}],
-    }
+    return data_contract("crm-customers", PORT, properties)
 
 
 def customers_descriptor() -> dict[str, Any]:
-    return {
-        "apiVersion": "v1.0.0",
-        "kind": "DataProduct",
-        "id": PRODUCT,
-        "name": "customers",
-        "domain": "crm",
-        "version": "1.0.0",
-        "status": "active",
-        "description": {"purpose": "customers of the crm domain (security suite)"},
-        "team": {"members": [{"username": "crm-owner", "role": "owner"}]},
-        "outputPorts": [{"name": PORT, "version": "1.0.0", "contractId": "crm-customers"}],
-    }
+    purpose = "customers of the crm domain (security suite)"
+    return data_product(PRODUCT, "crm-customers", port=PORT, owner="crm-owner", purpose=purpose)
 
 
 def entity_rows() -> pa.Table:

@@ -62,6 +62,7 @@ from tests.security.conftest import (
     leaks,
     scoring_record,
 )
+from tests.support.products import data_product
 
 SQL = f"SELECT customer_id, region, email, note, income FROM {PRODUCT}"
 MASKED = CLEAR.masked_needles()
@@ -582,18 +583,8 @@ def _publish_env_product(platform: Platform, owner: str) -> None:
             "env": ["x"],
         }
     )
-    descriptor = {
-        "apiVersion": "v1.0.0",
-        "kind": "DataProduct",
-        "id": "sales.envs",
-        "name": "envs",
-        "domain": "sales",
-        "version": "1.0.0",
-        "status": "active",
-        "description": {"purpose": "a column named like a program"},
-        "team": {"members": [{"username": owner, "role": "owner"}]},
-        "outputPorts": [{"name": "envs", "version": "1.0.0", "contractId": "envs-contract"}],
-    }
+    purpose = "a column named like a program"
+    descriptor = data_product("sales.envs", "envs-contract", owner=owner, purpose=purpose)
     platform.mesh.publish_arrow(descriptor, {"envs": contract_for("envs", table)}, {"envs": table})
     view = FeatureView(
         name="envs",

@@ -23,6 +23,7 @@ import pytest
 from meshops.kernel.errors import BadRequest, InvalidInput, MeshopsError
 from meshops.kernel.secrets import derived_key
 from tests.security.conftest import CLEAR, FEATURES, PRODUCT, SecurityHome
+from tests.support.products import data_contract, data_product
 
 ATTACKER = "consumer-masked"  # one masked grant on crm.customers, nothing else
 OWNER = "crm-owner"
@@ -178,35 +179,15 @@ def test_training_set_sql_is_sandboxed(sec: SecurityHome, query: str, construct:
 
 
 def _probe_contract(rule_sql: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v3.1.0",
-        "kind": "DataContract",
-        "id": "sandbox-probe",
-        "version": "1.0.0",
-        "status": "active",
-        "schema": [
-            {
-                "name": "main",
-                "properties": [{"name": "id", "logicalType": "integer"}],
-                "quality": [{"type": "sql", "query": rule_sql, "mustBe": 0}],
-            }
-        ],
-    }
+    properties = [{"name": "id", "logicalType": "integer"}]
+    quality = [{"type": "sql", "query": rule_sql, "mustBe": 0}]
+    return data_contract("sandbox-probe", "main", properties, quality=quality)
 
 
 def _probe_descriptor(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1.0.0",
-        "kind": "DataProduct",
-        "id": f"crm.{name}",
-        "name": name,
-        "domain": "crm",
-        "version": "1.0.0",
-        "status": "active",
-        "description": {"purpose": "sandbox probe"},
-        "team": {"members": [{"username": OWNER, "role": "owner"}]},
-        "outputPorts": [{"name": "main", "version": "1.0.0", "contractId": "sandbox-probe"}],
-    }
+    return data_product(
+        f"crm.{name}", "sandbox-probe", port="main", owner=OWNER, purpose="sandbox probe"
+    )
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from meshops.monitoring.models import AlertRuleSpec, MonitorSpec
 from meshops.pipelines import pipeline, step
 from meshops.tracking.models import DatasetInput, Metric
 from tests.mesh.conftest import generate_example
+from tests.support.products import data_contract, data_product
 
 FEATURES = ["tenure", "spend", "calls", "age"]
 MODEL_CARD = """# Churn classifier
@@ -105,27 +106,14 @@ def _campaigns(version: str, with_channel: bool) -> tuple[dict[str, Any], dict[s
     if with_channel:
         columns.append({"name": "channel", "logicalType": "string", "description": "Channel."})
         data["channel"] = ["email", "social", "email"]
-    descriptor = {
-        "apiVersion": "v1.0.0",
-        "kind": "DataProduct",
-        "id": "marketing.campaigns",
-        "name": "campaigns",
-        "domain": "marketing",
-        "version": version,
-        "status": "active",
-        "description": {"purpose": "Marketing campaigns with their budgets and channels."},
-        "tags": ["campaigns", "marketing"],
-        "team": {"members": [{"username": "alice", "role": "owner"}]},
-        "outputPorts": [{"name": "campaigns", "version": version, "contractId": "mkt-campaigns"}],
-    }
-    contract = {
-        "apiVersion": "v3.1.0",
-        "kind": "DataContract",
-        "id": "mkt-campaigns",
-        "version": version,
-        "status": "active",
-        "schema": [{"name": "campaigns", "properties": columns}],
-    }
+    descriptor = data_product(
+        "marketing.campaigns",
+        "mkt-campaigns",
+        version=version,
+        purpose="Marketing campaigns with their budgets and channels.",
+        tags=["campaigns", "marketing"],
+    )
+    contract = data_contract("mkt-campaigns", "campaigns", columns, version=version)
     return descriptor, contract, pa.table(data)
 
 
