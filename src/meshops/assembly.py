@@ -20,8 +20,18 @@ if TYPE_CHECKING:
     from meshops.client import Platform
     from meshops.features.interface import FeatureStore
     from meshops.governance.interface import Governance
-    from meshops.kernel.home import Context
+    from meshops.kernel.home import Context, Home
     from meshops.kernel.http import HttpTransport
+    from meshops.kernel.ports import (
+        AccessHooks,
+        GovernedReads,
+        MonitorSources,
+        PolicyEnforcer,
+        ProductFacts,
+        PromotionGate,
+        TokenAuthenticator,
+        ValueMasker,
+    )
     from meshops.mesh.interface import Mesh
     from meshops.monitoring.interface import Monitoring
     from meshops.pipelines.interface import Pipelines
@@ -182,6 +192,79 @@ AREAS: list[AreaSpec[Any]] = [
 ]  # fmt: skip
 
 
+# --- wiring: the kernel's ports (kernel/ports.py), each bound to the area that provides it.
+# Binding imports nothing: each factory imports its area when the port is first used.
+
+
 def install() -> None:
-    """Bind the kernel's ports to the areas that provide them (idempotent)."""
-    return None
+    """Bind the kernel's ports to the areas that provide them (idempotent; run on
+    `import meshops`, so every entry point, SDK, server, CLI, worker or test, is wired)."""
+    from meshops.kernel import ports
+
+    ports.provide(ports.POLICY_ENFORCER, _policy_enforcer)
+    ports.provide(ports.PRODUCT_FACTS, _product_facts)
+    ports.provide(ports.GOVERNED_READS, _governed_reads)
+    ports.provide(ports.VALUE_MASKER, _value_masker)
+    ports.provide(ports.PROMOTION_GATE, _promotion_gate)
+    ports.provide(ports.MONITOR_SOURCES, _monitor_sources)
+    ports.provide(ports.TOKEN_AUTHENTICATOR, _token_authenticator)
+    ports.provide(ports.ACCESS_HOOKS, _access_hooks)
+    ports.provide(ports.PLATFORM_OPENER, _SdkOpener)
+
+
+def _policy_enforcer() -> PolicyEnforcer:
+    from meshops.governance.ports import GovernancePolicyEnforcer
+
+    return GovernancePolicyEnforcer()
+
+
+def _product_facts() -> ProductFacts:
+    from meshops.mesh.ports import MeshProductFacts
+
+    return MeshProductFacts()
+
+
+def _governed_reads() -> GovernedReads:
+    from meshops.mesh.ports import MeshGovernedReads
+
+    return MeshGovernedReads()
+
+
+def _value_masker() -> ValueMasker:
+    from meshops.governance.ports import GovernanceValueMasker
+
+    return GovernanceValueMasker()
+
+
+def _promotion_gate() -> Callable[[Home], PromotionGate]:
+    from meshops.project.promotion import GovernedPromotionGate
+
+    return GovernedPromotionGate
+
+
+def _monitor_sources() -> MonitorSources:
+    from meshops.serving.ports import ServingMonitorSources
+
+    return ServingMonitorSources()
+
+
+def _token_authenticator() -> TokenAuthenticator:
+    from meshops.governance.authn import authenticate_token
+
+    return authenticate_token
+
+
+def _access_hooks() -> AccessHooks:
+    from meshops.governance.ports import GovernanceAccessHooks
+
+    return GovernanceAccessHooks()
+
+
+class _SdkOpener:
+    """The SDK's `connect`, for the pipelines area (running a pipeline inline, a rerun over
+    HTTP), which sits below the SDK."""
+
+    def open(self, uri: str | None = None, token: str | None = None) -> Platform:
+        from meshops.client import connect
+
+        return connect(uri, token=token)

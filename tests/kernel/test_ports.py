@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
+from meshops.governance.authorizer import RoleAuthorizer
+from meshops.governance.guard import GovernedReadGuard
 from meshops.kernel import ports
-from meshops.kernel.errors import MeshopsError
+from meshops.kernel.access import ReadGuard
+from meshops.kernel.auth import Actor, Authorizer, LocalOwnerAuthorizer
+from meshops.kernel.config import load_settings
+from meshops.kernel.errors import Forbidden, MeshopsError
+from meshops.kernel.home import Home
 from meshops.kernel.ports import NotWired, Port
 
 
@@ -47,3 +55,40 @@ def test_binding_again_replaces_the_provider(scratch: Port[list[str]]) -> None:
     assert scratch.get() == ["first"]
     ports.provide(scratch, lambda: ["second"])
     assert scratch.get() == ["second"]
+
+
+def test_importing_meshops_wires_every_port() -> None:
+    import meshops  # noqa: F401  (its import runs assembly.install())
+
+    assert [p.name for p in ports.ALL_PORTS if not ports.is_wired(p)] == []
+
+
+class _Refuser:
+    def check(self, actor: Actor, action: str, domain: str | None = None) -> None:
+        raise Forbidden(f"{actor.name} may not {action}")
+
+
+class _Hooks:
+    def authorizer(self, home: Home) -> Authorizer:
+        return _Refuser()
+
+    def read_guard(self, home: Home) -> ReadGuard:
+        return GovernedReadGuard(home)
+
+
+def test_a_home_opens_with_the_wired_authorizer_unless_settings_name_one(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(home=tmp_path, env={})
+    assert isinstance(Home(settings).authorizer, RoleAuthorizer)  # governance's, wired
+    wired = ports.ACCESS_HOOKS.get()
+    ports.provide(ports.ACCESS_HOOKS, _Hooks)
+    try:
+        swapped = Home(settings)
+        assert isinstance(swapped.authorizer, _Refuser)
+        with pytest.raises(Forbidden):
+            swapped.context().authorize("dataproduct.read_metadata")
+        named = Home(replace(settings, authorizer="meshops.kernel.auth:LocalOwnerAuthorizer"))
+        assert isinstance(named.authorizer, LocalOwnerAuthorizer)
+    finally:
+        ports.provide(ports.ACCESS_HOOKS, lambda: wired)

@@ -20,7 +20,6 @@ from pydantic import BaseModel
 from starlette.testclient import TestClient
 
 from meshops.api import deps
-from meshops.api.responses import install_error_shape
 from meshops.api.rpc import router_for
 from meshops.kernel import rpc
 from meshops.kernel.auth import Actor
@@ -28,6 +27,7 @@ from meshops.kernel.bounds import Limit
 from meshops.kernel.errors import InvalidInput, NotFound
 from meshops.kernel.home import Context
 from meshops.kernel.http import HttpTransport
+from meshops.kernel.responses import install_error_shape
 
 
 class Thing(BaseModel):

@@ -11,8 +11,6 @@ from sqlalchemy import text
 
 import meshops
 from meshops import assembly
-from meshops.api.edge import Edge
-from meshops.api.responses import SafeJSONResponse, install_error_shape
 from meshops.api.routers import features as features_router
 from meshops.api.routers import governance as governance_router
 from meshops.api.routers import mesh as mesh_router
@@ -25,8 +23,10 @@ from meshops.api.rpc import router_for
 from meshops.kernel import schema
 from meshops.kernel.auth import Actor
 from meshops.kernel.codetrust import mark_api_server
+from meshops.kernel.edge import Edge
 from meshops.kernel.home import Home
 from meshops.kernel.lineage import Lineage, LineageService
+from meshops.kernel.responses import SafeJSONResponse, install_error_shape
 from meshops.mesh.interface import MeshDocuments
 from meshops.mesh.service import MeshService
 
@@ -43,7 +43,7 @@ def create_app(home: Home, authenticate: Authenticate = local_user) -> FastAPI:
         title="meshops",
         version=meshops.__version__,
         description="Data mesh and MLOps platform API",
-        default_response_class=SafeJSONResponse,  # never a bare NaN (api.responses)
+        default_response_class=SafeJSONResponse,  # never a bare NaN (kernel.responses)
         # The explorer is served from installed files (below), not from a CDN.
         docs_url=None,
         redoc_url=None,
@@ -79,7 +79,7 @@ def create_app(home: Home, authenticate: Authenticate = local_user) -> FastAPI:
 
 def _install_error_handlers(app: FastAPI) -> None:
     # meshops errors, validation, Starlette's errors, recursion, overflow, the unexpected:
-    # one error shape for all (api.responses, shared with `meshops serve`).
+    # one error shape for all (kernel.responses, shared with `meshops serve`).
     install_error_shape(app)
 
 

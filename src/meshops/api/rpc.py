@@ -21,9 +21,9 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError, create_model
 
 from meshops.api.deps import get_context
-from meshops.api.responses import SafeJSONResponse
 from meshops.kernel.errors import InvalidInput
 from meshops.kernel.home import Context
+from meshops.kernel.responses import SafeJSONResponse
 from meshops.kernel.rpc import Operation, Parameter, operations
 from meshops.kernel.wire import ARROW_STREAM, decode_table, encode_table
 

@@ -51,7 +51,7 @@ from meshops.features.online.base import entity_key
 from meshops.features.registry import Definitions, Plan, resolve, resolve_cached
 from meshops.features.source import FeatureSource, SourceVersion
 from meshops.features.types import from_epoch_micros, utc
-from meshops.kernel import changes, lineage
+from meshops.kernel import changes, lineage, ports
 from meshops.kernel.access import MaskMethod, ReadPlan, ReadRequest, ReadUsage
 from meshops.kernel.codetrust import is_api_server, named_in_setting
 from meshops.kernel.db import utcnow
@@ -233,20 +233,16 @@ class FeatureStoreService:
         """Read the facts of the online path again (after `epoch` was taken, see
         kernel.changes); keep the parsed definitions and the feature.use decisions when
         what they depend on is unchanged."""
-        from meshops.governance.service import GovernanceService
-
         with self.ctx.db.read() as conn:
             digests = store.definition_digests(conn)
             definitions = snapshot.definitions
             if definitions is None or digests != snapshot.digests:
                 definitions = _parse_definitions(store.get_definitions(conn))
             materialized = store.materialized_versions(conn)
-        # Read as the system: which policies apply is not the caller's secret to keep.
-        policies = GovernanceService(self.ctx.home.system_context()).list_policies("feature.use")
         facts = (
             digests,
             tuple(sorted(materialized.items())),
-            tuple((p.id, p.scope, p.version, p.updated_at) for p in policies),
+            ports.POLICY_ENFORCER.get().fingerprint(self.ctx, "feature.use"),
         )
         with snapshot.lock:
             if facts != snapshot.facts:
@@ -440,9 +436,8 @@ class FeatureStoreService:
     def _entities_table(self, entities: EntityRows) -> pa.Table:
         if isinstance(entities, str):
             # SQL over data products (`domain.name` as tables), through the governed path.
-            from meshops.mesh.service import MeshService
-
-            sql_result: pa.Table = MeshService(self.ctx).sql(entities, interface="features")
+            reads = ports.GOVERNED_READS.get()
+            sql_result: pa.Table = reads.sql(self.ctx, entities, interface="features")
             return sql_result.replace_schema_metadata(None)
         if isinstance(entities, pa.Table):
             table = entities
@@ -509,8 +504,6 @@ class FeatureStoreService:
     ) -> None:
         """Evaluate the `feature.use` policies (global and of each source domain) for this
         consumer; a blocking violation raises PolicyViolation before anything is recorded."""
-        from meshops.governance.service import GovernanceService
-
         by_domain: dict[str, list[dict[str, Any]]] = {}
         for name, wanted in plan.views.items():
             version = versions[name]
@@ -523,9 +516,10 @@ class FeatureStoreService:
                     "classification": (column.classification if column else None) or "public",
                 })  # fmt: skip
         subject = service_urn(plan.service) if plan.service else view_urn(next(iter(plan.views)))
-        governance = GovernanceService(self.ctx)
+        enforcer = ports.POLICY_ENFORCER.get()
         for domain, features in by_domain.items():
-            governance.enforce(
+            enforcer.enforce(
+                self.ctx,
                 "feature.use",
                 {
                     "features": features,
@@ -924,12 +918,11 @@ class FeatureStoreService:
             row.values.update(dict.fromkeys(hidden or ()))
         if not masked:
             return
-        from meshops.governance.masking import mask_values, masking_key
-
-        key = masking_key(self.ctx.home.settings)
+        masker = ports.VALUE_MASKER.get()
+        key = masker.key(self.ctx.home)
         for output, method, kind in masked:
             values = [_typed(row.values.get(output), kind) for row in rows]
-            for row, value in zip(rows, mask_values(values, method, key, kind), strict=True):
+            for row, value in zip(rows, masker.mask(values, method, key, kind), strict=True):
                 row.values[output] = value
 
     def _record_online(self, guard: _OnlineGuard, served: dict[str, int]) -> None:

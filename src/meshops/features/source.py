@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 import pyarrow as pa
 
 from meshops.features.models import SourceRef
+from meshops.kernel import ports
 
 if TYPE_CHECKING:
     from meshops.kernel.home import Context
@@ -57,33 +58,33 @@ class MeshFeatureSource:
     """Data products published in this home's mesh."""
 
     def __init__(self, ctx: Context) -> None:
-        from meshops.mesh.service import MeshService
-
-        self.mesh = MeshService(ctx)
+        self.ctx = ctx
 
     def describe(self, ref: SourceRef) -> SourceVersion:
-        version = self.mesh.get_version(ref.product, version=ref.version)
-        port = version.port(ref.port)
+        facts = ports.PRODUCT_FACTS.get().port_facts(
+            self.ctx, ref.product, port=ref.port, version=ref.version
+        )
         return SourceVersion(
-            product=version.product,
-            domain=version.domain,
-            version=version.version,
-            urn=version.urn,
-            digest=version.digest,
-            port=port.name,
-            rows=port.row_count,
+            product=facts.product,
+            domain=facts.domain,
+            version=facts.version,
+            urn=facts.urn,
+            digest=facts.digest,
+            port=facts.port,
+            rows=facts.rows,
             columns=tuple(
                 SourceColumn(
                     c.name, (c.logical_type or "").lower(), c.physical_type, c.classification
                 )
-                for c in port.columns
+                for c in facts.columns
             ),
-            status=version.status,
-            owners=tuple(version.owners),
+            status=facts.status,
+            owners=facts.owners,
         )
 
     def read(self, ref: SourceRef, version: SourceVersion, columns: list[str]) -> pa.Table:
-        table: pa.Table = self.mesh.read(
+        table: pa.Table = ports.GOVERNED_READS.get().read(
+            self.ctx,
             version.product,
             version=version.version,
             port=version.port,

@@ -9,8 +9,9 @@ from meshops.governance import access, identities
 from meshops.governance.models import PLATFORM_SCOPE, AccessRequest, Grant
 from meshops.governance.policy_service import PolicyService, applicable
 from meshops.governance.service_base import ServiceBase, days_of, domain_of
+from meshops.kernel import ports
 from meshops.kernel.db import utcnow
-from meshops.kernel.errors import InvalidInput, NotFound
+from meshops.kernel.errors import InvalidInput
 
 
 class AccessService(ServiceBase):
@@ -85,28 +86,15 @@ class AccessService(ServiceBase):
         version of the product, which must exist (NotFound otherwise). Authority over a
         port comes from the server's state only: nothing the caller sends (owners, domain,
         classification) is trusted, so nobody can grant itself a product published later."""
-        try:
-            from meshops.mesh.service import MeshService  # lazily: areas do not import areas
-        except ImportError:  # no mesh area: nobody owns a port, access.decide decides
-            return {"owners": [], "classification": {}}
         # Read as the system: the caller may lack read_metadata, and the facts are not its.
-        version = MeshService(self.ctx.home.system_context()).get_version(product)
-        found = version.port(port)
-        return {
-            "owners": sorted(set(version.owners)),
-            "classification": {c.name: c.classification or "public" for c in found.columns},
-        }
+        system = self.ctx.home.system_context()
+        facts = ports.PRODUCT_FACTS.get().port_facts(system, product, port=port)
+        return {"owners": sorted(set(facts.owners)), "classification": facts.classification()}
 
     def _current_owners(self, product: str) -> list[str]:
         """The product's owners now (server state); none when it is not published."""
-        try:
-            from meshops.mesh.service import MeshService
-        except ImportError:
-            return []
-        try:
-            return sorted(MeshService(self.ctx.home.system_context()).get_product(product).owners)
-        except NotFound:
-            return []
+        system = self.ctx.home.system_context()
+        return ports.PRODUCT_FACTS.get().owners(system, product) or []
 
     @staticmethod
     def _check_columns(columns: list[str], classification: dict[str, str]) -> None:

@@ -17,9 +17,11 @@ from meshops.kernel.errors import InvalidInput
 
 DEFAULT_HOME = ".meshops"
 CONFIG_FILE = "meshops.toml"
-# The governance area's implementations of the kernel's hooks (see kernel/plugins.py).
-DEFAULT_AUTHORIZER = "meshops.governance.authorizer:RoleAuthorizer"
-DEFAULT_READ_GUARD = "meshops.governance.guard:GovernedReadGuard"
+# The home's authorizer and read guard: empty means the ones wired to the kernel's
+# ACCESS_HOOKS port (the governance area's); `[governance] authorizer`/`read_guard` in
+# meshops.toml name others as "package.module:Class" (kernel/plugins.py).
+DEFAULT_AUTHORIZER = ""
+DEFAULT_READ_GUARD = ""
 # Request bodies: JSON and other bodies (a predict batch of 10,000 wide records fits), and
 # multipart uploads (model files, artifacts, monitor tables). Larger ones get 413.
 DEFAULT_MAX_REQUEST_MB = 64.0

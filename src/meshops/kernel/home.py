@@ -14,6 +14,7 @@ from meshops.kernel.auth import SYSTEM, Actor, Authorizer
 from meshops.kernel.config import Settings
 from meshops.kernel.db import Database
 from meshops.kernel.plugins import load_object
+from meshops.kernel.ports import ACCESS_HOOKS
 from meshops.kernel.secrets import derived_key
 
 if TYPE_CHECKING:
@@ -29,9 +30,17 @@ class Home:
             settings.home.mkdir(parents=True, exist_ok=True)
         self.db = Database(settings.database_url)
         schema.ensure_current(self.db, auto_upgrade=auto_upgrade)
-        # Hooks answered by the governance area, named in settings (kernel/plugins.py).
-        self.authorizer: Authorizer = load_object(settings.authorizer)(self)
-        self.read_guard: ReadGuard = load_object(settings.read_guard)(self)
+        # Named in settings (kernel/plugins.py), else the wired defaults (kernel/ports.py).
+        self.authorizer: Authorizer = (
+            load_object(settings.authorizer)(self)
+            if settings.authorizer
+            else ACCESS_HOOKS.get().authorizer(self)
+        )
+        self.read_guard: ReadGuard = (
+            load_object(settings.read_guard)(self)
+            if settings.read_guard
+            else ACCESS_HOOKS.get().read_guard(self)
+        )
 
     @cached_property
     def blobs(self) -> BlobStore:

@@ -1,7 +1,8 @@
 """Objects named in settings as `module:attribute`, loaded when a home opens.
 
-This is how the kernel uses the governance area's authorizer, authenticator and read
-guard without importing any area: configuration names them.
+This is how a home uses an authorizer, read guard or promotion gate that a user's
+`meshops.toml` names. The defaults are not named here: they are the areas' providers of the
+kernel's ports (kernel/ports.py), bound by `meshops.assembly`.
 """
 
 from __future__ import annotations

@@ -24,8 +24,6 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from meshops.kernel.errors import MeshopsError
 
 if TYPE_CHECKING:
-    from contextlib import AbstractContextManager
-
     import pyarrow as pa
 
     from meshops.kernel.access import Interface, MaskMethod, ReadGuard
@@ -136,7 +134,7 @@ class PortFacts:
     urn: str
     digest: str
     port: str
-    rows: int | None
+    rows: int
     status: str
     owners: tuple[str, ...]
     columns: tuple[PortColumn, ...]
@@ -146,7 +144,8 @@ class PortFacts:
 
 
 class ProductFacts(Protocol):
-    """What the mesh knows of a product, read as the system (never the caller's input)."""
+    """What the mesh knows of a product, read as `ctx.actor` (who needs the server's facts
+    whatever the caller may see, e.g. who owns a port, passes the system context)."""
 
     def port_facts(
         self, ctx: Context, product: str, port: str | None = None, version: str | None = None
@@ -182,8 +181,12 @@ class GovernedReads(Protocol):
 class ValueMasker(Protocol):
     """Masks a column's values exactly as a governed read masks them."""
 
+    def key(self, home: Home) -> bytes:
+        """The home's masking key (derive it once per batch of calls)."""
+        ...
+
     def mask(
-        self, home: Home, values: list[Any], method: MaskMethod, value_type: pa.DataType
+        self, values: list[Any], method: MaskMethod, key: bytes, value_type: pa.DataType
     ) -> list[Any]: ...
 
 
@@ -230,9 +233,10 @@ class PlatformOpener(Protocol):
     """Opens the SDK's Platform (embedded, or over HTTP with `uri`); the caller closes it.
     For code that runs user pipelines and needs the whole platform, not one area."""
 
-    def open(
-        self, uri: str | None = None, token: str | None = None
-    ) -> AbstractContextManager[Any]: ...
+    def open(self, uri: str | None = None, token: str | None = None) -> Any:
+        """The SDK's Platform (the kernel does not know its type): a context manager with
+        the areas as attributes (`platform.pipelines`)."""
+        ...
 
 
 POLICY_ENFORCER: Port[PolicyEnforcer] = Port("policy enforcer", "governance policies")

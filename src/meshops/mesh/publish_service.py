@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
-from meshops.kernel import lineage, outbox
+from meshops.kernel import lineage, outbox, ports
 from meshops.kernel.db import utcnow
 from meshops.kernel.errors import Conflict, Forbidden, InvalidInput
 from meshops.kernel.urn import Urn, dataproduct_urn
@@ -178,14 +178,12 @@ class PublishService(MeshArea):
             ):
                 return None, []
             diff = self._schema_diff(conn, spec)
-        from meshops.governance.service import GovernanceService
-
         urn = dataproduct_urn(spec.domain, spec.name, spec.version)
-        decision = GovernanceService(self.ctx).enforce(
-            gate.TARGET, self.publish_document(spec, diff, reports), spec.domain, urn
+        notes = ports.POLICY_ENFORCER.get().enforce(
+            self.ctx, gate.TARGET, self.publish_document(spec, diff, reports), spec.domain, urn
         )
         warnings = [PolicyWarning(policy_id=w.policy_id, explanation=w.explanation)
-                    for w in decision.warnings]  # fmt: skip
+                    for w in notes]  # fmt: skip
         return diff.previous_version, warnings
 
     def _check_owner_change(

@@ -2,10 +2,10 @@
 
 A run needs the current window (and for performance monitors the labels joined by request
 id); the reference is stored on the monitor. `parquet` reads Parquet files (local or any
-fsspec URL) filtered to the window on a time column. Other areas provide their own:
-`prediction_log` (an endpoint's served predictions with their labels) is the serving
-area's `meshops.serving.monitor_source:PredictionLogSource`, named in `_PROVIDED` and loaded
-on first use; `register_source(name, factory)` adds more at run time.
+fsspec URL) filtered to the window on a time column. Other areas provide their own through
+the kernel's `MONITOR_SOURCES` port (e.g. the serving area's `prediction_log`: an endpoint's
+served predictions with their labels), built on first use; `register_source(name, factory)`
+adds more at run time.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from meshops.kernel import ports
 from meshops.kernel.codetrust import is_api_server
 from meshops.kernel.errors import Forbidden, InvalidInput
 from meshops.kernel.home import Context
@@ -39,8 +40,6 @@ class SourceReader(Protocol):
 
 SourceFactory = Callable[[dict[str, Any]], SourceReader]
 _SOURCES: dict[str, SourceFactory] = {}
-# Sources other areas provide, named (not imported) and loaded on first use.
-_PROVIDED = {"prediction_log": "meshops.serving.monitor_source:PredictionLogSource"}
 
 
 def register_source(name: str, factory: SourceFactory) -> None:
@@ -48,15 +47,15 @@ def register_source(name: str, factory: SourceFactory) -> None:
 
 
 def registered_sources() -> list[str]:
-    return sorted({*_SOURCES, *_PROVIDED})
+    return sorted({*_SOURCES, *ports.MONITOR_SOURCES.get().names()})
 
 
 def source_reader(source: MonitorSource) -> SourceReader:
     factory = _SOURCES.get(source.type)
-    if factory is None and source.type in _PROVIDED:
-        from meshops.kernel.plugins import load_object
-
-        factory = _SOURCES.setdefault(source.type, load_object(_PROVIDED[source.type]))
+    if factory is None:
+        provided = ports.MONITOR_SOURCES.get().factory(source.type)
+        if provided is not None:
+            factory = _SOURCES.setdefault(source.type, cast(SourceFactory, provided))
     if factory is None:
         raise InvalidInput(
             f"unknown monitor source type {source.type!r}",

@@ -25,6 +25,7 @@ from typing import Any, overload
 
 from pydantic import TypeAdapter, ValidationError
 
+from meshops.kernel import ports
 from meshops.kernel.errors import InvalidInput
 from meshops.pipelines.models import Resources
 
@@ -308,9 +309,7 @@ class PipelineDefinition:
 
     def __call__(self, **params: Any) -> Any:
         """Run the pipeline inline on the default platform (see `meshops.connect`)."""
-        from meshops.client import connect
-
-        with connect() as platform:
+        with ports.PLATFORM_OPENER.get().open() as platform:
             return platform.pipelines.run(self, params=params, executor="inline")
 
     def __repr__(self) -> str:

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from meshops.kernel import ports
 from meshops.kernel.errors import Conflict
 from meshops.pipelines.codeversion import TreeState, git, tree_state
 from meshops.pipelines.interface import Pipelines
@@ -270,9 +271,7 @@ def compare_runs(original: RunDetail, rerun: RunDetail) -> ReproduceReport:
 def _open(connection: dict[str, Any]) -> tuple[Pipelines, Any]:
     """The platform's pipelines, and what to close afterwards."""
     if connection["kind"] == "http":
-        from meshops.client import connect
-
-        platform = connect(connection["uri"], token=connection["token"])
+        platform = ports.PLATFORM_OPENER.get().open(connection["uri"], token=connection["token"])
         return platform.pipelines, platform
     from meshops.kernel.auth import Actor
     from meshops.kernel.config import Settings

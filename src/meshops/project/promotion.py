@@ -1,8 +1,8 @@
 """The model promotion gate: `model.promote` policies, comparison with the current holder of
 the alias on a recorded evaluation metric, and approvals by role (never by the author).
 
-Plugged into the registry's hook (`[registry] promotion_gate =
-"meshops.project.promotion:PromotionGate"`), it guards moves of the protected aliases;
+The registry's default gate (bound to the kernel's PROMOTION_GATE port by
+`meshops.assembly`), it guards moves of the protected aliases;
 `platform.project.promote` always goes through it. Settings, `[promotion]` of meshops.toml:
 
     protected_aliases = ["production", "champion"]
@@ -34,8 +34,8 @@ def promotion_settings(ctx: Context) -> dict[str, Any]:
     return ctx.home.settings.section("promotion")
 
 
-class PromotionGate:
-    """The registry's `PromotionGate`, constructed with the Home."""
+class GovernedPromotionGate:
+    """A `kernel.ports.PromotionGate`, constructed with the Home."""
 
     def __init__(self, home: Any = None, *, always: bool = False) -> None:
         self.home = home

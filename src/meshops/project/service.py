@@ -37,7 +37,7 @@ from meshops.project.models import (
     WebhookDelivery,
 )
 from meshops.project.plan import plan as make_plan
-from meshops.project.promotion import PromotionGate
+from meshops.project.promotion import GovernedPromotionGate
 from meshops.project.repo import run_git
 
 WEBHOOK_ACTOR = Actor("webhook", "system")
@@ -266,7 +266,7 @@ class ProjectService:
     def gate(self, model: str, alias: str, version: int | None = None) -> GateReport:
         registry, target = self._target(model, version)
         current = registry.get_model(model).aliases.get(alias)
-        return PromotionGate(self.ctx.home).evaluate(self.ctx, target, alias, current)
+        return GovernedPromotionGate(self.ctx.home).evaluate(self.ctx, target, alias, current)
 
     def promote(
         self, model: str, to: str = "production", version: int | None = None, reason: str = ""
@@ -274,7 +274,7 @@ class ProjectService:
         from meshops.registry.service import RegistryService
 
         _, target = self._target(model, version)
-        gate = PromotionGate(self.ctx.home, always=True)
+        gate = GovernedPromotionGate(self.ctx.home, always=True)
         move = RegistryService(self.ctx, gate=gate).set_alias(
             model, to, target.version, reason or "meshops models promote"
         )

@@ -18,7 +18,7 @@ import math
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
@@ -28,6 +28,7 @@ from meshops.kernel.db import insert_ignoring_conflicts, utcnow
 from meshops.kernel.errors import Conflict, InvalidInput, MeshopsError, NotFound
 from meshops.kernel.home import Context
 from meshops.kernel.plugins import load_object
+from meshops.kernel.ports import PROMOTION_GATE, PromotionGate
 from meshops.kernel.urn import model_version_urn, run_urn
 from meshops.registry import store
 from meshops.registry.models import (
@@ -102,17 +103,6 @@ def trusted_skops_types(settings: Any) -> list[str]:
     return [str(n) for n in names] if isinstance(names, list) else []
 
 
-class PromotionGate(Protocol):
-    """Asked before an alias moves; raises PolicyViolation to refuse. The default is
-    `meshops.project.promotion:PromotionGate` (`model.promote` policies, metric comparison
-    and approvals for the protected aliases); another one is named in `meshops.toml`:
-    `[registry] promotion_gate = "package.module:Class"` (constructed with the Home)."""
-
-    def check(
-        self, ctx: Context, version: ModelVersion, alias: str, current: int | None
-    ) -> None: ...
-
-
 class OpenGate:
     """No gate: every alias move the actor is authorised for goes ahead. Used only where a
     caller runs the real gate itself (platform.project), or when a home's operator sets
@@ -123,32 +113,37 @@ class OpenGate:
         return None
 
 
-DEFAULT_GATE = "meshops.project.promotion:PromotionGate"
 OPEN_GATE = "open"
+# Homes initialised before the default gate was wired name it by its old path: the same gate.
+_FORMER_DEFAULT = "meshops.project.promotion:PromotionGate"
 
 
 class _ConfiguredGate:
-    """The gate named by `path`, loaded when an alias first moves (not at construction:
-    most registry calls never move one)."""
+    """The home's gate, built when an alias first moves (not at construction: most
+    registry calls never move one): the class `path` names, else the default gate the
+    assembly wires (kernel.ports.PROMOTION_GATE, the project area's)."""
 
-    def __init__(self, path: str, home: Any) -> None:
+    def __init__(self, path: str | None, home: Any) -> None:
         self.path = path
         self.home = home
         self.gate: PromotionGate | None = None
 
     def check(self, ctx: Context, version: ModelVersion, alias: str, current: int | None) -> None:
         if self.gate is None:
-            self.gate = load_object(self.path)(self.home)
+            factory = PROMOTION_GATE.get() if self.path is None else load_object(self.path)
+            self.gate = factory(self.home)
         self.gate.check(ctx, version, alias, current)
 
 
 def configured_gate(ctx: Context) -> PromotionGate:
-    """The promotion gate of the home: the real one (DEFAULT_GATE) unless `[registry]
-    promotion_gate` names another class, or is "open" (no gate)."""
-    path = str(ctx.home.settings.section("registry").get("promotion_gate") or DEFAULT_GATE)
+    """The promotion gate of the home: the default one (the `model.promote` policies,
+    metric comparison and approvals for the protected aliases) unless `[registry]
+    promotion_gate` in meshops.toml names another class ("package.module:Class",
+    constructed with the Home; it raises PolicyViolation to refuse), or is "open" (no gate)."""
+    path = str(ctx.home.settings.section("registry").get("promotion_gate") or "")
     if path == OPEN_GATE:
         return OpenGate()
-    return _ConfiguredGate(path, ctx.home)
+    return _ConfiguredGate(path if path not in ("", _FORMER_DEFAULT) else None, ctx.home)
 
 
 class RegistryService:

@@ -29,18 +29,18 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from meshops.api.edge import Edge
-from meshops.api.responses import SafeJSONResponse, install_error_shape
+from meshops.kernel import ports
 from meshops.kernel.auth import Actor
+from meshops.kernel.edge import Edge
 from meshops.kernel.errors import InvalidInput, MeshopsError
 from meshops.kernel.home import Context, Home
+from meshops.kernel.responses import SafeJSONResponse, install_error_shape
 from meshops.serving import metrics
 from meshops.serving.models import PayloadTooLarge, records_of
 from meshops.serving.runtime import close_runtime, runtime_for
 
 ENDPOINTS_ENV = "MESHOPS_SERVE_ENDPOINTS"
 AUTH_ENV = "MESHOPS_SERVE_AUTH"  # "token" (default, like `meshops server`) or "none"
-TOKEN_AUTHENTICATOR = "meshops.governance.authn:authenticate_token"
 REQUEST_ID_HEADER = "x-request-id"
 # 10,000 records (models.MAX_RECORDS) of a few hundred columns fit; anything larger is a
 # mistake or an attack, refused before it is buffered whole.
@@ -283,7 +283,7 @@ def create_endpoint_app(
     app = FastAPI(
         title=f"meshops serve {', '.join(endpoints)}",
         lifespan=lifespan,
-        default_response_class=SafeJSONResponse,  # never a bare NaN (api.responses)
+        default_response_class=SafeJSONResponse,  # never a bare NaN (kernel.responses)
     )
     app.state.home = home
     app.state.authenticate = authenticate
@@ -311,10 +311,7 @@ def app_factory() -> DataPlane:
         raise MeshopsError(f"{ENDPOINTS_ENV} names no endpoint")
     authenticate = local_user
     if os.environ.get(AUTH_ENV, "token") != "none":
-        from meshops.kernel.plugins import load_object
-
-        # Named, not imported: the serving area does not depend on governance's modules.
-        authenticate = load_object(TOKEN_AUTHENTICATOR)
+        authenticate = ports.TOKEN_AUTHENTICATOR.get()
     from meshops.serving.trust import standalone_trust_from_env
 
     home = Home(load_settings(), auto_upgrade=False)

@@ -20,12 +20,16 @@ plane):
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+from starlette.concurrency import run_in_threadpool
 
 from meshops.kernel.config import Settings
 from meshops.kernel.errors import InvalidInput, MeshopsError
+
+if TYPE_CHECKING:
+    from meshops.kernel.home import Context, Home
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -179,9 +183,27 @@ def _with_headers(send: Send, headers: tuple[tuple[bytes, bytes], ...] | None) -
     return wrapped
 
 
-async def _authenticated(state: Any, headers: dict[bytes, bytes], send: Send) -> bool:
-    from meshops.api.deps import context_for
+def bearer_token(authorization: str) -> str | None:
+    return authorization[7:].strip() if authorization.lower().startswith("bearer ") else None
 
+
+async def context_for(state: Any, authorization: str) -> Context:
+    """The context of a caller of the app with this `state` (home, authenticate).
+
+    A token verified recently and unchanged since is answered on the event loop (no thread
+    hop: this runs on every request); otherwise the authenticator reads the database in
+    the thread pool, never blocking the loop."""
+    home: Home = state.home
+    token = bearer_token(authorization)
+    authenticate = state.authenticate
+    cached = getattr(authenticate, "cached", None)
+    actor = cached(home, token) if cached is not None else None
+    if actor is None:
+        actor = await run_in_threadpool(authenticate, home, token)
+    return home.context(actor)
+
+
+async def _authenticated(state: Any, headers: dict[bytes, bytes], send: Send) -> bool:
     try:
         await context_for(state, headers.get(b"authorization", b"").decode("latin-1"))
     except MeshopsError as exc:
