@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -92,3 +94,18 @@ def test_a_home_opens_with_the_wired_authorizer_unless_settings_name_one(
         assert isinstance(named.authorizer, LocalOwnerAuthorizer)
     finally:
         ports.provide(ports.ACCESS_HOOKS, lambda: wired)
+
+
+def test_the_layers_contract_holds() -> None:
+    """`make lint` runs it too; here it fails where the wiring is changed (no cycles between
+    areas, the kernel imports no area, areas import no api/cli/ui/client/assembly)."""
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "lint-imports"), "--no-cache"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert " 0 broken" in proc.stdout
