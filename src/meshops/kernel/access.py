@@ -3,8 +3,9 @@
 Every read of data product data (SDK, HTTP, SQL, features, pipelines, serving) goes
 through the mesh area's read function, which asks the home's `ReadGuard` for a plan before
 it reads and reports usage after. The kernel defines only the question; the governance area
-answers it (grants, masking, row filters, usage). The guard in use is named in settings
-(`[governance] read_guard = "module:Class"`), so the kernel imports no area.
+answers it (grants, masking, row filters, usage), bound to the kernel's ACCESS_HOOKS port
+(kernel/ports.py) by `meshops.assembly`, so the kernel imports no area; a home may name
+another guard in settings (`[governance] read_guard = "module:Class"`).
 """
 
 from __future__ import annotations
