@@ -248,6 +248,28 @@ def test_every_read_goes_through_the_guard(home: Home) -> None:
         MeshService(home.context(Actor("mallory"))).read("shop.items")
 
 
+def test_http_reads_record_the_interface_the_sdk_names(sqlite_home: Home) -> None:
+    """Over HTTP, `read` and `sql` send their `interface`: a pipeline's reads count as such,
+    the others as the HTTP read and SQL they are."""
+    from meshops.kernel.http import HttpTransport
+    from meshops.kernel.rpc import remote
+    from meshops.mesh.interface import Mesh
+    from meshops.mesh.remote import RemoteMeshBase
+    from tests.conftest import LiveServer
+
+    _publish(MeshService(sqlite_home.context()), "1.0.0")
+    guard = MaskingGuard()
+    sqlite_home.read_guard = guard
+    with LiveServer(sqlite_home, governed=False) as server:
+        mesh = remote(Mesh, HttpTransport(server.url), RemoteMeshBase)
+        query = "select count(*) as n from shop.items"
+        assert mesh.sql(query).to_pylist() == [{"n": 2}]
+        mesh.sql(query, interface="pipeline")
+        assert mesh.read("shop.items", columns=["id"]).column("id").to_pylist() == [2, 3]
+        mesh.read("shop.items", columns=["id"], interface="pipeline")
+    assert [u.request.interface for u in guard.usage] == ["sql", "pipeline", "http", "pipeline"]
+
+
 def test_default_guard_lets_owners_read_and_refuses_others(home: Home) -> None:
     from meshops.kernel.access import OwnerOnlyReadGuard
     from meshops.kernel.auth import Actor

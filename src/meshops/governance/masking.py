@@ -1,22 +1,19 @@
-"""Masking of classified columns on read, applied to Arrow data.
+"""Masking of classified columns outside the SQL read path: Arrow tables (`mask_array`,
+`apply_plan`) and Python values of online feature lookups (`mask_values`).
 
-Methods (the `ReadPlan.masks` values):
-- `hash`: HMAC-SHA256 of the value's text, keyed with the home's masking key (hex; nulls stay
-  null). Pseudonymous: equal values hash equally, so masked columns still join and group,
-  but nobody without the key (kept outside the metadata database, kernel/secrets.py) can
-  hash guesses to reverse them.
-- `redact`: the text `****` (nulls stay null); the column becomes a string column.
+The mesh's read path does not call this module: it runs the governed SELECT of
+`meshops.kernel.sandbox` over the snapshot. Both take each method from its one definition,
+`kernel.sandbox.MASKINGS` (the `ReadPlan.masks` values):
+- `hash`: HMAC-SHA256 of the value's text, keyed with the home's masking key (hex). Pseudonymous:
+  equal values hash equally, so masked columns still join and group, but nobody without the
+  key (kept outside the metadata database, kernel/secrets.py) can hash guesses to reverse them.
+- `redact`: the text `****`; the column becomes a string column.
 - `null`: every value null, same type.
-
-The SQL of each method is written once, in `meshops.kernel.sandbox` (`mask_expression`,
-`governed_select`); the mesh read path runs it over Parquet and this module runs the same
-expression over Arrow with DuckDB, so both give the same values.
+Nulls stay null under every method.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import threading
 from typing import Any
@@ -25,36 +22,30 @@ import duckdb
 import pyarrow as pa
 
 from meshops.kernel.access import MaskMethod, ReadPlan
-from meshops.kernel.config import Settings
 from meshops.kernel.errors import InvalidInput
-from meshops.kernel.sandbox import MASK_METHODS, REDACTED, TIMEZONE, mask_expression
-from meshops.kernel.secrets import derived_key
+from meshops.kernel.sandbox import (
+    MASK_METHODS,
+    REDACTED,
+    TIMEZONE,
+    mask_expression,
+    masking,
+    masking_key,
+)
 
 __all__ = ["METHODS", "REDACTED", "apply_plan", "mask_array", "mask_values", "masking_key"]
 
 METHODS: tuple[MaskMethod, ...] = MASK_METHODS
 
 
-def masking_key(settings: Settings) -> bytes:
-    """The home's key for `hash` masking (never stored in the metadata database)."""
-    return derived_key(settings, "masking")
-
-
 def mask_array(values: pa.Array | pa.ChunkedArray, method: MaskMethod, key: bytes) -> pa.Array:
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    if method == "null":
-        return pa.nulls(len(values), type=values.type)
-    if method not in METHODS:
-        raise InvalidInput(f"unknown mask method {method!r}", {"known": list(METHODS)})
-    # DuckDB evaluates the same expression the SQL read path uses, vectorised over the
-    # Arrow buffer (no Python loop per value). Platform SQL over one registered table, on a
-    # cursor of a process-wide database (opening a database costs 10-30 ms, a cursor ~0).
+    """The method's SQL, vectorised over the Arrow buffer (no Python loop per value). Platform
+    SQL over one registered table, on a cursor of a process-wide database (opening a
+    database costs 10-30 ms, a cursor ~0)."""
+    expression = mask_expression("v", method, key)
     con = _cursor()
     try:
         con.register("masked_input", pa.table({"v": values}))
-        query = f"SELECT {mask_expression('v', method, key)} AS v FROM masked_input"
-        masked: pa.Table = con.sql(query).to_arrow_table()
+        masked: pa.Table = con.sql(f"SELECT {expression} AS v FROM masked_input").to_arrow_table()
         return masked.column("v").combine_chunks()
     finally:
         con.close()
@@ -104,21 +95,14 @@ def apply_plan(table: pa.Table, plan: ReadPlan, key: bytes) -> pa.Table:
 def mask_values(
     values: list[Any], method: MaskMethod, key: bytes, value_type: pa.DataType
 ) -> list[Any]:
-    """`mask_array` over Python values of one column (online feature lookups: a few values
-    per call), equal to what the SQL read path gives for a column of `value_type`. Text is
-    hashed in Python (HMAC-SHA256 of its UTF-8, as `hmac_sql`), sparing DuckDB on the hot
-    path; other types (values as Arrow takes them: datetimes, not ISO text) go through
-    `mask_array`, whose CAST to text decides their spelling."""
-    if method == "null":
-        return [None] * len(values)
-    if method == "redact":
-        return [None if v is None else REDACTED for v in values]
-    if method == "hash" and (
+    """The masked Python values of one column of `value_type` (online feature lookups: a
+    few values per call), equal to what the SQL read path gives: the method's Python form,
+    sparing DuckDB on the hot path, unless it holds for text alone and the values are not
+    text (values as Arrow takes them: datetimes, not ISO text); those take `mask_array`."""
+    found = masking(method)
+    if found.text_only and not (
         pa.types.is_string(value_type) or pa.types.is_large_string(value_type)
     ):
-        return [
-            None if v is None else hmac.new(key, v.encode(), hashlib.sha256).hexdigest()
-            for v in values
-        ]
-    masked: list[Any] = mask_array(pa.array(values, type=value_type), method, key).to_pylist()
-    return masked
+        masked: list[Any] = mask_array(pa.array(values, type=value_type), method, key).to_pylist()
+        return masked
+    return [None if v is None else found.value(v, key) for v in values]

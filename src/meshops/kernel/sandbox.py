@@ -24,15 +24,18 @@ Parquet natively, several times faster than over a registered Arrow dataset) or 
 Arrow tables. Errors returned to the user never carry a file path or the masking key: each
 is replaced by the relation's label (e.g. the product name).
 
-Masking lives here too (`mask_expression`, `governed_select`): one SQL builder used by the
-governed views, the masked read path and the Arrow masking of the governance area. `hash`
-is HMAC-SHA256 keyed with the home's masking key (kernel/secrets.py), computed in SQL as
-sha256((K xor opad) || sha256((K xor ipad) || utf8(text))), equal to Python's `hmac`.
+Masking lives here too: each method is defined once in `MASKINGS` (its SQL and, where Python
+gives the same value, its Python form). The governed views and the masked read path run its
+SQL (`governed_select`); the governance area's Arrow and online masking take both forms from
+it. `hash` is HMAC-SHA256 keyed with the home's masking key (kernel/secrets.py), computed in
+SQL as sha256((K xor opad) || sha256((K xor ipad) || utf8(text))), equal to Python's `hmac`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -48,7 +51,9 @@ import duckdb
 import pyarrow as pa
 
 from meshops.kernel.access import MaskMethod
+from meshops.kernel.config import Settings
 from meshops.kernel.errors import BadRequest, InvalidInput
+from meshops.kernel.secrets import derived_key
 
 MAX_QUERY_CHARS = 100_000
 # A user query runs at most this long (seconds) before it is interrupted, and its result
@@ -105,10 +110,9 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 _FIX = "write one SELECT over the governed relations (e.g. sales.orders), nothing else"
 
 
-# --- masking: the one SQL builder ---------------------------------------------------------
+# --- masking: each method defined once ------------------------------------------------------
 
 REDACTED = "****"
-MASK_METHODS: tuple[MaskMethod, ...] = ("hash", "redact", "null")
 
 
 def quote(identifier: str) -> str:
@@ -122,8 +126,6 @@ def _sql_string(text: str) -> str:
 def _hmac_pads(key: bytes) -> tuple[str, str]:
     """The HMAC inner and outer padded keys (RFC 2104, SHA-256 block of 64 bytes), as hex."""
     if len(key) > 64:
-        import hashlib
-
         key = hashlib.sha256(key).digest()
     block = key.ljust(64, b"\0")
     return bytes(b ^ 0x36 for b in block).hex(), bytes(b ^ 0x5C for b in block).hex()
@@ -136,19 +138,59 @@ def hmac_sql(value_sql: str, key: bytes) -> str:
     return f"sha256(unhex('{outer}') || unhex(sha256(unhex('{inner}') || {text})))"
 
 
+def hmac_text(text: str, key: bytes) -> str:
+    """What `hmac_sql` computes, over one text in Python."""
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+
+
+def _redact_sql(column: str, key: bytes) -> str:
+    return f"CASE WHEN {column} IS NULL THEN NULL ELSE '{REDACTED}' END"
+
+
+def _null_sql(column: str, key: bytes) -> str:
+    # A null of the column's own type, folded to a constant: the column is not read.
+    return f"CASE WHEN false THEN {column} END"
+
+
+@dataclass(frozen=True)
+class Masking:
+    """One masking method: its DuckDB expression over a (quoted) column, and the same
+    function over one non-null Python value. Every method keeps nulls null. With
+    `text_only`, `value` equals the SQL for text alone: the SQL masks DuckDB's own text of
+    other types (a timestamp's spelling), so those take the SQL."""
+
+    sql: Callable[[str, bytes], str]
+    value: Callable[[Any, bytes], Any]
+    text_only: bool = False
+
+
+MASKINGS: dict[MaskMethod, Masking] = {
+    "hash": Masking(hmac_sql, hmac_text, text_only=True),
+    "redact": Masking(_redact_sql, lambda value, key: REDACTED),
+    "null": Masking(_null_sql, lambda value, key: None),
+}
+MASK_METHODS: tuple[MaskMethod, ...] = tuple(MASKINGS)
+
+
+def masking(method: MaskMethod) -> Masking:
+    """The definition of `method`; InvalidInput for an unknown one."""
+    found = MASKINGS.get(method)
+    if found is None:
+        raise InvalidInput(
+            f"unknown mask method {method!r}",
+            {"field": "masks", "fix": f"use {list(MASK_METHODS)}"},
+        )
+    return found
+
+
+def masking_key(settings: Settings) -> bytes:
+    """The home's key for `hash` masking (never stored in the metadata database)."""
+    return derived_key(settings, "masking")
+
+
 def mask_expression(column: str, method: MaskMethod, key: bytes) -> str:
     """The DuckDB expression computing the masked value of `column` (not aliased)."""
-    col = quote(column)
-    if method == "hash":
-        return hmac_sql(col, key)
-    if method == "redact":
-        return f"CASE WHEN {col} IS NULL THEN NULL ELSE '{REDACTED}' END"
-    if method == "null":
-        # A null of the column's own type, folded to a constant: the column is not read.
-        return f"CASE WHEN false THEN {col} END"
-    raise InvalidInput(
-        f"unknown mask method {method!r}", {"field": "masks", "fix": f"use {list(MASK_METHODS)}"}
-    )
+    return masking(method).sql(quote(column), key)
 
 
 def governed_select(

@@ -7,8 +7,8 @@ build a `ReadRequest`, ask `ctx.home.read_guard.plan(...)` BEFORE reading, apply
 
 Unmasked, unfiltered reads take the fast path (pyarrow reads only the asked columns of the
 Parquet snapshot); anything else is one DuckDB query over the snapshot, in the kernel's
-sandbox (kernel/sandbox.py, which also writes the masking SQL). SQL that a user wrote runs
-only in a sandbox whose relations are the governed views of `governed_sandbox`.
+sandbox (kernel/sandbox.py, which also defines each masking method once). SQL that a user
+wrote runs only in a sandbox whose relations are the governed views of `governed_sandbox`.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from meshops.kernel.sandbox import (
     check_predicate,
     governed_select,
     key_texts,
+    masking_key,
     parquet_source,
     refused,
 )
-from meshops.kernel.secrets import derived_key
 from meshops.mesh.models import (
     DataProduct,
     DataProductVersion,
@@ -104,16 +104,12 @@ def plan_read(ctx: Context, request: ReadRequest) -> ReadPlan:
 
 
 def select_sql(source: str, request: ReadRequest, plan: ReadPlan, key: bytes) -> str:
-    """The DuckDB SELECT that applies `plan` to `source` (a relation expression); the
-    masking SQL is the sandbox's, keyed with the home's masking key."""
+    """The DuckDB SELECT that applies `plan` to `source` (a relation expression), each mask
+    the SQL of its one definition (`kernel.sandbox.MASKINGS`), keyed with the home's key."""
     columns = [c for c in request.columns if c in plan.columns]
     if plan.row_filter:  # checked again here: it runs before masking, on clear values
         check_predicate(plan.row_filter)
     return governed_select(source, columns, plan.masks, key, row_filter=plan.row_filter)
-
-
-def masking_key(ctx: Context) -> bytes:
-    return derived_key(ctx.home.settings, "masking")
 
 
 def spill_directory(ctx: Context) -> str:
@@ -172,7 +168,7 @@ def read_port(
 def _duckdb_read(ctx: Context, path: str, request: ReadRequest, plan: ReadPlan) -> pa.Table:
     """A masked or row-filtered read: platform SQL, still run walled in (the row filter is
     SQL a product owner wrote)."""
-    key = masking_key(ctx)
+    key = masking_key(ctx.home.settings)
     snapshot = Relation(
         "snapshot", select=f"SELECT * FROM {parquet_source(path)}", files=(path,),
         label=request.product,
@@ -202,7 +198,7 @@ def governed_sandbox(
     """A sandbox whose relations are `<domain>.<name>`, each the governed SELECT (masked,
     row-filtered for the caller) of the product's default port over its snapshot file;
     the caller runs the user's query in it, then calls `record_views`."""
-    key = masking_key(ctx)
+    key = masking_key(ctx.home.settings)
     views: list[GovernedView] = []
     relations: list[Relation] = []
     with ExitStack() as stack:
