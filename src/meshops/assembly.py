@@ -99,10 +99,9 @@ def _features() -> Loaded[FeatureStore]:
     from meshops.features.service import FeatureStoreService
 
     def remote(http: HttpTransport, platform: Platform) -> FeatureStore:
-        from meshops.features.remote import RemoteFeatureStoreBase
-        from meshops.kernel.rpc import remote as derive
+        from meshops.features.remote import RemoteFeatureStore
 
-        return derive(FeatureStore, http, RemoteFeatureStoreBase)
+        return RemoteFeatureStore(http)
 
     return FeatureStore, FeatureStoreService, remote
 
@@ -134,13 +133,17 @@ def _registry() -> Loaded[Registry]:
 
 
 def _pipelines() -> Loaded[Pipelines]:
+    # Triggers check their `match` against the payload of the topic; project sits above
+    # pipelines, so its `webhook.received` payload model is registered from here.
+    import meshops.project.events  # noqa: F401
     from meshops.pipelines.interface import Pipelines
     from meshops.pipelines.service import PipelinesService
 
     def remote(http: HttpTransport, platform: Platform) -> Pipelines:
-        from meshops.pipelines.remote import RemotePipelines
+        from meshops.kernel.rpc import remote as derive
+        from meshops.pipelines.remote import RemotePipelinesBase
 
-        return RemotePipelines(http, platform.settings.token)
+        return derive(Pipelines, http, RemotePipelinesBase, tracking=lambda: platform.tracking)
 
     return Pipelines, PipelinesService, remote
 
@@ -150,10 +153,9 @@ def _serving() -> Loaded[Serving]:
     from meshops.serving.service import ServingService
 
     def remote(http: HttpTransport, platform: Platform) -> Serving:
-        from meshops.kernel.rpc import remote as derive
-        from meshops.serving.remote import RemoteServingBase
+        from meshops.serving.remote import RemoteServing
 
-        return derive(Serving, http, RemoteServingBase)
+        return RemoteServing(http)
 
     return Serving, ServingService, remote
 

@@ -61,11 +61,16 @@ def test_schema_is_current_after_open_and_server_refuses_outdated(tmp_path: Path
     assert schema.current_heads(db) == schema.expected_heads(db)
 
 
+class Happened(outbox.EventPayload):
+    topic = "x.happened"
+    a: int = 0
+
+
 def test_outbox_commits_and_rolls_back_with_the_change(home: Home) -> None:
     with home.db.begin() as conn:
-        outbox.emit(conn, "x.happened", "meshops:run:1", {"a": 1}, "alice")
+        outbox.emit(conn, "meshops:run:1", Happened(a=1), "alice")
     with pytest.raises(RuntimeError), home.db.begin() as conn:
-        outbox.emit(conn, "x.happened", "meshops:run:2", {"a": 2}, "alice")
+        outbox.emit(conn, "meshops:run:2", Happened(a=2), "alice")
         raise RuntimeError("crash before commit")
     with home.db.read() as conn:
         events = outbox.pending(conn)
@@ -85,7 +90,7 @@ def test_a_unit_of_work_commits_every_transaction_in_it_or_none(home: Home) -> N
     committed: list[str] = []
     with pytest.raises(RuntimeError), home.db.unit_of_work():
         with home.db.begin() as conn:
-            outbox.emit(conn, "x.happened", "first", {}, "alice")
+            outbox.emit(conn, "first", Happened(), "alice")
         home.db.after_commit(lambda: committed.append("first"))
         assert _subjects(home) == ["first"]  # reads inside the unit see its writes
         raise RuntimeError("a later area fails")
@@ -93,13 +98,13 @@ def test_a_unit_of_work_commits_every_transaction_in_it_or_none(home: Home) -> N
 
     with home.db.unit_of_work():
         with home.db.begin() as conn:
-            outbox.emit(conn, "x.happened", "kept", {}, "alice")
+            outbox.emit(conn, "kept", Happened(), "alice")
         # A failing block inside the unit is undone alone (a savepoint) and propagates.
         with pytest.raises(RuntimeError), home.db.begin() as conn:
-            outbox.emit(conn, "x.happened", "undone", {}, "alice")
+            outbox.emit(conn, "undone", Happened(), "alice")
             raise RuntimeError("this service call fails, its caller carries on")
         with home.db.unit_of_work(), home.db.begin() as conn:  # joins the enclosing unit
-            outbox.emit(conn, "x.happened", "nested", {}, "alice")
+            outbox.emit(conn, "nested", Happened(), "alice")
         home.db.after_commit(lambda: committed.append("kept"))
         assert committed == []
     assert _subjects(home) == ["kept", "nested"] and committed == ["kept"]

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from meshops.client import Platform
+from meshops.monitoring.events import MonitorAlert
 
 FLOWS = str(Path(__file__).with_name("flows.py").resolve())
 
@@ -34,3 +35,24 @@ def sqlite_platform(tmp_path: Path) -> Iterator[Platform]:
     yield platform
     platform.close()
     home.close()
+
+
+def alert(monitor: str = "m1", severity: str = "critical") -> MonitorAlert:
+    """A `monitor.alert` event's payload, as monitoring emits it."""
+    return MonitorAlert(
+        alert_id=1,
+        alert_urn="meshops:alert:1",
+        monitor_id=f"id-{monitor}",
+        monitor=monitor,
+        kind="data_drift",
+        domain="sales",
+        endpoint=None,
+        model=None,
+        rule="drift",
+        metric="psi",
+        value=0.4,
+        severity=severity,
+        summary=f"{monitor}: psi = 0.4 (> 0.2)",
+        result_id=1,
+        opened_at="2026-01-01T00:00:00+00:00",
+    )

@@ -22,6 +22,7 @@ from meshops.cli.main import app
 from meshops.kernel import outbox
 from meshops.kernel.home import Home
 from tests.conftest import make_settings
+from tests.pipelines.conftest import alert
 from tests.support.cli import run_cli
 
 FLOW = """
@@ -205,8 +206,7 @@ def test_triggers_queue_over_their_limit_and_show_it(workspace: tuple[Cli, Path]
     try:
         with home.db.begin() as conn:
             for subject in ("m1", "m2", "m2", "m3"):
-                payload = {"severity": "high"}
-                outbox.emit(conn, outbox.MONITOR_ALERT, f"meshops:monitor:{subject}", payload, "a")
+                outbox.emit(conn, f"meshops:monitor:{subject}", alert(subject, "high"), "a")
     finally:
         home.close()
     worker = cli.process("worker", "--once", "--poll", "0.1")

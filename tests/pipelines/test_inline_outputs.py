@@ -9,6 +9,7 @@ import json
 from meshops.client import Platform
 from meshops.pipelines import pipeline, step
 from meshops.pipelines.models import INLINE_MAX_BYTES, RunStatus, StepStatus
+from meshops.pipelines.remote import run_host
 
 
 @step
@@ -48,8 +49,8 @@ def test_small_outputs_inline_large_in_blobs(platform: Platform) -> None:
     assert out_total.inline_bytes() == _dump(3 * (INLINE_MAX_BYTES // 2) + 3)
     assert steps["big"].inputs == {"value": out_small.digest}
     # Fetching by digest works for both kinds (inline ones come from the step-run record).
-    assert platform.pipelines.get_artifact(out_small.digest) == _dump({"seed": 3})
-    assert json.loads(platform.pipelines.get_artifact(out_big.digest)) == [3] * (
+    assert run_host(platform.pipelines).get_artifact(out_small.digest) == _dump({"seed": 3})
+    assert json.loads(run_host(platform.pipelines).get_artifact(out_big.digest)) == [3] * (
         INLINE_MAX_BYTES // 2
     )
 

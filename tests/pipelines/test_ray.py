@@ -14,6 +14,7 @@ import pytest
 from meshops.client import Platform
 from meshops.pipelines import materializers
 from meshops.pipelines.models import RunDetail, RunStatus, StepStatus
+from meshops.pipelines.remote import run_host
 from tests.pipelines import flows
 from tests.pipelines.conftest import executions
 
@@ -34,7 +35,7 @@ def step_outputs(platform: Platform, detail: RunDetail) -> dict[str, Any]:
     values = {}
     for step_run in detail.steps:
         (output,) = step_run.outputs
-        data = platform.pipelines.get_artifact(output.digest)
+        data = run_host(platform.pipelines).get_artifact(output.digest)
         values[step_run.node] = materializers.by_name(output.materializer).load(data)
     return values
 

@@ -18,15 +18,16 @@ from meshops.kernel import outbox
 from meshops.kernel.home import Home
 from meshops.pipelines import store
 from meshops.pipelines.models import RunStatus, TriggerEventStatus
+from meshops.pipelines.remote import run_host
 from meshops.pipelines.service import PipelinesService
 from meshops.pipelines.worker import Worker, WorkerOptions
 from tests.pipelines import flows
-from tests.pipelines.conftest import FLOWS, executions
+from tests.pipelines.conftest import FLOWS, alert, executions
 
 
 def emit_alert(home: Home, subject: str, severity: str = "critical") -> None:
     with home.db.begin() as conn:
-        outbox.emit(conn, outbox.MONITOR_ALERT, subject, {"severity": severity}, "alice")
+        outbox.emit(conn, subject, alert(subject.rpartition(":")[2], severity), "alice")
 
 
 def finish_one_run(service: PipelinesService, owner: str) -> str | None:
@@ -227,7 +228,7 @@ def test_backlog_is_visible_over_every_transport(platform: Platform, marks: Path
     )
     for _ in range(3):  # each finished run is an event the trigger matches
         platform.pipelines.run(flows.retrying, {"marks": str(marks), "succeed_on": 1}, track=False)
-    report = platform.pipelines.dispatch_events()
+    report = run_host(platform.pipelines).dispatch_events()
     assert (len(report.runs), report.pending, report.dropped, report.skipped) == (1, 1, 1, 1)
     (state,) = platform.pipelines.trigger_states()
     assert state.trigger.max_pending == 1 and state.active_runs == 1

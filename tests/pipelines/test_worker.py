@@ -17,10 +17,11 @@ from sqlalchemy import func, select
 from meshops.kernel import outbox
 from meshops.kernel.home import Home
 from meshops.kernel.tables import outbox as outbox_table
+from meshops.mesh.events import DataProductPublished
 from meshops.pipelines.models import RunStatus
 from meshops.pipelines.service import PipelinesService
 from meshops.pipelines.worker import Worker, WorkerOptions, wait_for
-from tests.pipelines.conftest import FLOWS, executions
+from tests.pipelines.conftest import FLOWS, alert, executions
 
 LEASE = 2.0
 
@@ -103,7 +104,7 @@ def test_outbox_events_fire_triggers_with_filters_and_limits(home: Home, marks: 
         outbox.DATAPRODUCT_PUBLISHED,
         f"{FLOWS}:on_event",
         params,
-        match={"domain": "sales"},
+        match={"product": "sales.x"},
         executor="inline",
     )
     service.create_trigger(
@@ -117,17 +118,13 @@ def test_outbox_events_fire_triggers_with_filters_and_limits(home: Home, marks: 
     )
     with home.db.begin() as conn:
         for domain in ("sales", "hr"):
-            outbox.emit(
-                conn,
-                outbox.DATAPRODUCT_PUBLISHED,
-                f"meshops:dataproduct:{domain}.x:1",
-                {"domain": domain},
-                "alice",
+            urn = f"meshops:dataproduct:{domain}.x:1"
+            published = DataProductPublished(
+                product=f"{domain}.x", version="1", urn=urn, digest="d"
             )
+            outbox.emit(conn, urn, published, "alice")
         for severity in ("warning", "critical", "critical"):
-            outbox.emit(
-                conn, outbox.MONITOR_ALERT, "meshops:monitor:m1", {"severity": severity}, "alice"
-            )
+            outbox.emit(conn, "meshops:monitor:m1", alert("m1", severity), "alice")
     report = service.dispatch_events()
     assert report.events == 5
     assert len(report.runs) == 2  # sales publish, first critical alert

@@ -12,11 +12,12 @@ import uuid
 from meshops.client import Platform
 from meshops.kernel.db import utcnow
 from meshops.pipelines.models import OutputRef, RunStatus, StepRun, StepStatus
+from meshops.pipelines.remote import run_host
 from tests.security.conftest import SecurityHome
 
 
 def _record(platform: Platform, key: str, payload: bytes) -> str:
-    pipelines = platform.pipelines
+    pipelines = run_host(platform.pipelines)
     run = pipelines.start_run("poison", "tests.flows:nothing", {}, "inline")
     digest = hashlib.sha256(payload).hexdigest()
     step = StepRun(
@@ -53,12 +54,12 @@ def test_a_strangers_step_run_is_no_cache_hit(sec: SecurityHome) -> None:
     victim = sec.remote("cache-victim")
     try:
         planted = _record(attacker, key, b"cos\nsystem\n(S'touch /tmp/pwned'\ntR.")
-        assert victim.pipelines.lookup_cache([key]) == {}
+        assert run_host(victim.pipelines).lookup_cache([key]) == {}
         # The recorder itself still reuses its own work.
-        assert attacker.pipelines.lookup_cache([key])[key].id == planted
+        assert run_host(attacker.pipelines).lookup_cache([key])[key].id == planted
         # So does the victim, once it has recorded the step itself.
         own = _record(victim, key, b"victim's own bytes")
-        assert victim.pipelines.lookup_cache([key])[key].id == own
+        assert run_host(victim.pipelines).lookup_cache([key])[key].id == own
     finally:
         attacker.close()
         victim.close()
@@ -71,7 +72,7 @@ def test_in_process_records_stay_shared(sec: SecurityHome) -> None:
     reader = sec.remote("cache-reader")
     try:
         recorded = _record(worker, key, b"a worker's output")
-        assert reader.pipelines.lookup_cache([key])[key].id == recorded
+        assert run_host(reader.pipelines).lookup_cache([key])[key].id == recorded
     finally:
         worker.close()
         reader.close()

@@ -63,6 +63,7 @@ def create_app(home: Home, authenticate: Authenticate = local_user) -> FastAPI:
     app.include_router(mesh_router.router)
     app.include_router(router_for(MeshDocuments, MeshService, tags=["mesh"]))
     app.include_router(pipelines_router.router)
+    app.include_router(pipelines_router.worker_router)
     app.include_router(project_router.router)
     app.include_router(registry_router.router)
     app.include_router(serving_router.router)

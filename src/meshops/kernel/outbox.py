@@ -3,14 +3,20 @@
 A consumer (the worker's trigger dispatcher) reads pending events in order and marks
 them dispatched; since the event row commits or rolls back with the change, no event is
 lost in a crash and none announces a change that did not happen.
+
+Each topic's payload is a pydantic model (`EventPayload`) declared by the area that emits
+it, in that area's `events` module; declaring it registers it here under its topic, so a
+consumer can check what it expects of an event (pipeline triggers check their `match`
+keys) without the kernel importing any area. The stored payload is the model's JSON.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Connection, select, update
 
 from meshops.kernel.db import utcnow
@@ -26,6 +32,36 @@ PIPELINE_RUN_FINISHED = "pipeline.run_finished"
 MONITOR_ALERT = "monitor.alert"
 WEBHOOK_RECEIVED = "webhook.received"
 
+_MODELS: dict[str, type[EventPayload]] = {}
+
+
+class EventPayload(BaseModel):
+    """The payload of the events of one `topic`: subclass it, set `topic`, emit instances.
+    Fields a producer leaves unset are left out of the stored payload, as before types."""
+
+    model_config = ConfigDict(extra="forbid")
+    topic: ClassVar[str]
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        topic = cls.__dict__.get("topic")
+        if topic is None:  # an intermediate base, not a topic's payload
+            return
+        known = _MODELS.get(topic)
+        if known is not None and _name(known) != _name(cls):
+            raise TypeError(f"topic {topic!r} already has a payload model: {_name(known)}")
+        _MODELS[topic] = cls
+
+
+def _name(model: type) -> str:
+    return f"{model.__module__}.{model.__qualname__}"
+
+
+def payload_model(topic: str) -> type[EventPayload] | None:
+    """The payload model registered for `topic` (by the import of its area's events)."""
+    return _MODELS.get(topic)
+
 
 @dataclass(frozen=True)
 class Event:
@@ -36,12 +72,23 @@ class Event:
     actor: str
     created_at: datetime
 
+    def typed(self) -> EventPayload:
+        """The payload as its topic's model (LookupError when none is registered)."""
+        model = payload_model(self.topic)
+        if model is None:
+            raise LookupError(f"no payload model is registered for topic {self.topic!r}")
+        return model.model_validate(self.payload)
 
-def emit(conn: Connection, topic: str, subject: str, payload: dict[str, Any], actor: str) -> None:
-    """Record an event inside the caller's transaction."""
+
+def emit(conn: Connection, subject: str, event: EventPayload, actor: str) -> None:
+    """Record `event` about `subject` inside the caller's transaction."""
     conn.execute(
         outbox.insert().values(
-            topic=topic, subject=subject, payload=payload, actor=actor, created_at=utcnow()
+            topic=event.topic,
+            subject=subject,
+            payload=event.model_dump(mode="json", exclude_unset=True),
+            actor=actor,
+            created_at=utcnow(),
         )
     )
 

@@ -15,6 +15,7 @@ from meshops.kernel.db import utcnow
 from meshops.kernel.errors import Conflict, Forbidden, InvalidInput
 from meshops.kernel.urn import Urn, dataproduct_urn
 from meshops.mesh import catalog, gate, store
+from meshops.mesh.events import DataProductPublished
 from meshops.mesh.models import (
     BuildReport,
     ContractReport,
@@ -313,13 +314,8 @@ class PublishService(MeshArea):
             catalog.index(conn, [self._catalog_entry(spec, status, spec.version)])
             lineage.add_edges(conn, [(i.urn, urn, INPUT_RELATION) for i in inputs])
             self.ctx.audit(conn, "dataproduct.publish", urn, after={"digest": digest})
-            outbox.emit(
-                conn,
-                outbox.DATAPRODUCT_PUBLISHED,
-                urn,
-                {"product": spec.key, "version": spec.version, "urn": urn, "digest": digest},
-                self.ctx.actor.name,
-            )
+            published = {"product": spec.key, "version": spec.version, "urn": urn, "digest": digest}
+            outbox.emit(conn, urn, DataProductPublished(**published), self.ctx.actor.name)
             version = self._version_model(conn, store.get_version_row(conn, spec.key, spec.version))
         return version.model_copy(update={"policy_warnings": warnings})
 

@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 from meshops.kernel import lineage, outbox
 from meshops.kernel.home import Context
 from meshops.monitoring import store
+from meshops.monitoring.events import MonitorAlert
 from meshops.monitoring.models import AlertRule, Monitor
 
 WEBHOOK_TIMEOUT_SECONDS = 5.0
@@ -136,7 +137,7 @@ def _open(
         "result_id": result_id,
         "opened_at": now.isoformat(),
     }
-    outbox.emit(conn, outbox.MONITOR_ALERT, alert_urn, payload, ctx.actor.name)
+    outbox.emit(conn, alert_urn, MonitorAlert.model_validate(payload), ctx.actor.name)
     lineage.add_edge(conn, f"meshops:monitorresult:{result_id}", alert_urn, "raised")
     ctx.audit(conn, "monitoring.alert_open", alert_urn, after=payload)
     return OpenedAlert(alert_id, rule.webhook_url, payload)

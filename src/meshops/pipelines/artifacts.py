@@ -7,9 +7,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
 
 from meshops.kernel.blobs import BlobStore
+
+if TYPE_CHECKING:
+    from meshops.kernel.http import HttpTransport
 
 
 class ArtifactStore(Protocol):
@@ -27,24 +31,24 @@ class StoreSpec:
 
 
 class HttpArtifactStore:
-    """Artifacts through the server (`/v1/pipelines/artifacts`), for remote platforms."""
+    """Artifacts through the server (`/v1/pipelines/artifacts`), for remote platforms: raw
+    bytes under their sha256, not JSON."""
 
-    def __init__(self, url: str, token: str | None) -> None:
-        from meshops.kernel.http import HttpTransport
-
-        self.http = HttpTransport(url, token)
+    def __init__(self, http: HttpTransport) -> None:
+        self.http = http
 
     def put_bytes(self, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
         headers = {"content-type": "application/octet-stream"}
-        body = self.http.request(
-            "PUT", f"/v1/pipelines/artifacts/{digest}", content=data, headers=headers
-        )
+        body = self.http.request("PUT", _path(digest), content=data, headers=headers)
         return str(body["digest"])
 
     def get_bytes(self, digest: str) -> bytes:
-        data = self.http.request("GET", f"/v1/pipelines/artifacts/{digest}")
-        return bytes(data)
+        return bytes(self.http.request("GET", _path(digest)))
+
+
+def _path(digest: str) -> str:
+    return f"/v1/pipelines/artifacts/{quote(digest, safe='')}"
 
 
 _opened: dict[tuple[str, str, str, str | None], ArtifactStore] = {}
@@ -56,7 +60,9 @@ def open_store(spec: StoreSpec) -> ArtifactStore:
     store = _opened.get(key)
     if store is None:
         if spec.kind == "http":
-            store = HttpArtifactStore(spec.url, spec.token)
+            from meshops.kernel.http import HttpTransport
+
+            store = HttpArtifactStore(HttpTransport(spec.url, spec.token))
         else:
             store = BlobStore(spec.url, spec.options)
         _opened[key] = store

@@ -291,6 +291,7 @@ def _open(connection: dict[str, Any]) -> tuple[Pipelines, Any]:
 
 def _rerun(request: dict[str, Any]) -> dict[str, Any]:
     from meshops.pipelines.dsl import load_pipeline
+    from meshops.pipelines.remote import run_host
     from meshops.pipelines.runner import run_here
 
     if request["sys_path"]:
@@ -301,7 +302,7 @@ def _rerun(request: dict[str, Any]) -> dict[str, Any]:
         module = sys.modules.get(definition.fn.__module__)
         code = request["code"]
         detail = run_here(
-            pipelines,
+            run_host(pipelines),
             definition,
             request["params"],
             request["executor"],

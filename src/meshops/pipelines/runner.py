@@ -1,5 +1,5 @@
 """Running a pipeline somewhere (the caller's process or a worker) while recording it on the
-platform through the `Pipelines` interface, so both transports share one code path."""
+platform through the worker operations (`RunHost`), so both transports share one code path."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from meshops.pipelines.codeversion import code_version_of
 from meshops.pipelines.dsl import Graph, PipelineDefinition, load_pipeline
 from meshops.pipelines.engine import Engine, LeaseLost
 from meshops.pipelines.executors import make_executor
-from meshops.pipelines.interface import Pipelines
+from meshops.pipelines.interface import PipelineWorker, RunHost
 from meshops.pipelines.models import (
     CodeVersion,
     PipelineRun,
@@ -37,7 +37,7 @@ def resolve(pipeline: Any) -> tuple[PipelineDefinition, str]:
 
 
 def run_here(
-    pipelines: Pipelines,
+    pipelines: RunHost,
     pipeline: Any,
     params: dict[str, Any] | None,
     executor: str,
@@ -76,14 +76,14 @@ def run_here(
     )
 
 
-def _prior_of(pipelines: Pipelines, run_id: str | None) -> dict[str, StepRun]:
+def _prior_of(pipelines: RunHost, run_id: str | None) -> dict[str, StepRun]:
     if run_id is None:
         return {}
     return {s.node: s for s in pipelines.get_run(run_id).steps}
 
 
 def execute(
-    pipelines: Pipelines,
+    pipelines: RunHost,
     run: PipelineRun,
     graph: Graph,
     *,
@@ -124,7 +124,7 @@ def execute(
 
 
 def record_run_tree(
-    pipelines: Pipelines,
+    pipelines: PipelineWorker,
     tracking: Any,
     run: PipelineRun,
     graph: Graph,

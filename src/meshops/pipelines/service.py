@@ -16,7 +16,9 @@ from meshops.kernel.urn import Urn
 from meshops.pipelines import store, triggers
 from meshops.pipelines.artifacts import StoreSpec
 from meshops.pipelines.engine import new_id
+from meshops.pipelines.events import PipelineRunFinished
 from meshops.pipelines.executors import EXECUTORS
+from meshops.pipelines.interface import PipelineWorker
 from meshops.pipelines.models import (
     DEFAULT_MAX_PENDING,
     FINAL_RUN_STATUSES,
@@ -60,8 +62,12 @@ def _check_ref(ref: str) -> str:
 
 
 class PipelinesService:
-    def __init__(self, ctx: Context) -> None:
+    """`remote`: the caller is over HTTP (the API server's routes), outside the trust
+    boundary of the home: what it records is checked (see `record_step_runs`)."""
+
+    def __init__(self, ctx: Context, *, remote: bool = False) -> None:
         self.ctx = ctx
+        self.remote = remote
 
     def _tracking(self) -> Any:
         try:
@@ -283,9 +289,10 @@ class PipelinesService:
             )
         if expression:
             triggers.compile_expression(expression)
+        triggers.check_match(triggers.check_topic(topic), match or {})
         trigger = Trigger(
             name=name,
-            topic=triggers.check_topic(topic),
+            topic=topic,
             ref=_check_ref(ref),
             params=params or {},
             executor=_check_executor(executor),
@@ -367,18 +374,16 @@ class PipelinesService:
             self.ctx.audit(conn, "pipelines.start_run", run.urn, after={"ref": ref})
         return run
 
-    def lookup_cache(self, keys: list[str], *, remote: bool = False) -> dict[str, StepRun]:
+    def lookup_cache(self, keys: list[str]) -> dict[str, StepRun]:
         """Cache hits for `keys`. A `remote` caller (over HTTP) is offered only executions
         recorded in-process or by itself: anyone with pipelines.run can record a step under
         any key, pointing at an artifact of its choosing."""
         self.ctx.authorize("pipelines.read")
-        recorders = {self.ctx.actor.name} if remote else None
+        recorders = {self.ctx.actor.name} if self.remote else None
         with self.ctx.db.read() as conn:
             return store.cache_lookup(conn, keys, recorders)
 
-    def record_step_runs(
-        self, run_id: str, steps: list[StepRun], owner: str | None, *, remote: bool = False
-    ) -> None:
+    def record_step_runs(self, run_id: str, steps: list[StepRun], owner: str | None = None) -> None:
         """Record step runs. Their outputs become fetchable by digest for whoever may read
         pipelines, so a `remote` caller (over HTTP) may only name outputs it uploaded, that
         other step runs produced, or inline ones whose bytes match their digest. In-process
@@ -387,7 +392,7 @@ class PipelinesService:
         if not steps:
             return
         outputs = {o.digest for step_run in steps for o in step_run.outputs}
-        if remote:
+        if self.remote:
             self._check_outputs(steps, outputs)
         edges: list[tuple[str, str, str]] = []
         run_urn = pipeline_run_urn(run_id)
@@ -398,14 +403,14 @@ class PipelinesService:
             edges.extend((urn, artifact_urn(o.digest), "produced") for o in step_run.outputs)
         with self.ctx.db.begin() as conn:
             run = store.get_run(conn, run_id)
-            if remote:
+            if self.remote:
                 self._check_holder(conn, run)
             if run.status != RunStatus.RUNNING or (owner is not None and run.lease_owner != owner):
                 raise Conflict(
                     f"run {run_id} is not running under {owner or 'this caller'} any more",
                     {"status": run.status.value, "lease_owner": run.lease_owner},
                 )
-            store.replace_step_runs(conn, steps, self.ctx.actor.name if remote else None)
+            store.replace_step_runs(conn, steps, self.ctx.actor.name if self.remote else None)
             store.add_artifact_refs(conn, outputs, store.OUTPUT, "")
             lineage.add_edges(conn, edges)
             self.ctx.audit(conn, "pipelines.record_steps", run_urn, detail={"steps": len(steps)})
@@ -451,20 +456,14 @@ class PipelinesService:
             store.set_run(conn, run_id, tracking_run_id=tracking_run_id)
 
     def finish_run(
-        self,
-        run_id: str,
-        status: RunStatus,
-        error: str | None,
-        owner: str | None,
-        *,
-        remote: bool = False,
+        self, run_id: str, status: RunStatus, error: str | None = None, owner: str | None = None
     ) -> PipelineRun:
         """Mark a run finished; a `remote` caller must have started or claimed it."""
         self.ctx.authorize("pipelines.run")
         if status not in FINAL_RUN_STATUSES:
             raise InvalidInput(f"{status} is not a final status", {"field": "status"})
         with self.ctx.db.begin() as conn:
-            if remote:
+            if self.remote:
                 self._check_holder(conn, store.get_run(conn, run_id))
             if not store.finish_run(conn, run_id, status, error, owner):
                 run = store.get_run(conn, run_id)
@@ -474,13 +473,10 @@ class PipelinesService:
                     {"lease_owner": run.lease_owner},
                 )
             run = store.get_run(conn, run_id)
-            payload = {
-                "run_id": run_id,
-                "pipeline": run.pipeline,
-                "status": run.status.value,
-                "origin": run.origin,
-            }
-            outbox.emit(conn, outbox.PIPELINE_RUN_FINISHED, run.urn, payload, self.ctx.actor.name)
+            event = PipelineRunFinished(
+                run_id=run_id, pipeline=run.pipeline, status=run.status.value, origin=run.origin
+            )
+            outbox.emit(conn, run.urn, event, self.ctx.actor.name)
             self.ctx.audit(
                 conn,
                 "pipelines.finish_run",
@@ -490,7 +486,7 @@ class PipelinesService:
             return run
 
     # --- worker --------------------------------------------------------------------------
-    def claim_run(self, owner: str, lease_seconds: float) -> PipelineRun | None:
+    def claim_run(self, owner: str, lease_seconds: float = 30.0) -> PipelineRun | None:
         self.ctx.authorize("pipelines.run")
         with self.ctx.db.begin() as conn:
             run = store.claim_next(conn, owner, timedelta(seconds=lease_seconds))
@@ -500,7 +496,7 @@ class PipelinesService:
                 )
             return run
 
-    def renew_lease(self, run_id: str, owner: str, lease_seconds: float) -> bool:
+    def renew_lease(self, run_id: str, owner: str, lease_seconds: float = 30.0) -> bool:
         self.ctx.authorize("pipelines.run")
         with self.ctx.db.begin() as conn:
             return store.renew_lease(conn, run_id, owner, timedelta(seconds=lease_seconds))
@@ -730,3 +726,9 @@ def _claim_pending_events(conn: Any, limit: int) -> list[outbox.Event]:
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return [outbox._event(r) for r in conn.execute(query).mappings()]
+
+
+def served_over_http(ctx: Context) -> PipelineWorker:
+    """The worker operations as the API server serves them: to a caller outside the home's
+    trust boundary, whose step runs, outputs and cache hits are checked."""
+    return PipelinesService(ctx, remote=True)

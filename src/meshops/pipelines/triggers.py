@@ -9,14 +9,26 @@ an event (a missing field) does not match it.
 from __future__ import annotations
 
 import functools
+import typing
 from datetime import datetime
 from typing import Any
+
+from pydantic import BaseModel
 
 from meshops.kernel import outbox
 from meshops.kernel.bounds import check_expression
 from meshops.kernel.errors import InvalidInput
 from meshops.kernel.outbox import Event
+from meshops.mesh import events as mesh_events
+from meshops.monitoring import events as monitoring_events
+from meshops.pipelines import events as pipelines_events
 from meshops.pipelines.models import Trigger
+from meshops.registry import events as registry_events
+
+# Their payload models register with the outbox on import (`check_match` reads them). The
+# project area's (`webhook.received`) is imported by the wiring module (`meshops.assembly`):
+# project builds on pipelines, so pipelines does not import it.
+PAYLOAD_MODULES = (mesh_events, monitoring_events, pipelines_events, registry_events)
 
 TRIGGER_TOPICS = (
     outbox.DATAPRODUCT_PUBLISHED,
@@ -35,6 +47,54 @@ def check_topic(topic: str) -> str:
             {"field": "topic", "fix": f"use one of {', '.join(TRIGGER_TOPICS)}"},
         )
     return topic
+
+
+def check_match(topic: str, match: dict[str, Any]) -> dict[str, Any]:
+    """`match`, or InvalidInput naming the first key that is not a field of the topic's
+    payload (a dotted key must name a field at each level it reaches into, until a field
+    that holds free-form JSON)."""
+    model = outbox.payload_model(topic)
+    if model is None:
+        raise InvalidInput(
+            f"no payload model is registered for topic {topic!r} in this process",
+            {"field": "topic", "fix": "import the events module of the area that emits it"},
+        )
+    for key in match:
+        _check_key(model, key, topic)
+    return match
+
+
+def _check_key(model: type[BaseModel], key: str, topic: str) -> None:
+    current: Any = model
+    for depth, part in enumerate(key.split(".")):
+        fields = _fields_of(current)
+        if fields is None:  # free-form JSON below: anything may be there
+            return
+        if part not in fields:
+            where = ".".join(key.split(".")[:depth]) or "the payload"
+            raise InvalidInput(
+                f"match key {key!r}: {part!r} is not a field of {where} of {topic!r} events",
+                {
+                    "field": f"match.{key}",
+                    "valid_keys": sorted(fields),
+                    "fix": f"match on one of {', '.join(sorted(fields))}",
+                },
+            )
+        current = fields[part]
+
+
+def _fields_of(hint: Any) -> dict[str, Any] | None:
+    """The fields below a value of type `hint`: a model's, none for a scalar, None (any)
+    for free-form JSON (a dict, Any)."""
+    candidates = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    if typing.get_origin(hint) is dict or hint is Any or Any in candidates:
+        return None
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return {name: f.annotation for name, f in candidate.model_fields.items()}
+        if typing.get_origin(candidate) is dict:
+            return None
+    return {}
 
 
 @functools.lru_cache(maxsize=256)

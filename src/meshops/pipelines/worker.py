@@ -24,8 +24,9 @@ from meshops.kernel.errors import Conflict
 from meshops.pipelines.codeversion import code_version_of
 from meshops.pipelines.dsl import PipelineDefinition, load_pipeline
 from meshops.pipelines.engine import LeaseLost
-from meshops.pipelines.interface import Pipelines
+from meshops.pipelines.interface import Pipelines, PipelineWorker, RunHost
 from meshops.pipelines.models import PipelineRun, RunDetail, RunStatus, StepRun
+from meshops.pipelines.remote import run_host
 from meshops.pipelines.runner import execute
 
 log = logging.getLogger("meshops.worker")
@@ -43,7 +44,7 @@ class WorkerOptions:
 class Heartbeat:
     """Renews a run's lease in the background; `alive()` turns False once it is lost."""
 
-    def __init__(self, pipelines: Pipelines, run_id: str, owner: str, lease: float) -> None:
+    def __init__(self, pipelines: PipelineWorker, run_id: str, owner: str, lease: float) -> None:
         self.pipelines, self.run_id, self.owner, self.lease = pipelines, run_id, owner, lease
         self.lost = threading.Event()
         self.stopped = threading.Event()
@@ -71,6 +72,9 @@ class Heartbeat:
 
 
 class Worker:
+    """Works for the platform of `pipelines` (`platform.pipelines`, or the service): its
+    worker operations are obtained on the same transport (`remote.run_host`)."""
+
     def __init__(
         self,
         pipelines: Pipelines,
@@ -78,7 +82,7 @@ class Worker:
         options: WorkerOptions | None = None,
         name: str | None = None,
     ) -> None:
-        self.pipelines = pipelines
+        self.pipelines = run_host(pipelines)
         self.tracking = tracking
         self.options = options or WorkerOptions()
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -186,7 +190,7 @@ _NO_SUBMITTER = (
 )
 
 
-def run_identity(pipelines: Pipelines, run: PipelineRun) -> dict[str, str | None]:
+def run_identity(pipelines: RunHost, run: PipelineRun) -> dict[str, str | None]:
     """What the steps of `run` see in their environment, so that their `meshops.connect()`
     acts as the run's submitter (`run.created_by`, which the server took from the caller
     that queued it, or from the creator of the schedule or trigger that did) rather than as

@@ -24,6 +24,7 @@ from meshops.project import store, webhooks
 from meshops.project.apply import Prepared
 from meshops.project.apply import apply as apply_plan
 from meshops.project.apply import write as write_prepared
+from meshops.project.events import WebhookReceived
 from meshops.project.interface import AppliedRecords, LineageReader
 from meshops.project.models import (
     AppliedObject,
@@ -308,13 +309,8 @@ class ProjectService:
                     f"delivery {delivery_id} was already received; replays are refused",
                     {"field": "delivery", "fix": "send a new delivery"},
                 )
-            outbox.emit(
-                conn,
-                outbox.WEBHOOK_RECEIVED,
-                f"webhook:{source}:{delivery_id}",
-                {**summary, "delivery": delivery_id},
-                self.ctx.actor.name,
-            )
+            received = WebhookReceived(**summary, delivery=delivery_id)
+            outbox.emit(conn, f"webhook:{source}:{delivery_id}", received, self.ctx.actor.name)
             self.ctx.audit(
                 conn,
                 "webhook.receive",

@@ -31,6 +31,7 @@ from meshops.kernel.plugins import load_object
 from meshops.kernel.ports import PROMOTION_GATE, PromotionGate
 from meshops.kernel.urn import model_version_urn, run_urn
 from meshops.registry import store
+from meshops.registry.events import ModelAliasMoved, ModelVersionRegistered
 from meshops.registry.models import (
     MAX_DESCRIPTION,
     MAX_MODEL_CARD,
@@ -434,7 +435,7 @@ class RegistryService:
             "files": [f.digest for f in version.files],
         }
         self.ctx.audit(conn, "registry.register_version", urn, after=summary)
-        outbox.emit(conn, outbox.MODEL_VERSION_REGISTERED, urn, summary, self.ctx.actor.name)
+        outbox.emit(conn, urn, ModelVersionRegistered(**summary), self.ctx.actor.name)
 
     def get_version(self, name: str, version: int) -> ModelVersion:
         self.ctx.authorize("registry.read")
@@ -622,7 +623,7 @@ class RegistryService:
             after={"alias": alias, "version": to_version},
             detail={"reason": reason} if reason else None,
         )
-        outbox.emit(conn, outbox.MODEL_ALIAS_MOVED, subject, payload, self.ctx.actor.name)
+        outbox.emit(conn, subject, ModelAliasMoved(**payload), self.ctx.actor.name)
         return AliasMove(
             id=move_id,
             name=name,

@@ -11,6 +11,7 @@ from meshops.kernel.db import utcnow
 from meshops.kernel.errors import Conflict, InvalidInput, NotFound
 from meshops.kernel.home import Context
 from meshops.serving import store
+from meshops.serving.events import EndpointChanged
 from meshops.serving.logguard import governed
 from meshops.serving.models import (
     Endpoint,
@@ -172,7 +173,7 @@ class ServingService:
     def _announce(self, conn: Any, endpoint: Endpoint, change: str) -> None:
         """Running endpoints (in any process) notice changes through the outbox counter."""
         payload = {"name": endpoint.name, "change": change, "generation": endpoint.generation}
-        outbox.emit(conn, outbox.ENDPOINT_CHANGED, endpoint.urn, payload, self.ctx.actor.name)
+        outbox.emit(conn, endpoint.urn, EndpointChanged(**payload), self.ctx.actor.name)
 
     def _check_routes(
         self,

@@ -34,6 +34,7 @@ from meshops.kernel.urn import Urn, run_urn
 from meshops.tracking import environment, store
 from meshops.tracking.active import ActiveRun, MetricBuffer
 from meshops.tracking.artifacts import artifact_files, select_artifacts, write_artifacts
+from meshops.tracking.events import RunFinished
 from meshops.tracking.models import (
     DEFAULT_EXPERIMENT,
     ERROR_MAX,
@@ -190,7 +191,7 @@ class TrackingService:
             values = {"status": final.value, "end_time": utcnow(), "error": error}
             conn.execute(store.runs.update().where(store.runs.c.id == run_id).values(**values))
             payload = {"run_id": run_id, "experiment_id": row["experiment_id"], "status": final}
-            outbox.emit(conn, outbox.RUN_FINISHED, run_urn(run_id), payload, self.ctx.actor.name)
+            outbox.emit(conn, run_urn(run_id), RunFinished(**payload), self.ctx.actor.name)
             self.ctx.audit(
                 conn,
                 "tracking.end_run",
