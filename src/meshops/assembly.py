@@ -99,9 +99,10 @@ def _features() -> Loaded[FeatureStore]:
     from meshops.features.service import FeatureStoreService
 
     def remote(http: HttpTransport, platform: Platform) -> FeatureStore:
-        from meshops.features.remote import RemoteFeatureStore
+        from meshops.features.remote import RemoteFeatureStoreBase
+        from meshops.kernel.rpc import remote as derive
 
-        return RemoteFeatureStore(http)
+        return derive(FeatureStore, http, RemoteFeatureStoreBase)
 
     return FeatureStore, FeatureStoreService, remote
 
@@ -153,9 +154,10 @@ def _serving() -> Loaded[Serving]:
     from meshops.serving.service import ServingService
 
     def remote(http: HttpTransport, platform: Platform) -> Serving:
-        from meshops.serving.remote import RemoteServing
+        from meshops.kernel.rpc import remote as derive
+        from meshops.serving.remote import RemoteServingBase
 
-        return RemoteServing(http)
+        return derive(Serving, http, RemoteServingBase)
 
     return Serving, ServingService, remote
 

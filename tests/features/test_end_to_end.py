@@ -178,6 +178,21 @@ def test_training_set_digest_changes_with_new_product_version(ready: Ready) -> N
     assert first.info.sources[0].version == "1.0.0"
 
 
+def test_a_name_is_one_path_segment(ready: Ready) -> None:
+    """`?` or `#` in a name reaches the server inside its path segment, so it names nothing
+    (the HTTP client once sent names as they were: `id?x=1` read training set `id`)."""
+    entities = pa.table({"customer_id": [1], "event_timestamp": pa.array([hours(6)], TS)})
+    made = ready.features.training_set(entities, [f"{ready.view}:orders_7d"])
+    for suffix in ("?x=1", "#x"):
+        with pytest.raises(NotFound):
+            ready.features.get_training_set(made.info.id + suffix)
+        with pytest.raises(NotFound):
+            ready.features.get(ready.view + suffix)
+        with pytest.raises(NotFound):
+            ready.features.status(ready.view + suffix)
+    assert ready.features.get_training_set(made.info.id).info == made.info
+
+
 def test_materialize_online_and_offline_agree(ready: Ready) -> None:
     results = ready.features.materialize([ready.view], end=hours(12))
     assert [(r.view, r.rows_written) for r in results] == [(ready.view, 2)]

@@ -77,6 +77,24 @@ def test_signature_validation_names_record_and_column(shared_platform: Platform,
     assert platform.serving.prediction_window(api).num_rows == 0
 
 
+def test_an_endpoint_name_is_one_path_segment(shared_platform: Platform, uniq: str) -> None:
+    """`?` or `#` in a name reaches the server inside its path segment, so it names no
+    endpoint (the HTTP client once sent names as they were: `api?x=1` read endpoint `api`)."""
+    platform, model, api = shared_platform, f"churn_{uniq}", f"churn-{uniq}"
+    register_churn(platform, name=model)
+    platform.serving.create_endpoint(api, f"{model}@champion")
+    for name in (f"{api}?domain=sales", f"{api}#x"):
+        with pytest.raises(NotFound):
+            platform.serving.get_endpoint(name)
+        with pytest.raises(NotFound):
+            platform.serving.predict(name, [record(0)])
+        with pytest.raises(NotFound):
+            platform.serving.feedback(name, "req-1", 1)
+        with pytest.raises(NotFound):
+            platform.serving.roll_log(name)
+    assert platform.serving.prediction_window(api).num_rows == 0
+
+
 def test_canary_and_shadow_routing(shared_platform: Platform, uniq: str) -> None:
     platform, model, api = shared_platform, f"churn_{uniq}", f"churn-{uniq}"
     register_churn(platform, versions=3, name=model)

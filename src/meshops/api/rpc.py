@@ -47,7 +47,7 @@ def add_route(router: APIRouter, op: Operation, service: Service) -> None:
         declaration.path,
         endpoint,
         methods=[declaration.verb],
-        status_code=declaration.status,
+        status_code=204 if _returns_nothing(op) else declaration.status,
         name=op.name,
         operation_id=op.name if not declaration.tags else None,
         summary=summary or op.name.replace("_", " "),
@@ -67,8 +67,12 @@ def _documented_media(op: Operation) -> dict[int | str, dict[str, Any]] | None:
     return None
 
 
+def _returns_nothing(op: Operation) -> bool:
+    return op.returns in (None, type(None))
+
+
 def _response_model(op: Operation) -> Any:
-    if op.returns_table or op.declaration.media_type or op.returns in (None, type(None)):
+    if op.returns_table or op.declaration.media_type or _returns_nothing(op):
         return None
     return op.returns
 
@@ -169,7 +173,7 @@ def _respond(op: Operation, result: Any) -> Response:
     status = op.declaration.status
     if op.returns_table:
         return Response(encode_table(result), status_code=status, media_type=ARROW_STREAM)
-    if op.returns in (None, type(None)):
+    if _returns_nothing(op):
         return Response(status_code=204)
     if op.declaration.media_type:
         return Response(str(result), status_code=status, media_type=op.declaration.media_type)

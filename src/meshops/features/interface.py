@@ -1,6 +1,9 @@
-"""The feature store API, identical over both transports (`FeatureStoreService` in-process
-and `RemoteFeatureStore` over HTTP both satisfy this Protocol; mypy checks it in
-`client.py`)."""
+"""The feature store API, declared once for both transports (`meshops.kernel.rpc`):
+`FeatureStoreService` implements it in-process; the routes and the HTTP client are derived
+from the declarations. Three operations are written by hand on both sides
+(`features/remote.py`, `api/routers/features.py`): `training_set` and `get_training_set`,
+whose answer streams its data from a route of its own, and `materialize`, which takes a
+progress callback; the online lookup's route also has an ASGI fast path."""
 
 from __future__ import annotations
 
@@ -20,18 +23,24 @@ from meshops.features.models import (
     ViewStatus,
     ViewSummary,
 )
+from meshops.kernel import rpc
 
 
 class FeatureStore(Protocol):
+    # Tagged so FastAPI names the operation by its path: `apply` is also the project's.
+    @rpc.post("/v1/features/apply", tags=("features",))
     def apply(self, repo: FeatureRepo) -> ApplyResult:
         """Create or update entities, feature views (checked against their product's
         contract), on-demand features and feature services."""
         ...
 
+    @rpc.get("/v1/features/definitions")
     def list_definitions(self, kind: str | None = None) -> list[ViewSummary]: ...
 
+    @rpc.get("/v1/features/definitions/{kind}/{name}")
     def get(self, name: str, kind: str = "feature_view") -> ViewSummary: ...
 
+    @rpc.get("/v1/features/views/{name}")
     def get_view(self, name: str) -> FeatureView: ...
 
     def training_set(
@@ -50,6 +59,7 @@ class FeatureStore(Protocol):
 
     def get_training_set(self, id_or_digest: str) -> TrainingSet: ...
 
+    @rpc.get("/v1/features/training-sets")
     def list_training_sets(self, name: str | None = None) -> list[TrainingSetInfo]: ...
 
     def materialize(
@@ -63,6 +73,7 @@ class FeatureStore(Protocol):
         """Load what is new since each view's watermark into the online store."""
         ...
 
+    @rpc.post("/v1/features/online")
     def online(
         self,
         entity_rows: Sequence[dict[str, Any]],
@@ -75,6 +86,7 @@ class FeatureStore(Protocol):
         with a per-row status."""
         ...
 
+    @rpc.get("/v1/features/views/{view_name}/status")
     def status(self, view_name: str) -> ViewStatus:
         """Freshness and basic statistics of a view."""
         ...

@@ -1,28 +1,26 @@
-"""The feature store over HTTP (`kernel.http.HttpTransport`); same Protocol as the service."""
+"""What the feature store's HTTP client writes by hand; the rest of `FeatureStore` is
+derived from its declarations (`meshops.kernel.rpc`, wired in `meshops.assembly`).
+
+A training set is made from entity rows sent as one Arrow stream (or SQL the server runs
+on the governed read path), and its data streams from a route of its own when read;
+`materialize` asks view by view so a caller can show progress."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import quote
 
 import pyarrow as pa
 
-from meshops.features.arrow_ipc import bytes_to_reader, table_to_bytes
 from meshops.features.materialize import Progress
-from meshops.features.models import (
-    ApplyResult,
-    FeatureRepo,
-    FeatureView,
-    MaterializeResult,
-    OnlineResponse,
-    TrainingSet,
-    TrainingSetInfo,
-    ViewStatus,
-    ViewSummary,
-)
+from meshops.features.models import MaterializeResult, TrainingSet, TrainingSetInfo
 from meshops.kernel.errors import InvalidInput
-from meshops.kernel.http import HttpTransport
+from meshops.kernel.rpc import RemoteArea
+from meshops.kernel.wire import ARROW_STREAM, decode_reader, encode_table
+
+if TYPE_CHECKING:
+    from meshops.features.interface import FeatureStore
 
 PREFIX = "/v1/features"
 
@@ -37,30 +35,15 @@ def _entities_bytes(entities: Any) -> bytes:
             raise InvalidInput(
                 "entities must be an Arrow table or a pandas DataFrame", {"field": "entities"}
             ) from exc
-    return table_to_bytes(entities.replace_schema_metadata(None))
+    return encode_table(entities.replace_schema_metadata(None))
 
 
-class RemoteFeatureStore:
-    def __init__(self, http: HttpTransport) -> None:
-        self.http = http
-
-    def apply(self, repo: FeatureRepo) -> ApplyResult:
-        body = self.http.post(f"{PREFIX}/apply", repo.model_dump(mode="json"))
-        return ApplyResult.model_validate(body)
-
-    def list_definitions(self, kind: str | None = None) -> list[ViewSummary]:
-        body = self.http.get(f"{PREFIX}/definitions", kind=kind)
-        return [ViewSummary.model_validate(item) for item in body]
-
-    def get(self, name: str, kind: str = "feature_view") -> ViewSummary:
-        return ViewSummary.model_validate(self.http.get(f"{PREFIX}/definitions/{kind}/{name}"))
-
-    def get_view(self, name: str) -> FeatureView:
-        return FeatureView.model_validate(self.http.get(f"{PREFIX}/views/{name}"))
-
+class RemoteFeatureStoreBase(RemoteArea):
     def _training_set(self, info: TrainingSetInfo) -> TrainingSet:
+        path = f"{PREFIX}/training-sets/{quote(info.id, safe='')}/data"
+
         def reader() -> pa.RecordBatchReader:
-            return bytes_to_reader(self.http.get(f"{PREFIX}/training-sets/{info.id}/data"))
+            return decode_reader(self.http.get(path), "the training set's data")
 
         return TrainingSet(info, reader)
 
@@ -93,17 +76,13 @@ class RemoteFeatureStore:
             f"{PREFIX}/training-sets",
             params=params,
             content=content,
-            headers={"content-type": "application/vnd.apache.arrow.stream"},
+            headers={"content-type": ARROW_STREAM},
         )
         return self._training_set(TrainingSetInfo.model_validate(body))
 
     def get_training_set(self, id_or_digest: str) -> TrainingSet:
-        body = self.http.get(f"{PREFIX}/training-sets/{id_or_digest}")
+        body = self.http.get(f"{PREFIX}/training-sets/{quote(id_or_digest, safe='')}")
         return self._training_set(TrainingSetInfo.model_validate(body))
-
-    def list_training_sets(self, name: str | None = None) -> list[TrainingSetInfo]:
-        body = self.http.get(f"{PREFIX}/training-sets", name=name)
-        return [TrainingSetInfo.model_validate(item) for item in body]
 
     def materialize(
         self,
@@ -113,11 +92,11 @@ class RemoteFeatureStore:
         full: bool = False,
         progress: Progress | None = None,
     ) -> list[MaterializeResult]:
+        store = cast("FeatureStore", self)
         names = views or [
-            d.name for d in self.list_definitions("feature_view") if d.definition.get("online")
+            d.name for d in store.list_definitions("feature_view") if d.definition.get("online")
         ]
         results = []
-        # One call per view, so a caller can show progress view by view.
         for view in names:
             body = self.http.post(
                 f"{PREFIX}/materialize",
@@ -129,25 +108,3 @@ class RemoteFeatureStore:
                 for result in done:
                     progress(result.view, result.rows_written, result.rows_written)
         return results
-
-    def online(
-        self,
-        entity_rows: Sequence[dict[str, Any]],
-        features: list[str] | str,
-        *,
-        full_names: bool = False,
-        now: datetime | None = None,
-    ) -> OnlineResponse:
-        body = self.http.post(
-            f"{PREFIX}/online",
-            {
-                "entity_rows": list(entity_rows),
-                "features": features,
-                "full_names": full_names,
-                "now": now.isoformat() if now else None,
-            },
-        )
-        return OnlineResponse.model_validate(body)
-
-    def status(self, view_name: str) -> ViewStatus:
-        return ViewStatus.model_validate(self.http.get(f"{PREFIX}/views/{view_name}/status"))

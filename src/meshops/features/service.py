@@ -1,7 +1,7 @@
 """Feature store use cases: definitions, training sets, materialization, online lookups.
 
 `FeatureStoreService(ctx)` is the embedded implementation of `interface.FeatureStore`
-(`RemoteFeatureStore` is the same over HTTP). Data products are read only through the
+(the HTTP client is derived from its declarations). Data products are read only through the
 `FeatureSource` (the mesh's governed read path, interface `features`).
 """
 

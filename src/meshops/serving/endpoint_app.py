@@ -36,12 +36,11 @@ from meshops.kernel.errors import InvalidInput, MeshopsError
 from meshops.kernel.home import Context, Home
 from meshops.kernel.responses import SafeJSONResponse, install_error_shape
 from meshops.serving import metrics
-from meshops.serving.models import PayloadTooLarge, records_of
+from meshops.serving.models import REQUEST_ID_HEADER, PayloadTooLarge, records_of
 from meshops.serving.runtime import close_runtime, runtime_for
 
 ENDPOINTS_ENV = "MESHOPS_SERVE_ENDPOINTS"
 AUTH_ENV = "MESHOPS_SERVE_AUTH"  # "token" (default, like `meshops server`) or "none"
-REQUEST_ID_HEADER = "x-request-id"
 # 10,000 records (models.MAX_RECORDS) of a few hundred columns fit; anything larger is a
 # mistake or an attack, refused before it is buffered whole.
 MAX_BODY_BYTES = 64 * 1024 * 1024

@@ -1,20 +1,25 @@
-"""`platform.serving`: endpoints, predictions, feedback and the prediction log, identical over
-both transports (`ServingService` in-process, `RemoteServing` over HTTP)."""
+"""`platform.serving`: endpoints, predictions, feedback and the prediction log, declared once
+for both transports (`meshops.kernel.rpc`): `ServingService` implements it in-process; the
+routes and the HTTP client are derived from the declarations. Predictions and feedback are
+written by hand (`serving/remote.py`): their routes are the data plane's
+(`serving/endpoint_app.py`), shared with `meshops serve`."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from meshops.kernel import rpc
+from meshops.kernel.bounds import Percent
+from meshops.mesh.models import DataProductVersion
 from meshops.serving.models import Endpoint, FeedbackItem, Prediction, RolledLog
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from meshops.mesh.models import DataProductVersion
-
 
 class Serving(Protocol):
+    @rpc.post("/v1/endpoints", status=201)
     def create_endpoint(
         self,
         name: str,
@@ -22,7 +27,7 @@ class Serving(Protocol):
         *,
         domain: str | None = None,
         canary: str | None = None,
-        canary_percent: float = 0.0,
+        canary_percent: Percent = 0.0,
         shadows: list[str] | None = None,
         features: list[str] | str | None = None,
         entity_keys: list[str] | None = None,
@@ -35,21 +40,25 @@ class Serving(Protocol):
         `trust_model_code=True` allows pickled (python-flavor) models; it is audited."""
         ...
 
+    @rpc.get("/v1/endpoints/{name}")
     def get_endpoint(self, name: str) -> Endpoint: ...
 
+    @rpc.get("/v1/endpoints")
     def list_endpoints(self, domain: str | None = None) -> list[Endpoint]: ...
 
+    @rpc.put("/v1/endpoints/{name}/traffic")
     def set_traffic(
         self,
         name: str,
         *,
         model: str | None = None,
         canary: str | None = None,
-        canary_percent: float = 0.0,
+        canary_percent: Percent = 0.0,
         shadows: list[str] | None = None,
         trust_model_code: bool | None = None,
     ) -> Endpoint: ...
 
+    @rpc.delete("/v1/endpoints/{name}", status=204)
     def delete_endpoint(self, name: str) -> None: ...
 
     def predict(self, name: str, records: Any, request_id: str | None = None) -> Prediction:
@@ -65,6 +74,7 @@ class Serving(Protocol):
         """Write buffered prediction-log rows (embedded: this process; remote: the server)."""
         ...
 
+    @rpc.get("/v1/endpoints/{name}/predictions")
     def prediction_window(
         self,
         name: str,
@@ -73,10 +83,15 @@ class Serving(Protocol):
         *,
         with_labels: bool = True,
         include_shadow: bool = False,
-    ) -> pa.Table: ...
+    ) -> pa.Table:
+        """Predictions logged in [start, end), with labels where feedback came (an Arrow
+        table; what monitors read)."""
+        ...
 
+    @rpc.post("/v1/endpoints/{name}/log/roll")
     def roll_log(self, name: str) -> RolledLog: ...
 
+    @rpc.post("/v1/serving/batch", status=201)
     def batch_score(
         self,
         model: str,

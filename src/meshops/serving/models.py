@@ -20,6 +20,7 @@ from meshops.kernel.urn import Urn
 ENDPOINT_NAME = re.compile(r"^[a-z][a-z0-9_\-]{0,62}$")
 MAX_RECORDS = 10_000
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+REQUEST_ID_HEADER = "x-request-id"  # sets a prediction's request id; echoed in the answer
 
 
 class FeatureEnrichment(BaseModel):

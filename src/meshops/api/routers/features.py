@@ -1,5 +1,9 @@
-"""Feature store: definitions, training sets (Arrow IPC in and out), materialization,
-online lookups (`POST /v1/features/online`) and view status."""
+"""Feature store routes written by hand; the rest are derived from the declarations of
+`meshops.features.interface.FeatureStore` (`meshops.api.rpc`).
+
+Here: training sets (entity rows in as one Arrow stream or SQL, the data streamed out as
+Arrow record batches), materialization (one view per call from the SDK, for progress) and
+`OnlineLookups`, the online lookup's fast path ahead of its derived route."""
 
 from __future__ import annotations
 
@@ -12,59 +16,24 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, create_model
 
 from meshops.api.deps import context_for, get_context
-from meshops.features.arrow_ipc import bytes_to_reader, stream_chunks
-from meshops.features.models import FeatureRepo
+from meshops.features.interface import FeatureStore
+from meshops.features.models import MaterializeResult, TrainingSetInfo
 from meshops.features.service import FeatureStoreService
 from meshops.kernel.errors import InvalidInput, MeshopsError
 from meshops.kernel.home import Context
+from meshops.kernel.rpc import operations
+from meshops.kernel.wire import ARROW_STREAM, decode_table, stream_chunks
 
 router = APIRouter(prefix="/v1/features", tags=["features"])
-ARROW_STREAM = "application/vnd.apache.arrow.stream"
-
-
-def _json(model: BaseModel) -> Response:
-    return Response(content=model.model_dump_json(), media_type="application/json")
 
 
 class MaterializeIn(BaseModel):
     views: list[str] | None = None
     end: datetime | None = None
     full: bool = False
-
-
-class OnlineIn(BaseModel):
-    entity_rows: list[dict[str, Any]]
-    features: list[str] | str
-    full_names: bool = False
-    now: datetime | None = None
-
-
-@router.post("/apply")
-def apply(repo: FeatureRepo, ctx: Context = Depends(get_context)) -> Response:
-    return _json(FeatureStoreService(ctx).apply(repo))
-
-
-@router.get("/definitions")
-def list_definitions(kind: str | None = None, ctx: Context = Depends(get_context)) -> Any:
-    return [d.model_dump(mode="json") for d in FeatureStoreService(ctx).list_definitions(kind)]
-
-
-@router.get("/definitions/{kind}/{name}")
-def get_definition(kind: str, name: str, ctx: Context = Depends(get_context)) -> Response:
-    return _json(FeatureStoreService(ctx).get(name, kind))
-
-
-@router.get("/views/{name}")
-def get_view(name: str, ctx: Context = Depends(get_context)) -> Response:
-    return _json(FeatureStoreService(ctx).get_view(name))
-
-
-@router.get("/views/{name}/status")
-def view_status(name: str, ctx: Context = Depends(get_context)) -> Response:
-    return _json(FeatureStoreService(ctx).status(name))
 
 
 @router.post("/training-sets")
@@ -78,60 +47,42 @@ async def create_training_set(
     service: str | None = None,
     sql: str | None = None,
     ctx: Context = Depends(get_context),
-) -> Response:
+) -> TrainingSetInfo:
+    """A training set of the entity rows in the body (an Arrow IPC stream) or of `sql`."""
     if not feature and not service:
         raise InvalidInput(
             "name the features (feature=view:name, repeated) or a feature service (service=)",
             {"field": "feature"},
         )
-    body = await request.body()
-    try:
-        entities: Any = sql if sql else bytes_to_reader(body).read_all()
-    except Exception as exc:
-        raise InvalidInput(
-            f"the body is not an Arrow IPC stream: {exc}",
-            {"field": "body", "fix": f"send the entity rows as {ARROW_STREAM}, or sql="},
-        ) from exc
+    entities: Any = sql or decode_table(await request.body(), "body")
     features: list[str] | str = service or list(feature or [])
 
-    def run() -> Response:
+    def run() -> TrainingSetInfo:
         result = FeatureStoreService(ctx).training_set(
             entities, features, name=name, timestamp_column=timestamp_column,
             full_names=full_names,
         )  # fmt: skip
-        return _json(result.info)
+        return result.info
 
     return await run_in_threadpool(run)
 
 
-@router.get("/training-sets")
-def list_training_sets(name: str | None = None, ctx: Context = Depends(get_context)) -> Any:
-    return [t.model_dump(mode="json") for t in FeatureStoreService(ctx).list_training_sets(name)]
-
-
 @router.get("/training-sets/{id_or_digest}")
-def get_training_set(id_or_digest: str, ctx: Context = Depends(get_context)) -> Response:
-    return _json(FeatureStoreService(ctx).get_training_set(id_or_digest).info)
+def get_training_set(id_or_digest: str, ctx: Context = Depends(get_context)) -> TrainingSetInfo:
+    return FeatureStoreService(ctx).get_training_set(id_or_digest).info
 
 
 @router.get("/training-sets/{id_or_digest}/data")
-def training_set_data(id_or_digest: str, ctx: Context = Depends(get_context)) -> Any:
+def training_set_data(id_or_digest: str, ctx: Context = Depends(get_context)) -> Response:
     reader = FeatureStoreService(ctx).get_training_set(id_or_digest).reader()
     return StreamingResponse(stream_chunks(reader), media_type=ARROW_STREAM)
 
 
 @router.post("/materialize")
-def materialize(body: MaterializeIn, ctx: Context = Depends(get_context)) -> Any:
-    results = FeatureStoreService(ctx).materialize(body.views, end=body.end, full=body.full)
-    return [r.model_dump(mode="json") for r in results]
-
-
-@router.post("/online")
-def online(body: OnlineIn, ctx: Context = Depends(get_context)) -> Response:
-    result = FeatureStoreService(ctx).online(
-        body.entity_rows, body.features, full_names=body.full_names, now=body.now
-    )
-    return _json(result)
+def materialize(
+    body: MaterializeIn, ctx: Context = Depends(get_context)
+) -> list[MaterializeResult]:
+    return FeatureStoreService(ctx).materialize(body.views, end=body.end, full=body.full)
 
 
 # --- the online lookup's hot path ----------------------------------------------------------
@@ -141,21 +92,28 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-ONLINE_PATH = "/v1/features/online"
+ONLINE = next(op for op in operations(FeatureStore) if op.name == "online")
+# The body of the derived route, built from the same declaration: the two cannot differ.
+_ONLINE_FIELDS: dict[str, Any] = {
+    p.name: (p.hint, ... if p.required else p.default) for p in ONLINE.where("body")
+}
+OnlineIn = create_model("OnlineIn", **_ONLINE_FIELDS)
 
 
 class OnlineLookups:
     """ASGI middleware answering `POST /v1/features/online` ahead of FastAPI's routing,
     dependency solving and endpoint wrappers, which cost several times the lookup itself
-    (B4: a served lookup in well under a millisecond of CPU). Same body model, the same
-    authentication (`deps.context_for`), service call and error bodies as the `online`
-    route above; a body that does not validate goes on to that route for its standard 422."""
+    (B4: a served lookup in well under a millisecond of CPU). Same body, the same
+    authentication (`deps.context_for`), service call and error bodies as the derived
+    route of `FeatureStore.online`; a body that does not validate goes on to that route for
+    its standard 422."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != ONLINE_PATH or scope["method"] != "POST":
+        path = ONLINE.declaration.path
+        if scope["type"] != "http" or scope["path"] != path or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         body = await _read_body(receive)
@@ -173,7 +131,7 @@ class OnlineLookups:
         await send({"type": "http.response.body", "body": content})
 
 
-async def _lookup(scope: Scope, body: OnlineIn) -> tuple[int, bytes]:
+async def _lookup(scope: Scope, body: Any) -> tuple[int, bytes]:
     authorization = next(
         (v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), ""
     )

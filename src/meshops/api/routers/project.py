@@ -85,6 +85,7 @@ async def apply_prepared(request: Request, svc: ProjectService = Depends(service
     """Multipart: `writes`, the JSON document of `meshops.project.apply.Writes`, and one
     file part per built table (Arrow IPC stream), named in the document. Written in one
     unit of work: a failing write leaves nothing applied."""
+    svc.ctx.authorize("project.apply")  # before reading tables the caller may not write
     async with request.form(
         max_files=MAX_TABLES, max_fields=1, max_part_size=MAX_WRITES_BYTES
     ) as form:
