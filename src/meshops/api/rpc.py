@@ -34,11 +34,11 @@ def router_for(protocol: type, service: Service, *, tags: list[str]) -> APIRoute
     """The routes of every operation declared on `protocol`, served by `service(ctx)`."""
     router = APIRouter(tags=list(tags))
     for op in operations(protocol):
-        add_route(router, op, service)
+        add_route(router, op, service, area=tags[0] if tags else "")
     return router
 
 
-def add_route(router: APIRouter, op: Operation, service: Service) -> None:
+def add_route(router: APIRouter, op: Operation, service: Service, *, area: str = "") -> None:
     declaration = op.declaration
     body_model = _body_model(op)
     endpoint = _endpoint(op, service, body_model)
@@ -49,7 +49,8 @@ def add_route(router: APIRouter, op: Operation, service: Service) -> None:
         methods=[declaration.verb],
         status_code=204 if _returns_nothing(op) else declaration.status,
         name=op.name,
-        operation_id=op.name if not declaration.tags else None,
+        # Unique across areas (mesh and registry both have get_version): area_method.
+        operation_id=f"{area}_{op.name}" if area else op.name,
         summary=summary or op.name.replace("_", " "),
         description=description.strip() or None,
         response_model=_response_model(op),
