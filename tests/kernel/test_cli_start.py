@@ -46,7 +46,9 @@ def test_unknown_command_exits_2_with_a_message(tmp_path: Path) -> None:
 
 def test_catalog_search_imports_no_arrow_duckdb_or_other_areas(tmp_path: Path) -> None:
     """`meshops catalog search` builds only the mesh area and imports no data engine of its
-    own (a governance read guard may still import what it needs)."""
+    own, nor the policy documents (only a read plans masks). The home exists, as in B10 after
+    its warm-up: creating one runs migrations, which import more."""
+    assert run_cli("db", "upgrade", home=tmp_path / "home").returncode == 0
     code = (
         "import sys\n"
         "sys.argv = ['meshops', 'catalog', 'search', 'x', '--json']\n"
@@ -55,7 +57,8 @@ def test_catalog_search_imports_no_arrow_duckdb_or_other_areas(tmp_path: Path) -
         "loaded = [m for m in ('pyarrow', 'pandas', 'meshops.mesh.builds', "
         "'meshops.mesh.specs', 'meshops.tracking.service', 'meshops.registry.service', "
         "'meshops.features.service', 'meshops.pipelines.service', "
-        "'meshops.serving.service', 'meshops.monitoring.service') if m in sys.modules]\n"
+        "'meshops.serving.service', 'meshops.monitoring.service', "
+        "'meshops.governance.documents') if m in sys.modules]\n"
         "print('LOADED', loaded)\n"
     )
     proc = subprocess.run(

@@ -15,7 +15,6 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from meshops.governance.access import active_grant
-from meshops.governance.documents import MASKED_LEVELS
 from meshops.governance.models import GLOBAL_SCOPE
 from meshops.governance.store import mask_rules, usage_events
 from meshops.governance.usage import buffer_of
@@ -76,6 +75,10 @@ class GovernedReadGuard:
                     '--purpose "<why you need it>"',
                 },
             )
+        # Imported here: documents builds the policy input models (~12 ms), which a process
+        # that only authorizes, e.g. `meshops catalog search`, never needs (B10).
+        from meshops.governance.documents import MASKED_LEVELS
+
         masks: dict[str, MaskMethod] = {}
         for column in request.columns:
             level = request.classification.get(column, "public")
