@@ -20,16 +20,16 @@ class GovernancePolicyEnforcer:
     def enforce(
         self, ctx: Context, target: str, document: dict[str, Any], domain: str | None, urn: str
     ) -> list[PolicyNote]:
-        from meshops.governance.service import GovernanceService
+        from meshops.governance.policy_service import PolicyService
 
-        decision = GovernanceService(ctx).enforce(target, document, domain, urn)
+        decision = PolicyService(ctx).enforce(target, document, domain, urn)
         return [PolicyNote(w.policy_id, w.explanation) for w in decision.warnings]
 
     def fingerprint(self, ctx: Context, target: str) -> tuple[Any, ...]:
-        from meshops.governance.service import GovernanceService
+        from meshops.governance.policy_service import PolicyService
 
         # Read as the system: which policies apply is not the caller's secret to keep.
-        policies = GovernanceService(ctx.home.system_context()).list_policies(target)
+        policies = PolicyService(ctx.home.system_context()).list_policies(target)
         return tuple((p.id, p.scope, p.version, p.updated_at) for p in policies)
 
 

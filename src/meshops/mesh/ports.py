@@ -20,9 +20,9 @@ class MeshProductFacts:
     def port_facts(
         self, ctx: Context, product: str, port: str | None = None, version: str | None = None
     ) -> PortFacts:
-        from meshops.mesh.service import MeshService
+        from meshops.mesh.read_service import ReadService
 
-        found = MeshService(ctx).get_version(product, version=version)
+        found = ReadService(ctx).get_version(product, version=version)
         chosen = found.port(port)
         return PortFacts(
             product=found.product,
@@ -41,10 +41,10 @@ class MeshProductFacts:
         )
 
     def owners(self, ctx: Context, product: str) -> list[str] | None:
-        from meshops.mesh.service import MeshService
+        from meshops.mesh.read_service import ReadService
 
         try:
-            return sorted(MeshService(ctx).get_product(product).owners)
+            return sorted(ReadService(ctx).get_product(product).owners)
         except NotFound:
             return None
 
@@ -60,13 +60,13 @@ class MeshGovernedReads:
         columns: list[str],
         interface: Interface,
     ) -> pa.Table:
-        from meshops.mesh.service import MeshService
+        from meshops.mesh.read_service import ReadService
 
-        return MeshService(ctx).read(
+        return ReadService(ctx).read(
             product, version=version, port=port, columns=columns, interface=interface
         )
 
     def sql(self, ctx: Context, query: str, *, interface: Interface) -> pa.Table:
-        from meshops.mesh.service import MeshService
+        from meshops.mesh.read_service import ReadService
 
-        return MeshService(ctx).sql(query, interface=interface)
+        return ReadService(ctx).sql(query, interface=interface)
