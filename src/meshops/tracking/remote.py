@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from meshops.kernel import jsontext
 from meshops.kernel.http import HttpTransport
-from meshops.kernel.rpc import RemoteArea, remote_class
+from meshops.kernel.rpc import RemoteArea
 from meshops.tracking import environment
 from meshops.tracking.active import ActiveRun, MetricBuffer
 from meshops.tracking.artifacts import artifact_files, select_artifacts, write_artifacts
@@ -131,6 +131,3 @@ class RemoteTrackingBase(RemoteArea):
 
 def _seg(value: str) -> str:
     return quote(value, safe="")
-
-
-RemoteTracking: type[RemoteTrackingBase] = remote_class(Tracking, RemoteTrackingBase)
