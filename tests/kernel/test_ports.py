@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
@@ -17,7 +18,7 @@ from meshops.kernel.access import ReadGuard
 from meshops.kernel.auth import Actor, Authorizer, LocalOwnerAuthorizer
 from meshops.kernel.config import load_settings
 from meshops.kernel.errors import Forbidden, MeshopsError
-from meshops.kernel.home import Home
+from meshops.kernel.home import Context, Home
 from meshops.kernel.ports import NotWired, Port
 
 
@@ -109,3 +110,32 @@ def test_the_layers_contract_holds() -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert " 0 broken" in proc.stdout
+
+
+class _RecordingGate:
+    moves: ClassVar[list[str]] = []
+
+    def __init__(self, home: Home) -> None:
+        self.home = home
+
+    def check(self, ctx: Context, version: Any, alias: str, current: int | None) -> None:
+        self.moves.append(alias)
+
+
+@pytest.mark.parametrize("setting", [None, "meshops.project.promotion:PromotionGate"])
+def test_the_registry_asks_the_wired_promotion_gate(tmp_path: Path, setting: str | None) -> None:
+    """No `[registry] promotion_gate`, or the path homes were initialised with before the
+    default gate was wired: the gate bound to the port decides."""
+    from meshops.registry.service import configured_gate
+
+    extra = {} if setting is None else {"registry": {"promotion_gate": setting}}
+    home = Home(replace(load_settings(home=tmp_path, env={}), extra=extra))
+    wired = ports.PROMOTION_GATE.get()
+    ports.provide(ports.PROMOTION_GATE, lambda: _RecordingGate)
+    _RecordingGate.moves.clear()
+    try:
+        configured_gate(home.context()).check(home.context(), None, "production", None)
+        assert _RecordingGate.moves == ["production"]
+    finally:
+        ports.provide(ports.PROMOTION_GATE, lambda: wired)
+        home.close()

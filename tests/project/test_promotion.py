@@ -15,7 +15,7 @@ from meshops.kernel.errors import Forbidden, PolicyViolation
 from meshops.kernel.home import Home
 from tests.conftest import make_settings
 
-GATE = "meshops.project.promotion:PromotionGate"
+GATE = "meshops.project.promotion:GovernedPromotionGate"
 
 
 class Echo:

@@ -36,9 +36,6 @@ PEOPLE = {
     "max": ("Max (ML engineer, retention)", "ml_engineer", None),
 }
 GATE_TOML = """# written by `meshops demo`
-[registry]
-promotion_gate = "meshops.project.promotion:PromotionGate"
-
 [promotion]
 protected_aliases = ["champion"]
 """
