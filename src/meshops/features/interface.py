@@ -27,8 +27,7 @@ from meshops.kernel import rpc
 
 
 class FeatureStore(Protocol):
-    # Tagged so FastAPI names the operation by its path: `apply` is also the project's.
-    @rpc.post("/v1/features/apply", tags=("features",))
+    @rpc.post("/v1/features/apply")
     def apply(self, repo: FeatureRepo) -> ApplyResult:
         """Create or update entities, feature views (checked against their product's
         contract), on-demand features and feature services."""

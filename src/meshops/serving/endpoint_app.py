@@ -118,14 +118,14 @@ async def predict_response(request: Request, name: str) -> Response:
     )
 
 
-@router.post("/v1/endpoints/{name}/predict")
+@router.post("/v1/endpoints/{name}/predict", operation_id="serving_predict")
 async def predict(name: str, request: Request) -> Response:
     """Score records: `{"records": [{col: value, ...}, ...]}` (also the MLflow scoring forms
     `dataframe_split`, `dataframe_records` and `inputs`). `X-Request-ID` sets the id."""
     return await predict_response(request, name)
 
 
-@router.post("/v1/endpoints/{name}/feedback")
+@router.post("/v1/endpoints/{name}/feedback", operation_id="serving_feedback_bulk")
 async def feedback(name: str, request: Request) -> dict[str, int]:
     """Ground-truth labels: `{"items": [{"request_id", "label", "record"?}, ...]}` or one
     `{"request_id", "label"}`."""

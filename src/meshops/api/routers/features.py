@@ -27,6 +27,7 @@ from meshops.kernel.home import Context
 from meshops.kernel.rpc import operations
 from meshops.kernel.wire import ARROW_STREAM, decode_table, stream_chunks
 
+# Operation ids as the derived routes name theirs: area_method.
 router = APIRouter(prefix="/v1/features", tags=["features"])
 
 
@@ -36,7 +37,7 @@ class MaterializeIn(BaseModel):
     full: bool = False
 
 
-@router.post("/training-sets")
+@router.post("/training-sets", operation_id="features_training_set")
 async def create_training_set(
     request: Request,
     *,
@@ -67,18 +68,18 @@ async def create_training_set(
     return await run_in_threadpool(run)
 
 
-@router.get("/training-sets/{id_or_digest}")
+@router.get("/training-sets/{id_or_digest}", operation_id="features_get_training_set")
 def get_training_set(id_or_digest: str, ctx: Context = Depends(get_context)) -> TrainingSetInfo:
     return FeatureStoreService(ctx).get_training_set(id_or_digest).info
 
 
-@router.get("/training-sets/{id_or_digest}/data")
+@router.get("/training-sets/{id_or_digest}/data", operation_id="features_training_set_data")
 def training_set_data(id_or_digest: str, ctx: Context = Depends(get_context)) -> Response:
     reader = FeatureStoreService(ctx).get_training_set(id_or_digest).reader()
     return StreamingResponse(stream_chunks(reader), media_type=ARROW_STREAM)
 
 
-@router.post("/materialize")
+@router.post("/materialize", operation_id="features_materialize")
 def materialize(
     body: MaterializeIn, ctx: Context = Depends(get_context)
 ) -> list[MaterializeResult]:
