@@ -42,7 +42,6 @@ def add_route(router: APIRouter, op: Operation, service: Service, *, area: str =
     declaration = op.declaration
     body_model = _body_model(op)
     endpoint = _endpoint(op, service, body_model)
-    summary, _, description = op.doc.partition("\n")
     router.add_api_route(
         declaration.path,
         endpoint,
@@ -51,8 +50,10 @@ def add_route(router: APIRouter, op: Operation, service: Service, *, area: str =
         name=op.name,
         # Unique across areas (mesh and registry both have get_version): area_method.
         operation_id=f"{area}_{op.name}" if area else op.name,
-        summary=summary or op.name.replace("_", " "),
-        description=description.strip() or None,
+        # The summary is the method's name ("List Alerts", as FastAPI names hand routes);
+        # the docstring, whole, is the description.
+        summary=op.name.replace("_", " ").title(),
+        description=op.doc or None,
         response_model=_response_model(op),
         response_class=SafeJSONResponse,
         tags=list(declaration.tags) or None,
