@@ -12,7 +12,6 @@ import atexit
 import contextlib
 import dataclasses
 import weakref
-from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -54,7 +53,6 @@ class Platform:
         self.settings = settings
         self.home = home
         self.http = http
-        self._closers: list[Callable[[], None]] = []
         if home is not None:
             self.context: Context | None = home.context(actor)
         elif http is not None:
@@ -127,17 +125,11 @@ class Platform:
     def is_remote(self) -> bool:
         return self.http is not None
 
-    def on_close(self, closer: Callable[[], None]) -> None:
-        """Register work to finish before the platform closes (e.g. flush buffers)."""
-        self._closers.append(closer)
-
     def flush(self) -> None:
         # Only areas already built can hold buffered work (tracking, serving).
         for area in ("tracking", "serving"):
             if area in self.__dict__:
                 self.__dict__[area].flush()
-        for closer in list(self._closers):
-            closer()
 
     def close(self) -> None:
         self.flush()

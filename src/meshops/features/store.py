@@ -134,14 +134,6 @@ def upsert_definition(
         )
 
 
-def delete_definition(conn: Connection, kind: str, name: str) -> None:
-    conn.execute(
-        delete(feature_definitions).where(
-            feature_definitions.c.kind == kind, feature_definitions.c.name == name
-        )
-    )
-
-
 # --- watermarks ------------------------------------------------------------------------
 
 
@@ -152,11 +144,6 @@ def get_watermark(conn: Connection, view: str) -> Watermark | None:
         .first()
     )
     return Watermark(**dict(row)) if row else None
-
-
-def all_watermarks(conn: Connection) -> dict[str, Watermark]:
-    rows = conn.execute(select(feature_watermarks)).mappings()
-    return {r["view"]: Watermark(**dict(r)) for r in rows}
 
 
 def materialized_versions(conn: Connection) -> dict[str, str]:

@@ -23,23 +23,6 @@ def arrow_type(feature_type: str) -> pa.DataType:
     return _ARROW[feature_type]
 
 
-def arrow_kind(data_type: pa.DataType) -> str:
-    """The feature type an Arrow column holds, for checks against declarations."""
-    if pa.types.is_integer(data_type):
-        return "integer"
-    if pa.types.is_floating(data_type) or pa.types.is_decimal(data_type):
-        return "number"
-    if pa.types.is_boolean(data_type):
-        return "boolean"
-    if pa.types.is_string(data_type) or pa.types.is_large_string(data_type):
-        return "string"
-    if pa.types.is_timestamp(data_type):
-        return "timestamp"
-    if pa.types.is_date(data_type):
-        return "date"
-    return str(data_type)
-
-
 def to_json_value(value: Any) -> Any:
     """A feature value as JSON can carry it (timestamps as ISO 8601 in UTC)."""
     if isinstance(value, datetime):

@@ -187,9 +187,6 @@ class Grant(BaseModel):
     revoked_at: datetime | None = None
     revoked_by: str | None = None
 
-    def is_active(self, now: datetime) -> bool:
-        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
-
 
 class UsageEvent(BaseModel):
     id: int

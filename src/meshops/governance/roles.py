@@ -254,12 +254,6 @@ def write_permission_table(path: str) -> bool:
     return updated != text
 
 
-def roles_markdown() -> str:
-    lines = ["| role | name | what it is for |", "| --- | --- | --- |"]
-    lines += [f"| `{r.name}` | {r.title} | {r.description} |" for r in ROLES.values()]
-    return "\n".join(lines)
-
-
 if __name__ == "__main__":
     import sys
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import getpass
 import os
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,15 +55,6 @@ class Settings:
     @property
     def is_remote(self) -> bool:
         return bool(self.uri) and str(self.uri).startswith(("http://", "https://"))
-
-    def with_home(self, home: Path) -> Settings:
-        """The same settings pointed at another home (database and blobs follow it)."""
-        return replace(
-            self,
-            home=home,
-            database_url=_default_database_url(home),
-            blob_url=str(home / "blobs"),
-        )
 
     def section(self, name: str) -> dict[str, Any]:
         """A table of `meshops.toml` that an area reads for itself (e.g. `[features]`)."""

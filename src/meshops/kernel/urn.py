@@ -85,9 +85,5 @@ def model_version_urn(name: str, version: int) -> str:
     return str(Urn.of("model", name, version))
 
 
-def dataset_urn(name: str, digest: str) -> str:
-    return str(Urn.of("dataset", name, digest))
-
-
 def dataproduct_urn(domain: str, name: str, version: str) -> str:
     return str(Urn.of("dataproduct", f"{domain}.{name}", version))

@@ -128,16 +128,6 @@ def arrow_type_family(dtype: pa.DataType) -> str:
     return str(dtype)
 
 
-def logical_type_of(dtype: pa.DataType) -> str:
-    family = arrow_type_family(dtype)
-    for logical in ("integer", "number", "string", "boolean", "date", "timestamp", "time"):
-        if family in LOGICAL_TYPES[logical]:
-            return logical
-    if family in ("struct", "map"):
-        return "object"
-    return "array" if family == "list" else "string"
-
-
 def _physical(name: str) -> str:
     base = re.sub(r"\(.*\)", "", name.strip().lower())
     return _PHYSICAL_ALIASES.get(base, base)

@@ -17,7 +17,6 @@ import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -238,18 +237,3 @@ def product_ref(table: TableRef, field_name: str = "query") -> str:
             "name data products as <domain>.<name>, e.g. sales.orders",
         )
     return f"{table.schema}.{table.name}"
-
-
-def to_format(table: pa.Table, fmt: str) -> Any:
-    """pandas / polars / arrow conversions on request."""
-    if fmt == "arrow":
-        return table
-    if fmt == "pandas":
-        return table.to_pandas()
-    if fmt == "polars":
-        import importlib
-
-        return importlib.import_module("polars").from_arrow(table)
-    raise InvalidInput(
-        f"unknown format {fmt!r}", {"field": "format", "fix": "arrow, pandas or polars"}
-    )

@@ -22,7 +22,6 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    delete,
     select,
     update,
 )
@@ -304,11 +303,6 @@ def find_version_by_digest(conn: Connection, product: str, digest: str) -> dict[
 
 
 # --- catalog ---
-
-
-def delete_catalog_entry(conn: Connection, product: str) -> None:
-    conn.execute(delete(mesh_catalog_facets).where(mesh_catalog_facets.c.product == product))
-    conn.execute(delete(mesh_catalog).where(mesh_catalog.c.product == product))
 
 
 def as_date(value: Any) -> date | None:

@@ -330,10 +330,6 @@ class ColumnDrift:
     exact: bool
     histogram: PlotHistogram
 
-    @property
-    def score_kind(self) -> str:
-        return "p_value" if self.method in P_VALUE_METHODS else "distance"
-
 
 def column_drift(
     feature: str,

@@ -21,9 +21,6 @@ class Plan:
     dependents: dict[str, list[str]]
     levels: list[list[str]]  # nodes that may run together, wave by wave
 
-    def roots(self) -> list[str]:
-        return [n for n in self.order if not self.deps[n]]
-
     def downstream(self, nodes: Iterable[str]) -> set[str]:
         """`nodes` and everything that (transitively) depends on them."""
         seen = set(nodes)

@@ -384,13 +384,6 @@ def step_runs_of(conn: Connection, run_id: str, with_logs: bool = True) -> list[
     return [_step({"logs": "", **dict(r)}) for r in rows]
 
 
-def get_step_run(conn: Connection, step_run_id: str) -> StepRun:
-    row = conn.execute(select(step_runs).where(step_runs.c.id == step_run_id)).mappings().first()
-    if row is None:
-        raise NotFound(f"step run {step_run_id} does not exist")
-    return _step(row)
-
-
 def inline_output(conn: Connection, digest: str) -> bytes | None:
     """The bytes of a small output kept inline in a step-run record (see `OutputRef.inline`).
 

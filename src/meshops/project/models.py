@@ -92,9 +92,6 @@ class Plan(BaseModel):
     git: GitInfo = Field(default_factory=GitInfo)
     changes: list[Change] = Field(default_factory=list)
 
-    def by_action(self, action: Action) -> list[Change]:
-        return [c for c in self.changes if c.action == action]
-
     @property
     def pending(self) -> list[Change]:
         return [c for c in self.changes if c.action != "unchanged"]

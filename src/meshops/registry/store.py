@@ -281,15 +281,6 @@ def to_version(row: Any, aliases: list[str]) -> ModelVersion:
     )
 
 
-def versions_of_run(conn: Connection, run_id: str) -> list[tuple[str, int]]:
-    rows = conn.execute(
-        select(model_versions.c.model_name, model_versions.c.version).where(
-            model_versions.c.run_id == run_id
-        )
-    )
-    return [(r.model_name, int(r.version)) for r in rows]
-
-
 # --- aliases ------------------------------------------------------------------------
 
 

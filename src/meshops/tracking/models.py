@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -73,10 +72,6 @@ class Run(BaseModel):
 class RunPage(BaseModel):
     runs: list[Run]
     next_page_token: str | None = None
-
-
-def to_metric(key: str, value: Any, step: int, timestamp: float) -> Metric:
-    return Metric(key=key, value=float(value), step=step, timestamp=timestamp)
 
 
 # Validation rules (documented in docs/tracking.md) ------------------------------------
