@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from meshops.kernel import outbox
 from meshops.kernel.home import Home
 from tests.conftest import make_settings
 from tests.pipelines.conftest import alert
-from tests.support.cli import run_cli
+from tests.support.cli import run_cli, run_main
 
 FLOW = """
 from pathlib import Path
@@ -85,18 +84,12 @@ def main_exit(
 ) -> MainExit:
     """`meshops ARGS` through the real entry point (`main`, which maps errors to exit codes
     and messages), in-process (a subprocess per case costs seconds): (exit code, stderr)."""
-    from meshops.cli.main import main
-
     for name, value in workspace[0].env.items():
         monkeypatch.setenv(name, value)
 
     def run(*args: str) -> tuple[int, str]:
-        monkeypatch.setattr(sys, "argv", ["meshops", *args])
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exited:
-            main()
-        code = exited.value.code
-        return (code if isinstance(code, int) else 0), " ".join(capsys.readouterr().err.split())
+        done = run_main(args, monkeypatch, capsys)
+        return done.returncode, " ".join(done.stderr.split())
 
     return run
 

@@ -1,12 +1,16 @@
-"""`meshops ARGS` as a user runs it: a new interpreter, so start-up, the entry point's exit
-codes and its messages on stderr are what is tested."""
+"""`meshops ARGS` as a user runs it: `run_cli` in a new interpreter (start-up, a clean
+environment), `run_main` through the same entry point in the test's process."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+import pytest
+
+from meshops.cli.main import main
 
 PROGRAM = (sys.executable, "-m", "meshops.cli.main")
 
@@ -31,4 +35,21 @@ def run_cli(
         cwd=cwd,
         timeout=timeout,
         check=False,
+    )
+
+
+def run_main(
+    args: Sequence[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> subprocess.CompletedProcess[str]:
+    """`meshops ARGS` through the real entry point (`main`: exit codes and messages) in this
+    process, where a new interpreter per case would cost seconds; the environment is the
+    test's (set it with `monkeypatch.setenv`). Output captured before the call is dropped."""
+    monkeypatch.setattr(sys, "argv", ["meshops", *args])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:  # main always exits
+        main()
+    code = exited.value.code
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(
+        ["meshops", *args], code if isinstance(code, int) else 0, out.out, out.err
     )

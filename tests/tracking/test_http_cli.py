@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 
 from meshops.client import connect
 from tests.conftest import LiveServer
+from tests.support.cli import run_main
 
 
 def test_http_errors_are_4xx_json(live_server: LiveServer) -> None:
@@ -47,16 +47,8 @@ class Cli:
         self.monkeypatch = monkeypatch
 
     def __call__(self, *args: str) -> tuple[int, str, str]:
-        from meshops.cli.main import main
-
-        self.monkeypatch.setattr(sys, "argv", ["meshops", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out = self.capsys.readouterr()
-        return code, out.out, out.err
+        done = run_main(args, self.monkeypatch, self.capsys)
+        return done.returncode, done.stdout, done.stderr
 
 
 def test_cli_lists_searches_shows_and_exits_with_codes(
