@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
@@ -54,15 +55,20 @@ class AreaSpec(Generic[P]):
     its HTTP client (derived from the declarations by `kernel.rpc.remote`, on top of the
     area's hand-written methods)."""
 
+    @cached_property
+    def loaded(self) -> Loaded[P]:
+        # Once per process: the API builds a service per request through `service`.
+        return self.load()
+
     @property
     def protocol(self) -> type[P]:
-        return self.load()[0]
+        return self.loaded[0]
 
     def service(self, ctx: Context) -> P:
-        return self.load()[1](ctx)
+        return self.loaded[1](ctx)
 
     def remote(self, http: HttpTransport, platform: Platform) -> P:
-        return self.load()[2](http, platform)
+        return self.loaded[2](http, platform)
 
 
 # One loader per area; each imports only its own area.

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import inspect
 import json
+import typing
 from collections.abc import Callable
+from types import UnionType
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, File, Form, Query, UploadFile
@@ -128,8 +130,12 @@ def _signature_parameter(p: Parameter) -> inspect.Parameter:
 
 
 def _is_list(hint: Any) -> bool:
-    text = str(hint)
-    return "list[" in text or "List[" in text
+    """`list[X]`, possibly optional or annotated: FastAPI reads it from the query only
+    when told to (`Query`)."""
+    if typing.get_origin(hint) is typing.Annotated:
+        hint = typing.get_args(hint)[0]
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, UnionType) else ()
+    return any(typing.get_origin(option) in (list, set, tuple) for option in options or (hint,))
 
 
 def _arguments(op: Operation, received: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
-PARQUET = "application/vnd.apache.parquet"
 PARQUET_MAGIC = b"PAR1"
 
 
