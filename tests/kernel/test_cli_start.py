@@ -91,7 +91,7 @@ def test_platform_builds_areas_on_first_use(tmp_path: Path) -> None:
 def test_lazy_module_imports_on_first_attribute() -> None:
     from meshops.kernel.lazy import lazy_module
 
-    name = "meshops.mesh.openlineage"
+    name = "meshops.kernel.openlineage"
     sys.modules.pop(name, None)
     proxy = lazy_module(name)
     assert name not in sys.modules

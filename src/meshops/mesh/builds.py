@@ -184,7 +184,13 @@ def read_files(
         for m in matches
     ]
     urn = str(Urn.of("source", "files", _digest(*stamps)[:24]))
-    return InputData(name, table, urn, f"{protocol}://" if not local else "file", spec.path)
+    # OpenLineage naming: a local file is (file, absolute path), a remote one (s3://bucket, key).
+    if local:
+        path = url.removeprefix("file://")
+        return InputData(name, table, urn, "file", str(Path(path).resolve()))
+    scheme, _, rest = url.partition("://")
+    bucket, _, key = rest.partition("/")
+    return InputData(name, table, urn, f"{scheme}://{bucket}", key or "/")
 
 
 def read_database(name: str, spec: InputSpec) -> InputData:
@@ -230,7 +236,9 @@ def read_inputs(
         else:
             assert input_spec.product is not None
             table, urn = read_product(input_spec.product, input_spec.port)
-            inputs.append(InputData(name, table, urn, "meshops", input_spec.product.split("@")[0]))
+            key = input_spec.product.split("@")[0]  # the port is resolved when lineage is sent
+            dataset = f"{key}.{input_spec.port}" if input_spec.port else key
+            inputs.append(InputData(name, table, urn, "meshops", dataset))
     return inputs
 
 

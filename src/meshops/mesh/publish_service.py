@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
-from meshops.kernel import lineage, outbox, ports
+from meshops.kernel import lineage, openlineage, outbox, ports
 from meshops.kernel.db import utcnow
 from meshops.kernel.errors import Conflict, Forbidden, InvalidInput
 from meshops.kernel.urn import Urn, dataproduct_urn
@@ -129,9 +129,12 @@ class PublishService(MeshArea):
         """Build, contract-test and publish a product folder as an immutable version."""
         spec = specs.load_product(folder)
         self.ctx.authorize("dataproduct.publish", spec.domain)
-        result = builds.build(spec, self._product_reader(), on_step)
-        version = self._publish(spec, result.tables, result.inputs, on_step)
-        self._emit_openlineage(spec, result.inputs, version)
+        with openlineage.reporting(self.ctx, f"{spec.key}.build", job_type="PUBLISH") as ol:
+            result = builds.build(spec, self._product_reader(), on_step)
+            if ol is not None:
+                ol.inputs = self._ol_inputs(result.inputs)
+            version = self._publish(spec, result.tables, result.inputs, on_step)
+            self._ol_outputs(ol, version)
         return version
 
     def publish_arrow(
@@ -152,8 +155,11 @@ class PublishService(MeshArea):
         ]
         for urn in inputs or []:
             Urn.parse(urn)
-        version = self._publish(spec, tables, upstream, None)
-        self._emit_openlineage(spec, upstream, version)
+        with openlineage.reporting(self.ctx, f"{spec.key}.build", job_type="PUBLISH") as ol:
+            if ol is not None:
+                ol.inputs = self._ol_inputs(upstream)
+            version = self._publish(spec, tables, upstream, None)
+            self._ol_outputs(ol, version)
         return version
 
     def publish_document(
@@ -419,35 +425,61 @@ class PublishService(MeshArea):
             latest_version=version,
         )
 
-    def _emit_openlineage(
-        self, spec: specs.ProductSpec, inputs: list[builds.InputData], version: DataProductVersion
-    ) -> None:
-        section = self.ctx.home.settings.section("openlineage")
-        if not section.get("transport") or version.reused:
+    # --- OpenLineage (kernel.openlineage: naming and facets, docs/openlineage.md) ---------------
+
+    def _ol_inputs(self, inputs: list[builds.InputData]) -> list[openlineage.Dataset]:
+        """Inputs as OpenLineage datasets: files and databases as read, a product (port) as
+        the port's dataset of this home, named exactly as the publish of that port named it."""
+        settings = self.ctx.home.settings
+        datasets = []
+        for i in inputs:
+            if i.namespace != "meshops":
+                datasets.append(openlineage.Dataset(i.namespace, i.dataset))
+                continue
+            urn = Urn.parse(i.urn)
+            if urn.kind != "dataproduct":  # e.g. a model version (batch scoring)
+                datasets.append(
+                    openlineage.Dataset(openlineage.namespace(settings), ".".join(urn.parts))
+                )
+                continue
+            key, version = urn.parts[0], urn.parts[1]
+            port = i.dataset[len(key) + 1 :] if i.dataset.startswith(f"{key}.") else None
+            if port is None:
+                port = ReadService(self.ctx).get_version(key, version).port().name
+            datasets.append(openlineage.port_dataset(settings, key, port, version))
+        return datasets
+
+    def _ol_outputs(self, ol: openlineage.Running | None, version: DataProductVersion) -> None:
+        """Each output port with schema, version, row count and the contract test results."""
+        if ol is None:
             return
-        # Inside a unit of work (`meshops apply`) the version exists only once it commits.
-        self.ctx.db.after_commit(lambda: self._send_openlineage(section, spec, inputs, version))
-
-    def _send_openlineage(
-        self,
-        section: dict[str, Any],
-        spec: specs.ProductSpec,
-        inputs: list[builds.InputData],
-        version: DataProductVersion,
-    ) -> None:
-        from meshops.mesh import openlineage
-
-        event = openlineage.run_event(
-            spec.key,
-            version.version,
-            inputs,
-            {p.name: (p.columns, p.row_count) for p in version.ports},
-            namespace=str(section.get("namespace", "meshops")),
-        )
-        try:
-            openlineage.emit(section, event)
-        except Exception as exc:  # lineage export must never undo a committed publish
-            log.warning("OpenLineage emit failed for %s: %s", version.urn, exc)
+        if version.reused:  # identical content was published before: nothing new written
+            ol.abort()
+            return
+        settings = self.ctx.home.settings
+        for port in version.ports:
+            columns = [(c.name, c.physical_type or c.logical_type, c.description or None)
+                       for c in port.columns]  # fmt: skip
+            dataset = openlineage.port_dataset(
+                settings, version.product, port.name, version.version, columns
+            )
+            if port.quality:
+                dataset.facets["dataQualityAssertions"] = openlineage.quality_facet(
+                    [
+                        {
+                            "assertion": r.rule,
+                            "success": r.passed,
+                            "column": r.column,
+                            "severity": r.severity,
+                            "description": r.message,
+                            "expected": r.expected,
+                            "actual": r.observed,
+                        }
+                        for r in port.quality
+                    ]
+                )
+            dataset.io_facets["outputStatistics"] = openlineage.row_count_facet(port.row_count)
+            ol.outputs.append(dataset)
 
     def _product_reader(self) -> builds.ProductReader:
         reader = ReadService(self.ctx)

@@ -1,0 +1,519 @@
+"""OpenLineage out: one mapping from meshops operations to OpenLineage RunEvents.
+
+Every area that runs something (mesh publishes, pipeline runs and their steps, tracking
+runs, registry versions, serving's batch scoring) reports it here, so the naming, the
+facets and the transport are decided once (docs/openlineage.md). It sits in the kernel
+because every area may import the kernel and none may import another area; the events
+are built with the openlineage-python client's models and sent with its transports.
+
+Configured in `meshops.toml` (nothing is imported or sent without a `transport`):
+
+    [openlineage]
+    transport = "file"                 # "file" (JSON lines) or "http" (Marquez, meshops, ...)
+    path = "lineage/events.jsonl"      # file transport: one JSON event per line (appended)
+    url = "http://marquez:5000"        # http transport (POST {url}/{endpoint})
+    endpoint = "api/v1/lineage"        # http transport (default)
+    api_key = "..."                    # http transport: sent as `Authorization: Bearer ...`
+    namespace = "meshops://prod"       # this home's namespace (default: meshops://home-<id>)
+
+Naming (https://openlineage.io/docs/spec/naming): one namespace per home (`namespace`), in
+which jobs are named `<domain>.<product>.build`, `<pipeline>` and `<pipeline>.<node>`,
+`tracking.<experiment>`, `registry.<model>`, `<domain>.<product>.batch_score`; a data
+product port is the dataset `<domain>.<product>.<port>` of that namespace whatever its
+version (the version is a `version` facet), so what one job publishes is, by name, what
+the next one reads; local files are namespace `file` with the absolute path as name.
+
+Sending never fails the operation it reports: a transport error is logged.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import logging
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from meshops.kernel.errors import InvalidInput
+from meshops.kernel.steps import StepContext, current_step
+
+if TYPE_CHECKING:
+    from meshops.kernel.config import Settings
+    from meshops.kernel.home import Context
+
+log = logging.getLogger(__name__)
+
+PRODUCER = "https://github.com/meshops/meshops"
+INTEGRATION = "MESHOPS"
+State = Literal["START", "RUNNING", "COMPLETE", "ABORT", "FAIL", "OTHER"]
+TRANSPORTS = ("file", "http")
+_UUID_NAMESPACE = uuid.UUID("7b0e3c1a-5a51-4f4e-9d2c-6d6573686f70")
+
+
+# --- naming ------------------------------------------------------------------------------------
+
+
+def settings_section(settings: Settings) -> dict[str, Any]:
+    return settings.section("openlineage")
+
+
+def enabled(settings: Settings) -> bool:
+    return bool(settings_section(settings).get("transport"))
+
+
+def namespace(settings: Settings) -> str:
+    """This home's namespace: `[openlineage] namespace`, else `meshops://home-<id>` where
+    the id is derived from the database URL (without its password), so an embedded home and
+    the server over the same database name their jobs and datasets alike."""
+    configured = settings_section(settings).get("namespace")
+    if configured:
+        return str(configured)
+    url = re.sub(r"://([^:/@]+):[^@]*@", r"://\1@", settings.database_url)
+    return f"meshops://home-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
+
+
+def port_dataset_name(product: str, port: str) -> str:
+    """The dataset name of a product port: `<domain>.<product>.<port>` (no version)."""
+    return f"{product}.{port}"
+
+
+def file_dataset(path: str | Path) -> tuple[str, str]:
+    """A local file or glob: namespace `file`, name its absolute path."""
+    return "file", str(Path(path).expanduser().resolve())
+
+
+def run_id_of(meshops_id: str) -> str:
+    """The OpenLineage runId (a UUID) of a meshops run id: the id itself when it is a UUID
+    (hex or canonical), else a UUID derived from it, stable across events of one run."""
+    try:
+        return str(uuid.UUID(meshops_id))
+    except ValueError:
+        return str(uuid.uuid5(_UUID_NAMESPACE, meshops_id))
+
+
+def step_job_name(pipeline: str, node: str) -> str:
+    return f"{pipeline}.{node}"
+
+
+# --- datasets ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Dataset:
+    """An input or output dataset with its facets (openlineage-python facet objects)."""
+
+    namespace: str
+    name: str
+    facets: dict[str, Any] = field(default_factory=dict)
+    io_facets: dict[str, Any] = field(default_factory=dict)  # inputFacets / outputFacets
+
+
+def schema_facet(columns: list[tuple[str, str, str | None]]) -> Any:
+    """`schema` from (name, type, description) triples."""
+    from openlineage.client.facet_v2 import schema_dataset
+
+    return schema_dataset.SchemaDatasetFacet(
+        fields=[
+            schema_dataset.SchemaDatasetFacetFields(
+                name=name, type=kind or None, description=description or None
+            )
+            for name, kind, description in columns
+        ],
+        producer=PRODUCER,
+    )
+
+
+def datasource_facet(ns: str) -> Any:
+    from openlineage.client.facet_v2 import datasource_dataset
+
+    return datasource_dataset.DatasourceDatasetFacet(name=ns, uri=ns, producer=PRODUCER)
+
+
+def version_facet(version: str) -> Any:
+    from openlineage.client.facet_v2 import dataset_version_dataset
+
+    return dataset_version_dataset.DatasetVersionDatasetFacet(
+        datasetVersion=version, producer=PRODUCER
+    )
+
+
+def quality_facet(assertions: list[dict[str, Any]]) -> Any:
+    """`dataQualityAssertions` from dicts with assertion, success, column, severity,
+    expected, actual, description."""
+    from openlineage.client.facet_v2 import data_quality_assertions_dataset as dq
+
+    return dq.DataQualityAssertionsDatasetFacet(
+        assertions=[
+            dq.Assertion(
+                assertion=str(a["assertion"]),
+                success=bool(a["success"]),
+                column=a.get("column"),
+                severity=a.get("severity"),
+                description=a.get("description") or None,
+                expected=a.get("expected") or None,
+                actual=None if a.get("actual") is None else str(a["actual"]),
+            )
+            for a in assertions
+        ],
+        producer=PRODUCER,
+    )
+
+
+def column_lineage_facet(fields: dict[str, list[tuple[str, str, str]]]) -> Any:
+    """`columnLineage`: output column -> [(namespace, name, input column)]."""
+    from openlineage.client.facet_v2 import column_lineage_dataset as cl
+
+    return cl.ColumnLineageDatasetFacet(
+        fields={
+            out: cl.Fields(
+                inputFields=[
+                    cl.InputField(namespace=ns, name=name, field=column)
+                    for ns, name, column in sources
+                ]
+            )
+            for out, sources in fields.items()
+        },
+        producer=PRODUCER,
+    )
+
+
+def row_count_facet(rows: int) -> Any:
+    from openlineage.client.facet_v2 import output_statistics_output_dataset as stats
+
+    return stats.OutputStatisticsOutputDatasetFacet(rowCount=rows, producer=PRODUCER)
+
+
+def port_dataset(
+    settings: Settings,
+    product: str,
+    port: str,
+    version: str | None = None,
+    columns: list[tuple[str, str, str | None]] | None = None,
+) -> Dataset:
+    """A data product port as a dataset of this home's namespace."""
+    ns = namespace(settings)
+    facets: dict[str, Any] = {"dataSource": datasource_facet(ns)}
+    if columns is not None:
+        facets["schema"] = schema_facet(columns)
+    if version:
+        facets["version"] = version_facet(version)
+    return Dataset(ns, port_dataset_name(product, port), facets)
+
+
+# --- parents -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """A run as a parent: its job and its OpenLineage runId."""
+
+    namespace: str
+    job: str
+    run_id: str
+    root: RunRef | None = None
+
+
+_current: contextvars.ContextVar[RunRef | None] = contextvars.ContextVar(
+    "meshops_openlineage_run", default=None
+)
+
+
+def current_run() -> RunRef | None:
+    """The meshops operation reporting right now in this thread/task (e.g. a batch scoring
+    around its publish), the parent of what it starts."""
+    return _current.get()
+
+
+def step_parent(ctx: Context, step: StepContext) -> RunRef | None:
+    """The step's run as a parent (rooted at its pipeline run). The pipeline's name comes
+    from the lineage graph (pipeline --ran--> run, recorded when the run starts)."""
+    if not step.step_run_id:
+        return None
+    from sqlalchemy import text
+
+    run_urn = step.run_urn
+    with ctx.db.read() as conn:
+        row = conn.execute(
+            text("SELECT upstream FROM lineage_edges WHERE downstream = :urn AND relation = 'ran'"),
+            {"urn": run_urn},
+        ).first()
+    if row is None:
+        return None
+    pipeline = str(row[0]).split(":", 2)[2]
+    ns = namespace(ctx.home.settings)
+    root = RunRef(ns, pipeline, run_id_of(step.run_id))
+    return RunRef(ns, step_job_name(pipeline, step.node), run_id_of(step.step_run_id), root)
+
+
+def parent_of_new_run(ctx: Context) -> RunRef | None:
+    """What a run started now belongs to: the enclosing meshops operation, else the
+    pipeline step running this code (in-process, or the client's step over HTTP)."""
+    enclosing = current_run()
+    if enclosing is not None:
+        return enclosing
+    step = current_step()
+    if step is not None:
+        try:
+            return step_parent(ctx, step)
+        except Exception as exc:  # the parent link is best effort, the event is not
+            log.warning("OpenLineage: cannot resolve the parent step of %s: %s", step, exc)
+    return None
+
+
+def parent_facet(parent: RunRef) -> Any:
+    from openlineage.client.facet_v2 import parent_run
+
+    root = None
+    if parent.root is not None:
+        root = parent_run.Root(
+            run=parent_run.RootRun(runId=parent.root.run_id),
+            job=parent_run.RootJob(namespace=parent.root.namespace, name=parent.root.job),
+        )
+    return parent_run.ParentRunFacet(
+        run=parent_run.Run(runId=parent.run_id),
+        job=parent_run.Job(namespace=parent.namespace, name=parent.job),
+        root=root,
+        producer=PRODUCER,
+    )
+
+
+# --- events ------------------------------------------------------------------------------------
+
+
+def run_event(
+    state: State,
+    ns: str,
+    job: str,
+    run_id: str,
+    *,
+    job_type: str,
+    inputs: list[Dataset] | None = None,
+    outputs: list[Dataset] | None = None,
+    parent: RunRef | None = None,
+    error: str | None = None,
+    run_facets: dict[str, Any] | None = None,
+    event_time: datetime | None = None,
+) -> Any:
+    """One RunEvent (openlineage-python `event_v2.RunEvent`)."""
+    from openlineage.client.event_v2 import (
+        InputDataset,
+        Job,
+        OutputDataset,
+        Run,
+        RunEvent,
+        RunState,
+    )
+    from openlineage.client.facet_v2 import error_message_run, job_type_job
+
+    facets: dict[str, Any] = dict(run_facets or {})
+    if parent is not None:
+        facets["parent"] = parent_facet(parent)
+    if error:
+        facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
+            message=error[:4000], programmingLanguage="PYTHON", producer=PRODUCER
+        )
+    when = (event_time or datetime.now(UTC)).astimezone(UTC)
+    return RunEvent(
+        eventType=RunState[state],
+        eventTime=when.isoformat(),
+        producer=PRODUCER,
+        run=Run(runId=run_id, facets=facets),
+        job=Job(
+            namespace=ns,
+            name=job,
+            facets={
+                "jobType": job_type_job.JobTypeJobFacet(
+                    processingType="BATCH",
+                    integration=INTEGRATION,
+                    jobType=job_type,
+                    producer=PRODUCER,
+                )
+            },
+        ),
+        inputs=[
+            InputDataset(
+                namespace=d.namespace, name=d.name, facets=d.facets, inputFacets=d.io_facets
+            )
+            for d in inputs or []
+        ],
+        outputs=[
+            OutputDataset(
+                namespace=d.namespace, name=d.name, facets=d.facets, outputFacets=d.io_facets
+            )
+            for d in outputs or []
+        ],
+    )
+
+
+def to_json(event: Any) -> str:
+    from openlineage.client.serde import Serde
+
+    return str(Serde.to_json(event))
+
+
+def check_settings(section: dict[str, Any]) -> None:
+    kind = section.get("transport")
+    if kind and kind not in TRANSPORTS:
+        raise InvalidInput(
+            f"unknown OpenLineage transport {kind!r}",
+            {"field": "openlineage.transport", "fix": "use 'file' or 'http'"},
+        )
+    for needed, when in (("path", "file"), ("url", "http")):
+        if kind == when and not section.get(needed):
+            raise InvalidInput(
+                f"the {when} OpenLineage transport needs `{needed}`",
+                {"field": f"openlineage.{needed}", "fix": f"set [openlineage] {needed}"},
+            )
+
+
+def transport_for(section: dict[str, Any]) -> Any:
+    """The openlineage-python transport `[openlineage]` configures."""
+    check_settings(section)
+    kind = section["transport"]
+    if kind == "file":
+        from openlineage.client.transport.file import FileConfig, FileTransport
+
+        return FileTransport(FileConfig(log_file_path=str(section["path"]), append=True))
+    from openlineage.client.transport.http import ApiKeyTokenProvider, HttpConfig, HttpTransport
+
+    config = HttpConfig(
+        url=str(section["url"]),
+        endpoint=str(section.get("endpoint", "api/v1/lineage")),
+        timeout=float(section.get("timeout", 5.0)),
+    )
+    if section.get("api_key"):
+        config.auth = ApiKeyTokenProvider({"apiKey": str(section["api_key"])})
+    return HttpTransport(config)
+
+
+def send(section: dict[str, Any], event: Any) -> bool:
+    """Send `event` through the configured transport; False when none is configured or
+    sending failed (logged: lineage export never undoes the operation it reports)."""
+    if not section.get("transport"):
+        return False
+    try:
+        from openlineage.client import OpenLineageClient
+
+        OpenLineageClient(transport=transport_for(section)).emit(event)
+    except Exception as exc:
+        log.warning("OpenLineage emit failed for %s: %s", getattr(event, "job", event), exc)
+        return False
+    return True
+
+
+# --- what areas call ---------------------------------------------------------------------------
+
+
+class Reporter:
+    """What an area calls: `start`, then `finish` with the final state, for one run of a
+    job; events go out now (START) or once the caller's unit of work commits (the end)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.section = settings_section(ctx.home.settings)
+        self.enabled = bool(self.section.get("transport"))
+        self.namespace = namespace(ctx.home.settings) if self.enabled else ""
+
+    def emit(
+        self,
+        state: State,
+        job: str,
+        run_id: str,
+        *,
+        job_type: str,
+        after_commit: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if not self.enabled:
+            return
+        event = run_event(state, self.namespace, job, run_id, job_type=job_type, **kwargs)
+        if after_commit:
+            self.ctx.db.after_commit(lambda: self._send(event))
+        else:
+            self._send(event)
+
+    def _send(self, event: Any) -> None:
+        send(self.section, event)
+
+    def parent(self) -> RunRef | None:
+        return parent_of_new_run(self.ctx) if self.enabled else None
+
+
+@dataclass
+class Running:
+    """The run `reporting` opened: set `outputs` (and more `inputs`) before it ends;
+    `abort()` ends it ABORT (e.g. nothing new was done) instead of COMPLETE."""
+
+    ref: RunRef
+    job_type: str
+    parent: RunRef | None
+    inputs: list[Dataset] = field(default_factory=list)
+    outputs: list[Dataset] = field(default_factory=list)
+    aborted: bool = False
+    run_facets: dict[str, Any] = field(default_factory=dict)
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+@contextmanager
+def reporting(
+    ctx: Context,
+    job: str,
+    *,
+    job_type: str,
+    inputs: list[Dataset] | None = None,
+    run_id: str | None = None,
+) -> Iterator[Running | None]:
+    """START now, then COMPLETE (after the commit), FAIL (with the error) or ABORT for the
+    code inside; yields None when no transport is configured. What starts inside (e.g. the
+    publish of a batch scoring) names this run as its parent."""
+    reporter = Reporter(ctx)
+    if not reporter.enabled:
+        yield None
+        return
+    ol_run_id = run_id_of(run_id) if run_id else str(uuid.uuid4())
+    running = Running(
+        RunRef(reporter.namespace, job, ol_run_id), job_type, reporter.parent(), list(inputs or [])
+    )
+    reporter.emit(
+        "START",
+        job,
+        ol_run_id,
+        job_type=job_type,
+        inputs=running.inputs,
+        parent=running.parent,
+    )
+    token = _current.set(running.ref)
+    try:
+        yield running
+    except BaseException as exc:
+        _current.reset(token)
+        reporter.emit(
+            "FAIL",
+            job,
+            ol_run_id,
+            job_type=job_type,
+            inputs=running.inputs,
+            parent=running.parent,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+        raise
+    _current.reset(token)
+    reporter.emit(
+        "ABORT" if running.aborted else "COMPLETE",
+        job,
+        ol_run_id,
+        job_type=job_type,
+        inputs=running.inputs,
+        outputs=running.outputs,
+        parent=running.parent,
+        run_facets=running.run_facets,
+        after_commit=True,
+    )
