@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import select, text
 
-from meshops.kernel import lineage, outbox
+from meshops.kernel import lineage, openlineage, outbox
 from meshops.kernel.db import utcnow
 from meshops.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
 from meshops.kernel.home import Context
@@ -31,6 +31,7 @@ from meshops.pipelines.models import (
     RunStatus,
     Schedule,
     StepRun,
+    StepStatus,
     Trigger,
     TriggerEvent,
     TriggerEventStatus,
@@ -372,6 +373,7 @@ class PipelinesService:
             store.insert_run(conn, run)
             lineage.add_edge(conn, pipeline_urn(pipeline), run.urn, "ran")
             self.ctx.audit(conn, "pipelines.start_run", run.urn, after={"ref": ref})
+        _ol_run(self.ctx, "START", run)
         return run
 
     def lookup_cache(self, keys: list[str]) -> dict[str, StepRun]:
@@ -414,6 +416,7 @@ class PipelinesService:
             store.add_artifact_refs(conn, outputs, store.OUTPUT, "")
             lineage.add_edges(conn, edges)
             self.ctx.audit(conn, "pipelines.record_steps", run_urn, detail={"steps": len(steps)})
+        _ol_steps(self.ctx, run, steps)
 
     def _check_holder(self, conn: Any, run: PipelineRun) -> None:
         """Only who started the run, or whose worker claimed it last, records into it: the
@@ -483,7 +486,8 @@ class PipelinesService:
                 run.urn,
                 after={"status": status.value, "error": error},
             )
-            return run
+        _ol_run(self.ctx, _OL_END[run.status], run, error=error)
+        return run
 
     # --- worker --------------------------------------------------------------------------
     def claim_run(self, owner: str, lease_seconds: float = 30.0) -> PipelineRun | None:
@@ -494,7 +498,9 @@ class PipelinesService:
                 self.ctx.audit(
                     conn, "pipelines.claim", run.urn, detail={"owner": owner, "claims": run.claims}
                 )
-            return run
+        if run is not None and run.claims == 1:  # a queued run starts (not a lease takeover)
+            _ol_run(self.ctx, "START", run)
+        return run
 
     def renew_lease(self, run_id: str, owner: str, lease_seconds: float = 30.0) -> bool:
         self.ctx.authorize("pipelines.run")
@@ -732,3 +738,65 @@ def served_over_http(ctx: Context) -> PipelineWorker:
     """The worker operations as the API server serves them: to a caller outside the home's
     trust boundary, whose step runs, outputs and cache hits are checked."""
     return PipelinesService(ctx, remote=True)
+
+
+# --- OpenLineage (kernel.openlineage): the run is the job `<pipeline>`, each step the job
+# `<pipeline>.<node>` whose parent is the run. Steps are reported when the engine records
+# them (START at the step's start time, then its end), on the server for every executor.
+_OL_END: dict[RunStatus, openlineage.State] = {
+    RunStatus.SUCCEEDED: "COMPLETE",
+    RunStatus.FAILED: "FAIL",
+    RunStatus.CANCELLED: "ABORT",
+}
+_OL_STEP_END: dict[StepStatus, openlineage.State] = {
+    StepStatus.SUCCEEDED: "COMPLETE",
+    StepStatus.CACHED: "COMPLETE",
+    StepStatus.REUSED: "COMPLETE",
+    StepStatus.FAILED: "FAIL",
+    StepStatus.SKIPPED: "ABORT",
+}
+
+
+def _ol_run(
+    ctx: Context, state: openlineage.State, run: PipelineRun, error: str | None = None
+) -> None:
+    reporter = openlineage.Reporter(ctx)
+    if not reporter.enabled:
+        return
+    reporter.emit(
+        state,
+        run.pipeline,
+        openlineage.run_id_of(run.id),
+        job_type="PIPELINE",
+        parent=reporter.parent() if state == "START" else None,
+        error=error,
+        event_time=run.started_at if state == "START" else run.finished_at,
+        after_commit=True,
+    )
+
+
+def _ol_steps(ctx: Context, run: PipelineRun, steps: list[StepRun]) -> None:
+    reporter = openlineage.Reporter(ctx)
+    if not reporter.enabled:
+        return
+    parent = openlineage.RunRef(reporter.namespace, run.pipeline, openlineage.run_id_of(run.id))
+    for step_run in steps:
+        if step_run.status not in _OL_STEP_END:
+            continue
+        job = openlineage.step_job_name(run.pipeline, step_run.node)
+        run_id = openlineage.run_id_of(step_run.id)
+        states: list[tuple[openlineage.State, datetime | None]] = [
+            ("START", step_run.started_at),
+            (_OL_STEP_END[step_run.status], step_run.finished_at),
+        ]
+        for state, when in states:
+            reporter.emit(
+                state,
+                job,
+                run_id,
+                job_type="STEP",
+                parent=parent,
+                error=step_run.error if state == "FAIL" else None,
+                event_time=when,
+                after_commit=True,
+            )
