@@ -25,7 +25,7 @@ from sqlalchemy import (
     true,
 )
 
-from meshops.kernel import lineage, outbox
+from meshops.kernel import lineage, openlineage, outbox
 from meshops.kernel.bounds import MAX_OFFSET
 from meshops.kernel.db import insert_ignoring_conflicts, utcnow
 from meshops.kernel.errors import Conflict, InvalidInput, NotFound
@@ -162,7 +162,10 @@ class TrackingService:
             if parent_run_id is not None:
                 lineage.add_edge(conn, run_urn(parent_run_id), run_urn(run_id), "parent_of")
             self.ctx.audit(conn, "tracking.create_run", run_urn(run_id), after=_jsonable(row))
-            return _load_runs(conn, [row])[0]
+            created = _load_runs(conn, [row])[0]
+            exp_name = exp["name"] if exp else experiment
+        _ol_run(self.ctx, "START", exp_name, run_id, parent_run_id=parent_run_id)
+        return created
 
     def start_run(
         self,
@@ -199,7 +202,11 @@ class TrackingService:
                 before={"status": row["status"]},
                 after={"status": final.value, "error": error},
             )
-            return _load_runs(conn, [{**row, **values}])[0]
+            ended = _load_runs(conn, [{**row, **values}])[0]
+            exp = _experiment_row(conn, row["experiment_id"])
+        state = _OL_END.get(final, "OTHER")
+        _ol_run(self.ctx, state, exp["name"] if exp else "", run_id, error=error)
+        return ended
 
     # params, tags, metrics -------------------------------------------------------------
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
@@ -802,3 +809,43 @@ def _decode_token(token: str | None) -> int:
             {"field": "page_token", "fix": "pass next_page_token of the previous page as is"},
         ) from exc
     return offset
+
+
+# --- OpenLineage (kernel.openlineage): a tracking run is a run of the job
+# `tracking.<experiment>`; its parent is the run it is nested in, else the pipeline step.
+_OL_END: dict[RunStatus, openlineage.State] = {
+    RunStatus.FINISHED: "COMPLETE",
+    RunStatus.FAILED: "FAIL",
+    RunStatus.KILLED: "ABORT",
+}
+
+
+def _ol_run(
+    ctx: Context,
+    state: openlineage.State,
+    experiment: str,
+    run_id: str,
+    *,
+    parent_run_id: str | None = None,
+    error: str | None = None,
+) -> None:
+    reporter = openlineage.Reporter(ctx)
+    if not reporter.enabled:
+        return
+    job = f"tracking.{experiment}"
+    parent = None
+    if state == "START":
+        parent = reporter.parent()
+        if parent_run_id is not None:
+            parent = openlineage.RunRef(
+                reporter.namespace, job, openlineage.run_id_of(parent_run_id)
+            )
+    reporter.emit(
+        state,
+        job,
+        openlineage.run_id_of(run_id),
+        job_type="TRAINING",
+        parent=parent,
+        error=error,
+        after_commit=True,
+    )
