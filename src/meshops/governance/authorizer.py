@@ -13,7 +13,7 @@ from fnmatch import fnmatchcase
 
 from meshops.governance.identities import cached_bindings, cached_is_disabled
 from meshops.governance.models import PLATFORM_SCOPE, RoleBinding
-from meshops.governance.roles import ROLES
+from meshops.governance.roles import PLATFORM_ADMIN, ROLES
 from meshops.kernel.auth import Actor, HomeLike
 from meshops.kernel.errors import Forbidden
 
@@ -49,13 +49,25 @@ class RoleAuthorizer:
                 f"the API token used does not allow {action}",
                 {"action": action, "fix": "use a token whose scopes include this action"},
             )
+        roles = roles_allowing(action)
+        example = roles[0] if roles else "<role>"
+        scope = f" --domain {domain}" if domain else ""
         raise Forbidden(
             f"{actor.name} may not {action}{where}",
             {
                 "action": action,
                 "domain": domain,
-                "fix": "ask a platform admin for a role that allows it: "
-                f"`meshops roles bind {actor.name} <role>"
-                + (f" --domain {domain}`" if domain else "`"),
+                "roles": roles,
+                "fix": f"ask a platform admin for a role that allows {action}"
+                + (f" in domain {domain!r}" if domain else " at platform scope")
+                + (f" ({', '.join(roles)})" if roles else "")
+                + f": `meshops roles bind {actor.name} {example}{scope}`",
             },
         )
+
+
+def roles_allowing(action: str) -> list[str]:
+    """The roles that allow `action`, the narrowest (fewest actions) first; platform admin
+    left out (it allows everything)."""
+    found = [r for r in ROLES.values() if r.name != PLATFORM_ADMIN and r.allows(action)]
+    return [r.name for r in sorted(found, key=lambda r: len(r.actions()))]
