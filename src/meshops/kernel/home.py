@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
-from meshops.kernel import audit, schema
+from meshops.kernel import audit, schema, steps
 from meshops.kernel.access import ReadGuard
 from meshops.kernel.auth import SYSTEM, Actor, Authorizer
 from meshops.kernel.config import Settings
@@ -94,3 +94,12 @@ class Context:
         audit.record(
             conn, self.actor.name, action, obj, key=key, before=before, after=after, detail=detail
         )
+
+    def link_to_step(self, conn: Connection, urn: str, relation: str = "produced") -> bool:
+        """Inside a pipeline step, link the object `urn` this call creates (or, with
+        `consumed`, reads) to the step run and thereby its pipeline run, in `conn`'s
+        transaction: every area calls it where it creates an object, so any hand-written
+        pipeline keeps unbroken lineage. The step is the process's own in-process (set by
+        the executor) and, on the API server, the one the request came from, verified
+        against the run (`api/deps.py`). Outside a step it does nothing (returns False)."""
+        return steps.link(conn, urn, relation)

@@ -2,6 +2,9 @@
 
 One keep-alive `httpx.Client` per platform; errors come back as the same `MeshopsError`
 subclasses the embedded services raise, so callers cannot tell the transports apart.
+Inside a pipeline step every request carries the step (`kernel.steps`, header
+`x-meshops-step`), so what the server creates for it is linked to the step run once the
+server has verified the claim against the run (`api/deps.py`).
 Request bodies are written like the server's answers (`meshops.kernel.jsontext`): a NaN or
 infinite float is the string "NaN"/"Infinity"/"-Infinity", which the server's typed models
 and the SDK's read back as floats (never a bare literal that strict JSON readers refuse).
@@ -13,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from meshops.kernel import jsontext
+from meshops.kernel import jsontext, steps
 from meshops.kernel.errors import MeshopsError, error_from_json
 
 if TYPE_CHECKING:
@@ -58,6 +61,9 @@ class HttpTransport:
         if json is not None:
             content = jsontext.dumps(json)
             headers = {"content-type": "application/json", **(headers or {})}
+        here = steps.current_step()
+        if here is not None and here.step_run_id:
+            headers = {steps.HEADER: here.header(), **(headers or {})}
         try:
             response = self.client.request(
                 method, path, params=clean, content=content, headers=headers

@@ -14,6 +14,8 @@ from meshops.kernel import rpc
 from meshops.kernel.bounds import LineageDepth
 from meshops.kernel.db import insert_ignoring_conflicts, utcnow
 from meshops.kernel.errors import InvalidInput
+from meshops.kernel.steps import StepRelation, current_step
+from meshops.kernel.steps import link as link_to_step
 from meshops.kernel.tables import lineage_edges
 from meshops.kernel.urn import Urn
 
@@ -130,6 +132,15 @@ class Lineage(Protocol):
         """Record an edge no area records itself (e.g. an external system's)."""
         ...
 
+    @rpc.post("/v1/lineage/step-links", status=201)
+    def link_to_step(self, urn: str, relation: StepRelation = "produced") -> str:
+        """Inside a pipeline step: link `urn` to the running step's run (and its pipeline
+        run): `steprun -produced-> urn`, or `urn -input_to-> steprun` for `consumed`.
+        Returns the step run's URN. What the platform creates inside a step (tracking
+        runs, model versions, publishes, training sets) is linked without it; this is for
+        objects it does not create, e.g. an external system's."""
+        ...
+
 
 class LineageService:
     """Read the graph (lineage.read: every principal) and record edges no area records."""
@@ -154,3 +165,25 @@ class LineageService:
         with self.ctx.db.begin() as conn:
             add_edge(conn, upstream, downstream, relation)
             self.ctx.audit(conn, "lineage.add_edge", downstream, detail={"upstream": upstream})
+
+    def link_to_step(self, urn: str, relation: str = "produced") -> str:
+        # The step is this process's (set by the executor) or, on the server, the request's
+        # step verified against the run's state; whoever the run acts as may link to it.
+        here = current_step()
+        step_urn = here.step_run_urn if here is not None else None
+        if step_urn is None:
+            raise InvalidInput(
+                "not inside a pipeline step: there is no step run to link to",
+                {"field": "urn", "fix": "call link_to_step from a @step function of a run"},
+            )
+        self.ctx.authorize("pipelines.run")
+        Urn.parse(urn)
+        with self.ctx.db.begin() as conn:
+            link_to_step(conn, urn, relation)
+            self.ctx.audit(
+                conn,
+                "lineage.link_to_step",
+                urn,
+                detail={"step_run": step_urn, "relation": relation},
+            )
+        return step_urn

@@ -91,6 +91,10 @@ class Engine:
         self.ready: deque[str] = deque()
         self.delayed: list[tuple[float, str, int]] = []
         self.inflight: dict[str, tuple[str, dict[str, Any], dict[str, str]]] = {}
+        # The id each executed step's run is recorded under, assigned when the step is
+        # first submitted (the step sees it as `current_step().step_run_id` and links what
+        # it creates to it) and kept by its retries: one step run, many attempts.
+        self.step_run_ids: dict[str, str] = {}
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -188,6 +192,7 @@ class Engine:
                     self._release(node.id)
                 else:
                     self.inflight[node.id] = (key, node.params, digests)
+                    self.step_run_ids[node.id] = new_id()
                     self._submit(node, inputs, attempt=1)
 
     def _cached(self, node: Node) -> bool:
@@ -202,6 +207,7 @@ class Engine:
             attempt,
             self.store,
             run_id=self.run_id,
+            step_run_id=self.step_run_ids[node.id],
             env=self.step_env,
         )
         self.executor.submit(task)
@@ -242,7 +248,7 @@ class Engine:
             return
         key, params, digests = self.inflight.pop(node.id)
         record = StepRun(
-            id=new_id(),
+            id=self.step_run_ids.pop(node.id),
             run_id=self.run_id,
             node=node.id,
             step=node.step.name,

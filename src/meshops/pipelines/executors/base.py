@@ -36,6 +36,9 @@ class StepTask:
     attempt: int
     store: StoreSpec
     run_id: str = ""  # the pipeline run, exposed to the step by `context.current_step()`
+    # The id the step run will be recorded under, assigned by the engine when it first
+    # submits the step and kept by its retries: what the step creates links to it.
+    step_run_id: str = ""
     # Environment variables set while the step runs (None: unset), in whichever process
     # runs it: whom the step's `meshops.connect()` acts as (see `worker.run_identity`).
     env: dict[str, str | None] = field(default_factory=dict)
@@ -97,7 +100,8 @@ def run_task(task: StepTask, objects: ObjectCache | None = None) -> StepResult:
     store = open_store(task.store)
     started = utcnow()
     logs = io.StringIO()
-    token = context.enter(context.StepContext(task.run_id, task.node, task.attempt))
+    here = context.StepContext(task.run_id, task.node, task.attempt, task.step_run_id)
+    token = context.enter(here)
     try:
         with (
             _environment(task.env),
