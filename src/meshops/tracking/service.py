@@ -161,6 +161,7 @@ class TrackingService:
                 _write_artifacts(conn, run_id, [packages])
             if parent_run_id is not None:
                 lineage.add_edge(conn, run_urn(parent_run_id), run_urn(run_id), "parent_of")
+            self.ctx.link_to_step(conn, run_urn(run_id))  # inside a pipeline step
             self.ctx.audit(conn, "tracking.create_run", run_urn(run_id), after=_jsonable(row))
             created = _load_runs(conn, [row])[0]
             exp_name = exp["name"] if exp else experiment
@@ -349,6 +350,8 @@ class TrackingService:
             lineage.add_edge(
                 conn, dataset.urn, run_urn(run_id), "input_to", {"digest": dataset.digest}
             )
+            self.ctx.link_to_step(conn, run_urn(run_id))  # inside a pipeline step
+            self.ctx.link_to_step(conn, dataset.urn, "consumed")
             self.ctx.audit(conn, "tracking.log_input", run_urn(run_id), detail=row)
 
     # search --------------------------------------------------------------------------
