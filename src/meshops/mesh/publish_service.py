@@ -319,6 +319,7 @@ class PublishService(MeshArea):
             )
             catalog.index(conn, [self._catalog_entry(spec, status, spec.version)])
             lineage.add_edges(conn, [(i.urn, urn, INPUT_RELATION) for i in inputs])
+            self.ctx.link_to_step(conn, urn)  # inside a pipeline step
             self.ctx.audit(conn, "dataproduct.publish", urn, after={"digest": digest})
             published = {"product": spec.key, "version": spec.version, "urn": urn, "digest": digest}
             outbox.emit(conn, urn, DataProductPublished(**published), self.ctx.actor.name)
