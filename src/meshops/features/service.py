@@ -620,6 +620,7 @@ class FeatureStoreService:
         with self.ctx.db.begin() as conn:
             found = store.get_training_set(conn, digest)
             if found and found[0].name == name:
+                self.ctx.link_to_step(conn, urn)  # inside a pipeline step
                 return found[0]
             info = TrainingSetInfo(
                 id=uuid.uuid4().hex, name=name, urn=urn, digest=digest,
@@ -633,6 +634,7 @@ class FeatureStoreService:
             if plan.service:
                 edges.append((service_urn(plan.service), urn, "feature_of"))
             lineage.add_edges(conn, edges)
+            self.ctx.link_to_step(conn, urn)  # inside a pipeline step
             self.ctx.audit(
                 conn, "features.training_set", urn, after={"digest": digest, "rows": rows},
                 detail={"sources": [r.urn for r in reads]},
