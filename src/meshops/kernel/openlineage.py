@@ -206,6 +206,76 @@ def port_dataset(
     return Dataset(ns, port_dataset_name(product, port), facets)
 
 
+def model_dataset(settings: Settings, model: str, version: int | str | None = None) -> Dataset:
+    """A registered model as a dataset of this home: `model.<name>`, its version a facet."""
+    ns = namespace(settings)
+    facets: dict[str, Any] = {"dataSource": datasource_facet(ns)}
+    if version is not None:
+        facets["version"] = version_facet(str(version))
+    return Dataset(ns, f"model.{model}", facets)
+
+
+def urn_dataset(settings: Settings, urn: str, port: str | None = None) -> Dataset:
+    """The dataset a meshops URN names: a product version's `port` (the product's own name
+    when the port is unknown), a model version, else `<kind>.<parts>` in this home."""
+    from meshops.kernel.urn import Urn
+
+    parsed = Urn.parse(urn)
+    if parsed.kind == "dataproduct" and len(parsed.parts) >= 2:
+        key, version = parsed.parts[0], parsed.parts[1]
+        if port:
+            return port_dataset(settings, key, port, version)
+        dataset = Dataset(namespace(settings), key, {"version": version_facet(version)})
+        return dataset
+    if parsed.kind == "model" and len(parsed.parts) == 2:
+        return model_dataset(settings, parsed.parts[0], parsed.parts[1])
+    return Dataset(namespace(settings), ".".join((parsed.kind, *parsed.parts)))
+
+
+def report_instant(
+    ctx: Context,
+    job: str,
+    *,
+    job_type: str,
+    inputs: list[Dataset] | None = None,
+    outputs: list[Dataset] | None = None,
+    run_id: str | None = None,
+) -> None:
+    """START and COMPLETE of an operation done in one transaction (a model version's
+    registration), sent once the caller's unit of work commits."""
+    reporter = Reporter(ctx)
+    if not reporter.enabled:
+        return
+    ol_run_id = run_id_of(run_id) if run_id else str(uuid.uuid4())
+    parent = reporter.parent()
+    for state in ("START", "COMPLETE"):
+        reporter.emit(
+            state,
+            job,
+            ol_run_id,
+            job_type=job_type,
+            inputs=inputs,
+            outputs=outputs if state == "COMPLETE" else None,
+            parent=parent,
+            after_commit=True,
+        )
+
+
+def report_registration(ctx: Context, model: str, version: int, input_urns: list[str]) -> None:
+    """A model version's registration: job `registry.<model>`, the training inputs in, the
+    model version (`model.<name>`, version facet) out."""
+    if not enabled(ctx.home.settings):
+        return
+    settings = ctx.home.settings
+    report_instant(
+        ctx,
+        f"registry.{model}",
+        job_type="MODEL_REGISTRATION",
+        inputs=[urn_dataset(settings, urn) for urn in input_urns],
+        outputs=[model_dataset(settings, model, version)],
+    )
+
+
 # --- parents -----------------------------------------------------------------------------------
 
 
