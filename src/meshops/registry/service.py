@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
-from meshops.kernel import lineage, outbox
+from meshops.kernel import lineage, openlineage, outbox
 from meshops.kernel.codetrust import is_api_server
 from meshops.kernel.db import insert_ignoring_conflicts, utcnow
 from meshops.kernel.errors import Conflict, InvalidInput, MeshopsError, NotFound
@@ -416,7 +416,8 @@ class RegistryService:
             )
             created = store.to_version(values, [])
             self._record_registration(conn, created, run)
-            return created
+        openlineage.report_registration(self.ctx, name, version, [d.urn for d in inputs])
+        return created
 
     def _record_registration(
         self, conn: Connection, version: ModelVersion, run: Run | None
@@ -427,7 +428,6 @@ class RegistryService:
             edges.insert(0, (run_urn(run.id), urn, "produced"))
         if edges:
             lineage.add_edges(conn, edges)
-        self.ctx.link_to_step(conn, urn)  # inside a pipeline step
         summary = {
             "name": version.name,
             "version": version.version,
