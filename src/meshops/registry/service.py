@@ -428,6 +428,7 @@ class RegistryService:
             edges.insert(0, (run_urn(run.id), urn, "produced"))
         if edges:
             lineage.add_edges(conn, edges)
+        self.ctx.link_to_step(conn, urn)  # inside a pipeline step
         summary = {
             "name": version.name,
             "version": version.version,
