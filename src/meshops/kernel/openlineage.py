@@ -276,6 +276,29 @@ def report_registration(ctx: Context, model: str, version: int, input_urns: list
     )
 
 
+def record_batch_scoring(
+    ctx: Context, running: Running, source: Any, port: str | None, out: Any
+) -> None:
+    """A batch scoring's datasets: the scored product port and the model version in, the
+    predictions product out; a column copied from the input (`keep_columns`) has identity
+    column lineage. `source` and `out` are mesh DataProductVersions (read duck-typed)."""
+    settings = ctx.home.settings
+    source_port = source.port(port)
+    read = port_dataset(settings, source.product, source_port.name, source.version)
+    running.inputs = [read, *(urn_dataset(settings, u) for u in out.inputs[1:])]
+    copied = {c.name for c in source_port.columns}
+    for out_port in out.ports:
+        columns = [(c.name, c.physical_type or c.logical_type, c.description or None)
+                   for c in out_port.columns]  # fmt: skip
+        dataset = port_dataset(settings, out.product, out_port.name, out.version, columns)
+        lineage = {
+            name: [(read.namespace, read.name, name)] for name, _, _ in columns if name in copied
+        }
+        if lineage:
+            dataset.facets["columnLineage"] = column_lineage_facet(lineage)
+        running.outputs.append(dataset)
+
+
 # --- parents -----------------------------------------------------------------------------------
 
 
