@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from meshops.kernel import lineage, outbox
+from meshops.kernel import lineage, openlineage, outbox
 from meshops.kernel.db import utcnow
 from meshops.kernel.errors import Conflict, InvalidInput, NotFound
 from meshops.kernel.home import Context
@@ -366,18 +366,23 @@ class ServingService:
         `trust_model_code=True` loads pickled (python-flavor) models (audited)."""
         from meshops.serving.batch import score_product
 
-        return score_product(
-            self.ctx,
-            self._mesh(),
-            model_uri(model),
-            product,
-            version,
-            output=output,
-            output_version=output_version,
-            port=port,
-            keep_columns=keep_columns,
-            trust_model_code=bool(trust_model_code),
-        )
+        with openlineage.reporting(self.ctx, f"{output}.batch_score", job_type="SCORING") as ol:
+            published: DataProductVersion = score_product(
+                self.ctx,
+                self._mesh(),
+                model_uri(model),
+                product,
+                version,
+                output=output,
+                output_version=output_version,
+                port=port,
+                keep_columns=keep_columns,
+                trust_model_code=bool(trust_model_code),
+            )
+            if ol is not None:  # OpenLineage configured: the scored port and the predictions
+                source = self._mesh().get_version(product, version)
+                openlineage.record_batch_scoring(self.ctx, ol, source, port, published)
+        return published
 
     def _mesh(self) -> Any:
         from meshops.mesh.service import MeshService
