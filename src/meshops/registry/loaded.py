@@ -19,7 +19,8 @@ from meshops.registry.signature import InputAdapter, infer_signature
 
 class LoadedModel:
     """A registered model ready to call. `predict` enforces the signature: a missing
-    column or a value of the wrong type raises InvalidInput naming the column."""
+    column or a value of the wrong type raises InvalidInput naming the record and the
+    column. `predict_proba` adds the class probabilities of a classifier."""
 
     __slots__ = ("_adapter", "_call", "raw", "signature", "version")
 
@@ -45,10 +46,46 @@ class LoadedModel:
     def uri(self) -> str:
         return self.version.uri
 
-    def predict(self, data: Any) -> Any:
+    def predict(self, data: Any, *, first: int = 0) -> Any:
+        """`first`: the index of data's first record in error messages (a batch's chunk)."""
         if self._adapter is not None:
-            data = self._adapter(data)
+            data = self._adapter(data, first)
         return self._call(data)
+
+    @property
+    def classes(self) -> list[Any] | None:
+        """The classes of a classifier that has `predict_proba` (scikit-learn's `classes_`,
+        in the order of the probability columns); None for any other model."""
+        raw = self.raw
+        classes = getattr(raw, "classes_", None)
+        if classes is None or not callable(getattr(raw, "predict_proba", None)):
+            return None
+        return [c.item() if hasattr(c, "item") else c for c in classes]
+
+    def predict_proba(self, data: Any, *, first: int = 0) -> tuple[Any, Any, list[Any]]:
+        """(predicted labels, probabilities as an (n, classes) array, classes). InvalidInput
+        when the model has no `predict_proba`."""
+        classes = self.classes
+        if classes is None:
+            raise InvalidInput(
+                f"{self.uri} gives no class probabilities (a {type(self.raw).__name__} "
+                "without predict_proba or classes_)",
+                {
+                    "field": "proba",
+                    "model": self.uri,
+                    "fix": "ask without proba; probabilities need a classifier with predict_proba",
+                },
+            )
+        prepared = self._adapter(data, first) if self._adapter is not None else data
+        labels = self._call(prepared)
+        names = getattr(self.raw, "feature_names_in_", None)
+        if names is not None and type(prepared).__name__ == "ndarray":
+            import pandas as pd
+
+            # The array path is the estimator's own columns in order (see the sklearn
+            # flavor); named columns keep predict_proba free of feature-name warnings.
+            prepared = pd.DataFrame(prepared, columns=[str(n) for n in names])
+        return labels, self.raw.predict_proba(prepared), classes
 
     def __repr__(self) -> str:
         return f"LoadedModel({self.uri!r}, flavor={self.flavor!r})"

@@ -2,16 +2,26 @@
 
 `infer_signature` looks at an example (pandas DataFrame, dict of columns, one record as a
 dict, list of records, or a numpy array) and at what the model returns for it.
-`InputAdapter` checks incoming data against the signature (missing column or wrong type
--> InvalidInput naming the column) and turns it into what the model wants: a DataFrame
-with the signature's columns in order, or a 2-D array. One-record dicts take a path that
-touches no pandas when the model accepts arrays, because serving calls it per request.
+`InputAdapter` checks incoming data against the signature and turns it into what the model
+wants: a DataFrame with the signature's columns in order, or a 2-D array.
+
+Checks are per record and per column, from the signature, never from the batch: every
+column accepts null, a value of the wrong type is refused naming the record index and the
+column (`record 3: column 'x' should be a number, got "abc"`), and the frame is built with
+the signature's dtypes whatever the batch holds (`typed_column`): float64 with NaN for
+null, int64 (nullable Int64 when a null is present), bool (object with None when a null is
+present), object with None for strings, datetime64[us] with NaT (ISO 8601 strings parsed,
+aware times converted to UTC). Which values a string column holds is not checked: unseen
+categories reach the model, which decides.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from datetime import date, datetime
+import json
+import math
+import numbers
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -134,22 +144,6 @@ def infer_signature(
     return signature
 
 
-def _value_fits(value: Any, expected: ColumnType) -> bool:
-    if expected == "object" or value is None:
-        return True
-    if expected == "float":
-        return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
-            value, bool | np.bool_
-        )
-    if expected == "integer":
-        return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
-    if expected == "boolean":
-        return isinstance(value, bool | np.bool_)
-    if expected == "string":
-        return isinstance(value, str)
-    return isinstance(value, datetime | date | np.datetime64)
-
-
 def _dtype_fits(actual: ColumnType, expected: ColumnType) -> bool:
     if expected in {"object", actual}:
         return True
@@ -171,6 +165,203 @@ def _missing(columns: list[str], expected: list[str]) -> InvalidInput:
     )
 
 
+# --- per-record values -> columns of the signature's dtypes ----------------------------------
+
+_WORDS: dict[str, str] = {
+    "float": "a number",
+    "integer": "an integer",
+    "boolean": "true or false",
+    "string": "a string",
+    "datetime": "an ISO 8601 date or date-time",
+}
+_FIXES: dict[str, str] = {
+    "float": "send {c} as a JSON number (null when it is missing)",
+    "integer": "send {c} as a whole JSON number (null when it is missing)",
+    "boolean": "send {c} as true or false (null when it is missing)",
+    "string": 'send {c} as a JSON string, e.g. "{e}" (null when it is missing)',
+    "datetime": 'send {c} as an ISO 8601 string such as "2024-05-01T12:00:00" '
+    "(null when it is missing)",
+}
+
+
+def is_null(value: Any) -> bool:
+    """None, a float NaN, pandas' NA or NaT: a missing value in any column."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    return type(value).__name__ in {"NAType", "NaTType"}
+
+
+def shown(value: Any) -> str:
+    """A short JSON-like rendering of a refused value for an error message."""
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value if len(value) <= 40 else value[:40] + "...")
+    if isinstance(value, numbers.Number):
+        return str(value)
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def wrong_value(record: int, column: str, expected: str, value: Any) -> InvalidInput:
+    """`record 3: column 'x' should be a number, got "abc"`, with record and field."""
+    words = _WORDS.get(expected, expected)
+    got = shown(value)
+    fix = _FIXES.get(expected, "send {c} as " + words).format(c=column, e="text")
+    return InvalidInput(
+        f"record {record}: column {column!r} should be {words}, got {got}",
+        {"record": record, "field": column, "expected": expected, "got": got, "fix": fix},
+    )
+
+
+def missing_column(record: int, column: str, expected: list[str]) -> InvalidInput:
+    return InvalidInput(
+        f"record {record} is missing column {column!r}",
+        {
+            "record": record,
+            "field": column,
+            "expected": expected,
+            "fix": f"send every column of the signature ({', '.join(expected)}); "
+            f"null for a missing value",
+        },
+    )
+
+
+# Exact Python types that need no per-value walk (JSON values and their nulls).
+_PLAIN: dict[str, frozenset[type]] = {
+    "float": frozenset({float, int, type(None)}),
+    "integer": frozenset({int, type(None)}),
+    "boolean": frozenset({bool, type(None)}),
+    "string": frozenset({str, type(None)}),
+}
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime(value.year, value.month, value.day)
+    elif isinstance(value, np.datetime64):
+        import pandas as pd
+
+        moment = pd.Timestamp(value).to_pydatetime()
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
+def _walk(values: Sequence[Any], expected: str, column: str, first: int) -> list[Any]:
+    """Every value checked against `expected` (nulls as None); the error names the record."""
+    out: list[Any] = []
+    for i, value in enumerate(values):
+        if is_null(value):
+            out.append(None)
+            continue
+        ok: Any = None
+        if expected == "float":
+            if isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_):
+                ok = float(value)
+        elif expected == "integer":
+            whole = isinstance(value, float | np.floating) and float(value).is_integer()
+            if whole or (
+                isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
+            ):
+                ok = int(value)
+        elif expected == "boolean":
+            if isinstance(value, bool | np.bool_):
+                ok = bool(value)
+        elif expected == "string":
+            if isinstance(value, str):
+                ok = str(value)
+        elif expected == "datetime":
+            ok = _as_datetime(value)
+        else:
+            ok = value
+        if ok is None:
+            raise wrong_value(first + i, column, expected, value)
+        out.append(ok)
+    return out
+
+
+def typed_column(column: str, expected: ColumnType, values: Sequence[Any], first: int = 0) -> Any:
+    """`values` (one per record, record `first` first) as an array of the signature's dtype;
+    InvalidInput naming the record and the column for a value of another type."""
+    if expected == "object":
+        array = np.empty(len(values), dtype=object)
+        array[:] = list(values)
+        return array
+    kinds = {type(v) for v in values}
+    plain = _PLAIN.get(expected)
+    clean = list(values) if plain is not None and kinds <= plain else None
+    if clean is None:
+        clean = _walk(values, expected, column, first)
+    has_null = any(v is None for v in clean)
+    if expected == "float":
+        return np.array(clean, dtype=np.float64)
+    if expected == "integer":
+        if has_null:
+            import pandas as pd
+
+            return pd.array(clean, dtype="Int64")
+        try:
+            return np.array(clean, dtype=np.int64)
+        except OverflowError:
+            at = next(i for i, v in enumerate(clean) if not -(2**63) <= v < 2**63)
+            raise wrong_value(first + at, column, "integer", clean[at]) from None
+    if expected == "boolean" and not has_null:
+        return np.array(clean, dtype=np.bool_)
+    if expected == "datetime":
+        return np.array(
+            [np.datetime64("NaT") if v is None else np.datetime64(v, "us") for v in clean],
+            dtype="datetime64[us]",
+        )
+    array = np.empty(len(clean), dtype=object)  # strings; booleans with a null
+    array[:] = clean
+    return array
+
+
+def typed_frame(
+    columns: Sequence[tuple[str, ColumnType]], data: Mapping[str, Sequence[Any]], first: int = 0
+) -> Any:
+    """A DataFrame with the signature's columns, in order, of the signature's dtypes."""
+    import pandas as pd
+
+    arrays = {}
+    for name, expected in columns:
+        array = typed_column(name, expected, data[name], first)
+        # An explicit dtype: pandas 3 would infer `str` (NaN for None) from object arrays.
+        arrays[name] = pd.Series(array, dtype=array.dtype, copy=False)
+    return pd.DataFrame(arrays, copy=False)
+
+
+def _keeps_dtype(dtype: Any, expected: ColumnType) -> bool:
+    """Does a DataFrame column of `dtype` already hold `expected` values (no walk)?"""
+    kind = getattr(dtype, "kind", "O")
+    if expected == "object":
+        return True
+    if expected == "float":
+        return kind == "f" and isinstance(dtype, np.dtype)
+    if expected == "integer":
+        return kind in "iu" or (kind == "b" and isinstance(dtype, np.dtype))
+    if expected == "boolean":
+        return kind == "b" and isinstance(dtype, np.dtype)
+    if expected == "datetime":
+        return kind == "M"
+    return type(dtype).__name__ == "StringDtype"
+
+
 class InputAdapter:
     """Validates data against a signature and converts it for the model (see module doc)."""
 
@@ -179,42 +370,66 @@ class InputAdapter:
         self.wants = wants
         self.names = signature.input_names
         self.types: list[ColumnType] = [c.type for c in signature.inputs]
+        self.columns = list(zip(self.names, self.types, strict=True))
         self.numeric = all(t in _NUMERIC_KINDS for t in self.types)
 
-    def __call__(self, data: Any) -> Any:
+    def __call__(self, data: Any, first: int = 0) -> Any:
+        """`first`: the index of data's first record, for error messages (batches)."""
         if self.signature.kind == "tensor":
             return self._tensor(data)
-        if isinstance(data, Mapping) and all(_is_scalar(v) for v in data.values()):
-            return self._record(data)
+        if isinstance(data, Mapping):
+            if all(_is_scalar(v) for v in data.values()):
+                return self._columns({k: [v] for k, v in data.items()}, first)
+            if not _is_dataframe(data):
+                return self._columns(data, first)
         if isinstance(data, np.ndarray):
             return self._positional(data)
-        return self._frame(_as_frame(data))
+        if isinstance(data, list) and data and all(isinstance(r, Mapping) for r in data):
+            return self._records(data, first)
+        return self._frame(_as_frame(data), first)
 
-    def _record(self, record: Mapping[str, Any]) -> Any:
-        missing = [n for n in self.names if n not in record]
+    def _records(self, records: list[Mapping[str, Any]], first: int) -> Any:
+        for i, record in enumerate(records):
+            for name in self.names:
+                if name not in record:
+                    raise missing_column(first + i, name, self.names)
+        return self._columns({n: [r[n] for r in records] for n in self.names}, first)
+
+    def _columns(self, data: Mapping[str, Any], first: int) -> Any:
+        missing = [n for n in self.names if n not in data]
         if missing:
             raise _missing(missing, self.names)
-        row = [record[n] for n in self.names]
-        for name, expected, value in zip(self.names, self.types, row, strict=True):
-            if not _value_fits(value, expected):
-                raise _wrong_type(name, expected, type(value).__name__)
+        values = {n: list(data[n]) for n in self.names}
+        if len({len(v) for v in values.values()}) > 1:
+            raise InvalidInput(
+                "the input columns have different lengths",
+                {"field": "input", "fix": "send one value per record in every column"},
+            )
+        if self.wants == "array" and self.numeric:
+            return np.column_stack(
+                [
+                    np.asarray(typed_column(n, t, values[n], first), dtype=np.float64)
+                    for n, t in self.columns
+                ]
+            )
+        frame = typed_frame(self.columns, values, first)
         if self.wants == "array":
-            return np.array([row], dtype=np.float64 if self.numeric else object)
-        import pandas as pd
+            return frame.to_numpy(dtype=object)
+        return frame
 
-        return pd.DataFrame([row], columns=self.names)
-
-    def _frame(self, frame: Any) -> Any:
+    def _frame(self, frame: Any, first: int = 0) -> Any:
         missing = [n for n in self.names if n not in frame.columns]
         if missing:
             raise _missing(missing, self.names)
-        for name, expected in zip(self.names, self.types, strict=True):
-            column = frame[name]
-            sample = column.iloc[0] if len(column) else None
-            actual = _type_of_dtype(column.dtype, sample)
-            if not _dtype_fits(actual, expected):
-                raise _wrong_type(name, expected, actual)
         selected = frame[self.names]
+        walk = [(n, t) for n, t in self.columns if not _keeps_dtype(selected[n].dtype, t)]
+        if walk:
+            import pandas as pd
+
+            selected = selected.copy()
+            for name, expected in walk:
+                column = typed_column(name, expected, selected[name].tolist(), first)
+                selected[name] = pd.Series(column, index=selected.index, dtype=column.dtype)
         if self.wants == "array":
             return selected.to_numpy(dtype=np.float64 if self.numeric else object)
         return selected

@@ -82,7 +82,9 @@ def score_product(
 
 def score_table(model: LoadedModel, table: pa.Table, keep: list[str] | None) -> pa.Table:
     """Predictions for every row (in chunks, so memory stays bounded by the chunk), next to
-    the kept input columns (all of them by default) and the model version."""
+    the kept input columns (all of them by default) and the model version. Rows are checked
+    against the signature as a predict request's records are (nulls accepted in every
+    column, a value of another type refused naming its row), before anything is published."""
     keep = list(table.column_names) if keep is None else keep
     missing = [c for c in keep if c not in table.column_names]
     if missing:
@@ -103,7 +105,8 @@ def score_table(model: LoadedModel, table: pa.Table, keep: list[str] | None) -> 
     for offset in range(0, max(table.num_rows, 1), CHUNK_ROWS):
         part = table.slice(offset, CHUNK_ROWS).select(names)
         if part.num_rows:
-            out = jsonable(model.predict(part.to_pandas()))
+            # Checked per row against the signature; an error names the row of the input.
+            out = jsonable(model.predict(part.to_pandas(), first=offset))
             predictions.extend(out if isinstance(out, list) else [out] * part.num_rows)
     columns = {c: table.column(c) for c in keep}
     columns["prediction"] = _prediction_array(predictions)

@@ -36,7 +36,7 @@ from meshops.kernel.errors import InvalidInput, MeshopsError
 from meshops.kernel.home import Context, Home
 from meshops.kernel.responses import SafeJSONResponse, install_error_shape
 from meshops.serving import metrics
-from meshops.serving.models import REQUEST_ID_HEADER, PayloadTooLarge, records_of
+from meshops.serving.models import REQUEST_ID_HEADER, PayloadTooLarge, proba_of, records_of
 from meshops.serving.runtime import close_runtime, runtime_for
 
 ENDPOINTS_ENV = "MESHOPS_SERVE_ENDPOINTS"
@@ -88,13 +88,15 @@ async def ensure_loaded(home: Home, name: str) -> None:
 
 
 def predict_payload(
-    ctx: Context, name: str, body: bytes, request_id: str | None = None
+    ctx: Context, name: str, body: bytes, request_id: str | None = None, query: str = ""
 ) -> tuple[bytes, str]:
     """Parse, score and log one predict request of the authenticated caller `ctx`; returns
     the JSON answer and the request id. Raises MeshopsError (with its HTTP status) for a
-    refused request."""
-    records = records_of(parse_json(body))
-    result = runtime_for(ctx.home).predict(ctx, name, records, request_id)
+    refused request. `query`: the raw query string (`proba=true`)."""
+    parsed = parse_json(body)
+    records = records_of(parsed)
+    proba = proba_of(parsed, query)
+    result = runtime_for(ctx.home).predict(ctx, name, records, request_id, proba=proba)
     payload = {
         "request_id": result.request_id,
         "endpoint": result.endpoint,
@@ -110,7 +112,7 @@ async def predict_response(request: Request, name: str) -> Response:
     body = await request.body()
     await ensure_loaded(ctx.home, name)
     request_id = request.headers.get(REQUEST_ID_HEADER)
-    payload, request_id = predict_payload(ctx, name, body, request_id)
+    payload, request_id = predict_payload(ctx, name, body, request_id, request.url.query)
     return Response(
         content=payload,
         media_type="application/json",
@@ -121,7 +123,8 @@ async def predict_response(request: Request, name: str) -> Response:
 @router.post("/v1/endpoints/{name}/predict", operation_id="serving_predict")
 async def predict(name: str, request: Request) -> Response:
     """Score records: `{"records": [{col: value, ...}, ...]}` (also the MLflow scoring forms
-    `dataframe_split`, `dataframe_records` and `inputs`). `X-Request-ID` sets the id."""
+    `dataframe_split`, `dataframe_records` and `inputs`). `X-Request-ID` sets the id;
+    `"proba": true` (or `?proba=true`) adds a classifier's class probabilities."""
     return await predict_response(request, name)
 
 
@@ -196,7 +199,10 @@ class DataPlane:
             if body is None:
                 return  # the client went away
             await ensure_loaded(self.home, name)
-            payload, request_id = predict_payload(ctx, name, body, headers.get(REQUEST_ID_HEADER))
+            query = scope.get("query_string", b"").decode("latin-1")
+            payload, request_id = predict_payload(
+                ctx, name, body, headers.get(REQUEST_ID_HEADER), query
+            )
         except MeshopsError as exc:
             await _send_json(send, exc.http_status, orjson.dumps(exc.to_json(), default=str))
             return

@@ -61,9 +61,12 @@ class Serving(Protocol):
     @rpc.delete("/v1/endpoints/{name}", status=204)
     def delete_endpoint(self, name: str) -> None: ...
 
-    def predict(self, name: str, records: Any, request_id: str | None = None) -> Prediction:
+    def predict(
+        self, name: str, records: Any, request_id: str | None = None, *, proba: bool = False
+    ) -> Prediction:
         """Score a list of records (dicts) or an MLflow-style body; the returned
-        `request_id` is the key for feedback."""
+        `request_id` is the key for feedback. `proba=True`: each prediction is an object
+        with the label (`prediction`) and `proba_<class>` per class of a classifier."""
         ...
 
     def feedback(self, name: str, request_id: str, label: Any, record: int = 0) -> int: ...

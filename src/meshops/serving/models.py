@@ -6,6 +6,7 @@ SDK and the CLI import this module cheaply.
 
 from __future__ import annotations
 
+import math
 import numbers
 import re
 from collections.abc import Mapping
@@ -201,6 +202,33 @@ def records_of(body: Any) -> list[dict[str, Any]]:
     return records
 
 
+_TRUE = {"true": True, "1": True, "false": False, "0": False}
+
+
+def proba_of(body: Any, query: str = "") -> bool:
+    """The `proba` option of a predict request: `"proba": true` in the body or
+    `?proba=true` in the query (either asks for class probabilities)."""
+    wanted = False
+    if isinstance(body, Mapping) and "proba" in body:
+        if not isinstance(body["proba"], bool):
+            raise InvalidInput(
+                f"`proba` must be true or false, got {body['proba']!r}"[:200],
+                {"field": "proba", "fix": 'send "proba": true for class probabilities'},
+            )
+        wanted = body["proba"]
+    if query:
+        from urllib.parse import parse_qs
+
+        for value in parse_qs(query).get("proba", []):
+            if value.lower() not in _TRUE:
+                raise InvalidInput(
+                    f"?proba= must be true or false, got {value[:40]!r}",
+                    {"field": "proba", "fix": "use ?proba=true"},
+                )
+            wanted = wanted or _TRUE[value.lower()]
+    return wanted
+
+
 def _bad_body(problem: str) -> InvalidInput:
     return InvalidInput(
         problem,
@@ -241,16 +269,24 @@ def _fits(value: Any, expected: str) -> bool:
     # numbers' ABCs also admit numpy scalars (an SDK caller's values), without importing numpy.
     if expected == "object" or value is None:
         return True
+    if isinstance(value, float) and math.isnan(value):
+        return True  # a missing value (an SDK caller's NaN)
     if expected == "float":
-        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+        return isinstance(value, numbers.Real) and not _is_bool(value)
     if expected == "integer":
-        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        if isinstance(value, float):
+            return value.is_integer()  # 3.0: JSON clients cannot always tell
+        return isinstance(value, numbers.Integral) and not _is_bool(value)
     if expected == "boolean":
-        return isinstance(value, bool)
+        return _is_bool(value)
     if expected == "string":
         return isinstance(value, str)
     # JSON carries datetimes as ISO strings.
     return isinstance(value, str | datetime | date)
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool) or type(value).__name__ == "bool_"
 
 
 # Exact Python types a JSON value of each signature type arrives as (None: a null). The
@@ -297,29 +333,21 @@ def validate_records(
     records: list[dict[str, Any]], columns: list[tuple[str, str]]
 ) -> list[list[Any]]:
     """Check each record against the signature's (name, type) columns; returns the rows in
-    signature order. The error names the record index and the column, so a client sending
-    a batch can find the bad row."""
+    signature order. Every column accepts null. The error names the record index and the
+    column (`record 3: column 'x' should be a number, got "abc"`) with a fix, so a client
+    sending a batch can find the bad row."""
+    from meshops.registry.signature import missing_column, wrong_value
+
+    names = [c for c, _ in columns]
     rows = []
     for i, record in enumerate(records):
         row = []
         for name, expected in columns:
             if name not in record:
-                raise InvalidInput(
-                    f"record {i} is missing column {name!r}",
-                    {"record": i, "field": name, "expected": [c for c, _ in columns]},
-                )
+                raise missing_column(i, name, names)
             value = record[name]
             if not _fits(value, expected):
-                raise InvalidInput(
-                    f"record {i}: column {name!r} should be {expected}, got {type(value).__name__}",
-                    {
-                        "record": i,
-                        "field": name,
-                        "expected": expected,
-                        "got": type(value).__name__,
-                        "fix": f"send {name} as {expected}",
-                    },
-                )
+                raise wrong_value(i, name, expected, value)
             row.append(value)
         rows.append(row)
     return rows

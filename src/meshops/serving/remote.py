@@ -20,8 +20,12 @@ def _endpoint_path(name: str, action: str) -> str:
 
 
 class RemoteServingBase(RemoteArea):
-    def predict(self, name: str, records: Any, request_id: str | None = None) -> Prediction:
+    def predict(
+        self, name: str, records: Any, request_id: str | None = None, *, proba: bool = False
+    ) -> Prediction:
         body = records if isinstance(records, dict) else {"records": records}
+        if proba:
+            body = {**body, "proba": True}
         headers = {REQUEST_ID_HEADER: request_id} if request_id else None
         answer = self.http.request(
             "POST", _endpoint_path(name, "predict"), json=body, headers=headers

@@ -313,7 +313,11 @@ class Runtime:
         name: str,
         records: list[dict[str, Any]],
         request_id: str | None = None,
+        *,
+        proba: bool = False,
     ) -> Prediction:
+        """Score `records` on the endpoint; `proba`: each prediction is an object with the
+        label (`prediction`) and one `proba_<class>` per class of the classifier."""
         started = time.perf_counter()
         request_id = check_request_id(request_id) if request_id else uuid.uuid4().hex
         try:
@@ -326,16 +330,16 @@ class Runtime:
             route = canary if canary and routing.goes_to_canary(request_id, pct) else None
             role = "canary" if route else "primary"
             route = route or deployment.primary
-            outputs = score(route, merged)
+            outputs = score(route, merged, proba=proba)
         except MeshopsError as exc:
             metrics.ERRORS.labels(name, exc.error).inc()
             raise
-        served = Scored(name, route, role, outputs, time.perf_counter() - started)
+        served = Scored(name, route, role, outputs, time.perf_counter() - started, proba)
         at = now()
         self.log.append(_log_rows(request_id, served, records, added, at))
         if deployment.shadows:
             self.shadows.submit(
-                ShadowJob(request_id, name, deployment.shadows, records, merged, added, at)
+                ShadowJob(request_id, name, deployment.shadows, records, merged, added, at, proba)
             )
         route.requests.inc()
         route.latency.observe(time.perf_counter() - started)
@@ -388,6 +392,7 @@ class ShadowJob:
     merged: list[dict[str, Any]]  # with the enrichment (what the models see)
     added: list[dict[str, Any]] | None
     at: datetime  # the request's log time, shared by its primary and shadow rows
+    proba: bool = False
 
 
 class ShadowScorer:
@@ -420,7 +425,9 @@ class ShadowScorer:
         for route in job.routes:
             started = time.perf_counter()
             try:
-                outputs = score(route, job.merged)
+                # A shadow without probabilities still logs its labels.
+                wants = job.proba and route.model.classes is not None
+                outputs = score(route, job.merged, proba=wants)
             except Exception as exc:
                 # A failing shadow must never fail (or stop) anything else.
                 metrics.ERRORS.labels(job.endpoint, f"shadow_{type(exc).__name__}").inc()
@@ -428,7 +435,7 @@ class ShadowScorer:
             elapsed = time.perf_counter() - started
             route.requests.inc()
             route.latency.observe(elapsed)
-            scored = Scored(job.endpoint, route, "shadow", outputs, elapsed)
+            scored = Scored(job.endpoint, route, "shadow", outputs, elapsed, wants)
             rows.extend(_log_rows(job.request_id, scored, job.records, job.added, job.at))
         if rows:
             self.log.append(rows)
@@ -475,11 +482,12 @@ class ShadowScorer:
                 self._queue.task_done()
 
 
-def score(route: Route, records: list[dict[str, Any]]) -> list[Any]:
+def score(route: Route, records: list[dict[str, Any]], *, proba: bool = False) -> list[Any]:
     """Validate records against the route's signature and run the model; one JSON output
-    per record. The model input is built from the checked values directly: a 2-D float
-    array when every column is numeric (the adapter's array path), else a dict of columns
-    (one pandas column each, not a frame built row by row)."""
+    per record (with `proba`, an object: the label as `prediction` and `proba_<class>`
+    per class). The model input is built from the checked values directly: a 2-D float
+    array (NaN for null) when every column is numeric (the adapter's array path), else a
+    dict of columns that the adapter types by the signature (never by the batch)."""
     if route.rows is not None:
         rows = route.rows(records)
         if route.numeric:
@@ -492,6 +500,9 @@ def score(route: Route, records: list[dict[str, Any]]) -> list[Any]:
     else:
         data = records
     try:
+        if proba:
+            labels, probabilities, classes = route.model.predict_proba(data)
+            return _with_proba(jsonable(labels), jsonable(probabilities), classes)
         result = route.model.predict(data)
     except MeshopsError:
         raise
@@ -501,6 +512,24 @@ def score(route: Route, records: list[dict[str, Any]]) -> list[Any]:
             {"model": route.model.uri},
         ) from exc
     return _per_record(jsonable(result), len(records))
+
+
+def _with_proba(
+    labels: list[Any], probabilities: list[list[float]], classes: list[Any]
+) -> list[Any]:
+    names = [f"proba_{c}" for c in classes]
+    return [
+        {"prediction": label, **dict(zip(names, row, strict=True))}
+        for label, row in zip(labels, probabilities, strict=True)
+    ]
+
+
+def logged_output(output: Any) -> Any:
+    """What the prediction log keeps: the label, also when probabilities were asked for
+    (windows and monitors read one `prediction` column whatever clients asked)."""
+    if isinstance(output, dict) and "prediction" in output:
+        return output["prediction"]
+    return output
 
 
 def _per_record(output: Any, n: int) -> list[Any]:
@@ -520,6 +549,7 @@ class Scored:
     role: str
     outputs: list[Any]
     elapsed: float
+    proba: bool = False
 
 
 def _log_rows(
@@ -544,7 +574,7 @@ def _log_rows(
             role,
             dumps(record),
             dumps(added[i]) if added else "{}",
-            dumps(output),
+            dumps(logged_output(output) if scored.proba else output),
             ms,
             at,
         )

@@ -25,6 +25,7 @@ from meshops.serving.models import (
     check_trusted,
     model_name_of,
     model_uri,
+    proba_of,
     records_of,
 )
 from meshops.serving.runtime import existing_runtime, runtime_for
@@ -230,10 +231,16 @@ class ServingService:
 
     # --- predictions and feedback ------------------------------------------------------------
 
-    def predict(self, name: str, records: Any, request_id: str | None = None) -> Prediction:
-        """Score `records` (a list of dicts, or any body `records_of` accepts) in-process."""
+    def predict(
+        self, name: str, records: Any, request_id: str | None = None, *, proba: bool = False
+    ) -> Prediction:
+        """Score `records` (a list of dicts, or any body `records_of` accepts) in-process;
+        `proba` (or `"proba": true` in a body) adds class probabilities."""
         body = records if isinstance(records, dict) else {"records": records}
-        return runtime_for(self.ctx.home).predict(self.ctx, name, records_of(body), request_id)
+        wanted = proba or proba_of(body)
+        return runtime_for(self.ctx.home).predict(
+            self.ctx, name, records_of(body), request_id, proba=wanted
+        )
 
     def feedback(self, name: str, request_id: str, label: Any, record: int = 0) -> int:
         return self.feedback_bulk(
