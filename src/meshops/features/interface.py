@@ -76,12 +76,14 @@ class FeatureStore(Protocol):
     def online(
         self,
         entity_rows: Sequence[dict[str, Any]],
-        features: list[str] | str,
+        features: list[str] | str | None = None,
         *,
+        service: str | None = None,
         full_names: bool = False,
         now: datetime | None = None,
     ) -> OnlineResponse:
-        """The latest values per entity row; missing or stale (beyond TTL) values are nulls
+        """The latest values per entity row of `features` ('view:feature' references) or
+        of the feature service `service`; missing or stale (beyond TTL) values are nulls
         with a per-row status."""
         ...
 

@@ -79,18 +79,34 @@ def parse_duration(value: Any, field: str = "ttl") -> int | None:
     return int(float(match[1]) * _UNIT_SECONDS[match[2] or "s"]) or None
 
 
+def check_domain(value: str | None) -> str | None:
+    if value is not None:
+        check_name(value, "domain", "domain")
+    return value
+
+
 class Entity(BaseModel):
-    """What features describe (a customer, a driver): named by its join keys."""
+    """What features describe (a customer, a driver): named by its join keys.
+
+    `domain` is the data-mesh domain it belongs to (roles bound in that domain may read and
+    change it); left out, it is the domain of the feature views that use it (all of them
+    when they come from several domains)."""
 
     name: str
     join_keys: list[str]
     description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
+    domain: str | None = None
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         return check_name(value, "entity", "name")
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        return check_domain(value)
 
     @field_validator("join_keys")
     @classmethod
@@ -184,18 +200,25 @@ class OnDemandFeature(BaseModel):
 
 class FeatureServiceDef(BaseModel):
     """The features one model uses, by reference ('view:feature', 'view:*' or an on-demand
-    feature's name)."""
+    feature's name). `domain` is the domain it belongs to; left out, the domain of the
+    feature views it uses (all of them when they come from several domains)."""
 
     name: str
     features: list[str]
     description: str = ""
     owner: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
+    domain: str | None = None
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         return check_name(value, "feature service", "name")
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        return check_domain(value)
 
 
 class FeatureRepo(BaseModel):
@@ -314,7 +337,10 @@ class ViewSummary(BaseModel):
     name: str
     definition: dict[str, Any]
     owner: str = ""
+    # The one domain it belongs to (None when it spans several, see `domains`, or none)
     domain: str | None = None
+    # Every domain whose roles govern it: declared, or those of the views it uses
+    domains: list[str] = Field(default_factory=list)
     urn: str | None = None
     updated_at: datetime | None = None
 

@@ -48,6 +48,40 @@ class Definitions:
                  "fix": "apply its definition or list features as 'view:feature'"},
             ) from None  # fmt: skip
 
+    def views_of(self, refs: list[str]) -> set[str]:
+        """The feature views references read (on-demand features through their inputs);
+        unknown names are left out (they are reported where references are resolved)."""
+        found: set[str] = set()
+        for ref in refs:
+            if ":" in ref:
+                found.add(ref.partition(":")[0])
+            elif ref in self.on_demand:
+                found |= {r.partition(":")[0] for r in self.on_demand[ref].inputs if ":" in r}
+        return {name for name in found if name in self.views}
+
+    def domains_of(self, kind: str, name: str) -> list[str]:
+        """The domains whose roles govern a definition: a view's product domain; an entity's
+        or a feature service's declared `domain`, else the domains of the views that use
+        it (entities) or that it uses (services, on-demand features). Empty: none (a
+        platform-scope role governs it)."""
+        if kind == "feature_view":
+            return [self.view(name).domain]
+        if kind == "entity":
+            entity = self.entities.get(name)
+            if entity is not None and entity.domain:
+                return [entity.domain]
+            return sorted({v.domain for v in self.views.values() if name in v.entities})
+        if kind == "feature_service":
+            service = self.services.get(name)
+            if service is None:
+                return []
+            if service.domain:
+                return [service.domain]
+            return sorted({self.views[v].domain for v in self.views_of(service.features)})
+        if kind == "on_demand_feature":
+            return sorted({self.views[v].domain for v in self.views_of([name])})
+        return []
+
     def join_keys(self, view: FeatureView) -> list[str]:
         keys: list[str] = []
         for name in view.entities:

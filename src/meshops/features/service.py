@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -259,10 +259,13 @@ class FeatureStoreService:
             services={**current.services, **{s.name: s for s in repo.feature_services}},
             on_demand={**current.on_demand, **{o.name: o for o in repo.on_demand_features}},
         )
-        for view in repo.feature_views:
-            self.ctx.authorize("features.write", view.domain)
-        if not repo.feature_views:
-            self.ctx.authorize("features.write")
+        items: list[tuple[str, Any]] = [
+            *(("entity", e) for e in repo.entities),
+            *(("feature_view", v) for v in repo.feature_views),
+            *(("on_demand_feature", o) for o in repo.on_demand_features),
+            *(("feature_service", s) for s in repo.feature_services),
+        ]
+        self._authorize_apply(merged, items)
         validated = {
             v.name: self._validate_view(merged, v, repo.origins.get(f"feature_view:{v.name}"))
             for v in repo.feature_views
@@ -273,15 +276,11 @@ class FeatureStoreService:
             )
         for odf in repo.on_demand_features:
             self._validate_refs(merged, odf.inputs, repo.origins, f"on_demand_feature:{odf.name}")
-        items: list[tuple[str, Any, str | None, str]] = [
-            *(("entity", e, None, "") for e in repo.entities),
-            *(("feature_view", v, v.domain, v.owner) for v in repo.feature_views),
-            *(("on_demand_feature", o, None, "") for o in repo.on_demand_features),
-            *(("feature_service", s, None, s.owner) for s in repo.feature_services),
-        ]
         result = ApplyResult()
         with self.ctx.db.begin() as conn:
-            for kind, obj, domain, owner in items:
+            for kind, obj in items:
+                domain = _single(merged.domains_of(kind, obj.name))
+                owner = getattr(obj, "owner", "")
                 definition = obj.model_dump(mode="json")
                 digest = _digest(definition)
                 old = store.get_definition(conn, kind, obj.name)
@@ -308,11 +307,95 @@ class FeatureStoreService:
                 if kind == "feature_service":
                     for view_name in {r.partition(":")[0] for r in obj.features if ":" in r}:
                         lineage.add_edge(conn, view_urn(view_name), urn, "feature_of")
+            # A new view can change the domain of the entities and services it touches.
+            for row in store.get_definitions(conn):
+                domain = _single(merged.domains_of(row["kind"], row["name"]))
+                if row["domain"] != domain:
+                    store.set_domain(conn, row["kind"], row["name"], domain)
         self.definitions(fresh=True)
         online_views = [v.name for v in repo.feature_views if v.online]
         if online_views:
             open_online_store(self.ctx.home).update(keep=online_views, delete=[])
         return result
+
+    # --- authorization by domain ------------------------------------------------------
+
+    def _authorize_apply(self, merged: Definitions, items: list[tuple[str, Any]]) -> None:
+        """`features.write` in every domain of each definition the apply creates or changes
+        (an unchanged one needs nothing)."""
+        if not items:
+            self.ctx.authorize("features.write")
+            return
+        with self.ctx.db.read() as conn:
+            stored = {(k, n): d for k, n, d in store.definition_digests(conn)}
+        for kind, obj in items:
+            if stored.get((kind, obj.name)) == _digest(obj.model_dump(mode="json")):
+                continue
+            self._authorize_all("features.write", merged.domains_of(kind, obj.name), kind, obj.name)
+
+    def _authorize_all(self, action: str, domains: Iterable[str], kind: str, name: str) -> None:
+        """`action` in each of `domains`; with none, at platform scope - and the refusal
+        then says how to give the definition a domain."""
+        wanted = list(dict.fromkeys(domains))
+        for domain in wanted:
+            self.ctx.authorize(action, domain)
+        if wanted:
+            return
+        try:
+            self.ctx.authorize(action)
+        except Forbidden as exc:
+            what = f"{kind.replace('_', ' ')} {name!r}"
+            fix = str(exc.detail.get("fix") or "ask a platform admin for a platform-scope role")
+            raise Forbidden(
+                f"{exc.message}: {what} belongs to no domain, so only a platform-scope role "
+                "may",
+                {**exc.detail, "definition": f"{kind}:{name}",
+                 "fix": f"{fix}; or give {what} a domain (`domain:` in its definition, or "
+                 "use it from a feature view of your domain), where your domain role is "
+                 "enough"},
+            ) from None  # fmt: skip
+
+    def _authorize_any(self, action: str, domains: list[str], kind: str, name: str) -> None:
+        """`action` in at least one of `domains` (reading a definition shared by several
+        domains); the first refusal otherwise."""
+        if not domains:
+            self._authorize_all(action, [], kind, name)
+            return
+        first: Forbidden | None = None
+        for domain in domains:
+            try:
+                self.ctx.authorize(action, domain)
+                return
+            except Forbidden as exc:
+                first = first or exc
+        assert first is not None
+        raise first
+
+    def _may(self, action: str, domains: list[str], *, every: bool = False) -> bool:
+        """Whether `action` is allowed in any (or `every`) of `domains`; with none, at
+        platform scope."""
+        scopes: list[str | None] = list(domains) if domains else [None]
+        allowed = []
+        for domain in scopes:
+            try:
+                self.ctx.authorize(action, domain)
+                allowed.append(True)
+            except Forbidden:
+                allowed.append(False)
+        return all(allowed) if every else any(allowed)
+
+    def _authorize_plan(self, defs: Definitions, plan: Plan) -> None:
+        """Reading features: `features.read` in the domain of each view read and in the
+        declared domain of the feature service asked for (platform scope when neither)."""
+        domains = [defs.views[name].domain for name in plan.views]
+        service = defs.services.get(plan.service) if plan.service else None
+        if service is not None and service.domain:
+            domains.insert(0, service.domain)
+        if plan.service:
+            kind, name = "feature_service", plan.service
+        else:
+            kind, name = "on_demand_feature", ", ".join(o.name for o in plan.on_demand)
+        self._authorize_all("features.read", domains, kind, name)
 
     @staticmethod
     def _needs_rematerialize(old: dict[str, Any], new: dict[str, Any]) -> bool:
@@ -395,41 +478,50 @@ class FeatureStoreService:
         return version
 
     def list_definitions(self, kind: str | None = None) -> list[ViewSummary]:
-        self.ctx.authorize("features.read")
+        """The definitions the caller may read: all with a platform-scope role, else those
+        of the domains its roles are bound in."""
+        defs = self.definitions(fresh=True)
         with self.ctx.db.read() as conn:
             rows = store.get_definitions(conn, kind)
-        return [
-            ViewSummary(
-                kind=r["kind"],
-                name=r["name"],
-                definition=r["definition"],
-                owner=r["owner"],
-                domain=r["domain"],
-                urn=self._urn(r["kind"], r["name"])
-                if r["kind"] in ("feature_view", "feature_service")
-                else None,
-                updated_at=r["updated_at"],
-            )
-            for r in rows
-        ]
+        if not rows:
+            self.ctx.authorize("features.read")
+        readable: dict[tuple[str, ...], bool] = {}
+        found = []
+        for row in rows:
+            domains = defs.domains_of(row["kind"], row["name"])
+            key = tuple(domains)
+            if key not in readable:
+                readable[key] = self._may("features.read", domains)
+            if readable[key]:
+                found.append(self._summary(row, domains))
+        return found
+
+    def _summary(self, row: dict[str, Any], domains: list[str]) -> ViewSummary:
+        kind, name = row["kind"], row["name"]
+        return ViewSummary(
+            kind=kind, name=name, definition=row["definition"], owner=row["owner"],
+            domain=_single(domains), domains=domains,
+            urn=self._urn(kind, name) if kind in ("feature_view", "feature_service") else None,
+            updated_at=row["updated_at"],
+        )  # fmt: skip
 
     def get(self, name: str, kind: str = "feature_view") -> ViewSummary:
-        self.ctx.authorize("features.read")
         with self.ctx.db.read() as conn:
             row = store.get_definition(conn, kind, name)
         if row is None:
+            self.ctx.authorize("features.read")  # a platform reader learns it is absent
             raise NotFound(
                 f"no {kind.replace('_', ' ')} {name!r}",
                 {"fix": "list definitions with `meshops features list`"},
             )
-        return ViewSummary(
-            kind=row["kind"], name=row["name"], definition=row["definition"], owner=row["owner"],
-            domain=row["domain"], urn=self._urn(kind, name), updated_at=row["updated_at"],
-        )  # fmt: skip
+        domains = self.definitions(fresh=True).domains_of(kind, name)
+        self._authorize_any("features.read", domains, kind, name)
+        return self._summary(row, domains)
 
     def get_view(self, name: str) -> FeatureView:
-        self.ctx.authorize("features.read")
-        return self.definitions(fresh=True).view(name)
+        view = self.definitions(fresh=True).views.get(name)
+        self.ctx.authorize("features.read", view.domain if view else None)
+        return self.definitions().view(name)
 
     # --- offline -----------------------------------------------------------------------
 
@@ -540,10 +632,10 @@ class FeatureStoreService:
         full_names: bool = False,
     ) -> TrainingSet:
         """Point-in-time correct features for each entity row, recorded as a dataset."""
-        self.ctx.authorize("features.read")
         Urn.of("trainingset", name)
         defs = self.definitions(fresh=True)
         plan = resolve(defs, features, full_names)
+        self._authorize_plan(defs, plan)
         table = self._entities_table(entities)
         inputs, reads, versions = self._read_views(defs, plan)
         self._check_feature_use(
@@ -559,7 +651,10 @@ class FeatureStoreService:
         used = {n: defs.view(n).model_dump(mode="json") for n in plan.views}
         definitions = {
             "views": used,
-            "entities": {n: e.model_dump(mode="json") for n, e in defs.entities.items()},
+            # (without `domain`: who may read a set is not what it contains)
+            "entities": {
+                n: e.model_dump(mode="json", exclude={"domain"}) for n, e in defs.entities.items()
+            },
             "on_demand": [o.model_dump(mode="json") for o in plan.on_demand],
             "outputs": plan.outputs,
             "wanted": {n: [f.name for f, _ in w] for n, w in plan.views.items()},
@@ -644,15 +739,16 @@ class FeatureStoreService:
     def get_training_set(self, id_or_digest: str) -> TrainingSet:
         """A recorded training set; its data is recomputed from the recorded inputs (the
         stored entity rows and the exact product versions), so it is the same data."""
-        self.ctx.authorize("features.read")
         with self.ctx.db.read() as conn:
             found = store.get_training_set(conn, id_or_digest)
         if found is None:
+            self.ctx.authorize("features.read")
             raise NotFound(
                 f"no training set {id_or_digest!r}",
                 {"fix": "list them with `meshops features training-set --list`"},
             )
         info, definitions = found
+        self._authorize_all("features.read", _source_domains(info), "training_set", info.name)
         return TrainingSet(info, lambda: self._recompute(info, definitions))
 
     def _recompute(
@@ -686,9 +782,14 @@ class FeatureStoreService:
         return self._join(table, inputs, info.timestamp_column, self._on_demand_inputs(defs, plan))
 
     def list_training_sets(self, name: str | None = None) -> list[TrainingSetInfo]:
-        self.ctx.authorize("features.read")
+        """The training sets the caller may read: those whose every source domain its
+        roles allow `features.read` in (all of them with a platform-scope role)."""
         with self.ctx.db.read() as conn:
-            return store.list_training_sets(conn, name)
+            found = store.list_training_sets(conn, name)
+        if not found or self._may("features.read", []):
+            self.ctx.authorize("features.read")
+            return found
+        return [i for i in found if self._may("features.read", _source_domains(i), every=True)]
 
     # --- online ------------------------------------------------------------------------
 
@@ -768,18 +869,19 @@ class FeatureStoreService:
     def online(
         self,
         entity_rows: Sequence[dict[str, Any]],
-        features: list[str] | str,
+        features: list[str] | str | None = None,
         *,
+        service: str | None = None,
         full_names: bool = False,
         now: datetime | None = None,
     ) -> OnlineResponse:
         """The latest materialized values for each entity row (nulls + status when absent
         or older than the view's TTL), plus on-demand features computed from them."""
+        features = asked_features(features, service)
         defs = self.definitions()
         snapshot_epoch = _snapshot_of(self.ctx.home).epoch
         plan = resolve_cached(defs, features, full_names)
-        for name in plan.views:
-            self.ctx.authorize("features.read", defs.views[name].domain)
+        self._authorize_plan(defs, plan)
         self._check_online_use(defs, plan, features, full_names)
         # The epoch `definitions()` just checked: the guard's plans are trusted for it.
         guard = self._online_guard(defs, plan, features, full_names, snapshot_epoch)
@@ -961,12 +1063,19 @@ class FeatureStoreService:
         asked = features if isinstance(features, str) else tuple(features)
         return (actor.name, actor.kind, asked, full_names)
 
-    def online_is_local(self, features: list[str] | str, *, full_names: bool = False) -> bool:
+    def online_is_local(
+        self,
+        features: list[str] | str | None,
+        *,
+        service: str | None = None,
+        full_names: bool = False,
+    ) -> bool:
         """Whether `online` for this actor and features reads only memory and a local file:
         the feature.use decision is made (nothing to evaluate and record) and the online
         store is the SQLite file. An event loop may then call it inline rather than pay a
         thread hop, most of the cost of a served lookup (the snapshot is refreshed first,
         so the answer holds for the call that follows)."""
+        features = asked_features(features, service)
         self.definitions()
         snapshot = _snapshot_of(self.ctx.home)
         key = self._decision_key(features, full_names)
@@ -1053,6 +1162,34 @@ class FeatureStoreService:
             fresh=(age <= view.ttl_seconds) if (age is not None and view.ttl_seconds) else None,
             features=stats,
         )  # fmt: skip
+
+
+def asked_features(features: list[str] | str | None, service: str | None) -> list[str] | str:
+    """What an online lookup asks for: `features` (references, or a feature service's
+    name) or `service` (a feature service's name), exactly one of the two."""
+    if service is not None and features is not None:
+        raise InvalidInput(
+            "give either features or service, not both",
+            {"field": "service", "fix": "ask for a feature service by `service` alone, or "
+             "list the features as 'view:feature' in `features`"},
+        )  # fmt: skip
+    if service is not None:
+        return service
+    if features is None:
+        raise InvalidInput(
+            "name the features to look up",
+            {"field": "features", "fix": "give \"features\": [\"view:feature\", ...] or "
+             "\"service\": \"<feature service>\""},
+        )  # fmt: skip
+    return features
+
+
+def _single(domains: list[str]) -> str | None:
+    return domains[0] if len(domains) == 1 else None
+
+
+def _source_domains(info: TrainingSetInfo) -> list[str]:
+    return sorted({s.product.split(".", 1)[0] for s in info.sources})
 
 
 def _plain(value: Any) -> Any:

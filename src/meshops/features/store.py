@@ -32,6 +32,7 @@ feature_definitions = Table(
     Column("created_by", String(200), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_feature_definitions_domain", "domain"),
 )
 
 feature_watermarks = Table(
@@ -132,6 +133,14 @@ def upsert_definition(
                 kind=kind, name=name, created_by=actor, created_at=now, **values
             )
         )
+
+
+def set_domain(conn: Connection, kind: str, name: str, domain: str | None) -> None:
+    conn.execute(
+        update(feature_definitions)
+        .where(feature_definitions.c.kind == kind, feature_definitions.c.name == name)
+        .values(domain=domain)
+    )
 
 
 # --- watermarks ------------------------------------------------------------------------

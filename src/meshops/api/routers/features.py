@@ -139,12 +139,14 @@ async def _lookup(scope: Scope, body: Any) -> tuple[int, bytes]:
     try:
         service = FeatureStoreService(await context_for(scope["app"].state, authorization))
         lookup = partial(
-            service.online, body.entity_rows, body.features, full_names=body.full_names,
-            now=body.now,
+            service.online, body.entity_rows, body.features, service=body.service,
+            full_names=body.full_names, now=body.now,
         )  # fmt: skip
         # A first feature.use decision is recorded (a write): in the thread pool, never on
         # the event loop; afterwards the lookup reads memory and a local SQLite file.
-        local = service.online_is_local(body.features, full_names=body.full_names)
+        local = service.online_is_local(
+            body.features, service=body.service, full_names=body.full_names
+        )
         result = lookup() if local else await run_in_threadpool(lookup)
     except MeshopsError as exc:
         return exc.http_status, json.dumps(exc.to_json()).encode()
