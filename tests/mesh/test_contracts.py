@@ -66,8 +66,11 @@ def _verdicts(
     [
         ({"metric": "rowCount", "mustBe": 4}, True),
         ({"metric": "rowCount", "mustBeGreaterThan": 4}, False),
-        ({"metric": "rowCount", "mustBeBetween": [1, 4]}, True),
-        ({"metric": "rowCount", "mustNotBeBetween": [1, 4]}, False),
+        # ODCS: mustBeBetween [a, b] is mustBeGreaterThan a and mustBeLessThan b
+        ({"metric": "rowCount", "mustBeBetween": [1, 5]}, True),
+        ({"metric": "rowCount", "mustBeBetween": [1, 4]}, False),
+        ({"metric": "rowCount", "mustNotBeBetween": [1, 4]}, True),
+        ({"metric": "rowCount", "mustNotBeBetween": [3, 5]}, False),
         ({"metric": "duplicateValues", "arguments": {"properties": ["code"]}, "mustBe": 0}, False),
         ({"metric": "duplicateValues", "arguments": {"properties": ["id", "code"]}}, True),
         (
@@ -166,8 +169,12 @@ def test_freshness_sla() -> None:
 
 
 def test_rule_without_operator_and_bad_sql_are_explained() -> None:
-    with pytest.raises(InvalidInput, match="no operator"):
-        _verdicts([{"metric": "rowCount"}])
+    obj = {"name": "t", "properties": COLUMNS, "quality": [{"metric": "rowCount"}]}
+    report = run_contract_test(TABLE, "t", columns_of(obj), obj, now=NOW)
+    (count,) = [r for r in report.results if r.kind == "quality"]
+    assert count.status == "not evaluated" and "no expected count" in count.message
+    with pytest.raises(InvalidInput, match="not a number"):
+        _verdicts([{"metric": "rowCount", "mustBe": "many"}])
     with pytest.raises(InvalidInput, match="sql quality rule failed") as info:
         _verdicts([{"type": "sql", "query": "SELECT nope FROM t", "mustBe": 0}])
     assert info.value.detail["fix"]
@@ -179,10 +186,10 @@ def test_between_is_the_conjunction_of_bounds(value: float, other: float) -> Non
     probe = (low + high) / 2
     inside, _ = check_operator({"mustBeBetween": [low, high]}, probe, False)
     outside, _ = check_operator({"mustNotBeBetween": [low, high]}, probe, False)
-    both, _ = check_operator(
-        {"mustBeGreaterOrEqualTo": low, "mustBeLessOrEqualTo": high}, probe, False
-    )
+    both, _ = check_operator({"mustBeGreaterThan": low, "mustBeLessThan": high}, probe, False)
     assert inside == both and outside == (not inside)
+    at_bound, _ = check_operator({"mustBeBetween": [low, high]}, low, False)
+    assert not at_bound
 
 
 # --- exact measures: fast paths agree with the DuckDB definition ---

@@ -193,36 +193,48 @@ class Duplicates:
 
 @dataclass(frozen=True)
 class Missing:
-    """Rows that are null or one of `values`."""
+    """Rows that are null or one of `values` (with `text`, compared with the column's text:
+    for columns whose values have no literal form in a contract, such as dates)."""
 
     column: str
     values: tuple[Any, ...] = ()
+    text: bool = False
 
     def sql(self) -> str:
-        col = quote(self.column)
+        col = _operand(self.column, self.text)
         extra = (
             f" OR {col} IN ({', '.join(literal(v) for v in self.values)})" if self.values else ""
         )
-        return f"count(*) FILTER (WHERE {col} IS NULL{extra})"
+        return f"count(*) FILTER (WHERE {quote(self.column)} IS NULL{extra})"
 
 
 @dataclass(frozen=True)
 class Invalid:
-    """Non-null rows outside `valid_values` or not fully matching `pattern`."""
+    """Non-null rows outside `valid_values` or not fully matching `pattern` (a null row is
+    never invalid: nulls are what nullValues and missingValues count). `valid_values` holds
+    no None: a null among a contract's valid values changes nothing, and an empty tuple
+    makes every non-null value invalid."""
 
     column: str
     valid_values: tuple[Any, ...] | None = None
     pattern: str | None = None
+    text: bool = False
 
     def __post_init__(self) -> None:
         if self.valid_values is None and not self.pattern:
             raise ValueError("invalid values need valid values or a pattern")
+        if self.valid_values is not None and any(v is None for v in self.valid_values):
+            raise ValueError("valid values hold no null: null rows are never invalid")
 
     def sql(self) -> str:
         col = quote(self.column)
         conditions = []
         if self.valid_values is not None:
-            conditions.append(f"{col} NOT IN ({', '.join(literal(v) for v in self.valid_values)})")
+            if self.valid_values:
+                listed = ", ".join(literal(v) for v in self.valid_values)
+                conditions.append(f"{_operand(self.column, self.text)} NOT IN ({listed})")
+            else:
+                conditions.append("TRUE")
         if self.pattern:
             conditions.append(
                 f"NOT regexp_full_match(CAST({col} AS VARCHAR), {literal(self.pattern)})"
@@ -230,7 +242,33 @@ class Invalid:
         return f"count(*) FILTER (WHERE {col} IS NOT NULL AND ({' OR '.join(conditions)}))"
 
 
-Measure = RowCount | NullCount | Duplicates | Missing | Invalid
+@dataclass(frozen=True)
+class OutOfRange:
+    """Non-null rows below `low` or above `high` (bounds inclusive: the ODCS 3.0 `between`,
+    `minCheck` and `maxCheck` rules' min and max)."""
+
+    column: str
+    low: float | None = None
+    high: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.low is None and self.high is None:
+            raise ValueError("a range needs a low or a high bound")
+
+    def sql(self) -> str:
+        col = quote(self.column)
+        conditions = [f"{col} < {self.low!r}"] if self.low is not None else []
+        if self.high is not None:
+            conditions.append(f"{col} > {self.high!r}")
+        return f"count(*) FILTER (WHERE {' OR '.join(conditions)})"
+
+
+def _operand(column: str, text: bool) -> str:
+    return f"CAST({quote(column)} AS VARCHAR)" if text else quote(column)
+
+
+Measure = RowCount | NullCount | Duplicates | Missing | Invalid | OutOfRange
+_ValueMeasure = Missing | Invalid | OutOfRange
 
 
 # --- what the Arrow pass computes per partition ---
@@ -336,7 +374,7 @@ def _full_match(pattern: str) -> str:
     return f"^(?:{pattern})$"
 
 
-def _offending(chunk: pa.Array, measure: Missing | Invalid) -> int:
+def _offending(chunk: pa.Array, measure: _ValueMeasure) -> int:
     """Rows of `chunk` the measure counts; dictionary chunks test each value once."""
     if isinstance(chunk, pa.DictionaryArray):
         flags = _value_flags(chunk.dictionary, measure)
@@ -349,11 +387,20 @@ def _offending(chunk: pa.Array, measure: Missing | Invalid) -> int:
     return counted + chunk.null_count if isinstance(measure, Missing) else counted
 
 
-def _value_flags(values: pa.Array, measure: Missing | Invalid) -> pa.Array:
+def _value_flags(values: pa.Array, measure: _ValueMeasure) -> pa.Array:
     """Per value: does the measure count it (false or null for null values)."""
     if isinstance(measure, Missing):
         # is_in is false for null rows (no null in the set): _offending adds the nulls
         return pc.is_in(values, _value_set(measure.values, values.type))
+    if isinstance(measure, OutOfRange):
+        out: pa.Array | None = None
+        if measure.low is not None:
+            out = pc.less(values, _bound(measure.low))
+        if measure.high is not None:
+            above = pc.greater(values, _bound(measure.high))
+            out = above if out is None else pc.or_kleene(out, above)
+        assert out is not None
+        return out
     bad: pa.Array | None = None
     if measure.valid_values is not None:
         outside = pc.invert(pc.is_in(values, _value_set(measure.valid_values, values.type)))
@@ -372,19 +419,26 @@ def _value_flags(values: pa.Array, measure: Missing | Invalid) -> pa.Array:
     return bad
 
 
+def _bound(value: float) -> pa.Scalar:
+    """A range bound for an integer column: exact as int64 when integral."""
+    if float(value).is_integer() and -(2**63) <= value < 2**63:
+        return pa.scalar(int(value), pa.int64())
+    return pa.scalar(float(value), pa.float64())
+
+
 @dataclass
 class _ColumnWork:
     nulls: bool = False
     distinct: bool = False  # probe the order (and maybe hash the values) for duplicates
     count_method: str | None = None
-    value_sets: list[Missing | Invalid] = field(default_factory=list)
+    value_sets: list[_ValueMeasure] = field(default_factory=list)
 
 
 @dataclass
 class _Partial:
     nulls: dict[str, int] = field(default_factory=dict)
     distinct: dict[str, _Distinct] = field(default_factory=dict)
-    counts: dict[Missing | Invalid, int] = field(default_factory=dict)
+    counts: dict[_ValueMeasure, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -393,7 +447,7 @@ class _Findings:
 
     nulls: dict[str, int] = field(default_factory=dict)
     distinct: dict[str, int | None] = field(default_factory=dict)
-    counts: dict[Missing | Invalid, int] = field(default_factory=dict)
+    counts: dict[_ValueMeasure, int] = field(default_factory=dict)
     strict: set[str] = field(default_factory=set)  # non-null values strictly ordered
 
 
@@ -541,9 +595,15 @@ class ScanPlan:
             return
         self.in_duckdb.append(measure)
 
-    def _value_set_in_arrow(self, measure: Missing | Invalid) -> bool:
+    def _value_set_in_arrow(self, measure: _ValueMeasure) -> bool:
         dtype = self._type(measure.column)
         if dtype is None:
+            return False
+        if isinstance(measure, OutOfRange):
+            # integers compare exactly as float64 up to 2**53; floats go to DuckDB, which
+            # orders NaN above every number
+            return bool(pa.types.is_integer(dtype))
+        if measure.text:
             return False
         if isinstance(measure, Missing):
             return _same_kind(measure.values, dtype)
@@ -586,7 +646,7 @@ def _answer(measure: Measure, found: _Findings, rows: int) -> int | None:
         return rows
     if isinstance(measure, NullCount):
         return found.nulls.get(measure.column)
-    if isinstance(measure, Missing | Invalid):
+    if isinstance(measure, Missing | Invalid | OutOfRange):
         return found.counts.get(measure)
     if len(measure.columns) != 1:
         # Tuples are distinct when one member column is distinct and never null.

@@ -15,10 +15,12 @@ path; each sql rule is one query.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -34,6 +36,7 @@ from meshops.mesh.contract_scan import (
     Measure,
     Missing,
     NullCount,
+    OutOfRange,
     RowCount,
     measure_all,
 )
@@ -41,33 +44,42 @@ from meshops.mesh.contract_scan import (
 # reads.py and builds.py quote SQL through this module: re-exported explicitly
 from meshops.mesh.contract_scan import literal as literal  # noqa: PLC0414
 from meshops.mesh.contract_scan import quote as quote  # noqa: PLC0414
-from meshops.mesh.models import ColumnProfile, ColumnSpec, ContractReport, RuleResult
+from meshops.mesh.models import (
+    NOT_CHECKED,
+    NOT_EVALUATED,
+    ColumnProfile,
+    ColumnSpec,
+    ContractReport,
+    RuleResult,
+)
 
+# The ODCS logical types (3.0: string, date, number, integer, object, array, boolean; 3.1
+# adds timestamp and time) and the Arrow type families each one accepts.
 LOGICAL_TYPES: dict[str, tuple[str, ...]] = {
-    "string": ("string", "large_string", "string_view"),
-    "integer": ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"),
-    "number": (
-        "int8",
-        "int16",
-        "int32",
-        "int64",
-        "uint8",
-        "uint16",
-        "uint32",
-        "uint64",
-        "halffloat",
-        "float",
-        "double",
-        "decimal",
-    ),
-    "boolean": ("bool",),
-    "date": ("date32", "date64"),
+    "string": ("string",),
+    "integer": ("integer", "decimal with scale 0"),
+    "number": ("integer", "float", "decimal"),
+    "boolean": ("boolean",),
+    "date": ("date",),
     "timestamp": ("timestamp",),
-    "time": ("time32", "time64"),
-    "object": ("struct", "map"),
-    "array": ("list", "large_list", "fixed_size_list"),
+    "time": ("time",),
+    "object": ("object", "map"),
+    "array": ("array",),
 }
 METRICS = ("nullValues", "missingValues", "invalidValues", "duplicateValues", "rowCount")
+# The ODCS 3.0 `rule:` names of the 3.0.x docs and examples, as the metric they count.
+# between / minCheck (and maxCheck, by analogy) count the values outside the min / max of
+# the rule's customProperties; countCheck is rowCount.
+RULES_30 = {
+    "nullCheck": "nullValues",
+    "duplicateCount": "duplicateValues",
+    "validValues": "invalidValues",
+    "rowCount": "rowCount",
+    "countCheck": "rowCount",
+    "between": "range",
+    "minCheck": "range",
+    "maxCheck": "range",
+}
 OPERATORS = (
     "mustBe",
     "mustNotBe",
@@ -78,59 +90,186 @@ OPERATORS = (
     "mustBeBetween",
     "mustNotBeBetween",
 )
-# Aliases of DuckDB type names accepted in physicalType.
-_PHYSICAL_ALIASES = {
-    "varchar": "varchar",
-    "string": "varchar",
-    "text": "varchar",
-    "char": "varchar",
-    "bigint": "bigint",
-    "int8": "bigint",
-    "long": "bigint",
-    "int64": "bigint",
-    "integer": "integer",
-    "int": "integer",
-    "int4": "integer",
-    "int32": "integer",
-    "smallint": "smallint",
-    "int2": "smallint",
-    "tinyint": "tinyint",
-    "double": "double",
-    "float8": "double",
-    "float64": "double",
-    "float": "float",
-    "real": "float",
-    "float4": "float",
-    "float32": "float",
-    "boolean": "boolean",
-    "bool": "boolean",
-    "date": "date",
-    "timestamp": "timestamp",
-    "datetime": "timestamp",
-    "timestamp with time zone": "timestamp with time zone",
-    "timestamptz": "timestamp with time zone",
+# SQL placeholders of the ODCS docs: 3.1 writes {object} / {property} (and {table} /
+# {column} in an example), 3.0 ${object} / ${property} (and ${table} / ${column}); {model}
+# is datacontract-cli's. Replaced by the quoted table and column names.
+OBJECT_PLACEHOLDERS = ("${object}", "${table}", "${model}", "{object}", "{table}", "{model}")
+PROPERTY_PLACEHOLDERS = ("${property}", "${column}", "{property}", "{column}")
+
+# physicalType: vendor type names (PostgreSQL, MySQL, SQL Server, Oracle, Snowflake,
+# BigQuery, Databricks/Spark, DuckDB, Parquet) by the Arrow family they are stored as.
+_PHYSICAL_FAMILIES: dict[str, tuple[str, ...]] = {
+    "string": (
+        "varchar",
+        "char",
+        "character",
+        "character varying",
+        "nvarchar",
+        "nchar",
+        "text",
+        "string",
+        "bpchar",
+        "clob",
+        "nclob",
+        "varchar2",
+        "nvarchar2",
+        "longtext",
+        "mediumtext",
+        "tinytext",
+        "long varchar",
+        "str",
+        "utf8",
+        "large_string",
+        "enum",
+        "citext",
+        "name",
+    ),
+    "integer": (
+        "int",
+        "integer",
+        "int2",
+        "int4",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "smallint",
+        "tinyint",
+        "mediumint",
+        "bigint",
+        "long",
+        "short",
+        "byte",
+        "serial",
+        "serial2",
+        "serial4",
+        "serial8",
+        "smallserial",
+        "bigserial",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "utinyint",
+        "usmallint",
+        "uinteger",
+        "ubigint",
+        "hugeint",
+        "int128",
+        "signed",
+        "unsigned",
+        "bigint unsigned",
+        "int unsigned",
+        "integer unsigned",
+        "smallint unsigned",
+        "tinyint unsigned",
+    ),
+    "float": (
+        "float",
+        "float4",
+        "float8",
+        "float32",
+        "float64",
+        "real",
+        "double",
+        "double precision",
+        "binary_float",
+        "binary_double",
+        "halffloat",
+        "float16",
+    ),
+    "decimal": ("decimal", "numeric", "number", "dec", "bignumeric", "bigdecimal", "fixed"),
+    "boolean": ("bool", "boolean", "logical"),
+    "date": ("date", "date32", "date64"),
+    "time": ("time", "time without time zone", "time32", "time64"),
+    "timestamp": ("timestamp", "datetime", "datetime2", "smalldatetime"),
+    "timestamp with zone": (
+        "timestamptz",
+        "timestamp with time zone",
+        "timestamp_tz",
+        "timestamp_ltz",
+        "timestamp with local time zone",
+        "datetimeoffset",
+    ),
+    "timestamp without zone": ("timestamp without time zone", "timestamp_ntz"),
+    "binary": (
+        "bytea",
+        "binary",
+        "varbinary",
+        "blob",
+        "bytes",
+        "raw",
+        "long raw",
+        "longblob",
+        "mediumblob",
+        "tinyblob",
+        "image",
+        "large_binary",
+    ),
+    "object": ("struct", "record", "row", "object"),
+    "map": ("map",),
+    "array": ("array", "list", "large_list"),
+    "json": ("json", "jsonb", "variant", "super"),
+    "uuid": ("uuid", "uniqueidentifier"),
+}
+_PHYSICAL_FAMILY = {name: family for family, names in _PHYSICAL_FAMILIES.items() for name in names}
+# Which Arrow families a physical family may be stored as.
+_PHYSICAL_ACCEPTS: dict[str, tuple[str, ...]] = {
+    "timestamp with zone": ("timestamp",),
+    "timestamp without zone": ("timestamp",),
+    "json": ("string", "object", "map", "array", "binary"),
+    "uuid": ("string", "binary"),
 }
 
 
 def arrow_type_family(dtype: pa.DataType) -> str:
-    if pa.types.is_decimal(dtype):
-        return "decimal"
-    if pa.types.is_timestamp(dtype):
-        return "timestamp"
+    """The family of an Arrow type a contract's types are compared with: string, integer,
+    float, decimal, boolean, date, time, timestamp, binary, object (struct), map, array,
+    duration, null, or the type's own name."""
     if pa.types.is_dictionary(dtype):
         return arrow_type_family(dtype.value_type)
-    if pa.types.is_struct(dtype):
-        return "struct"
-    if pa.types.is_map(dtype):
-        return "map"
-    if pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
-        return "list"
-    return str(dtype)
+    if isinstance(dtype, pa.ExtensionType):
+        return arrow_type_family(dtype.storage_type)
+    checks = (
+        ("string", pa.types.is_string(dtype) or pa.types.is_large_string(dtype)),
+        ("string", pa.types.is_string_view(dtype)),
+        ("integer", pa.types.is_integer(dtype)),
+        ("float", pa.types.is_floating(dtype)),
+        ("decimal", pa.types.is_decimal(dtype)),
+        ("boolean", pa.types.is_boolean(dtype)),
+        ("date", pa.types.is_date(dtype)),
+        ("time", pa.types.is_time(dtype)),
+        ("timestamp", pa.types.is_timestamp(dtype)),
+        ("duration", pa.types.is_duration(dtype)),
+        ("binary", pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype)),
+        ("binary", pa.types.is_fixed_size_binary(dtype) or pa.types.is_binary_view(dtype)),
+        ("object", pa.types.is_struct(dtype)),
+        ("map", pa.types.is_map(dtype)),
+        ("array", pa.types.is_list(dtype) or pa.types.is_large_list(dtype)),
+        ("array", pa.types.is_fixed_size_list(dtype) or pa.types.is_list_view(dtype)),
+        ("array", pa.types.is_large_list_view(dtype)),
+        ("null", pa.types.is_null(dtype)),
+    )
+    return next((family for family, hit in checks if hit), str(dtype))
 
 
 def _physical(name: str) -> str:
-    base = re.sub(r"\(.*\)", "", name.strip().lower())
-    return _PHYSICAL_ALIASES.get(base, base)
+    """A vendor type name normalised: lower case, no arguments (varchar(50) -> varchar),
+    `array<...>` / `int[]` -> array, `struct<...>` -> struct, `map<...>` -> map."""
+    text = " ".join(str(name).strip().lower().split())
+    if text.endswith("[]") or text.startswith(("array<", "array(", "list<")):
+        return "array"
+    for nested in ("struct", "map", "row", "record"):
+        if text.startswith((f"{nested}<", f"{nested}(")):
+            return nested
+    text = re.sub(r"\s*\([^)]*\)", "", text)  # varchar(50), timestamp(6) with time zone
+    return " ".join(text.split())
+
+
+def _physical_scale(name: str) -> int | None:
+    """The scale of numeric(p,s) / number(p,s) / decimal(p,s), if written."""
+    match = re.search(r"\(\s*\d+\s*,\s*(-?\d+)\s*\)", name)
+    return int(match.group(1)) if match else None
 
 
 def fetch_one(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...] | None:
@@ -173,16 +312,51 @@ def duckdb_types(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, str]:
 # --- operators ---
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not (isinstance(value, float) and math.isnan(value))
+
+
+def operator_errors(rule: dict[str, Any]) -> list[str]:
+    """What is wrong with the rule's operators (bounds that are not numbers)."""
+    errors = []
+    for op in OPERATORS:
+        bound = rule.get(op)
+        if bound is None:
+            continue
+        if op in ("mustBeBetween", "mustNotBeBetween"):
+            if not (
+                isinstance(bound, list | tuple)
+                and len(bound) == 2
+                and all(_is_number(b) for b in bound)
+            ):
+                errors.append(f"{op}: {bound!r} is not a list of two numbers")
+        elif not _is_number(bound):
+            errors.append(f"{op}: {bound!r} is not a number")
+    return errors
+
+
 def check_operator(rule: dict[str, Any], value: float, default_zero: bool) -> tuple[bool, str]:
-    """Apply the rule's mustBe* operator(s) to `value`; returns (passed, expectation text)."""
+    """Apply the rule's mustBe* operator(s) to `value`; returns (passed, expectation text).
+
+    As the ODCS docs define them: mustBe =, mustNotBe ≠, mustBeGreaterThan >,
+    mustBeGreaterOrEqualTo ≥, mustBeLessThan <, mustBeLessOrEqualTo ≤; mustBeBetween [a, b]
+    is mustBeGreaterThan a and mustBeLessThan b (a < value < b, bounds excluded) and
+    mustNotBeBetween [a, b] its negation (value ≤ a or value ≥ b). Several operators on one
+    rule must all hold. A boolean (an sql rule's result) is 1 or 0."""
     used = [op for op in OPERATORS if rule.get(op) is not None]
+    name = rule.get("id") or rule.get("name") or rule.get("metric") or rule.get("rule")
     if not used:
         if default_zero:
             return value == 0, "mustBe 0"
         raise InvalidInput(
-            f"quality rule {rule.get('name') or rule.get('metric') or rule.get('type')} has no "
-            "operator",
+            f"quality rule {name or rule.get('type')} has no operator",
             {"field": "quality", "fix": f"add one of {list(OPERATORS)}, e.g. mustBeGreaterThan: 0"},
+        )
+    errors = operator_errors(rule)
+    if errors:
+        raise InvalidInput(
+            f"quality rule {name or rule.get('type')}: {'; '.join(errors)}",
+            {"field": f"quality.{used[0]}", "fix": "write the bound as a number, e.g. mustBe: 0"},
         )
     passed = True
     texts = []
@@ -202,17 +376,100 @@ def check_operator(rule: dict[str, Any], value: float, default_zero: bool) -> tu
         elif op == "mustBeLessOrEqualTo":
             passed &= value <= float(bound)
         elif op == "mustBeBetween":
-            passed &= float(bound[0]) <= value <= float(bound[1])
+            passed &= float(bound[0]) < value < float(bound[1])
         elif op == "mustNotBeBetween":
-            passed &= not (float(bound[0]) <= value <= float(bound[1]))
+            passed &= not (float(bound[0]) < value < float(bound[1]))
     return passed, ", ".join(texts)
+
+
+# --- properties: where each declared property is in the data ---
+
+
+@dataclass(frozen=True)
+class _Property:
+    name: str  # the contract's (logical) name, used in rule ids
+    column: str  # the column in the data: physicalName when given, else name
+    spec: dict[str, Any]  # the ODCS property
+    logical_type: str | None
+    physical_type: str | None
+
+
+def _properties(columns: list[ColumnSpec], schema_object: dict[str, Any]) -> list[_Property]:
+    declared = {
+        str(p.get("name")): p for p in schema_object.get("properties") or [] if isinstance(p, dict)
+    }
+    found = []
+    for column in columns:
+        spec = declared.get(column.name)
+        if spec is None:  # columns given without their document
+            logical: str | None = column.logical_type
+            spec = {}
+        else:
+            logical = str(spec["logicalType"]) if spec.get("logicalType") else None
+        physical_name = spec.get("physicalName") if spec else None
+        found.append(
+            _Property(
+                name=column.name,
+                column=str(physical_name) if physical_name else column.name,
+                spec=spec,
+                logical_type=logical,
+                physical_type=column.physical_type,
+            )
+        )
+    return found
 
 
 # --- the test ---
 
 
-def _metric_measure(metric: str, column: str | None, rule: dict[str, Any]) -> Measure:
+def _value_kind(values: list[Any], dtype: pa.DataType) -> tuple[tuple[Any, ...], bool]:
+    """The contract's values that can equal a value of `dtype` (as Python compares them),
+    and whether they are compared with the column's text (dates, times and the like, whose
+    values a contract writes as strings). A value of another kind can never match: "" on an
+    integer column counts nothing."""
+    family = arrow_type_family(dtype)
+    real = [v for v in values if v is not None]
+    if family == "string":
+        return tuple(v for v in real if isinstance(v, str)), False
+    if family == "boolean":
+        return tuple(v for v in real if isinstance(v, bool)), False
+    if family in ("integer", "float", "decimal"):
+        numbers = [v for v in real if isinstance(v, int | float) and not isinstance(v, bool)]
+        if family == "integer":  # 2.0 equals 2; 2.5 equals no integer
+            numbers = [int(v) for v in numbers if float(v).is_integer()]
+        return tuple(numbers), False
+    return tuple(str(v) for v in real if not isinstance(v, bool | dict | list)), True
+
+
+def _range_bounds(rule: dict[str, Any], metric: str) -> tuple[float | None, float | None]:
+    """min / max of a 3.0 between / minCheck / maxCheck rule, from its customProperties
+    (as the official 3.0 examples write them) or its arguments."""
+    values: dict[str, Any] = dict(rule.get("arguments") or {})
+    for custom in rule.get("customProperties") or []:
+        if isinstance(custom, dict) and custom.get("property") in ("min", "max"):
+            values[str(custom["property"])] = custom.get("value")
+    wanted = {"between": ("min", "max"), "minCheck": ("min",), "maxCheck": ("max",)}[metric]
+    bounds: dict[str, float | None] = {"min": None, "max": None}
+    for key in wanted:
+        raw = values.get(key)
+        try:
+            bounds[key] = float(raw)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise InvalidInput(
+                f"quality rule {metric} needs a numeric {key}, got {raw!r}",
+                {
+                    "field": "quality.customProperties",
+                    "fix": f"add customProperties: [{{property: {key}, value: <number>}}]",
+                },
+            ) from None
+    return bounds["min"], bounds["max"]
+
+
+def _metric_measure(
+    metric: str, prop: _Property | None, rule: dict[str, Any], present: dict[str, pa.DataType]
+) -> Measure:
     args = rule.get("arguments") or {}
+    column = prop.column if prop else None
     if metric == "rowCount":
         return RowCount()
     if metric == "duplicateValues":
@@ -224,22 +481,30 @@ def _metric_measure(metric: str, column: str | None, rule: dict[str, Any]) -> Me
             f"metric {metric} needs a column",
             {"field": "quality", "fix": "declare the rule under the property it checks"},
         )
+    dtype = present[column]
     if metric == "nullValues":
         return NullCount(column)
     if metric == "missingValues":
-        return Missing(column, tuple(v for v in args.get("missingValues", []) if v is not None))
+        values, text = _value_kind(list(args.get("missingValues") or []), dtype)
+        return Missing(column, values, text)
     if metric == "invalidValues":
-        if args.get("validValues") is None and not args.get("pattern"):
+        valid = args.get("validValues", rule.get("validValues"))  # 3.0: on the rule itself
+        if valid is None and not args.get("pattern"):
             raise InvalidInput(
                 "invalidValues needs arguments.validValues or arguments.pattern",
                 {"field": "quality.arguments", "fix": "add validValues: [..] or pattern: '^...$'"},
             )
-        valid = args.get("validValues")
-        return Invalid(
-            column,
-            tuple(valid) if valid is not None else None,
-            str(args["pattern"]) if args.get("pattern") else None,
-        )
+        listed, text = _value_kind(list(valid), dtype) if valid is not None else (None, False)
+        return Invalid(column, listed, str(args["pattern"]) if args.get("pattern") else None, text)
+    if metric in ("between", "minCheck", "maxCheck"):
+        low, high = _range_bounds(rule, metric)
+        if arrow_type_family(dtype) not in ("integer", "float", "decimal"):
+            raise InvalidInput(
+                f"quality rule {metric} on {prop.name if prop else column}: the column is "
+                f"{dtype}, not a number",
+                {"field": "quality.rule", "fix": "use it on numeric properties only"},
+            )
+        return OutOfRange(column, low, high)
     raise InvalidInput(
         f"unknown quality metric {metric!r}",
         {"field": "quality.metric", "fix": f"use one of {list(METRICS)}"},
@@ -272,25 +537,42 @@ def rule_relations(source: pa.Table | str, port: str) -> list[Relation]:
     )
 
 
-def _sql_rules(source: pa.Table | str, port: str, rules: list[dict[str, Any]]) -> Iterator[float]:
+def sql_query(rule: dict[str, Any], port: str, column: str | None) -> str:
+    """The rule's query with its placeholders replaced by quoted identifiers."""
+    query = str(rule.get("query") or "")
+    for placeholder in OBJECT_PLACEHOLDERS:
+        query = query.replace(placeholder, quote(port))
+    for placeholder in PROPERTY_PLACEHOLDERS:
+        if placeholder in query:
+            if column is None:
+                raise InvalidInput(
+                    f"sql quality rule {rule.get('id') or rule.get('name') or ''} uses "
+                    f"{placeholder} but is declared on the object, not on a property",
+                    {"field": "quality.query", "fix": "declare it under the property it reads"},
+                )
+            query = query.replace(placeholder, quote(column))
+    return query
+
+
+def _sql_rules(
+    source: pa.Table | str, port: str, rules: list[tuple[dict[str, Any], str | None]]
+) -> Iterator[float | None]:
     """Each rule's query (one number) in the kernel's sandbox: a contract is written by a
     data engineer, and it runs in the server at publish time, so it can read the port's
     table and nothing else."""
     if not rules:
         return
     with Sandbox(rule_relations(source, port)) as box:
-        for rule in rules:
-            yield _sql_rule(box, port, rule)
+        for rule, column in rules:
+            yield _sql_rule(box, port, rule, column)
 
 
-def _sql_rule(box: Sandbox, port: str, rule: dict[str, Any]) -> float:
-    query = str(rule.get("query") or "")
-    for placeholder in ("${object}", "{object}", "${table}", "{table}", "{model}", "${model}"):
-        query = query.replace(placeholder, quote(port))
+def _sql_rule(box: Sandbox, port: str, rule: dict[str, Any], column: str | None) -> float | None:
+    query = sql_query(rule, port, column)
     try:
         table = box.run_user_sql(query, "quality.query")
     except InvalidInput as exc:
-        name = f" {rule['name']!r}" if rule.get("name") else ""
+        name = f" {rule.get('id') or rule['name']!r}" if rule.get("id") or rule.get("name") else ""
         raise InvalidInput(
             f"sql quality rule{name} failed: {exc.message}",
             {
@@ -302,8 +584,10 @@ def _sql_rule(box: Sandbox, port: str, rule: dict[str, Any]) -> float:
         ) from exc
     row = table.slice(0, 1).to_pylist()[0] if table.num_rows else {}
     value = next(iter(row.values()), None) if row else None
+    if value is None:
+        return None
     try:
-        return float(value) if value is not None else 0.0
+        return float(value)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(
             f"sql quality rule returned {value!r}, not a number",
@@ -311,35 +595,18 @@ def _sql_rule(box: Sandbox, port: str, rule: dict[str, Any]) -> float:
         ) from exc
 
 
-def _freshness_limit(prop: dict[str, Any]) -> float:
-    unit = str(prop.get("unit") or "d").lower().rstrip("s")
-    seconds = {
-        "d": 86400,
-        "day": 86400,
-        "h": 3600,
-        "hour": 3600,
-        "m": 60,
-        "min": 60,
-        "minute": 60,
-        "s": 1,
-        "second": 1,
-        "y": 31536000,
-        "year": 31536000,
-    }
-    return float(prop.get("value") or 0) * seconds.get(unit, 86400)
-
-
-def _as_datetime(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    return None
-
-
 # A rule judged on one measure: (measure, rule id, kind, column, expectation), where the
 # expectation is the text of a schema rule (passes at 0) or the quality rule itself.
 _Judged = tuple[Measure, str, str, str | None, "str | dict[str, Any]"]
+
+
+@dataclass
+class _Quality:
+    """A contract's quality rules, sorted by how they are evaluated."""
+
+    measured: list[_Judged] = field(default_factory=list)
+    sql: list[tuple[str, _Property | None, dict[str, Any]]] = field(default_factory=list)
+    reported: list[RuleResult] = field(default_factory=list)  # not evaluated
 
 
 def run_contract_test(
@@ -350,36 +617,56 @@ def run_contract_test(
     sla_properties: list[dict[str, Any]] | None = None,
     *,
     now: datetime | None = None,
+    contract: dict[str, Any] | None = None,
 ) -> ContractReport:
-    """Test `source` (Arrow table or Parquet path) against the port's contract."""
+    """Test `source` (Arrow table or Parquet path) against the port's contract.
+
+    `contract` is the whole ODCS document, when known: it tells an SLA element naming
+    another object of the contract from one naming this object by another name, and gives
+    the 3.0 slaDefaultElement."""
     started = time.perf_counter()
     schema = arrow_schema(source)
     present = {f.name: f.type for f in schema}
+    props = _properties(columns, schema_object)
     with relation(source, port) as con:
-        physical = duckdb_types(con, port)
         results: list[RuleResult] = []
-        for column in columns:
-            results.extend(_schema_type_checks(port, column, present, physical))
-        results.extend(_undeclared(port, columns, present))
-        quality = _collect_quality(port, schema_object, present)
-        judged = _schema_measures(port, columns, present) + _quality_measures(quality)
+        for prop in props:
+            results.extend(_schema_type_checks(port, prop, present))
+        results.extend(_undeclared(port, props, present))
+        quality = _plan_quality(port, schema_object, props, present)
+        judged = _schema_measures(port, props, present) + quality.measured
         values = measure_all(source, con, port, schema, [RowCount(), *(j[0] for j in judged)])
         row_count = values[RowCount()]
         results.extend(_verdict(j, values[j[0]], row_count) for j in judged)
-        sql_rules = [(i, c, r) for i, c, r in quality if r.get("type") == "sql"]
-        values_of_rules = _sql_rules(source, port, [r for _, _, r in sql_rules])
-        for (rule_id, column_name, rule), value in zip(sql_rules, values_of_rules, strict=True):
-            results.append(_judge(rule_id, column_name, rule, value, row_count))
-        results.extend(_sla_checks(con, port, present, sla_properties or [], now))
+        sql_values = _sql_rules(
+            source, port, [(r, p.column if p else None) for _, p, r in quality.sql]
+        )
+        for (rule_id, on, rule), value in zip(quality.sql, sql_values, strict=True):
+            results.append(_judge(rule_id, on.name if on else None, rule, value, row_count))
+        results.extend(quality.reported)
+        results.extend(
+            sla_checks(
+                SlaScope(
+                    con,
+                    port,
+                    schema_object,
+                    props,
+                    present,
+                    now or datetime.now(UTC),
+                    contract,
+                ),
+                sla_properties or [],
+            )
+        )
     return ContractReport(
         port=port, rows=row_count, results=results, seconds=time.perf_counter() - started
     )
 
 
 def _undeclared(
-    port: str, columns: list[ColumnSpec], present: dict[str, pa.DataType]
+    port: str, props: list[_Property], present: dict[str, pa.DataType]
 ) -> list[RuleResult]:
-    declared = {c.name for c in columns}
+    declared = {p.column for p in props}
     return [
         RuleResult(
             rule=f"schema.{port}.{extra}.declared",
@@ -394,51 +681,115 @@ def _undeclared(
 
 
 def _schema_measures(
-    port: str, columns: list[ColumnSpec], present: dict[str, pa.DataType]
+    port: str, props: list[_Property], present: dict[str, pa.DataType]
 ) -> list[_Judged]:
     judged: list[_Judged] = []
-    single_key = sum(c.primary_key for c in columns) == 1
-    for column in columns:
-        if column.name not in present:
+    keys = [p for p in props if p.spec.get("primaryKey")] if props else []
+    single_key = len(keys) == 1
+    for prop in props:
+        if prop.column not in present:
             continue
-        base = f"schema.{port}.{column.name}"
-        if column.required or column.primary_key:
+        base = f"schema.{port}.{prop.name}"
+        primary = bool(prop.spec.get("primaryKey"))
+        if prop.spec.get("required") or primary:
             judged.append(
-                (NullCount(column.name), f"{base}.required", "schema", column.name, "no nulls")
+                (NullCount(prop.column), f"{base}.required", "schema", prop.name, "no nulls")
             )
-        if column.unique or (column.primary_key and single_key):
+        if prop.spec.get("unique") or (primary and single_key):
             judged.append(
-                (
-                    Duplicates((column.name,)),
-                    f"{base}.unique",
-                    "schema",
-                    column.name,
-                    "no duplicates",
-                )
+                (Duplicates((prop.column,)), f"{base}.unique", "schema", prop.name, "no duplicates")
             )
-    keys = [c.name for c in columns if c.primary_key]
-    if len(keys) > 1 and all(k in present for k in keys):
+    if len(keys) > 1 and all(k.column in present for k in keys):
         judged.append(
             (
-                Duplicates(tuple(keys), count_rows=True),
+                Duplicates(tuple(k.column for k in keys), count_rows=True),
                 f"schema.{port}.primary_key",
                 "schema",
                 None,
-                f"unique ({', '.join(keys)})",
+                f"unique ({', '.join(k.name for k in keys)})",
             )
         )
     return judged
 
 
-def _quality_measures(quality: list[tuple[str, str | None, dict[str, Any]]]) -> list[_Judged]:
-    judged: list[_Judged] = []
-    for rule_id, column_name, rule in quality:
-        kind = rule.get("type") or ("library" if rule.get("metric") or rule.get("rule") else "text")
-        if kind == "library":
-            metric = str(rule.get("metric") or rule.get("rule"))
-            measure = _metric_measure(metric, column_name, rule)
-            judged.append((measure, rule_id, "quality", column_name, rule))
-    return judged
+def _not_evaluated(rule_id: str, column: str | None, rule: dict[str, Any], why: str) -> RuleResult:
+    kind = str(rule.get("type") or "library")
+    engine = f" (engine {rule['engine']})" if rule.get("engine") else ""
+    description = str(rule.get("description") or "").strip()
+    return RuleResult(
+        rule=rule_id,
+        kind="quality",
+        column=column,
+        passed=True,
+        observed=NOT_EVALUATED,
+        expected=f"{kind} rule{engine}" + (f": {description}" if description else ""),
+        message=why,
+        severity=_severity(rule),
+    )
+
+
+def _library_metric(rule: dict[str, Any]) -> str:
+    """The library metric of a rule: 3.1 `metric`, or a 3.0 `rule` name."""
+    if rule.get("metric"):
+        return str(rule["metric"])
+    name = str(rule.get("rule") or "")
+    mapped = RULES_30.get(name)
+    if mapped == "range":
+        return name
+    return mapped or name
+
+
+def _plan_quality(
+    port: str,
+    schema_object: dict[str, Any],
+    props: list[_Property],
+    present: dict[str, pa.DataType],
+) -> _Quality:
+    planned = _Quality()
+    by_name = {p.name: p for p in props}
+    for rule_id, column_name, rule in _collect_quality(port, schema_object, present, props):
+        prop = by_name.get(column_name) if column_name else None
+        kind = str(
+            rule.get("type") or ("library" if rule.get("metric") or rule.get("rule") else "")
+        )
+        if kind == "sql":
+            planned.sql.append((rule_id, prop, rule))
+        elif kind == "custom":
+            why = f"custom rule for {rule.get('engine') or 'an unnamed engine'}: run by that tool"
+            planned.reported.append(_not_evaluated(rule_id, column_name, rule, why))
+        elif kind == "text":
+            why = "text rule: a description for people, nothing to execute"
+            planned.reported.append(_not_evaluated(rule_id, column_name, rule, why))
+        elif kind != "library":
+            why = f"quality type {kind or '(none)'!r} is none of library, sql, custom, text"
+            planned.reported.append(_not_evaluated(rule_id, column_name, rule, why))
+        else:
+            metric = _library_metric(rule)
+            if rule.get("rule") and not rule.get("metric") and rule["rule"] not in RULES_30:
+                why = f"rule {rule['rule']!r} is not in the ODCS 3.0 library meshops knows"
+                planned.reported.append(_not_evaluated(rule_id, column_name, rule, why))
+                continue
+            if metric == "rowCount" and not any(rule.get(op) is not None for op in OPERATORS):
+                why = f"{rule.get('rule') or metric} declares no expected count (no mustBe…)"
+                planned.reported.append(_not_evaluated(rule_id, column_name, rule, why))
+                continue
+            errors = operator_errors(rule)
+            if errors:
+                raise InvalidInput(
+                    f"quality rule {rule_id}: {'; '.join(errors)}",
+                    {"field": "quality", "fix": "write each bound as a number, e.g. mustBe: 0"},
+                )
+            measure = _metric_measure(metric, prop, rule, present)
+            planned.measured.append((measure, rule_id, "quality", column_name, rule))
+    for rule_id, prop, rule in planned.sql:
+        errors = operator_errors(rule)
+        if errors:
+            raise InvalidInput(
+                f"quality rule {rule_id}: {'; '.join(errors)}",
+                {"field": "quality", "fix": "write each bound as a number, e.g. mustBe: 0"},
+            )
+        sql_query(rule, port, prop.column if prop else None)  # placeholders checked up front
+    return planned
 
 
 def _verdict(judged: _Judged, count: int, rows: int) -> RuleResult:
@@ -457,14 +808,31 @@ def _verdict(judged: _Judged, count: int, rows: int) -> RuleResult:
     )
 
 
+def _severity(rule: dict[str, Any]) -> str:
+    severity = str(rule.get("severity") or "error").lower()
+    return severity if severity in ("error", "warning", "info") else "error"
+
+
 def _judge(
-    rule_id: str, column: str | None, rule: dict[str, Any], value: float, rows: int
+    rule_id: str, column: str | None, rule: dict[str, Any], value: float | None, rows: int
 ) -> RuleResult:
-    metric = rule.get("metric") or rule.get("rule")
+    metric = _library_metric(rule) if rule.get("type") != "sql" else None
+    if value is None:
+        return RuleResult(
+            rule=rule_id,
+            kind="quality",
+            column=column,
+            passed=False,
+            expected=", ".join(f"{op} {rule[op]}" for op in OPERATORS if rule.get(op) is not None),
+            severity=_severity(rule),
+            message="the query returned NULL, not a number",
+        )
     observed = value
     if str(rule.get("unit", "")).lower() == "percent" and metric != "rowCount":
         observed = 100.0 * value / rows if rows else 0.0
     passed, expected = check_operator(rule, observed, default_zero=metric not in (None, "rowCount"))
+    if str(rule.get("unit", "")).lower() == "percent" and metric != "rowCount":
+        expected += " (percent of rows)"
     return RuleResult(
         rule=rule_id,
         kind="quality",
@@ -472,126 +840,491 @@ def _judge(
         passed=passed,
         observed=observed,
         expected=expected,
-        severity=str(rule.get("severity") or "error").lower()
-        if str(rule.get("severity") or "error").lower() in ("error", "warning", "info")
-        else "error",
+        severity=_severity(rule),
         message="" if passed else f"{metric or 'sql'} = {observed:g}, expected {expected}",
     )
 
 
 def _collect_quality(
-    port: str, schema_object: dict[str, Any], present: dict[str, pa.DataType]
+    port: str,
+    schema_object: dict[str, Any],
+    present: dict[str, Any],
+    props: list[_Property] | None = None,
 ) -> list[tuple[str, str | None, dict[str, Any]]]:
+    """(rule id, property name or None, rule) of every quality rule of the object and of
+    its properties found in the data (by physicalName when given)."""
     rules: list[tuple[str, str | None, dict[str, Any]]] = []
     for i, rule in enumerate(schema_object.get("quality") or []):
-        rules.append((_rule_id(port, None, rule, i), None, rule))
+        if isinstance(rule, dict):
+            rules.append((_rule_id(port, None, rule, i), None, rule))
+    columns = {p.name: p.column for p in props or []}
     for prop in schema_object.get("properties") or []:
+        if not isinstance(prop, dict):
+            continue
+        name = str(prop.get("name"))
+        column = columns.get(name) or str(prop.get("physicalName") or name)
+        if column not in present and name not in present:
+            continue
         for i, rule in enumerate(prop.get("quality") or []):
-            if prop.get("name") in present:
-                rules.append((_rule_id(port, str(prop["name"]), rule, i), str(prop["name"]), rule))
+            if isinstance(rule, dict):
+                rules.append((_rule_id(port, name, rule, i), name, rule))
     return rules
 
 
-def _schema_type_checks(
-    port: str, column: ColumnSpec, present: dict[str, pa.DataType], physical: dict[str, str]
+# --- schema: types ---
+
+
+def _logical_mismatch(logical: str, dtype: pa.DataType, spec: dict[str, Any]) -> str | None:
+    """Why an Arrow type is not the logical type (None when it is)."""
+    family = arrow_type_family(dtype)
+    if family == "null":
+        return None  # a column of nulls only has every type
+    ok = family in LOGICAL_TYPES[logical]
+    if logical == "integer" and family == "decimal":
+        ok = getattr(dtype, "scale", None) == 0
+    if not ok:
+        return f"is {dtype}, not a {logical}"
+    options = spec.get("logicalTypeOptions") or {}
+    if logical == "timestamp" and isinstance(options.get("timezone"), bool):
+        zone = getattr(dtype, "tz", None)
+        if options["timezone"] and not zone:
+            return f"is {dtype} without a time zone, logicalTypeOptions.timezone is true"
+        if not options["timezone"] and zone:
+            return f"is {dtype} with time zone {zone}, logicalTypeOptions.timezone is false"
+    return None
+
+
+def _nested_checks(
+    base: str, label: str, prop: dict[str, Any], dtype: pa.DataType
 ) -> list[RuleResult]:
-    base = f"schema.{port}.{column.name}"
-    if column.name not in present:
+    """Type checks below an object (its `properties`) or an array (its `items`)."""
+    results: list[RuleResult] = []
+    if pa.types.is_dictionary(dtype):
+        dtype = dtype.value_type
+    logical = prop.get("logicalType")
+    if logical == "object" and prop.get("properties") and pa.types.is_struct(dtype):
+        fields = {dtype.field(i).name: dtype.field(i).type for i in range(dtype.num_fields)}
+        for child in prop["properties"]:
+            if not isinstance(child, dict):
+                continue
+            name = str(child.get("name"))
+            key = str(child.get("physicalName") or name)
+            results.extend(
+                _type_results(f"{base}.{name}", f"{label}.{name}", child, fields.get(key))
+            )
+    elif logical == "object" and prop.get("properties"):
+        results.append(
+            _not_checked(
+                f"{base}.properties",
+                label,
+                "nested properties",
+                f"{label} is {dtype}: only a struct has named fields to check",
+            )
+        )
+    listed = (
+        pa.types.is_list(dtype)
+        or pa.types.is_large_list(dtype)
+        or pa.types.is_fixed_size_list(dtype)
+    )
+    if logical == "array" and isinstance(prop.get("items"), dict) and listed:
+        results.extend(
+            _type_results(f"{base}.items", f"{label}[]", prop["items"], dtype.value_type)
+        )
+    return results
+
+
+def _type_results(
+    base: str, label: str, prop: dict[str, Any], dtype: pa.DataType | None
+) -> list[RuleResult]:
+    """present + type (+ nested) of a nested property, `dtype` None when it is absent."""
+    if dtype is None:
         return [
             RuleResult(
                 rule=f"{base}.present",
                 kind="schema",
-                column=column.name,
+                column=label,
                 passed=False,
                 expected="present",
-                message=f"column {column.name!r} is missing",
+                message=f"field {label!r} is missing",
             )
         ]
-    family = arrow_type_family(present[column.name])
-    ok = family in LOGICAL_TYPES.get(column.logical_type, ())
+    results = [_type_result(base, label, prop.get("logicalType"), prop, dtype)]
+    results.extend(_nested_checks(base, label, prop, dtype))
+    if prop.get("physicalType"):
+        results.append(_physical_result(base, label, str(prop["physicalType"]), dtype))
+    return results
+
+
+def _type_result(
+    base: str, label: str, logical: Any, spec: dict[str, Any], dtype: pa.DataType
+) -> RuleResult:
+    if not logical:
+        return _not_checked(f"{base}.type", label, "logicalType", "no logicalType declared")
+    if str(logical) not in LOGICAL_TYPES:
+        return _not_checked(
+            f"{base}.type", label, f"logicalType {logical}", f"{logical!r} is not an ODCS type"
+        )
+    problem = _logical_mismatch(str(logical), dtype, spec)
+    return RuleResult(
+        rule=f"{base}.type",
+        kind="schema",
+        column=label,
+        passed=problem is None,
+        observed=arrow_type_family(dtype),
+        expected=f"logicalType {logical}",
+        message="" if problem is None else f"{label} {problem}",
+    )
+
+
+def _not_checked(rule: str, column: str | None, what: str, why: str) -> RuleResult:
+    return RuleResult(
+        rule=rule,
+        kind="schema",
+        column=column,
+        passed=True,
+        observed=NOT_CHECKED,
+        expected=what,
+        message=why,
+        severity="info",
+    )
+
+
+def _physical_result(base: str, label: str, declared: str, dtype: pa.DataType) -> RuleResult:
+    """physicalType against the Arrow type, after normalising the vendor name to a family;
+    "not checked" for a name meshops does not know."""
+    normal = _physical(declared)
+    family = _PHYSICAL_FAMILY.get(normal)
+    rule = f"{base}.physical_type"
+    if family is None:
+        return _not_checked(
+            rule,
+            label,
+            f"physicalType {declared}",
+            f"{declared!r} is no type name meshops maps to Arrow (not compared)",
+        )
+    actual = arrow_type_family(dtype)
+    accepted = _PHYSICAL_ACCEPTS.get(family, (family,))
+    ok = actual in accepted or actual == "null"
+    if family == "decimal" and actual == "integer" and _physical_scale(declared) == 0:
+        ok = True
+    zone = getattr(dtype, "tz", None)
+    if ok and family == "timestamp with zone" and not zone:
+        ok = False
+    if ok and family == "timestamp without zone" and zone:
+        ok = False
+    return RuleResult(
+        rule=rule,
+        kind="schema",
+        column=label,
+        passed=ok,
+        observed=str(dtype),
+        expected=f"physicalType {declared}",
+        message="" if ok else f"{label} is {dtype}, physicalType {declared} is a {family}",
+    )
+
+
+def _schema_type_checks(
+    port: str, prop: _Property, present: dict[str, pa.DataType]
+) -> list[RuleResult]:
+    base = f"schema.{port}.{prop.name}"
+    where = prop.name if prop.column == prop.name else f"{prop.name} (physicalName {prop.column})"
+    if prop.column not in present:
+        return [
+            RuleResult(
+                rule=f"{base}.present",
+                kind="schema",
+                column=prop.name,
+                passed=False,
+                expected="present",
+                message=f"column {where!r} is missing",
+            )
+        ]
+    dtype = present[prop.column]
+    spec = prop.spec or {"logicalType": prop.logical_type}
     results = [
         RuleResult(
-            rule=f"{base}.present",
-            kind="schema",
-            column=column.name,
-            passed=True,
-            expected="present",
+            rule=f"{base}.present", kind="schema", column=prop.name, passed=True, expected="present"
         ),
-        RuleResult(
-            rule=f"{base}.type",
-            kind="schema",
-            column=column.name,
-            passed=ok,
-            observed=family,
-            expected=f"logicalType {column.logical_type}",
-            message="" if ok else f"{column.name} is {family}, contract says {column.logical_type}",
-        ),
+        _type_result(base, prop.name, prop.logical_type, spec, dtype),
     ]
-    if column.physical_type:
-        actual = _physical(physical.get(column.name, ""))
-        wanted = _physical(column.physical_type)
-        same = actual == wanted
-        results.append(
-            RuleResult(
-                rule=f"{base}.physical_type",
-                kind="schema",
-                column=column.name,
-                passed=same,
-                observed=physical.get(column.name),
-                expected=f"physicalType {column.physical_type}",
-                message="" if same else f"{column.name} is {actual}, contract says {wanted}",
-            )
-        )
+    results.extend(_nested_checks(base, prop.name, spec, dtype))
+    if prop.physical_type:
+        results.append(_physical_result(base, prop.name, prop.physical_type, dtype))
     return results
 
 
-def _sla_checks(
-    con: duckdb.DuckDBPyConnection,
+# --- SLA ---
+
+SLA_SYNONYMS = {
+    "av": "availability",
+    "th": "throughput",
+    "er": "errorRate",
+    "ga": "generalAvailability",
+    "es": "endOfSupport",
+    "el": "endOfLife",
+    "re": "retention",
+    "fy": "frequency",
+    "ly": "latency",
+    "td": "timeToDetect",
+    "tn": "timeToNotify",
+    "tr": "timeToRepair",
+}
+_SLA_NAMES = {
+    name.lower(): name
+    for name in (
+        *SLA_SYNONYMS.values(),
+        "freshness",
+        "timeOfAvailability",
+    )
+}
+# Why each SLA property meshops does not measure is reported, not checked.
+SLA_NOT_CHECKED = {
+    "availability": "service uptime: meshops does not monitor the serving system",
+    "throughput": "a service rate: meshops does not measure it",
+    "errorRate": "a service error rate: meshops does not measure it",
+    "generalAvailability": "a date the product became available: declared, nothing to measure",
+    "retention": "meshops keeps every published version until it is deleted; it does not "
+    "measure how long the source keeps its data",
+    "frequency": "one contract test sees one version; the catalog's SLO page compares "
+    "publish times",
+    "timeOfAvailability": "the time of day of a publish is not known when the data is tested",
+    "timeToDetect": "an operations process time: meshops does not measure it",
+    "timeToNotify": "an operations process time: meshops does not measure it",
+    "timeToRepair": "an operations process time: meshops does not measure it",
+}
+_SECONDS = {
+    "ms": 0.001,
+    "millisecond": 0.001,
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "m": 60,
+    "min": 60,
+    "minute": 60,
+    "h": 3600,
+    "hr": 3600,
+    "hour": 3600,
+    "d": 86400,
+    "day": 86400,
+    "w": 604800,
+    "wk": 604800,
+    "week": 604800,
+    "y": 31536000,
+    "yr": 31536000,
+    "year": 31536000,
+}
+
+
+def sla_property_name(prop: dict[str, Any]) -> str:
+    """The SLA property's standard name (case-insensitive, synonyms resolved)."""
+    raw = str(prop.get("property") or "")
+    return SLA_SYNONYMS.get(raw.lower(), _SLA_NAMES.get(raw.lower(), raw))
+
+
+def duration_seconds(value: Any, unit: Any) -> float | None:
+    """value × unit in seconds (units d, day, days, h, m, min, s, w, y, yr, years...); None
+    when the unit is not one of those or the value is not a number."""
+    key = str(unit or "d").strip().lower()
+    factor = _SECONDS.get(key) or _SECONDS.get(key.removesuffix("s"))
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number * factor if factor is not None else None
+
+
+def _freshness_limit(prop: dict[str, Any]) -> float:
+    """The freshness/latency limit in seconds (days when the unit is unknown)."""
+    seconds = duration_seconds(prop.get("value") or 0, prop.get("unit"))
+    return seconds if seconds is not None else float(prop.get("value") or 0) * 86400
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+def _object_names(schema_object: dict[str, Any], port: str) -> set[str]:
+    names = {port}
+    for key in ("name", "physicalName", "id"):
+        if schema_object.get(key):
+            names.add(str(schema_object[key]))
+    return names
+
+
+def _resolve_element(
+    element: str,
     port: str,
-    present: dict[str, pa.DataType],
-    properties: list[dict[str, Any]],
-    now: datetime | None,
-) -> list[RuleResult]:
-    results = []
-    for prop in properties:
-        name = str(prop.get("property") or "")
-        if name not in ("freshness", "latency") or not prop.get("element"):
-            continue
-        element = str(prop["element"])
-        obj, _, column = element.rpartition(".")
-        if obj and obj != port:
-            continue
-        if column not in present:
-            results.append(
-                RuleResult(
-                    rule=f"sla.{port}.{name}",
-                    kind="sla",
-                    column=column,
-                    passed=False,
-                    expected=f"column {column} exists",
-                    message=f"{name} element {element} not found",
+    schema_object: dict[str, Any],
+    props: list[_Property],
+    contract: dict[str, Any] | None,
+) -> tuple[_Property | None, str]:
+    """The property an SLA element (`object.property` or `property`) names on this port:
+    (property, "") when found here; (None, "other") when it names another object of the
+    contract; (None, why) when it names nothing here."""
+    obj, _, name = element.strip().rpartition(".")
+    mine = _object_names(schema_object, port)
+    objects = [o for o in (contract or {}).get("schema") or [] if isinstance(o, dict)]
+    note = ""
+    if obj and obj not in mine:
+        others = set().union(*(_object_names(o, "") for o in objects)) - {""} if objects else set()
+        if obj in others:
+            return None, "other"
+        if len(objects) > 1:
+            return None, f"object {obj!r} is not in the contract"
+        # "If there is only one object in the contract, the object name is not required"
+        note = f"object {obj!r} is not in the contract; its only object {port} is meant"
+    for prop in props:
+        if name in (prop.name, prop.column, str(prop.spec.get("id") or "")):
+            return prop, note
+    return None, f"{element} names no property of {port}"
+
+
+@dataclass(frozen=True)
+class SlaScope:
+    """What SLA checks of one port see: its data (the DuckDB view `port`), its object and
+    properties, the whole contract when known, and the moment of the test."""
+
+    con: duckdb.DuckDBPyConnection
+    port: str
+    schema_object: dict[str, Any]
+    props: list[_Property]
+    present: dict[str, pa.DataType]
+    moment: datetime
+    contract: dict[str, Any] | None = None
+
+
+def sla_checks(scope: SlaScope, properties: list[dict[str, Any]]) -> list[RuleResult]:
+    """One result per SLA property: latency / freshness from the newest value of the
+    element, endOfSupport / endOfLife against today, the rest declared and not checked."""
+    results: list[RuleResult] = []
+    default_element = str((scope.contract or {}).get("slaDefaultElement") or "")
+    slas = [p for p in properties if isinstance(p, dict)]
+    names = [sla_property_name(p) for p in slas]
+    for index, (sla, name) in enumerate(zip(slas, names, strict=True)):
+        label = str(sla.get("id") or name)
+        rule = f"sla.{scope.port}.{label}"
+        if names.count(name) > 1 and not sla.get("id"):
+            rule += f".{index}"
+        unit = f" {sla['unit']}" if sla.get("unit") else ""
+        declared = f"{name} {sla.get('value')}{unit}"
+        if name in ("latency", "freshness"):
+            element = str(sla.get("element") or default_element)
+            if not element:
+                results.append(
+                    _sla_not_checked(rule, None, declared, "no element: nothing to measure")
                 )
-            )
-            continue
-        newest = fetch_one(con, f"SELECT max({quote(column)}) FROM {quote(port)}")
-        newest_at = _as_datetime(newest[0] if newest else None)
-        limit = _freshness_limit(prop)
-        age = ((now or datetime.now(UTC)) - newest_at).total_seconds() if newest_at else None
-        passed = age is not None and age <= limit
-        results.append(
-            RuleResult(
-                rule=f"sla.{port}.{name}",
-                kind="sla",
-                column=column,
-                passed=passed,
-                observed=age,
-                expected=f"newest {column} at most {prop.get('value')}{prop.get('unit', 'd')} old",
-                message=""
-                if passed
-                else f"newest {column} is {age if age is None else round(age)} s old",
-            )
-        )
+                continue
+            for part in element.split(","):
+                results.extend(_latency(scope, rule, name, sla, part.strip()))
+        elif name in ("endOfSupport", "endOfLife"):
+            results.append(_end_of(rule, name, sla, scope.moment))
+        else:
+            why = SLA_NOT_CHECKED.get(name, f"{name!r} is not an ODCS SLA property")
+            results.append(_sla_not_checked(rule, None, declared, why))
     return results
+
+
+def _sla_not_checked(rule: str, column: str | None, declared: str, why: str) -> RuleResult:
+    return RuleResult(
+        rule=rule,
+        kind="sla",
+        column=column,
+        passed=True,
+        observed=NOT_CHECKED,
+        expected=declared,
+        message=why,
+        severity="info",
+    )
+
+
+def _end_of(rule: str, name: str, sla: dict[str, Any], moment: datetime) -> RuleResult:
+    when = _as_datetime(sla.get("value"))
+    if when is None:
+        raise InvalidInput(
+            f"SLA {name} value {sla.get('value')!r} is not a date",
+            {"field": "slaProperties.value", "fix": "write an ISO date, e.g. '2032-05-12'"},
+        )
+    passed = moment < when
+    phase = "support" if name == "endOfSupport" else "life"
+    return RuleResult(
+        rule=rule,
+        kind="sla",
+        passed=passed,
+        observed=moment.isoformat(),
+        expected=f"before {name} {sla.get('value')}",
+        message="" if passed else f"the contract is past its end of {phase} ({sla.get('value')})",
+        # past end of support the data is still usable; past end of life it must not be
+        severity="warning" if name == "endOfSupport" else "error",
+    )
+
+
+def _latency(
+    scope: SlaScope, rule: str, name: str, sla: dict[str, Any], element: str
+) -> list[RuleResult]:
+    port, present = scope.port, scope.present
+    declared = f"{name} {sla.get('value')}{sla.get('unit') or 'd'}"
+    prop, note = _resolve_element(element, port, scope.schema_object, scope.props, scope.contract)
+    if note == "other":
+        return []  # checked with the port of that object
+    if prop is None or prop.column not in present:
+        why = note or f"{element} is not in the data"
+        return [
+            RuleResult(
+                rule=rule,
+                kind="sla",
+                column=prop.name if prop else None,
+                passed=False,
+                expected=f"element {element.strip()} exists",
+                message=f"{name} element {element.strip()}: {why}",
+            )
+        ]
+    limit = duration_seconds(sla.get("value"), sla.get("unit"))
+    if limit is None:
+        return [
+            _sla_not_checked(
+                rule,
+                prop.name,
+                declared,
+                f"value {sla.get('value')!r} / unit {sla.get('unit')!r} is no duration",
+            )
+        ]
+    family = arrow_type_family(present[prop.column])
+    if family not in ("date", "timestamp"):
+        return [
+            _sla_not_checked(
+                rule, prop.name, declared, f"element {prop.name} is {family}, not a date or time"
+            )
+        ]
+    newest = fetch_one(scope.con, f"SELECT max({quote(prop.column)}) FROM {quote(port)}")
+    newest_at = _as_datetime(newest[0] if newest else None)
+    age = (scope.moment - newest_at).total_seconds() if newest_at else None
+    passed = age is not None and age <= limit
+    message = (
+        ""
+        if passed
+        else (f"newest {prop.name} is {round(age)} s old" if age is not None else "no value")
+    )
+    return [
+        RuleResult(
+            rule=rule,
+            kind="sla",
+            column=prop.name,
+            passed=passed,
+            observed=age,
+            expected=f"newest {prop.name} at most {sla.get('value')}{sla.get('unit') or 'd'} old",
+            message="; ".join(m for m in (message, note) if m),
+        )
+    ]
 
 
 # --- profile ---

@@ -10,7 +10,7 @@ from datetime import date, datetime
 from functools import total_ordering
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from meshops.kernel.errors import InvalidInput
 
@@ -218,6 +218,14 @@ class ColumnProfile(BaseModel):
     histogram: list[dict[str, Any]] = Field(default_factory=list)
 
 
+# The `observed` value of a rule meshops reports without judging it: a `custom` or `text`
+# quality rule (not evaluated), or a declaration meshops has no data for or cannot compare,
+# such as an SLA on availability or a vendor physicalType it does not know (not checked).
+# Such a result never fails a contract test (`passed` is true, `status` tells them apart).
+NOT_EVALUATED = "not evaluated"
+NOT_CHECKED = "not checked"
+
+
 class RuleResult(BaseModel):
     """The outcome of one contract rule (schema check, quality rule or SLA)."""
 
@@ -229,6 +237,14 @@ class RuleResult(BaseModel):
     expected: str = ""
     message: str = ""
     severity: str = "error"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def status(self) -> str:
+        """passed | failed | not evaluated | not checked"""
+        if self.passed and self.observed in (NOT_EVALUATED, NOT_CHECKED):
+            return str(self.observed)
+        return "passed" if self.passed else "failed"
 
 
 class ContractReport(BaseModel):
