@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from meshops.registry.comparison import ModelComparison
+
 ObjectKind = Literal[
     "domain",
     "dataproduct",
@@ -196,9 +198,15 @@ class GateReport(BaseModel):
     reasons: list[str] = Field(default_factory=list)
     policies: list[PolicyOutcome] = Field(default_factory=list)
     metric: str | None = None
+    direction: str | None = None  # "max" or "min": which way the metric is better
+    tolerance: float | None = None
     candidate_value: float | None = None
     current_version: int | None = None
     current_value: float | None = None
+    # The recorded champion/challenger comparison the decision used (both scores, run).
+    comparison: ModelComparison | None = None
+    # An approval that overrode the comparison's refusal: approver, role, comment, reasons.
+    override: dict[str, Any] | None = None
     approvals: list[Approval] = Field(default_factory=list)
     approvals_required: int = 0
 

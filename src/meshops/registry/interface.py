@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from meshops.kernel import rpc
 from meshops.kernel.bounds import Limit, Version
+from meshops.registry.comparison import ComparisonScores, ModelComparison
 from meshops.registry.models import (
     AliasMove,
     ModelFile,
@@ -19,6 +20,8 @@ from meshops.registry.models import (
 )
 
 if TYPE_CHECKING:  # loading pulls in numpy; the SDK imports this module at start
+    import pyarrow as pa
+
     from meshops.registry.loaded import LoadedModel
 
 
@@ -144,6 +147,44 @@ class Registry(Protocol):
     def alias_history(
         self, name: str, alias: str | None = None, limit: Limit = 100
     ) -> list[AliasMove]: ...
+
+    def compare(
+        self,
+        name: str,
+        version: int,
+        *,
+        alias: str = "champion",
+        data: pa.Table,
+        label: str,
+        metric: str | None = None,
+        feedback: pa.Table | None = None,
+        data_urn: str | None = None,
+        trust: bool = False,
+    ) -> ModelComparison:
+        """Score v`version` and the current holder of `alias` on the same rows (`data`, plus
+        the labelled rows of a serving `feedback` window) in this process, and record the
+        scores with `record_comparison`: a tracking run with both scores, linked in lineage,
+        which the promotion gate reads. `metric`: the primary metric unless one is declared
+        (`[promotion] metric`, tag `meshops.metric`); by default roc_auc (classification,
+        accuracy without probabilities) or rmse (regression). `data_urn` names the data
+        (e.g. the training set's URN) in lineage. `trust=True` loads pickled models."""
+        ...
+
+    @rpc.post("/v1/models/{name}/versions/{version}/comparisons", status=201)
+    def record_comparison(
+        self, name: str, version: Version, scores: ComparisonScores
+    ) -> ModelComparison:
+        """Record scores measured by `compare`: checks that they name v`version` and the
+        alias's current holder, decides the verdict from the server's metric table and
+        `[promotion] tolerance`, creates the tracking run and the lineage edges."""
+        ...
+
+    @rpc.get("/v1/models/{name}/comparisons")
+    def list_comparisons(
+        self, name: str, version: Version | None = None, limit: Limit = 100
+    ) -> list[ModelComparison]:
+        """Recorded comparisons of `name` (of challenger `version`), newest first."""
+        ...
 
     def read_file(self, name: str, version: int, path: str) -> bytes: ...
 

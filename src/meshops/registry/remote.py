@@ -22,6 +22,9 @@ from meshops.registry.models import (
 )
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from meshops.registry.comparison import ModelComparison
     from meshops.registry.interface import Registry
     from meshops.registry.loaded import LoadedModel
 
@@ -92,6 +95,35 @@ class RemoteRegistryBase(RemoteArea):
         url = f"/v1/models/{model}/versions/{check_version(version)}/files/{quote(path, safe='/')}"
         data = self.http.get(url)
         return data if isinstance(data, bytes) else b""  # an empty body decodes to None
+
+    def compare(
+        self,
+        name: str,
+        version: int,
+        *,
+        alias: str = "champion",
+        data: pa.Table,
+        label: str,
+        metric: str | None = None,
+        feedback: pa.Table | None = None,
+        data_urn: str | None = None,
+        trust: bool = False,
+    ) -> ModelComparison:
+        # Scored here (the models load in this process), recorded by the server.
+        from meshops.registry.evaluation import compare_versions
+
+        return compare_versions(
+            self._registry(),
+            name,
+            version,
+            alias=alias,
+            data=data,
+            label=label,
+            metric=metric,
+            feedback=feedback,
+            data_urn=data_urn,
+            trust=trust,
+        )
 
     def load_model(
         self, uri: str, trust: bool = False, trusted_types: list[str] | None = None

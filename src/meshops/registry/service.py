@@ -29,8 +29,17 @@ from meshops.kernel.errors import Conflict, InvalidInput, MeshopsError, NotFound
 from meshops.kernel.home import Context
 from meshops.kernel.plugins import load_object
 from meshops.kernel.ports import PROMOTION_GATE, PromotionGate
-from meshops.kernel.urn import model_version_urn, run_urn
+from meshops.kernel.urn import Urn, model_version_urn, run_urn
 from meshops.registry import store
+from meshops.registry.comparison import (
+    MAX_TOLERANCE,
+    METRIC_TAG,
+    METRICS,
+    ComparisonScores,
+    ModelComparison,
+    direction_of,
+    worse_by,
+)
 from meshops.registry.events import ModelAliasMoved, ModelVersionRegistered
 from meshops.registry.models import (
     MAX_DESCRIPTION,
@@ -54,6 +63,8 @@ from meshops.registry.models import (
 )
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from meshops.registry.loaded import LoadedModel
     from meshops.tracking.interface import Tracking
     from meshops.tracking.models import Run
@@ -534,6 +545,240 @@ class RegistryService:
                     shutil.copyfile(source, target)
             return load_directory(version, Path(tmp), trust, trusted_types, self._importable())
 
+    # --- champion/challenger comparisons -----------------------------------------
+
+    def compare(
+        self,
+        name: str,
+        version: int,
+        *,
+        alias: str = "champion",
+        data: pa.Table,
+        label: str,
+        metric: str | None = None,
+        feedback: pa.Table | None = None,
+        data_urn: str | None = None,
+        trust: bool = False,
+    ) -> ModelComparison:
+        # Loads both models in this process: refused in the API server like trusted loads.
+        from meshops.registry.evaluation import compare_versions
+
+        return compare_versions(
+            self,
+            name,
+            version,
+            alias=alias,
+            data=data,
+            label=label,
+            metric=metric,
+            feedback=feedback,
+            data_urn=data_urn,
+            trust=trust,
+        )
+
+    def record_comparison(
+        self, name: str, version: int, scores: ComparisonScores
+    ) -> ModelComparison:
+        from meshops.tracking.models import DatasetInput, Metric
+
+        check_alias(scores.alias)
+        check_version(version)
+        with self.ctx.db.read() as conn:
+            model = store.load_model(conn, _model_row(conn, name))
+            challenger = store.version_with_aliases(conn, _version_row(conn, name, version))
+            holder = store.get_alias(conn, name, scores.alias)
+        self.ctx.authorize("registry.write", model.domain)
+        if holder == version:
+            raise InvalidInput(
+                f"{name} v{version} already holds {scores.alias!r}",
+                {"field": "version", "fix": "compare a newer version with the holder"},
+            )
+        if scores.champion_version != holder:
+            raise Conflict(
+                f"the scores compare v{version} with v{scores.champion_version} but "
+                f"{name}@{scores.alias} is "
+                + (f"v{holder}" if holder is not None else "not set")
+                + " now",
+                {
+                    "field": "champion_version",
+                    "current": holder,
+                    "fix": f"run platform.registry.compare({name!r}, {version}, "
+                    f"alias={scores.alias!r}, data=..., label=...) again",
+                },
+            )
+        metric = self._primary_metric(challenger, model.tags, scores)
+        direction = direction_of(metric)
+        challenger_score = scores.challenger_metrics.get(metric, scores.challenger_score)
+        champion_score = scores.champion_metrics.get(metric, scores.champion_score)
+        if holder is not None and champion_score is None:
+            raise InvalidInput(
+                f"the scores have no {metric!r} of the holder v{holder}",
+                {"field": "champion_metrics", "fix": "score both models with compare()"},
+            )
+        tolerance = promotion_tolerance(self.ctx.home.settings)
+        reasons: list[str] = []
+        if holder is not None and champion_score is not None:
+            gap = worse_by(metric, challenger_score, champion_score)
+            if gap > tolerance:
+                reasons.append(
+                    f"{metric} {challenger_score:.6g} of v{version} is worse than "
+                    f"{champion_score:.6g} of the current {scores.alias} v{holder} by "
+                    f"{gap:.6g} ({'higher' if direction == 'max' else 'lower'} is better, "
+                    f"tolerance {tolerance:g}) on the same {scores.evaluated_rows} rows"
+                )
+        data_urn = _evaluation_urn(scores)
+        tracking = self._tracking()
+        run = tracking.create_run(
+            experiment=f"{name}-comparisons",
+            name=f"v{version} vs {scores.alias}"
+            + (f" v{holder}" if holder is not None else " (none)"),
+            tags={
+                "meshops.comparison.model": name,
+                "meshops.comparison.challenger": str(version),
+                "meshops.comparison.champion": str(holder or ""),
+                "meshops.comparison.alias": scores.alias,
+            },
+            capture_environment=False,
+        )
+        try:
+            tracking.log_params(
+                run.id,
+                {
+                    "model": name,
+                    "challenger_version": version,
+                    "alias": scores.alias,
+                    "champion_version": holder,
+                    "metric": metric,
+                    "direction": direction,
+                    "tolerance": tolerance,
+                    "task": scores.task,
+                    "label": scores.label,
+                    "data_digest": scores.data_digest,
+                },
+            )
+            values = {f"challenger_{k}": v for k, v in scores.challenger_metrics.items()} | {
+                f"champion_{k}": v for k, v in scores.champion_metrics.items()
+            }
+            values |= {
+                f"challenger_{metric}": challenger_score,
+                "evaluated_rows": float(scores.evaluated_rows),
+                "holdout_rows": float(scores.holdout_rows),
+                "feedback_rows": float(scores.feedback_rows),
+            }
+            if champion_score is not None:
+                values[f"champion_{metric}"] = champion_score
+            now = utcnow().timestamp()
+            tracking.log_metrics(
+                run.id, [Metric(key=k, value=v, step=0, timestamp=now) for k, v in values.items()]
+            )
+            tracking.log_input(
+                run.id,
+                DatasetInput(
+                    urn=data_urn, digest=scores.data_digest, name="evaluation", context="evaluation"
+                ),
+            )
+            tracking.end_run(run.id, "FINISHED")
+        except BaseException:
+            tracking.end_run(run.id, "FAILED", error="recording the comparison failed")
+            raise
+        detail = {
+            "challenger_metrics": scores.challenger_metrics,
+            "champion_metrics": scores.champion_metrics,
+            "task": scores.task,
+            "label": scores.label,
+            "evaluated_rows": scores.evaluated_rows,
+            "holdout_rows": scores.holdout_rows,
+            "feedback_rows": scores.feedback_rows,
+        }
+        row = {
+            "model_name": name,
+            "challenger_version": version,
+            "alias": scores.alias,
+            "champion_version": holder,
+            "metric": metric,
+            "direction": direction,
+            "challenger_score": challenger_score,
+            "champion_score": champion_score,
+            "tolerance": tolerance,
+            "allowed": not reasons,
+            "reasons": reasons,
+            "detail": detail,
+            "run_id": run.id,
+            "data_digest": scores.data_digest,
+            "data_urn": data_urn,
+            "recorded_by": self.ctx.actor.name,
+            "recorded_at": utcnow(),
+        }
+        with self.ctx.db.begin() as conn:
+            # The holder may have moved while the run was written: then this is stale.
+            if store.get_alias(conn, name, scores.alias) != holder:
+                raise Conflict(
+                    f"{name}@{scores.alias} moved while the comparison was recorded",
+                    {"fix": "run compare() again"},
+                )
+            row_id = store.insert_comparison(conn, row)
+            edges = [(challenger.urn, run_urn(run.id), "evaluated_in")]
+            if holder is not None:
+                edges.append((model_version_urn(name, holder), run_urn(run.id), "evaluated_in"))
+            lineage.add_edges(conn, edges)
+            self.ctx.audit(
+                conn,
+                "registry.record_comparison",
+                challenger.urn,
+                detail={k: v for k, v in row.items() if k not in ("detail", "recorded_at")},
+            )
+            return store.to_comparison({**row, "id": row_id})
+
+    def list_comparisons(
+        self, name: str, version: int | None = None, limit: int = 100
+    ) -> list[ModelComparison]:
+        if version is not None:
+            check_version(version)
+        if not 1 <= limit <= 10_000:
+            raise InvalidInput("limit must be between 1 and 10000", {"field": "limit"})
+        self.ctx.authorize("registry.read")
+        with self.ctx.db.read() as conn:
+            _model_row(conn, name)
+            return store.comparisons(conn, name, version=version, limit=limit)
+
+    def comparison_for_move(
+        self, name: str, version: int, alias: str, holder: int
+    ) -> ModelComparison | None:
+        """The newest comparison that may justify moving `alias` from `holder` to
+        `version`: recorded for exactly these two versions, after `holder` got the alias
+        (what the promotion gate reads; server state only)."""
+        with self.ctx.db.read() as conn:
+            since = store.alias_updated_at(conn, name, alias)
+            for found in store.comparisons(conn, name, version=version, alias=alias, limit=50):
+                if found.champion_version != holder:
+                    continue
+                if since is not None and found.recorded_at < since:
+                    continue
+                return found
+        return None
+
+    def _primary_metric(
+        self, version: ModelVersion, model_tags: dict[str, str], scores: ComparisonScores
+    ) -> str:
+        """The home's `[promotion] metric`, else the version's or the model's tag
+        `meshops.metric`, else what the caller measured by."""
+        configured = self.ctx.home.settings.section("promotion").get("metric")
+        for declared in (configured, version.tags.get(METRIC_TAG), model_tags.get(METRIC_TAG)):
+            if declared and str(declared) in METRICS:
+                metric = str(declared)
+                if metric not in scores.challenger_metrics and metric != scores.metric:
+                    raise InvalidInput(
+                        f"the declared primary metric {metric!r} was not measured",
+                        {
+                            "field": "scores.challenger_metrics",
+                            "measured": sorted(scores.challenger_metrics),
+                            "fix": f"compare with metric={metric!r} on data where both "
+                            "models produce it",
+                        },
+                    )
+                return metric
+        return scores.metric
+
     # --- aliases ------------------------------------------------------------------
 
     def set_alias(self, name: str, alias: str, version: int, reason: str = "") -> AliasMove:
@@ -768,6 +1013,29 @@ class RegistryService:
             f"{version.uri} has no file {path!r}",
             {"field": "path", "files": [f.path for f in version.files]},
         )
+
+
+def promotion_tolerance(settings: Any) -> float:
+    """`[promotion] tolerance`: how much worse than the holder a challenger may be (in the
+    primary metric's units) and still be promoted; 0.0 by default."""
+    raw = settings.section("promotion").get("tolerance", 0.0)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not 0 <= value <= MAX_TOLERANCE or not math.isfinite(value):
+        raise InvalidInput(
+            f"[promotion] tolerance must be a non-negative number, got {raw!r}",
+            {"field": "promotion.tolerance", "fix": "e.g. tolerance = 0.01"},
+        )
+    return value
+
+
+def _evaluation_urn(scores: ComparisonScores) -> str:
+    if scores.data_urn:
+        Urn.parse(scores.data_urn)
+        return scores.data_urn
+    return str(Urn.of("dataset", "evaluation", scores.data_digest[:16]))
 
 
 def _model_urn(name: str) -> str:

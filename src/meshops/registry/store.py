@@ -6,8 +6,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Connection,
+    Float,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -25,6 +27,7 @@ from meshops.kernel.db import (
     insert_ignoring_conflicts,
     metadata,
 )
+from meshops.registry.comparison import ModelComparison
 from meshops.registry.models import (
     AliasMove,
     DatasetRef,
@@ -92,6 +95,33 @@ model_alias_history = Table(
     Column("at", UtcDateTime, nullable=False),
     Column("reason", Text, nullable=False),
     Index("ix_model_alias_history_model", "model_name", "alias"),
+)
+
+
+# Champion/challenger comparisons (`registry.comparison`): written only by the
+# record_comparison operation, read by the promotion gate.
+model_comparisons = Table(
+    "model_comparisons",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("model_name", String(128), nullable=False),
+    Column("challenger_version", Integer, nullable=False),
+    Column("alias", String(64), nullable=False),
+    Column("champion_version", Integer, nullable=True),
+    Column("metric", String(64), nullable=False),
+    Column("direction", String(3), nullable=False),
+    Column("challenger_score", Float, nullable=False),
+    Column("champion_score", Float, nullable=True),
+    Column("tolerance", Float, nullable=False),
+    Column("allowed", Boolean, nullable=False),
+    Column("reasons", JsonColumn, nullable=False),
+    Column("detail", JsonColumn, nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("data_digest", String(64), nullable=False),
+    Column("data_urn", String(1000), nullable=False),
+    Column("recorded_by", String(200), nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Index("ix_model_comparisons_model", "model_name", "challenger_version"),
 )
 
 
@@ -351,3 +381,74 @@ def alias_history(conn: Connection, name: str, alias: str | None, limit: int) ->
         )
         for r in conn.execute(query).mappings()
     ]
+
+
+# --- comparisons ---------------------------------------------------------------------
+
+
+def alias_updated_at(conn: Connection, name: str, alias: str) -> datetime | None:
+    at = conn.execute(
+        select(model_aliases.c.updated_at).where(
+            model_aliases.c.model_name == name, model_aliases.c.alias == alias
+        )
+    ).scalar()
+    return at
+
+
+def insert_comparison(conn: Connection, values: dict[str, Any]) -> int:
+    result = conn.execute(model_comparisons.insert().values(**values))
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def comparisons(
+    conn: Connection,
+    name: str,
+    *,
+    version: int | None = None,
+    alias: str | None = None,
+    limit: int = 100,
+) -> list[ModelComparison]:
+    """Newest first."""
+    query = (
+        select(model_comparisons)
+        .where(model_comparisons.c.model_name == name)
+        .order_by(model_comparisons.c.id.desc())
+        .limit(limit)
+    )
+    if version is not None:
+        query = query.where(model_comparisons.c.challenger_version == version)
+    if alias is not None:
+        query = query.where(model_comparisons.c.alias == alias)
+    return [to_comparison(r) for r in conn.execute(query).mappings()]
+
+
+def to_comparison(row: Any) -> ModelComparison:
+    detail = dict(row["detail"] or {})
+    return ModelComparison(
+        id=int(row["id"]),
+        name=row["model_name"],
+        challenger_version=int(row["challenger_version"]),
+        alias=row["alias"],
+        champion_version=row["champion_version"],
+        metric=row["metric"],
+        direction=row["direction"],
+        challenger_score=float(row["challenger_score"]),
+        champion_score=None if row["champion_score"] is None else float(row["champion_score"]),
+        challenger_metrics=detail.get("challenger_metrics", {}),
+        champion_metrics=detail.get("champion_metrics", {}),
+        tolerance=float(row["tolerance"]),
+        allowed=bool(row["allowed"]),
+        reasons=list(row["reasons"] or []),
+        run_id=row["run_id"],
+        task=str(detail.get("task", "")),
+        label=str(detail.get("label", "")),
+        evaluated_rows=int(detail.get("evaluated_rows", 0)),
+        holdout_rows=int(detail.get("holdout_rows", 0)),
+        feedback_rows=int(detail.get("feedback_rows", 0)),
+        data_digest=row["data_digest"],
+        data_urn=row["data_urn"],
+        recorded_by=row["recorded_by"],
+        recorded_at=row["recorded_at"],
+    )

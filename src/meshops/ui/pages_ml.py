@@ -137,6 +137,10 @@ def model_page(name: str, s: Session = Depends(session), version: int | None = N
     if versions:
         chosen = next((v for v in versions if v.version == version), None) or versions[0]
     card = attempt(registry.get_model_card, name, chosen.version) if chosen else None
+    # Champion/challenger comparisons of the chosen version (both scores, verdict, run).
+    comparisons = (
+        attempt(registry.list_comparisons, name, chosen.version, 20) or [] if chosen else []
+    )
     graph = None
     if chosen:
         lineage = LineageService(s.ctx)
@@ -153,6 +157,7 @@ def model_page(name: str, s: Session = Depends(session), version: int | None = N
         chosen=chosen,
         card=markdown(card) if card else None,
         history=registry.alias_history(name, limit=50),
+        comparisons=comparisons,
         graph=graph,
     )
 
