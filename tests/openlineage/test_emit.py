@@ -1,0 +1,123 @@
+"""OpenLineage out (issue #15): every event meshops sends for a publish, a pipeline run with
+steps, a training run with its model registration and a batch scoring is valid under the
+official spec and facet schemas (tests/openlineage/spec/), each run has a START and then a
+COMPLETE/FAIL with the same runId, parents link a step to its pipeline run and what a step
+does to that step, and the dataset one job writes is, by name, the one the next job reads.
+Events go through the openlineage-python client's file transport (meshops.toml)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from meshops.client import Platform
+from meshops.kernel import openlineage
+from meshops.pipelines.models import RunStatus
+from tests.mesh.conftest import generate_example
+from tests.openlineage.conftest import NAMESPACE, Events
+from tests.openlineage.spec_check import assert_valid
+from tests.support.products import data_contract, data_product
+
+
+def runs_of(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    by_run: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        by_run.setdefault(event["run"]["runId"], []).append(event)
+    return by_run
+
+
+def check_lifecycle(events: list[dict[str, Any]], end: str = "COMPLETE") -> dict[str, Any]:
+    """One run: valid events, START first, then exactly one `end`; returns the end event."""
+    assert events, "no event"
+    for event in events:
+        assert_valid(event)
+    assert [e["eventType"] for e in events] == ["START", end], [e["eventType"] for e in events]
+    assert len({e["run"]["runId"] for e in events}) == 1
+    assert len({(e["job"]["namespace"], e["job"]["name"]) for e in events}) == 1
+    assert events[0]["eventTime"] <= events[1]["eventTime"]
+    return events[-1]
+
+
+def parent_of(event: dict[str, Any]) -> tuple[str, str] | None:
+    parent = event["run"].get("facets", {}).get("parent")
+    return (parent["job"]["name"], parent["run"]["runId"]) if parent else None
+
+
+def dataset_names(event: dict[str, Any], side: str) -> set[tuple[str, str]]:
+    return {(d["namespace"], d["name"]) for d in event.get(side) or []}
+
+
+# --- publishes ---------------------------------------------------------------------------
+
+
+def test_publish_chain_names_line_up(ol_home: tuple[Platform, Events], tmp_path: Path) -> None:
+    platform, events = ol_home
+    retail = generate_example(tmp_path / "retail", rows=300)
+    for folder in ("sales_orders", "customers_profiles", "sales_customer_revenue"):
+        platform.mesh.publish(retail / folder)
+
+    orders = check_lifecycle(events.of_job("sales.orders.build"))
+    profiles = check_lifecycle(events.of_job("customers.profiles.build"))
+    revenue = check_lifecycle(events.of_job("sales.customer_revenue.build"))
+
+    # Files: namespace `file`, the absolute path (the glob as the build read it).
+    data = (retail / "data").resolve()
+    assert dataset_names(orders, "inputs") == {("file", str(data / "orders*.csv"))}
+    assert dataset_names(profiles, "inputs") == {("file", str(data / "customers.parquet"))}
+    # One name per port, no version in it; the next product reads exactly those names.
+    assert dataset_names(orders, "outputs") == {(NAMESPACE, "sales.orders.orders")}
+    written = dataset_names(orders, "outputs") | dataset_names(profiles, "outputs")
+    assert dataset_names(revenue, "inputs") == written
+    assert all(not parent_of(e) for e in (orders, profiles, revenue))
+
+    out = orders["outputs"][0]
+    assert out["facets"]["version"]["datasetVersion"] == "1.0.0"
+    assert out["facets"]["dataSource"] == {**out["facets"]["dataSource"], "name": NAMESPACE}
+    assert [f["name"] for f in out["facets"]["schema"]["fields"]][:2] == [
+        "order_id",
+        "customer_id",
+    ]
+    assert out["outputFacets"]["outputStatistics"]["rowCount"] > 0
+    assertions = out["facets"]["dataQualityAssertions"]["assertions"]
+    assert assertions and all(a["success"] for a in assertions)
+    assert any(a.get("column") == "order_id" for a in assertions)
+    read = revenue["inputs"]
+    assert {d["facets"]["version"]["datasetVersion"] for d in read} == {"1.0.0"}
+
+    # Identical content again: nothing new is written, the run ends ABORT.
+    before = len(events.all())
+    platform.mesh.publish(retail / "sales_orders")
+    again = events.all()[before:]
+    check_lifecycle(again, end="ABORT")
+
+
+def test_failed_publish_sends_fail(ol_home: tuple[Platform, Events]) -> None:
+    platform, events = ol_home
+    contract = data_contract(
+        "nums-contract",
+        "nums",
+        [{"name": "n", "logicalType": "integer", "required": True}],
+        quality=[{"metric": "rowCount", "mustBeGreaterThan": 10}],
+    )
+    with pytest.raises(Exception, match="contract test"):
+        platform.mesh.publish_arrow(
+            data_product("lab.nums", "nums-contract", port="nums"),
+            {"nums": contract},
+            {"nums": pa.table({"n": [1, 2, 3]})},
+        )
+    fail = check_lifecycle(events.of_job("lab.nums.build"), end="FAIL")
+    assert "contract test" in fail["run"]["facets"]["errorMessage"]["message"]
+    assert fail["run"]["facets"]["errorMessage"]["programmingLanguage"] == "PYTHON"
+
+
+def test_namespace_defaults_to_the_home(tmp_path: Path) -> None:
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path / "home")
+    first = openlineage.namespace(settings)
+    assert first.startswith("meshops://home-")
+    assert openlineage.namespace(make_settings(tmp_path / "home")) == first
+    assert openlineage.namespace(make_settings(tmp_path / "other")) != first
