@@ -88,6 +88,12 @@ EXTRA_TYPES = frozenset(
         "sklearn.dummy.DummyClassifier",
         "sklearn.dummy.DummyRegressor",
     }
+    # The column converters of the training template's pipelines (pure, plain-data state;
+    # `flavors/tabular.py`, whose TRUSTED_TYPES a test compares with these names).
+    | {
+        f"meshops.registry.flavors.tabular.{name}"
+        for name in ("AsNumbers", "AsCategories", "DatetimeParts")
+    }
     | {f"sklearn._loss._loss.Cy{name}" for name in _CY_LOSSES.split()}
     | {f"sklearn.metrics._dist_metrics.{name}Distance64" for name in _DISTANCES.split()}
 )
