@@ -85,11 +85,17 @@ def _progress_build(action: str, folder: Path, run: Callable[[Callable[[str], No
     return result
 
 
+def _verdict(result: Any) -> str:
+    """yes / NO, or "not evaluated" / "not checked" for a rule reported without a verdict."""
+    status = str(getattr(result, "status", ""))
+    return status if status.startswith("not ") else ("yes" if result.passed else "NO")
+
+
 def _print_rules(results: list[Any]) -> None:
     print_table(
         "contract test",
         ["rule", "passed", "observed", "expected", "message"],
-        [[r.rule, "yes" if r.passed else "NO", r.observed, r.expected, r.message] for r in results],
+        [[r.rule, _verdict(r), r.observed, r.expected, r.message] for r in results],
     )
 
 

@@ -417,6 +417,7 @@ def contract_reports(
             port.columns,
             port.schema_object,
             port.document.get("slaProperties") or [],
+            contract=port.document,
         )
     return reports
 

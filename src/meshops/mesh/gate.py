@@ -65,7 +65,7 @@ def publish_document(
         )
     changes = diff.changes if diff else []
     results = [
-        {"rule": r.rule, "passed": r.passed, "detail": r.message}
+        {"rule": r.rule, "passed": r.passed, "status": r.status, "detail": r.message}
         for report in (reports or {}).values()
         for r in report.results
     ]
@@ -95,8 +95,11 @@ def publish_document(
             ],
         },
         "tests": {
-            "passed": sum(1 for r in results if r["passed"]),
-            "failed": sum(1 for r in results if not r["passed"]),
+            # judged rules only: custom / text rules and undeclared-data SLAs are counted apart
+            "passed": sum(1 for r in results if r["status"] == "passed"),
+            "failed": sum(1 for r in results if r["status"] == "failed"),
+            "not_evaluated": sum(1 for r in results if r["status"] == "not evaluated"),
+            "not_checked": sum(1 for r in results if r["status"] == "not checked"),
             "results": results,
         },
     }

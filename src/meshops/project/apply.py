@@ -156,6 +156,7 @@ def build_products(
                     p.columns,
                     p.schema_object,
                     p.document.get("slaProperties") or [],
+                    contract=p.document,
                 )
                 for p in spec.ports
             }

@@ -72,6 +72,17 @@ def check(areas: Areas, root: str | Path = ".", *, run_tests: bool = True) -> Ch
                     seconds=contract_report.seconds,
                 )
             )
+            report.cases.extend(  # custom / text rules: reported as skipped, never dropped
+                CheckCase(
+                    suite="contracts",
+                    name=f"{key}.{port} {r.rule}",
+                    passed=True,
+                    skipped=True,
+                    message=f"{r.status}: {r.expected} ({r.message})",
+                )
+                for r in contract_report.results
+                if r.status == "not evaluated"
+            )
         _policy_case(report, planned.effective_policies, change, outcome)
     for change in plan.changes:
         if change.kind == "dataproduct" and change.breaking:
