@@ -72,6 +72,5 @@ def errors(event: dict[str, Any]) -> list[str]:
 def assert_valid(event: dict[str, Any]) -> None:
     found = errors(event)
     assert not found, (
-        f"{event['eventType'] if 'eventType' in event else 'event'} "
-        f"{event.get('job', {}).get('name')}: {found}"
+        f"{event.get('eventType', 'event')} {event.get('job', {}).get('name')}: {found}"
     )

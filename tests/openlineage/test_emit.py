@@ -121,3 +121,56 @@ def test_namespace_defaults_to_the_home(tmp_path: Path) -> None:
     assert first.startswith("meshops://home-")
     assert openlineage.namespace(make_settings(tmp_path / "home")) == first
     assert openlineage.namespace(make_settings(tmp_path / "other")) != first
+
+
+# --- a pipeline run with steps -------------------------------------------------------------
+
+
+def test_pipeline_run_steps_and_what_they_create(ol_home: tuple[Platform, Events]) -> None:
+    from tests.openlineage import flows
+
+    platform, events = ol_home
+    detail = platform.pipelines.run(flows.points_training, flows.parameters(), track=False)
+    assert detail.run.status == RunStatus.SUCCEEDED, detail.run.error
+
+    run = check_lifecycle(events.of_job("points_training"))
+    run_id = run["run"]["runId"]
+    steps = {s.node: s for s in detail.steps}
+    for node, step_run in steps.items():
+        end = check_lifecycle(events.of_job(f"points_training.{node}"))
+        assert end["run"]["runId"] == openlineage.run_id_of(step_run.id)
+        assert parent_of(end) == ("points_training", run_id)  # step -> its pipeline run
+    publish_step = (f"points_training.{steps['publish_points'].node}",
+                    openlineage.run_id_of(steps["publish_points"].id))  # fmt: skip
+    train_step = ("points_training.train", openlineage.run_id_of(steps["train"].id))
+
+    # What the steps did names the step as its parent, the pipeline run as the root.
+    publish = check_lifecycle(events.of_job("lab.points.build"))
+    assert parent_of(publish) == publish_step
+    assert publish["run"]["facets"]["parent"]["root"]["run"]["runId"] == run_id
+    tracking = check_lifecycle(events.of_job("tracking.ol-training"))
+    assert parent_of(tracking) == train_step
+    registration = check_lifecycle(events.of_job("registry.points"))
+    assert parent_of(registration) == train_step
+    assert dataset_names(registration, "outputs") == {(NAMESPACE, "model.points")}
+    assert registration["outputs"][0]["facets"]["version"]["datasetVersion"] == "1"
+    # The registration's input (the tracking run's logged input) is the product the
+    # publish step wrote: same namespace, same name.
+    assert dataset_names(publish, "outputs") == {(NAMESPACE, "lab.points.points")}
+    assert dataset_names(registration, "inputs") == dataset_names(publish, "outputs")
+
+
+def test_failing_pipeline_sends_fail_and_abort(ol_home: tuple[Platform, Events]) -> None:
+    from tests.openlineage import flows
+
+    platform, events = ol_home
+    detail = platform.pipelines.run(flows.failing, {}, track=False)
+    assert detail.run.status == RunStatus.FAILED
+    run = check_lifecycle(events.of_job("failing"), end="FAIL")
+    assert "broken on purpose" in run["run"]["facets"]["errorMessage"]["message"]
+    check_lifecycle(events.of_job("failing.fine"))
+    broken = check_lifecycle(events.of_job("failing.broken"), end="FAIL")
+    assert "RuntimeError" in broken["run"]["facets"]["errorMessage"]["message"]
+    check_lifecycle(events.of_job("failing.never"), end="ABORT")  # skipped downstream
+    for name in ("failing.fine", "failing.broken", "failing.never"):
+        assert parent_of(events.of_job(name)[0]) == ("failing", run["run"]["runId"])

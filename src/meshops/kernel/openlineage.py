@@ -215,18 +215,30 @@ def model_dataset(settings: Settings, model: str, version: int | str | None = No
     return Dataset(ns, f"model.{model}", facets)
 
 
-def urn_dataset(settings: Settings, urn: str, port: str | None = None) -> Dataset:
-    """The dataset a meshops URN names: a product version's `port` (the product's own name
-    when the port is unknown), a model version, else `<kind>.<parts>` in this home."""
+def default_port(ctx: Context, product: str, version: str) -> str | None:
+    """The port a reader of `product` gets when naming none (the mesh's PRODUCT_FACTS)."""
+    from meshops.kernel import ports
+
+    try:
+        return ports.PRODUCT_FACTS.get().port_facts(ctx, product, None, version).port
+    except Exception as exc:  # not published here, or not readable: no port to name
+        log.debug("OpenLineage: no default port of %s %s: %s", product, version, exc)
+        return None
+
+
+def urn_dataset(ctx: Context, urn: str, port: str | None = None) -> Dataset:
+    """The dataset a meshops URN names: a product version's `port` (default: the port a
+    reader gets), a model version, else `<kind>.<parts>` in this home."""
     from meshops.kernel.urn import Urn
 
+    settings = ctx.home.settings
     parsed = Urn.parse(urn)
     if parsed.kind == "dataproduct" and len(parsed.parts) >= 2:
         key, version = parsed.parts[0], parsed.parts[1]
+        port = port or default_port(ctx, key, version)
         if port:
             return port_dataset(settings, key, port, version)
-        dataset = Dataset(namespace(settings), key, {"version": version_facet(version)})
-        return dataset
+        return Dataset(namespace(settings), key, {"version": version_facet(version)})
     if parsed.kind == "model" and len(parsed.parts) == 2:
         return model_dataset(settings, parsed.parts[0], parsed.parts[1])
     return Dataset(namespace(settings), ".".join((parsed.kind, *parsed.parts)))
@@ -271,7 +283,7 @@ def report_registration(ctx: Context, model: str, version: int, input_urns: list
         ctx,
         f"registry.{model}",
         job_type="MODEL_REGISTRATION",
-        inputs=[urn_dataset(settings, urn) for urn in input_urns],
+        inputs=[urn_dataset(ctx, urn) for urn in input_urns],
         outputs=[model_dataset(settings, model, version)],
     )
 
@@ -285,7 +297,7 @@ def record_batch_scoring(
     settings = ctx.home.settings
     source_port = source.port(port)
     read = port_dataset(settings, source.product, source_port.name, source.version)
-    running.inputs = [read, *(urn_dataset(settings, u) for u in out.inputs[1:])]
+    running.inputs = [read, *(urn_dataset(ctx, u) for u in out.inputs[1:])]
     copied = {c.name for c in source_port.columns}
     for out_port in out.ports:
         columns = [(c.name, c.physical_type or c.logical_type, c.description or None)

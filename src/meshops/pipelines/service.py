@@ -768,7 +768,7 @@ def _ol_run(
         run.pipeline,
         openlineage.run_id_of(run.id),
         job_type="PIPELINE",
-        parent=reporter.parent() if state == "START" else None,
+        parent=reporter.parent(),
         error=error,
         event_time=run.started_at if state == "START" else run.finished_at,
         after_commit=True,

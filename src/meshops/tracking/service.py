@@ -206,7 +206,9 @@ class TrackingService:
             ended = _load_runs(conn, [{**row, **values}])[0]
             exp = _experiment_row(conn, row["experiment_id"])
         state = _OL_END.get(final, "OTHER")
-        _ol_run(self.ctx, state, exp["name"] if exp else "", run_id, error=error)
+        exp_name = exp["name"] if exp else ""
+        parent = row["parent_run_id"]
+        _ol_run(self.ctx, state, exp_name, run_id, parent_run_id=parent, error=error)
         return ended
 
     # params, tags, metrics -------------------------------------------------------------
@@ -836,13 +838,9 @@ def _ol_run(
     if not reporter.enabled:
         return
     job = f"tracking.{experiment}"
-    parent = None
-    if state == "START":
-        parent = reporter.parent()
-        if parent_run_id is not None:
-            parent = openlineage.RunRef(
-                reporter.namespace, job, openlineage.run_id_of(parent_run_id)
-            )
+    parent = reporter.parent()
+    if parent_run_id is not None:
+        parent = openlineage.RunRef(reporter.namespace, job, openlineage.run_id_of(parent_run_id))
     reporter.emit(
         state,
         job,
