@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 import meshops
@@ -15,7 +16,7 @@ from meshops.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound, P
 from meshops.kernel.home import Home
 from meshops.registry.models import ModelFile, VersionStatus
 from tests.conftest import make_settings
-from tests.registry.helpers import fitted_classifier
+from tests.registry.helpers import fitted_classifier, frame, labels
 
 # PostgreSQL runs the tests that exercise the tables; the rest is transport behaviour.
 TWO_TRANSPORTS = pytest.mark.parametrize("platform", ["embedded", "http"], indirect=True)
@@ -67,6 +68,9 @@ def test_aliases_move_with_full_history_and_uris_load(platform: Platform) -> Non
     first = reg.set_alias("churn", "champion", 1, reason="first release")
     assert (first.from_version, first.to_version, first.actor) == (None, 1, "alice")
     reg.set_alias("churn", "challenger", 2)
+    # Moving champion away from v1 needs v2 scored against it on the same data.
+    holdout = frame(200, seed=5).assign(churned=labels)
+    assert reg.compare("churn", 2, data=pa.Table.from_pandas(holdout), label="churned").allowed
     moved = reg.set_alias("churn", "champion", 2, reason="won the A/B test")
     assert (moved.from_version, moved.to_version) == (1, 2)
     again = reg.set_alias("churn", "champion", 2)  # no move, no new history entry
