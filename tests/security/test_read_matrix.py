@@ -401,10 +401,9 @@ def expected(p: Principal, interface: str) -> Expect:
     """The issue's design, per principal and interface."""
     if interface in DATA:
         return p.reads
-    if interface == "online-features":  # authorised in the feature view's domain
+    if interface == "online-features" or interface in FEATURE_READS:
+        # online lookups and training sets: authorised in the feature view's domain (#16)
         return p.reads if p.may("features.read") else "refused"
-    if interface in FEATURE_READS:  # training sets: features.read at platform scope
-        return p.reads if p.may("features.read", None) else "refused"
     if interface in ("ui-pages", "metadata"):
         return "visible" if p.reads == "clear" else "safe"
     if interface == "artifact-by-digest":
