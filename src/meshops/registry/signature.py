@@ -48,7 +48,7 @@ def _type_of_dtype(dtype: Any, sample: Any = None) -> ColumnType:
         return "float"
     if kind == "M":
         return "datetime"
-    if kind in "US" or str(dtype) == "string":
+    if kind in "US" or str(dtype) in {"string", "str"} or type(dtype).__name__ == "StringDtype":
         return "string"
     if kind == "O" and sample is not None:
         return _type_of_value(sample)
@@ -99,7 +99,9 @@ def _columns_of_frame(frame: Any) -> list[ColumnSpec]:
     specs = []
     for name in frame.columns:
         column = frame[name]
-        sample = column.iloc[0] if len(column) else None
+        # The first present value: a missing first value must not make a column "float".
+        present = column.dropna() if column.dtype == object else column
+        sample = present.iloc[0] if len(present) else None
         specs.append(ColumnSpec(name=str(name), type=_type_of_dtype(column.dtype, sample)))
     return specs
 
