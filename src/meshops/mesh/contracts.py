@@ -522,19 +522,22 @@ def _rule_id(port: str, column: str | None, rule: dict[str, Any], index: int) ->
     return ".".join(str(p) for p in ("quality", port, column or "*", label, index) if p is not None)
 
 
-def rule_relations(source: pa.Table | str, port: str) -> list[Relation]:
-    """What a contract's `sql` rules may read: the port's table, as `<port>` and `data`."""
+def rule_relations(
+    source: pa.Table | str, port: str, aliases: tuple[str, ...] = ()
+) -> list[Relation]:
+    """What a contract's `sql` rules may read: the port's table, as `<port>`, `data` and
+    each alias (the contract object's name and physicalName, which the official examples'
+    queries name directly)."""
+    names: list[str] = []
+    for name in (port, "data", *aliases):  # the sandbox's names are case-insensitive
+        if name.lower() not in {n.lower() for n in names}:
+            names.append(name)
     if isinstance(source, pa.Table):
-        names = dict.fromkeys([port, "data"])
         return [Relation(name, table=source, label=port) for name in names]
     view = Relation(
         port, select=f"SELECT * FROM {parquet_source(source)}", files=(source,), label=port
     )
-    return (
-        [view]
-        if port == "data"
-        else [view, Relation("data", select=f"SELECT * FROM {quote(port)}")]
-    )
+    return [view, *(Relation(n, select=f"SELECT * FROM {quote(port)}") for n in names[1:])]
 
 
 def sql_query(rule: dict[str, Any], port: str, column: str | None) -> str:
@@ -555,14 +558,17 @@ def sql_query(rule: dict[str, Any], port: str, column: str | None) -> str:
 
 
 def _sql_rules(
-    source: pa.Table | str, port: str, rules: list[tuple[dict[str, Any], str | None]]
+    source: pa.Table | str,
+    port: str,
+    rules: list[tuple[dict[str, Any], str | None]],
+    aliases: tuple[str, ...] = (),
 ) -> Iterator[float | None]:
     """Each rule's query (one number) in the kernel's sandbox: a contract is written by a
     data engineer, and it runs in the server at publish time, so it can read the port's
     table and nothing else."""
     if not rules:
         return
-    with Sandbox(rule_relations(source, port)) as box:
+    with Sandbox(rule_relations(source, port, aliases)) as box:
         for rule, column in rules:
             yield _sql_rule(box, port, rule, column)
 
@@ -638,8 +644,14 @@ def run_contract_test(
         values = measure_all(source, con, port, schema, [RowCount(), *(j[0] for j in judged)])
         row_count = values[RowCount()]
         results.extend(_verdict(j, values[j[0]], row_count) for j in judged)
+        aliases = tuple(
+            str(schema_object[k])
+            for k in ("name", "physicalName")
+            if schema_object.get(k)
+            and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(schema_object[k]))
+        )
         sql_values = _sql_rules(
-            source, port, [(r, p.column if p else None) for _, p, r in quality.sql]
+            source, port, [(r, p.column if p else None) for _, p, r in quality.sql], aliases
         )
         for (rule_id, on, rule), value in zip(quality.sql, sql_values, strict=True):
             results.append(_judge(rule_id, on.name if on else None, rule, value, row_count))
@@ -863,7 +875,8 @@ def _collect_quality(
             continue
         name = str(prop.get("name"))
         column = columns.get(name) or str(prop.get("physicalName") or name)
-        if column not in present and name not in present:
+        # in the data by its column; callers without the properties pass names
+        if column not in present and (props or name not in present):
             continue
         for i, rule in enumerate(prop.get("quality") or []):
             if isinstance(rule, dict):
