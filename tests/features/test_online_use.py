@@ -220,3 +220,33 @@ def test_http_lookup_errors_keep_their_status_and_body(
     assert ok.status_code == 200
     assert ok.headers["content-type"] == "application/json"
     assert ok.json()["rows"][0]["values"] == {"orders_7d": 3}
+
+
+def test_http_lookup_by_feature_service_as_documented(
+    http_served: tuple[Served, LiveServer],
+) -> None:
+    """`POST /v1/features/online` takes `"features": [...]` or `"service"` (docs/features.md),
+    on the fast path and the derived route alike; both or neither is a 422 naming the field."""
+    _, server = http_served
+    url = server.url + "/v1/features/online"
+    rows = [{"customer_id": 1, "amount": 60.0}, {"customer_id": 7, "amount": 1.0}]
+    at = hours(12).isoformat()
+    refs = ["customer_stats:*", "amount_ratio"]
+    with httpx.Client(headers=server.headers) as client:
+        by_service = client.post(url, json={"entity_rows": rows, "service": "churn", "now": at})
+        by_features = client.post(url, json={"entity_rows": rows, "features": refs, "now": at})
+        both = client.post(
+            url, json={"entity_rows": rows, "features": refs, "service": "churn", "now": at}
+        )
+        neither = client.post(url, json={"entity_rows": rows, "now": at})
+        unknown = client.post(url, json={"entity_rows": rows, "service": "nope", "now": at})
+    assert by_service.status_code == 200, by_service.text
+    assert by_service.json() == by_features.json()
+    first, second = by_service.json()["rows"]
+    assert first["status"] == "ok" and second["status"] == "missing"
+    assert first["values"] == {
+        "orders_7d": 3, "avg_amount": 30.0, "segment": "b", "amount_ratio": 2.0,
+    }  # fmt: skip
+    assert both.status_code == 422 and both.json()["detail"]["field"] == "service"
+    assert neither.status_code == 422 and neither.json()["detail"]["field"] == "features"
+    assert unknown.status_code == 404 and "churn" in unknown.json()["detail"]["known"]
