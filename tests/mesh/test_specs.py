@@ -24,10 +24,13 @@ def test_standard_odps_example_validates_and_round_trips() -> None:
 @pytest.mark.parametrize("path", sorted(EXAMPLE.rglob("*.odcs.yaml")), ids=lambda p: p.name)
 def test_odcs_contracts_round_trip_through_the_odcs_model(path: Path) -> None:
     doc = specs.load_yaml(path)
-    model = specs.validate_contract(doc)
+    specs.validate_contract(doc)
     exported = specs.export_contract(doc.data)
     assert yaml.safe_load(exported) == doc.data
-    assert OpenDataContractStandard.from_string(exported) == model
+    # another ODCS reader of the ecosystem reads the export as it reads the original
+    assert OpenDataContractStandard.from_string(exported) == OpenDataContractStandard.from_string(
+        path.read_text()
+    )
 
 
 def test_example_products_load(tmp_path: Path) -> None:

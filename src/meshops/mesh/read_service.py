@@ -112,7 +112,8 @@ class ReadService(MeshArea):
     def export(self, product: str, version: str | None = None) -> dict[str, str]:
         """The ODPS descriptor and ODCS contracts of a version, as YAML files by name."""
         published = self.get_version(product, version)
-        files = {specs.DESCRIPTOR_FILE: specs.export_descriptor(published.descriptor)}
+        lifecycle = self.get_product(product).status  # deprecate/retire show in `status`
+        files = {specs.DESCRIPTOR_FILE: specs.export_descriptor(published.descriptor, lifecycle)}
         for port in published.ports:
             files[f"{port.name}.odcs.yaml"] = specs.export_contract(port.contract)
         return files

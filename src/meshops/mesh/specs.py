@@ -1,178 +1,67 @@
 """Spec files of a data product folder: load, validate, export.
 
 A product folder holds
-  dataproduct.yaml   the ODPS 1.0 descriptor (validated with the official JSON Schema)
-  *.odcs.yaml        one ODCS 3.x contract per output port (JSON Schema + the ODCS pydantic
-                     model); a port names its contract by `contractId` == contract `id`
+  dataproduct.yaml   the ODPS descriptor (v0.9.0 or v1.0.0; `odps.py`)
+  *.odcs.yaml        the ODCS contracts of the output ports (v3.0.0 to v3.1.0; `odcs.py`);
+                     a port names its contract by `contractId` == contract `id`, and its
+                     schema object by name (see `_port_schema_object`)
   build.yaml         the meshops build recipe (inputs and transform, see builds.py)
 
+YAML is read with scalars as written (no implicit dates or times; `standards/documents.py`).
 Errors name the file, the line (from the YAML node marks) and the field, and say how to fix it.
-Documents are kept as the parsed mappings, so exporting them loses nothing.
+Documents are kept as written, so exporting them loses nothing; the contract checks read the
+internal model (`PortContract.model`, the ODCS 3.1.0 shape).
 """
 
 from __future__ import annotations
 
-import json
+import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-import yaml
-from open_data_contract_standard.model import OpenDataContractStandard
 from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 
-from meshops.kernel.bounds import check_nesting, check_yaml_node, yaml_too_large
+from meshops.kernel.bounds import check_nesting
 from meshops.kernel.errors import InvalidInput
+from meshops.mesh import odcs, odps
 from meshops.mesh.models import ColumnSpec, SemVer, check_name
+from meshops.mesh.standards.documents import (
+    YamlDoc,
+    dump_yaml,
+    load_yaml,
+    parse_yaml,
+)
+
+__all__ = [
+    "YamlDoc",
+    "dump_yaml",
+    "load_yaml",
+    "parse_yaml",
+]
 
 STANDARDS = Path(__file__).resolve().parent / "standards"
-ODPS_SCHEMA_FILE = STANDARDS / "odps-json-schema-v1.0.0.json"
-ODCS_SCHEMA_FILE = STANDARDS / "odcs-json-schema-v3.1.0.json"
 DESCRIPTOR_FILE = "dataproduct.yaml"
 BUILD_FILE = "build.yaml"
 CONTRACT_GLOB = "*.odcs.yaml"
-
-
-@lru_cache(maxsize=2)
-def _validator(path: Path) -> jsonschema.protocols.Validator:
-    schema = json.loads(path.read_text())
-    cls = jsonschema.validators.validator_for(schema)
-    return cls(schema)
-
-
-# --- YAML with line numbers ---
-
-
-@dataclass
-class YamlDoc:
-    """A parsed YAML mapping and its node tree, to find the line of any field."""
-
-    path: str
-    data: dict[str, Any]
-    node: yaml.Node | None
-
-    def line_of(self, location: list[str | int] | tuple[str | int, ...]) -> int | None:
-        node = self.node
-        line = node.start_mark.line + 1 if node is not None else None
-        for key in location:
-            if isinstance(node, yaml.MappingNode):
-                match = next(
-                    ((k, v) for k, v in node.value if getattr(k, "value", None) == key), None
-                )
-                if match is None:
-                    break
-                line = match[0].start_mark.line + 1
-                node = match[1]
-            elif isinstance(node, yaml.SequenceNode) and isinstance(key, int):
-                if key >= len(node.value):
-                    break
-                node = node.value[key]
-                line = node.start_mark.line + 1
-            else:
-                break
-        return line
-
-    def error(self, message: str, location: list[str | int], fix: str) -> InvalidInput:
-        dotted = _dotted(location)
-        line = self.line_of(location)
-        where = f"{self.path}:{line}" if line else self.path
-        return InvalidInput(
-            f"{where}: {dotted or '(document)'}: {message}",
-            {"file": self.path, "line": line, "field": dotted, "fix": fix},
-        )
-
-
-def _dotted(location: list[str | int] | tuple[str | int, ...]) -> str:
-    out = ""
-    for part in location:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def parse_yaml(text: str, path: str) -> YamlDoc:
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        check_yaml_node(node, path)  # depth and alias expansion, before data is built
-        data = yaml.safe_load(text)
-    except RecursionError as exc:  # PyYAML composes recursively: ~300 levels is its end
-        raise yaml_too_large(path, "the document nests too deeply") from exc
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise InvalidInput(
-            f"{path}:{line}: malformed YAML: {exc.problem or exc}",
-            {
-                "file": path,
-                "line": line,
-                "fix": "check indentation, colons and quoting around this line",
-            },
-        ) from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise InvalidInput(
-            f"{path}: expected a mapping at the top level, found {type(data).__name__}",
-            {"file": path, "line": 1, "fix": "start the file with `key: value` lines"},
-        )
-    return YamlDoc(path, data, node)
-
-
-def load_yaml(path: Path) -> YamlDoc:
-    if not path.is_file():
-        raise InvalidInput(
-            f"{path} does not exist", {"file": str(path), "fix": "create it or check the path"}
-        )
-    return parse_yaml(path.read_text(encoding="utf-8"), str(path))
-
-
-def dump_yaml(data: dict[str, Any]) -> str:
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+# Output port names: what the standards' examples use (`processed-data`, `rawtransactions`),
+# within what meshops uses a port name for: URNs (meshops:port:<product>:<port>), export file
+# names (<port>.odcs.yaml), quoted DuckDB view names of contract rules, HTTP path segments.
+PORT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 
 
 # --- validation ---
 
 
-def _schema_errors(doc: YamlDoc, schema_file: Path, standard: str) -> None:
-    validator = _validator(schema_file)
-    errors = sorted(validator.iter_errors(doc.data), key=lambda e: list(e.absolute_path))
-    if errors:
-        first = errors[0]
-        location = list(first.absolute_path)
-        fix = f"see the {standard} specification for the field; "
-        if first.validator == "required":
-            fix += "add the missing field"
-        elif first.validator == "enum":
-            fix += f"use one of {first.validator_value}"
-        elif first.validator == "additionalProperties":
-            fix += "remove or rename the unknown field"
-        else:
-            fix += f"expected {first.validator}: {first.validator_value}"
-        err = doc.error(first.message, location, fix)
-        err.detail["errors"] = [
-            {"field": _dotted(list(e.absolute_path)), "problem": e.message} for e in errors[:20]
-        ]
-        raise err
+def validate_descriptor(doc: YamlDoc) -> odps.Descriptor:
+    """Check an ODPS descriptor against its version's official JSON Schema."""
+    return odps.read(doc)
 
 
-def validate_descriptor(doc: YamlDoc) -> None:
-    """Check an ODPS descriptor against the official ODPS 1.0 JSON Schema."""
-    _schema_errors(doc, ODPS_SCHEMA_FILE, "ODPS 1.0")
-
-
-def validate_contract(doc: YamlDoc) -> OpenDataContractStandard:
-    """Check an ODCS contract against the ODCS JSON Schema and the ODCS pydantic model."""
-    _schema_errors(doc, ODCS_SCHEMA_FILE, "ODCS 3.x")
-    try:
-        return OpenDataContractStandard.model_validate(doc.data)
-    except PydanticValidationError as exc:
-        first = exc.errors()[0]
-        loc = [
-            p if isinstance(p, int) else ("schema" if p == "schema_" else p) for p in first["loc"]
-        ]
-        raise doc.error(first["msg"], loc, "see the ODCS 3.x specification") from exc
+def validate_contract(doc: YamlDoc) -> odcs.Contract:
+    """Check an ODCS contract against its version's official JSON Schema and upgrade it."""
+    return odcs.read(doc)
 
 
 # --- the product folder ---
@@ -212,10 +101,21 @@ class BuildSpec(BaseModel):
 class PortContract:
     port: str
     contract_id: str
-    document: dict[str, Any]  # the ODCS mapping as written
+    document: dict[str, Any]  # the ODCS mapping as written (what is published and exported)
     file: str
     columns: list[ColumnSpec]
-    schema_object: dict[str, Any]
+    schema_object: dict[str, Any]  # the port's schema object, from `model`
+    model: dict[str, Any] = field(default_factory=dict)  # internal model (ODCS 3.1.0 shape)
+    api_version: str = odcs.LATEST  # the contract's apiVersion
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What meshops needs of a product beyond ODPS, and where each came from."""
+
+    domain: str
+    name: str
+    version: str
 
 
 @dataclass
@@ -226,14 +126,15 @@ class ProductSpec:
     build: BuildSpec | None = None
     descriptor_file: str = DESCRIPTOR_FILE
     warnings: list[str] = field(default_factory=list)
+    identity: Identity | None = None
 
     @property
     def domain(self) -> str:
-        return str(self.descriptor["domain"])
+        return self.identity.domain if self.identity else str(self.descriptor["domain"])
 
     @property
     def name(self) -> str:
-        return str(self.descriptor["name"])
+        return self.identity.name if self.identity else str(self.descriptor["name"])
 
     @property
     def key(self) -> str:
@@ -241,7 +142,7 @@ class ProductSpec:
 
     @property
     def version(self) -> str:
-        return str(self.descriptor["version"])
+        return self.identity.version if self.identity else str(self.descriptor["version"])
 
     @property
     def description(self) -> str:
@@ -301,17 +202,44 @@ def columns_of(schema_object: dict[str, Any]) -> list[ColumnSpec]:
     return columns
 
 
-def _port_schema_object(doc: YamlDoc, port: str) -> dict[str, Any]:
-    objects = doc.data.get("schema") or []
-    for obj in objects:
-        if obj.get("name") == port:
-            return dict(obj)
+def _binding(descriptor: dict[str, Any], index: int) -> str | None:
+    """The schema object an output port names explicitly: the port's customProperty
+    `meshops.schemaObject` (ODPS 1.0.0), or the descriptor's `meshops.schemaObjects`
+    mapping {port: object} (ODPS 0.9.0 ports have no customProperties)."""
+    port = descriptor["outputPorts"][index]
+    bound = odps.custom_property(port, odps.SCHEMA_OBJECT_PROPERTY)
+    if bound is None:
+        mapping = odps.custom_property(descriptor, odps.SCHEMA_OBJECTS_PROPERTY)
+        if isinstance(mapping, dict):
+            bound = mapping.get(port.get("name"))
+    return None if bound is None else str(bound)
+
+
+def _port_schema_object(
+    doc: YamlDoc, model: dict[str, Any], port: str, bound: str | None
+) -> tuple[int, dict[str, Any]]:
+    """The port's schema object: the one the descriptor binds it to, else the one named
+    like the port, else the only one."""
+    objects = [o for o in model.get("schema") or [] if isinstance(o, dict)]
+    names = [str(o.get("name")) for o in objects]
+    if bound is not None:
+        if bound not in names:
+            raise doc.error(
+                f"the output port {port!r} is bound to schema object {bound!r}, which the "
+                f"contract does not declare (it declares {names})",
+                ["schema"],
+                f"set the port's `{odps.SCHEMA_OBJECT_PROPERTY}` to one of {names}",
+            )
+        return names.index(bound), objects[names.index(bound)]
+    if port in names:
+        return names.index(port), objects[names.index(port)]
     if len(objects) == 1:
-        return dict(objects[0])
+        return 0, objects[0]
     raise doc.error(
-        f"no schema object named {port!r}",
+        f"the contract has {len(objects)} schema objects {names} and none is named {port!r}",
         ["schema"],
-        f"name one schema object after the output port: `- name: {port}`",
+        f"bind the port to one in dataproduct.yaml: under the output port add "
+        f"`customProperties: [{{property: {odps.SCHEMA_OBJECT_PROPERTY}, value: <object>}}]`",
     )
 
 
@@ -336,13 +264,11 @@ def _check_columns(doc: YamlDoc, obj_index: int, columns: list[ColumnSpec]) -> N
             )
 
 
-def load_contract_for_port(doc: YamlDoc, port: str, contract_id: str) -> PortContract:
-    validate_contract(doc)
-    obj = _port_schema_object(doc, port)
-    index = next(
-        (i for i, o in enumerate(doc.data.get("schema") or []) if o.get("name") == obj.get("name")),
-        0,
-    )
+def load_contract_for_port(
+    doc: YamlDoc, port: str, contract_id: str, bound: str | None = None
+) -> PortContract:
+    contract = validate_contract(doc)
+    index, obj = _port_schema_object(doc, contract.model, port, bound)
     columns = columns_of(obj)
     if not columns:
         raise doc.error(
@@ -351,42 +277,131 @@ def load_contract_for_port(doc: YamlDoc, port: str, contract_id: str) -> PortCon
             "list the port's columns under `properties:`",
         )
     _check_columns(doc, index, columns)
-    return PortContract(port, contract_id, doc.data, doc.path, columns, obj)
+    return PortContract(
+        port, contract_id, doc.data, doc.path, columns, dict(obj), contract.model,
+        contract.api_version,
+    )  # fmt: skip
 
 
-def check_descriptor_for_publish(doc: YamlDoc) -> None:
-    """What meshops needs beyond ODPS: a domain, a name usable in SQL, a semver, ports."""
+def _layout(folder: Path | None) -> tuple[str | None, str | None]:
+    """(domain, product name) from a project repository's layout
+    `domains/<domain>/products/<name>/dataproduct.yaml`; (None, folder name) elsewhere."""
+    if folder is None:
+        return None, None
+    folder = folder.resolve()
+    parent = folder.parent
+    if parent.name == "products" and parent.parent.parent.name == "domains":
+        return parent.parent.name, folder.name
+    return None, folder.name
+
+
+def resolve_identity(
+    doc: YamlDoc, folder: Path | None = None, contracts: list[YamlDoc] | None = None
+) -> Identity:
+    """Domain, name and version of the product, and its output ports checked.
+
+    ODPS makes `domain` and `version` optional and `name` free text; meshops needs all
+    three as identifiers. Taken from the descriptor; where it has none, `domain` from the
+    repository layout (domains/<domain>/products/<name>), `version` from the port contracts
+    (when they all have the same `version`), `name` from the folder when the descriptor's
+    name is a display name ("Customer Data Product"); else an error naming the field.
+    """
     data = doc.data
-    for key in ("domain", "name", "version"):
-        if not data.get(key):
-            raise doc.error(f"{key} is missing", [key], f"add `{key}:` to the descriptor")
-    for key, what in (("domain", "domain"), ("name", "product name")):
-        try:
-            check_name(str(data[key]), what, key)
-        except InvalidInput as exc:
-            raise doc.error(exc.message, [key], exc.detail["fix"]) from exc
+    layout_domain, layout_name = _layout(folder)
+    domain = data.get("domain") or layout_domain
+    if not domain:
+        raise doc.error(
+            "domain is missing (ODPS makes it optional; meshops files every product in a domain)",
+            ["domain"],
+            "add `domain: <domain>` to the descriptor, or keep the product folder at "
+            "domains/<domain>/products/<name>/ in a meshops project",
+        )
     try:
-        SemVer.parse(str(data["version"]))
+        check_name(str(domain), "domain", "domain")
+    except InvalidInput as exc:
+        raise doc.error(exc.message, ["domain"], exc.detail["fix"]) from exc
+    name = str(data.get("name") or "")
+    if not _is_name(name):
+        if layout_name and _is_name(layout_name):
+            name = layout_name
+        else:
+            shown = repr(name) if name else "missing"
+            raise doc.error(
+                f"name is {shown}: meshops needs an identifier (lower-case letters, digits "
+                "and _) and the product folder's name is not one either",
+                ["name"],
+                "set `name:` to an identifier such as `customer_data`, or name the product "
+                "folder so",
+            )
+    version = data.get("version")
+    if not version:
+        versions = {str(c.data.get("version")) for c in contracts or [] if c.data.get("version")}
+        if len(versions) != 1:
+            found = f" (the port contracts have {sorted(versions)})" if versions else ""
+            raise doc.error(
+                f"version is missing{found} (ODPS makes it optional; meshops versions every "
+                "release of a product)",
+                ["version"],
+                "add `version: 1.0.0` (MAJOR.MINOR.PATCH) to the descriptor",
+            )
+        version = versions.pop()
+    try:
+        SemVer.parse(str(version))
     except InvalidInput as exc:
         raise doc.error(exc.message, ["version"], exc.detail["fix"]) from exc
-    ports = data.get("outputPorts") or []
+    _check_output_ports(doc)
+    return Identity(str(domain), name, str(version))
+
+
+def _is_name(value: str) -> bool:
+    try:
+        check_name(value, "name", "name")
+    except InvalidInput:
+        return False
+    return True
+
+
+def _check_output_ports(doc: YamlDoc) -> None:
+    ports = doc.data.get("outputPorts") or []
     if not ports:
         raise doc.error(
             "the product has no output ports",
             ["outputPorts"],
             "add `outputPorts: [{name: <port>, version: <semver>, contractId: <contract id>}]`",
         )
+    seen: dict[str, int] = {}
     for i, port in enumerate(ports):
+        name = str(port.get("name") or "")
+        if not PORT_NAME.match(name):
+            raise doc.error(
+                f"output port name {name!r} is not one meshops can use",
+                ["outputPorts", i, "name"],
+                "use letters, digits, _ and - (starting with a letter, at most 64), e.g. "
+                "`orders` or `processed-data`",
+            )
+        if name.lower() in seen:
+            first = seen[name.lower()]
+            raise doc.error(
+                f"output port {name!r} is declared twice (outputPorts[{first}] and "
+                f"outputPorts[{i}]); meshops publishes one snapshot per port and product "
+                "version, and names the port in URNs, grants and exported files (letter case "
+                "ignored)",
+                ["outputPorts", i, "name"],
+                "give each output port its own name, or publish the other port version as "
+                "the next version of the product",
+            )
+        seen[name.lower()] = i
         if not port.get("contractId"):
             raise doc.error(
                 "the output port names no contract",
                 ["outputPorts", i, "contractId"],
                 "set contractId to the `id` of the port's ODCS contract file",
             )
-        try:
-            check_name(str(port["name"]), "port name", "name")
-        except InvalidInput as exc:
-            raise doc.error(exc.message, ["outputPorts", i, "name"], exc.detail["fix"]) from exc
+
+
+def check_descriptor_for_publish(doc: YamlDoc, folder: Path | None = None) -> Identity:
+    """What meshops needs beyond ODPS (see `resolve_identity`), without the contracts."""
+    return resolve_identity(doc, folder, None)
 
 
 def load_product(folder: str | Path) -> ProductSpec:
@@ -394,7 +409,6 @@ def load_product(folder: str | Path) -> ProductSpec:
     root = Path(folder)
     descriptor = load_yaml(root / DESCRIPTOR_FILE)
     validate_descriptor(descriptor)
-    check_descriptor_for_publish(descriptor)
     contracts: dict[str, YamlDoc] = {}
     for path in sorted(root.rglob(CONTRACT_GLOB)):
         doc = load_yaml(path)
@@ -406,6 +420,12 @@ def load_product(folder: str | Path) -> ProductSpec:
                 "give every contract its own id",
             )
         contracts[contract_id] = doc
+    port_docs = [
+        contracts[str(p.get("contractId"))]
+        for p in descriptor.data.get("outputPorts") or []
+        if str(p.get("contractId")) in contracts
+    ]
+    identity = resolve_identity(descriptor, root, port_docs)
     ports = []
     for i, port in enumerate(descriptor.data["outputPorts"]):
         doc_for_port = contracts.get(str(port["contractId"]))
@@ -416,10 +436,17 @@ def load_product(folder: str | Path) -> ProductSpec:
                 f"add a {CONTRACT_GLOB} file with `id: {port['contractId']}` to the folder",
             )
         ports.append(
-            load_contract_for_port(doc_for_port, str(port["name"]), str(port["contractId"]))
+            load_contract_for_port(
+                doc_for_port,
+                str(port["name"]),
+                str(port["contractId"]),
+                _binding(descriptor.data, i),
+            )
         )
     build = load_build(root / BUILD_FILE) if (root / BUILD_FILE).exists() else None
-    spec = ProductSpec(root, descriptor.data, ports, build, str(root / DESCRIPTOR_FILE))
+    spec = ProductSpec(
+        root, descriptor.data, ports, build, str(root / DESCRIPTOR_FILE), identity=identity
+    )
     if build is not None and build.transforms:
         unknown = set(build.transforms) - {p.port for p in ports}
         if unknown:
@@ -476,28 +503,42 @@ def spec_from_documents(
         check_nesting(contract, f"contracts.{port}")
     desc_doc = parse_yaml(dump_yaml(descriptor), "<descriptor>")
     validate_descriptor(desc_doc)
-    check_descriptor_for_publish(desc_doc)
+    contract_docs = {
+        name: parse_yaml(dump_yaml(contract), f"<contract {name}>")
+        for name, contract in contracts.items()
+    }
+    port_names = [str(p.get("name")) for p in desc_doc.data.get("outputPorts") or []]
+    identity = resolve_identity(
+        desc_doc, None, [contract_docs[n] for n in port_names if n in contract_docs]
+    )
     ports = []
-    for port in desc_doc.data["outputPorts"]:
+    for i, port in enumerate(desc_doc.data["outputPorts"]):
         name = str(port["name"])
-        if name not in contracts:
+        if name not in contract_docs:
             raise InvalidInput(
                 f"no contract given for output port {name!r}",
                 {"field": "contracts", "fix": f"pass contracts={{{name!r}: <ODCS mapping>}}"},
             )
-        doc = parse_yaml(dump_yaml(contracts[name]), f"<contract {name}>")
-        ports.append(load_contract_for_port(doc, name, str(port["contractId"])))
-    return ProductSpec(None, desc_doc.data, ports, None, "<descriptor>")
+        ports.append(
+            load_contract_for_port(
+                contract_docs[name], name, str(port["contractId"]), _binding(desc_doc.data, i)
+            )
+        )
+    return ProductSpec(None, desc_doc.data, ports, None, "<descriptor>", identity=identity)
 
 
-def contract_model(document: dict[str, Any]) -> OpenDataContractStandard:
-    return OpenDataContractStandard.model_validate(document)
+def contract_model(document: dict[str, Any]) -> dict[str, Any]:
+    """The internal model (ODCS 3.1.0 shape, see odcs.py) of a contract as written."""
+    return odcs.upgrade(document)
 
 
-def export_contract(document: dict[str, Any]) -> str:
-    """ODCS YAML as the pydantic model writes it (what other ODCS tools read)."""
-    return contract_model(document).to_yaml()
+def export_contract(document: dict[str, Any], version: str | None = None) -> str:
+    """ODCS YAML: the contract as written (valid under its version's schema), or its 3.1.0
+    form when `version` is "v3.1.0"."""
+    return odcs.export(document, version)
 
 
-def export_descriptor(document: dict[str, Any]) -> str:
-    return dump_yaml(document)
+def export_descriptor(document: dict[str, Any], lifecycle: str | None = None) -> str:
+    """ODPS YAML: the descriptor as written, `status` following the product's lifecycle
+    (`deprecated`, `retired`)."""
+    return odps.export(document, lifecycle)
