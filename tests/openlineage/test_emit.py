@@ -174,3 +174,69 @@ def test_failing_pipeline_sends_fail_and_abort(ol_home: tuple[Platform, Events])
     check_lifecycle(events.of_job("failing.never"), end="ABORT")  # skipped downstream
     for name in ("failing.fine", "failing.broken", "failing.never"):
         assert parent_of(events.of_job(name)[0]) == ("failing", run["run"]["runId"])
+
+
+# --- a training run, its registration, and a batch scoring -------------------------------
+
+
+def test_training_run_and_registration(ol_home: tuple[Platform, Events]) -> None:
+    from tests.serving.helpers import fitted, training_frame
+
+    platform, events = ol_home
+    frame, _ = training_frame()
+    with platform.tracking.start_run("churn-training", capture_environment=False) as run:
+        run.log_metric("accuracy", 0.9)
+    version = platform.registry.log_model("churn", fitted(1), input_example=frame.head(3),
+                                          run_id=run.id)  # fmt: skip
+    training = check_lifecycle(events.of_job("tracking.churn-training"))
+    assert training["run"]["runId"] == openlineage.run_id_of(run.id)
+    assert training["job"]["facets"]["jobType"]["jobType"] == "TRAINING"
+    registration = check_lifecycle(events.of_job("registry.churn"))
+    assert registration["outputs"][0]["name"] == "model.churn"
+    assert registration["outputs"][0]["facets"]["version"]["datasetVersion"] == str(version.version)
+
+    with pytest.raises(RuntimeError), platform.tracking.start_run("churn-training") as failed:
+        raise RuntimeError("diverged")
+    fail = check_lifecycle(runs_of(events.of_job("tracking.churn-training"))[
+        openlineage.run_id_of(failed.id)], end="FAIL")  # fmt: skip
+    assert "diverged" in fail["run"]["facets"]["errorMessage"]["message"]
+
+
+def test_batch_scoring(ol_home: tuple[Platform, Events]) -> None:
+    from tests.features.helpers import publish
+    from tests.serving.helpers import FEATURES, record, register_churn
+
+    platform, events = ol_home
+    register_churn(platform)
+    rows = [record(100 + i) for i in range(20)]
+    table = pa.table(
+        {"customer_id": list(range(20)), **{f: [r[f] for r in rows] for f in FEATURES}}
+    )
+    publish(platform, "sales.customers", "1.0.0", table)
+    scored = platform.serving.batch_score("churn@champion", "sales.customers", "1.0.0",
+                                          output="sales.scores")  # fmt: skip
+
+    (source,) = [e for e in events.all() if e["job"]["name"] == "sales.customers.build"
+                 and e["eventType"] == "COMPLETE"]  # fmt: skip
+    scoring = check_lifecycle(events.of_job("sales.scores.batch_score"))
+    assert scoring["job"]["facets"]["jobType"]["jobType"] == "SCORING"
+    inputs = dataset_names(scoring, "inputs")
+    assert dataset_names(source, "outputs") <= inputs  # the scored port, by its name
+    assert (NAMESPACE, "model.churn") in inputs
+    (out,) = scoring["outputs"]
+    assert (out["namespace"], out["name"]) == (NAMESPACE, f"sales.scores.{scored.ports[0].name}")
+    lineage = out["facets"]["columnLineage"]["fields"]
+    (read,) = [d for d in scoring["inputs"] if d["name"] != "model.churn"]
+    assert lineage["customer_id"]["inputFields"] == [
+        {
+            "namespace": NAMESPACE,
+            "name": read["name"],
+            "field": "customer_id",
+            "transformations": [{"type": "DIRECT", "subtype": "IDENTITY"}],
+        }
+    ]
+    assert "prediction" not in lineage  # not a copy of one input column
+    # The publish of the predictions is a child of the scoring run, writing the same port.
+    publish_run = check_lifecycle(events.of_job("sales.scores.build"))
+    assert parent_of(publish_run) == ("sales.scores.batch_score", scoring["run"]["runId"])
+    assert dataset_names(publish_run, "outputs") == {(out["namespace"], out["name"])}

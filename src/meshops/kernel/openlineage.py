@@ -166,14 +166,20 @@ def quality_facet(assertions: list[dict[str, Any]]) -> Any:
 
 
 def column_lineage_facet(fields: dict[str, list[tuple[str, str, str]]]) -> Any:
-    """`columnLineage`: output column -> [(namespace, name, input column)]."""
+    """`columnLineage`: output column -> [(namespace, name, input column)], each a copy
+    (transformation DIRECT/IDENTITY)."""
     from openlineage.client.facet_v2 import column_lineage_dataset as cl
 
     return cl.ColumnLineageDatasetFacet(
         fields={
             out: cl.Fields(
                 inputFields=[
-                    cl.InputField(namespace=ns, name=name, field=column)
+                    cl.InputField(
+                        namespace=ns,
+                        name=name,
+                        field=column,
+                        transformations=[cl.Transformation(type="DIRECT", subtype="IDENTITY")],
+                    )
                     for ns, name, column in sources
                 ]
             )
