@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from sklearn.linear_model import LogisticRegression
 
 from meshops.client import Platform
@@ -43,6 +44,19 @@ def register_churn(
             name, fitted(k), input_example=frame.head(5), metrics={"accuracy": 0.9}
         )
     platform.registry.set_alias(name, "champion", 1)
+
+
+def justify_move(
+    platform: Platform, version: int, name: str = "churn", trust: bool = False
+) -> None:
+    """Record v`version` scored against the current champion on rows labelled the way it
+    predicts (odd versions the target, even ones its opposite): the default promotion gate
+    wants a comparison on the same data before champion moves; these tests are about
+    serving the move, not about which model is better."""
+    frame, target = training_frame(seed=1)
+    labels = target if (version - 1) % 2 == 0 else 1 - target
+    data = pa.Table.from_pandas(frame.assign(label=labels))
+    assert platform.registry.compare(name, version, data=data, label="label", trust=trust).allowed
 
 
 def record(i: int = 0) -> dict[str, Any]:

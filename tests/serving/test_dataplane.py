@@ -23,7 +23,7 @@ from meshops.kernel.home import Home
 from meshops.serving import runtime as runtime_module
 from meshops.serving import store
 from tests.conftest import LiveServer, free_port, make_settings
-from tests.serving.helpers import record, register_churn
+from tests.serving.helpers import justify_move, record, register_churn
 
 # Enough for 16 concurrent clients to overlap with several log chunk writes (one a second
 # at least) and an in-flight buffer: what the load test checks is "no errors, nothing lost
@@ -109,6 +109,7 @@ def test_alias_move_in_this_process_is_served_at_once_without_failures(
     for thread in threads:
         thread.start()
     time.sleep(0.3)
+    justify_move(platform, 2)
     platform.registry.set_alias("churn", "champion", 2)
     moved = time.monotonic()
     deadline = moved + 10
@@ -245,6 +246,7 @@ def _move_alias(settings: Settings, version: int) -> float:
     home = Home(settings)
     try:
         with Platform(settings, home=home) as platform:
+            justify_move(platform, version, trust=True)
             platform.registry.set_alias("churn", "champion", version)
     finally:
         home.close()

@@ -20,7 +20,7 @@ from meshops.serving import endpoint_app
 from meshops.serving.endpoint_app import create_endpoint_app
 from meshops.serving.models import SignatureRows
 from meshops.serving.runtime import Runtime, runtime_for
-from tests.serving.helpers import FEATURES, expected, record, register_churn
+from tests.serving.helpers import FEATURES, expected, justify_move, record, register_churn
 
 
 @pytest.fixture
@@ -133,6 +133,7 @@ def test_an_unchanged_platform_costs_the_watcher_one_read(
         assert runtime.poll() == 0
         assert len(statements) == 1 and "max" in statements[0].lower()
         statements.clear()
+        justify_move(churn_api, 2)
         churn_api.registry.set_alias("churn", "champion", 2)
         statements.clear()
         assert runtime.poll() == 1  # the counter moved: checked, reloaded
