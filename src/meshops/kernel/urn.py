@@ -36,6 +36,10 @@ KINDS = frozenset(
         "policy",
         "user",
         "source",
+        # OpenLineage events received (POST /api/v1/lineage): a job, a run, a dataset
+        "job",
+        "olrun",
+        "oldataset",
         # project (objects a repository applies that have no URN kind of their own)
         "entity",
         "feature",
