@@ -177,6 +177,10 @@ def _seed(p: Platform, workdir: Path) -> Demo:
         p.registry.log_model("churn", model, input_example=data.head(5), run_id=run_id)
     p.registry.set_alias("churn", "champion", 1, reason="first release")
     p.registry.set_alias("churn", "challenger", 2, reason="try the new run")
+    # The labels turned (v2 learnt the new behaviour): both scored on the same fresh rows.
+    fresh, target = frame(5)
+    evaluation = pa.Table.from_pandas(fresh.assign(churned=1 - target))
+    p.registry.compare("churn", 2, data=evaluation, label="churned")
     p.registry.set_alias("churn", "champion", 2, reason="better accuracy offline")
     p.registry.set_model_card("churn", 2, MODEL_CARD)
 
