@@ -13,6 +13,7 @@ import meshops
 from meshops import assembly
 from meshops.api.routers import features as features_router
 from meshops.api.routers import governance as governance_router
+from meshops.api.routers import lineage as lineage_router
 from meshops.api.routers import mesh as mesh_router
 from meshops.api.routers import pipelines as pipelines_router
 from meshops.api.routers import project as project_router
@@ -55,6 +56,7 @@ def create_app(home: Home, authenticate: Authenticate = local_user) -> FastAPI:
     _install_error_handlers(app)
     _install_health(app)
     app.include_router(router_for(Lineage, LineageService, tags=["lineage"]))
+    app.include_router(lineage_router.router)  # OpenLineage events in (raw JSON bodies)
     for area in assembly.AREAS:  # routes derived from each area's declarations
         app.include_router(router_for(area.protocol, area.service, tags=[area.name]))
     app.include_router(features_router.router)
