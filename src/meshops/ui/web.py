@@ -199,6 +199,13 @@ def urn_label(urn: str) -> tuple[str, str]:
         return rest[-1].rsplit("/", 1)[-1], f"source ({rest[0]})"
     if kind in ("artifact", "monitorresult", "alert"):
         return rest[-1][:14], kind
+    if kind in ("job", "oldataset") and len(rest) == 2:  # received OpenLineage events
+        from meshops.kernel.openlineage_ingest import unescape
+
+        what = "OpenLineage job" if kind == "job" else "dataset"
+        return unescape(rest[1]), f"{what} ({unescape(rest[0])})"
+    if kind == "olrun":
+        return rest[0][:13], "OpenLineage run"
     return ":".join(rest), kind
 
 
