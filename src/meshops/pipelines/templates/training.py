@@ -531,7 +531,7 @@ def validate_data(
                 )
     if problems:
         raise _invalid(
-            "data validation failed:\n- " + "\n- ".join(problems),
+            f"data validation failed ({len(problems)}): " + "; ".join(problems),
             problems=problems,
             fix="fix the data or the options named in each problem",
         )
@@ -591,14 +591,15 @@ def frame_of(table: pa.Table, columns: list[str]) -> Any:
 
 
 def labels_of(table: pa.Table, label: str) -> Any:
+    """The label as a NumPy array: numbers and booleans as such, anything else as strings
+    in an object array (what scikit-learn takes as class names)."""
     column = table.column(label)
     if pa.types.is_dictionary(column.type):
         column = pc.cast(column, column.type.value_type)
-    return np.asarray(column.to_pylist(), dtype=object if not _is_numeric(column) else None)
-
-
-def _is_numeric(column: Any) -> bool:
-    return bool(pa.types.is_integer(column.type) or pa.types.is_floating(column.type))
+    kind = column.type
+    if pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        return column.to_numpy(zero_copy_only=False)
+    return np.asarray([str(v) for v in column.to_pylist()], dtype=object)
 
 
 def _import(path: str) -> Any:
@@ -614,24 +615,30 @@ def _import(path: str) -> Any:
         ) from exc
 
 
+def estimator_path(name: str, task: str) -> str:
+    """The import path of `name`: a short name's variant for the task, or `name`."""
+    if name not in ALGORITHMS:
+        return name
+    classifier, regressor = ALGORITHMS[name]
+    chosen = classifier if task == "classification" else regressor
+    if chosen is None:
+        raise _invalid(
+            f"estimator {name!r} has no {task} variant",
+            field="estimator",
+            fix="use hist_gradient_boosting, random_forest or linear",
+        )
+    return chosen
+
+
 def make_estimator(name: str, params: dict[str, Any], task: str, seed: int) -> Any:
     """The estimator `name` (a short name or an import path) with `params`; refuses one
     that does not fit the task (a regressor for classes, a classifier for numbers)."""
     from sklearn.base import is_classifier, is_regressor
 
-    path = name
+    path = estimator_path(name, task)
     defaults: dict[str, Any] = {}
     if name in ALGORITHMS:
-        classifier, regressor = ALGORITHMS[name]
-        chosen = classifier if task == "classification" else regressor
-        if chosen is None:
-            raise _invalid(
-                f"estimator {name!r} has no {task} variant",
-                field="estimator",
-                fix="use hist_gradient_boosting, random_forest or linear",
-            )
-        path = chosen
-        defaults = dict(_ALIAS_PARAMS.get(chosen, {}))
+        defaults = dict(_ALIAS_PARAMS.get(path, {}))
     cls = _import(path)
     try:
         estimator = cls()
@@ -872,7 +879,7 @@ def train_model(
         list(baseline.classes_) if task == "classification" else None,
     )
     chosen = type(fitted.steps[-1][1])
-    estimator_path = f"{chosen.__module__}.{chosen.__qualname__}"
+    path = estimator_path(estimator, task)
     with _connect() as platform:
         run = platform.tracking.create_run(
             experiment,
@@ -881,7 +888,7 @@ def train_model(
                 "meshops.model": model_name,
                 "meshops.training_set": info["urn"],
                 "meshops.task": task,
-                "meshops.estimator": estimator_path,
+                "meshops.estimator": path,
                 "meshops.algorithm": estimator,
             },
         )
@@ -890,7 +897,7 @@ def train_model(
             run.id,
             {
                 "task": task,
-                "estimator": estimator_path,
+                "estimator": path,
                 "estimator_params": json.dumps(estimator_params, sort_keys=True, default=str),
                 "holdout_fraction": holdout_fraction,
                 "holdout": "latest rows" if info["timestamp_column"] else "stratified random",
@@ -936,7 +943,7 @@ def train_model(
             ],
         )
         platform.tracking.flush()
-    print(f"trained {estimator_path} ({task}) on {train.num_rows} rows (run {run.id})")
+    print(f"trained {path} ({task}) on {train.num_rows} rows (run {run.id})")
     holdout_table = holdout.select([*features, label])
     return (
         fitted,
@@ -944,7 +951,7 @@ def train_model(
         {
             "id": run.id,
             "experiment": experiment,
-            "estimator": estimator_path,
+            "estimator": path,
             "estimator_params": estimator_params,
             "train_rows": train.num_rows,
             "train_metrics": train_metrics,
@@ -1274,26 +1281,60 @@ def _output_specs(output: Any) -> list[Any]:
 
 
 @step(cache=False)
-def promote(registered: dict[str, Any], evaluation: dict[str, Any], alias: str) -> dict[str, Any]:
-    """Move `alias` to the new version when it beat the current holder; the registry's
-    promotion gate (`model.promote` policies, metric comparison, approvals) decides last."""
+def promote(
+    registered: dict[str, Any],
+    evaluation: dict[str, Any],
+    holdout: pa.Table,
+    info: dict[str, Any],
+    alias: str,
+) -> dict[str, Any]:
+    """Score the new version and the current holder of `alias` on the holdout with
+    `platform.registry.compare` (in this process; recorded as a run, linked in lineage,
+    read by the promotion gate) and move `alias` when the new version is better on the
+    primary metric, or when there is no holder; the registry's promotion gate
+    (`model.promote` policies, the comparison's tolerance, approvals) decides last."""
     from meshops.kernel.errors import Forbidden
 
     name, version = registered["name"], int(registered["version"])
-    decision: dict[str, Any] = {"model": name, "version": version, "alias": alias}
-    if not evaluation["better"]:
-        decision.update(promoted=False, reason="not better than the current holder")
-        print(f"kept {alias}: v{version} is not better than the current holder")
-        return decision
     metric = evaluation["metric"]
-    lift = evaluation["lift"]
-    reason = (
-        f"automated training: {metric} {evaluation['candidate'][metric]:.4f}"
-        + (f", lift {lift:+.4f}" if lift is not None else "")
-        + " over "
-        + (f"v{evaluation['champion_version']}" if evaluation["champion_version"] else "baseline")
-    )
+    decision: dict[str, Any] = {"model": name, "version": version, "alias": alias}
     with _connect() as platform:
+        comparison = platform.registry.compare(
+            name,
+            version,
+            alias=alias,
+            data=holdout,
+            label=info["label_column"],
+            metric=metric,
+            data_urn=info["urn"],
+        )
+        decision["comparison"] = {
+            "id": comparison.id,
+            "run_id": comparison.run_id,
+            "metric": comparison.metric,
+            "challenger_score": comparison.challenger_score,
+            "champion_score": comparison.champion_score,
+            "champion_version": comparison.champion_version,
+            "allowed": comparison.allowed,
+        }
+        held, champion = comparison.champion_score, comparison.champion_version
+        if held is None:
+            better = evaluation["better"]  # no holder: the candidate against the baseline
+            over = "baseline"
+        else:
+            delta = comparison.challenger_score - held
+            better = (delta < 0) if comparison.direction == "min" else (delta > 0)
+            over = f"v{champion}"
+        reason = (
+            f"automated training: {comparison.metric} {comparison.challenger_score:.4f} vs "
+            + (f"{held:.4f} of {over}" if held is not None else over)
+            + f" on {comparison.evaluated_rows} holdout rows (comparison {comparison.id})"
+        )
+        if not comparison.allowed or not better:
+            why = "; ".join(comparison.reasons) or "not better than the current holder"
+            decision.update(promoted=False, reason=why)
+            print(f"kept {alias}: v{version} ({reason}): {why}")
+            return decision
         try:
             move = platform.registry.set_alias(name, alias, version, reason=reason)
         except Forbidden as exc:  # PolicyViolation: the gate refused
@@ -1491,7 +1532,7 @@ def training_pipeline(
         domain=o["domain"],
         description=o["description"],
     )
-    decision = promote(registered, evaluation, o["alias"])
+    decision = promote(registered, evaluation, holdout, info, o["alias"])
     if o["endpoint"]:
         return decision, deploy(
             table,
