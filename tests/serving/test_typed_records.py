@@ -7,9 +7,11 @@ expected answers come from calling those pipelines directly on frames built here
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -23,11 +25,13 @@ from meshops.client import Platform
 from meshops.governance.authn import authenticate_token
 from meshops.kernel.errors import InvalidInput, NotFound
 from meshops.kernel.home import Home
+from meshops.kernel.http import HttpTransport
 from meshops.serving import batch
 from meshops.serving.endpoint_app import create_endpoint_app
 from tests.conftest import LiveServer, free_port, make_settings
 from tests.features.helpers import publish
 from tests.serving import typed_models as tm
+from tests.support.cli import run_main
 
 PENGUINS, MASS, IRIS = "penguins-api", "mass-api", "iris-api"
 
@@ -44,7 +48,8 @@ class Served:
 
     def __init__(self, platform: Platform, home: Home, models: Models, url: str, token: str):
         self.platform, self.home, self.models = platform, home, models
-        self.url, self.headers = url, {"authorization": f"Bearer {token}"}
+        self.url, self.token = url, token
+        self.headers = {"authorization": f"Bearer {token}"}
 
     def post(self, endpoint: str, body: Any, query: str = "") -> httpx.Response:
         path = f"{self.url}/v1/endpoints/{endpoint}/predict{query}"
@@ -325,3 +330,31 @@ def test_batch_scoring_takes_nulls_and_names_the_bad_row(
         platform.serving.batch_score("penguins/1", "sales.penguin_bad", output="sales.bad_scores")
     with pytest.raises(NotFound):
         platform.mesh.list_versions("sales.bad_scores")
+
+
+def test_remote_sdk_and_cli_ask_for_probabilities(
+    served: Served, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The HTTP client (`proba=True`) and `meshops predict --proba` against the live server."""
+    record = {**tm.penguin_record(5), "bill_length_mm": None, "island": "Atlantis"}
+    local = served.models.penguins.predict_proba(tm.expected_frame([record]))[0]
+    settings = replace(served.home.settings, uri=served.url, token=served.token)
+    remote = Platform(settings, http=HttpTransport(served.url, served.token))
+    try:
+        got = remote.serving.predict(PENGUINS, [record], proba=True).predictions[0]
+    finally:
+        remote.close()
+    assert [got["proba_Adelie"], got["proba_Gentoo"]] == pytest.approx(list(local))
+    monkeypatch.setenv("MESHOPS_URI", served.url)
+    monkeypatch.setenv("MESHOPS_TOKEN", served.token)
+    done = run_main(
+        ["predict", PENGUINS, "--data", json.dumps([record]), "--proba"], monkeypatch, capsys
+    )
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)["predictions"][0]
+    assert printed["proba_Gentoo"] == pytest.approx(local[1])
+    refused = run_main(
+        ["predict", MASS, "--data", json.dumps([record]), "--proba"], monkeypatch, capsys
+    )
+    assert refused.returncode == 2
+    assert "no class probabilities" in refused.stderr

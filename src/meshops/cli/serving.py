@@ -199,13 +199,16 @@ def predict(
     data: Annotated[str | None, typer.Option(help="JSON records, e.g. '[{\"x\": 1}]'.")] = None,
     file: Annotated[Path | None, typer.Option(help="JSON file of records ('-': stdin).")] = None,
     request_id: Annotated[str | None, typer.Option(help="Request id to use.")] = None,
+    proba: Annotated[
+        bool, typer.Option(help="Add a classifier's class probabilities (proba_<class>).")
+    ] = False,
 ) -> None:
     """Score records on an endpoint; prints the predictions as JSON."""
     from meshops.client import connect
 
     records = _read_records(data, file)
     with connect() as platform:
-        result = platform.serving.predict(endpoint, records, request_id=request_id)
+        result = platform.serving.predict(endpoint, records, request_id=request_id, proba=proba)
     print_json(result)
 
 
