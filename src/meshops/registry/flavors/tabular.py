@@ -116,7 +116,7 @@ class DatetimeParts(_ColumnConverter):
                 values.dt.year,
                 values.dt.month,
                 values.dt.day,
-                values.dt.dayofweek,
+                values.dt.day_of_week,
                 values.dt.hour,
                 epoch,
             ):
