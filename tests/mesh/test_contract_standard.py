@@ -497,7 +497,9 @@ def test_sql_placeholders_are_replaced_by_quoted_names(query: str) -> None:
 
 def test_property_placeholder_on_the_object_and_reads_outside_the_sandbox_are_refused() -> None:
     with pytest.raises(InvalidInput, match="declared on the object"):
-        _quality(None, {"type": "sql", "query": "SELECT count({property}) FROM {object}"})
+        _quality(
+            None, {"type": "sql", "query": "SELECT count({property}) FROM {object}", "mustBe": 0}
+        )
     with pytest.raises(InvalidInput, match="sql quality rule"):
         _quality(
             None,

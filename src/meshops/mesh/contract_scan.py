@@ -615,12 +615,13 @@ class ScanPlan:
 
 def measure_all(
     source: pa.Table | str,
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | Callable[[], duckdb.DuckDBPyConnection],
     relation_name: str,
     schema: pa.Schema,
     measures: Iterable[Measure],
 ) -> dict[Measure, int]:
-    """The exact value of every measure over `source` (also the DuckDB view `relation_name`)."""
+    """The exact value of every measure over `source` (also the DuckDB view `relation_name`
+    of `con`, or of the connection `con()` returns)."""
     plan = ScanPlan(schema, measures)
     data = _Source(source)
     values: dict[Measure, int] = {RowCount(): data.rows}
@@ -633,7 +634,9 @@ def measure_all(
         else:
             values[measure] = value
     if pending:
-        row = con.execute(
+        # a callable opens the DuckDB view only now: most contracts never need it
+        connection = con if isinstance(con, duckdb.DuckDBPyConnection) else con()
+        row = connection.execute(
             f"SELECT {', '.join(m.sql() for m in pending)} FROM {quote(relation_name)}"
         ).fetchall()[0]
         values.update({m: int(v or 0) for m, v in zip(pending, row, strict=True)})

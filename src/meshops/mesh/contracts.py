@@ -18,8 +18,8 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -300,6 +300,27 @@ def relation(source: pa.Table | str, name: str = "data") -> Iterator[duckdb.Duck
         con.close()
 
 
+class LazyRelation:
+    """`relation(source, name)` opened on first use: a DuckDB connection costs tens of
+    milliseconds, and most contract tests are answered by Arrow alone."""
+
+    def __init__(self, source: pa.Table | str, name: str) -> None:
+        self.source, self.name = source, name
+        self._stack = ExitStack()
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    def __call__(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            self._con = self._stack.enter_context(relation(self.source, self.name))
+        return self._con
+
+    def __enter__(self) -> LazyRelation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+
 def arrow_schema(source: pa.Table | str) -> pa.Schema:
     return source.schema if isinstance(source, pa.Table) else pq.read_schema(source)
 
@@ -562,15 +583,14 @@ def _sql_rules(
     port: str,
     rules: list[tuple[dict[str, Any], str | None]],
     aliases: tuple[str, ...] = (),
-) -> Iterator[float | None]:
+) -> list[float | None]:
     """Each rule's query (one number) in the kernel's sandbox: a contract is written by a
     data engineer, and it runs in the server at publish time, so it can read the port's
     table and nothing else."""
     if not rules:
-        return
+        return []
     with Sandbox(rule_relations(source, port, aliases)) as box:
-        for rule, column in rules:
-            yield _sql_rule(box, port, rule, column)
+        return [_sql_rule(box, port, rule, column) for rule, column in rules]
 
 
 def _sql_rule(box: Sandbox, port: str, rule: dict[str, Any], column: str | None) -> float | None:
@@ -634,7 +654,7 @@ def run_contract_test(
     schema = arrow_schema(source)
     present = {f.name: f.type for f in schema}
     props = _properties(columns, schema_object)
-    with relation(source, port) as con:
+    with LazyRelation(source, port) as con:
         results: list[RuleResult] = []
         for prop in props:
             results.extend(_schema_type_checks(port, prop, present))
@@ -764,7 +784,10 @@ def _plan_quality(
         kind = str(
             rule.get("type") or ("library" if rule.get("metric") or rule.get("rule") else "")
         )
-        if kind == "sql":
+        if kind == "sql" and not any(rule.get(op) is not None for op in OPERATORS):
+            why = "sql rule declares no expected value (no mustBe…)"
+            planned.reported.append(_not_evaluated(rule_id, column_name, rule, why))
+        elif kind == "sql":
             planned.sql.append((rule_id, prop, rule))
         elif kind == "custom":
             why = f"custom rule for {rule.get('engine') or 'an unnamed engine'}: run by that tool"
@@ -1207,7 +1230,7 @@ class SlaScope:
     """What SLA checks of one port see: its data (the DuckDB view `port`), its object and
     properties, the whole contract when known, and the moment of the test."""
 
-    con: duckdb.DuckDBPyConnection
+    con: Callable[[], duckdb.DuckDBPyConnection]
     port: str
     schema_object: dict[str, Any]
     props: list[_Property]
@@ -1318,7 +1341,7 @@ def _latency(
                 rule, prop.name, declared, f"element {prop.name} is {family}, not a date or time"
             )
         ]
-    newest = fetch_one(scope.con, f"SELECT max({quote(prop.column)}) FROM {quote(port)}")
+    newest = fetch_one(scope.con(), f"SELECT max({quote(prop.column)}) FROM {quote(port)}")
     newest_at = _as_datetime(newest[0] if newest else None)
     age = (scope.moment - newest_at).total_seconds() if newest_at else None
     passed = age is not None and age <= limit
