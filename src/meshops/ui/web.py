@@ -202,8 +202,8 @@ def urn_label(urn: str) -> tuple[str, str]:
     if kind in ("job", "oldataset") and len(rest) == 2:  # received OpenLineage events
         from meshops.kernel.openlineage_ingest import unescape
 
-        what = "OpenLineage job" if kind == "job" else "dataset"
-        return unescape(rest[1]), f"{what} ({unescape(rest[0])})"
+        namespace = unescape(rest[0])  # a dataset's namespace says where it lives
+        return unescape(rest[1]), f"job ({namespace})" if kind == "job" else namespace
     if kind == "olrun":
         return rest[0][:13], "OpenLineage run"
     return ":".join(rest), kind
