@@ -132,7 +132,15 @@ def monitors_show(
     print_table(
         "rules",
         ["name", "condition", "severity", "webhook"],
-        [[r.name, f"{r.metric} {r.op} {r.value:g}", r.severity, r.webhook_url] for r in rules],
+        [
+            [
+                r.name + (" (built-in)" if r.builtin else ""),
+                f"{r.metric} {r.op} {r.value:g}",
+                r.severity,
+                r.webhook_url,
+            ]
+            for r in rules
+        ],  # fmt: skip
     )
     _results_table("recent results", results)
 

@@ -42,13 +42,16 @@ def apply_rules(
     result_id: int,
     metrics: dict[str, float],
     now: datetime,
+    retired: list[AlertRule] | None = None,
 ) -> list[OpenedAlert]:
-    """Fire, refresh or auto-resolve each rule's alert; returns the newly opened ones."""
+    """Fire, refresh or auto-resolve each rule's alert; returns the newly opened ones.
+    The alerts of `retired` rules (built-in rules replaced by added ones) resolve."""
     opened: list[OpenedAlert] = []
-    for rule in rules:
+    in_effect = [(rule, True) for rule in rules] + [(rule, False) for rule in retired or []]
+    for rule, applies in in_effect:
         key = open_key(monitor.id, rule.id)
         existing = store.open_alert_row(conn, key)
-        if rule.fires(metrics):
+        if applies and rule.fires(metrics):
             if existing is None:
                 opened.append(
                     _open(
@@ -64,7 +67,7 @@ def apply_rules(
                     occurrences=existing["occurrences"] + 1,
                     value=metrics[rule.metric],
                 )
-        elif existing is not None and rule.auto_resolve:
+        elif existing is not None and (rule.auto_resolve or not applies):
             store.update_alert(
                 conn,
                 existing["id"],

@@ -78,7 +78,12 @@ class MonitorSpec(BaseModel):
     drift: dict[str, FeatureDriftSetting] = Field(default_factory=dict)
     default_method: Method | None = None
     default_threshold: float | None = Field(default=None, gt=0)
-    drift_share: float = Field(default=0.5, gt=0, le=1)
+    # The dataset-level rule: alert when at least this share of the features drifted
+    # (None: no dataset-level rule; `dataset_drift` then means "any feature drifted").
+    drift_share: float | None = Field(default=None, gt=0, le=1)
+    # Drift monitors without rules of their own alert by their built-in rules
+    # (`builtin_rules`); False: no built-in rules, only the rules you add.
+    builtin_rules: bool = True
     prediction_column: str = "prediction"
     reference_prediction_column: str | None = None
     label_column: str = "label"
@@ -253,6 +258,43 @@ class AlertRule(AlertRuleSpec):
     id: int
     monitor_id: str
     created_at: datetime
+    # A rule the monitor has by default (negative id, not stored): see `builtin_rules`.
+    builtin: bool = False
+
+
+# Ids of the built-in rules (alerts keep the id of the rule that opened them).
+FEATURE_DRIFT_RULE_ID = -1
+DATASET_DRIFT_RULE_ID = -2
+
+
+def builtin_rules(monitor_id: str, spec: MonitorSpec, created_at: datetime) -> list[AlertRule]:
+    """The rules a drift monitor alerts by while it has none of its own: any drifted
+    feature (`feature-drift`, or `prediction-drift` for a prediction_drift monitor), and,
+    when `drift_share` is set, the dataset-level rule beside it (`dataset-drift`)."""
+    if not spec.builtin_rules or not spec.uses_reference:
+        return []
+    common = {"monitor_id": monitor_id, "created_at": created_at, "builtin": True}
+    if spec.kind == "prediction_drift":
+        return [
+            AlertRule(
+                id=FEATURE_DRIFT_RULE_ID, name="prediction-drift", metric="prediction_drift",
+                op=">=", value=1, **common,
+            )
+        ]  # fmt: skip
+    rules = [
+        AlertRule(
+            id=FEATURE_DRIFT_RULE_ID, name="feature-drift", metric="drifted_columns",
+            op=">=", value=1, **common,
+        )
+    ]  # fmt: skip
+    if spec.drift_share is not None:
+        rules.append(
+            AlertRule(
+                id=DATASET_DRIFT_RULE_ID, name="dataset-drift", metric="share_drifted",
+                op=">=", value=spec.drift_share, **common,
+            )
+        )  # fmt: skip
+    return rules
 
 
 class Alert(BaseModel):

@@ -122,7 +122,11 @@ def _data_drift(spec: MonitorSpec, reference: pa.Table, current: pa.Table) -> Ev
     summary = (
         f"{len(drifted)} of {len(drift.columns)} features drifted"
         + (f" ({', '.join(drifted[:10])})" if drifted else "")
-        + ("; dataset drift" if drift.dataset_drift else "")
+        + (
+            f"; dataset drift (share {drift.share_drifted:.2g} >= {spec.drift_share:g})"
+            if drift.dataset_drift and spec.drift_share is not None
+            else ""
+        )
     )
     return Evaluation(metrics, summary, drift.columns)
 

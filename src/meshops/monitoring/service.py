@@ -23,6 +23,7 @@ from meshops.monitoring.models import (
     Monitor,
     MonitorResult,
     MonitorSpec,
+    builtin_rules,
     parse_duration,
 )
 
@@ -164,9 +165,11 @@ class MonitoringService:
             return AlertRule(**values, id=int(key[0]))
 
     def list_rules(self, monitor: str) -> list[AlertRule]:
+        """The rules in effect: those added, or the built-in ones (`builtin: true`) of a
+        drift monitor that has none of its own."""
         current = self.get_monitor(monitor)
         with self.ctx.db.read() as conn:
-            return [AlertRule(**r) for r in store.rule_rows(conn, current.id)]
+            return _rules_in_effect(conn, current)[0]
 
     # ---------------------------------------------------------------------- runs
 
@@ -303,7 +306,7 @@ class MonitoringService:
                 finished,
                 failed,
             )
-            rules = [AlertRule(**r) for r in store.rule_rows(conn, monitor.id)]
+            rules, retired = _rules_in_effect(conn, monitor)
             opened = (
                 []
                 if failed
@@ -312,6 +315,7 @@ class MonitoringService:
                     conn,
                     monitor,
                     rules=rules,
+                    retired=retired,
                     result_id=result_id,
                     metrics=metrics,
                     now=finished,
@@ -565,6 +569,14 @@ class MonitoringService:
     def _domain_of(self, monitor_id: str) -> str | None:
         with self.ctx.db.read() as conn:
             return self._load(conn, monitor_id).domain
+
+
+def _rules_in_effect(conn: Connection, monitor: Monitor) -> tuple[list[AlertRule], list[AlertRule]]:
+    """(the rules a run applies, built-in rules replaced by added ones): added rules
+    replace the built-in ones, whose open alerts then resolve at the next run."""
+    added = [AlertRule(**r) for r in store.rule_rows(conn, monitor.id)]
+    builtin = builtin_rules(monitor.id, monitor.spec, monitor.created_at)
+    return (added, builtin) if added else (builtin, [])
 
 
 def _states(state: str | None) -> list[str] | None:

@@ -540,7 +540,8 @@ def infer_kind(data_type: pa.DataType) -> ColumnKind | None:
 @dataclass(frozen=True)
 class DatasetDrift:
     columns: list[ColumnDrift]
-    drift_share: float
+    # None: any drifted column is dataset drift
+    drift_share: float | None = None
 
     @property
     def drifted_columns(self) -> int:
@@ -552,5 +553,8 @@ class DatasetDrift:
 
     @property
     def dataset_drift(self) -> bool:
-        """Evidently's dataset verdict: the share of drifted columns reaches drift_share."""
+        """Evidently's dataset verdict: the share of drifted columns reaches drift_share;
+        without drift_share, any drifted column."""
+        if self.drift_share is None:
+            return self.drifted_columns > 0
         return bool(self.columns) and self.share_drifted >= self.drift_share
