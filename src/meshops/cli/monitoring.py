@@ -140,7 +140,7 @@ def monitors_show(
                 r.webhook_url,
             ]
             for r in rules
-        ],  # fmt: skip
+        ],
     )
     _results_table("recent results", results)
 
