@@ -393,3 +393,38 @@ def test_task_detection_and_estimators() -> None:
         training.make_estimator("sklearn.nothing.Here", {}, "regression", 0)
     with pytest.raises(InvalidInput, match="no regression variant"):
         training.make_estimator("logistic_regression", {}, "regression", 0)
+
+
+def test_the_converters_are_trusted_by_exact_name_and_nothing_else_is() -> None:
+    import numpy as np
+    import skops.io
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from meshops.registry.flavors import skops_types, tabular
+
+    assert skops_types.allowed_types() >= tabular.TRUSTED_TYPES
+    frame = pd.DataFrame(
+        {
+            "n": [1.0, None, 3.0],
+            "c": [True, None, False],
+            "t": pd.to_datetime(["2024-01-02", None, "2024-03-04 05:00"], format="mixed"),
+        }
+    )
+    numbers = tabular.AsNumbers().fit(frame[["n", "c"]]).transform(frame[["n", "c"]])
+    assert np.isnan(numbers[1]).all() and numbers[0].tolist() == [1.0, 1.0]
+    categories = tabular.AsCategories().fit(frame[["c"]]).transform(frame[["c"]])
+    assert categories[0, 0] == "True" and categories[1, 0] != categories[1, 0]  # NaN
+    parts = tabular.DatetimeParts().fit(frame[["t"]]).transform(frame[["t"]])
+    assert parts.shape == (3, 6) and parts[2, :5].tolist() == [2024, 3, 4, 0, 5]
+    with pytest.raises(ValueError, match="not a date"):
+        tabular.DatetimeParts().fit(frame[["t"]]).transform(pd.DataFrame({"t": ["soon"]}))
+    dumped = skops.io.dumps(Pipeline([("n", tabular.AsNumbers())]).fit(frame[["n"]]))
+    assert (
+        skops_types.refused_names(dumped, skops.io.get_untrusted_types(data=dumped), frozenset())
+        == []
+    )
+    sneaky = skops.io.dumps(FunctionTransformer(func=print).fit(frame[["n"]]))
+    assert "builtins.print" in skops_types.refused_names(
+        sneaky, skops.io.get_untrusted_types(data=sneaky), frozenset()
+    )

@@ -108,7 +108,7 @@ class DatetimeParts(_ColumnConverter):
         frame = self._checked(data)
         columns = []
         for name in frame.columns:
-            values = pd.to_datetime(frame[name], errors="coerce", utc=True)
+            values = pd.to_datetime(frame[name], errors="coerce", utc=True, format="mixed")
             if values.isna().sum() > frame[name].isna().sum():
                 raise ValueError(f"column {name!r} holds a value that is not a date or time")
             epoch = (values - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(days=1)
