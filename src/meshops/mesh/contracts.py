@@ -824,7 +824,28 @@ def _plan_quality(
                 {"field": "quality", "fix": "write each bound as a number, e.g. mustBe: 0"},
             )
         sql_query(rule, port, prop.column if prop else None)  # placeholders checked up front
+    for prop in props:
+        if prop.column in present:
+            planned.reported.extend(_nested_quality(port, prop.name, prop.spec))
     return planned
+
+
+def _nested_quality(port: str, label: str, spec: dict[str, Any]) -> list[RuleResult]:
+    """Quality rules declared below a property (object properties, array items): reported
+    as not evaluated, since the metrics count the rows of a column."""
+    found: list[RuleResult] = []
+    children = [
+        (f"{label}.{c.get('name')}", c) for c in spec.get("properties") or [] if isinstance(c, dict)
+    ]
+    if isinstance(spec.get("items"), dict):
+        children.append((f"{label}[]", spec["items"]))
+    for name, child in children:
+        for i, rule in enumerate(child.get("quality") or []):
+            if isinstance(rule, dict):
+                why = "a rule on a nested field: meshops counts the rows of top-level columns"
+                found.append(_not_evaluated(_rule_id(port, name, rule, i), name, rule, why))
+        found.extend(_nested_quality(port, name, child))
+    return found
 
 
 def _verdict(judged: _Judged, count: int, rows: int) -> RuleResult:
@@ -1254,7 +1275,7 @@ def sla_checks(scope: SlaScope, properties: list[dict[str, Any]]) -> list[RuleRe
         unit = f" {sla['unit']}" if sla.get("unit") else ""
         declared = f"{name} {sla.get('value')}{unit}"
         if name in ("latency", "freshness"):
-            element = str(sla.get("element") or default_element)
+            element = str(sla.get("element") or sla.get("column") or default_element)
             if not element:
                 results.append(
                     _sla_not_checked(rule, None, declared, "no element: nothing to measure")
