@@ -214,8 +214,11 @@ def show(
                 for c in port.columns
             ],
         )
-        passed = sum(r.passed for r in port.quality)
-        console.print(f"quality: {passed}/{len(port.quality)} rules passed")
+        judged = [r for r in port.quality if not r.status.startswith("not ")]
+        passed = sum(r.passed for r in judged)
+        unjudged = len(port.quality) - len(judged)
+        more = f" ({unjudged} not evaluated or not checked)" if unjudged else ""
+        console.print(f"quality: {passed}/{len(judged)} rules passed{more}")
 
 
 @app.command("deprecate")
