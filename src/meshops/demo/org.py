@@ -3,10 +3,12 @@ ML domain (retention), their source-aligned and aggregate data products, the fea
 definitions over them, and the traffic an endpoint receives.
 
 Everything is generated with `numpy.random.default_rng(seed)`; the same seed gives the same
-rows. Time is split into periods of `weeks` weeks; `regime` 1 is the world the first model
-learns, `regime` 2 the world after a market change (customers buy less but spend more per
-order, support tickets double, and what predicts churn changes), so a model trained on
-regime 1 drifts and loses accuracy on regime 2.
+rows, placed in time relative to the day the demo runs (`epoch`: the last period ends at
+today's midnight, UTC, so the latest snapshots are within the feature views' TTL when the
+demo looks them up online). Time is split into periods of `weeks` weeks; `regime` 1 is
+the world the first model learns, `regime` 2 the world after a market change (customers
+buy less but spend more per order, support tickets double, and what predicts churn
+changes), so a model trained on regime 1 drifts and loses accuracy on regime 2.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from meshops.features.models import (
     SourceRef,
 )
 
-EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 TS = pa.timestamp("us", tz="UTC")
 FEATURES = ["orders_30d", "spend_30d", "tickets_30d", "days_since_last_order", "age"]
 SNAPSHOT_DAYS = 14
@@ -65,7 +66,8 @@ def profiles(scale: Scale, seed: int) -> pa.Table:
     n = scale.customers
     ids = np.arange(1, n + 1, dtype=np.int64)
     signup_days = rng.integers(0, 3 * 365, size=n)
-    signup = [EPOCH - timedelta(days=int(d)) for d in signup_days]
+    signed_before = epoch(scale)
+    signup = [signed_before - timedelta(days=int(d)) for d in signup_days]
     regions = np.array(["north", "south", "east", "west"])[rng.integers(0, 4, size=n)]
     plans = np.array(["basic", "plus", "pro"])[rng.choice(3, size=n, p=[0.6, 0.3, 0.1])]
     age = np.clip(rng.normal(42, 13, size=n), 18, 90).astype(np.int64)
@@ -91,15 +93,24 @@ def _rates(scale: Scale, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return order_rate, ticket_rate, basket
 
 
-def period(scale: Scale, seed: int, regime: int) -> Period:
-    """Orders and support tickets of period `regime` (1, 2, ...), `scale.weeks` long."""
+def epoch(scale: Scale, periods: int = 2, today: datetime | None = None) -> datetime:
+    """The start of period 1: `periods` periods before today's midnight (UTC), so that the
+    last period ends today. A fixed date would leave every snapshot older than the 60-day
+    TTL of `customer_activity` and the online lookup stale."""
+    day = (today or datetime.now(UTC)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day - timedelta(weeks=scale.weeks * periods)
+
+
+def period(scale: Scale, seed: int, regime: int, start_of: datetime | None = None) -> Period:
+    """Orders and support tickets of period `regime` (1, 2, ...), `scale.weeks` long, from
+    `start_of` (period 1's start; by default `epoch(scale)`)."""
     rng = np.random.default_rng([seed, 10 + regime])
     order_rate, ticket_rate, basket = _rates(scale, seed)
     if regime >= 2:  # the market change: fewer, bigger orders; twice the support load
         order_rate = order_rate * 0.7
         basket = basket * 1.6
         ticket_rate = ticket_rate * 2.0
-    start = EPOCH + timedelta(weeks=scale.weeks * (regime - 1))
+    start = (start_of or epoch(scale)) + timedelta(weeks=scale.weeks * (regime - 1))
     seconds = scale.weeks * 7 * 86400
     customers = np.arange(1, scale.customers + 1, dtype=np.int64)
 

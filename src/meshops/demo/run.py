@@ -7,6 +7,11 @@ training pipeline (v1 becomes the champion), the API server on a loopback port w
 endpoint receiving traffic over HTTP, a drift monitor, a market change (new product versions
 and shifted traffic), the drift alert, retraining triggered by it through a worker, the new
 version promoted and served, and a summary with the lineage from source to prediction.
+
+The retraining is justified by a champion/challenger comparison: the training template
+scores the new version and the current champion on the same holdout of the latest training
+set (`platform.registry.compare`), and the default promotion gate moves `champion` only on
+that recorded comparison; the summary prints both scores and the comparison's run.
 """
 
 from __future__ import annotations
@@ -45,13 +50,13 @@ STAGES = [
     ("org", "Organisation: people, domains, roles"),
     ("products", "Source-aligned and aggregate data products"),
     ("access", "Consumer requests access, owner approves"),
-    ("features", "Feature views, materialization, online lookup"),
+    ("features", "Feature views and materialization"),
     ("train", "Automated training pipeline -> v1 champion"),
     ("serve", "API server + endpoint, live traffic over HTTP"),
     ("monitor", "Drift monitor and retraining trigger"),
-    ("drift", "Market change: new data, shifted traffic"),
+    ("drift", "Market change: new data, fresh online features, shifted traffic"),
     ("alert", "Drift monitor alerts"),
-    ("retrain", "Worker: alert -> retraining -> gate -> alias move"),
+    ("retrain", "Worker: alert -> retraining -> comparison -> gate -> alias move"),
     ("verify", "Endpoint serves the new version"),
 ]
 
@@ -68,6 +73,8 @@ class DemoResult:
     alert_id: int | None = None
     retrain_run: str = ""
     served_after: int | None = None
+    online: dict[str, Any] = field(default_factory=dict)  # the showcase online lookup
+    comparison: dict[str, Any] = field(default_factory=dict)  # the recorded comparison
     lineage_path: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
@@ -213,9 +220,8 @@ def run_demo(
             with _stage(progress, tasks, "features", result):
                 p.features.apply(org.feature_repo(owner="dana"))
                 materialized = p.features.materialize()
-                online = p.features.online([{"customer_id": 1}], "churn_features")
                 written = sum(m.rows_written for m in materialized)
-                note("features", f"{written:,} online rows; customer 1: {online.rows[0].status}")
+                note("features", f"{written:,} online rows")
             params = {
                 "model": "churn",
                 "domain": "retention",
@@ -248,9 +254,14 @@ def run_demo(
                 note("monitor", f"baseline run: {calm.status}")
             with _stage(progress, tasks, "drift", result):
                 second = _publish_period(p, customers, org.period(sizes, seed, 2), "2.0.0", seed)
+                result.online = _online_lookup(p)
                 shifted = org.traffic(second["table"], customers, requests, seed + 1)
                 _send(server.url, token, shifted, batch)
-                note("drift", "orders -30%, baskets +60%, tickets x2")
+                note(
+                    "drift",
+                    f"orders -30%, baskets +60%, tickets x2; customer 1 online: "
+                    f"{result.online['status']}",
+                )
             with _stage(progress, tasks, "alert", result):
                 window = p.serving.prediction_window("churn-api")
                 current = window.slice(len(normal)).select(org.FEATURES)
@@ -271,7 +282,8 @@ def run_demo(
                     raise RuntimeError(f"retraining failed: {detail.run.error}")
                 result.retrain_run = run_id
                 champion = p.registry.resolve("models:/churn@champion")
-                note("retrain", f"v{champion.version} promoted (run {run_id[:8]})")
+                result.comparison = _comparison(p, champion.version)
+                note("retrain", f"v{champion.version} promoted: {_verdict(result.comparison)}")
             with _stage(progress, tasks, "verify", result):
                 # The server's runtime picks up alias moves by polling (every 2 s).
                 deadline = time.monotonic() + 60
@@ -451,6 +463,44 @@ def _monitor(p: Any, v1: Any, params: dict[str, Any]) -> Any:
     return p.monitoring.run_monitor("churn-drift", current=window.select(org.FEATURES))
 
 
+def _online_lookup(p: Any) -> dict[str, Any]:
+    """Materialize what the last ingest published, then look customer 1 up online: every
+    feature fresh (its snapshot is within the views' TTL) or the demo stops. A full pass:
+    the incremental one reads only rows with event times after the last run's end, and the
+    new product versions' snapshots are all earlier than that (the view has no created-time
+    column to tell new rows by)."""
+    p.features.materialize(full=True)
+    row = p.features.online([{"customer_id": 1}], "churn_features").rows[0]
+    empty = sorted(k for k, v in row.values.items() if v is None)
+    if row.status != "ok" or empty:
+        raise RuntimeError(
+            f"the online lookup of customer 1 is {row.status} (empty: {empty}, stale: "
+            f"{row.stale}, missing: {row.missing})"
+        )
+    return {"status": row.status, "values": dict(row.values)}
+
+
+def _comparison(p: Any, version: int) -> dict[str, Any]:
+    """The recorded champion/challenger comparison that let `version` become champion."""
+    for found in p.registry.list_comparisons("churn", version=version):
+        if found.alias == "champion" and found.allowed:
+            return dict(found.model_dump(mode="json"))
+    return {}
+
+
+def _verdict(comparison: dict[str, Any]) -> str:
+    if not comparison:
+        return "no comparison recorded"
+    if comparison["champion_version"] is None:
+        return "first version"
+    metric = comparison["metric"]
+    return (
+        f"{metric} {comparison['challenger_score']:.3f} vs "
+        f"{comparison['champion_score']:.3f} of v{comparison['champion_version']} "
+        f"on the same {comparison['evaluated_rows']} rows"
+    )
+
+
 def _wait_for_triggered_run(p: Any, timeout: float = 60) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -498,6 +548,19 @@ def _summary(console: Console, p: Any, result: DemoResult) -> None:
     for urn, label in zip(result.lineage_path[1:], labels, strict=True):
         node = node.add(f"{urn}  [dim]{label}[/]")
     console.print(tree)
+    if result.comparison:
+        c = result.comparison
+        console.print(
+            f"\n[bold]champion/challenger[/]: v{c['challenger_version']} vs "
+            f"v{c['champion_version']} on the same {c['evaluated_rows']} rows "
+            f"(data {c['data_digest'][:12]}, {c['data_urn']}): {c['metric']} "
+            f"{c['challenger_score']:.3f} vs {c['champion_score']:.3f} "
+            f"({'higher' if c['direction'] == 'max' else 'lower'} is better, tolerance "
+            f"{c['tolerance']:g}) -> promoted; comparison run {c['run_id'][:8]}"
+        )
+    if result.online:
+        values = ", ".join(f"{k}={v}" for k, v in sorted(result.online["values"].items()))
+        console.print(f"online features of customer 1 ({result.online['status']}): {values}")
     total = sum(result.timings.values())
     console.print(
         f"\n[bold green]done in {total:.0f}s[/]: products {result.products}\n"
