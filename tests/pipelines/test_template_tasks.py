@@ -428,3 +428,14 @@ def test_the_converters_are_trusted_by_exact_name_and_nothing_else_is() -> None:
     assert "builtins.print" in skops_types.refused_names(
         sneaky, skops.io.get_untrusted_types(data=sneaky), frozenset()
     )
+
+
+def test_decimal_labels_are_a_numeric_target() -> None:
+    from decimal import Decimal
+
+    from meshops.pipelines.templates import training
+
+    prices = pa.array([Decimal("1.25"), Decimal("2.50"), Decimal("3.75")] * 40)
+    assert training.detect_task(prices, "auto", 50) == "regression"
+    table = pa.table({"price": prices, "x": pa.array(range(120), pa.int64())})
+    assert training.labels_of(table, "price").dtype.kind == "f"

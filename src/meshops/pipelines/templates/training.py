@@ -366,7 +366,9 @@ def detect_task(labels: pa.ChunkedArray | pa.Array, declared: str, max_classes: 
     if declared != "auto":
         return declared
     kind = labels.type
-    if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+    if pa.types.is_decimal(kind):
+        labels, kind = pc.cast(labels, pa.float64()), pa.float64()
+    if pa.types.is_floating(kind):
         values = pc.drop_null(labels)
         whole = bool(pc.all(pc.equal(pc.floor(values), values)).as_py() is not False)
         distinct = len(pc.unique(values))
@@ -393,6 +395,7 @@ def validate_data(
     max_null_fraction: float,
     task: str = "auto",
     max_classes: int = 50,
+    holdout_fraction: float = 0.2,
 ) -> dict[str, Any]:
     """Check the training data against the contracts of the product versions it was read
     from (every feature is a contract column of a compatible type; the versions' quality
@@ -484,7 +487,19 @@ def validate_data(
                     f"label {label!r}: class(es) {rare[:10]} have fewer than 2 rows; a holdout "
                     "needs at least two rows of every class"
                 )
-    elif not (pa.types.is_integer(labels.type) or pa.types.is_floating(labels.type)):
+            elif not info["timestamp_column"] and (
+                math.ceil(rows * holdout_fraction) < len(classes)
+                or rows - math.ceil(rows * holdout_fraction) < len(classes)
+            ):
+                problems.append(
+                    f"a stratified holdout of {holdout_fraction:.0%} of {rows} rows cannot hold "
+                    f"each of the {len(classes)} classes: raise holdout_fraction or add rows"
+                )
+    elif not (
+        pa.types.is_integer(labels.type)
+        or pa.types.is_floating(labels.type)
+        or pa.types.is_decimal(labels.type)
+    ):
         problems.append(
             f"label {label!r} is {labels.type}; a regression needs numbers "
             '(declare task = "classification" for classes)'
@@ -597,6 +612,8 @@ def labels_of(table: pa.Table, label: str) -> Any:
     if pa.types.is_dictionary(column.type):
         column = pc.cast(column, column.type.value_type)
     kind = column.type
+    if pa.types.is_decimal(kind):
+        column, kind = pc.cast(column, pa.float64()), pa.float64()
     if pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind):
         return column.to_numpy(zero_copy_only=False)
     return np.asarray([str(v) for v in column.to_pylist()], dtype=object)
@@ -1320,7 +1337,7 @@ def promote(
         held, champion = comparison.champion_score, comparison.champion_version
         if held is None:
             better = evaluation["better"]  # no holder: the candidate against the baseline
-            over = "baseline"
+            over = "the baseline"
         else:
             delta = comparison.challenger_score - held
             better = (delta < 0) if comparison.direction == "min" else (delta > 0)
@@ -1331,7 +1348,7 @@ def promote(
             + f" on {comparison.evaluated_rows} holdout rows (comparison {comparison.id})"
         )
         if not comparison.allowed or not better:
-            why = "; ".join(comparison.reasons) or "not better than the current holder"
+            why = "; ".join(comparison.reasons) or f"not better than {over}"
             decision.update(promoted=False, reason=why)
             print(f"kept {alias}: v{version} ({reason}): {why}")
             return decision
@@ -1499,6 +1516,7 @@ def training_pipeline(
         max_null_fraction=o["max_null_fraction"],
         task=o["task"],
         max_classes=o["max_classes"],
+        holdout_fraction=o["holdout_fraction"],
     )
     fitted, holdout, run = train_model(
         table,
