@@ -143,6 +143,20 @@ def train_and_serve(p: Platform, root: Path, name: str) -> dict[str, Any]:
     return {"version": version, "product": product, "plot": plot, "card": card}
 
 
+def check_monitor(p: Platform, name: str, rows: int) -> Any:
+    """The template's drift monitor runs on what the endpoint logged, every feature it
+    watches (numeric and categorical) compared with the training data."""
+    monitor = p.monitoring.get_monitor(f"{name}-drift")
+    watched = [*monitor.spec.numerical, *monitor.spec.categorical]
+    assert watched
+    p.serving.flush()
+    window = p.serving.prediction_window(f"{name}-api")
+    result = p.monitoring.run_monitor(f"{name}-drift", current=window.select(watched))
+    assert result.status in {"ok", "alert"}, result.summary
+    assert result.current_rows >= rows and result.reference_rows > 50
+    return monitor
+
+
 def test_iris_multiclass_with_species_names(platform: Platform, tmp_path: Path) -> None:
     from sklearn.datasets import load_iris
 
@@ -191,11 +205,12 @@ def test_iris_multiclass_with_species_names(platform: Platform, tmp_path: Path) 
     served = p.serving.predict("iris-api", records)
     assert served.model_version == 1
     assert list(served.predictions) == ["setosa", "versicolor", "virginica"]
-    window = p.serving.prediction_window("iris-api")
-    result = p.monitoring.run_monitor(
-        "iris-drift", current=window.select(["sepal_length", "petal_length"])
-    )
-    assert result.status in {"ok", "alert"}
+    probable = p.serving.predict("iris-api", records[:1], proba=True)
+    (first,) = probable.predictions
+    assert first["prediction"] == "setosa"
+    assert set(first) >= {"proba_setosa", "proba_versicolor", "proba_virginica"}
+    assert first["proba_setosa"] > 0.8
+    check_monitor(p, "iris", rows=4)
 
 
 def test_diabetes_regression(platform: Platform, tmp_path: Path) -> None:
@@ -235,10 +250,7 @@ def test_diabetes_regression(platform: Platform, tmp_path: Path) -> None:
     served = p.serving.predict("diabetes-api", records)
     assert len(served.predictions) == 3
     assert all(isinstance(v, float) and 25 < v < 350 for v in served.predictions)
-    result = p.monitoring.run_monitor(
-        "diabetes-drift", current=p.serving.prediction_window("diabetes-api").select(["bmi"])
-    )
-    assert result.status in {"ok", "alert"}
+    check_monitor(p, "diabetes", rows=3)
     # retraining with a much weaker estimator: compared with the champion on the same
     # holdout (a recorded comparison), not promoted
     module = root / "pipelines" / "training.py"
@@ -311,11 +323,15 @@ def test_cars_categories_missing_values_and_dates(platform: Platform, tmp_path: 
     loaded = p.registry.load_model("models:/cars@champion")
     nulls = frame[frame["Horsepower"].isna()].drop(columns=["heavy", "Name"])
     assert len(loaded.predict(nulls)) == len(nulls)
-    result = p.monitoring.run_monitor(
-        "cars-drift",
-        current=p.serving.prediction_window("cars-api").select(["Cylinders", "Origin"]),
-    )
-    assert result.status in {"ok", "alert"}
+    # a batch of real rows as JSON clients send them: null for NaN, ISO strings for dates
+    sample = frame.drop(columns=["heavy", "Name"]).sample(40, random_state=0)
+    sample = pd.concat([sample, frame[frame["Horsepower"].isna()].drop(columns=["heavy", "Name"])])
+    batch = json.loads(sample.to_json(orient="records", date_format="iso"))
+    assert any(r["Horsepower"] is None for r in batch)
+    assert len(p.serving.predict("cars-api", batch).predictions) == len(batch)
+    monitor = check_monitor(p, "cars", rows=len(batch))
+    assert monitor.spec.categorical == ["Origin"]
+    assert "Year" not in monitor.spec.numerical and "Name" not in monitor.spec.numerical
 
 
 def test_validation_refuses_what_training_cannot_use(platform: Platform, tmp_path: Path) -> None:
