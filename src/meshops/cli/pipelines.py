@@ -95,6 +95,32 @@ def _print_detail(detail: RunDetail, json_out: bool) -> None:
     if code is not None:
         dirty = f", uncommitted changes (diff sha256 {code.diff_sha256})" if code.dirty else ""
         print(f"code: commit {code.commit} of {code.repo}{dirty}")
+    _print_errors(detail)
+
+
+def _step_error(node: str, attempts: int, error: str) -> None:
+    # Plain prints (in order with the text around them): a traceback's [brackets] are no markup.
+    print(f"== {node} failed (attempt {attempts}):")
+    print(error.rstrip("\n"))
+
+
+def _says_more(run_error: str, step_errors: list[str]) -> bool:
+    """Whether the run's error adds to its steps' ("step X failed: <their first line>")."""
+    return bool(run_error) and not any(e.split("\n", 1)[0] in run_error for e in step_errors)
+
+
+def _print_errors(detail: RunDetail) -> None:
+    """The whole error of each failed step (message and traceback; the tables show its
+    first line), then the run's error when it says more than theirs."""
+    shown = []
+    for s in detail.steps:
+        if s.error:
+            _step_error(s.node, s.attempts, s.error)
+            shown.append(s.error)
+    error = (detail.run.error or "").strip()
+    if _says_more(error, shown):
+        print(f"== run {detail.run.id} {detail.run.status.value}:")
+        print(error)
 
 
 @pipelines_app.command("run")
@@ -152,17 +178,26 @@ def logs(
     step: Annotated[str | None, typer.Option(help="Only this step node.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """What the steps of a run printed."""
+    """What the steps of a run printed, each failed step followed by its whole error (message
+    and traceback). --json gives only the printed output, by step."""
     from meshops.client import connect
 
     with connect() as platform:
         found = platform.pipelines.logs(run_id, step)
-    if json_out:
-        print_json(found)
-        return
+        if json_out:
+            print_json(found)
+            return
+        detail = platform.pipelines.get_run(run_id)
+    failed = {s.node: s for s in detail.steps if s.error and s.node in found}
     for node, text in found.items():
         err_console.print(f"[bold cyan]== {node}[/bold cyan]")
         print(text, end="" if text.endswith("\n") or not text else "\n")
+        if node in failed:
+            _step_error(node, failed[node].attempts, failed[node].error or "")
+    run_error = (detail.run.error or "").strip()
+    if step is None and _says_more(run_error, [s.error or "" for s in failed.values()]):
+        print(f"== run {detail.run.id} {detail.run.status.value}:")
+        print(run_error)
 
 
 @pipelines_app.command("resume")
