@@ -84,6 +84,19 @@ for _tag, _regexp, _first in _CORE:
     Dumper.add_implicit_resolver(_tag, _regexp, _first)
 
 
+_BREAKS = ("\x85", "\u2028", "\u2029", "\r")
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    # YAML folds the Unicode line breaks (NEL, LS, PS) and CR of a plain, single-quoted or
+    # block scalar; only the double-quoted style escapes them (\N, \L, \P, \r).
+    style = '"' if any(ch in value for ch in _BREAKS) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+Dumper.add_representer(str, _represent_str)
+
+
 # --- documents with line numbers ---
 
 

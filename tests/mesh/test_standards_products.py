@@ -1,0 +1,234 @@
+"""ODPS descriptors as product folders and published products: identity from the repository
+layout, port names, duplicate ports, explicit port -> schema object binding, lifecycle status
+in exports; YAML scalars as written (hypothesis)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meshops.kernel.errors import InvalidInput
+from meshops.kernel.home import Home
+from meshops.mesh import specs
+from meshops.mesh.service import MeshService
+from meshops.mesh.standards.documents import dump_yaml, load_yaml, parse_yaml
+
+OWN = Path(__file__).resolve().parent / "standards"
+MULTI = OWN / "odcs" / "v3.1.0" / "multi-object.odcs.yaml"
+ODPS_09 = OWN / "odps" / "v0.9.0" / "orders-team-list.odps.yaml"
+ODPS_10 = OWN / "odps" / "v1.0.0" / "shop-objects.odps.yaml"
+
+
+def _folder(root: Path, descriptor: Path | str, *contracts: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    text = descriptor.read_text() if isinstance(descriptor, Path) else descriptor
+    (root / specs.DESCRIPTOR_FILE).write_text(text)
+    for contract in contracts:
+        shutil.copy(contract, root / contract.name)
+    return root
+
+
+# --- identity: what ODPS leaves optional ---
+
+
+def test_domain_version_and_name_from_the_project_layout(tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "domains" / "shop" / "products" / "orders", ODPS_09, MULTI)
+    spec = specs.load_product(folder)
+    # domain from domains/<domain>/, name from the folder ("Shop orders" is a display name),
+    # version from the port's contract
+    assert (spec.domain, spec.name, spec.version) == ("shop", "orders", "2.1.0")
+    assert spec.descriptor["name"] == "Shop orders"  # the document stays as written
+    (port,) = spec.ports
+    assert port.port == "processed-data"
+    assert port.schema_object["name"] == "processed-data"  # 0.9: the descriptor's mapping
+    assert port.api_version == "v3.1.0"
+
+
+def test_missing_domain_outside_a_project_names_the_field_and_fix(tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "orders", ODPS_09, MULTI)
+    with pytest.raises(InvalidInput) as info:
+        specs.load_product(folder)
+    assert info.value.detail["field"] == "domain"
+    assert "domain:" in info.value.detail["fix"] and "domains/<domain>" in info.value.detail["fix"]
+
+
+def test_missing_version_with_contracts_of_several_versions_is_refused(tmp_path: Path) -> None:
+    text = ODPS_10.read_text().replace("version: 2.1.0\nstatus", "status")
+    other = tmp_path / "other.odcs.yaml"
+    other.write_text(
+        MULTI.read_text()
+        .replace("id: shop-multi-object", "id: shop-other")
+        .replace("version: 2.1.0", "version: 3.0.0")
+    )
+    text = text.replace(
+        "  - name: processed-data\n    version: 2.1.0\n    contractId: shop-multi-object",
+        "  - name: processed-data\n    version: 2.1.0\n    contractId: shop-other",
+    )
+    folder = _folder(tmp_path / "p", text, MULTI, other)
+    with pytest.raises(InvalidInput) as info:
+        specs.load_product(folder)
+    assert info.value.detail["field"] == "version"
+    assert "['2.1.0', '3.0.0']" in info.value.message
+    assert "version: 1.0.0" in info.value.detail["fix"]
+
+
+def test_display_name_without_a_usable_folder_name_is_refused(tmp_path: Path) -> None:
+    text = ODPS_10.read_text().replace("name: objects\ndomain", "name: Shop Objects\ndomain")
+    folder = _folder(tmp_path / "Shop Objects", text, MULTI)
+    with pytest.raises(InvalidInput) as info:
+        specs.load_product(folder)
+    assert info.value.detail["field"] == "name" and info.value.detail["line"] == 6
+
+
+# --- ports ---
+
+
+def test_duplicate_port_names_are_refused_clearly(tmp_path: Path) -> None:
+    text = ODPS_10.read_text().replace("  - name: processed-data\n", "  - name: Objects\n")
+    folder = _folder(tmp_path / "p", text, MULTI)
+    with pytest.raises(InvalidInput) as info:
+        specs.load_product(folder)
+    detail = info.value.detail
+    assert detail["field"] == "outputPorts[1].name"
+    assert "declared twice" in info.value.message and "outputPorts[0]" in info.value.message
+    assert text.splitlines()[detail["line"] - 1].strip() == "- name: Objects"
+
+
+@pytest.mark.parametrize("name", ["a/b", "../x", "has space", "-lead", "x" * 65, "a.b"])
+def test_port_names_unsafe_as_identifiers_are_refused(tmp_path: Path, name: str) -> None:
+    text = ODPS_10.read_text().replace("  - name: processed-data\n", f"  - name: '{name}'\n")
+    with pytest.raises(InvalidInput) as info:
+        specs.load_product(_folder(tmp_path / "p", text, MULTI))
+    assert info.value.detail["field"] == "outputPorts[1].name"
+    assert "processed-data" in info.value.detail["fix"]
+
+
+def test_explicit_binding_of_ports_to_schema_objects(tmp_path: Path) -> None:
+    spec = specs.load_product(_folder(tmp_path / "p", ODPS_10, MULTI))
+    objects, processed = spec.ports
+    assert (objects.port, objects.schema_object["name"]) == ("objects", "AnObject")
+    assert [c.name for c in objects.columns] == ["id", "opened_at", "opens", "kind"]
+    assert (processed.port, processed.schema_object["name"]) == ("processed-data", "processed-data")
+    assert objects.document is processed.document  # one contract, two ports
+
+
+def test_unbound_port_of_a_multi_object_contract_says_how_to_bind(tmp_path: Path) -> None:
+    text = ODPS_10.read_text().replace("  - name: processed-data\n", "  - name: other\n")
+    with pytest.raises(InvalidInput) as info:
+        specs.load_product(_folder(tmp_path / "p", text, MULTI))
+    assert "['AnObject', 'processed-data']" in info.value.message
+    assert "meshops.schemaObject" in info.value.detail["fix"]
+
+
+def test_binding_to_an_undeclared_object_lists_the_declared_ones(tmp_path: Path) -> None:
+    text = ODPS_10.read_text().replace("value: AnObject", "value: NoSuchObject")
+    with pytest.raises(InvalidInput) as info:
+        specs.load_product(_folder(tmp_path / "p", text, MULTI))
+    assert "NoSuchObject" in info.value.message
+    assert "['AnObject', 'processed-data']" in info.value.detail["fix"]
+
+
+# --- published: the binding, the port names and the lifecycle in the exports ---
+
+
+def _tables() -> dict[str, pa.Table]:
+    utc = pa.timestamp("us", tz="UTC")
+    now = dt.datetime.now(dt.UTC)  # the contract's freshness SLA: 1 day
+    an_object = pa.table(
+        {
+            "id": pa.array([1, 2, 3], pa.int64()),
+            "opened_at": pa.array([now - dt.timedelta(hours=h) for h in (1, 2, 3)], utc),
+            "opens": pa.array([dt.time(8), dt.time(9), dt.time(10)], pa.time64("us")),
+            "kind": pa.array(["a", "b", None]),
+        }
+    )
+    processed = pa.table(
+        {
+            "id": pa.array([1, 2], pa.int64()),
+            "day": pa.array([dt.date(2024, 1, 1), dt.date(2024, 1, 2)], pa.date32()),
+        }
+    )
+    return {"objects": an_object, "processed-data": processed}
+
+
+def test_publish_export_and_lifecycle_with_standard_documents(home: Home) -> None:
+    descriptor: dict[str, Any] = load_yaml(ODPS_10).data
+    contract: dict[str, Any] = load_yaml(MULTI).data
+    mesh = MeshService(home.context())
+    version = mesh.publish_arrow(
+        descriptor, {"objects": contract, "processed-data": contract}, _tables()
+    )
+    assert [p.name for p in version.ports] == ["objects", "processed-data"]
+    assert version.port("objects").columns[0].name == "id"
+    assert mesh.read("shop.objects", port="processed-data").num_rows == 2
+
+    files = mesh.export("shop.objects")
+    assert sorted(files) == ["dataproduct.yaml", "objects.odcs.yaml", "processed-data.odcs.yaml"]
+    assert parse_yaml(files["dataproduct.yaml"], "d").data == descriptor
+    assert parse_yaml(files["processed-data.odcs.yaml"], "c").data == contract
+
+    mesh.deprecate("shop.objects", "2030-01-01", None, "moved")
+    exported = parse_yaml(mesh.export("shop.objects")["dataproduct.yaml"], "d").data
+    assert exported["status"] == "deprecated"
+    assert {k: v for k, v in exported.items() if k != "status"} == {
+        k: v for k, v in descriptor.items() if k != "status"
+    }
+    mesh.retire("shop.objects")
+    exported = parse_yaml(mesh.export("shop.objects")["dataproduct.yaml"], "d").data
+    assert exported["status"] == "retired"
+
+
+# --- YAML scalars as written ---
+
+_LOOKALIKES = st.one_of(
+    st.dates().map(str),
+    st.datetimes().map(lambda d: d.isoformat()),
+    st.datetimes(timezones=st.just(dt.UTC)).map(lambda d: d.isoformat().replace("+00:00", "Z")),
+    st.times().map(str),
+    st.integers(0, 59).map(lambda m: f"12:{m:02d}"),
+    st.sampled_from(
+        ["yes", "no", "on", "off", "y", "n", "~", "null", "true", "False", "0o17", "0x1F"]
+    ),
+    st.sampled_from(["0755", "1_000", "1e5", ".5", "+1", "-.inf", ".NaN", "1:20", "=", "<<"]),
+    st.text(max_size=12),
+)
+_SCALARS = st.one_of(
+    _LOOKALIKES,
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False),
+)
+_DOCS = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(_LOOKALIKES, _DOCS, max_size=5))
+def test_yaml_documents_round_trip_unchanged(document: dict[str, Any]) -> None:
+    assert parse_yaml(dump_yaml(document), "doc").data == document
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.one_of(st.dates().map(str), st.times().map(str), st.datetimes().map(str)))
+def test_unquoted_dates_and_times_stay_as_written(value: str) -> None:
+    doc = parse_yaml(f"contractCreatedTs: {value}\nlist:\n  - {value}\n", "c.yaml")
+    assert doc.data == {"contractCreatedTs": value, "list": [value]}
+    assert doc.line_of(["list", 0]) == 3
+
+
+def test_yaml_1_2_core_scalars() -> None:
+    doc = parse_yaml("a: 0o17\nb: 0x1F\nc: 0755\nd: yes\ne: ~\nf: 1.5e3\ng: True\n", "x")
+    assert doc.data == {"a": 15, "b": 31, "c": 755, "d": "yes", "e": None, "f": 1500.0, "g": True}
