@@ -381,6 +381,11 @@ def test_options_come_from_params_then_config_then_defaults(tmp_path: Path) -> N
     assert options["task"] == "classification"
     assert options["estimator_params"] == {"alpha": 0.5}
     assert options["alias"] == training.DEFAULTS["alias"]
+    scaffolded = tmp_path / "ml"
+    scaffold.init(scaffolded, template="training-pipeline", git=False)
+    shipped = training.load_options({}, str(scaffolded / "pipelines" / "training.toml"))
+    assert shipped["features"] == [] and shipped["timestamp_column"] == ""
+    assert shipped["task"] == "auto" and shipped["estimator_params"] == {}
     config.write_text('modle = "m"\n')
     with pytest.raises(InvalidInput, match="unknown option"):
         training.load_options({}, str(config))
