@@ -44,6 +44,19 @@ def test_demo_small_scale_end_state(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert run.origin["subject"] == f"meshops:alert:{result.alert_id}"
         v2 = p.registry.get_version("churn", 2)
         assert v2.metrics["roc_auc_lift"] > 0
+        # the move was justified on the same rows for both models, recorded and linked
+        (comparison,) = p.registry.list_comparisons("churn", version=2)
+        assert comparison.id == result.comparison["id"] and comparison.allowed
+        assert (comparison.champion_version, comparison.metric) == (1, "roc_auc")
+        assert comparison.challenger_score > (comparison.champion_score or 1.0)
+        run = p.tracking.get_run(comparison.run_id)
+        assert run.metrics["champion_roc_auc"] == comparison.champion_score
+        upstream = {e.upstream for e in p.lineage.upstream(comparison.run_urn, depth=1)}
+        assert {v2.urn, "meshops:model:churn:1", comparison.data_urn} <= upstream
+        # the showcase online lookup, after the last ingest: every feature fresh
+        assert result.online["status"] == "ok"
+        assert all(v is not None for v in result.online["values"].values())
+        assert "champion/challenger: v2 vs v1 on the same" in text
         # every hop of the printed path is a real path in the lineage graph
         path = result.lineage_path
         for upstream, downstream in itertools.pairwise(path):
