@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 
 from meshops.kernel.errors import InvalidInput
 from meshops.kernel.home import Home
-from meshops.mesh import specs
+from meshops.mesh import odcs, specs
 from meshops.mesh.service import MeshService
 from meshops.mesh.standards.documents import dump_yaml, load_yaml, parse_yaml
 
@@ -232,3 +233,37 @@ def test_unquoted_dates_and_times_stay_as_written(value: str) -> None:
 def test_yaml_1_2_core_scalars() -> None:
     doc = parse_yaml("a: 0o17\nb: 0x1F\nc: 0755\nd: yes\ne: ~\nf: 1.5e3\ng: True\n", "x")
     assert doc.data == {"a": 15, "b": 31, "c": 755, "d": "yes", "e": None, "f": 1500.0, "g": True}
+
+
+def test_publish_a_3_0_contract_and_export_it_as_written_or_as_3_1(home: Home) -> None:
+    contract: dict[str, Any] = load_yaml(
+        OWN / "odcs" / "v3.0.0" / "orders-3.0-forms.odcs.yaml"
+    ).data
+    descriptor: dict[str, Any] = load_yaml(ODPS_10).data | {
+        "id": "sales.orders",
+        "name": "orders",
+        "domain": "sales",
+        "version": "1.0.0",
+        "outputPorts": [{"name": "orders", "version": "1.0.0", "contractId": contract["id"]}],
+    }
+    today = dt.datetime.now(dt.UTC).date()
+    table = pa.table(
+        {
+            "order_id": pa.array([1, 2, 3], pa.int64()),
+            "amount": pa.array(
+                [Decimal("10.00"), Decimal("20.50"), Decimal("499.00")], pa.decimal128(10, 2)
+            ),
+            "status": pa.array(["open", "shipped", "open"]),
+            "order_date": pa.array([today, today, today - dt.timedelta(days=1)], pa.date32()),
+        }
+    )
+    mesh = MeshService(home.context())
+    mesh.publish_arrow(descriptor, {"orders": contract}, {"orders": table})
+    as_written = parse_yaml(mesh.export("sales.orders")["orders.odcs.yaml"], "c").data
+    assert as_written == contract and as_written["apiVersion"] == "v3.0.0"
+    upgraded = parse_yaml(
+        mesh.export("sales.orders", odcs_version="v3.1.0")["orders.odcs.yaml"], "c"
+    ).data
+    assert upgraded["apiVersion"] == "v3.1.0" and odcs.is_valid("v3.1.0", upgraded)
+    with pytest.raises(InvalidInput, match="cannot export"):
+        mesh.export("sales.orders", odcs_version="v3.0.2")

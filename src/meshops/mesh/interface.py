@@ -113,7 +113,13 @@ class Mesh(Protocol):
     ) -> list[DataProduct]: ...
 
     @rpc.get("/v1/mesh/products/{product}/export")
-    def export(self, product: str, version: str | None = None) -> dict[str, str]: ...
+    def export(
+        self, product: str, version: str | None = None, odcs_version: str | None = None
+    ) -> dict[str, str]:
+        """The ODPS descriptor and ODCS contracts of a version, as YAML files by name: each
+        as written (its `status` following deprecate/retire), or the contracts in ODCS
+        `odcs_version` ("v3.1.0")."""
+        ...
 
     @rpc.post("/v1/mesh/products/{product}/deprecate")
     def deprecate(

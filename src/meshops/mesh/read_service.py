@@ -109,13 +109,15 @@ class ReadService(MeshArea):
         with self.ctx.db.read() as conn:
             return [product_model(r) for r in store.list_products(conn, domain, status)]
 
-    def export(self, product: str, version: str | None = None) -> dict[str, str]:
+    def export(
+        self, product: str, version: str | None = None, odcs_version: str | None = None
+    ) -> dict[str, str]:
         """The ODPS descriptor and ODCS contracts of a version, as YAML files by name."""
         published = self.get_version(product, version)
         lifecycle = self.get_product(product).status  # deprecate/retire show in `status`
         files = {specs.DESCRIPTOR_FILE: specs.export_descriptor(published.descriptor, lifecycle)}
         for port in published.ports:
-            files[f"{port.name}.odcs.yaml"] = specs.export_contract(port.contract)
+            files[f"{port.name}.odcs.yaml"] = specs.export_contract(port.contract, odcs_version)
         return files
 
     # --- reads ---------------------------------------------------------------------------------
