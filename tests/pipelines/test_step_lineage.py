@@ -369,7 +369,19 @@ def test_retries_keep_the_step_run_id_the_step_saw(tmp_path: Path) -> None:
     assert seen == {"step_run_id": recorded, "urn": f"meshops:steprun:{recorded}", "attempt": 2}
 
 
-@pytest.mark.parametrize("executor", ["inline", "process"])
+@pytest.fixture(scope="module")
+def _stop_ray() -> Iterator[None]:
+    """The Ray executor starts a local Ray on first use: stop it with this module."""
+    yield
+    ray = __import__("sys").modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+
+
+@pytest.mark.usefixtures("_stop_ray")
+@pytest.mark.parametrize(
+    "executor", ["inline", "process", pytest.param("ray", marks=pytest.mark.slow)]
+)
 def test_each_executor_gives_the_step_its_recorded_id(tmp_path: Path, executor: str) -> None:
     home = Home(make_settings(tmp_path / "home"))
     platform = Platform(home.settings, home=home, actor=Actor("alice"))
