@@ -260,6 +260,7 @@ class PublishService(MeshArea):
             product_row = store.get_product(conn, spec.key, for_update=True)
             reused = self._reuse(conn, spec, digest, product_row)
             if reused is not None:
+                self.ctx.link_to_step(conn, reused.urn)  # inside a pipeline step
                 return reused
             if product_row is not None and product_row["status"] == "retired":
                 raise Conflict(
