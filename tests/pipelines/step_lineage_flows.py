@@ -54,3 +54,27 @@ def deploy(trained: dict[str, Any], model: str, endpoint: str) -> str:
 @pipeline
 def retrain(model: str = "iris", endpoint: str = "iris-api", source: str = "") -> object:
     return deploy(train(load_iris(), model, source), model, endpoint)
+
+
+@step(cache=False)
+def publish_and_build(product: str, version: str, view: str) -> dict[str, str]:
+    """Publishes a new version of a product (other content: a new version; the same
+    content: the version that holds it), then builds a training set from its view."""
+    import pyarrow as pa
+
+    from tests.features.helpers import publish
+    from tests.features.test_end_to_end import TS, hours, orders_v1
+
+    entities = pa.table({"customer_id": [1, 2], "event_timestamp": pa.array([hours(12)] * 2, TS)})
+    with meshops.connect() as platform:
+        same = publish(platform, product, "1.0.5", orders_v1())  # as published: 1.0.0
+        fresh = orders_v1()
+        fresh = fresh.set_column(2, "orders_7d", pa.array([2, 3, 4, 11, 12]))
+        published = publish(platform, product, version, fresh)
+        built = platform.features.training_set(entities, [f"{view}:orders_7d"], name=f"{view}_step")
+    return {"product": published.urn, "reused": same.urn, "training_set": built.info.urn}
+
+
+@pipeline
+def feature_build(product: str = "", version: str = "", view: str = "") -> object:
+    return publish_and_build(product, version, view)

@@ -14,6 +14,7 @@ executor and across retries.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -41,7 +42,8 @@ from meshops.pipelines.worker import Worker
 from tests.conftest import LiveServer, make_settings
 from tests.pipelines.step_lineage_flows import FEATURES
 
-REF = "tests.pipelines.step_lineage_flows:retrain"
+FLOWS = "tests.pipelines.step_lineage_flows"
+REF = f"{FLOWS}:retrain"
 SOURCE = "meshops:dataset:sklearn.iris"
 
 
@@ -309,6 +311,47 @@ def _record_one_step(pipelines: PipelinesService, finished_run: str) -> str:
     with pipelines.ctx.db.begin() as conn:
         store.replace_step_runs(conn, [step_run])
     return step_run.id
+
+
+# --- publishes and training-set builds inside a step --------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["embedded", "http"])
+def test_a_publish_and_a_training_set_of_a_step_are_linked_to_it(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch, transport: str
+) -> None:
+    from tests.features.test_end_to_end import Ready, orders_v1
+
+    home = Home(make_settings(tmp_path / "home"))
+    with contextlib.ExitStack() as stack:
+        stack.callback(home.close)
+        if transport == "http":
+            server = stack.enter_context(LiveServer(home))
+            platform = _remote(home, server)
+            clean_env.setenv("MESHOPS_URI", server.url)
+            clean_env.setenv("MESHOPS_TOKEN", server.token)
+        else:
+            platform = Platform(home.settings, home=home)
+            clean_env.setenv("MESHOPS_HOME", str(home.settings.home))
+            clean_env.setenv("MESHOPS_USER", "alice")
+        stack.callback(platform.close)
+        ready = Ready(platform, "_s")
+        ready.publish("1.0.0", orders_v1())
+        ready.features.apply(ready.repo())
+        params = {"product": ready.product, "version": "1.1.0", "view": ready.view}
+        detail = platform.pipelines.run(f"{FLOWS}:feature_build", params, track=False)
+        assert detail.run.status == RunStatus.SUCCEEDED, detail.run.error
+        step_run, made = _output(detail, "publish_and_build")
+        step_urn = f"meshops:steprun:{step_run}"
+        have = {(e.relation, e.downstream) for e in platform.lineage.downstream(step_urn, 1)}
+        assert ("produced", made["product"]) in have
+        assert ("produced", made["reused"]) in have  # the same content: the version holding it
+        assert ("produced", made["training_set"]) in have
+        assert made["product"].endswith(":1.1.0") and made["reused"].endswith(":1.0.0")
+        upstream = platform.lineage.upstream(made["training_set"], depth=3)
+        assert (detail.run.urn, "contains", step_urn) in {
+            (e.upstream, e.relation, e.downstream) for e in upstream
+        }
 
 
 # --- the step run's id, assigned up front -------------------------------------------------
