@@ -5,9 +5,9 @@ the integer 45000 (base 60), `yes`/`on` the boolean True, `0755` the octal 493. 
 ODPS JSON Schemas then see values that were never written (a date where a string is required),
 and an export writes something else back. `Loader` resolves plain scalars by the YAML 1.2 core
 schema instead (null, true/false, decimal / 0o / 0x integers, floats; everything else is a
-string; `<<` merge keys still merge), and `Dumper` quotes every string that either YAML 1.1 or 1.2 would read as something
-else, so a document read, exported and read again is the same document, and other YAML
-readers (1.1 or 1.2) read the export the same way.
+string; `<<` merge keys still merge), and `Dumper` quotes every string that either YAML
+1.1 or 1.2 would read as something else, so a document read, exported and read again is
+the same document, and other YAML readers (1.1 or 1.2) read the export the same way.
 """
 
 from __future__ import annotations
