@@ -158,6 +158,7 @@ def test_pipeline_run_steps_and_what_they_create(ol_home: tuple[Platform, Events
     # publish step wrote: same namespace, same name.
     assert dataset_names(publish, "outputs") == {(NAMESPACE, "lab.points.points")}
     assert dataset_names(registration, "inputs") == dataset_names(publish, "outputs")
+    assert dataset_names(tracking, "inputs") == dataset_names(publish, "outputs")  # log_input
 
 
 def test_failing_pipeline_sends_fail_and_abort(ol_home: tuple[Platform, Events]) -> None:

@@ -238,7 +238,10 @@ def urn_dataset(ctx: Context, urn: str, port: str | None = None) -> Dataset:
     from meshops.kernel.urn import Urn
 
     settings = ctx.home.settings
-    parsed = Urn.parse(urn)
+    try:
+        parsed = Urn.parse(urn)
+    except InvalidInput:  # e.g. a URI logged as a tracking input: named as it is
+        return Dataset(namespace(settings), urn)
     if parsed.kind == "dataproduct" and len(parsed.parts) >= 2:
         key, version = parsed.parts[0], parsed.parts[1]
         port = port or default_port(ctx, key, version)
@@ -543,7 +546,11 @@ class Reporter:
     ) -> None:
         if not self.enabled:
             return
-        event = run_event(state, self.namespace, job, run_id, job_type=job_type, **kwargs)
+        try:
+            event = run_event(state, self.namespace, job, run_id, job_type=job_type, **kwargs)
+        except Exception as exc:  # reporting never fails the operation it reports
+            log.warning("OpenLineage: cannot build the %s event of %s: %s", state, job, exc)
+            return
         if after_commit:
             self.ctx.db.after_commit(lambda: self._send(event))
         else:

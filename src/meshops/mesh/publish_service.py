@@ -446,8 +446,10 @@ class PublishService(MeshArea):
                 continue
             key, version = urn.parts[0], urn.parts[1]
             port = i.dataset[len(key) + 1 :] if i.dataset.startswith(f"{key}.") else None
-            if port is None:
-                port = ReadService(self.ctx).get_version(key, version).port().name
+            port = port or openlineage.default_port(self.ctx, key, version)
+            if port is None:  # not readable here: the product's name
+                datasets.append(openlineage.urn_dataset(self.ctx, i.urn))
+                continue
             datasets.append(openlineage.port_dataset(settings, key, port, version))
         return datasets
 

@@ -208,7 +208,8 @@ class TrackingService:
         state = _OL_END.get(final, "OTHER")
         exp_name = exp["name"] if exp else ""
         parent = row["parent_run_id"]
-        _ol_run(self.ctx, state, exp_name, run_id, parent_run_id=parent, error=error)
+        inputs = [i.urn for i in ended.inputs]  # what the run logged with log_input
+        _ol_run(self.ctx, state, exp_name, run_id, parent_run_id=parent, error=error, inputs=inputs)
         return ended
 
     # params, tags, metrics -------------------------------------------------------------
@@ -833,6 +834,7 @@ def _ol_run(
     *,
     parent_run_id: str | None = None,
     error: str | None = None,
+    inputs: list[str] | None = None,
 ) -> None:
     reporter = openlineage.Reporter(ctx)
     if not reporter.enabled:
@@ -846,6 +848,7 @@ def _ol_run(
         job,
         openlineage.run_id_of(run_id),
         job_type="TRAINING",
+        inputs=[openlineage.urn_dataset(ctx, urn) for urn in inputs or []],
         parent=parent,
         error=error,
         after_commit=True,
