@@ -286,3 +286,42 @@ def test_the_server_validates_with_the_official_files() -> None:
     assert names == sorted(p.relative_to(SPEC) for p in SPEC.rglob("*.json"))
     for name in [*names, Path("LICENSE")]:
         assert (SPEC / name).read_bytes() == (tests_copy / name).read_bytes(), name
+
+
+def test_one_meshops_reports_to_another_over_the_http_transport(
+    served: tuple[Home, LiveServer, Platform], tmp_path: Path
+) -> None:
+    """meshops out (the client's HttpTransport, `api_key` a token of the receiving server)
+    into meshops in: a publish chain on one home appears in the other's lineage graph,
+    connected by dataset names."""
+    from tests.mesh.conftest import generate_example
+
+    _, server, receiver = served
+    home_dir = tmp_path / "sender"
+    home_dir.mkdir()
+    (home_dir / "meshops.toml").write_text(
+        "[openlineage]\n"
+        'transport = "http"\n'
+        f'url = "{server.url}"\n'
+        f'api_key = "{server.token}"\n'
+        'namespace = "meshops://sender"\n'
+    )
+    sender_home = Home(make_settings(home_dir))
+    sender = Platform(sender_home.settings, home=sender_home)
+    try:
+        retail = generate_example(tmp_path / "retail", rows=200)
+        for folder in ("sales_orders", "customers_profiles", "sales_customer_revenue"):
+            sender.mesh.publish(retail / folder)
+    finally:
+        sender.close()
+        sender_home.close()
+
+    orders = dataset_urn("meshops://sender", "sales.orders.orders")
+    down = edges(receiver.lineage.downstream(orders, depth=2))
+    build = job_urn("meshops://sender", "sales.customer_revenue.build")
+    (revenue_run,) = {d for u, r, d in down if u == orders and r == "input_to"}
+    assert (revenue_run, "produced",
+            dataset_urn("meshops://sender", "sales.customer_revenue.revenue")) in down  # fmt: skip
+    assert (build, "ran", revenue_run) in edges(receiver.lineage.upstream(revenue_run, depth=1))
+    source = dataset_urn("file", str((retail / "data" / "orders*.csv").resolve()))
+    assert orders in {d for _, _, d in edges(receiver.lineage.downstream(source, depth=2))}
