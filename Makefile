@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit bench docs clean
+.PHONY: install mlflow-client demo test lint typecheck unit bench docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,19 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The real MLflow client for tests/mlflow, in its own virtualenv: its dependencies never
+# meet meshops's own. Made once; remade only when tests/mlflow/requirements.txt changes.
+MLFLOW_VENV ?= .venv-mlflow
+MLFLOW_STAMP := $(MLFLOW_VENV)/.installed
+
+$(MLFLOW_STAMP): tests/mlflow/requirements.txt
+	test -x $(MLFLOW_VENV)/bin/python || $(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install -q --upgrade pip
+	$(MLFLOW_VENV)/bin/python -m pip install -q -r tests/mlflow/requirements.txt
+	touch $(MLFLOW_STAMP)
+
+mlflow-client: $(MLFLOW_STAMP)
 
 demo: install
 	$(BIN)/meshops demo
@@ -27,7 +40,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy src
 
-unit: install
+unit: install mlflow-client
 	$(BIN)/pytest -q
 
 test: install lint typecheck unit
@@ -39,4 +52,4 @@ docs: install
 	$(BIN)/python -m meshops.cli.docs docs/reference
 
 clean:
-	rm -rf $(VENV) .meshops .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(MLFLOW_VENV) .meshops .pytest_cache .mypy_cache .ruff_cache
