@@ -59,12 +59,15 @@ class SchemaDiff(BaseModel):
 class TestResult(BaseModel):
     rule: str
     passed: bool
+    status: str = ""  # passed | failed | not evaluated (custom/text rules) | not checked
     detail: str = ""
 
 
 class TestResults(BaseModel):
     passed: int = 0
     failed: int = 0
+    not_evaluated: int = 0  # custom and text quality rules, reported but not run
+    not_checked: int = 0  # declarations without data to check (most SLA properties)
     results: list[TestResult] = Field(default_factory=list)
 
 
