@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,12 +44,14 @@ PRODUCER = "https://github.com/OpenLineage/OpenLineage/tree/1.54.0/integration/a
 ORDERS = "meshops:dataproduct:sales.orders:1.0.0"
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Home, LiveServer, Platform]]:
+@contextmanager
+def serving(
+    tmp_path: Path, database_url: str | None
+) -> Iterator[tuple[Home, LiveServer, Platform]]:
     """A server whose home is in namespace NAMESPACE, with sales.orders 1.0.0 published."""
     home_dir = tmp_path / "home"
     write_config(home_dir, tmp_path / "emitted.jsonl")
-    home = Home(make_settings(home_dir))
+    home = Home(make_settings(home_dir, database_url))
     embedded = Platform(home.settings, home=home)
     embedded.mesh.publish_arrow(
         data_product("sales.orders", "orders-contract", port="orders"),
@@ -65,6 +68,21 @@ def served(tmp_path: Path) -> Iterator[tuple[Home, LiveServer, Platform]]:
     finally:
         embedded.close()
         home.close()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Home, LiveServer, Platform]]:
+    with serving(tmp_path, None) as setup:
+        yield setup
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def served_on_each_database(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[Home, LiveServer, Platform]]:
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    with serving(tmp_path, url) as setup:
+        yield setup
 
 
 def client(server: LiveServer, token: str | None = None) -> OpenLineageClient:
@@ -108,11 +126,11 @@ def edges(items: list[Any]) -> set[tuple[str, str, str]]:
 
 
 def test_events_from_the_openlineage_client_join_the_lineage_graph(
-    served: tuple[Home, LiveServer, Platform],
+    served_on_each_database: tuple[Home, LiveServer, Platform],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    _, server, platform = served
+    _, server, platform = served_on_each_database
     ol = client(server)
     dag_run = str(uuid.uuid4())
     load, report = str(uuid.uuid4()), str(uuid.uuid4())

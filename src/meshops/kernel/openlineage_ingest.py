@@ -108,6 +108,18 @@ def _validator(schema: dict[str, Any]) -> Draft202012Validator:
     )
 
 
+@cache
+def _event_validator(kind: str) -> Draft202012Validator:
+    _, core, _ = _schemas()
+    return _validator({"$ref": f"{core['$id']}#/$defs/{kind}"})
+
+
+@cache
+def _facet_validators(key: str) -> tuple[Draft202012Validator, ...]:
+    _, _, by_key = _schemas()
+    return tuple(_validator(schema) for schema in by_key.get(key, []))
+
+
 def _path(parts: list[Any]) -> str:
     text = ""
     for part in parts:
@@ -175,17 +187,15 @@ def validate(event: Any) -> str:
     """The event's kind, or BadRequest naming the first field that breaks the official
     schemas: the event's own definition, then each standard facet's schema."""
     kind = kind_of(event)
-    _, core, by_key = _schemas()
-    definition = {"$ref": f"{core['$id']}#/$defs/{kind}"}
-    error = _first(_validator(definition).iter_errors(event))
+    error = _first(_event_validator(kind).iter_errors(event))
     if error is not None:
         raise _refuse(_field(error), error.message)
     for where, facets in _facet_containers(event):
         for key, facet in (facets or {}).items():
-            schemas = by_key.get(key)
-            if not schemas:  # a custom facet: the core schema checked its base fields
+            validators = _facet_validators(key)
+            if not validators:  # a custom facet: the core schema checked its base fields
                 continue
-            problems = [_first(_validator(s).iter_errors({key: facet})) for s in schemas]
+            problems = [_first(v.iter_errors({key: facet})) for v in validators]
             if all(problems):
                 error = problems[0]
                 assert error is not None
