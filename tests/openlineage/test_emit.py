@@ -241,3 +241,18 @@ def test_batch_scoring(ol_home: tuple[Platform, Events]) -> None:
     publish_run = check_lifecycle(events.of_job("sales.scores.build"))
     assert parent_of(publish_run) == ("sales.scores.batch_score", scoring["run"]["runId"])
     assert dataset_names(publish_run, "outputs") == {(out["namespace"], out["name"])}
+
+
+def test_a_queued_run_on_a_worker(ol_home: tuple[Platform, Events]) -> None:
+    """The production path: a queued run, claimed by a worker (START when claimed), its
+    steps recorded by the engine on the worker, the end when it finishes."""
+    from meshops.pipelines.worker import Worker
+
+    platform, events = ol_home
+    run = platform.pipelines.submit("tests.openlineage.flows:failing", {}, executor="inline")
+    assert not events.of_job("failing")  # queued: not started yet
+    assert Worker(platform.pipelines).serve(max_runs=1, idle_exit=True) == 1
+    end = check_lifecycle(events.of_job("failing"), end="FAIL")
+    assert end["run"]["runId"] == openlineage.run_id_of(run.id)
+    assert end["job"]["facets"]["jobType"]["jobType"] == "PIPELINE"
+    check_lifecycle(events.of_job("failing.broken"), end="FAIL")
