@@ -249,3 +249,34 @@ def test_labelled_feedback_of_the_champions_endpoint_joins_the_evaluation_rows(
         run = p.tracking.get_run(result.run_id)
         assert run.metrics["feedback_rows"] == labelled
     home.close()
+
+
+def test_multiclass_string_labels_compare_on_one_vs_rest_auc(tmp_path: Path) -> None:
+    from sklearn.datasets import load_iris
+    from sklearn.tree import DecisionTreeClassifier
+
+    iris = load_iris(as_frame=True)
+    frame = iris.frame.rename(columns=lambda c: c.replace(" (cm)", "").replace(" ", "_"))
+    frame["species"] = iris.target_names[iris.target]
+    features = [c for c in frame.columns if c not in ("target", "species")]
+    train, test = frame.iloc[::2], frame.iloc[1::2]
+    home = Home(make_settings(tmp_path / "home"))
+    with Platform(home.settings, home=home) as p:
+        for model in (
+            LogisticRegression(max_iter=500).fit(train[features], train["species"]),
+            DecisionTreeClassifier(max_depth=1).fit(train[features], train["species"]),
+        ):
+            p.registry.log_model(
+                "iris", model, input_example=train[features].head(3), metrics={"accuracy": 0.0}
+            )
+        p.registry.set_alias("iris", "champion", 1)
+        data = pa.Table.from_pandas(test[[*features, "species"]], preserve_index=False)
+        result = p.registry.compare("iris", 2, data=data, label="species")
+        assert (result.task, result.metric) == ("classification", "roc_auc")
+        assert {"accuracy", "f1_macro", "roc_auc", "log_loss"} <= set(result.champion_metrics)
+        # a one-split tree tells at most two of the three species apart
+        assert result.challenger_metrics["accuracy"] < result.champion_metrics["accuracy"]
+        assert not result.allowed
+        with pytest.raises(PolicyViolation, match="roc_auc"):
+            p.registry.set_alias("iris", "champion", 2)
+    home.close()

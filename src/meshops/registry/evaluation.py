@@ -307,21 +307,29 @@ def _aligned(truth: Any, predicted: Any) -> tuple[Any, Any]:
 
 
 def _probabilistic(truth: Any, proba: Any, classes: Any) -> dict[str, float]:
+    """ROC AUC (one-vs-rest for several classes) and log loss; {} when the labels hold a
+    class the model does not know, or only one class."""
     import numpy as np
     from sklearn.metrics import log_loss, roc_auc_score
 
     truth_s = np.asarray([str(v) for v in truth])
-    classes_s = [str(c) for c in classes]
-    if not set(truth_s) <= set(classes_s) or len(set(truth_s)) < 2:
+    names = [str(c) for c in classes]
+    if not set(truth_s) <= set(names) or len(set(truth_s)) < 2 or len(set(names)) != len(names):
         return {}
+    order = sorted(range(len(names)), key=lambda i: names[i])  # sklearn wants sorted labels
+    names = [names[i] for i in order]
+    proba = proba[:, order]
     metrics: dict[str, float] = {}
-    if len(classes_s) == 2:
-        metrics["roc_auc"] = float(roc_auc_score(truth_s == classes_s[1], proba[:, 1]))
-    else:
-        metrics["roc_auc"] = float(
-            roc_auc_score(truth_s, proba, multi_class="ovr", labels=classes_s)
-        )
-    metrics["log_loss"] = float(log_loss(truth_s, np.clip(proba, 1e-15, 1.0), labels=classes_s))
+    try:
+        if len(names) == 2:
+            metrics["roc_auc"] = float(roc_auc_score(truth_s == names[1], proba[:, 1]))
+        elif len(set(truth_s)) == len(names):
+            metrics["roc_auc"] = float(
+                roc_auc_score(truth_s, proba, multi_class="ovr", labels=names)
+            )
+        metrics["log_loss"] = float(log_loss(truth_s, np.clip(proba, 1e-15, 1.0), labels=names))
+    except ValueError:  # e.g. probabilities that do not sum to one
+        return {k: v for k, v in metrics.items() if k == "roc_auc"}
     return metrics
 
 
