@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from meshops.kernel.errors import InvalidInput
 from meshops.kernel.home import Home
-from meshops.mesh import odcs, specs
+from meshops.mesh import odcs, odps, specs
 from meshops.mesh.service import MeshService
 from meshops.mesh.standards.documents import dump_yaml, load_yaml, parse_yaml
 
@@ -45,11 +45,36 @@ def test_domain_version_and_name_from_the_project_layout(tmp_path: Path) -> None
     # domain from domains/<domain>/, name from the folder ("Shop orders" is a display name),
     # version from the port's contract
     assert (spec.domain, spec.name, spec.version) == ("shop", "orders", "2.1.0")
-    assert spec.descriptor["name"] == "Shop orders"  # the document stays as written
     (port,) = spec.ports
     assert port.port == "processed-data"
     assert port.schema_object["name"] == "processed-data"  # 0.9: the descriptor's mapping
     assert port.api_version == "v3.1.0"
+    # what is published (and what the SDK sends a server, which has no folder): the
+    # descriptor as written plus what was derived, still valid ODPS 0.9.0
+    written = load_yaml(ODPS_09).data
+    assert spec.descriptor == written | {
+        "domain": "shop",
+        "version": "2.1.0",
+        "customProperties": [
+            *written["customProperties"],
+            {"property": "meshops.name", "value": "orders"},
+        ],
+    }
+    assert odps.read_document(spec.descriptor).schema_version == "v0.9.0"
+    again = specs.spec_from_documents(spec.descriptor, {port.port: port.document})
+    assert (again.key, again.version, again.ports[0].schema_object["name"]) == (
+        "shop.orders",
+        "2.1.0",
+        "processed-data",
+    )
+
+
+def test_a_display_name_with_an_explicit_identifier(tmp_path: Path) -> None:
+    text = ODPS_10.read_text().replace("name: objects\ndomain", "name: Shop Objects\ndomain")
+    text += "customProperties:\n  - property: meshops.name\n    value: shop_objects\n"
+    spec = specs.load_product(_folder(tmp_path / "whatever-folder", text, MULTI))
+    assert spec.key == "shop.shop_objects"
+    assert spec.descriptor == load_yaml(tmp_path / "whatever-folder" / "dataproduct.yaml").data
 
 
 def test_missing_domain_outside_a_project_names_the_field_and_fix(tmp_path: Path) -> None:
@@ -267,3 +292,25 @@ def test_publish_a_3_0_contract_and_export_it_as_written_or_as_3_1(home: Home) -
     assert upgraded["apiVersion"] == "v3.1.0" and odcs.is_valid("v3.1.0", upgraded)
     with pytest.raises(InvalidInput, match="cannot export"):
         mesh.export("sales.orders", odcs_version="v3.0.2")
+
+
+def test_a_layout_product_publishes_over_every_transport(platform: Any, tmp_path: Path) -> None:
+    """No `domain`, no `version`, a display name, a port named `processed-data`: derived from
+    the folder and the contract by the SDK, so a server (which has no folder) publishes the
+    same product; the export carries what was derived."""
+    folder = _folder(tmp_path / "domains" / "shop" / "products" / "orders", ODPS_09, MULTI)
+    (folder / "data.csv").write_text("id,day\n1,2024-01-01\n2,2024-01-02\n")
+    (folder / "build.yaml").write_text(
+        "inputs:\n  raw: {path: data.csv, format: csv}\n"
+        "transform:\n  sql: SELECT CAST(id AS BIGINT) AS id, CAST(day AS DATE) AS day FROM raw\n"
+    )
+    version = platform.mesh.publish(folder)
+    assert (version.product, version.version) == ("shop.orders", "2.1.0")
+    assert [p.name for p in version.ports] == ["processed-data"]
+    exported = parse_yaml(platform.mesh.export("shop.orders")["dataproduct.yaml"], "d").data
+    assert (exported["name"], exported["domain"], exported["version"]) == (
+        "Shop orders",
+        "shop",
+        "2.1.0",
+    )
+    assert exported["team"] == load_yaml(ODPS_09).data["team"]  # the 0.9 list, as written

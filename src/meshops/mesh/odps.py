@@ -45,6 +45,8 @@ LIFECYCLE_STATUS = {"deprecated": "deprecated", "retired": "retired"}
 # customProperties, on the descriptor as a mapping {port name: object name}.
 SCHEMA_OBJECT_PROPERTY = "meshops.schemaObject"
 SCHEMA_OBJECTS_PROPERTY = "meshops.schemaObjects"
+# The product's identifier when the descriptor's `name` is a display name (see specs.py).
+NAME_PROPERTY = "meshops.name"
 
 
 def _derive_v090(v100: dict[str, Any]) -> dict[str, Any]:
@@ -83,6 +85,11 @@ def schema(version: str) -> dict[str, Any]:
 @lru_cache(maxsize=4)
 def _validator(version: str) -> jsonschema.protocols.Validator:
     return validator_for(schema(version))
+
+
+def is_valid(version: str, data: dict[str, Any]) -> bool:
+    """Whether `data` is valid under the JSON Schema of `version`."""
+    return bool(_validator(version).is_valid(data))
 
 
 @dataclass(frozen=True)

@@ -321,7 +321,16 @@ def resolve_identity(
     except InvalidInput as exc:
         raise doc.error(exc.message, ["domain"], exc.detail["fix"]) from exc
     name = str(data.get("name") or "")
-    if not _is_name(name):
+    given = odps.custom_property(data, odps.NAME_PROPERTY)
+    if given is not None:
+        if not _is_name(str(given)):
+            raise doc.error(
+                f"the customProperty {odps.NAME_PROPERTY} {given!r} is not an identifier",
+                ["customProperties"],
+                "use lower-case letters, digits and _ (starting with a letter)",
+            )
+        name = str(given)
+    elif not _is_name(name):
         if layout_name and _is_name(layout_name):
             name = layout_name
         else:
@@ -330,8 +339,9 @@ def resolve_identity(
                 f"name is {shown}: meshops needs an identifier (lower-case letters, digits "
                 "and _) and the product folder's name is not one either",
                 ["name"],
-                "set `name:` to an identifier such as `customer_data`, or name the product "
-                "folder so",
+                "set `name:` to an identifier such as `customer_data`, or keep the display "
+                f"name and add `customProperties: [{{property: {odps.NAME_PROPERTY}, value: "
+                "customer_data}]`, or name the product folder so",
             )
     version = data.get("version")
     if not version:
@@ -351,6 +361,26 @@ def resolve_identity(
         raise doc.error(exc.message, ["version"], exc.detail["fix"]) from exc
     _check_output_ports(doc)
     return Identity(str(domain), name, str(version))
+
+
+def published_descriptor(data: dict[str, Any], identity: Identity) -> dict[str, Any]:
+    """The descriptor as written, with what meshops derived for it written in: `domain` and
+    `version` when absent, and the identifier in the customProperty `meshops.name` when the
+    descriptor's `name` is a display name. This is what is published (and so exported) and
+    what the SDK sends a server, which has no folder to derive them from; a descriptor that
+    has all three is unchanged."""
+    out = dict(data)
+    if not out.get("domain"):
+        out["domain"] = identity.domain
+    if not out.get("version"):
+        out["version"] = identity.version
+    if out.get("name") != identity.name and odps.custom_property(out, odps.NAME_PROPERTY) is None:
+        custom = list(out.get("customProperties") or [])
+        out["customProperties"] = [
+            *custom,
+            {"property": odps.NAME_PROPERTY, "value": identity.name},
+        ]
+    return out
 
 
 def _is_name(value: str) -> bool:
@@ -444,8 +474,11 @@ def load_product(folder: str | Path) -> ProductSpec:
             )
         )
     build = load_build(root / BUILD_FILE) if (root / BUILD_FILE).exists() else None
+    published = published_descriptor(descriptor.data, identity)
+    if published != descriptor.data:
+        validate_descriptor(YamlDoc(descriptor.path, published, descriptor.node))
     spec = ProductSpec(
-        root, descriptor.data, ports, build, str(root / DESCRIPTOR_FILE), identity=identity
+        root, published, ports, build, str(root / DESCRIPTOR_FILE), identity=identity
     )
     if build is not None and build.transforms:
         unknown = set(build.transforms) - {p.port for p in ports}
