@@ -77,7 +77,17 @@ def list_definitions(
     print_table(
         "feature definitions",
         ["kind", "name", "domain", "owner", "summary", "updated"],
-        [[d.kind, d.name, d.domain, d.owner, _summary(d.definition), d.updated_at] for d in items],
+        [
+            [
+                d.kind,
+                d.name,
+                ", ".join(d.domains) or d.domain,
+                d.owner,
+                _summary(d.definition),
+                d.updated_at,
+            ]
+            for d in items
+        ],
     )
 
 
