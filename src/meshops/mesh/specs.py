@@ -557,7 +557,10 @@ def spec_from_documents(
                 contract_docs[name], name, str(port["contractId"]), _binding(desc_doc.data, i)
             )
         )
-    return ProductSpec(None, desc_doc.data, ports, None, "<descriptor>", identity=identity)
+    published = published_descriptor(desc_doc.data, identity)
+    if published != desc_doc.data:
+        validate_descriptor(YamlDoc(desc_doc.path, published, desc_doc.node))
+    return ProductSpec(None, published, ports, None, "<descriptor>", identity=identity)
 
 
 def contract_model(document: dict[str, Any]) -> dict[str, Any]:
