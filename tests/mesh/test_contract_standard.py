@@ -703,3 +703,20 @@ def test_latency_on_a_column_that_is_no_time_is_not_checked() -> None:
     sla = [{"property": "ly", "value": 1, "unit": "h", "element": "n"}]
     (result,) = [r for r in _test(pa.table({"n": [1]}), obj, sla).results if r.kind == "sla"]
     assert result.status == "not checked" and "not a date" in result.message
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("int4", "INTEGER"),
+        ("varchar(50)", "text"),
+        ("bpchar", "character varying(3)"),
+        ("double precision", "float8"),
+        ("timestamptz", "timestamp(6) with time zone"),
+    ],
+)
+def test_vendor_spellings_of_one_type_are_no_schema_change(a: str, b: str) -> None:
+    # schema_diff compares physicalTypes through contracts._physical
+    from meshops.mesh.contracts import _physical
+
+    assert _physical(a) == _physical(b)

@@ -253,7 +253,7 @@ def arrow_type_family(dtype: pa.DataType) -> str:
     return next((family for family, hit in checks if hit), str(dtype))
 
 
-def _physical(name: str) -> str:
+def _physical_name(name: str) -> str:
     """A vendor type name normalised: lower case, no arguments (varchar(50) -> varchar),
     `array<...>` / `int[]` -> array, `struct<...>` -> struct, `map<...>` -> map."""
     text = " ".join(str(name).strip().lower().split())
@@ -264,6 +264,62 @@ def _physical(name: str) -> str:
             return nested
     text = re.sub(r"\s*\([^)]*\)", "", text)  # varchar(50), timestamp(6) with time zone
     return " ".join(text.split())
+
+
+# Canonical (DuckDB) names of vendor spellings of one type: schema_diff.py compares
+# physicalTypes through `_physical`, so `int4` -> `integer` is no type change.
+_PHYSICAL_ALIASES = {
+    "varchar": "varchar",
+    "string": "varchar",
+    "text": "varchar",
+    "char": "varchar",
+    "character": "varchar",
+    "character varying": "varchar",
+    "bpchar": "varchar",
+    "nvarchar": "varchar",
+    "bigint": "bigint",
+    "int8": "bigint",
+    "long": "bigint",
+    "int64": "bigint",
+    "bigserial": "bigint",
+    "serial8": "bigint",
+    "integer": "integer",
+    "int": "integer",
+    "int4": "integer",
+    "int32": "integer",
+    "serial": "integer",
+    "serial4": "integer",
+    "smallint": "smallint",
+    "int2": "smallint",
+    "int16": "smallint",
+    "smallserial": "smallint",
+    "serial2": "smallint",
+    "tinyint": "tinyint",
+    "double": "double",
+    "float8": "double",
+    "float64": "double",
+    "double precision": "double",
+    "float": "float",
+    "real": "float",
+    "float4": "float",
+    "float32": "float",
+    "numeric": "decimal",
+    "decimal": "decimal",
+    "boolean": "boolean",
+    "bool": "boolean",
+    "date": "date",
+    "timestamp": "timestamp",
+    "datetime": "timestamp",
+    "timestamp without time zone": "timestamp",
+    "timestamp with time zone": "timestamp with time zone",
+    "timestamptz": "timestamp with time zone",
+}
+
+
+def _physical(name: str) -> str:
+    """A physicalType's canonical name (aliases of one type, arguments dropped)."""
+    base = _physical_name(name)
+    return _PHYSICAL_ALIASES.get(base, base)
 
 
 def _physical_scale(name: str) -> int | None:
@@ -1049,7 +1105,7 @@ def _not_checked(rule: str, column: str | None, what: str, why: str) -> RuleResu
 def _physical_result(base: str, label: str, declared: str, dtype: pa.DataType) -> RuleResult:
     """physicalType against the Arrow type, after normalising the vendor name to a family;
     "not checked" for a name meshops does not know."""
-    normal = _physical(declared)
+    normal = _physical_name(declared)
     family = _PHYSICAL_FAMILY.get(normal)
     rule = f"{base}.physical_type"
     if family is None:
