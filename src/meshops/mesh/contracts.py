@@ -1,12 +1,17 @@
-"""Contract tests of an output port, run by DuckDB over an Arrow table or a Parquet file.
+"""Contract tests of an output port over an Arrow table or a Parquet file, as ODCS 3.0/3.1
+define the rules (docs/mesh.md "Contract tests" is the user's description):
 
-The rules come from the port's ODCS contract:
-  schema   every declared column exists, has the declared logical (and physical) type, no
-           undeclared columns; `required` (no nulls), `unique`, `primaryKey` (unique + not null)
-  quality  library metrics nullValues, missingValues, invalidValues, duplicateValues,
-           rowCount with the mustBe* operators, and `sql` rules (a query returning one number,
-           run in the kernel's sandbox: one SELECT over the port's table, nothing else)
-  sla      freshness / latency with an `element` column: the newest value is recent enough
+  schema   each property found by physicalName (else name); logicalType against the Arrow
+           type (nested object properties and array items recursively, timestamp zones per
+           logicalTypeOptions.timezone); physicalType by type family after normalising the
+           vendor name, or "not checked"; no undeclared columns; required, unique,
+           primaryKey
+  quality  library metrics (3.1 `metric`, 3.0 `rule` names) with every operator and unit
+           percent; `sql` rules with their placeholders in the kernel's sandbox (one SELECT
+           over the port's table, nothing else); `custom` and `text` rules reported
+           "not evaluated"
+  sla      latency / freshness from the element's newest value, endOfSupport / endOfLife
+           against today, every other property reported "not checked" with the reason
 
 Column-level metrics are exact counts (contract_scan.py): Parquet statistics, Arrow compute
 over row groups in parallel, and one DuckDB aggregate scan for what has no faster exact
