@@ -15,6 +15,7 @@ executor and across retries.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -24,15 +25,17 @@ import httpx
 import pandas as pd
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meshops.client import Platform
 from meshops.kernel import outbox
 from meshops.kernel.auth import Actor
-from meshops.kernel.errors import NotFound
+from meshops.kernel.errors import InvalidInput, NotFound
 from meshops.kernel.home import Home
 from meshops.kernel.http import HttpTransport
 from meshops.kernel.lineage import Edge
-from meshops.kernel.steps import HEADER, StepContext
+from meshops.kernel.steps import HEADER, StepContext, parse_header
 from meshops.monitoring.models import AlertRuleSpec, MonitorSpec
 from meshops.pipelines import pipeline, step
 from meshops.pipelines.context import current_step
@@ -294,6 +297,34 @@ def test_a_step_header_the_server_cannot_confirm_creates_nothing(
     assert answer.status_code == 201, answer.text
     linked = {(e.relation, e.downstream) for e in _edges_from(home, genuine.step_run_urn or "")}
     assert linked == {("produced", f"meshops:run:{answer.json()['id']}")}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(max_size=1100),
+        st.builds(
+            lambda run, node, attempt, sid: json.dumps(
+                {"run_id": run, "node": node, "attempt": attempt, "step_run_id": sid}
+            ),
+            st.one_of(st.from_regex(r"[a-f0-9]{32}", fullmatch=True), st.text(max_size=80)),
+            st.text(max_size=250),
+            st.one_of(st.integers(-5, 2000), st.booleans(), st.floats(), st.none()),
+            st.one_of(st.from_regex(r"[a-f0-9]{32}", fullmatch=True), st.text(max_size=80)),
+        ),
+    )
+)
+def test_a_step_header_is_a_bounded_step_or_a_clear_error(text: str) -> None:
+    """Whatever arrives in the header: a step context within the bounds (which the SDK
+    would send the same way), or InvalidInput naming the header; never anything else."""
+    try:
+        claim = parse_header(text)
+    except InvalidInput as exc:
+        assert exc.detail["field"] == HEADER
+        return
+    assert 1 <= claim.attempt <= 1000 and 0 < len(claim.node) <= 200
+    assert claim.step_run_urn is not None and claim.run_urn.startswith("meshops:pipelinerun:")
+    assert parse_header(claim.header()) == claim
 
 
 def _record_one_step(pipelines: PipelinesService, finished_run: str) -> str:
