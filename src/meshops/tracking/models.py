@@ -27,6 +27,7 @@ class Experiment(BaseModel):
     description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
     created_at: datetime
+    lifecycle_stage: str = "active"  # or "deleted" (restorable)
 
 
 class Metric(BaseModel):
@@ -63,6 +64,7 @@ class Run(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)  # latest value per key
     tags: dict[str, str] = Field(default_factory=dict)
     inputs: list[DatasetInput] = Field(default_factory=list)
+    lifecycle_stage: str = "active"  # or "deleted" (restorable)
 
     @property
     def urn(self) -> str:

@@ -39,6 +39,9 @@ ATTRIBUTES = {
     "id": "id",
     "experiment_id": "experiment_id",
     "parent_run_id": "parent_run_id",
+    "user_id": "user",  # MLflow's names
+    "created": "start_time",
+    "lifecycle_stage": "lifecycle_stage",
 }
 TIME_ATTRIBUTES = {"start_time", "end_time"}
 PREFIXES: dict[str, Kind] = {

@@ -366,13 +366,29 @@ class TrackingService:
         max_results: int = 100,
         page_token: str | None = None,
     ) -> RunPage:
+        return self.search_runs_in_view(
+            experiments, parse_filter(filter), order_by, max_results, page_token
+        )
+
+    def search_runs_in_view(
+        self,
+        experiments: list[str] | None,
+        expr: Expr | None,
+        order_by: list[str] | None = None,
+        max_results: int = 100,
+        page_token: str | None = None,
+        *,
+        view: str = "active",
+    ) -> RunPage:
+        """`search_runs` with a parsed filter and the lifecycle view: "active" (the
+        default everywhere), "deleted" or "all"."""
         self.ctx.authorize("tracking.read")
         if not 1 <= max_results <= MAX_RESULTS_LIMIT:
             raise InvalidInput(
                 f"max_results must be between 1 and {MAX_RESULTS_LIMIT}",
                 {"field": "max_results", "fix": "page through results with page_token"},
             )
-        expr = parse_filter(filter)
+        expr = _in_view(expr, view)
         order = parse_order_by(order_by or [])
         offset = _decode_token(page_token)
         with self.ctx.db.read() as conn:
@@ -385,8 +401,175 @@ class TrackingService:
         token = _encode_token(offset + max_results) if more else None
         return RunPage(runs=runs, next_page_token=token)
 
+    # lifecycle: delete, restore, rename, untag ----------------------------------------
+    def delete_experiment(self, name_or_id: str) -> Experiment:
+        """Mark an experiment deleted (restorable): it leaves listings, its runs stay."""
+        return self._set_experiment_stage(name_or_id, "deleted")
+
+    def restore_experiment(self, name_or_id: str) -> Experiment:
+        return self._set_experiment_stage(name_or_id, "active")
+
+    def _set_experiment_stage(self, name_or_id: str, stage: str) -> Experiment:
+        self.ctx.authorize("tracking.write")
+        with self.ctx.db.begin() as conn:
+            row = _experiment_row(conn, name_or_id)
+            if row is None:
+                raise _experiment_not_found(name_or_id)
+            if row["name"] == DEFAULT_EXPERIMENT and stage == "deleted":
+                raise InvalidInput(
+                    "the default experiment cannot be deleted",
+                    {"field": "experiment", "fix": "delete its runs instead"},
+                )
+            values = {"lifecycle_stage": stage, "deleted_at": utcnow() if stage else None}
+            if stage == "active":
+                values["deleted_at"] = None
+            e = store.experiments.c
+            conn.execute(store.experiments.update().where(e.id == row["id"]).values(**values))
+            action = "delete" if stage == "deleted" else "restore"
+            self.ctx.audit(
+                conn,
+                f"tracking.{action}_experiment",
+                str(Urn.of("experiment", row["id"])),
+                before={"lifecycle_stage": row["lifecycle_stage"]},
+                after={"lifecycle_stage": stage},
+            )
+            return _experiment({**row, **values})
+
+    def update_experiment(
+        self,
+        name_or_id: str,
+        new_name: str | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> Experiment:
+        """Rename an experiment and/or set tags on it (existing tags are kept)."""
+        self.ctx.authorize("tracking.write")
+        if new_name is not None:
+            check_name(new_name, "experiment name")
+        clean = _check_tags(tags or {})
+        with self.ctx.db.begin() as conn:
+            row = _experiment_row(conn, name_or_id)
+            if row is None:
+                raise _experiment_not_found(name_or_id)
+            values: dict[str, Any] = {"tags": {**(row["tags"] or {}), **clean}}
+            if new_name is not None and new_name != row["name"]:
+                if row["name"] == DEFAULT_EXPERIMENT:
+                    raise InvalidInput(
+                        "the default experiment cannot be renamed",
+                        {"field": "new_name", "fix": "create another experiment"},
+                    )
+                if _experiment_row(conn, new_name) is not None:
+                    raise Conflict(
+                        f"experiment {new_name!r} already exists",
+                        {"field": "new_name", "fix": "pick another name"},
+                    )
+                values["name"] = new_name
+            e = store.experiments.c
+            conn.execute(store.experiments.update().where(e.id == row["id"]).values(**values))
+            self.ctx.audit(
+                conn,
+                "tracking.update_experiment",
+                str(Urn.of("experiment", row["id"])),
+                before={"name": row["name"], "tags": row["tags"]},
+                after=values,
+            )
+            return _experiment({**row, **values})
+
+    def list_experiments_in_view(self, view: str = "active") -> list[Experiment]:
+        self.ctx.authorize("tracking.read")
+        query = select(store.experiments).order_by(store.experiments.c.created_at)
+        stage = store.experiments.c.lifecycle_stage
+        if view in ("active", "deleted"):
+            query = query.where(stage == view)
+        with self.ctx.db.read() as conn:
+            return [_experiment(r) for r in conn.execute(query).mappings()]
+
+    def delete_run(self, run_id: str) -> Run:
+        """Mark a run deleted (restorable): it leaves searches, nothing is erased."""
+        return self._set_run_stage(run_id, "deleted")
+
+    def restore_run(self, run_id: str) -> Run:
+        return self._set_run_stage(run_id, "active")
+
+    def _set_run_stage(self, run_id: str, stage: str) -> Run:
+        self.ctx.authorize("tracking.write")
+        with self.ctx.db.begin() as conn:
+            row = _run_row(conn, run_id)
+            values = {
+                "lifecycle_stage": stage,
+                "deleted_at": utcnow() if stage != "active" else None,
+            }
+            conn.execute(store.runs.update().where(store.runs.c.id == run_id).values(**values))
+            action = "delete" if stage == "deleted" else "restore"
+            self.ctx.audit(
+                conn,
+                f"tracking.{action}_run",
+                run_urn(run_id),
+                before={"lifecycle_stage": row["lifecycle_stage"]},
+                after={"lifecycle_stage": stage},
+            )
+            return _load_runs(conn, [{**row, **values}])[0]
+
+    def update_run(self, run_id: str, name: str | None = None, status: str | None = None) -> Run:
+        """Rename a run; end it (FINISHED/FAILED/KILLED), or reopen an ended run (RUNNING,
+        as MLflow's client does when it resumes a run)."""
+        self.ctx.authorize("tracking.write")
+        if name is not None:
+            check_name(name, "run name")
+        if status is not None and status.upper() != RunStatus.RUNNING:
+            if name is not None:
+                self.update_run(run_id, name=name)
+            current = self.get_run(run_id)
+            if current.status != RunStatus.RUNNING:
+                return current  # already ended: ending again changes nothing
+            return self.end_run(run_id, status)
+        with self.ctx.db.begin() as conn:
+            row = _run_row(conn, run_id)
+            values: dict[str, Any] = {}
+            if name is not None:
+                values["name"] = name
+            if status is not None:  # RUNNING: reopen
+                values.update(status=RunStatus.RUNNING.value, end_time=None, error=None)
+            if values:
+                conn.execute(store.runs.update().where(store.runs.c.id == run_id).values(**values))
+                self.ctx.audit(
+                    conn,
+                    "tracking.update_run",
+                    run_urn(run_id),
+                    before={k: _jsonable(row).get(k) for k in values},
+                    after=values,
+                )
+            return _load_runs(conn, [{**row, **values}])[0]
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        self.ctx.authorize("tracking.write")
+        check_key(key, "tag")
+        with self.ctx.db.begin() as conn:
+            _run_row(conn, run_id)
+            t = store.tags.c
+            deleted = conn.execute(
+                store.tags.delete().where(t.run_id == run_id, t.key == key)
+            ).rowcount
+            if not deleted:
+                raise NotFound(
+                    f"run {run_id} has no tag {key!r}",
+                    {"field": "key", "fix": f"see `meshops runs show {run_id}` for its tags"},
+                )
+            self.ctx.audit(conn, "tracking.delete_tag", run_urn(run_id), detail={"key": key})
+
 
 # helpers -----------------------------------------------------------------------------
+
+
+def _in_view(expr: Expr | None, view: str) -> Expr | None:
+    if view == "all":
+        return expr
+    if view not in ("active", "deleted"):
+        raise InvalidInput(
+            f"unknown run view {view!r}",
+            {"field": "view", "fix": "use 'active', 'deleted' or 'all'"},
+        )
+    stage = Comparison(Field("attribute", "lifecycle_stage"), "=", view)
+    return stage if expr is None else BoolOp("and", (expr, stage))
 
 
 def _text(value: Any) -> str:
@@ -478,6 +661,7 @@ def _experiment(row: Any) -> Experiment:
         description=row["description"],
         tags=dict(row["tags"] or {}),
         created_at=row["created_at"],
+        lifecycle_stage=row.get("lifecycle_stage") or "active",
     )
 
 
@@ -546,6 +730,7 @@ def _load_runs(conn: Connection, rows: list[dict[str, Any]]) -> list[Run]:
             metrics={k: math.nan if v is None else v for k, v in metrics[r["id"]].items()},
             tags=tags[r["id"]],
             inputs=inputs[r["id"]],
+            lifecycle_stage=r.get("lifecycle_stage") or "active",
         )
         for r in rows
     ]

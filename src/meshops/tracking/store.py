@@ -41,6 +41,9 @@ experiments = Table(
     Column("description", Text, nullable=False),
     Column("tags", JsonColumn, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    # "active" or "deleted" (a deleted experiment can be restored; tracking_0004)
+    Column("lifecycle_stage", String(16), nullable=False, server_default="active"),
+    Column("deleted_at", UtcDateTime, nullable=True),
 )
 
 runs = Table(
@@ -55,6 +58,8 @@ runs = Table(
     Column("end_time", UtcDateTime, nullable=True),
     Column("parent_run_id", String(32), nullable=True),
     Column("error", Text, nullable=True),
+    Column("lifecycle_stage", String(16), nullable=False, server_default="active"),
+    Column("deleted_at", UtcDateTime, nullable=True),
     Index("ix_tracking_runs_experiment_start", "experiment_id", "start_time"),
     Index("ix_tracking_runs_parent", "parent_run_id"),
 )
@@ -133,6 +138,37 @@ inputs = Table(
     Column("digest", String(128), nullable=False),
     Column("name", String(256), nullable=False),
     Column("context", String(100), nullable=False),
+)
+
+# Models logged by a run or on their own (MLflow 3 "logged models", `m-<hex>` ids): their
+# files are a tree of their own, like a run's artifacts.
+logged_models = Table(
+    "tracking_logged_models",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("experiment_id", String(32), nullable=False),
+    Column("run_id", String(32), nullable=True),
+    Column("name", String(256), nullable=False),
+    Column("model_type", String(256), nullable=True),
+    Column("status", String(16), nullable=False),  # PENDING | READY | FAILED
+    Column("status_message", Text, nullable=True),
+    Column("params", JsonColumn, nullable=False),
+    Column("tags", JsonColumn, nullable=False),
+    Column("user", String(200), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("lifecycle_stage", String(16), nullable=False, server_default="active"),
+    Index("ix_tracking_logged_models_experiment", "experiment_id", "created_at"),
+    Index("ix_tracking_logged_models_run", "run_id"),
+)
+
+model_artifacts = Table(
+    "tracking_model_artifacts",
+    metadata,
+    Column("model_id", String(40), primary_key=True),
+    Column("path", String(1000), primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
 )
 
 MetricRow = tuple[str, str, float, int, float]  # run_id, key, value, step, timestamp
