@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from meshops.kernel.http import HttpTransport
     from meshops.kernel.ports import (
         AccessHooks,
+        FeedbackWindows,
         GovernedReads,
         MonitorSources,
         PolicyEnforcer,
@@ -222,6 +223,13 @@ def install() -> None:
     ports.provide(ports.TOKEN_AUTHENTICATOR, _token_authenticator)
     ports.provide(ports.ACCESS_HOOKS, _access_hooks)
     ports.provide(ports.PLATFORM_OPENER, _SdkOpener)
+    ports.provide(ports.FEEDBACK_WINDOWS, _feedback_windows)
+
+
+def _feedback_windows() -> FeedbackWindows:
+    from meshops.serving.ports import ServingFeedbackWindows
+
+    return ServingFeedbackWindows()
 
 
 def _policy_enforcer() -> PolicyEnforcer:

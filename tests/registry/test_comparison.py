@@ -223,32 +223,46 @@ def test_the_model_page_shows_both_scores_the_verdict_and_the_run(tmp_path: Path
 
 
 def test_labelled_feedback_of_the_champions_endpoint_joins_the_evaluation_rows(
-    tmp_path: Path,
+    platform: Platform,
 ) -> None:
-    home = Home(make_settings(tmp_path / "home"))
+    p = platform
     holdout = pa.Table.from_pandas(_rows(100, 4), preserve_index=False)
     served = _rows(30, 6)
-    with Platform(home.settings, home=home) as p:
-        v1 = _register(p, _classifier(noise=0.2, seed=1))
-        p.registry.set_alias("churn", "champion", v1)
-        p.serving.create_endpoint("churn-api", "churn@champion", domain="sales")
-        records = served[FEATURES].to_dict("records")
-        answer = p.serving.predict("churn-api", records, request_id="batch-1")
-        labelled = 20  # feedback for 20 of the 30 records; the rest stay unlabelled
-        for i in range(labelled):
-            p.serving.feedback("churn-api", answer.request_id, int(served["churned"][i]), i)
-        p.serving.flush()
-        window = p.serving.prediction_window("churn-api")
-        assert window.num_rows == 30
-        v2 = _register(p, _classifier(noise=0.0, seed=2))
-        result = p.registry.compare("churn", v2, data=holdout, label="churned", feedback=window)
-        assert (result.holdout_rows, result.feedback_rows) == (100, labelled)
-        assert result.evaluated_rows == 100 + labelled
-        holdout_only = p.registry.compare("churn", v2, data=holdout, label="churned")
-        assert holdout_only.data_digest != result.data_digest
-        run = p.tracking.get_run(result.run_id)
-        assert run.metrics["feedback_rows"] == labelled
-    home.close()
+    v1 = _register(p, _classifier(noise=0.2, seed=1))
+    p.registry.set_alias("churn", "champion", v1)
+    p.serving.create_endpoint("churn-api", "churn@champion", domain="sales")
+    records = served[FEATURES].to_dict("records")
+    answer = p.serving.predict("churn-api", records, request_id="batch-1")
+    labelled = 20  # feedback for 20 of the 30 records; the rest stay unlabelled
+    p.serving.feedback_bulk(
+        "churn-api",
+        [
+            {"request_id": answer.request_id, "record": i, "label": int(served["churned"][i])}
+            for i in range(labelled)
+        ],
+    )
+    p.serving.flush()
+    window = p.registry.feedback_window("churn")  # what the endpoints serving churn logged
+    assert window.num_rows == labelled and "label" in window.column_names
+    v2 = _register(p, _classifier(noise=0.0, seed=2))
+    # By default compare adds that window to the holdout: the same rows for both models.
+    result = p.registry.compare("churn", v2, data=holdout, label="churned")
+    assert (result.holdout_rows, result.feedback_rows) == (100, labelled)
+    assert result.evaluated_rows == 100 + labelled
+    explicit = p.registry.compare(
+        "churn",
+        v2,
+        data=holdout,
+        label="churned",
+        feedback=p.serving.prediction_window("churn-api"),
+    )
+    assert explicit.data_digest == result.data_digest
+    holdout_only = p.registry.compare(
+        "churn", v2, data=holdout, label="churned", use_feedback=False
+    )
+    assert holdout_only.feedback_rows == 0 and holdout_only.data_digest != result.data_digest
+    run = p.tracking.get_run(result.run_id)
+    assert run.metrics["feedback_rows"] == labelled
 
 
 def test_multiclass_string_labels_compare_on_one_vs_rest_auc(tmp_path: Path) -> None:

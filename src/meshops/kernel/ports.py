@@ -214,6 +214,14 @@ class MonitorSources(Protocol):
     def factory(self, name: str) -> Callable[[dict[str, Any]], MonitorWindowSource] | None: ...
 
 
+class FeedbackWindows(Protocol):
+    """The labelled predictions (features, `label`) that the endpoints serving `model` logged
+    since `since`: what a champion/challenger comparison adds to its holdout. None when
+    there are none the caller may read."""
+
+    def labelled(self, ctx: Context, model: str, since: Any) -> pa.Table | None: ...
+
+
 class TokenAuthenticator(Protocol):
     """The actor a bearer token stands for; Unauthenticated when it stands for none."""
 
@@ -247,6 +255,7 @@ PROMOTION_GATE: Port[Callable[[Home], PromotionGate]] = Port(
     "promotion gate", "the default gate of model alias moves"
 )
 MONITOR_SOURCES: Port[MonitorSources] = Port("monitor sources", "sources other areas provide")
+FEEDBACK_WINDOWS: Port[FeedbackWindows] = Port("feedback windows", "labelled serving feedback")
 TOKEN_AUTHENTICATOR: Port[TokenAuthenticator] = Port("token authenticator", "API tokens")
 ACCESS_HOOKS: Port[AccessHooks] = Port("access hooks", "authorizer and read guard")
 PLATFORM_OPENER: Port[PlatformOpener] = Port("platform opener", "the SDK's connect")
@@ -254,5 +263,5 @@ PLATFORM_OPENER: Port[PlatformOpener] = Port("platform opener", "the SDK's conne
 # Every port: the assembly binds each (tests/kernel/test_ports.py checks none is left out).
 ALL_PORTS: tuple[Port[Any], ...] = (
     POLICY_ENFORCER, PRODUCT_FACTS, GOVERNED_READS, VALUE_MASKER, PROMOTION_GATE,
-    MONITOR_SOURCES, TOKEN_AUTHENTICATOR, ACCESS_HOOKS, PLATFORM_OPENER,
+    MONITOR_SOURCES, TOKEN_AUTHENTICATOR, ACCESS_HOOKS, PLATFORM_OPENER, FEEDBACK_WINDOWS,
 )  # fmt: skip

@@ -51,6 +51,7 @@ def compare_versions(
     feedback: pa.Table | None = None,
     data_urn: str | None = None,
     trust: bool = False,
+    use_feedback: bool = True,
 ) -> ModelComparison:
     import pyarrow as pa
 
@@ -76,7 +77,14 @@ def compare_versions(
         )
     champion = registry.get_version(name, holder) if holder is not None else None
     features = _features(challenger, champion, data, label)
-    frame, holdout_rows, feedback_rows = evaluation_frame(data, feedback, label, features)
+    lenient = False
+    if feedback is None and use_feedback and champion is not None:
+        # The labelled rows the endpoints serving the model logged; skipped when they lack
+        # a feature column (an endpoint of another signature).
+        feedback, lenient = registry.feedback_window(name), True
+    frame, holdout_rows, feedback_rows = evaluation_frame(
+        data, feedback, label, features, lenient=lenient
+    )
     task = _task(challenger, registry, name, frame[label])
     requested = metric or _declared(challenger, registry, name) or _default_metric(task)
     loaded = registry.load_model(f"models:/{name}/{version}", trust=trust)
@@ -121,7 +129,12 @@ def compare_versions(
 
 
 def evaluation_frame(
-    data: pa.Table, feedback: pa.Table | None, label: str, features: list[str]
+    data: pa.Table,
+    feedback: pa.Table | None,
+    label: str,
+    features: list[str],
+    *,
+    lenient: bool = False,
 ) -> tuple[pd.DataFrame, int, int]:
     """The rows both models are scored on: `data`, then the labelled rows of `feedback`
     (a serving prediction window: its `label` column holds the feedback)."""
@@ -138,26 +151,37 @@ def evaluation_frame(
     frame = frame[frame[label].notna()]
     holdout_rows = len(frame)
     feedback_rows = 0
-    if feedback is not None and feedback.num_rows:
-        source = label if label in feedback.column_names else FEEDBACK_LABEL
-        absent = [c for c in [*features, source] if c not in feedback.column_names]
-        if absent:
-            raise InvalidInput(
-                f"the feedback window has no column(s) {absent}",
-                {"field": "feedback", "fix": "pass serving.prediction_window(endpoint)"},
-            )
-        extra = feedback.select([*features, source]).to_pandas()
-        extra = extra[extra[source].notna()].rename(columns={source: label})
-        if len(extra):
-            extra[label] = extra[label].astype(frame[label].dtype, errors="ignore")
-            feedback_rows = len(extra)
-            frame = pd.concat([frame, extra], ignore_index=True)
+    extra = _feedback_rows(feedback, label, features, lenient)
+    if extra is not None and len(extra):
+        extra[label] = extra[label].astype(frame[label].dtype, errors="ignore")
+        feedback_rows = len(extra)
+        frame = pd.concat([frame, extra], ignore_index=True)
     if frame.empty:
         raise InvalidInput(
             f"no labelled rows to evaluate on (column {label!r})",
             {"field": "data", "fix": "pass a holdout with labels"},
         )
     return frame.reset_index(drop=True), holdout_rows, feedback_rows
+
+
+def _feedback_rows(
+    feedback: pa.Table | None, label: str, features: list[str], lenient: bool
+) -> pd.DataFrame | None:
+    """The labelled rows of a feedback window, as features + `label`."""
+    if feedback is None or not feedback.num_rows:
+        return None
+    source = label if label in feedback.column_names else FEEDBACK_LABEL
+    absent = [c for c in [*features, source] if c not in feedback.column_names]
+    if absent and lenient:
+        return None
+    if absent:
+        raise InvalidInput(
+            f"the feedback window has no column(s) {absent}",
+            {"field": "feedback", "fix": "pass serving.prediction_window(endpoint)"},
+        )
+    extra: pd.DataFrame = feedback.select([*features, source]).to_pandas()
+    labelled: pd.DataFrame = extra[extra[source].notna()].rename(columns={source: label})
+    return labelled
 
 
 def score(

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from meshops.kernel import rpc
-from meshops.kernel.bounds import Limit, Version
+from meshops.kernel.bounds import Days, Limit, Version
 from meshops.registry.comparison import ComparisonScores, ModelComparison
 from meshops.registry.models import (
     AliasMove,
@@ -160,13 +160,16 @@ class Registry(Protocol):
         feedback: pa.Table | None = None,
         data_urn: str | None = None,
         trust: bool = False,
+        use_feedback: bool = True,
     ) -> ModelComparison:
-        """Score v`version` and the current holder of `alias` on the same rows (`data`, plus
-        the labelled rows of a serving `feedback` window) in this process, and record the
-        scores with `record_comparison`: a tracking run with both scores, linked in lineage,
-        which the promotion gate reads. `metric`: the primary metric unless one is declared
-        (`[promotion] metric`, tag `meshops.metric`); by default roc_auc (classification,
-        accuracy without probabilities) or rmse (regression). `data_urn` names the data
+        """Score v`version` and the current holder of `alias` on the same rows in this
+        process: `data`, plus labelled serving feedback (`feedback` when given, else with
+        `use_feedback` what the endpoints serving the model logged with labels in the last
+        30 days, `feedback_window`). Record the scores with `record_comparison`: a tracking
+        run with both scores, linked in lineage, which the promotion gate reads. `metric`:
+        the primary metric unless one is declared (`[promotion] metric`, tag
+        `meshops.metric`); by default roc_auc (classification, accuracy without
+        probabilities) or rmse (regression). `data_urn` names the data
         (e.g. the training set's URN) in lineage. `trust=True` loads pickled models."""
         ...
 
@@ -177,6 +180,13 @@ class Registry(Protocol):
         """Record scores measured by `compare`: checks that they name v`version` and the
         alias's current holder, decides the verdict from the server's metric table and
         `[promotion] tolerance`, creates the tracking run and the lineage edges."""
+        ...
+
+    @rpc.get("/v1/models/{name}/feedback")
+    def feedback_window(self, name: str, days: Days = 30) -> pa.Table:
+        """Labelled predictions (inputs and `label`) that the endpoints serving `name`
+        logged in the last `days` days: what `compare` adds to its evaluation rows. An empty
+        table when there are none."""
         ...
 
     @rpc.get("/v1/models/{name}/comparisons")

@@ -108,6 +108,7 @@ class RemoteRegistryBase(RemoteArea):
         feedback: pa.Table | None = None,
         data_urn: str | None = None,
         trust: bool = False,
+        use_feedback: bool = True,
     ) -> ModelComparison:
         # Scored here (the models load in this process), recorded by the server.
         from meshops.registry.evaluation import compare_versions
@@ -123,6 +124,7 @@ class RemoteRegistryBase(RemoteArea):
             feedback=feedback,
             data_urn=data_urn,
             trust=trust,
+            use_feedback=use_feedback,
         )
 
     def load_model(

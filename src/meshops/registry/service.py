@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+from datetime import timedelta
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from meshops.kernel.db import insert_ignoring_conflicts, utcnow
 from meshops.kernel.errors import Conflict, InvalidInput, MeshopsError, NotFound
 from meshops.kernel.home import Context
 from meshops.kernel.plugins import load_object
-from meshops.kernel.ports import PROMOTION_GATE, PromotionGate
+from meshops.kernel.ports import FEEDBACK_WINDOWS, PROMOTION_GATE, PromotionGate
 from meshops.kernel.urn import Urn, model_version_urn, run_urn
 from meshops.registry import store
 from meshops.registry.comparison import (
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
     from meshops.tracking.models import Run
 
 MAX_FILES = 10_000
+MAX_FEEDBACK_DAYS = 3660
 # `[registry] max_file_mb`: the largest model file one upload may carry (413 above); by
 # default the server's upload limit (`[server] max_upload_mb`).
 DEFAULT_MAX_FILE_MB = 512.0
@@ -559,6 +561,7 @@ class RegistryService:
         feedback: pa.Table | None = None,
         data_urn: str | None = None,
         trust: bool = False,
+        use_feedback: bool = True,
     ) -> ModelComparison:
         # Loads both models in this process: refused in the API server like trusted loads.
         from meshops.registry.evaluation import compare_versions
@@ -574,6 +577,7 @@ class RegistryService:
             feedback=feedback,
             data_urn=data_urn,
             trust=trust,
+            use_feedback=use_feedback,
         )
 
     def record_comparison(
@@ -728,6 +732,18 @@ class RegistryService:
                 detail={k: v for k, v in row.items() if k not in ("detail", "recorded_at")},
             )
             return store.to_comparison({**row, "id": row_id})
+
+    def feedback_window(self, name: str, days: int = 30) -> pa.Table:
+        import pyarrow as pa
+
+        if not 1 <= days <= MAX_FEEDBACK_DAYS:
+            raise InvalidInput(f"days must be between 1 and {MAX_FEEDBACK_DAYS}", {"field": "days"})
+        self.ctx.authorize("registry.read")
+        with self.ctx.db.read() as conn:
+            _model_row(conn, name)
+        since = utcnow() - timedelta(days=days)
+        window = FEEDBACK_WINDOWS.get().labelled(self.ctx, name, since)
+        return window if window is not None else pa.table({})
 
     def list_comparisons(
         self, name: str, version: int | None = None, limit: int = 100
