@@ -119,6 +119,11 @@ def _validator(version: str) -> jsonschema.protocols.Validator:
     return validator_for(schema(version))
 
 
+def is_valid(version: str, data: dict[str, Any]) -> bool:
+    """Whether `data` is valid under the JSON Schema of `version`."""
+    return bool(_validator(version).is_valid(data))
+
+
 @dataclass(frozen=True)
 class Contract:
     """One ODCS contract as read: the document as written and its internal model."""
