@@ -127,7 +127,7 @@ def model_name_of(uri: str) -> str:
 
 
 # Flavors whose loading runs code from the model file: served only with trust_model_code.
-CODE_FLAVORS = frozenset({"python"})
+CODE_FLAVORS = frozenset({"python", "mlflow-sklearn-pickle"})
 
 
 def check_trusted(uri: str, version: Any, trust: bool) -> None:

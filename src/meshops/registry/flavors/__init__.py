@@ -9,15 +9,24 @@ from __future__ import annotations
 
 from meshops.kernel.errors import InvalidInput
 from meshops.registry.flavors.base import Flavor, Predictor
+from meshops.registry.flavors.mlflow_model import (
+    MlflowPyfuncFlavor,
+    MlflowSklearnFlavor,
+    MlflowSklearnPickleFlavor,
+)
 from meshops.registry.flavors.onnx import OnnxFlavor
 from meshops.registry.flavors.python import PythonFunctionFlavor
 from meshops.registry.flavors.sklearn import SklearnFlavor
 from meshops.registry.flavors.torch import TorchStateDictFlavor
 
-# Order matters for detection: the generic Python flavor accepts anything callable.
+# Order matters for detection: the generic Python flavor accepts anything callable; an
+# MLflow folder (MLmodel + model.skops) is recognised before a bare .skops file.
 FLAVORS: dict[str, Flavor] = {
     flavor.name: flavor
     for flavor in (
+        MlflowSklearnFlavor(),
+        MlflowSklearnPickleFlavor(),
+        MlflowPyfuncFlavor(),
         OnnxFlavor(),
         TorchStateDictFlavor(),
         SklearnFlavor(),
