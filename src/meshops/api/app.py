@@ -15,6 +15,7 @@ from meshops.api.routers import features as features_router
 from meshops.api.routers import governance as governance_router
 from meshops.api.routers import lineage as lineage_router
 from meshops.api.routers import mesh as mesh_router
+from meshops.api.routers import mlflow_tracking as mlflow_tracking_router
 from meshops.api.routers import pipelines as pipelines_router
 from meshops.api.routers import project as project_router
 from meshops.api.routers import registry as registry_router
@@ -70,6 +71,7 @@ def create_app(home: Home, authenticate: Authenticate = local_user) -> FastAPI:
     app.include_router(registry_router.router)
     app.include_router(serving_router.router)
     app.include_router(tracking_router.router)
+    app.include_router(mlflow_tracking_router.router)  # the MLflow client's tracking API
     from meshops.ui import mount as mount_ui  # the web pages at /ui (and / redirects there)
 
     mount_ui(app)
