@@ -15,6 +15,7 @@ from meshops.api.routers import features as features_router
 from meshops.api.routers import governance as governance_router
 from meshops.api.routers import lineage as lineage_router
 from meshops.api.routers import mesh as mesh_router
+from meshops.api.routers import mlflow_registry as mlflow_registry_router
 from meshops.api.routers import mlflow_tracking as mlflow_tracking_router
 from meshops.api.routers import pipelines as pipelines_router
 from meshops.api.routers import project as project_router
@@ -72,6 +73,7 @@ def create_app(home: Home, authenticate: Authenticate = local_user) -> FastAPI:
     app.include_router(serving_router.router)
     app.include_router(tracking_router.router)
     app.include_router(mlflow_tracking_router.router)  # the MLflow client's tracking API
+    app.include_router(mlflow_registry_router.router)  # ... and its model registry API
     from meshops.ui import mount as mount_ui  # the web pages at /ui (and / redirects there)
 
     mount_ui(app)
