@@ -101,7 +101,7 @@ def test_adapter_enforces_columns_and_types() -> None:
     with pytest.raises(InvalidInput, match="record 0: column 'x' should be a number") as info:
         adapt({"x": "1.0", "n": 1, "s": "a"})
     assert (info.value.detail["record"], info.value.detail["field"]) == (0, "x")
-    with pytest.raises(InvalidInput, match="record 1: column 'n' should be an integer, got 1.5"):
+    with pytest.raises(InvalidInput, match=r"record 1: column 'n' should be an integer, got 1\.5"):
         adapt(pd.DataFrame({"x": [1.0, 2.0], "n": [1, 1.5], "s": ["a", "b"]}))
     with pytest.raises(InvalidInput, match="record 0: column 's' should be a string, got 5"):
         adapt([{"x": 1.0, "n": 1, "s": 5}])
