@@ -9,11 +9,13 @@ here IS a meshops run (same id), visible to the SDK, the CLI and the UI.
 from __future__ import annotations
 
 import json
+import re
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from meshops.kernel.errors import NotFound
+from meshops.kernel.errors import MeshopsError, NotFound
 from meshops.kernel.home import Context
 from meshops.kernel.urn import Urn
 from meshops.mlflow import search
@@ -40,6 +42,7 @@ MAX_EXPERIMENTS_PAGE = 50_000
 MAX_BATCH_METRICS = 1_000  # MLflow's own limits of one log-batch (the client splits)
 MAX_BATCH_PARAMS = 100
 MAX_BATCH_TAGS = 100
+URN_PREFIX = "meshops:"
 
 
 class Ids:
@@ -348,9 +351,10 @@ def get_metric_history(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def dataset_input(dataset: dict[str, Any], tags: dict[str, str]) -> DatasetInput | None:
-    """A meshops input of an MLflow dataset whose source names a meshops URN (a data
-    product version, a dataset): `{"uri": "urn:meshops:..."}` or the URN itself. Other
-    datasets (files, tables elsewhere) are not meshops objects and are not linked."""
+    """A meshops input of an MLflow dataset whose source names a meshops URN
+    (`meshops:<kind>:...`, e.g. a data product version): the source itself, or its `uri`,
+    `url` or `urn` field (an HTTP source whose URL carries the URN, URL-encoded or not).
+    Other datasets (files, tables elsewhere) are not meshops objects and are not linked."""
     source = dataset.get("source")
     candidates: list[str] = []
     if isinstance(source, str):
@@ -360,20 +364,29 @@ def dataset_input(dataset: dict[str, Any], tags: dict[str, str]) -> DatasetInput
         except ValueError:
             decoded = None
         if isinstance(decoded, dict):
-            candidates += [v for k, v in decoded.items() if k in ("uri", "url", "urn") and v]
+            candidates += [
+                v for k, v in decoded.items() if k in ("uri", "url", "urn") and isinstance(v, str)
+            ]
     for candidate in candidates:
-        if not isinstance(candidate, str) or not candidate.startswith("urn:"):
-            continue
+        urn = _find_urn(urllib.parse.unquote(candidate))
+        if urn is not None:
+            return DatasetInput(
+                urn=urn,
+                digest=str(dataset.get("digest") or "")[:128],
+                name=str(dataset.get("name") or "")[:256],
+                context=tags.get("mlflow.data.context", "training")[:100],
+            )
+    return None
+
+
+def _find_urn(text: str) -> str | None:
+    start = text.find(URN_PREFIX)
+    while start >= 0:
+        candidate = re.split(r"[?#&\s\"']", text[start:], maxsplit=1)[0]
         try:
-            Urn.parse(candidate)
-        except Exception:  # not one of meshops's URNs
-            continue
-        return DatasetInput(
-            urn=candidate,
-            digest=str(dataset.get("digest") or ""),
-            name=str(dataset.get("name") or "")[:256],
-            context=tags.get("mlflow.data.context", "training")[:100],
-        )
+            return str(Urn.parse(candidate))
+        except MeshopsError:  # e.g. a host named meshops: look further
+            start = text.find(URN_PREFIX, start + 1)
     return None
 
 
