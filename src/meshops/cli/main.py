@@ -13,6 +13,7 @@ from meshops.cli import demo as demo_cli
 from meshops.cli import domains as domains_cli
 from meshops.cli import features as features_cli
 from meshops.cli import governance as governance_cli
+from meshops.cli import imports as imports_cli
 from meshops.cli import models as models_cli
 from meshops.cli import monitoring as monitoring_cli
 from meshops.cli import pipelines as pipelines_cli
@@ -66,6 +67,7 @@ app.add_typer(governance_cli.policy_app, name="policy")
 app.add_typer(governance_cli.access_app, name="access")
 app.add_typer(governance_cli.audit_app, name="audit")
 app.add_typer(governance_cli.usage_app, name="usage")
+app.add_typer(imports_cli.import_app, name="import")
 
 
 @app.command()
