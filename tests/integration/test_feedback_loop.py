@@ -208,5 +208,6 @@ def test_drift_alert_retrains_promotes_and_serves_the_new_version(platform: Plat
     assert v2.urn in downstream(p, second["labels"].urn)
     assert profiles.urn in {e.upstream for e in p.lineage.upstream(v2.urn, depth=12)}
     tracking_run = f"meshops:run:{v2.run_id}"
-    assert tracking_run in downstream(p, retrain.urn, depth=1)
+    # pipeline run -contains-> step run -produced-> tracking run (kernel.steps links)
+    assert tracking_run in downstream(p, retrain.urn, depth=2)
     assert v2.urn in downstream(p, tracking_run, depth=1)

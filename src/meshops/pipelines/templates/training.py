@@ -132,15 +132,6 @@ def _connect() -> Any:
     return meshops.connect()
 
 
-def _link_to_pipeline_run(platform: Any, downstream: str, relation: str) -> None:
-    """`pipeline run -relation-> downstream`, when executing inside a pipeline run."""
-    from meshops.pipelines.context import current_step
-
-    here = current_step()
-    if here is not None and here.run_id:
-        platform.lineage.add_edge(here.run_urn, downstream, relation)
-
-
 def _feature_columns(info: dict[str, Any]) -> list[str]:
     return list(info["feature_columns"])
 
@@ -276,7 +267,6 @@ def build_training_set(
             ts = training.info
             entity_columns = [c for c in labels.column_names if c != label_column]
             columns = [c for c in table.column_names if c not in labels.column_names]
-            _link_to_pipeline_run(platform, ts.urn, "produced")
             info: dict[str, Any] = {
                 "id": ts.id,
                 "urn": ts.urn,
@@ -909,7 +899,6 @@ def train_model(
                 "meshops.algorithm": estimator,
             },
         )
-        _link_to_pipeline_run(platform, f"meshops:run:{run.id}", "ran")
         platform.tracking.log_params(
             run.id,
             {
@@ -1283,7 +1272,6 @@ def register_model(
         )
         platform.registry.set_model_card(model_name, version.version, card)
         platform.tracking.end_run(run["id"], "FINISHED")
-        _link_to_pipeline_run(platform, version.urn, "produced")
     print(f"registered {version.uri}")
     return {"name": version.name, "version": version.version, "urn": version.urn}
 
