@@ -199,8 +199,11 @@ class GovernedPromotionGate:
         newest comparison recorded by `record_comparison` for exactly this challenger and
         the current holder, after the holder got the alias. Without one, a home that
         declares `[promotion] metric` falls back to the versions' recorded metrics."""
-        if current is None or current == version.version or alias not in self.protected(ctx):
-            return []  # a first version (no holder) or an unprotected alias
+        if current is None or current == version.version:
+            return []  # a first version (no holder)
+        protected = alias in self.protected(ctx)
+        if not protected and not self.always:
+            return []  # an unprotected alias moved with set_alias
         comparison = registry.comparison_for_move(version.name, version.version, alias, current)
         if comparison is not None:
             report.comparison = comparison
@@ -215,6 +218,8 @@ class GovernedPromotionGate:
             return self._recorded_metric(
                 registry, report=report, version=version, alias=alias, current=current, cfg=cfg
             )
+        if not protected:
+            return []  # `promote` to an unprotected alias: a comparison is not required
         return [
             f"no comparison of v{version.version} with the current {alias} v{current} on the "
             "same data is recorded"
