@@ -106,6 +106,10 @@ def test_search_product_lineage_model_endpoint(
     assert card.locator("h1").inner_text() == "Churn classifier"
     assert card.locator("script").count() == 0 and "<script>" in card.inner_text()
     assert "better accuracy offline" in page.locator("#alias-history").inner_text()
+    # the champion/challenger comparison that let v2 replace v1: both scores and the run
+    comparison = page.locator("#comparisons tr.comparison").first
+    assert "not worse" in comparison.inner_text() and "v1" in comparison.inner_text()
+    assert comparison.locator("a[href^='/ui/runs/']").count() == 1
     shot(page, "flow1-3-model")
 
     page.locator("#lineage a.node[data-urn='meshops:endpoint:churn-api']").click()
