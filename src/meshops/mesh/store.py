@@ -260,11 +260,18 @@ def quality_summary(conn: Connection, product: str) -> list[dict[str, Any]]:
     ).mappings()
     out = []
     for row in rows:
-        results = conn.execute(
-            select(mesh_quality_results.c.passed, mesh_quality_results.c.kind).where(
-                mesh_quality_results.c.version_id == row["id"]
-            )
-        ).all()
+        results = [
+            r
+            for r in conn.execute(
+                select(
+                    mesh_quality_results.c.passed,
+                    mesh_quality_results.c.kind,
+                    mesh_quality_results.c.observed,
+                ).where(mesh_quality_results.c.version_id == row["id"])
+            ).all()
+            # custom/text rules and declared-only SLAs are no part of the compliance
+            if r.observed not in ("not evaluated", "not checked")
+        ]
         out.append(
             {
                 "version": row["version"],
