@@ -223,9 +223,8 @@ class CatalogService(MeshArea):
         limit = None
         for port in latest.ports:
             for prop in port.contract.get("slaProperties") or []:
-                if prop.get("property") in ("freshness", "latency", "frequency") and prop.get(
-                    "value"
-                ):
+                name = contracts.sla_property_name(prop)  # case and synonyms (ly, fy)
+                if name in ("freshness", "latency", "frequency") and prop.get("value"):
                     seconds = contracts._freshness_limit(prop)
                     limit = seconds if limit is None else min(limit, seconds)
         age = ((now or datetime.now(UTC)) - latest.created_at).total_seconds()
