@@ -97,8 +97,14 @@ def test_run_lifecycle_logging_and_history(mlflow_world: MlflowWorld, sdk: Platf
         c = MlflowClient()
         mlflow.set_experiment("lifecycle")
         out = {}
+        source = c.create_run(c.create_experiment("upstream")).info.run_id
         with mlflow.start_run(run_name="first", tags={"stage": "dev"}) as run:
             rid = run.info.run_id
+            import pandas as pd
+            df = pd.DataFrame({"a": [1, 2]})
+            mlflow.log_input(mlflow.data.from_pandas(df, name="plain-frame"))
+            named = mlflow.data.from_pandas(df, name=f"meshops:run:{source}")
+            mlflow.log_input(named, context="eval")
             mlflow.log_param("model", "rf")
             mlflow.log_params({"depth": 4, "lr": 0.1})
             for step in range(6):
@@ -137,11 +143,14 @@ def test_run_lifecycle_logging_and_history(mlflow_world: MlflowWorld, sdk: Platf
         failed = c.create_run(exp, run_name="broken")
         c.set_terminated(failed.info.run_id, status="FAILED")
         out["failed"] = c.get_run(failed.info.run_id).info.status
-        out["ids"] = [rid, exp]
+        out["ids"] = [rid, exp, source]
+        out["inputs"] = [
+            [i.dataset.name, i.dataset.source_type] for i in r.inputs.dataset_inputs
+        ]
         print(json.dumps(out))
         """
     )
-    run_id, experiment_id = out["ids"]
+    run_id, experiment_id, source = out["ids"]
     assert out["info"] == ["first", "FINISHED", "active", True]
     assert out["params"] == {
         "model": "rf",
@@ -174,6 +183,12 @@ def test_run_lifecycle_logging_and_history(mlflow_world: MlflowWorld, sdk: Platf
         (s, (1_700_000_000_000 + s) / 1000) for s in range(6)
     ]
     assert math.isnan(run.metrics["auc"])
+    # log_input: a dataset naming a meshops object is the run's input (and lineage edge);
+    # a plain data frame is no meshops object and is not recorded.
+    assert [(i.urn, i.context) for i in run.inputs] == [(f"meshops:run:{source}", "eval")]
+    assert out["inputs"] == [[f"meshops:run:{source}", "meshops"]]
+    edges = sdk.lineage.upstream(f"meshops:run:{run_id}")
+    assert (f"meshops:run:{source}", "input_to") in {(e.upstream, e.relation) for e in edges}
     assert sdk.tracking.get_experiment(experiment_id).name == "lifecycle"
 
 

@@ -8,16 +8,12 @@ here IS a meshops run (same id), visible to the SDK, the CLI and the UI.
 
 from __future__ import annotations
 
-import json
-import re
 import time
-import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from meshops.kernel.errors import MeshopsError, NotFound
+from meshops.kernel.errors import NotFound
 from meshops.kernel.home import Context
-from meshops.kernel.urn import Urn
 from meshops.mlflow import search
 from meshops.mlflow.common import (
     DEFAULT_EXPERIMENT_ID,
@@ -33,7 +29,8 @@ from meshops.mlflow.common import (
     run_json,
     text_field,
 )
-from meshops.tracking.models import DEFAULT_EXPERIMENT, DatasetInput, Experiment, Run
+from meshops.mlflow.registry_lineage import product_input
+from meshops.tracking.models import DEFAULT_EXPERIMENT, Experiment, Run
 from meshops.tracking.service import MAX_RESULTS_LIMIT, TrackingService
 
 Handler = Callable[[Context, dict[str, Any]], dict[str, Any]]
@@ -42,7 +39,6 @@ MAX_EXPERIMENTS_PAGE = 50_000
 MAX_BATCH_METRICS = 1_000  # MLflow's own limits of one log-batch (the client splits)
 MAX_BATCH_PARAMS = 100
 MAX_BATCH_TAGS = 100
-URN_PREFIX = "meshops:"
 
 
 class Ids:
@@ -350,46 +346,6 @@ def get_metric_history(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
 # inputs and outputs ---------------------------------------------------------------------
 
 
-def dataset_input(dataset: dict[str, Any], tags: dict[str, str]) -> DatasetInput | None:
-    """A meshops input of an MLflow dataset whose source names a meshops URN
-    (`meshops:<kind>:...`, e.g. a data product version): the source itself, or its `uri`,
-    `url` or `urn` field (an HTTP source whose URL carries the URN, URL-encoded or not).
-    Other datasets (files, tables elsewhere) are not meshops objects and are not linked."""
-    source = dataset.get("source")
-    candidates: list[str] = []
-    if isinstance(source, str):
-        candidates.append(source)
-        try:
-            decoded = json.loads(source)
-        except ValueError:
-            decoded = None
-        if isinstance(decoded, dict):
-            candidates += [
-                v for k, v in decoded.items() if k in ("uri", "url", "urn") and isinstance(v, str)
-            ]
-    for candidate in candidates:
-        urn = _find_urn(urllib.parse.unquote(candidate))
-        if urn is not None:
-            return DatasetInput(
-                urn=urn,
-                digest=str(dataset.get("digest") or "")[:128],
-                name=str(dataset.get("name") or "")[:256],
-                context=tags.get("mlflow.data.context", "training")[:100],
-            )
-    return None
-
-
-def _find_urn(text: str) -> str | None:
-    start = text.find(URN_PREFIX)
-    while start >= 0:
-        candidate = re.split(r"[?#&\s\"']", text[start:], maxsplit=1)[0]
-        try:
-            return str(Urn.parse(candidate))
-        except MeshopsError:  # e.g. a host named meshops: look further
-            start = text.find(URN_PREFIX, start + 1)
-    return None
-
-
 def log_inputs(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     svc = TrackingService(ctx)
     run_id = _run_id(data)
@@ -397,7 +353,10 @@ def log_inputs(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     for item in _limited(data, "datasets", 1000):
         if not isinstance(item, dict) or not isinstance(item.get("dataset"), dict):
             raise MlflowApiError("INVALID_PARAMETER_VALUE", "every dataset input needs a dataset")
-        found = dataset_input(item["dataset"], key_values(item, "tags"))
+        # A dataset naming a meshops data product (or URN) is linked to what it names
+        # (`registry_lineage`: resolved through the mesh's read path); others are not
+        # meshops objects and are not recorded.
+        found = product_input(ctx, item["dataset"], key_values(item, "tags"))
         if found is not None:
             svc.log_input(run_id, found)
     return {}
