@@ -349,19 +349,20 @@ def parse_filter(text: str, keys: frozenset[str]) -> list[Clause]:
     while i < len(tokens):
         if len(tokens) - i < 3:
             raise _bad_filter(text, "a clause is <key> <operator> <value>")
-        (kind, key), (op_kind, op) = tokens[i], tokens[i + 1]
-        if kind == "word" and key.lower().startswith("tags.") and len(key) > 5:
-            key = "tags." + key[5:]
-        elif kind == "word":
-            key = key.lower()
-        elif kind == "bq":
-            key = key.strip("`")
+        kind, key = tokens[i]
+        lowered = key.lower()
+        if kind == "word" and lowered in ("tag.", "tags.") and tokens[i + 1][0] == "bq":
+            key = "tags." + tokens[i + 1][1].strip("`")  # tags.`a key`
+            i += 1
+        elif kind == "word" and lowered.startswith(("tag.", "tags.")) and not key.endswith("."):
+            key = "tags." + key.split(".", 1)[1]
+        elif kind in ("word", "bq"):
+            key = key.strip("`").lower()
         else:
             raise _bad_filter(text, f"{key!r} is not a key")
-        if key.lower() in ("tags", "tag") or key.startswith("tags.`"):
-            raise _bad_filter(text, "name a tag as tags.<key> or tags.`key`")
-        if key.startswith("tags.") and key[5:].startswith("`"):
-            key = "tags." + key[5:].strip("`")
+        if len(tokens) - i < 3:
+            raise _bad_filter(text, "a clause is <key> <operator> <value>")
+        op_kind, op = tokens[i + 1]
         if not (key in keys or key.startswith("tags.")):
             raise _bad_filter(
                 text, f"unknown key {key!r}; use {', '.join(sorted(keys))} or tags.<key>"
