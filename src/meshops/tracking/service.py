@@ -379,9 +379,10 @@ class TrackingService:
         page_token: str | None = None,
         *,
         view: str = "active",
+        order: list[OrderKey] | None = None,
     ) -> RunPage:
-        """`search_runs` with a parsed filter and the lifecycle view: "active" (the
-        default everywhere), "deleted" or "all"."""
+        """`search_runs` with a parsed filter (and optionally parsed `order`) and the
+        lifecycle view: "active" (the default everywhere), "deleted" or "all"."""
         self.ctx.authorize("tracking.read")
         if not 1 <= max_results <= MAX_RESULTS_LIMIT:
             raise InvalidInput(
@@ -389,7 +390,8 @@ class TrackingService:
                 {"field": "max_results", "fix": "page through results with page_token"},
             )
         expr = _in_view(expr, view)
-        order = parse_order_by(order_by or [])
+        if order is None:
+            order = parse_order_by(order_by or [])
         offset = _decode_token(page_token)
         with self.ctx.db.read() as conn:
             experiment_ids = [_experiment_id(conn, e) for e in experiments or []]
@@ -420,9 +422,10 @@ class TrackingService:
                     "the default experiment cannot be deleted",
                     {"field": "experiment", "fix": "delete its runs instead"},
                 )
-            values = {"lifecycle_stage": stage, "deleted_at": utcnow() if stage else None}
-            if stage == "active":
-                values["deleted_at"] = None
+            values = {
+                "lifecycle_stage": stage,
+                "deleted_at": utcnow() if stage == "deleted" else None,
+            }
             e = store.experiments.c
             conn.execute(store.experiments.update().where(e.id == row["id"]).values(**values))
             action = "delete" if stage == "deleted" else "restore"
