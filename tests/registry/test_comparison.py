@@ -22,6 +22,7 @@ from meshops.kernel.auth import Actor
 from meshops.kernel.errors import Conflict, InvalidInput, PolicyViolation
 from meshops.kernel.home import Home
 from meshops.registry.comparison import ComparisonScores
+from meshops.serving.runtime import close_all_runtimes
 from tests.conftest import make_settings
 
 FEATURES = ["age", "spend", "visits"]
@@ -263,6 +264,7 @@ def test_labelled_feedback_of_the_champions_endpoint_joins_the_evaluation_rows(
     assert holdout_only.feedback_rows == 0 and holdout_only.data_digest != result.data_digest
     run = p.tracking.get_run(result.run_id)
     assert run.metrics["feedback_rows"] == labelled
+    close_all_runtimes()  # the endpoint's watcher stops before the database goes
 
 
 def test_multiclass_string_labels_compare_on_one_vs_rest_auc(tmp_path: Path) -> None:
@@ -294,3 +296,37 @@ def test_multiclass_string_labels_compare_on_one_vs_rest_auc(tmp_path: Path) -> 
         with pytest.raises(PolicyViolation, match="roc_auc"):
             p.registry.set_alias("iris", "champion", 2)
     home.close()
+
+
+def test_the_gate_applies_the_homes_tolerance_and_metric_of_now(tmp_path: Path) -> None:
+    """The scores are recorded once; the verdict follows the home's settings at the move."""
+    holdout = pa.Table.from_pandas(_rows(300, 9), preserve_index=False)
+    strict = _home(tmp_path, {})
+    with Platform(strict.settings, home=strict) as p:
+        v1 = _register(p, _classifier(noise=0.0, seed=1))
+        p.registry.set_alias("churn", "champion", v1)
+        v2 = _register(p, _classifier(noise=0.3, seed=2))
+        worse = p.registry.compare("churn", v2, data=holdout, label="churned")
+        assert not worse.allowed and worse.metric == "roc_auc"
+        with pytest.raises(PolicyViolation, match="tolerance 0"):
+            p.registry.set_alias("churn", "champion", v2)
+    strict.close()
+    declared = _home(tmp_path, {"tolerance": 1.0, "metric": "accuracy"})
+    with (
+        Platform(declared.settings, home=declared) as p,
+        pytest.raises(PolicyViolation, match="the declared metric is accuracy"),
+    ):
+        p.registry.set_alias("churn", "champion", v2)
+    declared.close()
+    gap = worse.champion_score - worse.challenger_score  # type: ignore[operator]
+    lenient = _home(tmp_path, {"tolerance": gap + 0.01})
+    with Platform(lenient.settings, home=lenient) as p:
+        assert p.registry.set_alias("churn", "champion", v2).to_version == v2
+    lenient.close()
+    declared = _home(tmp_path, {"metric": "accuracy"})
+    with Platform(declared.settings, home=declared) as p:
+        v3 = _register(p, _classifier(noise=0.0, seed=3))
+        scored = p.registry.compare("churn", v3, data=holdout, label="churned", metric="roc_auc")
+        assert scored.metric == "accuracy" and scored.allowed  # the home's declared metric
+        assert p.registry.set_alias("churn", "champion", v3).to_version == v3
+    declared.close()

@@ -35,7 +35,7 @@ from meshops.kernel.home import Context
 from meshops.kernel.urn import Urn
 from meshops.project import store
 from meshops.project.models import GateReport, PolicyOutcome
-from meshops.registry.comparison import METRICS
+from meshops.registry.comparison import METRICS, promotion_tolerance, worse_by
 from meshops.registry.models import ModelVersion
 
 if TYPE_CHECKING:
@@ -209,10 +209,30 @@ class GovernedPromotionGate:
             report.comparison = comparison
             report.metric = comparison.metric
             report.direction = comparison.direction
-            report.tolerance = comparison.tolerance
             report.candidate_value = comparison.challenger_score
             report.current_value = comparison.champion_score
-            return list(comparison.reasons)
+            declared = str(cfg.get("metric") or "")
+            if declared in METRICS and comparison.metric != declared:
+                return [
+                    f"the comparison of v{version.version} with v{current} was scored on "
+                    f"{comparison.metric}, the declared metric is {declared}: compare again"
+                ]
+            # The verdict under the home's tolerance now (it may have changed since).
+            report.tolerance = promotion_tolerance(ctx.home.settings)
+            if comparison.champion_score is None:
+                return []
+            gap = worse_by(
+                comparison.metric, comparison.challenger_score, comparison.champion_score
+            )
+            if gap <= report.tolerance:
+                return []
+            return [
+                f"{comparison.metric} {comparison.challenger_score:.6g} of v{version.version} "
+                f"is worse than {comparison.champion_score:.6g} of the current {alias} "
+                f"v{current} by {gap:.6g} ({'higher' if comparison.direction == 'max' else 'lower'}"
+                f" is better, tolerance {report.tolerance:g}) on the same "
+                f"{comparison.evaluated_rows} rows (comparison {comparison.id})"
+            ]
         metric = cfg.get("metric")
         if metric:
             return self._recorded_metric(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -60,6 +60,22 @@ def worse_by(metric: str, challenger: float, champion: float) -> float:
     """How much worse the challenger is than the champion (negative: better)."""
     delta = champion - challenger
     return delta if direction_of(metric) == "max" else -delta
+
+
+def promotion_tolerance(settings: Any) -> float:
+    """`[promotion] tolerance`: how much worse than the holder a challenger may be (in the
+    primary metric's units) and still be promoted; 0.0 by default."""
+    raw = settings.section("promotion").get("tolerance", 0.0)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not 0 <= value <= MAX_TOLERANCE or not math.isfinite(value):
+        raise InvalidInput(
+            f"[promotion] tolerance must be a non-negative number, got {raw!r}",
+            {"field": "promotion.tolerance", "fix": "e.g. tolerance = 0.01"},
+        )
+    return value
 
 
 class ComparisonScores(BaseModel):

@@ -33,12 +33,12 @@ from meshops.kernel.ports import FEEDBACK_WINDOWS, PROMOTION_GATE, PromotionGate
 from meshops.kernel.urn import Urn, model_version_urn, run_urn
 from meshops.registry import store
 from meshops.registry.comparison import (
-    MAX_TOLERANCE,
     METRIC_TAG,
     METRICS,
     ComparisonScores,
     ModelComparison,
     direction_of,
+    promotion_tolerance,
     worse_by,
 )
 from meshops.registry.events import ModelAliasMoved, ModelVersionRegistered
@@ -1029,22 +1029,6 @@ class RegistryService:
             f"{version.uri} has no file {path!r}",
             {"field": "path", "files": [f.path for f in version.files]},
         )
-
-
-def promotion_tolerance(settings: Any) -> float:
-    """`[promotion] tolerance`: how much worse than the holder a challenger may be (in the
-    primary metric's units) and still be promoted; 0.0 by default."""
-    raw = settings.section("promotion").get("tolerance", 0.0)
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        value = -1.0
-    if not 0 <= value <= MAX_TOLERANCE or not math.isfinite(value):
-        raise InvalidInput(
-            f"[promotion] tolerance must be a non-negative number, got {raw!r}",
-            {"field": "promotion.tolerance", "fix": "e.g. tolerance = 0.01"},
-        )
-    return value
 
 
 def _evaluation_urn(scores: ComparisonScores) -> str:
