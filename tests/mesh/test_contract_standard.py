@@ -330,7 +330,9 @@ def test_the_official_all_data_types_schema_passes_on_matching_arrow_data() -> N
     obj = {"name": "transactions_tbl", "properties": yaml.safe_load(ALL_DATA_TYPES)}
     report = _test(table, obj)
     assert report.passed, report.failures
-    assert all(r.status == "passed" for r in report.results if r.kind == "schema")
+    assert all(r.status != "failed" for r in report.results if r.kind == "schema")
+    options = _by_rule(report)["schema.t.txn_time.options"]
+    assert options.status == "not checked" and "format, timezone" in options.expected
 
 
 # --- quality: library metrics, 3.0 rules, operators ---
@@ -720,3 +722,47 @@ def test_vendor_spellings_of_one_type_are_no_schema_change(a: str, b: str) -> No
     from meshops.mesh.contracts import _physical
 
     assert _physical(a) == _physical(b)
+
+
+OPTIONS_TABLE = pa.table(
+    {
+        "age": pa.array([18, 42, 99, None], pa.int64()),
+        "score": pa.array([0.0, 0.5, 1.0, 1.0]),
+        "price": pa.array([Decimal("0.01"), Decimal("9.99"), None, None], pa.decimal128(6, 2)),
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("column", "logical", "options", "rule", "observed"),
+    [
+        ("age", "integer", {"minimum": 18, "maximum": 99}, "range", 0),
+        ("age", "integer", {"minimum": 19}, "range", 1),
+        ("age", "integer", {"exclusiveMinimum": 18, "exclusiveMaximum": 100}, "exclusive_range", 1),
+        ("age", "integer", {"exclusiveMaximum": 99}, "exclusive_range", 1),
+        ("score", "number", {"minimum": 0, "maximum": 1}, "range", 0),
+        ("score", "number", {"exclusiveMaximum": 1}, "exclusive_range", 2),
+        ("price", "number", {"exclusiveMinimum": 0, "maximum": 9.99}, "exclusive_range", 0),
+        ("price", "number", {"maximum": 9.98}, "range", 1),
+    ],
+)
+def test_numeric_logical_type_options_are_checked(
+    column: str, logical: str, options: dict[str, Any], rule: str, observed: int
+) -> None:
+    prop = {"name": column, "logicalType": logical, "logicalTypeOptions": options}
+    rules = _by_rule(_test(OPTIONS_TABLE.select([column]), {"name": "t", "properties": [prop]}))
+    result = rules[f"schema.t.{column}.{rule}"]
+    assert (result.observed, result.passed) == (observed, observed == 0), result
+    assert f"schema.t.{column}.options" not in rules
+
+
+def test_other_logical_type_options_are_reported_not_checked() -> None:
+    prop = {
+        "name": "age",
+        "logicalType": "integer",
+        "logicalTypeOptions": {"minimum": 0, "format": "i64", "multipleOf": 1},
+    }
+    rules = _by_rule(_test(OPTIONS_TABLE.select(["age"]), {"name": "t", "properties": [prop]}))
+    assert rules["schema.t.age.range"].passed
+    assert rules["schema.t.age.options"].status == "not checked"
+    assert rules["schema.t.age.options"].expected == "logicalTypeOptions format, multipleOf"

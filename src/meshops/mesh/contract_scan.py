@@ -244,12 +244,15 @@ class Invalid:
 
 @dataclass(frozen=True)
 class OutOfRange:
-    """Non-null rows below `low` or above `high` (bounds inclusive: the ODCS 3.0 `between`,
-    `minCheck` and `maxCheck` rules' min and max)."""
+    """Non-null rows below `low` or above `high`: bounds included (the ODCS 3.0 `between`,
+    `minCheck` and `maxCheck` rules' min and max, logicalTypeOptions minimum / maximum), or
+    with `open` excluded (exclusiveMinimum / exclusiveMaximum: a value equal to the bound
+    is out)."""
 
     column: str
     low: float | None = None
     high: float | None = None
+    open: bool = False
 
     def __post_init__(self) -> None:
         if self.low is None and self.high is None:
@@ -257,9 +260,10 @@ class OutOfRange:
 
     def sql(self) -> str:
         col = quote(self.column)
-        conditions = [f"{col} < {self.low!r}"] if self.low is not None else []
+        below, above = ("<=", ">=") if self.open else ("<", ">")
+        conditions = [f"{col} {below} {self.low!r}"] if self.low is not None else []
         if self.high is not None:
-            conditions.append(f"{col} > {self.high!r}")
+            conditions.append(f"{col} {above} {self.high!r}")
         return f"count(*) FILTER (WHERE {' OR '.join(conditions)})"
 
 
@@ -394,10 +398,11 @@ def _value_flags(values: pa.Array, measure: _ValueMeasure) -> pa.Array:
         return pc.is_in(values, _value_set(measure.values, values.type))
     if isinstance(measure, OutOfRange):
         out: pa.Array | None = None
+        less, greater = (pc.less_equal, pc.greater_equal) if measure.open else (pc.less, pc.greater)
         if measure.low is not None:
-            out = pc.less(values, _bound(measure.low))
+            out = less(values, _bound(measure.low))
         if measure.high is not None:
-            above = pc.greater(values, _bound(measure.high))
+            above = greater(values, _bound(measure.high))
             out = above if out is None else pc.or_kleene(out, above)
         assert out is not None
         return out

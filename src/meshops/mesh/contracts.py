@@ -474,6 +474,9 @@ class _Property:
     spec: dict[str, Any]  # the ODCS property
     logical_type: str | None
     physical_type: str | None
+    required: bool = False
+    unique: bool = False
+    primary_key: bool = False
 
 
 def _properties(columns: list[ColumnSpec], schema_object: dict[str, Any]) -> list[_Property]:
@@ -496,6 +499,9 @@ def _properties(columns: list[ColumnSpec], schema_object: dict[str, Any]) -> lis
                 spec=spec,
                 logical_type=logical,
                 physical_type=column.physical_type,
+                required=column.required,
+                unique=column.unique,
+                primary_key=column.primary_key,
             )
         )
     return found
@@ -720,6 +726,7 @@ def run_contract_test(
         for prop in props:
             results.extend(_schema_type_checks(port, prop, present))
         results.extend(_undeclared(port, props, present))
+        results.extend(_unchecked_options(port, props))
         quality = _plan_quality(port, schema_object, props, present)
         judged = _schema_measures(port, props, present) + quality.measured
         values = measure_all(source, con, port, schema, [RowCount(), *(j[0] for j in judged)])
@@ -777,21 +784,21 @@ def _schema_measures(
     port: str, props: list[_Property], present: dict[str, pa.DataType]
 ) -> list[_Judged]:
     judged: list[_Judged] = []
-    keys = [p for p in props if p.spec.get("primaryKey")] if props else []
+    keys = [p for p in props if p.primary_key]
     single_key = len(keys) == 1
     for prop in props:
         if prop.column not in present:
             continue
         base = f"schema.{port}.{prop.name}"
-        primary = bool(prop.spec.get("primaryKey"))
-        if prop.spec.get("required") or primary:
+        if prop.required or prop.primary_key:
             judged.append(
                 (NullCount(prop.column), f"{base}.required", "schema", prop.name, "no nulls")
             )
-        if prop.spec.get("unique") or (primary and single_key):
+        if prop.unique or (prop.primary_key and single_key):
             judged.append(
                 (Duplicates((prop.column,)), f"{base}.unique", "schema", prop.name, "no duplicates")
             )
+        judged.extend(_option_measures(base, prop, present[prop.column]))
     if len(keys) > 1 and all(k.column in present for k in keys):
         judged.append(
             (
@@ -803,6 +810,64 @@ def _schema_measures(
             )
         )
     return judged
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if _is_number(value) and not isinstance(value, bool) else None
+
+
+def _option_measures(base: str, prop: _Property, dtype: pa.DataType) -> list[_Judged]:
+    """logicalTypeOptions minimum / maximum (bounds included) and exclusiveMinimum /
+    exclusiveMaximum (bounds excluded) of an integer or number property: no value outside."""
+    options = prop.spec.get("logicalTypeOptions") or {}
+    numeric = arrow_type_family(dtype) in ("integer", "float", "decimal")
+    if prop.logical_type not in ("integer", "number") or not numeric:
+        return []
+    judged: list[_Judged] = []
+    for keys, is_open, label in (
+        (("minimum", "maximum"), False, "range"),
+        (("exclusiveMinimum", "exclusiveMaximum"), True, "exclusive_range"),
+    ):
+        low, high = (_number(options.get(k)) for k in keys)
+        if low is None and high is None:
+            continue
+        parts = []
+        if low is not None:
+            parts.append(f"{'>' if is_open else '≥'} {low:g}")
+        if high is not None:
+            parts.append(f"{'<' if is_open else '≤'} {high:g}")
+        text = " and ".join(parts)
+        measure = OutOfRange(prop.column, low, high, is_open)
+        judged.append((measure, f"{base}.{label}", "schema", prop.name, f"every value {text}"))
+    return judged
+
+
+# logicalTypeOptions meshops checks (the rest are reported "not checked")
+_CHECKED_OPTIONS = {
+    "integer": {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"},
+    "number": {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"},
+    "timestamp": {"timezone"},
+}
+
+
+def _unchecked_options(port: str, props: list[_Property]) -> list[RuleResult]:
+    results = []
+    for prop in props:
+        options = prop.spec.get("logicalTypeOptions") or {}
+        if not isinstance(options, dict):
+            continue
+        checked = _CHECKED_OPTIONS.get(str(prop.logical_type), set())
+        rest = sorted(k for k in options if k not in checked)
+        if rest:
+            results.append(
+                _not_checked(
+                    f"schema.{port}.{prop.name}.options",
+                    prop.name,
+                    f"logicalTypeOptions {', '.join(rest)}",
+                    "declared; meshops checks numeric minimum/maximum and timestamp timezone",
+                )
+            )
+    return results
 
 
 def _not_evaluated(rule_id: str, column: str | None, rule: dict[str, Any], why: str) -> RuleResult:
