@@ -18,6 +18,8 @@ docs/mesh.md "Quality rules and operators"):
   operators        = ≠ > ≥ < ≤; mustBeBetween [a, b]: a < x < b; mustNotBeBetween: not that
   no operator      a count must be 0; a row count or an sql result declares nothing
                    (not evaluated)
+  logicalTypeOptions (integer, number)  minimum / maximum: no value below / above;
+                   exclusiveMinimum / exclusiveMaximum: no value at or below / at or above
 """
 
 from __future__ import annotations
@@ -260,14 +262,56 @@ def _arrow(data: dict[str, list[Any]]) -> pa.Table:
     )
 
 
+BOUND = st.one_of(st.none(), st.integers(-3, 6), st.sampled_from(FLOATS))
+OPTIONS = st.fixed_dictionaries(
+    {},
+    optional={
+        "minimum": BOUND,
+        "maximum": BOUND,
+        "exclusiveMinimum": BOUND,
+        "exclusiveMaximum": BOUND,
+    },
+)
+
+
+def _outside(values: list[Any], options: dict[str, Any], exclusive: bool) -> int | None:
+    """logicalTypeOptions: values below the minimum or above the maximum (an exclusive bound
+    excludes the bound itself); None when no such bound is declared."""
+    low = options.get("exclusiveMinimum" if exclusive else "minimum")
+    high = options.get("exclusiveMaximum" if exclusive else "maximum")
+    if low is None and high is None:
+        return None
+    return sum(
+        1
+        for v in values
+        if v is not None
+        and (
+            (low is not None and (v <= low if exclusive else v < low))
+            or (high is not None and (v >= high if exclusive else v > high))
+        )
+    )
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=tables(), drawn=st.lists(rules(), min_size=1, max_size=6), parquet=st.booleans())
+@given(
+    data=tables(),
+    drawn=st.lists(rules(), min_size=1, max_size=6),
+    parquet=st.booleans(),
+    options=st.fixed_dictionaries({"i": OPTIONS, "f": OPTIONS}),
+)
 def test_every_verdict_equals_the_brute_force(
-    data: dict[str, list[Any]], drawn: list[tuple[str | None, dict[str, Any]]], parquet: bool
+    data: dict[str, list[Any]],
+    drawn: list[tuple[str | None, dict[str, Any]]],
+    parquet: bool,
+    options: dict[str, dict[str, Any]],
 ) -> None:
     properties: list[dict[str, Any]] = [
         {"name": name, "logicalType": logical, "quality": []} for name, logical in COLUMNS.items()
     ]
+    for prop in properties:
+        given_options = {k: v for k, v in options.get(prop["name"], {}).items() if v is not None}
+        if given_options:
+            prop["logicalTypeOptions"] = given_options
     by_name = {p["name"]: p for p in properties}
     obj: dict[str, Any] = {"name": "t", "properties": properties, "quality": []}
     for i, (column, rule) in enumerate(drawn):
@@ -285,3 +329,12 @@ def test_every_verdict_equals_the_brute_force(
     for i, (column, rule) in enumerate(drawn):
         result = got[f"r{i}"]
         assert result.status == _expected(column, rule, data), (rule, column, data, result)
+    schema = {r.rule: r for r in report.results if r.kind == "schema"}
+    for prop in properties:
+        for exclusive, label in ((False, "range"), (True, "exclusive_range")):
+            count = _outside(data[prop["name"]], prop.get("logicalTypeOptions", {}), exclusive)
+            rule_id = f"schema.t.{prop['name']}.{label}"
+            if count is None:
+                assert rule_id not in schema
+            else:
+                assert (schema[rule_id].observed, schema[rule_id].passed) == (count, count == 0)
