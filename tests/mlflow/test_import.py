@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from meshops.cli.main import app
+from meshops.kernel.errors import Forbidden
 from meshops.kernel.home import Home
 from meshops.mlflow.importer import (
     END_TIME_TAG,
@@ -69,6 +70,11 @@ with mlflow.start_run(experiment_id=pricing, run_name="broken") as failed:
     mlflow.log_param("depth", "7")
     mlflow.log_metric("rmse", 3.5, step=1)
 client.set_terminated(failed.info.run_id, "FAILED")
+with mlflow.start_run(experiment_id=pricing, run_name="pickled"):
+    mlflow.sklearn.log_model(
+        LogisticRegression().fit(X, y), name="model", serialization_format="pickle",
+        registered_model_name="pickled-model", pip_requirements=["scikit-learn"],
+    )
 with mlflow.start_run(experiment_id=pricing, run_name="gone") as gone:
     mlflow.log_param("x", "1")
 client.delete_run(gone.info.run_id)
@@ -206,6 +212,14 @@ def test_import_from_database_uri_is_faithful_and_idempotent(
             assert {f.path for f in version.files} == set(expected["files"])
             for path, digest in expected["files"].items():
                 assert _sha(registry.read_file("churn-model", version.version, path)) == digest
+        # MLflow's skops sklearn is served like native sklearn; a pickled one is stored
+        # and loads only under the trust rules
+        assert {v.flavor for v in versions.values()} == {"mlflow-sklearn"}
+        (pickled,) = registry.list_versions("pickled-model")
+        assert pickled.flavor == "mlflow-sklearn-pickle"
+        with pytest.raises(Forbidden):
+            registry.load_model("models:/pickled-model/1")
+        assert registry.load_model("models:/pickled-model/1", trust=True) is not None
         # the unprotected alias is set as it was, through set_alias with an audit reason
         assert model.aliases["candidate"] == versions[str(truth["aliases"]["candidate"])].version
         history = registry.alias_history("churn-model", "candidate")
@@ -222,7 +236,7 @@ def test_import_from_database_uri_is_faithful_and_idempotent(
         again = import_mlflow(mlflow_store["uri"], tracking, registry)
         assert all(c.copied == 0 for c in again.counts.values()), again.to_json()
         assert again.counts["runs"].unchanged == len(truth["runs"])
-        assert again.counts["versions"].unchanged == len(truth["versions"])
+        assert again.counts["versions"].unchanged == len(truth["versions"]) + 1  # + pickled
         assert not again.changed
         assert len(registry.list_versions("churn-model")) == len(truth["versions"])
     finally:

@@ -1096,7 +1096,7 @@ class MlflowImporter:
         if too_big:
             self.report.skip("versions", ident, f"files over --max-artifact-bytes: {too_big[:3]}")
             return None
-        flavor = _flavor_for([f.path for f in files])
+        flavor = _flavor_for(files)
         if flavor is None:
             self.report.skip(
                 "versions",
@@ -1176,17 +1176,26 @@ def _same(a: float | None, b: float) -> bool:
     return (math.isnan(a) and math.isnan(b)) or a == b
 
 
-def _flavor_for(paths: list[str]) -> str | None:
-    """The meshops flavor that reads an MLflow model folder: an MLmodel-reading flavor if
-    the registry has one, else one recognised by its file names (model.skops, model.onnx)."""
-    from meshops.registry.flavors import FLAVORS, flavor_from_files
+def _flavor_for(files: list[SourceFile]) -> str | None:
+    """The meshops flavor of an MLflow model folder: what its MLmodel file says (skops
+    sklearn, pickled sklearn under the trust rules, or any other MLflow flavor stored for
+    the MLflow client), else one recognised by its file names (model.skops, model.onnx)."""
+    from meshops.registry.flavors import flavor_from_files
+    from meshops.registry.flavors.mlflow_model import (
+        MAX_MLMODEL_BYTES,
+        MLMODEL,
+        flavor_of,
+        parse_mlmodel,
+    )
 
-    if "MLmodel" in paths:
-        for name in ("mlflow", "mlmodel"):
-            if name in FLAVORS:
-                return name
+    for f in files:
+        if f.path == MLMODEL and f.size <= MAX_MLMODEL_BYTES:
+            try:
+                return flavor_of(parse_mlmodel(f.read()))
+            except InvalidInput:
+                return None
     try:
-        return flavor_from_files(paths).name
+        return flavor_from_files([f.path for f in files]).name
     except InvalidInput:
         return None
 

@@ -1,0 +1,160 @@
+"""B12: the same MLflow client script against a meshops server and an `mlflow server`.
+
+The script (`b12_mlflow_client.py`, run with the MLflow client of .venv-mlflow, `make
+mlflow-client`) does 1,000 fluent `mlflow.log_metric` calls, one `MlflowClient().log_batch`
+of 10,000 metric values, and `search_runs` (filter + order, top 100; and every run, paged
+by 1000) over 10,000 runs. The 10,000 runs are made first by the same client
+(`create_run` + `log_batch`, on a few threads), timed separately. meshops: `meshops server`
+(temp home, an API token as MLFLOW_TRACKING_TOKEN); MLflow: `mlflow server` from the same
+virtualenv with a SQLite backend. Rounds alternate; figures are medians.
+
+    .venv/bin/python benchmarks/b12_mlflow.py [--runs 10000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from b1_metric_logging import meshops_server, mlflow_server
+from harness import HERE, Row, median, record
+
+ROOT = HERE.parent
+MLFLOW_PYTHON = ROOT / ".venv-mlflow" / "bin" / "python"
+CLIENT = HERE / "b12_mlflow_client.py"
+
+
+def client(url: str, token: str | None, *args: str) -> dict[str, float]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MESHOPS_"))}
+    env.update({"MLFLOW_TRACKING_URI": url, "GIT_PYTHON_REFRESH": "quiet"})
+    if token:
+        env["MLFLOW_TRACKING_TOKEN"] = token
+    proc = subprocess.run(
+        [str(MLFLOW_PYTHON), str(CLIENT), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=7200,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"the MLflow client failed against {url}:\n{proc.stderr[-4000:]}")
+    result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument("--calls", type=int, default=1_000)
+    parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--searches", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--no-record", action="store_true", help="print, do not record")
+    args = parser.parse_args()
+    if not MLFLOW_PYTHON.exists():
+        sys.exit("the MLflow client virtualenv is missing: run `make mlflow-client`")
+    load_before = os.getloadavg()[0]
+    measured: dict[str, dict[str, list[float]]] = {"meshops": {}, "mlflow": {}}
+    setup: dict[str, float] = {}
+    version = ""
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        with (
+            meshops_server(tmp / "home") as (mesh_url, token),
+            mlflow_server(MLFLOW_PYTHON, tmp / "mlflow.db") as mlflow_url,
+        ):
+            targets = {"meshops": (mesh_url, token), "mlflow": (mlflow_url, None)}
+            for name, (url, tok) in targets.items():
+                done = client(url, tok, "setup", str(args.runs), str(args.threads))
+                setup[name] = done["setup_s"]
+                print(f"[b12] setup {name}: {args.runs} runs in {done['setup_s']:.1f}s", flush=True)
+            for round_no in range(args.rounds):
+                for name, (url, tok) in targets.items():
+                    got = client(
+                        url, tok, "measure", str(args.calls), str(args.batch), str(args.searches)
+                    )
+                    version = str(got.pop("mlflow_version", version))
+                    assert got["all_pages_runs"] == args.runs, got
+                    for key, value in got.items():
+                        measured[name].setdefault(key, []).append(float(value))
+                    print(f"[b12] round {round_no} {name}: {got}", flush=True)
+    mesh = {k: median(v) for k, v in measured["meshops"].items()}
+    peer = {k: median(v) for k, v in measured["mlflow"].items()}
+    rows = [
+        Row(
+            f"{args.calls:,} fluent mlflow.log_metric calls",
+            mesh["log_metric_s"] * 1000,
+            peer["log_metric_s"] * 1000,
+            "ms",
+            higher_is_better=False,
+            goal="≥ 10×",
+        ),
+        Row(
+            f"MlflowClient().log_batch of {args.batch:,} metric values",
+            mesh["log_batch_s"] * 1000,
+            peer["log_batch_s"] * 1000,
+            "ms",
+            higher_is_better=False,
+            goal="≥ 10×",
+        ),
+        Row(
+            f"search_runs over {args.runs:,} runs: `{FILTER_TEXT}` order by metrics.m0 DESC, "
+            "top 100 (median)",
+            mesh["search_s"] * 1000,
+            peer["search_s"] * 1000,
+            "ms",
+            higher_is_better=False,
+            goal="≥ 10×",
+        ),
+        Row(
+            f"search_runs, every one of the {args.runs:,} runs (pages of 1000)",
+            mesh["all_pages_s"] * 1000,
+            peer["all_pages_s"] * 1000,
+            "ms",
+            higher_is_better=False,
+            goal="≥ 10×",
+        ),
+        Row(
+            f"setup (not a goal): {args.runs:,} runs by create_run + log_batch, "
+            f"{args.threads} client threads",
+            setup["meshops"],
+            setup["mlflow"],
+            "s",
+            higher_is_better=False,
+        ),
+    ]
+    if args.no_record:
+        for row in rows:
+            print(row, f"ratio {row.ratio}")
+        return
+    command = ".venv/bin/python benchmarks/b12_mlflow.py " + " ".join(sys.argv[1:])
+    section = record(
+        "B12",
+        f"the same MLflow {version} client script against meshops and `mlflow server`",
+        command.strip(),
+        f"mlflow server {version} (SQLite)",
+        rows,
+    )
+    note = (
+        f"Rounds: {args.rounds}; load average {load_before:.2f} before, "
+        f"{os.getloadavg()[0]:.2f} after (shared machine)."
+    )
+    print(note)
+    text = (HERE / "RESULTS.md").read_text()
+    (HERE / "RESULTS.md").write_text(
+        text.replace(section, section.replace("<!-- /B12 -->", note + "\n<!-- /B12 -->"))
+    )
+
+
+FILTER_TEXT = "metrics.m1 < 0.5 and params.p2 = 'v3'"
+
+if __name__ == "__main__":
+    main()
