@@ -1,0 +1,83 @@
+"""The MLflow tracking routes over raw HTTP (no MLflow client needed): MLflow's error shape
+and status codes, both path prefixes, bounds, and the artifact proxy's path rules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from meshops.kernel.home import Home
+from tests.conftest import LiveServer
+
+API = "/api/2.0/mlflow"
+
+
+@pytest.fixture
+def http(sqlite_home: Home) -> Iterator[httpx.Client]:
+    with (
+        LiveServer(sqlite_home) as server,
+        httpx.Client(base_url=server.url, headers=server.headers, timeout=30) as client,
+    ):
+        yield client
+
+
+def _error(response: httpx.Response) -> tuple[int, str, str]:
+    body = response.json()
+    assert set(body) == {"error_code", "message"}, body
+    return response.status_code, body["error_code"], body["message"]
+
+
+def test_error_shapes_and_codes(http: httpx.Client) -> None:
+    anonymous = httpx.post(f"{http.base_url}{API}/experiments/create", json={"name": "x"})
+    assert _error(anonymous)[:2] == (401, "UNAUTHENTICATED")
+    missing = http.get(f"{API}/runs/get", params={"run_id": "f" * 32})
+    status, code, message = _error(missing)
+    assert (status, code) == (404, "RESOURCE_DOES_NOT_EXIST") and "f" * 32 in message
+    malformed = http.post(
+        f"{API}/runs/create", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert _error(malformed)[:2] == (400, "MALFORMED_REQUEST")
+    no_name = http.post(f"{API}/experiments/create", json={})
+    assert _error(no_name) == (
+        400,
+        "INVALID_PARAMETER_VALUE",
+        "Missing value for required parameter 'name'.",
+    )
+    too_many = http.post(f"{API}/runs/search", json={"max_results": 10**9})
+    assert _error(too_many)[:2] == (400, "INVALID_PARAMETER_VALUE")
+    bad_token = http.post(f"{API}/experiments/search", json={"page_token": "!!"})
+    assert "page token" in _error(bad_token)[2]
+    bad_filter = http.post(f"{API}/runs/search", json={"filter": "metrics.x = 'a'"})
+    assert "metric values are numbers" in _error(bad_filter)[2]
+
+
+def test_both_prefixes_and_the_default_experiment(http: httpx.Client) -> None:
+    created = http.post(f"{API}/runs/create", json={"experiment_id": "0", "run_name": "r"})
+    run = created.json()["run"]
+    assert run["info"]["experiment_id"] == "0"
+    assert run["info"]["artifact_uri"] == f"mlflow-artifacts:/0/{run['info']['run_id']}/artifacts"
+    via_ajax = http.get("/ajax-api/2.0/mlflow/runs/get", params={"run_id": run["info"]["run_id"]})
+    assert via_ajax.json()["run"]["info"]["run_name"] == "r"
+    experiment = http.get(f"{API}/experiments/get", params={"experiment_id": "0"}).json()
+    assert experiment["experiment"]["name"] == "default"
+
+
+def test_artifact_proxy_paths(http: httpx.Client) -> None:
+    run = http.post(f"{API}/runs/create", json={"experiment_id": "0"}).json()["run"]["info"]
+    root = f"/api/2.0/mlflow-artifacts/artifacts/0/{run['run_id']}/artifacts"
+    assert http.put(f"{root}/dir/a.bin", content=b"\x00\x01\x02").status_code == 200
+    assert http.get(f"{root}/dir/a.bin").content == b"\x00\x01\x02"
+    listed = http.get(
+        "/api/2.0/mlflow-artifacts/artifacts", params={"path": f"0/{run['run_id']}/artifacts"}
+    ).json()
+    assert listed == {"files": [{"path": "dir", "is_dir": True}]}
+    escape = http.put(f"{root}/dir/%2E%2E/%2E%2E/x", content=b"x")
+    assert escape.status_code == 400
+    assert _error(http.get("/api/2.0/mlflow-artifacts/artifacts/elsewhere/x"))[:2] == (
+        404,
+        "RESOURCE_DOES_NOT_EXIST",
+    )
+    missing = http.get(f"{root}/dir/none.bin")
+    assert _error(missing)[:2] == (404, "RESOURCE_DOES_NOT_EXIST")
