@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from meshops.kernel.errors import NotFound
+from meshops.kernel.errors import Forbidden, NotFound
 from meshops.kernel.home import Context
 from meshops.mlflow.common import (
     MlflowApiError,
@@ -103,6 +103,16 @@ def _model(svc: RegistryService, name: str) -> RegisteredModel:
     if _deleted(model.tags):
         raise _not_found_model(name)
     return model
+
+
+def _model_for(ctx: Context, svc: RegistryService, name: str, action: str) -> RegisteredModel:
+    """The model a write is about: a caller who may not even read it is refused for
+    `action` (the write it asked for), not for the lookup before it."""
+    try:
+        return _model(svc, name)
+    except Forbidden:
+        ctx.authorize(action)
+        raise
 
 
 def _version(svc: RegistryService, name: str, version: int) -> ModelVersion:
@@ -200,6 +210,7 @@ def _model_shape(svc: RegistryService, model: RegisteredModel) -> dict[str, Any]
 def create_registered_model(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     svc = _svc(ctx)
     name = text_field(data, "name")
+    ctx.authorize("registry.write")  # a refusal names the write, not the lookup before it
     tags = key_values(data, "tags")
     description = str(data.get("description") or "")
     try:
@@ -636,7 +647,7 @@ def create_model_version(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     svc = _svc(ctx)
     name = text_field(data, "name")
     source = text_field(data, "source")
-    ctx.authorize("registry.write", _model(svc, name).domain)
+    ctx.authorize("registry.write", _model_for(ctx, svc, name, "registry.write").domain)
     tags = key_values(data, "tags")
     for key in tags:
         _check_user_tag(key)
@@ -789,6 +800,7 @@ def delete_model_version_tag(ctx: Context, data: dict[str, Any]) -> dict[str, An
 def set_registered_model_alias(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     svc = _svc(ctx)
     name, alias = text_field(data, "name"), text_field(data, "alias")
+    _model_for(ctx, svc, name, "registry.alias")
     version = _version(svc, name, _version_number(data))
     svc.set_alias(name, alias, version.version, reason="set through the MLflow API")
     return {}
