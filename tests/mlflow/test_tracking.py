@@ -331,6 +331,7 @@ def test_sklearn_log_model_makes_a_logged_model(mlflow_world: MlflowWorld) -> No
             "by_model_uri": mlflow.sklearn.load_model(info.model_uri).predict(X[:5]).tolist(),
             "by_run_uri": mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/clf")
                 .predict(X[:5]).tolist(),
+            "outputs": [o.model_id for o in c.get_run(run.info.run_id).outputs.model_outputs],
             "found": [m.model_id for m in c.search_logged_models(
                 experiment_ids=[run.info.experiment_id], filter_string="name = 'clf'")],
         }
@@ -341,6 +342,7 @@ def test_sklearn_log_model_makes_a_logged_model(mlflow_world: MlflowWorld) -> No
     assert out["status"] == "READY" and out["source_run"] == out["run_id"]
     assert out["by_model_uri"] == out["expected"] == out["by_run_uri"]
     assert out["found"] == [out["model_id"]]
+    assert out["outputs"] == [out["model_id"]]  # the run's outputs name its logged model
     files = {f.path for f in LoggedModels(mlflow_world.home.context()).list_files(out["model_id"])}
     assert {"MLmodel", "requirements.txt", "python_env.yaml"} <= files
     assert any(f.startswith("model.") for f in files)  # the serialised estimator

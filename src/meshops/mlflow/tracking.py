@@ -104,8 +104,19 @@ def _metric_row(run_id: str, item: dict[str, Any]) -> tuple[str, str, float, int
     return (run_id, key, _float(item.get("value"), "value"), step, stamp)
 
 
-def _shape(svc: TrackingService, ids: Ids, run: Run) -> dict[str, Any]:
-    return run_json(run, ids.to_mlflow(run.experiment_id))
+def _shapes(ctx: Context, ids: Ids, runs: list[Run]) -> list[dict[str, Any]]:
+    """Runs as MLflow's `Run` messages, with the models each logged as its outputs."""
+    from meshops.tracking.logged_models import LoggedModels
+
+    models = LoggedModels(ctx).of_runs([r.id for r in runs])
+    return [
+        run_json(
+            run,
+            ids.to_mlflow(run.experiment_id),
+            model_outputs=[{"model_id": m, "step": 0} for m in models[run.id]],
+        )
+        for run in runs
+    ]
 
 
 # experiments -----------------------------------------------------------------------------
@@ -209,12 +220,12 @@ def create_run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
         tags=tags,
         capture_environment=False,
     )
-    return {"run": _shape(svc, ids, run)}
+    return {"run": _shapes(ctx, ids, [run])[0]}
 
 
 def get_run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     svc = TrackingService(ctx)
-    return {"run": _shape(svc, Ids(svc), svc.get_run(_run_id(data)))}
+    return {"run": _shapes(ctx, Ids(svc), [svc.get_run(_run_id(data))])[0]}
 
 
 def update_run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
@@ -315,7 +326,7 @@ def search_runs(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
         view=search.run_view(data.get("run_view_type")),
         order=search.run_order(order_by),
     )
-    out: dict[str, Any] = {"runs": [_shape(svc, ids, run) for run in page.runs]}
+    out: dict[str, Any] = {"runs": _shapes(ctx, ids, page.runs)}
     if page.next_page_token:
         out["next_page_token"] = page.next_page_token
     return out

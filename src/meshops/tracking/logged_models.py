@@ -201,6 +201,23 @@ class LoggedModels:
             rows = [_model(r) for r in conn.execute(query).mappings()]
         return rows[:max_results], len(rows) > max_results
 
+    def of_runs(self, run_ids: list[str]) -> dict[str, list[str]]:
+        """{run id: ids of the active models it logged, oldest first}."""
+        self.ctx.authorize("tracking.read")
+        out: dict[str, list[str]] = {run_id: [] for run_id in run_ids}
+        m = store.logged_models.c
+        with self.ctx.db.read() as conn:
+            for start in range(0, len(run_ids), 500):
+                chunk = run_ids[start : start + 500]
+                query = (
+                    select(m.run_id, m.id)
+                    .where(m.run_id.in_(chunk), m.lifecycle_stage == "active")
+                    .order_by(m.created_at, m.id)
+                )
+                for run_id, model_id in conn.execute(query):
+                    out[run_id].append(model_id)
+        return out
+
     # files ---------------------------------------------------------------------------
     def put_file(self, model_id: str, path: str, data: bytes) -> Artifact:
         self.ctx.authorize("tracking.write")
