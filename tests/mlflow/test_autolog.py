@@ -2,7 +2,8 @@
 server: `log_model(..., registered_model_name=...)`, an alias, `models:/name@alias` and
 `models:/name/version` loaded back by the MLflow client; then the same objects read
 through the meshops SDK (the version IS a meshops version, its run linked in lineage), and
-a meshops endpoint serving that version over HTTP."""
+a meshops endpoint serving that version over HTTP. The training data is a meshops data
+product (`mlflow.log_input` of `meshops://ml.iris`): lineage runs product -> run -> version."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pyarrow as pa
 import pytest
 
 import meshops
 from meshops.client import Platform
 from meshops.kernel.urn import model_version_urn, run_urn
+from meshops.mesh.models import DataProductVersion
 from tests.mlflow.conftest import MlflowWorld
+from tests.support.products import data_contract, data_product
 
 TRAIN = """
 import json, os, warnings
@@ -31,6 +35,8 @@ mlflow.set_experiment("iris-autolog")
 mlflow.sklearn.autolog(log_models=False)
 out = {}
 with mlflow.start_run(run_name="autolog") as run:
+    # The training data is a meshops data product: named by its meshops:// URI.
+    mlflow.log_input(mlflow.data.from_pandas(X, name="meshops://ml.iris"), context="training")
     model = LogisticRegression(max_iter=500).fit(X, y)
     info = mlflow.sklearn.log_model(
         model,
@@ -66,7 +72,19 @@ print(json.dumps(out))
 
 
 @pytest.fixture(scope="module")
-def trained(mlflow_world: MlflowWorld) -> dict[str, Any]:
+def product(mlflow_world: MlflowWorld) -> DataProductVersion:
+    with meshops.connect(mlflow_world.url, token=mlflow_world.token("admin")) as platform:
+        platform.mesh.create_domain("ml")
+        contract = data_contract("iris-c", "iris", [{"name": "n", "logicalType": "integer"}])
+        return platform.mesh.publish_arrow(
+            data_product("ml.iris", "iris-c", port="iris"),
+            {"iris": contract},
+            {"iris": pa.table({"n": [1, 2, 3]})},
+        )
+
+
+@pytest.fixture(scope="module")
+def trained(mlflow_world: MlflowWorld, product: DataProductVersion) -> dict[str, Any]:
     out: dict[str, Any] = mlflow_world.run_json(
         TRAIN, token="data_scientist", env={"ADMIN_TOKEN": mlflow_world.token("admin")}
     )
@@ -94,7 +112,9 @@ def test_autolog_log_model_registers_and_loads_through_models_uris(
     assert trained["download_uri"].endswith(f"/models/{trained['model_id']}/artifacts")
 
 
-def test_the_mlflow_version_is_a_meshops_version(trained: dict[str, Any], sdk: Platform) -> None:
+def test_the_mlflow_version_is_a_meshops_version(
+    trained: dict[str, Any], sdk: Platform, product: DataProductVersion
+) -> None:
     version = sdk.registry.get_version("iris", 1)
     assert version.flavor == "mlflow-sklearn"  # skops, MLflow 3's default format
     assert version.run_id == trained["run_id"]
@@ -108,14 +128,16 @@ def test_the_mlflow_version_is_a_meshops_version(trained: dict[str, Any], sdk: P
     assert model.aliases == {"candidate": 1}
     run = sdk.tracking.get_run(trained["run_id"])
     assert run.params["max_iter"] == "500"
+    # Lineage: product version -> run -> model version (and product -> version directly).
+    assert [d.urn for d in run.inputs] == [product.urn]
+    assert [(d.urn, d.digest) for d in version.input_datasets] == [(product.urn, product.digest)]
     edges = sdk.lineage.upstream(model_version_urn("iris", 1))
-    assert run_urn(trained["run_id"]) in {e.upstream for e in edges}
+    assert {run_urn(trained["run_id"]), product.urn} <= {e.upstream for e in edges}
 
 
 def test_a_meshops_endpoint_serves_the_mlflow_version(
     trained: dict[str, Any], sdk: Platform, mlflow_world: MlflowWorld
 ) -> None:
-    sdk.mesh.create_domain("ml")
     sdk.serving.create_endpoint("iris-mlflow", "models:/iris@candidate", domain="ml")
     rows = [
         {
