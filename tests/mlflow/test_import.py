@@ -8,11 +8,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -25,11 +28,12 @@ from meshops.mlflow.importer import (
     RUN_ID_TAG,
     START_TIME_TAG,
     VERSION_TAG,
+    ImportReport,
     import_mlflow,
 )
 from meshops.registry.service import RegistryService
 from meshops.tracking.service import TrackingService
-from tests.conftest import make_settings
+from tests.conftest import free_port, make_settings
 
 STORE_SCRIPT = r"""
 import hashlib, json, os, sys, tempfile
@@ -155,92 +159,162 @@ def _sha(data: bytes) -> str:
 def test_import_from_database_uri_is_faithful_and_idempotent(
     mlflow_store: dict[str, Any], tmp_path: Path
 ) -> None:
-    truth = mlflow_store["truth"]
     home = Home(make_settings(tmp_path / "home"))
     try:
         tracking = TrackingService(home.context())
         registry = RegistryService(home.context())
         report = import_mlflow(mlflow_store["uri"], tracking, registry)
-
-        # experiments: the MLflow id as a tag, the tags as they were
-        for name in ("churn", "pricing"):
-            exp = tracking.get_experiment(name)
-            assert exp.tags[EXPERIMENT_ID_TAG] == truth["experiments"][name]["id"]
-            for key, value in truth["experiments"][name]["tags"].items():
-                assert exp.tags[key] == value
-        # runs, object by object (the deleted one is skipped, with its reason)
-        imported = {
-            r.tags[RUN_ID_TAG]: r
-            for name in ("churn", "pricing", "Default")
-            for r in tracking.search_runs([name], "", [], 100).runs
-            if _exists(tracking, name)
-        }
-        assert set(imported) == set(truth["runs"])
-        assert truth["deleted"] not in imported
-        assert any(s.id == truth["deleted"] and "deleted" in s.reason for s in report.skipped)
-        for run_id, expected in truth["runs"].items():
-            run = imported[run_id]
-            assert run.name == expected["name"]
-            assert run.status.value == expected["status"]
-            assert run.params == expected["params"]
-            for key, value in expected["tags"].items():
-                assert run.tags[key] == value, key
-            assert run.tags[START_TIME_TAG] == str(expected["start_time"])
-            assert run.tags[END_TIME_TAG] == str(expected["end_time"])
-            for key, history in expected["metrics"].items():
-                got = [
-                    [m.step, m.value, round(m.timestamp * 1000)]
-                    for m in tracking.metric_history(run.id, key)
-                ]
-                assert sorted(got) == sorted(history), key
-            arts = {a.path: a.digest for a in tracking.list_artifacts(run.id)}
-            for path, digest in expected["artifacts"].items():
-                assert _sha(tracking.read_artifact(run.id, path)) == digest, path
-                assert arts[path] == digest
-        # registered model, versions (files byte for byte, run link), tags, aliases
-        model = registry.get_model("churn-model")
-        assert model.description == truth["model"]["description"]
-        assert model.tags["task"] == "classification"
-        versions = {v.tags[VERSION_TAG]: v for v in registry.list_versions("churn-model")}
-        assert set(versions) == set(truth["versions"])
-        for number, expected in truth["versions"].items():
-            version = versions[number]
-            assert version.run_id == report.run_ids[expected["run_id"]]
-            assert imported[expected["run_id"]].id == version.run_id
-            for key, value in expected["tags"].items():
-                assert version.tags[key] == value
-            assert {f.path for f in version.files} == set(expected["files"])
-            for path, digest in expected["files"].items():
-                assert _sha(registry.read_file("churn-model", version.version, path)) == digest
-        # MLflow's skops sklearn is served like native sklearn; a pickled one is stored
-        # and loads only under the trust rules
-        assert {v.flavor for v in versions.values()} == {"mlflow-sklearn"}
-        (pickled,) = registry.list_versions("pickled-model")
-        assert pickled.flavor == "mlflow-sklearn-pickle"
-        with pytest.raises(Forbidden):
-            registry.load_model("models:/pickled-model/1")
-        assert registry.load_model("models:/pickled-model/1", trust=True) is not None
-        # the unprotected alias is set as it was, through set_alias with an audit reason
-        assert model.aliases["candidate"] == versions[str(truth["aliases"]["candidate"])].version
-        history = registry.alias_history("churn-model", "candidate")
-        assert history[0].reason.startswith("imported from MLflow")
-        # champion is protected: the promotion gate decided, and a refusal is reported
-        champion = versions[str(truth["aliases"]["champion"])].version
-        if model.aliases.get("champion") != champion:
-            assert any(
-                s.kind == "aliases" and s.id == "churn-model@champion" and "refused" in s.reason
-                for s in report.skipped
-            ), report.skipped
-
-        # a second import copies nothing and finds everything
+        _assert_faithful(mlflow_store["truth"], report, tracking, registry)
         again = import_mlflow(mlflow_store["uri"], tracking, registry)
-        assert all(c.copied == 0 for c in again.counts.values()), again.to_json()
-        assert again.counts["runs"].unchanged == len(truth["runs"])
-        assert again.counts["versions"].unchanged == len(truth["versions"]) + 1  # + pickled
-        assert not again.changed
-        assert len(registry.list_versions("churn-model")) == len(truth["versions"])
+        _assert_nothing_copied(mlflow_store["truth"], again, registry)
     finally:
         home.close()
+
+
+def test_import_from_mlflow_server_url(
+    mlflow_store: dict[str, Any], mlflow_python: Path, tmp_path: Path
+) -> None:
+    """The same store served by `mlflow server`, imported through its REST API."""
+    port = free_port()
+    folder = mlflow_store["folder"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MESHOPS_"))}
+    server = subprocess.Popen(
+        [
+            str(mlflow_python.parent / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            mlflow_store["uri"],
+            "--default-artifact-root",
+            (folder / "artifacts").as_uri(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    home = Home(make_settings(tmp_path / "home"))
+    try:
+        _wait_up(f"{url}/health", server)
+        tracking = TrackingService(home.context())
+        registry = RegistryService(home.context())
+        report = import_mlflow(url, tracking, registry)
+        _assert_faithful(mlflow_store["truth"], report, tracking, registry)
+        again = import_mlflow(url, tracking, registry)
+        _assert_nothing_copied(mlflow_store["truth"], again, registry)
+    finally:
+        home.close()
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def _wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"mlflow server exited with {proc.returncode}"
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} did not come up")
+
+
+def _assert_faithful(
+    truth: dict[str, Any],
+    report: ImportReport,
+    tracking: TrackingService,
+    registry: RegistryService,
+) -> None:
+
+    # experiments: the MLflow id as a tag, the tags as they were
+    for name in ("churn", "pricing"):
+        exp = tracking.get_experiment(name)
+        assert exp.tags[EXPERIMENT_ID_TAG] == truth["experiments"][name]["id"]
+        for key, value in truth["experiments"][name]["tags"].items():
+            assert exp.tags[key] == value
+    # runs, object by object (the deleted one is skipped, with its reason)
+    imported = {
+        r.tags[RUN_ID_TAG]: r
+        for name in ("churn", "pricing", "default")
+        for r in tracking.search_runs([name], "", [], 100).runs
+        if _exists(tracking, name)
+    }
+    assert set(imported) == set(truth["runs"])
+    assert truth["deleted"] not in imported
+    assert any(s.id == truth["deleted"] and "deleted" in s.reason for s in report.skipped)
+    for run_id, expected in truth["runs"].items():
+        run = imported[run_id]
+        assert run.name == expected["name"]
+        assert run.status.value == expected["status"]
+        assert run.params == expected["params"]
+        for key, value in expected["tags"].items():
+            assert run.tags[key] == value, key
+        assert run.tags[START_TIME_TAG] == str(expected["start_time"])
+        assert run.tags[END_TIME_TAG] == str(expected["end_time"])
+        for key, history in expected["metrics"].items():
+            got = [
+                [m.step, m.value, round(m.timestamp * 1000)]
+                for m in tracking.metric_history(run.id, key)
+            ]
+            assert sorted(got) == sorted(history), key
+        arts = {a.path: a.digest for a in tracking.list_artifacts(run.id)}
+        for path, digest in expected["artifacts"].items():
+            assert _sha(tracking.read_artifact(run.id, path)) == digest, path
+            assert arts[path] == digest
+    # registered model, versions (files byte for byte, run link), tags, aliases
+    model = registry.get_model("churn-model")
+    assert model.description == truth["model"]["description"]
+    assert model.tags["task"] == "classification"
+    versions = {v.tags[VERSION_TAG]: v for v in registry.list_versions("churn-model")}
+    assert set(versions) == set(truth["versions"])
+    for number, expected in truth["versions"].items():
+        version = versions[number]
+        assert version.run_id == report.run_ids[expected["run_id"]]
+        assert imported[expected["run_id"]].id == version.run_id
+        for key, value in expected["tags"].items():
+            assert version.tags[key] == value
+        assert {f.path for f in version.files} == set(expected["files"])
+        for path, digest in expected["files"].items():
+            assert _sha(registry.read_file("churn-model", version.version, path)) == digest
+    # MLflow's skops sklearn is served like native sklearn; a pickled one is stored
+    # and loads only under the trust rules
+    assert {v.flavor for v in versions.values()} == {"mlflow-sklearn"}
+    (pickled,) = registry.list_versions("pickled-model")
+    assert pickled.flavor == "mlflow-sklearn-pickle"
+    with pytest.raises(Forbidden):
+        registry.load_model("models:/pickled-model/1")
+    assert registry.load_model("models:/pickled-model/1", trust=True) is not None
+    # the unprotected alias is set as it was, through set_alias with an audit reason
+    assert model.aliases["candidate"] == versions[str(truth["aliases"]["candidate"])].version
+    history = registry.alias_history("churn-model", "candidate")
+    assert history[0].reason.startswith("imported from MLflow")
+    # champion is protected: the promotion gate decided, and a refusal is reported
+    champion = versions[str(truth["aliases"]["champion"])].version
+    if model.aliases.get("champion") != champion:
+        assert any(
+            s.kind == "aliases" and s.id == "churn-model@champion" and "refused" in s.reason
+            for s in report.skipped
+        ), report.skipped
+
+
+def _assert_nothing_copied(
+    truth: dict[str, Any], again: ImportReport, registry: RegistryService
+) -> None:
+    """A second import copies nothing and finds everything."""
+    assert all(c.copied == 0 for c in again.counts.values()), again.to_json()
+    assert again.counts["runs"].unchanged == len(truth["runs"])
+    assert again.counts["versions"].unchanged == len(truth["versions"]) + 1  # + pickled
+    assert not again.changed
+    assert len(registry.list_versions("churn-model")) == len(truth["versions"])
 
 
 def _exists(tracking: TrackingService, name: str) -> bool:

@@ -33,6 +33,7 @@ from urllib.parse import quote, unquote, urlparse
 
 from meshops.kernel.errors import Forbidden, InvalidInput, MeshopsError, NotFound
 from meshops.tracking.models import (
+    DEFAULT_EXPERIMENT,
     KEY_PATTERN,
     NAME_MAX,
     PARAM_VALUE_MAX,
@@ -694,10 +695,8 @@ class RestSource(Source):
         return history
 
     def run_artifacts(self, run: SourceRun) -> Iterator[SourceFile]:
-        if run.artifact_uri.startswith("mlflow-artifacts:") or not run.artifact_uri:
-            yield from self._listed(run.id, "")
-            return
-        yield from self.locations.files(run.artifact_uri)
+        # The server lists and sends its runs' files, wherever its artifact store is.
+        return self._listed(run.id, "")
 
     def _listed(self, run_id: str, sub: str) -> Iterator[SourceFile]:
         params = {"run_id": run_id, "path": sub} if sub else {"run_id": run_id}
@@ -817,12 +816,16 @@ def open_source(uri: str, artifacts_root: str | Path | None = None) -> Source:
 # The import ----------------------------------------------------------------------------
 
 
+def _target_name(exp: SourceExperiment) -> str:
+    """MLflow's default experiment ("0", "Default") is meshops's `default`, as in
+    meshops's MLflow API; every other experiment keeps its name."""
+    if exp.id == "0" and exp.name == "Default":
+        return DEFAULT_EXPERIMENT
+    return exp.name
+
+
 def _valid_key(key: str) -> bool:
     return bool(KEY_PATTERN.match(key)) and ".." not in key.split("/")
-
-
-def _ms(value: float) -> int:
-    return round(value * 1000)
 
 
 class MlflowImporter:
@@ -876,11 +879,11 @@ class MlflowImporter:
             if not exp.name.strip() or len(exp.name) > NAME_MAX:
                 self.report.skip("experiments", exp.id, f"name {exp.name[:80]!r} is not valid")
                 continue
-            target = existing.get(exp.id) or by_name.get(exp.name)
+            target = existing.get(exp.id) or by_name.get(_target_name(exp))
             tags = {**self._clean_tags("experiment " + exp.id, exp.tags), EXPERIMENT_ID_TAG: exp.id}
             if target is None:
                 if not self.dry_run:
-                    self.tracking.create_experiment(exp.name, tags=tags)
+                    self.tracking.create_experiment(_target_name(exp), tags=tags)
                 self.report.copied("experiments")
             else:
                 self.report.unchanged("experiments")
@@ -901,6 +904,7 @@ class MlflowImporter:
         return clean
 
     def _existing_runs(self, experiment: str) -> dict[str, Run]:
+        """The runs of `experiment` imported before, by their MLflow id."""
         found: dict[str, Run] = {}
         try:
             self.tracking.get_experiment(experiment)
@@ -918,7 +922,7 @@ class MlflowImporter:
 
     def _import_runs(self, exp: SourceExperiment) -> None:
         runs = self.source.runs(exp.id)
-        existing = self._existing_runs(exp.name)
+        existing = self._existing_runs(_target_name(exp))
         for i, run in enumerate(runs):
             self.progress(f"{exp.name}: run {run.id[:8]}", i, len(runs))
             if run.lifecycle_stage != "active":
@@ -976,7 +980,9 @@ class MlflowImporter:
             self.report.copied("metrics", len(rows))
             self.report.copied("artifacts", len(files))
             return
-        created = self.tracking.create_run(exp.name, name, tags=tags, capture_environment=False)
+        created = self.tracking.create_run(
+            _target_name(exp), name, tags=tags, capture_environment=False
+        )
         self.report.run_ids[run.id] = created.id
         if params:
             self.tracking.log_params(created.id, params)
