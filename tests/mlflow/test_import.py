@@ -20,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from meshops.cli.main import app
+from meshops.client import connect
 from meshops.kernel.errors import Forbidden
 from meshops.kernel.home import Home
 from meshops.mlflow.importer import (
@@ -34,6 +35,7 @@ from meshops.mlflow.importer import (
 from meshops.registry.service import RegistryService
 from meshops.tracking.service import TrackingService
 from tests.conftest import free_port, make_settings
+from tests.mlflow.conftest import DATA_SCIENTIST, MlflowWorld
 
 STORE_SCRIPT = r"""
 import hashlib, json, os, sys, tempfile
@@ -357,3 +359,41 @@ def test_cli_dry_run_then_import(mlflow_store: dict[str, Any], tmp_path: Path) -
     bad = runner.invoke(app, ["import", "mlflow", "--from", "ftp://nowhere"], env=env)
     assert bad.exit_code != 0
     assert "MLflow server URL" in str(bad.exception)
+
+
+def test_import_into_a_server_as_a_data_scientist_and_refused_for_a_consumer(
+    mlflow_store: dict[str, Any], mlflow_world: MlflowWorld
+) -> None:
+    """Over the SDK's HTTP transport, as the CLI does against MESHOPS_URI: the importer's
+    writes are the importing user's, authorised and audited; a consumer may not import and
+    nothing is half-written."""
+    truth = mlflow_store["truth"]
+    consumer_token = mlflow_world.token("consumer")
+    with connect(mlflow_world.url, token=consumer_token) as consumer, pytest.raises(Forbidden):
+        import_mlflow(mlflow_store["uri"], consumer.tracking, consumer.registry)
+    with connect(mlflow_world.url, token=mlflow_world.token("data_scientist")) as dana:
+        assert all(
+            EXPERIMENT_ID_TAG not in e.tags for e in dana.tracking.list_experiments()
+        )  # the refused import wrote nothing
+        report = import_mlflow(mlflow_store["uri"], dana.tracking, dana.registry)
+        assert report.counts["runs"].copied == len(truth["runs"])
+        imported = dana.tracking.get_run(report.run_ids[next(iter(truth["runs"]))])
+        assert imported.user == DATA_SCIENTIST
+        for run_id, expected in truth["runs"].items():
+            run = dana.tracking.get_run(report.run_ids[run_id])
+            assert run.params == expected["params"]
+            for key, history in expected["metrics"].items():
+                got = [
+                    [m.step, m.value, round(m.timestamp * 1000)]
+                    for m in dana.tracking.metric_history(run.id, key)
+                ]
+                assert sorted(got) == sorted(history), key
+            for path, digest in expected["artifacts"].items():
+                assert _sha(dana.tracking.read_artifact(run.id, path)) == digest
+        versions = {v.tags[VERSION_TAG]: v for v in dana.registry.list_versions("churn-model")}
+        for number, expected in truth["versions"].items():
+            for path, digest in expected["files"].items():
+                data = dana.registry.read_file("churn-model", versions[number].version, path)
+                assert _sha(data) == digest
+        again = import_mlflow(mlflow_store["uri"], dana.tracking, dana.registry)
+        assert all(c.copied == 0 for c in again.counts.values()), again.to_json()
