@@ -118,13 +118,14 @@ def _signature(value: Any) -> Signature | None:
     if not isinstance(inputs, list) or not inputs or not isinstance(outputs, list):
         return None
     cols = [_column(c, i) for i, c in enumerate(inputs)]
-    outs = [_column(c, i) for i, c in enumerate(outputs)]
-    if any(c is None for c in cols) or any(c is None for c in outs):
+    if any(c is None for c in cols):
         return None
+    outs = [_column(c, i) for i, c in enumerate(outputs)]
     return Signature(
         kind="columns",
         inputs=[c for c in cols if c is not None],
-        outputs=[c for c in outs if c is not None],
+        # A tensor output (a classifier's labels) has no column form: outputs left out.
+        outputs=[c for c in outs if c is not None] if all(outs) else [],
     )
 
 
