@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import textwrap
@@ -397,3 +398,64 @@ def test_import_into_a_server_as_a_data_scientist_and_refused_for_a_consumer(
                 assert _sha(data) == digest
         again = import_mlflow(mlflow_store["uri"], dana.tracking, dana.registry)
         assert all(c.copied == 0 for c in again.counts.values()), again.to_json()
+
+
+CHANGE_SCRIPT = r"""
+import json, sys
+import mlflow
+from mlflow import MlflowClient
+
+mlflow.set_tracking_uri(sys.argv[1])
+client = MlflowClient()
+churn = client.get_experiment_by_name("churn").experiment_id
+first = client.search_runs([churn], order_by=["attributes.start_time ASC"])[0]
+client.set_tag(first.info.run_id, "reviewed", "yes")
+with mlflow.start_run(experiment_id=churn, run_name="late") as late:
+    mlflow.log_metric("loss", 0.5, step=1)
+client.set_registered_model_alias("churn-model", "candidate", "1")
+print(json.dumps({"tagged": first.info.run_id, "new": late.info.run_id}))
+"""
+
+
+def test_reimport_reports_what_changed_in_mlflow(
+    mlflow_store: dict[str, Any], mlflow_python: Path, tmp_path: Path
+) -> None:
+    """After an import, MLflow changes (a run tagged, a new run, an alias moved): the next
+    import copies the new run, applies the tag, moves the alias (through the gate) and
+    reports each change."""
+    home = Home(make_settings(tmp_path / "home"))
+    try:
+        tracking = TrackingService(home.context())
+        registry = RegistryService(home.context())
+        first = import_mlflow(mlflow_store["uri"], tracking, registry)
+        changed_db = tmp_path / "changed.db"
+        shutil.copyfile(mlflow_store["folder"] / "mlflow.db", changed_db)
+        script = tmp_path / "change.py"
+        script.write_text(CHANGE_SCRIPT)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MESHOPS_"))}
+        proc = subprocess.run(
+            [str(mlflow_python), str(script), f"sqlite:///{changed_db}"],
+            env={**env, "GIT_PYTHON_REFRESH": "quiet"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        done = json.loads(proc.stdout.strip().splitlines()[-1])
+
+        again = import_mlflow(f"sqlite:///{changed_db}", tracking, registry)
+        assert again.counts["runs"].copied == 1
+        assert again.counts["runs"].changed == 1
+        (run_change,) = [c for c in again.changed if c.kind == "runs"]
+        assert run_change.id == done["tagged"] and "reviewed" in run_change.reason
+        assert tracking.get_run(first.run_ids[done["tagged"]]).tags["reviewed"] == "yes"
+        assert again.run_ids[done["new"]] not in first.run_ids.values()
+        (alias_change,) = [c for c in again.changed if c.kind == "aliases"]
+        assert alias_change.id == "churn-model@candidate"
+        assert (
+            registry.get_model("churn-model").aliases["candidate"]
+            == first.versions["churn-model/1"]
+        )
+    finally:
+        home.close()
