@@ -51,6 +51,10 @@ def test_experiments_crud_restore_and_errors(mlflow_world: MlflowWorld, sdk: Pla
         out["active"] = [e.name for e in c.search_experiments()]
         deleted = c.search_experiments(view_type=ViewType.DELETED_ONLY)
         out["deleted"] = [(e.name, e.lifecycle_stage) for e in deleted]
+        try:
+            c.create_run(a)
+        except MlflowException as exc:
+            out["run_in_deleted"] = [exc.error_code, exc.message]
         c.restore_experiment(a)
         out["restored"] = c.get_experiment(a).lifecycle_stage
         for call in (
@@ -75,6 +79,8 @@ def test_experiments_crud_restore_and_errors(mlflow_world: MlflowWorld, sdk: Pla
     assert "exp-alpha" not in out["active"] and "exp-gamma" in out["active"]
     assert out["deleted"] == [["exp-alpha", "deleted"]]
     assert out["restored"] == "active"
+    code, message = out["run_in_deleted"]
+    assert code == "INVALID_PARAMETER_VALUE" and "is deleted: restore it" in message
     (dup_code, dup_status, dup_msg), (miss_code, miss_status, _) = out["errors"]
     assert (dup_code, dup_status) == ("RESOURCE_ALREADY_EXISTS", 400)
     assert "experiment 'exp-alpha' already exists" in dup_msg

@@ -207,7 +207,14 @@ def create_run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     # The default experiment is made on first use, as in meshops.
     experiment = DEFAULT_EXPERIMENT if mlflow_id == DEFAULT_EXPERIMENT_ID else None
     if experiment is None:
-        experiment = ids.to_meshops(mlflow_id)
+        found = ids.experiment(mlflow_id)
+        if found.lifecycle_stage != "active":
+            raise MlflowApiError(
+                "INVALID_PARAMETER_VALUE",
+                f"The experiment {found.name!r} ({mlflow_id}) is deleted: restore it "
+                "(`MlflowClient().restore_experiment`) before starting runs in it",
+            )
+        experiment = found.id
     tags = key_values(data, "tags")
     name = data.get("run_name") or tags.pop("mlflow.runName", None) or None
     tags.pop("mlflow.runName", None)
