@@ -202,3 +202,32 @@ def test_an_mlflow_folder_registered_natively_is_served_by_its_flavor(
     loaded = platform.registry.load_model("models:/iris-mlflow/1")
     records = frame.head(3).to_dict(orient="records")
     assert list(loaded.predict(records)) == list(model.predict(frame.head(3)))
+
+
+def test_a_pickled_mlflow_version_is_served_under_the_native_trust_rules(
+    platform: Platform, tmp_path: Path, iris: tuple[pd.DataFrame, LogisticRegression]
+) -> None:
+    frame, model = iris
+    folder = _folder(tmp_path, model, "cloudpickle")
+    files = [
+        ModelFile(
+            path=p.name,
+            digest=platform.registry.upload_file(p.read_bytes()),
+            size=p.stat().st_size,
+        )
+        for p in sorted(folder.iterdir())
+    ]
+    platform.mesh.create_domain("ml")
+    platform.registry.create_model("iris-pickle", domain="ml")
+    platform.registry.register_files("iris-pickle", files, PICKLE)
+    with pytest.raises(InvalidInput) as info:
+        platform.serving.create_endpoint("pickle-api", "iris-pickle/1")
+    assert info.value.detail["field"] == "trust_model_code"
+    platform.serving.create_endpoint("pickle-api", "iris-pickle/1", trust_model_code=True)
+    records = frame.head(4).to_dict(orient="records")
+    if platform.is_remote:  # the API server runs no pickled model an admin did not name
+        with pytest.raises(Forbidden, match="does not run in the API server"):
+            platform.serving.predict("pickle-api", records)
+        return
+    answer = platform.serving.predict("pickle-api", records)
+    assert answer.predictions == [int(p) for p in model.predict(frame.head(4))]

@@ -173,6 +173,28 @@ def _sklearn_file(directory: Path, model: MLmodel) -> Path:
     return path
 
 
+def _sklearn_predictor(raw: Any, signature: Signature | None) -> Predictor:
+    found = SklearnFlavor().predictor(raw, signature)
+    if signature is not None:
+        return found
+    # Logged without a signature: records (dicts) still reach the model as a table.
+    return Predictor(raw=found.raw, call=_RecordsCall(found.call), wants=found.wants)
+
+
+class _RecordsCall:
+    def __init__(self, call: Any) -> None:
+        self.call = call
+
+    def __call__(self, data: Any) -> Any:
+        if isinstance(data, dict) or (
+            isinstance(data, list) and data and all(isinstance(r, dict) for r in data)
+        ):
+            import pandas as pd
+
+            data = pd.DataFrame([data] if isinstance(data, dict) else data)
+        return self.call(data)
+
+
 class _Base:
     name = ""
 
@@ -221,7 +243,7 @@ class MlflowSklearnFlavor(_Base):
         SklearnFlavor().validate(directory, options)
 
     def predictor(self, raw: Any, signature: Signature | None = None) -> Predictor:
-        return SklearnFlavor().predictor(raw, signature)
+        return _sklearn_predictor(raw, signature)
 
 
 class MlflowSklearnPickleFlavor(_Base):
@@ -261,7 +283,7 @@ class MlflowSklearnPickleFlavor(_Base):
             )
 
     def predictor(self, raw: Any, signature: Signature | None = None) -> Predictor:
-        return SklearnFlavor().predictor(raw, signature)
+        return _sklearn_predictor(raw, signature)
 
 
 class MlflowPyfuncFlavor(_Base):
