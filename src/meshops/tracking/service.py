@@ -389,14 +389,20 @@ class TrackingService:
                 f"max_results must be between 1 and {MAX_RESULTS_LIMIT}",
                 {"field": "max_results", "fix": "page through results with page_token"},
             )
-        expr = _in_view(expr, view)
+        stage = _stage_of_view(view)
         if order is None:
             order = parse_order_by(order_by or [])
         offset = _decode_token(page_token)
         with self.ctx.db.read() as conn:
             experiment_ids = [_experiment_id(conn, e) for e in experiments or []]
             rows = _search_rows(
-                conn, experiment_ids, expr, order, offset=offset, limit=max_results + 1
+                conn,
+                experiment_ids,
+                expr,
+                order,
+                offset=offset,
+                limit=max_results + 1,
+                stage=stage,
             )
             more = len(rows) > max_results
             runs = _load_runs(conn, rows[:max_results])
@@ -563,16 +569,17 @@ class TrackingService:
 # helpers -----------------------------------------------------------------------------
 
 
-def _in_view(expr: Expr | None, view: str) -> Expr | None:
+def _stage_of_view(view: str) -> str | None:
+    """The lifecycle stage a run view keeps (None: every run). A separate condition on
+    the run row, not part of the filter: an unfiltered search keeps its query plan."""
     if view == "all":
-        return expr
+        return None
     if view not in ("active", "deleted"):
         raise InvalidInput(
             f"unknown run view {view!r}",
             {"field": "view", "fix": "use 'active', 'deleted' or 'all'"},
         )
-    stage = Comparison(Field("attribute", "lifecycle_stage"), "=", view)
-    return stage if expr is None else BoolOp("and", (expr, stage))
+    return view
 
 
 def _text(value: Any) -> str:
@@ -880,13 +887,17 @@ def _search_rows(
     *,
     offset: int,
     limit: int,
+    stage: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The `limit` runs from `offset` on, in order (as mappings of `runs` rows)."""
+    """The `limit` runs from `offset` on, in order (as mappings of `runs` rows), of the
+    lifecycle `stage` (None: any)."""
     if order and order[0].field.kind == "metric" and _filter_is_broad(conn, expr, offset + limit):
         return _search_by_metric_index(
-            conn, experiment_ids, expr, order, offset=offset, limit=limit
+            conn, experiment_ids, expr, order, offset=offset, limit=limit, stage=stage
         )
     query = select(store.runs)
+    if stage is not None:
+        query = query.where(store.runs.c.lifecycle_stage == stage)
     if experiment_ids:
         query = query.where(_experiment_in(experiment_ids, expr is not None))
     if expr is not None:
@@ -935,6 +946,7 @@ def _search_by_metric_index(
     *,
     offset: int,
     limit: int,
+    stage: str | None = None,
 ) -> list[dict[str, Any]]:
     """Ordered by a metric: runs with a (non-NaN) value of it, walked in the order of the
     (key, value) index with each condition a correlated EXISTS (a primary-key probe on
@@ -948,6 +960,8 @@ def _search_by_metric_index(
     ]
     if experiment_ids:
         conditions.append(_experiment_in(experiment_ids, True))
+    if stage is not None:
+        conditions.append(store.runs.c.lifecycle_stage == stage)
     if expr is not None:
         conditions.append(compile_filter(expr, probe=ordered.c.run_id))
     base = (
@@ -977,6 +991,8 @@ def _search_by_metric_index(
         .exists()
     )
     rest = select(store.runs).where(not_(has_value))
+    if stage is not None:
+        rest = rest.where(store.runs.c.lifecycle_stage == stage)
     if experiment_ids:
         rest = rest.where(_experiment_in(experiment_ids, expr is not None))
     if expr is not None:
