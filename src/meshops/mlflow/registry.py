@@ -273,10 +273,13 @@ def delete_registered_model(ctx: Context, data: dict[str, Any]) -> dict[str, Any
     svc = _svc(ctx)
     name = text_field(data, "name")
     model = _model(svc, name)
-    svc.update_model(name, tags=model.tags)  # authorises the write before anything changes
-    for version in _live_versions(svc, name):
-        _retire(svc, version, "deleted through the MLflow API")
-    svc.update_model(name, tags={**model.tags, DELETED_TAG: "true"})
+    ctx.authorize("registry.write", model.domain)
+    if model.aliases:
+        ctx.authorize("registry.alias", model.domain)
+    with ctx.db.unit_of_work():  # every version retired, or none
+        for version in _live_versions(svc, name):
+            _retire(svc, version, "deleted through the MLflow API")
+        svc.update_model(name, tags={**model.tags, DELETED_TAG: "true"})
     return {}
 
 
@@ -700,8 +703,8 @@ def update_model_version(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
 def delete_model_version(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     svc = _svc(ctx)
     version = _version(svc, text_field(data, "name"), _version_number(data))
-    svc.update_version(version.name, version.version)  # authorises before any change
-    _retire(svc, version, "deleted through the MLflow API")
+    with ctx.db.unit_of_work():  # aliases removed and the version archived together
+        _retire(svc, version, "deleted through the MLflow API")
     return {}
 
 
@@ -718,25 +721,26 @@ def transition_model_version_stage(ctx: Context, data: dict[str, Any]) -> dict[s
         )
     archive_others = str(data.get("archive_existing_versions")).lower() == "true"
     reason = f"transition to stage {stage} through the MLflow API"
-    if stage in ("Production", "Staging"):
-        alias = stage.lower()
-        model = _model(svc, name)
-        previous = model.aliases.get(alias)
-        if version.status == VersionStatus.ARCHIVED:
-            svc.update_version(name, number, status=VersionStatus.READY)
-        svc.set_alias(name, alias, number, reason=reason)  # the promotion gate decides
-        if archive_others and previous is not None and previous != number:
-            held = svc.get_version(name, previous)
-            if not held.aliases:
-                svc.update_version(name, previous, status=VersionStatus.ARCHIVED)
-    else:
-        for alias in STAGE_ALIASES:
-            if alias in version.aliases:
-                svc.delete_alias(name, alias, reason=reason)
-        if stage == "Archived":
-            svc.update_version(name, number, status=VersionStatus.ARCHIVED)
-        elif version.status == VersionStatus.ARCHIVED:
-            svc.update_version(name, number, status=VersionStatus.READY)
+    with ctx.db.unit_of_work():  # all of a transition, or none of it (a gate refusal)
+        if stage in ("Production", "Staging"):
+            alias = stage.lower()
+            model = _model(svc, name)
+            previous = model.aliases.get(alias)
+            if version.status == VersionStatus.ARCHIVED:
+                svc.update_version(name, number, status=VersionStatus.READY)
+            svc.set_alias(name, alias, number, reason=reason)  # the promotion gate decides
+            if archive_others and previous is not None and previous != number:
+                held = svc.get_version(name, previous)
+                if not held.aliases:
+                    svc.update_version(name, previous, status=VersionStatus.ARCHIVED)
+        else:
+            for alias in STAGE_ALIASES:
+                if alias in version.aliases:
+                    svc.delete_alias(name, alias, reason=reason)
+            if stage == "Archived":
+                svc.update_version(name, number, status=VersionStatus.ARCHIVED)
+            elif version.status == VersionStatus.ARCHIVED:
+                svc.update_version(name, number, status=VersionStatus.READY)
     return {"model_version": version_json(svc.get_version(name, number))}
 
 
