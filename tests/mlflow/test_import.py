@@ -13,6 +13,7 @@ import signal
 import subprocess
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,10 @@ from meshops.mlflow.importer import (
     START_TIME_TAG,
     VERSION_TAG,
     ImportReport,
+    MlflowImporter,
+    SourceFile,
+    SourceRun,
+    SqlSource,
     import_mlflow,
 )
 from meshops.registry.service import RegistryService
@@ -459,3 +464,49 @@ def test_reimport_reports_what_changed_in_mlflow(
         )
     finally:
         home.close()
+
+
+def test_a_run_whose_copy_fails_midway_is_reported_and_copied_again(
+    mlflow_store: dict[str, Any], tmp_path: Path
+) -> None:
+    """Fault injection on the real store: one run's artifact cannot be read. That run is
+    skipped with the reason and its partial copy ended FAILED; the next import (the file
+    readable again) copies it in full; the other runs are not copied twice."""
+    broken = next(iter(r for r in mlflow_store["truth"]["runs"].values() if r["artifacts"]))
+    failing = {"on": True}
+
+    class FlakySource(SqlSource):
+        def run_artifacts(self, run: SourceRun) -> Iterator[SourceFile]:
+            for f in super().run_artifacts(run):
+                if failing["on"] and run.name == broken["name"]:
+                    yield SourceFile(f.path, f.size, _unreadable_file)
+                else:
+                    yield f
+
+    home = Home(make_settings(tmp_path / "home"))
+    try:
+        tracking = TrackingService(home.context())
+        registry = RegistryService(home.context())
+        source = FlakySource(mlflow_store["uri"], None)
+        try:
+            first = MlflowImporter(source, tracking, registry).run()
+            failing["on"] = False
+            second = MlflowImporter(source, tracking, registry).run()
+        finally:
+            source.close()
+        (skip,) = [s for s in first.skipped if s.kind == "runs" and "copy failed" in s.reason]
+        assert "disk went away" in skip.reason
+        partial = skip.reason.split("meshops run ")[1].split(" ")[0]
+        assert tracking.get_run(partial).status.value == "FAILED"
+        assert RUN_ID_TAG not in tracking.get_run(partial).tags
+        assert second.counts["runs"].copied == 1
+        assert second.counts["runs"].unchanged == len(mlflow_store["truth"]["runs"]) - 1
+        copy = tracking.get_run(second.run_ids[skip.id])
+        for path, digest in broken["artifacts"].items():
+            assert _sha(tracking.read_artifact(copy.id, path)) == digest
+    finally:
+        home.close()
+
+
+def _unreadable_file() -> bytes:
+    raise OSError("disk went away")

@@ -31,7 +31,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlparse
 
-from meshops.kernel.errors import Forbidden, InvalidInput, MeshopsError, NotFound
+from meshops.kernel.errors import (
+    Forbidden,
+    InvalidInput,
+    MeshopsError,
+    NotFound,
+    Unauthenticated,
+)
 from meshops.tracking.models import (
     DEFAULT_EXPERIMENT,
     KEY_PATTERN,
@@ -980,26 +986,50 @@ class MlflowImporter:
             self.report.copied("metrics", len(rows))
             self.report.copied("artifacts", len(files))
             return
+        # The MLflow id tag is written last: a run whose copy failed midway is never taken
+        # for a finished import, so the next import copies it again.
+        first_tags = {k: v for k, v in tags.items() if k != RUN_ID_TAG}
         created = self.tracking.create_run(
-            _target_name(exp), name, tags=tags, capture_environment=False
+            _target_name(exp), name, tags=first_tags, capture_environment=False
         )
-        self.report.run_ids[run.id] = created.id
-        if params:
-            self.tracking.log_params(created.id, params)
-        for start in range(0, len(rows), METRIC_BATCH):
-            chunk = rows[start : start + METRIC_BATCH]
-            self.tracking.log_metric_rows(
-                [(created.id, m.key, m.value, m.step, m.timestamp / 1000.0) for m in chunk]
+        try:
+            if params:
+                self.tracking.log_params(created.id, params)
+            for start in range(0, len(rows), METRIC_BATCH):
+                chunk = rows[start : start + METRIC_BATCH]
+                self.tracking.log_metric_rows(
+                    [(created.id, m.key, m.value, m.step, m.timestamp / 1000.0) for m in chunk]
+                )
+            for f in files:
+                self.tracking.log_artifact_bytes(created.id, f.path, f.read())
+            if run.status in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED):
+                self.tracking.end_run(created.id, run.status)
+            self.tracking.set_tags(created.id, {RUN_ID_TAG: run.id})
+        except (Forbidden, Unauthenticated):
+            raise
+        except Exception as exc:  # a file that cannot be read, a value meshops refuses ...
+            why = exc.message if isinstance(exc, MeshopsError) else f"{type(exc).__name__}: {exc}"
+            self._abandon(created.id, why)
+            self.report.skip(
+                "runs",
+                run.id,
+                f"copy failed: {why}; the partial copy is meshops run {created.id} (FAILED); "
+                "the next import copies the run again",
             )
-        for f in files:
-            self.tracking.log_artifact_bytes(created.id, f.path, f.read())
-        if run.status in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED):
-            self.tracking.end_run(created.id, run.status)
+            return
+        self.report.run_ids[run.id] = created.id
         self.report.copied("runs")
         self.report.copied("params", len(params))
         self.report.copied("tags", len(tags))
         self.report.copied("metrics", len(rows))
         self.report.copied("artifacts", len(files))
+
+    def _abandon(self, run_id: str, why: str) -> None:
+        try:
+            if self.tracking.get_run(run_id).status == RunStatus.RUNNING:
+                self.tracking.end_run(run_id, "FAILED", error=f"MLflow import failed: {why}")
+        except MeshopsError:
+            pass  # the import goes on; the report names the partial run
 
     def _artifacts_of(self, run: SourceRun) -> list[SourceFile]:
         try:
