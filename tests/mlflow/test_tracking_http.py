@@ -3,6 +3,7 @@ and status codes, both path prefixes, bounds, and the artifact proxy's path rule
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -81,3 +82,20 @@ def test_artifact_proxy_paths(http: httpx.Client) -> None:
     )
     missing = http.get(f"{root}/dir/none.bin")
     assert _error(missing)[:2] == (404, "RESOURCE_DOES_NOT_EXIST")
+
+
+def test_log_model_metadata_of_older_clients(http: httpx.Client) -> None:
+    """`runs/log-model` (MLflow 2 clients send each model's metadata): the run's
+    `mlflow.log-model.history` tag, a JSON list, as an MLflow server keeps it."""
+    run_id = http.post(f"{API}/runs/create", json={}).json()["run"]["info"]["run_id"]
+    for path in ("model", "model-2"):
+        entry = {"artifact_path": path, "flavors": {"sklearn": {}}, "run_id": run_id}
+        sent = http.post(
+            f"{API}/runs/log-model", json={"run_id": run_id, "model_json": json.dumps(entry)}
+        )
+        assert sent.status_code == 200 and sent.json() == {}
+    tags = http.get(f"{API}/runs/get", params={"run_id": run_id}).json()["run"]["data"]["tags"]
+    history = json.loads(next(t["value"] for t in tags if t["key"] == "mlflow.log-model.history"))
+    assert [h["artifact_path"] for h in history] == ["model", "model-2"]
+    bad = http.post(f"{API}/runs/log-model", json={"run_id": run_id, "model_json": "[1"})
+    assert _error(bad)[:2] == (400, "INVALID_PARAMETER_VALUE")

@@ -8,6 +8,7 @@ here IS a meshops run (same id), visible to the SDK, the CLI and the UI.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,7 +31,7 @@ from meshops.mlflow.common import (
     text_field,
 )
 from meshops.mlflow.registry_lineage import product_input
-from meshops.tracking.models import DEFAULT_EXPERIMENT, Experiment, Run
+from meshops.tracking.models import DEFAULT_EXPERIMENT, TAG_VALUE_MAX, Experiment, Run
 from meshops.tracking.service import MAX_RESULTS_LIMIT, TrackingService
 
 Handler = Callable[[Context, dict[str, Any]], dict[str, Any]]
@@ -395,6 +396,39 @@ def log_outputs(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+LOG_MODEL_HISTORY = "mlflow.log-model.history"
+
+
+def log_model(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
+    """MLflow's `runs/log-model` (the model's metadata, sent by `log_model` beside the
+    logged model): kept as the run's `mlflow.log-model.history` tag, a JSON list, as an
+    MLflow server keeps it; the oldest entries go when it outgrows a tag value."""
+    svc = TrackingService(ctx)
+    run_id = _run_id(data)
+    try:
+        entry = json.loads(text_field(data, "model_json"))
+    except ValueError:
+        raise MlflowApiError("INVALID_PARAMETER_VALUE", "model_json is not JSON") from None
+    if not isinstance(entry, dict):
+        raise MlflowApiError("INVALID_PARAMETER_VALUE", "model_json is not a JSON object")
+    try:
+        history = json.loads(svc.get_run(run_id).tags.get(LOG_MODEL_HISTORY, "[]"))
+    except ValueError:
+        history = []
+    history = [*(history if isinstance(history, list) else []), entry]
+    text = json.dumps(history)
+    while len(text) > TAG_VALUE_MAX and len(history) > 1:
+        history = history[1:]
+        text = json.dumps(history)
+    if len(text) > TAG_VALUE_MAX:
+        raise MlflowApiError(
+            "INVALID_PARAMETER_VALUE",
+            f"the model's metadata is {len(text)} characters; a tag holds {TAG_VALUE_MAX}",
+        )
+    svc.set_tags(run_id, {LOG_MODEL_HISTORY: text})
+    return {}
+
+
 ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/experiments/create", create_experiment),
     ("GET", "/experiments/get", get_experiment),
@@ -418,5 +452,6 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/runs/search", search_runs),
     ("POST", "/runs/log-inputs", log_inputs),
     ("POST", "/runs/outputs", log_outputs),
+    ("POST", "/runs/log-model", log_model),
     ("GET", "/metrics/get-history", get_metric_history),
 ]
