@@ -32,6 +32,9 @@ from sklearn.linear_model import LogisticRegression
 iris = load_iris(as_frame=True)
 X, y = iris.data, iris.target
 mlflow.set_experiment("iris-autolog")
+c = MlflowClient()
+# The meshops domain of the model, given as a tag (endpoints serving it default to it).
+c.create_registered_model("iris", tags={"meshops.domain": "ml"})
 mlflow.sklearn.autolog(log_models=False)
 out = {}
 with mlflow.start_run(run_name="autolog") as run:
@@ -48,7 +51,7 @@ with mlflow.start_run(run_name="autolog") as run:
     out["run_id"] = run.info.run_id
     out["model_id"] = info.model_id
     out["registered_version"] = info.registered_model_version
-c = MlflowClient()
+out["model_tags"] = c.get_registered_model("iris").tags
 r = c.get_run(out["run_id"])
 out["params"] = sorted(k for k in r.data.params if k in ("C", "max_iter"))
 out["metrics"] = sorted(k for k in r.data.metrics if k.startswith("training_"))
@@ -126,6 +129,9 @@ def test_the_mlflow_version_is_a_meshops_version(
     assert "training_accuracy_score" in version.metrics
     model = sdk.registry.get_model("iris")
     assert model.aliases == {"candidate": 1}
+    assert model.domain == "ml"
+    assert model.tags == {}  # the domain tag is the model's domain, not a tag
+    assert trained["model_tags"] == {"meshops.domain": "ml"}
     run = sdk.tracking.get_run(trained["run_id"])
     assert run.params["max_iter"] == "500"
     # Lineage: product version -> run -> model version (and product -> version directly).
@@ -138,7 +144,8 @@ def test_the_mlflow_version_is_a_meshops_version(
 def test_a_meshops_endpoint_serves_the_mlflow_version(
     trained: dict[str, Any], sdk: Platform, mlflow_world: MlflowWorld
 ) -> None:
-    sdk.serving.create_endpoint("iris-mlflow", "models:/iris@candidate", domain="ml")
+    endpoint = sdk.serving.create_endpoint("iris-mlflow", "models:/iris@candidate")
+    assert endpoint.domain == "ml"  # the model's
     rows = [
         {
             "sepal length (cm)": 5.1,

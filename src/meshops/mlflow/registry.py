@@ -25,6 +25,9 @@ How MLflow's ideas map to meshops's:
   them; meshops shows them archived. Creating a deleted name again restores the model
   (new versions continue its numbering).
 - rename: refused (a model's name is in every version's URN and lineage edge).
+- domain: the tag `meshops.domain` given to `create_registered_model` (or set later) is
+  the model's meshops domain (authorised in that domain; endpoints serving it default to
+  it); reads show the domain as that tag.
 """
 
 from __future__ import annotations
@@ -64,6 +67,9 @@ SOURCE_TAG = "mlflow.source"
 MODEL_ID_TAG = "mlflow.model_id"
 RUN_LINK_TAG = "mlflow.run_link"
 DELETED_TAG = "mlflow.deleted"
+# The meshops domain of a registered model, as an MLflow tag: given at creation (or set
+# later, which moves the model), it is the model's domain, not a tag.
+DOMAIN_TAG = "meshops.domain"
 HIDDEN_TAGS = frozenset({SOURCE_TAG, MODEL_ID_TAG, RUN_LINK_TAG, DELETED_TAG})
 STAGE_ALIASES = {"production": "Production", "staging": "Staging"}
 STAGES = ("None", "Staging", "Production", "Archived")
@@ -171,7 +177,9 @@ def model_json(model: RegisteredModel, latest: list[ModelVersion] | None = None)
         "last_updated_timestamp": millis(model.updated_at),
         "user_id": model.created_by,
         "description": model.description,
-        "tags": kv_list(_visible_tags(model.tags)),
+        "tags": kv_list(
+            {**_visible_tags(model.tags), **({DOMAIN_TAG: model.domain} if model.domain else {})}
+        ),
         "aliases": [{"alias": a, "version": str(v)} for a, v in sorted(model.aliases.items())],
     }
     if latest:
@@ -210,8 +218,10 @@ def _model_shape(svc: RegistryService, model: RegisteredModel) -> dict[str, Any]
 def create_registered_model(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     svc = _svc(ctx)
     name = text_field(data, "name")
-    ctx.authorize("registry.write")  # a refusal names the write, not the lookup before it
     tags = key_values(data, "tags")
+    domain = tags.pop(DOMAIN_TAG, None) or None
+    # A refusal names the write (in the domain asked for), not the lookup before it.
+    ctx.authorize("registry.write", domain)
     description = str(data.get("description") or "")
     try:
         existing = svc.get_model(name)
@@ -223,9 +233,11 @@ def create_registered_model(ctx: Context, data: dict[str, Any]) -> dict[str, Any
         )
     if existing is not None:  # deleted through MLflow earlier: restored
         restored = {k: v for k, v in existing.tags.items() if k != DELETED_TAG}
-        model = svc.update_model(name, description=description, tags={**restored, **tags})
+        model = svc.update_model(
+            name, description=description, tags={**restored, **tags}, domain=domain
+        )
     else:
-        model = svc.create_model(name, description=description, tags=tags)
+        model = svc.create_model(name, description=description, tags=tags, domain=domain)
     return {"registered_model": model_json(model)}
 
 
@@ -288,6 +300,9 @@ def set_registered_model_tag(ctx: Context, data: dict[str, Any]) -> dict[str, An
     name, key = text_field(data, "name"), text_field(data, "key")
     _check_user_tag(key)
     model = _model(svc, name)
+    if key == DOMAIN_TAG:  # moves the model to that domain (a write in both)
+        svc.update_model(name, domain=text_field(data, "value"))
+        return {}
     svc.update_model(name, tags={**model.tags, key: str(data.get("value") or "")})
     return {}
 
