@@ -59,6 +59,13 @@ def test_both_prefixes_and_the_default_experiment(http: httpx.Client) -> None:
     run = created.json()["run"]
     assert run["info"]["experiment_id"] == "0"
     assert run["info"]["artifact_uri"] == f"mlflow-artifacts:/0/{run['info']['run_id']}/artifacts"
+    logged = {"run_id": run["info"]["run_id"], "key": "m", "value": 0.5, "step": 7}
+    http.post(f"{API}/runs/log-metric", json={**logged, "timestamp": 1_700_000_000_123})
+    http.post(f"{API}/runs/log-metric", json={**logged, "value": "NaN", "step": 3})
+    got = http.get(f"{API}/runs/get", params={"run_id": run["info"]["run_id"]}).json()
+    assert got["run"]["data"]["metrics"] == [
+        {"key": "m", "value": 0.5, "timestamp": 1_700_000_000_123, "step": 7}
+    ]
     via_ajax = http.get("/ajax-api/2.0/mlflow/runs/get", params={"run_id": run["info"]["run_id"]})
     assert via_ajax.json()["run"]["info"]["run_name"] == "r"
     experiment = http.get(f"{API}/experiments/get", params={"experiment_id": "0"}).json()

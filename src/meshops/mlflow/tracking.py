@@ -109,11 +109,14 @@ def _shapes(ctx: Context, ids: Ids, runs: list[Run]) -> list[dict[str, Any]]:
     """Runs as MLflow's `Run` messages, with the models each logged as its outputs."""
     from meshops.tracking.logged_models import LoggedModels
 
-    models = LoggedModels(ctx).of_runs([r.id for r in runs])
+    run_ids = [r.id for r in runs]
+    models = LoggedModels(ctx).of_runs(run_ids)
+    steps = ids.svc.latest_metric_steps(run_ids)
     return [
         run_json(
             run,
             ids.to_mlflow(run.experiment_id),
+            metric_details=steps[run.id],
             model_outputs=[{"model_id": m, "step": 0} for m in models[run.id]],
         )
         for run in runs

@@ -409,6 +409,19 @@ class TrackingService:
         token = _encode_token(offset + max_results) if more else None
         return RunPage(runs=runs, next_page_token=token)
 
+    def latest_metric_steps(self, run_ids: list[str]) -> dict[str, dict[str, tuple[int, float]]]:
+        """{run id: {key: (step, timestamp)}} of each metric's latest value."""
+        self.ctx.authorize("tracking.read")
+        out: dict[str, dict[str, tuple[int, float]]] = {run_id: {} for run_id in run_ids}
+        m = store.latest_metrics.c
+        with self.ctx.db.read() as conn:
+            for start in range(0, len(run_ids), 500):
+                chunk = run_ids[start : start + 500]
+                query = select(m.run_id, m.key, m.step, m.timestamp).where(m.run_id.in_(chunk))
+                for run_id, key, step, stamp in conn.execute(query):
+                    out[run_id][key] = (int(step), float(stamp))
+        return out
+
     # lifecycle: delete, restore, rename, untag ----------------------------------------
     def delete_experiment(self, name_or_id: str) -> Experiment:
         """Mark an experiment deleted (restorable): it leaves listings, its runs stay."""
