@@ -435,13 +435,13 @@ def _unquote(token: str) -> str:
     return token
 
 
-def _like(pattern: str, value: str, insensitive: bool) -> bool:
+def like_match(pattern: str, value: str, insensitive: bool) -> bool:
     regex = "".join(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern)
     flags = re.IGNORECASE | re.DOTALL if insensitive else re.DOTALL
     return re.fullmatch(regex, value, flags) is not None
 
 
-def _matches(clause: Clause, value: str | None) -> bool:
+def clause_matches(clause: Clause, value: str | None) -> bool:
     if value is None:
         return clause.op in {"!=", "NOT IN"}
     if clause.op == "=":
@@ -449,9 +449,9 @@ def _matches(clause: Clause, value: str | None) -> bool:
     if clause.op == "!=":
         return value != clause.values[0]
     if clause.op == "LIKE":
-        return _like(clause.values[0], value, False)
+        return like_match(clause.values[0], value, False)
     if clause.op == "ILIKE":
-        return _like(clause.values[0], value, True)
+        return like_match(clause.values[0], value, True)
     if clause.op == "IN":
         return value in clause.values
     return value not in clause.values  # NOT IN
@@ -523,7 +523,8 @@ def search_registered_models(ctx: Context, data: dict[str, Any]) -> dict[str, An
     models = [
         m
         for m in svc.list_models()
-        if not _deleted(m.tags) and all(_matches(c, _field(c, m.name, m.tags, {})) for c in clauses)
+        if not _deleted(m.tags)
+        and all(clause_matches(c, _field(c, m.name, m.tags, {})) for c in clauses)
     ]
 
     def get(model: RegisteredModel, key: str) -> Any:
@@ -583,7 +584,9 @@ def search_model_versions(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
                 "source_path": version.tags.get(SOURCE_TAG, version.uri),
                 "version_number": str(version.version),
             }
-            if all(_matches(c, _field(c, version.name, version.tags, extra)) for c in clauses):
+            if all(
+                clause_matches(c, _field(c, version.name, version.tags, extra)) for c in clauses
+            ):
                 found.append(version)
 
     def get(version: ModelVersion, key: str) -> Any:
