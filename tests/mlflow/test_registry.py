@@ -256,3 +256,18 @@ def test_log_input_of_a_product_names_its_version(sdk: Platform, mlflow_world: M
         product_input(ctx, {"name": "meshops://sales.returns@1.0.0"})
     with pytest.raises(InvalidInput, match="does not name a data product"):
         product_input(ctx, {"name": "meshops://orders"})
+
+
+def test_a_native_version_names_how_to_load_it(sdk: Platform, mlflow_world: MlflowWorld) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    from meshops.mlflow.common import MlflowApiError
+    from meshops.mlflow.registry import get_model_version_download_uri, version_json
+
+    native = sdk.registry.log_model("native-lr", LinearRegression().fit([[0.0], [1.0]], [0, 1]))
+    shape = version_json(native)
+    assert (shape["source"], shape["current_stage"]) == ("models:/native-lr/1", "None")
+    ctx = mlflow_world.home.context()
+    with pytest.raises(MlflowApiError, match="not in MLflow's format") as caught:
+        get_model_version_download_uri(ctx, {"name": "native-lr", "version": "1"})
+    assert "platform.registry.load_model('models:/native-lr/1')" in caught.value.message
