@@ -16,10 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from b1_metric_logging import meshops_server, mlflow_server
@@ -28,6 +34,72 @@ from harness import HERE, Row, median, record
 ROOT = HERE.parent
 MLFLOW_PYTHON = ROOT / ".venv-mlflow" / "bin" / "python"
 CLIENT = HERE / "b12_mlflow_client.py"
+
+
+class _NoOp(BaseHTTPRequestHandler):
+    """Answers every MLflow call at once (the client's floor): a run for runs/create and
+    runs/get, an experiment for experiments/*, `{}` otherwise."""
+
+    protocol_version = "HTTP/1.1"
+    RUN: ClassVar[dict[str, Any]] = {
+        "run": {
+            "info": {
+                "run_id": "0" * 32,
+                "run_uuid": "0" * 32,
+                "experiment_id": "1",
+                "run_name": "floor",
+                "user_id": "b12",
+                "status": "RUNNING",
+                "start_time": 1,
+                "artifact_uri": "mlflow-artifacts:/1/0/artifacts",
+                "lifecycle_stage": "active",
+            },
+            "data": {},
+            "inputs": {},
+        }
+    }
+    EXPERIMENT: ClassVar[dict[str, Any]] = {
+        "experiment_id": "1",
+        "experiment": {"experiment_id": "1", "name": "b12", "lifecycle_stage": "active"},
+    }
+
+    def setup(self) -> None:
+        super().setup()
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        if length:
+            self.rfile.read(length)
+        path = self.path
+        body: dict[str, Any] = {}
+        if "/runs/create" in path or "/runs/get" in path:
+            body = self.RUN
+        elif "/experiments/" in path:
+            body = self.EXPERIMENT
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PATCH = _answer  # noqa: N815 - http.server names the methods
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+@contextmanager
+def noop_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NoOp)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def client(url: str, token: str | None, *args: str) -> dict[str, float]:
@@ -62,7 +134,7 @@ def main() -> None:
     if not MLFLOW_PYTHON.exists():
         sys.exit("the MLflow client virtualenv is missing: run `make mlflow-client`")
     load_before = os.getloadavg()[0]
-    measured: dict[str, dict[str, list[float]]] = {"meshops": {}, "mlflow": {}}
+    measured: dict[str, dict[str, list[float]]] = {"meshops": {}, "mlflow": {}, "floor": {}}
     setup: dict[str, float] = {}
     version = ""
     with tempfile.TemporaryDirectory() as tmp_dir:
@@ -70,6 +142,7 @@ def main() -> None:
         with (
             meshops_server(tmp / "home") as (mesh_url, token),
             mlflow_server(MLFLOW_PYTHON, tmp / "mlflow.db") as mlflow_url,
+            noop_server() as floor_url,
         ):
             targets = {"meshops": (mesh_url, token), "mlflow": (mlflow_url, None)}
             for name, (url, tok) in targets.items():
@@ -86,6 +159,10 @@ def main() -> None:
                     for key, value in got.items():
                         measured[name].setdefault(key, []).append(float(value))
                     print(f"[b12] round {round_no} {name}: {got}", flush=True)
+                got = client(floor_url, None, "floor", str(args.calls), str(args.batch))
+                for key, value in got.items():
+                    measured["floor"].setdefault(key, []).append(float(value))
+                print(f"[b12] round {round_no} client floor: {got}", flush=True)
     mesh = {k: median(v) for k, v in measured["meshops"].items()}
     peer = {k: median(v) for k, v in measured["mlflow"].items()}
     rows = [
@@ -143,9 +220,17 @@ def main() -> None:
         f"mlflow server {version} (SQLite)",
         rows,
     )
+    floor = {k: median(v) for k, v in measured["floor"].items()}
     note = (
         f"Rounds: {args.rounds}; load average {load_before:.2f} before, "
-        f"{os.getloadavg()[0]:.2f} after (shared machine)."
+        f"{os.getloadavg()[0]:.2f} after (shared machine). The client's own time (the same "
+        f"script against a no-op server answering at once, in the same run): "
+        f"{floor['log_metric_s'] * 1000:,.0f} ms for the log_metric calls, "
+        f"{floor['log_batch_s'] * 1000:,.0f} ms for the log_batch; so the server's share is "
+        f"meshops {(mesh['log_metric_s'] - floor['log_metric_s']) * 1000:,.0f} ms vs MLflow "
+        f"{(peer['log_metric_s'] - floor['log_metric_s']) * 1000:,.0f} ms (log_metric) and "
+        f"meshops {(mesh['log_batch_s'] - floor['log_batch_s']) * 1000:,.0f} ms vs MLflow "
+        f"{(peer['log_batch_s'] - floor['log_batch_s']) * 1000:,.0f} ms (log_batch)."
     )
     print(note)
     text = (HERE / "RESULTS.md").read_text()

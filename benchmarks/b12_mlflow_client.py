@@ -5,6 +5,7 @@ meshops, MLFLOW_TRACKING_TOKEN) say which server. Prints one JSON line of second
 
     b12_mlflow_client.py setup <runs> <threads>   # the 10k runs search_runs reads
     b12_mlflow_client.py measure <log_metric calls> <log_batch values> <searches>
+    b12_mlflow_client.py floor <log_metric calls> <log_batch values>  # vs a no-op server
 """
 
 from __future__ import annotations
@@ -102,8 +103,26 @@ def measure(calls: int, batch_values: int, searches: int) -> dict[str, float]:
     }
 
 
+def floor(calls: int, batch_values: int) -> dict[str, float]:
+    """The same two logging phases against a server that answers at once: the client's
+    own time, the best any server can give this script."""
+    mlflow.set_experiment("b12")
+    with mlflow.start_run() as run:
+        start = time.perf_counter()
+        for i in range(calls):
+            mlflow.log_metric("loss", i * 0.001, step=i)
+        log_metric_s = time.perf_counter() - start
+    now = int(time.time() * 1000)
+    metrics = [Metric("loss", i * 0.001, now, i) for i in range(batch_values)]
+    start = time.perf_counter()
+    MlflowClient().log_batch(run.info.run_id, metrics=metrics)
+    return {"log_metric_s": log_metric_s, "log_batch_s": time.perf_counter() - start}
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "setup":
+    if sys.argv[1] == "floor":
+        result = floor(int(sys.argv[2]), int(sys.argv[3]))
+    elif sys.argv[1] == "setup":
         result = setup(int(sys.argv[2]), int(sys.argv[3]))
     else:
         result = measure(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
