@@ -365,7 +365,13 @@ class SqlSource(Source):
                 f"cannot open the MLflow database {self.uri}: {type(exc).__name__}: {exc}",
                 {"field": "from", "fix": "check the URI (and install its driver)"},
             ) from exc
-        if not {"experiments", "runs", "metrics", "params", "tags"} <= present:
+        needed = {"experiments", "runs", "metrics", "params", "tags"}
+        columns = (
+            {c["name"] for c in sa.inspect(self.engine).get_columns("runs")}
+            if "runs" in present
+            else set()
+        )
+        if not needed <= present or "run_uuid" not in columns:
             self.engine.dispose()
             raise InvalidInput(
                 f"{self.uri} is not an MLflow tracking database (no experiments/runs tables)",
@@ -808,6 +814,8 @@ def open_source(uri: str, artifacts_root: str | Path | None = None) -> Source:
     if re.match(r"^(sqlite|postgresql|postgres|mysql|mssql)(\+\w+)?$", scheme):
         if scheme.startswith("postgres") and not scheme.startswith("postgresql"):
             uri = "postgresql" + uri[len("postgres") :]
+        if scheme in ("postgres", "postgresql") and _has("psycopg") and not _has("psycopg2"):
+            uri = "postgresql+psycopg" + uri[uri.index(":") :]  # MLflow's URIs name no driver
         return SqlSource(uri, root)
     raise InvalidInput(
         f"cannot import from {_redact(uri)!r}: pass an MLflow server URL or its database URI",
@@ -820,6 +828,12 @@ def open_source(uri: str, artifacts_root: str | Path | None = None) -> Source:
 
 
 # The import ----------------------------------------------------------------------------
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 def _target_name(exp: SourceExperiment) -> str:
