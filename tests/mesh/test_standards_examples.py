@@ -94,7 +94,11 @@ def test_odps_document_round_trips_and_exports_valid(path: Path) -> None:
     assert odps.is_valid(descriptor.schema_version, deprecated.data)
 
 
-@pytest.mark.skipif(OFFICIAL is None, reason="no folder of official files (MESHOPS_STANDARDS_DIR)")
+@pytest.mark.skipif(
+    OFFICIAL is None,
+    reason="the official Bitol schema files are not in this repository: set "
+    "MESHOPS_STANDARDS_DIR to a folder of them (docs/conformance.md, 'Official examples')",
+)
 @pytest.mark.parametrize(
     ("module", "version", "file"),
     [
