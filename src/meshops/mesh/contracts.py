@@ -57,6 +57,7 @@ from meshops.mesh.models import (
     ContractReport,
     RuleResult,
 )
+from meshops.mesh.odcs import OPERATORS
 
 # The ODCS logical types (3.0: string, date, number, integer, object, array, boolean; 3.1
 # adds timestamp and time) and the Arrow type families each one accepts.
@@ -85,16 +86,6 @@ RULES_30 = {
     "minCheck": "range",
     "maxCheck": "range",
 }
-OPERATORS = (
-    "mustBe",
-    "mustNotBe",
-    "mustBeGreaterThan",
-    "mustBeGreaterOrEqualTo",
-    "mustBeLessThan",
-    "mustBeLessOrEqualTo",
-    "mustBeBetween",
-    "mustNotBeBetween",
-)
 # SQL placeholders of the ODCS docs: 3.1 writes {object} / {property} (and {table} /
 # {column} in an example), 3.0 ${object} / ${property} (and ${table} / ${column}); {model}
 # is datacontract-cli's. Replaced by the quoted table and column names.

@@ -40,6 +40,7 @@ from meshops.mesh.standards.documents import (
     raise_schema_error,
     schema_errors,
     schema_of,
+    validate_versioned,
     validator_for,
 )
 
@@ -61,7 +62,7 @@ RULE_METRICS = {
     "duplicateCount": "duplicateValues",
     "validValues": "invalidValues",
 }
-_OPERATORS = (
+OPERATORS = (
     "mustBe",
     "mustNotBe",
     "mustBeGreaterThan",
@@ -149,15 +150,7 @@ def api_version_of(doc: YamlDoc) -> str:
 
 def validate(doc: YamlDoc) -> tuple[str, str]:
     """(declared apiVersion, schema version it is valid under), or InvalidInput."""
-    version = api_version_of(doc)
-    errors = schema_errors(_validator(version), doc.data)
-    if not errors:
-        return version, version
-    if version != LATEST and not schema_errors(_validator(LATEST), doc.data):
-        return version, LATEST
-    hint = "" if version == LATEST else f"it is not valid under the {LATEST} schema either"
-    raise_schema_error(doc, errors, f"{STANDARD} {version}", hint)
-    raise AssertionError("unreachable")  # pragma: no cover
+    return validate_versioned(doc, api_version_of(doc), _validator, LATEST, STANDARD)
 
 
 def read(doc: YamlDoc) -> Contract:
@@ -297,9 +290,9 @@ def _rule_to_v310(item: dict[str, Any]) -> dict[str, Any]:
         out = {**item, "type": "library", "metric": metric}
         if "validValues" in out:  # 3.0 wrote the list beside the rule; 3.1.0 in arguments
             out["arguments"] = {**out.get("arguments", {}), "validValues": out.pop("validValues")}
-        if metric in ("nullValues", "invalidValues") and not any(k in out for k in _OPERATORS):
+        if metric in ("nullValues", "invalidValues") and not any(k in out for k in OPERATORS):
             out["mustBe"] = 0  # the 3.0 check: none at all
-        if any(k in out for k in _OPERATORS):  # 3.1.0 needs one; else: carried as custom
+        if any(k in out for k in OPERATORS):  # 3.1.0 needs one; else: carried as custom
             return out
     kept = {k: item[k] for k in _QUALITY_COMMON if k in item}
     rule = {k: v for k, v in item.items() if k not in _QUALITY_COMMON and k != "type"}

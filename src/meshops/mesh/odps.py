@@ -28,6 +28,7 @@ from meshops.mesh.standards.documents import (
     raise_schema_error,
     schema_errors,
     schema_of,
+    validate_versioned,
     validator_for,
 )
 
@@ -113,15 +114,7 @@ def api_version_of(doc: YamlDoc) -> str:
 
 
 def validate(doc: YamlDoc) -> tuple[str, str]:
-    version = api_version_of(doc)
-    errors = schema_errors(_validator(version), doc.data)
-    if not errors:
-        return version, version
-    if version != LATEST and not schema_errors(_validator(LATEST), doc.data):
-        return version, LATEST
-    hint = "" if version == LATEST else f"it is not valid under the {LATEST} schema either"
-    raise_schema_error(doc, errors, f"{STANDARD} {version}", hint)
-    raise AssertionError("unreachable")  # pragma: no cover
+    return validate_versioned(doc, api_version_of(doc), _validator, LATEST, STANDARD)
 
 
 def upgrade(document: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -216,6 +217,28 @@ def schema_errors(
     validator: jsonschema.protocols.Validator, data: dict[str, Any]
 ) -> list[jsonschema.ValidationError]:
     return sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
+
+
+def validate_versioned(
+    doc: YamlDoc,
+    version: str,
+    validator: Callable[[str], jsonschema.protocols.Validator],
+    latest: str,
+    standard: str,
+) -> tuple[str, str]:
+    """(declared version, schema version the document is valid under), or InvalidInput.
+
+    A document declaring an older version but written in the latest forms is accepted when
+    the latest schema accepts it: the latest schemas list the older versions in their
+    `apiVersion` enum, so the standard itself calls such a document valid."""
+    errors = schema_errors(validator(version), doc.data)
+    if not errors:
+        return version, version
+    if version != latest and not schema_errors(validator(latest), doc.data):
+        return version, latest
+    hint = "" if version == latest else f"it is not valid under the {latest} schema either"
+    raise_schema_error(doc, errors, f"{standard} {version}", hint)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def raise_schema_error(
