@@ -1,9 +1,12 @@
 """OpenLineage in: events from Airflow, Spark, dbt, Flink ... recorded in the one lineage graph.
 
 `POST /api/v1/lineage` (the path Marquez serves, so any OpenLineage HTTP transport can point
-at a meshops server) hands the body here. The event is checked against the official
-OpenLineage schemas shipped in `openlineage_spec/` (the core event schema, and each standard
-facet against its own schema); the first problem is refused with the field's path. Then:
+at a meshops server) hands the body here. The event is checked against
+`openlineage_event.schema.json` (meshops's own schema of the 2-0-2 rules: event kinds,
+required fields and formats, every facet's base fields, the schema, parent and errorMessage
+facets), or, when `MESHOPS_OPENLINEAGE_SPEC` names a folder of the official `OpenLineage.json`
+and `facets/*.json`, against those (each standard facet against its own schema); the first
+problem is refused with the field's path. Then:
 
 - a RunEvent: `job --ran--> run`, `input --input_to--> run`, `run --produced--> output`, and
   `parent run --parent_of--> run` (with `parent job --ran--> parent run`) from the `parent`
@@ -23,6 +26,7 @@ external jobs that read or write a product port join its lineage.
 from __future__ import annotations
 
 import json
+import os
 import re
 from functools import cache
 from pathlib import Path
@@ -36,7 +40,15 @@ if TYPE_CHECKING:
 
     from meshops.kernel.home import Context
 
-SPEC = Path(__file__).resolve().parent / "openlineage_spec"
+OWN_SCHEMA = Path(__file__).resolve().parent / "openlineage_event.schema.json"
+
+
+def official_spec() -> Path | None:
+    """A folder of the official OpenLineage schemas, when the operator provides one."""
+    folder = os.environ.get("MESHOPS_OPENLINEAGE_SPEC", "")
+    return Path(folder) if folder and (Path(folder) / "OpenLineage.json").is_file() else None
+
+
 MAX_EVENT_BYTES = 5 * 1024 * 1024
 MAX_DATASETS = 1000  # inputs plus outputs of one event
 _SAFE = re.compile(r"[A-Za-z0-9_.\-@/^<>=*+]")
@@ -88,10 +100,11 @@ def dataset_urn(namespace: str, name: str) -> str:
 def _schemas() -> tuple[Any, dict[str, Any], dict[str, list[dict[str, Any]]]]:
     from referencing import Registry, Resource
 
-    core = json.loads((SPEC / "OpenLineage.json").read_text())
+    spec = official_spec()
+    core = json.loads((spec / "OpenLineage.json" if spec else OWN_SCHEMA).read_text())
     resources = [(core["$id"], Resource.from_contents(core))]
     by_key: dict[str, list[dict[str, Any]]] = {}
-    for path in sorted((SPEC / "facets").glob("*.json")):
+    for path in sorted((spec / "facets").glob("*.json")) if spec else []:
         schema = json.loads(path.read_text())
         resources.append((schema["$id"], Resource.from_contents(schema)))
         for key in schema.get("properties", {}):
