@@ -1,5 +1,6 @@
-"""Every ODCS document kept under tests/mesh/standards/odcs (the official examples of each
-version with their licence, and meshops's own 3.0-form files), read as meshops reads it,
+"""Every ODCS document under tests/mesh/standards/odcs (meshops's own documents in each
+version's forms) and, when MESHOPS_STANDARDS_DIR names a folder of them, every official
+example file (docs/conformance.md, "Official examples"), read as meshops reads it,
 tested against Arrow data built to its declared types: no rule is dropped (one result per
 quality rule and per SLA property), no logical type check fails on data of that type, and
 nothing raises."""
@@ -16,9 +17,12 @@ from meshops.mesh import odcs
 from meshops.mesh.contracts import run_contract_test
 from meshops.mesh.specs import columns_of
 from meshops.mesh.standards.documents import load_yaml
+from tests.mesh.test_standards_examples import OFFICIAL
 
 STANDARDS = Path(__file__).resolve().parent / "standards" / "odcs"
 FILES = sorted(STANDARDS.rglob("*.odcs.yaml"))
+if OFFICIAL is not None:
+    FILES += sorted((OFFICIAL / "odcs").rglob("*.odcs.yaml"))
 ZONED = ("timestamptz", "timestamp with time zone", "timestamp_tz", "timestamp_ltz")
 
 
