@@ -50,20 +50,36 @@ def _endpoint(handler: tracking.Handler) -> Endpoint:
     return endpoint
 
 
-for _method, _path, _handler in [
-    *tracking.ROUTES,
-    *logged_models.ROUTES,
-    ("GET", "/artifacts/list", artifacts.list_run_artifacts),
-]:
-    _call = _endpoint(_handler)
-    for _prefix in PREFIXES:
-        router.add_api_route(
-            _prefix + _path,
-            _call,
-            methods=[_method],
-            name=f"{_call.__name__}{'_ajax' if 'ajax' in _prefix else ''}",
-            include_in_schema=_prefix == PREFIXES[0],
-        )
+def mount(
+    target: APIRouter,
+    routes: list[tuple[str, str, tracking.Handler]],
+    *,
+    method_in_name: bool = False,
+) -> None:
+    """Each (method, path, handler) under both MLflow prefixes (the `/ajax-api/` twin left
+    out of the OpenAPI document)."""
+    for method, path, handler in routes:
+        call = _endpoint(handler)
+        for prefix in PREFIXES:
+            ajax = prefix != PREFIXES[0]
+            suffix = (f"_{method.lower()}" if method_in_name else "") + ("_ajax" if ajax else "")
+            target.add_api_route(
+                prefix + path,
+                call,
+                methods=[method],
+                name=f"{call.__name__}{suffix}",
+                include_in_schema=not ajax,
+            )
+
+
+mount(
+    router,
+    [
+        *tracking.ROUTES,
+        *logged_models.ROUTES,
+        ("GET", "/artifacts/list", artifacts.list_run_artifacts),
+    ],
+)
 
 
 async def proxy_list(request: Request) -> Response:
