@@ -99,3 +99,14 @@ def test_missing_contract_and_bad_build_are_explained(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput) as info:
         specs.load_product(tmp_path)
     assert info.value.detail["field"] == "inputs.a.pth" and info.value.detail["line"] == 3
+
+
+def test_reader_option_names_must_be_identifiers() -> None:
+    """Option names are written into the DuckDB reader call; values go in as literals."""
+    from pydantic import ValidationError
+
+    from meshops.mesh.specs import InputSpec
+
+    assert InputSpec(path="a.csv", options={"delim": ";", "header": True}).options["delim"] == ";"
+    with pytest.raises(ValidationError, match="identifiers"):
+        InputSpec(path="a.csv", options={"header = true) TO '/tmp/x' --": 1})

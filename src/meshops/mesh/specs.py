@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from meshops.kernel.bounds import check_nesting
@@ -67,6 +67,9 @@ def validate_contract(doc: YamlDoc) -> odcs.Contract:
 # --- the product folder ---
 
 
+_OPTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
 class InputSpec(BaseModel):
     """One input of a build: exactly one of path / product / url+query."""
 
@@ -79,6 +82,15 @@ class InputSpec(BaseModel):
     port: str | None = None
     url: str | None = None  # SQLAlchemy URL
     query: str | None = None
+
+    @field_validator("options")
+    @classmethod
+    def _option_names(cls, options: dict[str, Any]) -> dict[str, Any]:
+        # the names are written into the reader's SQL (values go in as literals)
+        bad = [k for k in options if not _OPTION_NAME.fullmatch(k)]
+        if bad:
+            raise ValueError(f"reader option names must be identifiers, not {bad}")
+        return options
 
 
 class TransformSpec(BaseModel):
