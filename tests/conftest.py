@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -37,32 +37,52 @@ def _answers(host: str, port: int) -> bool:
         return False
 
 
-def _postgres_accepts(url: str) -> bool:
-    if not _answers("127.0.0.1", 5432):
+def _postgres_accepts(host: str, port: int) -> bool:
+    if not _answers(host, port):
         return False
     try:
         import psycopg
 
-        psycopg.connect(url, connect_timeout=2).close()
+        psycopg.connect(f"postgresql://postgres@{host}:{port}/test", connect_timeout=2).close()
         return True
     except Exception:  # not installed, or the server refuses this user: no PostgreSQL tests
         return False
 
 
-def _find_local_services() -> None:
-    """`make test` on a machine where the services run uses them without extra set-up: each
-    variable left unset is filled in when its service answers on its standard local port (an
-    explicit value, even empty, is kept)."""
-    found = {
-        POSTGRES_ENV: "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-        if _postgres_accepts("postgresql://postgres@127.0.0.1:5432/test")
-        else "",
-        REDIS_ENV: "redis://127.0.0.1:6379/0" if _answers("127.0.0.1", 6379) else "",
-        CHROMIUM_ENV: shutil.which("chromium") or "",
+def detect_local_services(
+    host: str = "127.0.0.1",
+    postgres_port: int = 5432,
+    redis_port: int = 6379,
+    which: Callable[[str], str | None] = shutil.which,
+) -> dict[str, str]:
+    """The value of each test variable for the services that answer on `host` (PostgreSQL
+    as user postgres on database test, Redis) and the `chromium` that `which` finds; empty
+    for a service that is not there."""
+    postgres = f"postgresql+psycopg://postgres@{host}:{postgres_port}/test"
+    return {
+        POSTGRES_ENV: postgres if _postgres_accepts(host, postgres_port) else "",
+        REDIS_ENV: f"redis://{host}:{redis_port}/0" if _answers(host, redis_port) else "",
+        CHROMIUM_ENV: which("chromium") or "",
     }
-    for name, value in found.items():
-        if name not in os.environ and value:
-            os.environ[name] = value
+
+
+def fill_from_local_services(
+    environ: MutableMapping[str, str], found: Mapping[str, str]
+) -> list[str]:
+    """`make test` on a machine where the services run uses them without extra set-up: each
+    variable left unset is filled in when its service was found (an explicit value, even
+    empty, is kept: `MESHOPS_TEST_REDIS_URL= make test` leaves the Redis tests off).
+    Returns the names filled in."""
+    filled = [name for name, value in found.items() if name not in environ and value]
+    for name in filled:
+        environ[name] = found[name]
+    return filled
+
+
+def _find_local_services() -> None:
+    missing = [name for name in (POSTGRES_ENV, REDIS_ENV, CHROMIUM_ENV) if name not in os.environ]
+    if missing:  # probing costs a connection attempt or two: only for what is unset
+        fill_from_local_services(os.environ, detect_local_services())
 
 
 _find_local_services()
