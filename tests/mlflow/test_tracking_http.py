@@ -106,3 +106,27 @@ def test_log_model_metadata_of_older_clients(http: httpx.Client) -> None:
     assert [h["artifact_path"] for h in history] == ["model", "model-2"]
     bad = http.post(f"{API}/runs/log-model", json={"run_id": run_id, "model_json": "[1"})
     assert _error(bad)[:2] == (400, "INVALID_PARAMETER_VALUE")
+
+
+def test_directly_dispatched_routes_keep_the_apps_rules(
+    http: httpx.Client, sqlite_home: Home
+) -> None:
+    """The MLflow routes answered ahead of the router (`MlflowDispatch`) keep what the
+    router gave them: the app's handler for an error the endpoint does not answer itself,
+    the body limit of the edge, and the router's 404 for an MLflow path that is not one."""
+    nested = b"[" * 100_000 + b"]" * 100_000  # JSON too deep to parse: RecursionError
+    deep = http.post(
+        f"{API}/runs/create", content=nested, headers={"content-type": "application/json"}
+    )
+    assert deep.status_code == 422 and deep.json()["error"] == "invalid_input"
+    assert "nests too deeply" in deep.json()["message"]
+    huge = http.post(
+        f"{API}/runs/log-batch",
+        content=b" " * (int(sqlite_home.settings.max_request_mb * 1024 * 1024) + 1),
+        headers={"content-type": "application/json"},
+    )
+    assert huge.status_code == 413
+    assert http.post(f"{API}/runs/no-such-call", json={}).status_code == 404
+    # A route with a path parameter still goes through the router.
+    missing = http.get(f"{API}/logged-models/m-{'0' * 32}")
+    assert _error(missing)[:2] == (404, "RESOURCE_DOES_NOT_EXIST")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from fastapi import FastAPI, Request
@@ -26,7 +27,8 @@ from meshops.api.rpc import router_for
 from meshops.kernel import schema
 from meshops.kernel.auth import Actor
 from meshops.kernel.codetrust import mark_api_server
-from meshops.kernel.edge import Edge
+from meshops.kernel.edge import ASGIApp, Edge, Message, Receive, Scope, Send
+from meshops.kernel.errors import MeshopsError, outage_error
 from meshops.kernel.home import Home
 from meshops.kernel.lineage import Lineage, LineageService
 from meshops.kernel.responses import SafeJSONResponse, install_error_shape
@@ -34,6 +36,7 @@ from meshops.mesh.interface import MeshDocuments
 from meshops.mesh.service import MeshService
 
 Authenticate = Callable[[Home, str | None], Actor]
+log = logging.getLogger("meshops.api")
 
 
 def local_user(home: Home, token: str | None) -> Actor:
@@ -63,6 +66,7 @@ def create_app(home: Home, authenticate: Authenticate = local_user) -> FastAPI:
         app.include_router(router_for(area.protocol, area.service, tags=[area.name]))
     app.include_router(features_router.router)
     app.add_middleware(features_router.OnlineLookups)  # the online lookup's hot path
+    app.add_middleware(mlflow_tracking_router.MlflowDispatch)  # MLflow calls, unrouted
     app.include_router(governance_router.router)
     app.include_router(mesh_router.router)
     app.include_router(router_for(MeshDocuments, MeshService, tags=["mesh"]))
@@ -78,6 +82,7 @@ def create_app(home: Home, authenticate: Authenticate = local_user) -> FastAPI:
 
     mount_ui(app)
     _install_docs(app)
+    app.add_middleware(Outages)  # outside the fast paths, so their faults are mapped too
     # Last added, so outermost: headers, body limits and /metrics' token apply to every
     # path, the fast paths that answer before FastAPI's routing included.
     app.add_middleware(Edge, settings=home.settings)
@@ -88,6 +93,46 @@ def _install_error_handlers(app: FastAPI) -> None:
     # meshops errors, validation, Starlette's errors, recursion, overflow, the unexpected:
     # one error shape for all (kernel.responses, shared with `meshops serve`).
     install_error_shape(app)
+
+
+class Outages:
+    """A fault of the machine or of a dependency answers in the API's error shape instead
+    of a 500 (`kernel.errors.outage_error`): 503 with `Retry-After` while the metadata
+    database or Redis does not answer, 507 when the disk is full. Pure ASGI around every
+    route and fast path; a response already started cannot change and is left as it is."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except Exception as exc:
+            error = outage_error(exc)
+            if error is None or started:
+                raise
+            log.warning("%s %s: %s (%s)", scope["method"], scope["path"], error.message, exc)
+            await _send_error(send, error)
+
+
+async def _send_error(send: Send, error: MeshopsError) -> None:
+    body = SafeJSONResponse(error.to_json()).body
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    retry_after = error.detail.get("retry_after")
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": error.http_status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _install_health(app: FastAPI) -> None:

@@ -7,11 +7,12 @@ meshops's message."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import inspect
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from meshops.api.deps import get_context
@@ -24,6 +25,20 @@ PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 ARTIFACT_PREFIXES = ("/api/2.0/mlflow-artifacts", "/ajax-api/2.0/mlflow-artifacts")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+# (method, path) -> endpoint of every MLflow route without path parameters: `MlflowDispatch`
+# answers them ahead of the app's routing (see there).
+DIRECT: dict[tuple[str, str], Endpoint] = {}
+
+
+class FastJSONResponse(Response):
+    """JSON by orjson: a search page of 1,000 runs is ~800 KB, and the standard library's
+    encoder took a tenth of its time. MLflow shapes carry no NaN (`common.json_number`
+    spells them as text), so orjson's null for a stray NaN never meets a metric value."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 async def _answer(request: Request, work: Callable[[Context], Any]) -> Response:
@@ -34,7 +49,7 @@ async def _answer(request: Request, work: Callable[[Context], Any]) -> Response:
         return common.error_response(exc)
     if isinstance(result, Response):
         return result
-    return JSONResponse(result)
+    return FastJSONResponse(result)
 
 
 def _endpoint(handler: tracking.Handler) -> Endpoint:
@@ -70,6 +85,54 @@ def mount(
                 name=f"{call.__name__}{suffix}",
                 include_in_schema=not ajax,
             )
+            if "{" not in path:
+                DIRECT[(method, prefix + path)] = call
+
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class MlflowDispatch:
+    """ASGI middleware answering the MLflow routes without path parameters (nearly every
+    call an MLflow client makes) by one dictionary lookup, ahead of FastAPI's routing.
+
+    The app's router matches its routes in turn and the MLflow routes come after every
+    area's: finding one cost more than the handler's own database write (B12). The same
+    endpoint runs as through the router (`_endpoint`: the token's context, MLflow's error
+    shape); an exception it does not answer itself goes to the app's exception handlers,
+    as the router's would. Other paths, and the routes with path parameters, go on."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = DIRECT.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
+        if endpoint is None:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            response = await endpoint(request)
+        except Exception as exc:
+            handler = _exception_handler(scope, exc)
+            if handler is None:
+                raise
+            answer = handler(request, exc)
+            response = await answer if inspect.isawaitable(answer) else answer
+        await response(scope, receive, send)
+
+
+def _exception_handler(scope: Scope, exc: Exception) -> Callable[[Request, Exception], Any] | None:
+    handlers = scope["app"].exception_handlers
+    for kind in type(exc).__mro__:
+        if kind in handlers and kind is not Exception:  # Exception: the server's 500
+            found: Callable[[Request, Exception], Any] = handlers[kind]
+            return found
+    return None
 
 
 mount(
@@ -107,7 +170,7 @@ async def proxy_upload(request: Request, artifact_path: str) -> Response:
         await run_in_threadpool(artifacts.proxy_upload, ctx, artifact_path, data)
     except (MeshopsError, common.MlflowApiError) as exc:
         return common.error_response(exc)
-    return JSONResponse({})
+    return FastJSONResponse({})
 
 
 for _prefix in ARTIFACT_PREFIXES:
