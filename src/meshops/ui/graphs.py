@@ -83,6 +83,7 @@ class Layout:
     layers: list[list[str]]
     paths: list[tuple[tuple[str, str, str], list[str]]]
     y: dict[str, float] = field(default_factory=dict)  # centre of each id
+    turned: set[tuple[str, str, str]] = field(default_factory=set)  # drawn right to left
 
     def crossings(self) -> int:
         return sum(_layer_crossings(self, i) for i in range(len(self.layers) - 1))
@@ -102,9 +103,10 @@ def layout(node_ids: Sequence[str], edges: Sequence[tuple[str, str, str]]) -> La
     ids = list(dict.fromkeys(node_ids))
     known = set(ids)
     kept = [e for e in dict.fromkeys(edges) if e[0] in known and e[1] in known and e[0] != e[1]]
-    forward = _acyclic(ids, kept)
+    forward, turned = _acyclic(ids, kept)
     rank = _ranks(ids, forward)
     result = _split_long_edges(ids, forward, rank)
+    result.turned = {(b, a, label) for a, b, label in turned}
     _order(result)
     _rows(result)
     return result
@@ -129,11 +131,15 @@ def graph_svg(graph: Graph, *, max_nodes: int = MAX_NODES) -> Markup:
         'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
         'fill="#94a3b8"/></marker></defs>',
     ]
-    for (a, b, label), path in drawn.paths:
+    for edge, path in drawn.paths:
         points = [(x[n], drawn.y[n] + MARGIN) for n in path]
+        a, b, label = edge
+        marker = "marker-end"
+        if edge in drawn.turned:  # laid out backwards to break a cycle: the arrow at the start
+            a, b, marker = b, a, "marker-start"
         parts.append(
             f'<path class="edge" data-from="{escape(a)}" data-to="{escape(b)}" '
-            f'd="{_curve(points)}" marker-end="url(#arrow)"><title>{escape(label)}</title></path>'
+            f'd="{_curve(points)}" {marker}="url(#arrow)"><title>{escape(label)}</title></path>'
         )
     for node in nodes:
         parts.append(_node_svg(node, x[node.id], drawn.y[node.id] + MARGIN - NODE_H / 2))
@@ -144,31 +150,48 @@ def graph_svg(graph: Graph, *, max_nodes: int = MAX_NODES) -> Markup:
 # --- layering -----------------------------------------------------------------------------
 
 
-def _acyclic(ids: list[str], edges: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
-    """The edges with the back edges of a depth-first search reversed (lineage should have
-    no cycles; if it has, the drawing still stands)."""
-    children: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
-    for e in edges:
-        children[e[0]].append(e)
-    state: dict[str, int] = {}  # 1 on the stack, 2 done
-    back: set[tuple[str, str, str]] = set()
-    for root in ids:
-        if root in state:
-            continue
-        stack = [(root, iter(children[root]))]
-        state[root] = 1
-        while stack:
-            node, pending = stack[-1]
-            step = next(pending, None)
-            if step is None:
-                state[node] = 2
-                stack.pop()
-            elif state.get(step[1]) == 1:
-                back.add(step)
-            elif step[1] not in state:
-                state[step[1]] = 1
-                stack.append((step[1], iter(children[step[1]])))
-    return [(b, a, label) if (a, b, label) in back else (a, b, label) for a, b, label in edges]
+def _acyclic(
+    ids: list[str], edges: list[tuple[str, str, str]]
+) -> tuple[list[tuple[str, str, str]], set[tuple[str, str, str]]]:
+    """The edges with a small set of them turned round so that none closes a cycle, and the
+    turned ones (drawn with the arrow at their start, so they still point the right way).
+
+    Lineage can close a loop (a model serves an endpoint whose monitor triggers the run
+    that trains the next version): the Eades-Lin-Smyth order puts sources first, sinks
+    last, and otherwise the node with the most outgoing over incoming edges, so the edge
+    turned round is the one that returns to the start of the story."""
+    outs: dict[str, set[str]] = defaultdict(set)
+    ins: dict[str, set[str]] = defaultdict(set)
+    for a, b, _ in edges:
+        outs[a].add(b)
+        ins[b].add(a)
+    left = dict.fromkeys(ids)
+    head: list[str] = []
+    tail: list[str] = []
+
+    def remove(node: str) -> None:
+        del left[node]
+        for other in outs[node]:
+            ins[other].discard(node)
+        for other in ins[node]:
+            outs[other].discard(node)
+
+    while left:
+        sinks = [n for n in left if not outs[n]]
+        sources = [n for n in left if not ins[n]]
+        if not sinks and not sources:
+            sources = [max(left, key=lambda n: len(outs[n]) - len(ins[n]))]
+        for node in sinks:
+            tail.insert(0, node)
+            remove(node)
+        for node in sources:
+            if node in left:
+                head.append(node)
+                remove(node)
+    place = {n: k for k, n in enumerate(head + tail)}
+    turned = {e for e in edges if place[e[0]] > place[e[1]]}
+    forward = [(b, a, label) if (a, b, label) in turned else (a, b, label) for a, b, label in edges]
+    return forward, turned
 
 
 def _ranks(ids: list[str], edges: list[tuple[str, str, str]]) -> dict[str, int]:

@@ -13,7 +13,7 @@ from meshops.mesh.models import DataProductVersion, SchemaChange
 from meshops.mesh.schema_diff import diff_schemas
 from meshops.mesh.service import MeshService
 from meshops.monitoring.service import MonitoringService
-from meshops.ui import charts
+from meshops.ui import charts, graphs
 from meshops.ui.routing import UIRoute
 from meshops.ui.web import Session, attempt, session, urn_href, urn_label
 
@@ -186,31 +186,47 @@ def _version_changes(
 def _lineage_graph(mesh: MeshService, product: str, current: DataProductVersion) -> Any:
     up = attempt(mesh.lineage, product, current.version, "upstream", 3) or []
     down = attempt(mesh.lineage, product, current.version, "downstream", 4) or []
-    return charts.graph_svg(edges_graph([*up, *down], focus=current.urn))
+    return graphs.graph_svg(edges_graph([*up, *down], focus=current.urn))
 
 
 HIDDEN_KINDS = ("monitorresult", "alert", "artifact")  # one node per run/step: noise in a graph
 
 
-def edges_graph(edges: list[Edge], focus: str | None = None) -> charts.Graph:
-    """Lineage edges as a graph of linked nodes (`focus` highlighted)."""
-    edges = [
-        e
-        for e in edges
-        if not any(
-            u.split(":")[1:2] == [k] for u in (e.upstream, e.downstream) for k in HIDDEN_KINDS
-        )
-    ]
-    graph = charts.Graph()
-    seen: set[tuple[str, str]] = set()
-    for urn in [
-        *([focus] if focus else []),
-        *(u for e in edges for u in (e.upstream, e.downstream)),
-    ]:
-        label, sub = urn_label(urn)
-        graph.add(charts.Node(urn, label, sub, urn_href(urn), "focus" if urn == focus else None))
-    for e in edges:
-        if (e.upstream, e.downstream) not in seen:
-            seen.add((e.upstream, e.downstream))
-            graph.edges.append((e.upstream, e.downstream, e.relation))
+def edges_graph(edges: list[Edge], focus: str | None = None) -> graphs.Graph:
+    """Lineage edges as a graph of linked nodes (`focus` highlighted). Artifacts, monitor
+    results and alerts are passed through, not drawn: a step that produced an artifact
+    another step read gets an edge straight to that step."""
+    graph = graphs.Graph()
+    if focus:
+        label, sub = urn_label(focus)
+        graph.add(graphs.Node(focus, label, sub, urn_href(focus), "focus"))
+    for upstream, downstream, relation in _through_hidden(edges):
+        for urn in (upstream, downstream):
+            label, sub = urn_label(urn)
+            graph.add(graphs.Node(urn, label, sub, urn_href(urn), None))
+        graph.edges.append((upstream, downstream, relation))
     return graph
+
+
+def _hidden(urn: str) -> bool:
+    return urn.split(":")[1:2] in ([k] for k in HIDDEN_KINDS)
+
+
+def _through_hidden(edges: list[Edge]) -> list[tuple[str, str, str]]:
+    """The edges between shown nodes, hidden nodes contracted (each pair once)."""
+    after: dict[str, list[tuple[str, str]]] = {}
+    for e in edges:
+        after.setdefault(e.upstream, []).append((e.downstream, e.relation))
+    out: dict[tuple[str, str], str] = {}
+    for start in [u for u in after if not _hidden(u)]:
+        stack, seen = list(after[start]), set()
+        while stack:
+            node, relation = stack.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            if _hidden(node):
+                stack.extend((n, relation) for n, _ in after.get(node, []))
+            elif node != start:
+                out.setdefault((start, node), relation)
+    return [(a, b, relation) for (a, b), relation in out.items()]

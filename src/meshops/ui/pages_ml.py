@@ -12,7 +12,7 @@ from meshops.registry.models import ModelVersion
 from meshops.registry.service import RegistryService
 from meshops.tracking.models import Run
 from meshops.tracking.service import TrackingService
-from meshops.ui import charts
+from meshops.ui import charts, graphs
 from meshops.ui.pages_mesh import edges_graph
 from meshops.ui.routing import UIRoute
 from meshops.ui.web import Session, attempt, markdown, session
@@ -118,7 +118,7 @@ def run_page(run_id: str, s: Session = Depends(session)) -> Any:
         active="experiments",
         run=run,
         charts=chart_list,
-        graph=charts.graph_svg(edges_graph(edges, focus=run.urn)),
+        graph=graphs.graph_svg(edges_graph(edges, focus=run.urn)),
         artifacts=attempt(tracking.list_artifacts, run.id) or [],
     )
 
@@ -148,7 +148,7 @@ def model_page(name: str, s: Session = Depends(session), version: int | None = N
             *(attempt(lineage.upstream, chosen.urn, 4) or []),
             *(attempt(lineage.downstream, chosen.urn, 3) or []),
         ]
-        graph = charts.graph_svg(edges_graph(edges, focus=chosen.urn))
+        graph = graphs.graph_svg(edges_graph(edges, focus=chosen.urn))
     return s.render(
         "model.html",
         active="models",

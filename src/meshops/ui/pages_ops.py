@@ -19,7 +19,7 @@ from meshops.monitoring.service import MonitoringService
 from meshops.pipelines.models import RunDetail
 from meshops.pipelines.service import PipelinesService
 from meshops.serving.service import ServingService
-from meshops.ui import charts
+from meshops.ui import charts, graphs
 from meshops.ui.pages_mesh import edges_graph
 from meshops.ui.routing import UIRoute
 from meshops.ui.web import Session, attempt, session
@@ -80,7 +80,7 @@ def endpoint_page(name: str, s: Session = Depends(session)) -> Any:
         by_version=dict(by_version),
         monitors=monitors,
         alerts=alerts,
-        graph=charts.graph_svg(edges_graph(edges, focus=endpoint.urn)),
+        graph=graphs.graph_svg(edges_graph(edges, focus=endpoint.urn)),
         can_ack=s.can("monitoring.write"),
     )
 
@@ -193,15 +193,15 @@ def pipeline_run(run_id: str, s: Session = Depends(session), step: str | None = 
         "pipeline_run.html",
         active="pipelines",
         detail=detail,
-        graph=charts.graph_svg(step_graph(detail)),
+        graph=graphs.graph_svg(step_graph(detail)),
         chosen=chosen,
         logs=logs,
     )
 
 
-def step_graph(detail: RunDetail) -> charts.Graph:
+def step_graph(detail: RunDetail) -> graphs.Graph:
     """Steps as nodes; an edge wherever a step consumed an artifact another step produced."""
-    graph = charts.Graph()
+    graph = graphs.Graph()
     producer: dict[str, str] = {}
     for st in detail.steps:
         for out in st.outputs:
@@ -210,7 +210,7 @@ def step_graph(detail: RunDetail) -> charts.Graph:
         label = st.status.value if hasattr(st.status, "value") else str(st.status)
         sub = f"{label}" + (f" · {st.attempts} attempts" if st.attempts > 1 else "")
         graph.add(
-            charts.Node(
+            graphs.Node(
                 st.node,
                 st.node,
                 sub,

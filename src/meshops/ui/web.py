@@ -206,7 +206,27 @@ def urn_label(urn: str) -> tuple[str, str]:
         return unescape(rest[1]), f"job ({namespace})" if kind == "job" else namespace
     if kind == "olrun":
         return rest[0][:13], "OpenLineage run"
-    return ":".join(rest), kind
+    return _other_label(kind, rest)
+
+
+KIND_NAMES = {
+    "pipelinerun": "pipeline run",
+    "steprun": "pipeline step run",
+    "featureview": "feature view",
+    "featureservice": "feature service",
+    "endpoint": "endpoint",
+    "experiment": "experiment",
+}
+
+
+def _other_label(kind: str, rest: list[str]) -> tuple[str, str]:
+    """Ids are cut to a copyable prefix; a training set's digest goes to the kind line."""
+    if kind == "trainingset" and len(rest) > 1:
+        return rest[0], f"training set {rest[1][:8]}"
+    name = KIND_NAMES.get(kind, kind)
+    if kind in ("pipelinerun", "steprun"):
+        return rest[0][:12], name
+    return ":".join(rest), name
 
 
 def query_string(request: Request, **changes: Any) -> str:
