@@ -72,6 +72,6 @@ def test_cli_lists_searches_shows_and_exits_with_codes(
     code, _, err = cli("runs", "search", "--filter", "metrics.rmse < 'x'")
     assert code == 2 and "position 15" in " ".join(err.split())
     code, _, err = cli("runs", "show", "nope")
-    assert code == 3 and "no run with id" in " ".join(err.split())
+    assert code == 3 and "run nope does not exist" in " ".join(err.split())
     code, out, _ = cli("experiments", "list", "--json")
     assert [e["name"] for e in json.loads(out)] == ["cli"]

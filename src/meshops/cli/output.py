@@ -1,12 +1,21 @@
-"""How commands print: Rich tables for people, `--json` for scripts."""
+"""How commands print: Rich tables for people, `--json` for scripts.
+
+Tables are designed for 80 columns and up: no cell is ever cut (long ids and URNs fold onto
+the next line instead of ending in "…"), numbers are right-aligned with a few significant
+digits, and ids are printed in a short form (`short_id`) that every command taking the id
+accepts as a unique prefix. Commands choose the columns that matter; `--wide` shows more and
+`--columns a,b,c` picks them (`choose_columns`).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
@@ -14,6 +23,17 @@ console = Console()
 err_console = Console(stderr=True)
 
 JSON_HELP = "Print JSON instead of a table."
+SHORT_ID = 12  # characters of an id in tables: unique in practice, and accepted as a prefix
+SIGNIFICANT = 4  # digits of a number in tables
+
+WideOpt = Annotated[bool, typer.Option("--wide", "-w", help="Show every column.")]
+ColumnsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--columns",
+        help="Comma-separated columns to show, in this order (see --wide for their names).",
+    ),
+]
 
 
 def _default(value: Any) -> Any:
@@ -31,17 +51,117 @@ def print_json(data: Any) -> None:
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """A table whose cells are never cut: text wraps at spaces, long words (ids, URNs)
+    fold; columns holding only numbers are right-aligned and kept on one line."""
     table = Table(title=title, header_style="bold cyan")
-    for column in columns:
-        table.add_column(column)
+    for index, column in enumerate(columns):
+        cells = [row[index] for row in rows if index < len(row)]
+        numeric = _numeric_column(cells)
+        table.add_column(
+            column,
+            overflow="fold",
+            justify="right" if numeric else "left",
+            no_wrap=numeric or _short_words(cells),
+        )
     for row in rows:
         table.add_row(*("" if v is None else _cell(v) for v in row))
     console.print(table)
+
+
+def _short_words(values: list[Any]) -> bool:
+    """Short ids, statuses and versions: kept on one line, where they can be copied."""
+    texts = [_cell(v) for v in values if v is not None and not isinstance(v, datetime)]
+    return bool(texts) and all(len(t) <= SHORT_ID and " " not in t for t in texts)
+
+
+def _numeric_column(values: list[Any]) -> bool:
+    present = [v for v in values if v is not None]
+    return bool(present) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in present
+    )
 
 
 def _cell(value: Any) -> str:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return format_number(value)
     return str(value)
+
+
+def format_number(value: float, significant: int = SIGNIFICANT) -> str:
+    """A number for people: `0.9123`, `12.35`, `12,346`; scientific notation only for
+    magnitudes fixed notation cannot show in a few digits (`1.96e-06`, `3.1e+15`)."""
+    if isinstance(value, int) or (
+        math.isfinite(value) and value == int(value) and abs(value) < 1e15
+    ):
+        return f"{int(value):,}"
+    if not math.isfinite(value):
+        return str(value)
+    magnitude = math.floor(math.log10(abs(value)))
+    if magnitude < -4 or magnitude >= 15:
+        return f"{value:.{significant - 1}e}"
+    decimals = max(0, significant - 1 - magnitude)
+    return f"{value:,.{decimals}f}"
+
+
+def short_id(value: str | None) -> str:
+    """The first `SHORT_ID` characters of an id (commands accept them as a unique prefix)."""
+    return "" if value is None else value[:SHORT_ID]
+
+
+def choose_columns(
+    available: Sequence[str], default: Sequence[str], *, wide: bool, columns: str | None
+) -> list[str]:
+    """The columns to print: `--columns a,b,c` (checked against `available`), every
+    available column with `--wide`, else the command's `default`."""
+    if columns:
+        wanted = [c.strip() for c in columns.split(",") if c.strip()]
+        unknown = [c for c in wanted if c not in available]
+        if unknown or not wanted:
+            raise typer.BadParameter(
+                f"unknown column(s) {', '.join(unknown) or '(none given)'}; "
+                f"choose from {', '.join(available)}",
+                param_hint="--columns",
+            )
+        return wanted
+    return list(available) if wide else [c for c in default if c in available]
+
+
+def fit_columns(
+    required: Sequence[str],
+    optional: Sequence[str],
+    widths: dict[str, int],
+    budget: int | None = None,
+) -> list[str]:
+    """`required` columns, then as many `optional` ones (in order) as fit the console's
+    width, each costing its widest cell (`widths`) plus the border and padding."""
+    space = (budget if budget is not None else console.width) - 1
+    used = sum(widths.get(c, len(c)) + 3 for c in required)
+    chosen = list(required)
+    for column in optional:
+        cost = widths.get(column, len(column)) + 3
+        if used + cost > space:
+            break
+        chosen.append(column)
+        used += cost
+    return chosen
+
+
+def widest(header: str, cells: Sequence[Any]) -> int:
+    """The width a column needs on one line: its header or its widest cell."""
+    return max([len(header), *(len(_cell(c)) for c in cells if c is not None)])
+
+
+def print_records(
+    title: str,
+    fields: Mapping[str, Callable[[Any], Any]],
+    records: Sequence[Any],
+    default: Sequence[str],
+    *,
+    wide: bool = False,
+    columns: str | None = None,
+) -> None:
+    """A table of `records`, one column per chosen field (see `choose_columns`)."""
+    chosen = choose_columns(list(fields), default, wide=wide, columns=columns)
+    print_table(title, chosen, [[fields[c](r) for c in chosen] for r in records])

@@ -4,11 +4,21 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from meshops.cli.output import JSON_HELP, err_console, print_json, print_table
+from meshops.cli.output import (
+    JSON_HELP,
+    ColumnsOpt,
+    WideOpt,
+    err_console,
+    print_json,
+    print_records,
+    print_table,
+    short_id,
+)
 
 if TYPE_CHECKING:
     from meshops.pipelines.models import PipelineRun, ReproduceReport, RunDetail
@@ -23,6 +33,10 @@ ParamOpt = Annotated[
     typer.Option("--param", "-p", help="NAME=VALUE (VALUE is JSON, else a string); repeatable."),
 ]
 ExecutorOpt = Annotated[str, typer.Option("--executor", "-x", help="inline, process or ray.")]
+RunIdArg = Annotated[
+    str,
+    typer.Argument(help="Pipeline run id, or its first characters as `pipelines list` shows them."),
+]
 
 
 def parse_params(pairs: list[str] | None) -> dict[str, Any]:
@@ -40,27 +54,28 @@ def parse_params(pairs: list[str] | None) -> dict[str, Any]:
     return params
 
 
-def _print_runs(runs: list[PipelineRun], json_out: bool) -> None:
+RUN_FIELDS: dict[str, Callable[[PipelineRun], Any]] = {
+    "id": lambda r: short_id(r.id),
+    "pipeline": lambda r: r.pipeline,
+    "status": lambda r: r.status.value,
+    "origin": lambda r: r.origin.get("kind", ""),
+    "created": lambda r: r.created_at,
+    "finished": lambda r: r.finished_at,
+    "executor": lambda r: r.executor,
+    "error": lambda r: (r.error or "").strip().split("\n", 1)[0],
+}
+
+
+def _print_runs(
+    runs: list[PipelineRun], json_out: bool, wide: bool = False, columns: str | None = None
+) -> None:
     if json_out:
         print_json(runs)
         return
-    print_table(
-        "pipeline runs",
-        ["id", "pipeline", "status", "executor", "origin", "created", "finished", "error"],
-        [
-            [
-                r.id,
-                r.pipeline,
-                r.status.value,
-                r.executor,
-                r.origin.get("kind", ""),
-                r.created_at,
-                r.finished_at,
-                (r.error or "")[:60],
-            ]
-            for r in runs
-        ],
-    )
+    default = ["id", "pipeline", "status", "origin", "created"]
+    if any(r.error for r in runs):
+        default.append("error")
+    print_records("pipeline runs", RUN_FIELDS, runs, default, wide=wide, columns=columns)
 
 
 def _print_detail(detail: RunDetail, json_out: bool) -> None:
@@ -150,31 +165,36 @@ def run(  # noqa: PLR0917 - one parameter per CLI option
 
 
 @pipelines_app.command("list")
-def list_runs(
+def list_runs(  # noqa: PLR0917 - one parameter per CLI option
     pipeline: Annotated[str | None, typer.Option(help="Only runs of this pipeline.")] = None,
     status: Annotated[str | None, typer.Option(help="queued, running, succeeded ...")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many runs.")] = 50,
+    wide: WideOpt = False,
+    columns: ColumnsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Recent pipeline runs, newest first."""
     from meshops.client import connect
 
     with connect() as platform:
-        _print_runs(platform.pipelines.list_runs(pipeline, status, limit), json_out)
+        runs = platform.pipelines.list_runs(pipeline, status, limit)
+    _print_runs(runs, json_out, wide, columns)
 
 
 @pipelines_app.command("show")
-def show(run_id: str, json_out: JsonOpt = False) -> None:
+def show(run_id: RunIdArg, json_out: JsonOpt = False) -> None:
     """A run and its step runs."""
     from meshops.client import connect
 
     with connect() as platform:
-        _print_detail(platform.pipelines.get_run(run_id), json_out)
+        _print_detail(
+            platform.pipelines.get_run(platform.pipelines.resolve_run_id(run_id)), json_out
+        )
 
 
 @pipelines_app.command("logs")
 def logs(
-    run_id: str,
+    run_id: RunIdArg,
     step: Annotated[str | None, typer.Option(help="Only this step node.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -183,6 +203,7 @@ def logs(
     from meshops.client import connect
 
     with connect() as platform:
+        run_id = platform.pipelines.resolve_run_id(run_id)
         found = platform.pipelines.logs(run_id, step)
         if json_out:
             print_json(found)
@@ -202,15 +223,19 @@ def logs(
 
 @pipelines_app.command("resume")
 def resume(
-    run_id: str,
+    run_id: RunIdArg,
     local: Annotated[bool, typer.Option("--local", help="Run here instead of queueing.")] = False,
-    executor: Annotated[str | None, typer.Option("--executor", "-x")] = None,
+    executor: Annotated[
+        str | None,
+        typer.Option("--executor", "-x", help="inline, process or ray (default: the run's)."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Rerun what failed (and what depends on it), reusing every other step's outputs."""
     from meshops.client import connect
 
     with connect() as platform:
+        run_id = platform.pipelines.resolve_run_id(run_id)
         _print_runs([platform.pipelines.resume(run_id, local=local, executor=executor)], json_out)
 
 
@@ -225,7 +250,7 @@ UseCurrentCodeOpt = Annotated[
 
 @pipelines_app.command("reproduce")
 def reproduce(
-    run_id: str,
+    run_id: RunIdArg,
     executor: ExecutorOpt = "inline",
     use_current_code: UseCurrentCodeOpt = False,
     json_out: JsonOpt = False,
@@ -236,6 +261,7 @@ def reproduce(
     from meshops.client import connect
 
     with connect() as platform:
+        run_id = platform.pipelines.resolve_run_id(run_id)
         report = platform.pipelines.reproduce(run_id, executor, use_current_code=use_current_code)
     print_reproduce_report(report, json_out)
 
@@ -263,12 +289,14 @@ def print_reproduce_report(report: ReproduceReport, json_out: bool) -> None:
 
 
 @pipelines_app.command("cancel")
-def cancel(run_id: str, json_out: JsonOpt = False) -> None:
+def cancel(run_id: RunIdArg, json_out: JsonOpt = False) -> None:
     """Cancel a queued run."""
     from meshops.client import connect
 
     with connect() as platform:
-        _print_runs([platform.pipelines.cancel(run_id)], json_out)
+        _print_runs(
+            [platform.pipelines.cancel(platform.pipelines.resolve_run_id(run_id))], json_out
+        )
 
 
 @schedules_app.command("create")
@@ -292,6 +320,7 @@ def schedule_create(  # noqa: PLR0917 - one parameter per CLI option
 
 @schedules_app.command("list")
 def schedule_list(json_out: JsonOpt = False) -> None:
+    """Every cron schedule with its pipeline, parameters and next and last fire."""
     from meshops.client import connect
 
     with connect() as platform:
@@ -299,7 +328,10 @@ def schedule_list(json_out: JsonOpt = False) -> None:
 
 
 @schedules_app.command("delete")
-def schedule_delete(name: str) -> None:
+def schedule_delete(
+    name: Annotated[str, typer.Argument(help="The schedule's name (see `schedules list`).")],
+) -> None:
+    """Delete a cron schedule; runs it already started are not affected."""
     from meshops.client import connect
 
     with connect() as platform:
@@ -447,7 +479,10 @@ def trigger_events(
 
 
 @triggers_app.command("delete")
-def trigger_delete(name: str) -> None:
+def trigger_delete(
+    name: Annotated[str, typer.Argument(help="The trigger's name (see `triggers list`).")],
+) -> None:
+    """Delete an event trigger: its waiting events are dropped; runs it started go on."""
     from meshops.client import connect
 
     with connect() as platform:

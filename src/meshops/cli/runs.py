@@ -6,7 +6,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from meshops.cli.output import JSON_HELP, print_json, print_table
+from meshops.cli.output import (
+    JSON_HELP,
+    ColumnsOpt,
+    WideOpt,
+    choose_columns,
+    fit_columns,
+    print_json,
+    print_table,
+    short_id,
+    widest,
+)
 
 if TYPE_CHECKING:
     from meshops.tracking.models import Run
@@ -24,22 +34,91 @@ OrderOpt = Annotated[
 LimitOpt = Annotated[int, typer.Option("--max-results", "-n", help="Runs per page.")]
 PageOpt = Annotated[str | None, typer.Option("--page-token", help="Token of the next page.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+RunIdArg = Annotated[
+    str, typer.Argument(help="Run id, or its first characters as `runs list` shows them.")
+]
 
 
-def _print_runs(runs: list[Run], next_token: str | None, json_out: bool) -> None:
+# The metric a run list leads with, the one the runs are judged by: the metric a run declares
+# (tag `meshops.primary_metric`, or the training template's `<metric>_lift` beside
+# `<metric>`), else the first of these usual yardsticks the runs have (classification
+# before regression), else the first alphabetically.
+PRIMARY_METRICS = (
+    "roc_auc",
+    "accuracy",
+    "f1",
+    "f1_macro",
+    "balanced_accuracy",
+    "auc",
+    "r2",
+    "rmse",
+    "mae",
+    "log_loss",
+    "brier",
+    "mse",
+    "loss",
+)
+RUN_COLUMNS = ("id", "name", "status", "start", "user", "end", "experiment", "parent")
+DEFAULT_RUN_COLUMNS = ("id", "name", "status", "start")
+
+
+def declared_metric(run: Run) -> str | None:
+    """The metric `run` says it is judged by, if it says so."""
+    tagged = run.tags.get("meshops.primary_metric")
+    if tagged and tagged in run.metrics:
+        return tagged
+    lifts = [k[: -len("_lift")] for k in run.metrics if k.endswith("_lift")]
+    return next((k for k in sorted(lifts) if k in run.metrics), None)
+
+
+def metric_order(runs: list[Run]) -> list[str]:
+    """Every metric key of `runs`, the primary one first (see PRIMARY_METRICS)."""
+    keys = {k for r in runs for k in r.metrics}
+    declared = [m for m in (declared_metric(r) for r in runs) if m]
+    ranked = sorted(
+        keys, key=lambda k: (PRIMARY_METRICS.index(k) if k in PRIMARY_METRICS else 99, k)
+    )
+    if declared:
+        primary = max(set(declared), key=declared.count)
+        ranked.remove(primary)
+        ranked.insert(0, primary)
+    return ranked
+
+
+def _run_cell(run: Run, column: str) -> Any:
+    attributes: dict[str, Any] = {
+        "id": short_id(run.id),
+        "name": run.name,
+        "status": run.status.value,
+        "start": run.start_time,
+        "user": run.user,
+        "end": run.end_time,
+        "experiment": run.experiment_id,
+        "parent": short_id(run.parent_run_id),
+    }
+    return attributes[column] if column in attributes else run.metrics.get(column)
+
+
+def _print_runs(
+    runs: list[Run],
+    next_token: str | None,
+    json_out: bool,
+    wide: bool = False,
+    columns: str | None = None,
+) -> None:
     if json_out:
         print_json({"runs": runs, "next_page_token": next_token})
         return
-    metric_keys = sorted({k for r in runs for k in r.metrics})[:6]
-    print_table(
-        "runs",
-        ["id", "name", "status", "user", "start", *[f"metrics.{k}" for k in metric_keys]],
-        [
-            [r.id, r.name, r.status.value, r.user, r.start_time]
-            + [r.metrics.get(k) for k in metric_keys]
-            for r in runs
-        ],
-    )
+    metrics = [m for m in metric_order(runs) if m not in RUN_COLUMNS]
+    available = [*RUN_COLUMNS[:3], *metrics[:1], *RUN_COLUMNS[3:], *metrics[1:]]
+    if columns or wide:
+        chosen = choose_columns(available, [], wide=wide, columns=columns)
+    else:  # the primary metric always; more metrics while they fit the terminal
+        required = [*DEFAULT_RUN_COLUMNS[:3], *metrics[:1], DEFAULT_RUN_COLUMNS[3]]
+        widths = {c: widest(c, [_run_cell(r, c) for r in runs]) for c in available}
+        widths["name"] = min(widths["name"], 24)  # names wrap; ids, metrics and times do not
+        chosen = fit_columns(required, metrics[1:], widths)
+    print_table("runs", chosen, [[_run_cell(r, c) for c in chosen] for r in runs])
     if next_token:
         typer.echo(f"more: --page-token {next_token}", err=True)
 
@@ -52,6 +131,8 @@ def _search(
     max_results: int,
     page_token: str | None,
     json_out: bool,
+    wide: bool,
+    columns: str | None,
 ) -> None:
     from meshops.client import connect
 
@@ -59,14 +140,16 @@ def _search(
         page = platform.tracking.search_runs(
             experiment or None, filter_text, order_by or [], max_results, page_token
         )
-    _print_runs(page.runs, page.next_page_token, json_out)
+    _print_runs(page.runs, page.next_page_token, json_out, wide, columns)
 
 
 @runs_app.command("list")
-def list_runs(
+def list_runs(  # noqa: PLR0917 - one parameter per CLI option
     experiment: ExperimentOpt = None,
     max_results: LimitOpt = 50,
     page_token: PageOpt = None,
+    wide: WideOpt = False,
+    columns: ColumnsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """The newest runs (of some experiments)."""
@@ -77,6 +160,8 @@ def list_runs(
         max_results=max_results,
         page_token=page_token,
         json_out=json_out,
+        wide=wide,
+        columns=columns,
     )
 
 
@@ -91,6 +176,8 @@ def search_runs(
     order_by: OrderOpt = None,
     max_results: LimitOpt = 50,
     page_token: PageOpt = None,
+    wide: WideOpt = False,
+    columns: ColumnsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Runs matching a filter, in the given order."""
@@ -101,15 +188,18 @@ def search_runs(
         max_results=max_results,
         page_token=page_token,
         json_out=json_out,
+        wide=wide,
+        columns=columns,
     )
 
 
 @runs_app.command("show")
-def show_run(run_id: str, json_out: JsonOpt = False) -> None:
+def show_run(run_id: RunIdArg, json_out: JsonOpt = False) -> None:
     """One run: status, params, latest metrics, tags, inputs and artifacts."""
     from meshops.client import connect
 
     with connect() as platform:
+        run_id = platform.tracking.resolve_run_id(run_id)
         run = platform.tracking.get_run(run_id)
         artifacts = platform.tracking.list_artifacts(run_id)
     if json_out:
@@ -148,7 +238,12 @@ def show_run(run_id: str, json_out: JsonOpt = False) -> None:
 
 @runs_app.command("reproduce")
 def reproduce_run(
-    run_id: Annotated[str, typer.Argument(help="A pipeline run, or a tracking run it made.")],
+    run_id: Annotated[
+        str,
+        typer.Argument(
+            help="A pipeline run, or a tracking run it made (an id or its first characters)."
+        ),
+    ],
     executor: Annotated[str, typer.Option("--executor", "-x", help="inline, process or ray.")] = (
         "inline"
     ),
@@ -180,11 +275,11 @@ def _pipeline_run_of(platform: Any, run_id: str) -> str:
     from meshops.kernel.errors import InvalidInput, NotFound
 
     try:
-        return str(platform.pipelines.get_run(run_id).run.id)
+        return str(platform.pipelines.resolve_run_id(run_id))
     except NotFound:
         pass
     try:
-        tags = platform.tracking.get_run(run_id).tags
+        tags = platform.tracking.get_run(platform.tracking.resolve_run_id(run_id)).tags
     except NotFound:
         raise NotFound(
             f"no pipeline run or tracking run {run_id}",

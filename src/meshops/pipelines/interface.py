@@ -86,6 +86,12 @@ class Pipelines(Protocol):
     def cancel(self, run_id: str) -> PipelineRun: ...
 
     # --- reading -----------------------------------------------------------------------
+    @rpc.get(f"{BASE}/runs/-/resolve")
+    def resolve_run_id(self, id_or_prefix: str) -> str:
+        """The whole id of a pipeline run from its id or a unique prefix of it (tables print
+        ids short); an ambiguous prefix is an error listing the candidates."""
+        ...
+
     @rpc.get(f"{BASE}/runs/{{run_id}}")
     def get_run(self, run_id: str) -> RunDetail: ...
 

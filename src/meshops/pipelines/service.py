@@ -198,6 +198,21 @@ class PipelinesService:
             return store.get_run(conn, run_id)
 
     # --- reading -----------------------------------------------------------------------
+    def resolve_run_id(self, id_or_prefix: str) -> str:
+        """The whole id of a pipeline run from its id or a unique prefix of it (tables print
+        ids short); an ambiguous prefix is an error listing the candidates."""
+        from meshops.tracking.service import resolve_id_prefix
+
+        self.ctx.authorize("pipelines.read")
+        with self.ctx.db.read() as conn:
+            return resolve_id_prefix(
+                conn,
+                store.pipeline_runs.c.id,
+                id_or_prefix,
+                "pipeline run",
+                "meshops pipelines list",
+            )
+
     def get_run(self, run_id: str) -> RunDetail:
         self.ctx.authorize("pipelines.read")
         with self.ctx.db.read() as conn:

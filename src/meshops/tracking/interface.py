@@ -55,6 +55,12 @@ class Tracking(Protocol):
         buffered metrics and ends it FINISHED, or FAILED with the error if the block raised."""
         ...
 
+    @rpc.get("/v1/runs/-/resolve")
+    def resolve_run_id(self, id_or_prefix: str) -> str:
+        """The whole id of a run from its id or a unique prefix of it (tables print ids
+        short); an ambiguous prefix is an error listing the candidates."""
+        ...
+
     @rpc.get("/v1/runs/{run_id}")
     def get_run(self, run_id: str) -> Run: ...
 

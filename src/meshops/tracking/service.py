@@ -184,6 +184,15 @@ class TrackingService:
         with self.ctx.db.read() as conn:
             return _load_runs(conn, [_run_row(conn, run_id)])[0]
 
+    def resolve_run_id(self, id_or_prefix: str) -> str:
+        """The whole id of the run `id_or_prefix` names: its id, or a unique prefix of it
+        (tables print ids short); an ambiguous prefix is an error listing the candidates."""
+        self.ctx.authorize("tracking.read")
+        with self.ctx.db.read() as conn:
+            return resolve_id_prefix(
+                conn, store.runs.c.id, id_or_prefix, "run", "meshops runs list"
+            )
+
     def end_run(self, run_id: str, status: str = "FINISHED", error: str | None = None) -> Run:
         self.ctx.authorize("tracking.write")
         final = _check_status(status)
@@ -686,6 +695,41 @@ def _experiment(row: Any) -> Experiment:
         created_at=row["created_at"],
         lifecycle_stage=row.get("lifecycle_stage") or "active",
     )
+
+
+ID_PREFIX_MIN = 4  # shorter prefixes match too much to be worth a lookup
+ID_PREFIX_SHOWN = 10  # candidates listed when a prefix is ambiguous
+
+
+def resolve_id_prefix(conn: Connection, column: Any, value: str, noun: str, listing: str) -> str:
+    """The one id of `column` equal to `value` or starting with it; NotFound when none,
+    InvalidInput listing the candidates when several start with it."""
+    if conn.execute(select(column).where(column == value)).first() is not None:
+        return value
+    if len(value) < ID_PREFIX_MIN or not value.isalnum():
+        raise NotFound(
+            f"{noun} {value} does not exist",
+            {
+                "field": "run_id",
+                "fix": f"give the whole id or at least {ID_PREFIX_MIN} of its first "
+                f"characters (see `{listing}`)",
+            },
+        )
+    query = select(column).where(column.startswith(value)).order_by(column)
+    matches = [row[0] for row in conn.execute(query.limit(ID_PREFIX_SHOWN + 1))]
+    if not matches:
+        raise NotFound(
+            f"{noun} {value} does not exist (no {noun} id starts with {value!r})",
+            {"field": "run_id", "fix": f"see `{listing}` for {noun} ids"},
+        )
+    if len(matches) > 1:
+        more = " ..." if len(matches) > ID_PREFIX_SHOWN else ""
+        raise InvalidInput(
+            f"{value!r} is the start of several {noun} ids: "
+            f"{', '.join(matches[:ID_PREFIX_SHOWN])}{more}",
+            {"field": "run_id", "fix": "give more characters of the id"},
+        )
+    return str(matches[0])
 
 
 def _run_row(conn: Connection, run_id: str) -> dict[str, Any]:
