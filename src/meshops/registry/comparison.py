@@ -18,19 +18,22 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from meshops.kernel.errors import InvalidInput
+from meshops.tracking.metrics_direction import DEFAULT_DIRECTIONS, Direction
 
-Direction = Literal["max", "min"]
-
-# The direction of every metric a comparison may use: higher or lower is better.
+# The metrics a comparison may use (what `registry.evaluation` computes), with their
+# direction from the one table of metric directions.
 METRICS: dict[str, Direction] = {
-    "accuracy": "max",
-    "balanced_accuracy": "max",
-    "f1_macro": "max",
-    "roc_auc": "max",
-    "r2": "max",
-    "log_loss": "min",
-    "rmse": "min",
-    "mae": "min",
+    name: DEFAULT_DIRECTIONS[name]
+    for name in (
+        "accuracy",
+        "balanced_accuracy",
+        "f1_macro",
+        "roc_auc",
+        "r2",
+        "log_loss",
+        "rmse",
+        "mae",
+    )
 }
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss")
 REGRESSION_METRICS = ("rmse", "mae", "r2")

@@ -53,12 +53,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from meshops.pipelines import pipeline, step
+from meshops.tracking.metrics_direction import DEFAULT_DIRECTIONS
 
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss")
 BINARY_METRICS = ("f1", "brier")  # besides the above, for two classes
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 METRICS = (*CLASSIFICATION_METRICS, *BINARY_METRICS, *REGRESSION_METRICS)
-LOWER_IS_BETTER = frozenset({"log_loss", "brier", "rmse", "mae"})
+# Directions come from the platform's one table of metric directions.
+LOWER_IS_BETTER = frozenset(m for m in METRICS if DEFAULT_DIRECTIONS.get(m) == "min")
 DEFAULT_METRIC = {"classification": "roc_auc", "regression": "rmse"}
 TASKS = ("auto", "classification", "regression")
 # Short estimator names: (classifier, regressor) import paths.
