@@ -26,6 +26,9 @@ DEFAULT_READ_GUARD = ""
 # multipart uploads (model files, artifacts, monitor tables). Larger ones get 413.
 DEFAULT_MAX_REQUEST_MB = 64.0
 DEFAULT_MAX_UPLOAD_MB = 512.0
+# `meshops server`'s log lines: "text" for a terminal, "json" (one object a line) for a
+# log collector.
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Settings:
     # "host:port" where `meshops server` also answers /metrics without a token (an internal
     # listener for Prometheus); empty: /metrics only on the API port, with a token.
     metrics_address: str = ""
+    log_format: str = "text"
     config_file: Path | None = None
     authorizer: str = DEFAULT_AUTHORIZER
     read_guard: str = DEFAULT_READ_GUARD
@@ -133,6 +137,9 @@ def load_settings(
             "metrics_address",
             env.get("MESHOPS_METRICS_ADDRESS") or server.get("metrics_address") or "",
         ),
+        log_format=checked_log_format(
+            env.get("MESHOPS_LOG_FORMAT") or server.get("log_format") or "text"
+        ),
         config_file=config_path,
         authorizer=governance.get("authorizer", DEFAULT_AUTHORIZER),
         read_guard=governance.get("read_guard", DEFAULT_READ_GUARD),
@@ -154,6 +161,16 @@ def _size_mb(name: str, value: Any, default: float) -> float:
             {"field": f"server.{name}", "fix": f"e.g. `{name} = {default:g}` in meshops.toml"},
         )
     return size
+
+
+def checked_log_format(value: Any) -> str:
+    """`[server] log_format` (or `MESHOPS_LOG_FORMAT`): one of LOG_FORMATS."""
+    if value not in LOG_FORMATS:
+        raise InvalidInput(
+            f"[server] log_format must be one of {', '.join(LOG_FORMATS)}, not {value!r}",
+            {"field": "server.log_format", "fix": 'e.g. `log_format = "json"` in meshops.toml'},
+        )
+    return str(value)
 
 
 def _address(name: str, value: Any) -> str:
