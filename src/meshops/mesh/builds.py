@@ -123,21 +123,27 @@ def _format_of(path: str, declared: str | None) -> str:
     )
 
 
-def read_files(
+@dataclass
+class FileMatch:
+    """The files an input's `path` names (after the checkout and glob checks)."""
+
+    url: str  # the input's path, made absolute
+    fs: Any  # the fsspec filesystem
+    files: list[str]  # what to read: local paths or protocol://paths
+    paths: list[str]  # the same, as the filesystem names them
+    local: bool
+    format: str
+
+
+def match_files(
     name: str, spec: InputSpec, folder: Path | None, limits: BuildLimits | None = None
-) -> InputData:
+) -> FileMatch:
     assert spec.path is not None
     url = spec.path
     if "://" not in url and not Path(url).is_absolute() and folder is not None:
         url = str((folder / url).resolve())
     if limits and "://" in url:
         raise limits.refuse(f"input {name!r} from {url.split('://')[0]}://", f"inputs.{name}.path")
-    bad = [k for k in spec.options if not _OPTION_NAME.fullmatch(str(k))]
-    if bad:
-        raise InvalidInput(
-            f"input {name!r}: reader option names must be identifiers, not {bad}",
-            {"field": f"inputs.{name}.options", "fix": "use the reader's option names, e.g. delim"},
-        )
     fs, root = fsspec.core.url_to_fs(url)
     matches = (
         sorted(fs.glob(root))
@@ -157,20 +163,51 @@ def read_files(
         )
     protocol = fs.protocol[0] if isinstance(fs.protocol, tuple) else fs.protocol
     local = protocol in ("file", "local")
-    fmt = _format_of(matches[0], spec.format)
+    files = [m if local else f"{protocol}://{m}" for m in matches]
+    return FileMatch(url, fs, files, matches, local, _format_of(matches[0], spec.format))
+
+
+def file_lineage(name: str, table: pa.Table, match: FileMatch) -> InputData:
+    """The input with its lineage: a URN from the files' sizes and times, and its
+    OpenLineage naming (a local file is (file, absolute path), a remote one (s3://bucket, key))."""
+    fs = match.fs
+    stamps = [
+        f"{m}:{fs.info(m).get('size')}:{fs.info(m).get('mtime', fs.info(m).get('ETag', ''))}"
+        for m in match.paths
+    ]
+    urn = str(Urn.of("source", "files", _digest(*stamps)[:24]))
+    if match.local:
+        path = match.url.removeprefix("file://")
+        return InputData(name, table, urn, "file", str(Path(path).resolve()))
+    scheme, _, rest = match.url.partition("://")
+    bucket, _, key = rest.partition("/")
+    return InputData(name, table, urn, f"{scheme}://{bucket}", key or "/")
+
+
+def read_files(
+    name: str, spec: InputSpec, folder: Path | None, limits: BuildLimits | None = None
+) -> InputData:
+    bad = [k for k in spec.options if not _OPTION_NAME.fullmatch(str(k))]
+    if bad:
+        raise InvalidInput(
+            f"input {name!r}: reader option names must be identifiers, not {bad}",
+            {"field": f"inputs.{name}.options", "fix": "use the reader's option names, e.g. delim"},
+        )
+    match = match_files(name, spec, folder, limits)
     con = duckdb.connect()
     try:
-        if not local:
-            con.register_filesystem(fs)
-        files = [m if local else f"{protocol}://{m}" for m in matches]
+        if not match.local:
+            con.register_filesystem(match.fs)
         options = "".join(f", {k} = {literal(v)}" for k, v in spec.options.items())
-        reader = {"csv": "read_csv", "parquet": "read_parquet", "json": "read_json_auto"}.get(fmt)
+        reader = {"csv": "read_csv", "parquet": "read_parquet", "json": "read_json_auto"}.get(
+            match.format
+        )
         if reader is None:
             raise InvalidInput(
-                f"unsupported input format {fmt!r}",
+                f"unsupported input format {match.format!r}",
                 {"field": f"inputs.{name}.format", "fix": "csv, parquet or json"},
             )
-        file_list = "[" + ", ".join(literal(f) for f in files) + "]"
+        file_list = "[" + ", ".join(literal(f) for f in match.files) + "]"
         table = con.sql(f"SELECT * FROM {reader}({file_list}{options})").to_arrow_table()
     except duckdb.Error as exc:
         raise InvalidInput(
@@ -179,18 +216,7 @@ def read_files(
         ) from exc
     finally:
         con.close()
-    stamps = [
-        f"{m}:{fs.info(m).get('size')}:{fs.info(m).get('mtime', fs.info(m).get('ETag', ''))}"
-        for m in matches
-    ]
-    urn = str(Urn.of("source", "files", _digest(*stamps)[:24]))
-    # OpenLineage naming: a local file is (file, absolute path), a remote one (s3://bucket, key).
-    if local:
-        path = url.removeprefix("file://")
-        return InputData(name, table, urn, "file", str(Path(path).resolve()))
-    scheme, _, rest = url.partition("://")
-    bucket, _, key = rest.partition("/")
-    return InputData(name, table, urn, f"{scheme}://{bucket}", key or "/")
+    return file_lineage(name, table, match)
 
 
 def read_database(name: str, spec: InputSpec) -> InputData:
@@ -234,12 +260,16 @@ def read_inputs(
                 raise limits.refuse(f"database input {name!r}", f"inputs.{name}.url")
             inputs.append(read_database(name, input_spec))
         else:
-            assert input_spec.product is not None
-            table, urn = read_product(input_spec.product, input_spec.port)
-            key = input_spec.product.split("@")[0]  # the port is resolved when lineage is sent
-            dataset = f"{key}.{input_spec.port}" if input_spec.port else key
-            inputs.append(InputData(name, table, urn, "meshops", dataset))
+            inputs.append(read_product_input(name, input_spec, read_product))
     return inputs
+
+
+def read_product_input(name: str, spec: InputSpec, read_product: ProductReader) -> InputData:
+    assert spec.product is not None
+    table, urn = read_product(spec.product, spec.port)
+    key = spec.product.split("@")[0]  # the port is resolved when lineage is sent
+    dataset = f"{key}.{spec.port}" if spec.port else key
+    return InputData(name, table, urn, "meshops", dataset)
 
 
 def to_arrow(value: Any, what: str) -> pa.Table:
@@ -260,7 +290,7 @@ def to_arrow(value: Any, what: str) -> pa.Table:
     )
 
 
-def _load_function(ref: str, folder: Path | None) -> Callable[..., Any]:
+def load_function(ref: str, folder: Path | None) -> Callable[..., Any]:
     target, _, func = ref.partition(":")
     func = func or "transform"
     if target.endswith(".py"):
@@ -313,36 +343,49 @@ def run_transform(
             f"{spec.key} has {len(inputs)} inputs and no transform",
             {"file": "build.yaml", "field": "transform", "fix": "add `transform: {sql: ...}`"},
         )
-    if transform.sql or transform.sql_file:
-        sql = transform.sql
-        if transform.sql_file:
-            path = (spec.folder or Path(".")) / transform.sql_file
-            if not path.is_file():
-                raise InvalidInput(
-                    f"{path} does not exist",
-                    {"field": "transform.sql_file", "fix": "check the path"},
-                )
-            if limits:
-                limits.check_file("transform.sql_file", str(path))
-            sql = path.read_text()
-        assert sql is not None
+    sql = transform_sql(spec, transform, limits)
+    if sql is not None:
         return run_sql(sql, inputs)
     assert transform.python is not None
     if limits:
         raise limits.refuse(f"the Python transform {transform.python}", "transform.python")
-    fn = _load_function(transform.python, spec.folder)
+    fn = load_function(transform.python, spec.folder)
+    return call_python(fn, transform.python, inputs)
+
+
+def transform_sql(
+    spec: ProductSpec, transform: TransformSpec, limits: BuildLimits | None = None
+) -> str | None:
+    """The SQL of a SQL transform (inline or from `sql_file`); None for a Python one."""
+    if transform.sql_file:
+        path = (spec.folder or Path(".")) / transform.sql_file
+        if not path.is_file():
+            raise InvalidInput(
+                f"{path} does not exist",
+                {"field": "transform.sql_file", "fix": "check the path"},
+            )
+        if limits:
+            limits.check_file("transform.sql_file", str(path))
+        return path.read_text()
+    return transform.sql or None
+
+
+def call_python(
+    fn: Callable[..., Any], ref: str, inputs: dict[str, pa.Table]
+) -> pa.Table | dict[str, pa.Table]:
+    """Call a Python transform; its own errors become InvalidInput naming it."""
     try:
         result = fn(inputs)
     except MeshopsError:
         raise
     except Exception as exc:
         raise InvalidInput(
-            f"the Python transform {transform.python} raised {type(exc).__name__}: {exc}",
+            f"the Python transform {ref} raised {type(exc).__name__}: {exc}",
             {"field": "transform.python", "fix": "fix the transform function"},
         ) from exc
     if isinstance(result, dict):
-        return {str(k): to_arrow(v, transform.python) for k, v in result.items()}
-    return to_arrow(result, transform.python)
+        return {str(k): to_arrow(v, ref) for k, v in result.items()}
+    return to_arrow(result, ref)
 
 
 def conform(table: pa.Table, column_order: list[str]) -> pa.Table:
@@ -368,9 +411,16 @@ def build(
         if on_step:
             on_step(message)
 
+    build_spec = spec.build
+    if build_spec is not None and build_spec.engine == "ray":
+        if limits:
+            raise limits.refuse("a build on Ray (engine: ray)", "engine")
+        from meshops.mesh import ray_builds
+
+        on_ray, ray_inputs = ray_builds.build_tables(spec, build_spec, read_product, step)
+        return _result(spec, on_ray, ray_inputs, started, steps)
     inputs = read_inputs(spec, read_product, step, limits)
     by_name = {i.name: i.table for i in inputs}
-    build_spec = spec.build
     tables: dict[str, pa.Table] = {}
     first = spec.ports[0].port
     per_port = build_spec.transforms if build_spec else {}
@@ -384,6 +434,17 @@ def build(
         step(f"transform {port_name}")
         out = run_transform(spec, transform, by_name, limits)
         tables[port_name] = out if isinstance(out, pa.Table) else out[port_name]
+    return _result(spec, tables, inputs, started, steps)
+
+
+def _result(
+    spec: ProductSpec,
+    tables: dict[str, pa.Table],
+    inputs: list[InputData],
+    started: float,
+    steps: list[str],
+) -> BuildResult:
+    """Every port has a table, its columns in contract order."""
     missing = [p.port for p in spec.ports if p.port not in tables]
     if missing:
         raise InvalidInput(

@@ -18,9 +18,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from meshops.kernel.bounds import check_nesting
@@ -107,6 +107,14 @@ class BuildSpec(BaseModel):
     inputs: dict[str, InputSpec] = {}
     transform: TransformSpec | None = None  # for the first output port
     transforms: dict[str, TransformSpec] = {}  # per output port, when there are several
+    # Where the transform runs (mesh/ray_builds.py, docs/ray.md): "local" (this process) or
+    # "ray" (Ray Data, per block, on the local Ray or the cluster at `ray_address`).
+    engine: Literal["local", "ray"] = "local"
+    ray_address: str | None = Field(default=None, max_length=500)
+    block_rows: int | None = Field(default=None, ge=1, le=10_000_000)  # rows per block
+    blocks: int | None = Field(default=None, ge=1, le=10_000)  # or: this many blocks
+    block_retries: int = Field(default=2, ge=0, le=10)  # attempts after a block's failure
+    block_input: str | None = None  # the input split into blocks (default: the first one)
 
 
 @dataclass
