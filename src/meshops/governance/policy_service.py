@@ -24,7 +24,7 @@ from meshops.governance.models import (
 from meshops.governance.service_base import MAX_LIMIT, ServiceBase, days_of
 from meshops.governance.store import mask_rules, policy_documents, policy_evaluations
 from meshops.governance.store import policies as policy_table
-from meshops.kernel.db import utcnow
+from meshops.kernel.db import upsert, utcnow
 from meshops.kernel.errors import Forbidden, NotFound, PolicyViolation
 
 
@@ -171,19 +171,10 @@ class PolicyService(ServiceBase):
         domain: str | None,
         document: dict[str, Any],
     ) -> None:
-        key = (policy_documents.c.target == target) & (
-            policy_documents.c.subject_urn == subject_urn
-        )
-        conn.execute(delete(policy_documents).where(key))
-        conn.execute(
-            policy_documents.insert().values(
-                target=target,
-                subject_urn=subject_urn,
-                domain=domain,
-                document=document,
-                at=utcnow(),
-            )
-        )
+        # One upsert: concurrent first decisions on the same subject must not collide.
+        row = {"target": target, "subject_urn": subject_urn, "domain": domain}
+        row |= {"document": document, "at": utcnow()}
+        upsert(conn, policy_documents, row, ["target", "subject_urn"])
 
     def enforce(
         self,

@@ -230,3 +230,19 @@ def insert_ignoring_conflicts(
         conn.execute(
             sqlite_insert(table).on_conflict_do_nothing(index_elements=index_elements), rows
         )
+
+
+def upsert(conn: Connection, table: Any, row: dict[str, Any], index_elements: list[str]) -> None:
+    """INSERT ... ON CONFLICT (key) DO UPDATE on both dialects: one statement, so two
+    transactions writing the same key at once cannot both miss it and collide (a
+    delete-then-insert can, under PostgreSQL's READ COMMITTED)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        statement = pg_insert(table).values(row)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        statement = sqlite_insert(table).values(row)
+    changed = {name: statement.excluded[name] for name in row if name not in index_elements}
+    conn.execute(statement.on_conflict_do_update(index_elements=index_elements, set_=changed))
