@@ -172,7 +172,7 @@ class PolicyService(ServiceBase):
         document: dict[str, Any],
     ) -> None:
         # One upsert: concurrent first decisions on the same subject must not collide.
-        row = {"target": target, "subject_urn": subject_urn, "domain": domain}
+        row: dict[str, Any] = {"target": target, "subject_urn": subject_urn, "domain": domain}
         row |= {"document": document, "at": utcnow()}
         upsert(conn, policy_documents, row, ["target", "subject_urn"])
 

@@ -239,10 +239,12 @@ def upsert(conn: Connection, table: Any, row: dict[str, Any], index_elements: li
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        statement = pg_insert(table).values(row)
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        pg = pg_insert(table).values(row)
+        changed = {name: pg.excluded[name] for name in row if name not in index_elements}
+        conn.execute(pg.on_conflict_do_update(index_elements=index_elements, set_=changed))
+        return
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        statement = sqlite_insert(table).values(row)
-    changed = {name: statement.excluded[name] for name in row if name not in index_elements}
-    conn.execute(statement.on_conflict_do_update(index_elements=index_elements, set_=changed))
+    lite = sqlite_insert(table).values(row)
+    changed = {name: lite.excluded[name] for name in row if name not in index_elements}
+    conn.execute(lite.on_conflict_do_update(index_elements=index_elements, set_=changed))
