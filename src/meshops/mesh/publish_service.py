@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from meshops.mesh import builds, contracts, specs
+    from meshops.mesh import builds, contracts, iceberg, specs
 else:
     # Imported on first use: searching the catalog or listing products needs none of them
     # (Arrow, DuckDB, the ODCS models), and `meshops catalog search` start time matters.
@@ -52,6 +52,7 @@ else:
     pq = lazy_module("pyarrow.parquet")
     builds = lazy_module("meshops.mesh.builds")
     contracts = lazy_module("meshops.mesh.contracts")
+    iceberg = lazy_module("meshops.mesh.iceberg")
     specs = lazy_module("meshops.mesh.specs")
 
 
@@ -242,20 +243,90 @@ class PublishService(MeshArea):
                     "fix": "fix the data or the contract, then publish again",
                 },
             )
+        iceberg_ports = [p for p in spec.ports if iceberg.layout_of(spec.descriptor, p).is_iceberg]
         # The policies decide before anything is written.
         evaluated_against, warnings = self._publish_gate(spec, reports)
         # Blobs first: an interrupted publish leaves only unreferenced, content-addressed blobs.
         snapshots: dict[str, tuple[str, int]] = {}
+        contents: dict[str, str] = {}  # what the version digest covers for each port
         for port in spec.ports:
             if on_step:
                 on_step(f"snapshot {port.port}")
-            snapshots[port.port] = self._write_snapshot(tables[port.port])
+            if port in iceberg_ports:
+                contents[port.port] = iceberg.content_digest(tables[port.port])
+            else:
+                snapshots[port.port] = self._write_snapshot(tables[port.port])
+                contents[port.port] = snapshots[port.port][0]
         profiles = {p.port: contracts.profile(tables[p.port], p.port) for p in spec.ports}
         digest = hashlib.sha256(
-            canonical([[p.port, snapshots[p.port][0], p.document] for p in spec.ports]).encode()
+            canonical([[p.port, contents[p.port], p.document] for p in spec.ports]).encode()
         ).hexdigest()
+        if iceberg_ports:
+            reused = self._reused_before_iceberg(spec, digest)
+            if reused is not None:
+                return reused
+            snapshots.update(self._write_iceberg(spec, iceberg_ports, tables, evaluated_against))
         if on_step:
             on_step("record version")
+        try:
+            return self._record_version(
+                spec, tables=tables, inputs=inputs, reports=reports, snapshots=snapshots,
+                profiles=profiles, digest=digest, evaluated_against=evaluated_against,
+                warnings=warnings,
+            )  # fmt: skip
+        except BaseException:
+            for port in iceberg_ports:  # the version was not recorded: neither is its tag
+                iceberg.untag(self.ctx.home.settings, spec.key, port.port, spec.version)
+            raise
+
+    def _reused_before_iceberg(
+        self, spec: specs.ProductSpec, digest: str
+    ) -> DataProductVersion | None:
+        """A version already published with this content, found before an Iceberg table is
+        committed to (a table commit is not content-addressed like a blob)."""
+        with self.ctx.db.read() as conn:
+            reused = self._reuse(conn, spec, digest, store.get_product(conn, spec.key))
+            if reused is not None:
+                self.ctx.link_to_step(conn, reused.urn)
+        return reused
+
+    def _write_iceberg(
+        self,
+        spec: specs.ProductSpec,
+        ports: list[specs.PortContract],
+        tables: dict[str, pa.Table],
+        previous_version: str | None,
+    ) -> dict[str, tuple[str, int]]:
+        """Commit each Iceberg port's rows as the version's tagged snapshot (mesh/iceberg.py)."""
+        written: dict[str, tuple[str, int]] = {}
+        settings = self.ctx.home.settings
+        try:
+            for port in ports:
+                result = iceberg.write_version(
+                    settings, spec, port, tables[port.port], previous_version
+                )
+                written[port.port] = (iceberg.snapshot_ref(result.snapshot_id), result.total_bytes)
+                log.info("%s %s: %s to Iceberg (%d new files)", spec.key, port.port,
+                         result.mode, len(result.added_files))  # fmt: skip
+        except BaseException:
+            for name in written:
+                iceberg.untag(settings, spec.key, name, spec.version)
+            raise
+        return written
+
+    def _record_version(
+        self,
+        spec: specs.ProductSpec,
+        *,
+        tables: dict[str, pa.Table],
+        inputs: list[builds.InputData],
+        reports: dict[str, ContractReport],
+        snapshots: dict[str, tuple[str, int]],
+        profiles: dict[str, Any],
+        digest: str,
+        evaluated_against: str | None,
+        warnings: list[PolicyWarning],
+    ) -> DataProductVersion:
         with self.ctx.db.begin() as conn:
             product_row = store.get_product(conn, spec.key, for_update=True)
             reused = self._reuse(conn, spec, digest, product_row)

@@ -132,6 +132,25 @@ def snapshot_path(ctx: Context, digest: str) -> Iterator[str]:
         yield str(path.resolve())
 
 
+@contextmanager
+def port_source(
+    ctx: Context, version: DataProductVersion, port: OutputPortVersion
+) -> Iterator[tuple[str, tuple[str, ...]]]:
+    """(the relation expression, the local files) of a port's rows in this version: its
+    Parquet snapshot, or the data files of its Iceberg snapshot (mesh/iceberg.py)."""
+    from meshops.mesh import iceberg
+
+    if iceberg.is_iceberg_ref(port.snapshot_digest):
+        settings = ctx.home.settings
+        with iceberg.local_data_files(
+            settings, version.product, port.name, version.version, port.snapshot_digest
+        ) as paths:
+            yield iceberg.parquet_files_source(paths), tuple(paths)
+        return
+    with snapshot_path(ctx, port.snapshot_digest) as path:
+        yield parquet_source(path), (path,)
+
+
 def _warn(messages: list[str] | tuple[str, ...]) -> None:
     for message in messages:
         warnings.warn(message, DeprecatedProductWarning, stacklevel=4)
@@ -152,25 +171,27 @@ def read_port(
     port = version.port(port_name)
     request = build_request(version, port, columns, interface, purpose)
     plan = plan_read(ctx, request)
-    with snapshot_path(ctx, port.snapshot_digest) as path:
-        if not plan.masks and not plan.row_filter:
+    with port_source(ctx, version, port) as (source, files):
+        parquet_snapshot = not port.snapshot_digest.startswith("iceberg:")
+        if parquet_snapshot and not plan.masks and not plan.row_filter:
             allowed = [c for c in request.columns if c in plan.columns]
-            table = pq.read_table(path, columns=allowed)
+            table = pq.read_table(files[0], columns=allowed)
         else:
-            table = _duckdb_read(ctx, str(path), request, plan)
+            table = _duckdb_read(ctx, source, files, request, plan)
     ctx.home.read_guard.record(ctx, ReadUsage(request=request, plan=plan, rows=table.num_rows))
     notes = [*notes, *plan.warnings]
     _warn(notes)
     return table, notes
 
 
-def _duckdb_read(ctx: Context, path: str, request: ReadRequest, plan: ReadPlan) -> pa.Table:
-    """A masked or row-filtered read: platform SQL, still run walled in (the row filter is
-    SQL a product owner wrote)."""
+def _duckdb_read(
+    ctx: Context, source: str, files: tuple[str, ...], request: ReadRequest, plan: ReadPlan
+) -> pa.Table:
+    """A masked or row-filtered read (or an Iceberg version's files): platform SQL, still run
+    walled in (the row filter is SQL a product owner wrote)."""
     key = masking_key(ctx.home.settings)
     snapshot = Relation(
-        "snapshot", select=f"SELECT * FROM {parquet_source(path)}", files=(path,),
-        label=request.product,
+        "snapshot", select=f"SELECT * FROM {source}", files=files, label=request.product,
     )  # fmt: skip
     with Sandbox([snapshot], hide=hidden_texts(ctx, key)) as box:
         try:
@@ -207,10 +228,10 @@ def governed_sandbox(
             port = version.port()
             request = build_request(version, port, None, interface)
             plan = plan_read(ctx, request)
-            path = stack.enter_context(snapshot_path(ctx, port.snapshot_digest))
-            select = select_sql(parquet_source(path), request, plan, key)
+            source, files = stack.enter_context(port_source(ctx, version, port))
+            select = select_sql(source, request, plan, key)
             relations.append(
-                Relation(version.name, version.domain, select=select, files=(path,),
+                Relation(version.name, version.domain, select=select, files=files,
                          label=version.product)
             )  # fmt: skip
             notes.extend(plan.warnings)
