@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -310,7 +311,17 @@ def run_demo(
     if server is not None:
         server.stop()
     platform.close()
+    if not serve:
+        _after_the_demo(console)
     return result
+
+
+def _after_the_demo(console: Console) -> None:
+    """No URL or token of the demo's own server: it has stopped with the demo."""
+    console.print(
+        "The demo's server has stopped. To look at the UI: `meshops demo --serve`, or "
+        "`meshops tokens create me` and `meshops server` on this home."
+    )
 
 
 def _training() -> Any:
@@ -569,23 +580,29 @@ def _summary(console: Console, p: Any, result: DemoResult) -> None:
         f"endpoint serves v{result.served_after}"
     )
     console.print(
-        "\nLook around (`meshops demo --serve` keeps the server and worker running):\n"
-        f"  export MESHOPS_HOME={result.home}\n"
+        f"\nLook around:\n  export MESHOPS_HOME={result.home}\n"
         "  meshops catalog search churn · meshops models show churn · "
         "meshops alerts list · meshops pipelines list\n"
-        f"  meshops lineage downstream {result.lineage_path[0]}\n"
-        + (
-            f"  UI: {result.url}/ui   API docs: {result.url}/docs   (token: {result.token})"
-            if result.url
-            else ""
-        )
+        f"  meshops lineage downstream {result.lineage_path[0]}"
     )
 
 
 def _serve_forever(console: Console, result: DemoResult) -> None:
-    console.print(f"\n[bold]serving[/] {result.url}/ui with a worker; Ctrl-C to stop")
+    """The URLs and the token only now: the server is running, and stays up until Ctrl-C."""
+    console.print(
+        f"\n[bold]serving[/] {result.url}/ui with a worker; Ctrl-C to stop\n"
+        f"  UI: {result.url}/ui   API docs: {result.url}/docs\n"
+        f"  sign in with the admin token {result.token}",
+        soft_wrap=True,  # a URL or token cut across lines could not be copied
+    )
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
     try:
         while True:
             time.sleep(1)
     except KeyboardInterrupt:
         console.print("stopping")
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
