@@ -14,7 +14,7 @@ wrong run for half of the metrics nobody listed.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from meshops.kernel.errors import InvalidInput
@@ -117,3 +117,51 @@ def best_index(values: list[float], direction: Direction | None) -> int | None:
     pick = max if direction == "max" else min
     best = pick(v for v, _ in finite)
     return next(i for v, i in finite if v == best)
+
+
+# The metrics tables lead with, the ones runs are judged by: the metric a run declares (tag
+# `meshops.primary_metric` or `meshops.metric`, or the training template's `<metric>_lift`
+# beside `<metric>`), else the first of these usual yardsticks (classification before
+# regression), else alphabetical order. The CLI's run list uses the same order.
+PRIMARY_METRICS = (
+    "roc_auc",
+    "accuracy",
+    "f1",
+    "f1_macro",
+    "balanced_accuracy",
+    "auc",
+    "r2",
+    "rmse",
+    "mae",
+    "log_loss",
+    "brier",
+    "mse",
+    "loss",
+)
+PRIMARY_METRIC_TAGS = ("meshops.primary_metric", "meshops.metric")
+
+
+def declared_metric(tags: Mapping[str, str], metrics: Mapping[str, float]) -> str | None:
+    """The metric a run (or model version) says it is judged by, if it says so."""
+    for tag in PRIMARY_METRIC_TAGS:
+        if tags.get(tag) in metrics:
+            return tags[tag]
+    lifts = sorted(k[: -len("_lift")] for k in metrics if k.endswith("_lift"))
+    return next((k for k in lifts if k in metrics), None)
+
+
+def rank_metrics(keys: Iterable[str], declared: Sequence[str] = ()) -> list[str]:
+    """`keys` in the order tables show them: the most often `declared` metric first, then
+    the usual yardsticks (PRIMARY_METRICS), then the rest alphabetically."""
+
+    def rank(key: str) -> tuple[int, str]:
+        usual = PRIMARY_METRICS.index(key) if key in PRIMARY_METRICS else len(PRIMARY_METRICS)
+        return usual, key
+
+    ranked = sorted(set(keys), key=rank)
+    present = [d for d in declared if d in ranked]
+    if present:
+        primary = max(sorted(set(present)), key=present.count)
+        ranked.remove(primary)
+        ranked.insert(0, primary)
+    return ranked
