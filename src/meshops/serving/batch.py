@@ -7,6 +7,7 @@ publish, with the input version and the model version as its inputs (lineage edg
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from meshops.kernel.home import Context
     from meshops.mesh.models import DataProductVersion
     from meshops.registry.loaded import LoadedModel
+    from meshops.serving.ray_batch import RayScoring
 
 PORT = "predictions"
 CHUNK_ROWS = 100_000
@@ -36,7 +38,9 @@ def score_product(
     port: str | None,
     keep_columns: list[str] | None,
     trust_model_code: bool = False,
+    ray: RayScoring | None = None,
 ) -> DataProductVersion:
+    """`ray`: score on Ray Data (serving/ray_batch.py) instead of in this process."""
     from meshops.registry.service import RegistryService
 
     domain, name = _split(output)
@@ -56,7 +60,18 @@ def score_product(
     table = mesh.read(
         product, source.version, port, interface="serving", purpose=f"batch scoring {uri}"
     )
-    scored = score_table(model, table, keep_columns)
+    if ray is None:
+        scored = score_table(model, table, keep_columns)
+    else:
+        from meshops.serving import ray_batch
+
+        package = ray_batch.model_package(ctx, model.version, trust_model_code)
+        scored = score_table(
+            model,
+            table,
+            keep_columns,
+            predict=lambda names: ray_batch.predict_on_ray(model, package, table, names, ray),
+        )
     next_version = output_version or _next_version(mesh, output, scored)
     descriptor = {
         "apiVersion": "v1.0.0",
@@ -80,11 +95,17 @@ def score_product(
     return published
 
 
-def score_table(model: LoadedModel, table: pa.Table, keep: list[str] | None) -> pa.Table:
+def score_table(
+    model: LoadedModel,
+    table: pa.Table,
+    keep: list[str] | None,
+    predict: Callable[[list[str]], list[Any] | pa.Array] | None = None,
+) -> pa.Table:
     """Predictions for every row (in chunks, so memory stays bounded by the chunk), next to
     the kept input columns (all of them by default) and the model version. Rows are checked
     against the signature as a predict request's records are (nulls accepted in every
-    column, a value of another type refused naming its row), before anything is published."""
+    column, a value of another type refused naming its row), before anything is published.
+    `predict(names)`: the predictions some other way (on Ray), given the columns to score."""
     keep = list(table.column_names) if keep is None else keep
     missing = [c for c in keep if c not in table.column_names]
     if missing:
@@ -101,6 +122,17 @@ def score_table(model: LoadedModel, table: pa.Table, keep: list[str] | None) -> 
             f"the input has no column(s) {absent} that {model.uri} needs",
             {"field": "product", "missing": absent, "expected": names},
         )
+    predictions = _predict_in_chunks(model, table, names) if predict is None else predict(names)
+    columns = {c: table.column(c) for c in keep}
+    columns["prediction"] = (
+        predictions if isinstance(predictions, pa.Array) else _prediction_array(predictions)
+    )
+    columns["model"] = pa.array([model.name] * table.num_rows, pa.string())
+    columns["model_version"] = pa.array([model.version.version] * table.num_rows, pa.int64())
+    return pa.table(columns)
+
+
+def _predict_in_chunks(model: LoadedModel, table: pa.Table, names: list[str]) -> list[Any]:
     predictions: list[Any] = []
     for offset in range(0, max(table.num_rows, 1), CHUNK_ROWS):
         part = table.slice(offset, CHUNK_ROWS).select(names)
@@ -108,11 +140,7 @@ def score_table(model: LoadedModel, table: pa.Table, keep: list[str] | None) -> 
             # Checked per row against the signature; an error names the row of the input.
             out = jsonable(model.predict(part.to_pandas(), first=offset))
             predictions.extend(out if isinstance(out, list) else [out] * part.num_rows)
-    columns = {c: table.column(c) for c in keep}
-    columns["prediction"] = _prediction_array(predictions)
-    columns["model"] = pa.array([model.name] * table.num_rows, pa.string())
-    columns["model_version"] = pa.array([model.version.version] * table.num_rows, pa.int64())
-    return pa.table(columns)
+    return predictions
 
 
 def _prediction_array(values: list[Any]) -> pa.Array:

@@ -7,7 +7,9 @@ written by hand (`serving/remote.py`): their routes are the data plane's
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
+
+from pydantic import Field
 
 from meshops.kernel import rpc
 from meshops.kernel.bounds import Percent
@@ -106,4 +108,14 @@ class Serving(Protocol):
         port: str | None = None,
         keep_columns: list[str] | None = None,
         trust_model_code: bool = False,
-    ) -> DataProductVersion: ...
+        engine: Literal["local", "ray"] = "local",
+        ray_address: Annotated[str, Field(max_length=500)] | None = None,
+        block_rows: Annotated[int, Field(ge=1, le=10_000_000)] | None = None,
+        workers: Annotated[int, Field(ge=1, le=256)] | None = None,
+    ) -> DataProductVersion:
+        """Score `product` with `model` and publish the predictions as a version of `output`.
+        `engine="ray"`: blocks of `block_rows` rows are scored in parallel by `workers`
+        Ray actors, each loading the model once, on the Ray at `ray_address` (default: a
+        local Ray; in the API server, the cluster its admin configured); the published
+        predictions equal a local scoring's (docs/ray.md)."""
+        ...

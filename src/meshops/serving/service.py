@@ -366,13 +366,24 @@ class ServingService:
         port: str | None = None,
         keep_columns: list[str] | None = None,
         trust_model_code: bool = False,
+        engine: str = "local",
+        ray_address: str | None = None,
+        block_rows: int | None = None,
+        workers: int | None = None,
     ) -> DataProductVersion:
         """Score a data product version (read through the governed read path, interface
         "serving") with `model` and publish the predictions as a version of `output`
         (`domain.name`), with lineage from the model version and the input version.
         `trust_model_code=True` loads pickled (python-flavor) models (audited)."""
+        from meshops.serving import ray_batch
         from meshops.serving.batch import score_product
 
+        ray_batch.check_engine(engine)
+        ray = (
+            ray_batch.ray_options(self.ctx, ray_address, block_rows, workers)
+            if engine == "ray"
+            else None
+        )
         with openlineage.reporting(self.ctx, f"{output}.batch_score", job_type="SCORING") as ol:
             published: DataProductVersion = score_product(
                 self.ctx,
@@ -385,6 +396,7 @@ class ServingService:
                 port=port,
                 keep_columns=keep_columns,
                 trust_model_code=bool(trust_model_code),
+                ray=ray,
             )
             if ol is not None:  # OpenLineage configured: the scored port and the predictions
                 source = self._mesh().get_version(product, version)
