@@ -20,12 +20,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshops.kernel.auth import SYSTEM_ACTOR_NAME
+from meshops.kernel.db import utcnow
 from meshops.kernel.errors import Conflict
 from meshops.pipelines.codeversion import code_version_of
-from meshops.pipelines.dsl import PipelineDefinition, load_pipeline
-from meshops.pipelines.engine import LeaseLost
+from meshops.pipelines.dsl import Graph, PipelineDefinition, load_pipeline
+from meshops.pipelines.engine import LeaseLost, new_id
 from meshops.pipelines.interface import Pipelines, PipelineWorker, RunHost
-from meshops.pipelines.models import PipelineRun, RunDetail, RunStatus, StepRun
+from meshops.pipelines.models import (
+    DONE_STEP_STATUSES,
+    PipelineRun,
+    RunDetail,
+    RunStatus,
+    StepRun,
+    StepStatus,
+)
 from meshops.pipelines.remote import run_host
 from meshops.pipelines.runner import execute
 
@@ -144,14 +152,17 @@ class Worker:
                 self._finish(run, RunStatus.FAILED, f"cannot load {run.ref}: {exc}")
                 return self.pipelines.get_run(run.id)
             self._record_code_version(run, definition)
+            prior = self._prior(run)
             try:
+                if run.claims > 1:
+                    self._mark_interrupted(run, graph, prior)
                 return execute(
                     self.pipelines,
                     run,
                     graph,
                     tracking=self.tracking,
                     executor_options=self.options.executor_options,
-                    prior=self._prior(run),
+                    prior=prior,
                     owner=self.name,
                     still_owner=beat.alive,
                     step_env=run_identity(self.pipelines, run),
@@ -176,6 +187,39 @@ class Worker:
         if run.claims > 1:  # an earlier holder died: keep what it finished
             prior.update({s.node: s for s in self.pipelines.get_run(run.id).steps})
         return prior
+
+    def _mark_interrupted(self, run: PipelineRun, graph: Graph, prior: dict[str, StepRun]) -> None:
+        """A run taken over from a worker that stopped renewing its lease: the steps that
+        were due when it stopped (not recorded, their inputs recorded) are marked failed
+        with the reason, until they run again here and their new record replaces this one.
+        Their outputs were never recorded, so nothing they half-wrote is visible."""
+        done = {node for node, s in prior.items() if s.status in DONE_STEP_STATUSES}
+        reason = (
+            f"interrupted: the worker holding run {run.id} stopped renewing its lease "
+            f"(killed or cut off) before this step finished; run again by worker "
+            f"{self.name} (claim {run.claims})"
+        )
+        now = utcnow()
+        interrupted = [
+            StepRun(
+                id=new_id(),
+                run_id=run.id,
+                node=node.id,
+                step=node.step.name,
+                status=StepStatus.FAILED,
+                code_digest=node.step.code_digest,
+                cache_key="",
+                params=node.params,
+                started_at=now,
+                finished_at=now,
+                error=reason,
+            )
+            for node in graph.nodes.values()
+            if node.id not in done and all(dep in done for dep in node.deps)
+        ]
+        log.warning("run %s: %d step(s) %s", run.id, len(interrupted), reason)
+        if interrupted:
+            self.pipelines.record_step_runs(run.id, interrupted, self.name)
 
     def _finish(self, run: PipelineRun, status: RunStatus, error: str) -> None:
         try:
