@@ -38,7 +38,7 @@ def test_models_commands(tmp_path: Path) -> None:
     assert [(m["alias"], m["to_version"]) for m in moves] == [("champion", 1), ("challenger", 2)]
     assert moves[0]["reason"] == "go" and moves[0]["actor"] == "alice"
 
-    shown = run_cli("models", "show", "churn", home=home_dir)
+    shown = run_cli("models", "show", "churn", "--wide", home=home_dir)
     assert shown.returncode == 0 and "champion" in shown.stdout and "sklearn" in shown.stdout
     detail = run_cli("models", "show", "churn", "--version", "1", "--json", home=home_dir)
     assert json.loads(detail.stdout)["signature"]["inputs"][0]["name"] == "age"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
-from meshops.cli.output import JSON_HELP, print_json, print_table
+from meshops.cli.output import JSON_HELP, ColumnsOpt, WideOpt, print_json, print_records
 
 app = typer.Typer(help="The data product catalog.", no_args_is_help=True)
 
@@ -20,6 +21,8 @@ def search(
     classification: Annotated[str | None, typer.Option(help="With a column of this class.")] = None,
     tag: Annotated[str | None, typer.Option(help="With this tag.")] = None,
     limit: Annotated[int, typer.Option(help="How many hits.")] = 20,
+    wide: WideOpt = False,
+    columns: ColumnsOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Full-text search over names, descriptions, tags, columns, domains and owners."""
@@ -39,8 +42,23 @@ def search(
         return
     # Above catalog.TOTAL_EXACT matches the total is an estimate (result.total_exact).
     total = f"{result.total}" if result.total_exact else f"about {result.total:,}"
-    print_table(
+    # Scores are bm25 sums on no fixed scale: people get the rank and the relevance
+    # relative to the best hit; --json keeps the raw score.
+    best = max((h.score for h in result.hits), default=0.0) or 1.0
+    fields: dict[str, Callable[[Any], Any]] = {
+        "#": lambda h: result.hits.index(h) + 1,
+        "product": lambda h: h.product,
+        "version": lambda h: h.latest_version,
+        "status": lambda h: h.status,
+        "relevance": lambda h: f"{h.score / best:.0%}",
+        "description": lambda h: h.description,
+        "score": lambda h: h.score,
+    }
+    print_records(
         f"{total} product(s) for {text!r}",
-        ["product", "version", "status", "score", "description"],
-        [[h.product, h.latest_version, h.status, h.score, h.description[:60]] for h in result.hits],
+        fields,
+        result.hits,
+        ["#", "product", "version", "status", "relevance", "description"],
+        wide=wide,
+        columns=columns,
     )

@@ -128,6 +128,11 @@ def db_status(json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] 
     print_table("schema", ["database", "current", "expected", "up to date"], [row])
 
 
+UrnArg = Annotated[
+    str, typer.Argument(help="A meshops URN, e.g. meshops:model:churn:2 (see `catalog search`).")
+]
+
+
 def _print_edges(title: str, edges: list[object], json_out: bool) -> None:
     if json_out:
         print_json(edges)
@@ -141,7 +146,7 @@ def _print_edges(title: str, edges: list[object], json_out: bool) -> None:
 
 @lineage_app.command("upstream")
 def lineage_upstream(
-    urn: str,
+    urn: UrnArg,
     depth: Annotated[int, typer.Option(help="How many hops to walk.")] = 5,
     json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
@@ -154,7 +159,7 @@ def lineage_upstream(
 
 @lineage_app.command("downstream")
 def lineage_downstream(
-    urn: str,
+    urn: UrnArg,
     depth: Annotated[int, typer.Option(help="How many hops to walk.")] = 5,
     json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
-from meshops.cli.output import JSON_HELP, print_json, print_table
+from meshops.cli.output import (
+    JSON_HELP,
+    ColumnsOpt,
+    WideOpt,
+    format_number,
+    print_json,
+    print_records,
+    print_table,
+    short_id,
+)
 
 app = typer.Typer(help="The model registry: models, versions and aliases.", no_args_is_help=True)
 alias_app = typer.Typer(help="Aliases such as champion and challenger.", no_args_is_help=True)
@@ -55,10 +65,12 @@ def list_models(
 
 @app.command("show")
 def show(
-    name: str,
+    name: Annotated[str, typer.Argument(help="The registered model's name.")],
     version: Annotated[
         int | None, typer.Option(help="Show this version in detail instead of all versions.")
     ] = None,
+    wide: WideOpt = False,
+    columns: ColumnsOpt = None,
     json_out: JsonOut = False,
 ) -> None:
     """Show a model and its versions, or one version with its signature and files."""
@@ -77,37 +89,43 @@ def show(
     if json_out:
         print_json({"model": model, "versions": versions})
         return
+    _print_model(model, versions, wide, columns)
+
+
+def _metrics_text(metrics: dict[str, float], order: list[str]) -> str:
+    return ", ".join(f"{k}={format_number(metrics[k])}" for k in order if k in metrics)
+
+
+def _metric_getter(metric: str) -> Callable[[Any], Any]:
+    return lambda version: version.metrics.get(metric)
+
+
+def _print_model(model: Any, versions: list[Any], wide: bool, columns: str | None) -> None:
+    from meshops.cli.runs import declared_metric, rank_metrics
+
+    tags = ", ".join(f"{k}={v}" for k, v in sorted(model.tags.items()))
     print_table(
         f"model {model.name}",
         ["description", "owner", "domain", "tags", "created by", "created"],
-        [
-            [
-                model.description,
-                model.owner,
-                model.domain,
-                model.tags,
-                model.created_by,
-                model.created_at,
-            ]
-        ],
+        [[model.description, model.owner, model.domain, tags, model.created_by, model.created_at]],
     )
-    print_table(
-        "versions",
-        ["version", "flavor", "status", "aliases", "run", "metrics", "created by", "created"],
-        [
-            [
-                v.version,
-                v.flavor,
-                v.status.value,
-                ", ".join(v.aliases),
-                v.run_id,
-                ", ".join(f"{k}={val:.4g}" for k, val in sorted(v.metrics.items())),
-                v.created_by,
-                v.created_at,
-            ]
-            for v in versions
-        ],
-    )
+    declared = [m for m in (declared_metric(v.metrics, v.tags) for v in versions) if m]
+    order = rank_metrics({k for v in versions for k in v.metrics}, declared)
+    primary = order[:1]
+    fields: dict[str, Callable[[Any], Any]] = {
+        "version": lambda v: v.version,
+        "aliases": lambda v: ", ".join(v.aliases),
+        "status": lambda v: v.status.value,
+        **{m: _metric_getter(m) for m in primary},
+        "run": lambda v: short_id(v.run_id),
+        "metrics": lambda v: _metrics_text(v.metrics, order[1:]),
+        "flavor": lambda v: v.flavor,
+        "created by": lambda v: v.created_by,
+        "created": lambda v: v.created_at,
+    }
+    default = ["version", "aliases", "status", *primary, "run", "metrics"]
+    extra = ["flavor", "created"]
+    print_records("versions", fields, versions, default, extra=extra, wide=wide, columns=columns)
 
 
 def _print_version(v: object) -> None:

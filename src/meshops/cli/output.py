@@ -51,27 +51,81 @@ def print_json(data: Any) -> None:
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """A table whose cells are never cut: text wraps at spaces, long words (ids, URNs)
-    fold; columns holding only numbers are right-aligned and kept on one line."""
+    """A table whose cells are never cut: text wraps at spaces, long words (URNs) fold;
+    numbers are right-aligned; short atoms (ids, statuses, names, times) stay on one line
+    where the terminal allows (`_widths`)."""
+    cells = [[row[i] if i < len(row) else None for row in rows] for i in range(len(columns))]
+    widths = _widths(columns, cells, console.width)
+    if widths is None:
+        _print_records_vertically(title, columns, rows)
+        return
     table = Table(title=title, header_style="bold cyan")
-    for index, column in enumerate(columns):
-        cells = [row[index] for row in rows if index < len(row)]
-        numeric = _numeric_column(cells)
+    for column, values, width in zip(columns, cells, widths, strict=True):
         table.add_column(
             column,
             overflow="fold",
-            justify="right" if numeric else "left",
-            no_wrap=numeric or _short_words(cells),
+            justify="right" if _numeric_column(values) else "left",
+            width=width,
         )
     for row in rows:
         table.add_row(*("" if v is None else _cell(v) for v in row))
     console.print(table)
 
 
-def _short_words(values: list[Any]) -> bool:
-    """Short ids, statuses and versions: kept on one line, where they can be copied."""
-    texts = [_cell(v) for v in values if v is not None and not isinstance(v, datetime)]
-    return bool(texts) and all(len(t) <= SHORT_ID and " " not in t for t in texts)
+ATOM_MAX = 40  # a cell without spaces up to this long is kept whole when others can wrap
+BORDER = 3  # a column's padding and its right border
+MIN_FLEX = 8  # the narrowest a wrapping column gets
+
+
+def _print_records_vertically(
+    title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """A table too wide for the terminal, as one block of `column  value` lines per row."""
+    table = Table(title=title, header_style="bold cyan", show_header=False)
+    table.add_column("column", style="bold cyan", overflow="fold")
+    table.add_column("value", overflow="fold")
+    for number, row in enumerate(rows):
+        if number:
+            table.add_section()
+        for column, value in zip(columns, row, strict=False):
+            table.add_row(column, "" if value is None else _cell(value))
+    console.print(table)
+
+
+def _widths(columns: Sequence[str], cells: list[list[Any]], total: int) -> list[int | None] | None:
+    """Column widths for `total` terminal columns: Rich's natural widths (all None) when
+    the table fits; else the atomic columns (numbers, times, words without spaces) keep
+    their width and the columns of text share the rest; None when even that cannot fit
+    (the rows are then printed one block each)."""
+    desired = [
+        max([len(header), *(len(_cell(v)) for v in values if v is not None)])
+        for header, values in zip(columns, cells, strict=True)
+    ]
+    if sum(d + BORDER for d in desired) + 1 <= total:
+        return [None] * len(columns)
+    atomic = [_atomic(values) and d <= ATOM_MAX for values, d in zip(cells, desired, strict=True)]
+    flex = [i for i, a in enumerate(atomic) if not a]
+    room = total - 1 - sum(d + BORDER for d, a in zip(desired, atomic, strict=True) if a)
+    room -= BORDER * len(flex)
+    if room < MIN_FLEX * len(flex) or (not flex and room < 0):
+        return None
+    widths: list[int | None] = [d if a else None for d, a in zip(desired, atomic, strict=True)]
+    left = len(flex)
+    for i in sorted(flex, key=lambda i: desired[i]):  # narrow ones first: they may need less
+        share = min(desired[i], room // left)
+        if share < desired[i] and _atomic(cells[i]):
+            return None  # a long URN would fold: one block per row keeps each on its line
+        widths[i] = share
+        room -= share
+        left -= 1
+    return widths
+
+
+def _atomic(values: list[Any]) -> bool:
+    """Numbers, times and single words (ids, statuses, versions, product names)."""
+    return all(
+        v is None or isinstance(v, int | float | datetime) or " " not in _cell(v) for v in values
+    )
 
 
 def _numeric_column(values: list[Any]) -> bool:
@@ -159,9 +213,14 @@ def print_records(
     records: Sequence[Any],
     default: Sequence[str],
     *,
+    extra: Sequence[str] = (),
     wide: bool = False,
     columns: str | None = None,
 ) -> None:
-    """A table of `records`, one column per chosen field (see `choose_columns`)."""
+    """A table of `records`, one column per chosen field (see `choose_columns`); without
+    --wide or --columns, the `extra` fields join the default ones while they fit."""
     chosen = choose_columns(list(fields), default, wide=wide, columns=columns)
+    if extra and not (wide or columns):
+        widths = {c: widest(c, [fields[c](r) for r in records]) for c in [*chosen, *extra]}
+        chosen = fit_columns(chosen, extra, widths)
     print_table(title, chosen, [[fields[c](r) for c in chosen] for r in records])

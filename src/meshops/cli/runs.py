@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -62,24 +63,32 @@ RUN_COLUMNS = ("id", "name", "status", "start", "user", "end", "experiment", "pa
 DEFAULT_RUN_COLUMNS = ("id", "name", "status", "start")
 
 
-def declared_metric(run: Run) -> str | None:
-    """The metric `run` says it is judged by, if it says so."""
-    tagged = run.tags.get("meshops.primary_metric")
-    if tagged and tagged in run.metrics:
+def declared_metric(metrics: Mapping[str, float], tags: Mapping[str, str]) -> str | None:
+    """The metric a run (or a model version made by one) says it is judged by, if it does."""
+    tagged = tags.get("meshops.primary_metric")
+    if tagged and tagged in metrics:
         return tagged
-    lifts = [k[: -len("_lift")] for k in run.metrics if k.endswith("_lift")]
-    return next((k for k in sorted(lifts) if k in run.metrics), None)
+    lifts = [k[: -len("_lift")] for k in metrics if k.endswith("_lift")]
+    return next((k for k in sorted(lifts) if k in metrics), None)
 
 
 def metric_order(runs: list[Run]) -> list[str]:
     """Every metric key of `runs`, the primary one first (see PRIMARY_METRICS)."""
-    keys = {k for r in runs for k in r.metrics}
-    declared = [m for m in (declared_metric(r) for r in runs) if m]
-    ranked = sorted(
-        keys, key=lambda k: (PRIMARY_METRICS.index(k) if k in PRIMARY_METRICS else 99, k)
-    )
-    if declared:
-        primary = max(set(declared), key=declared.count)
+    declared = [m for m in (declared_metric(r.metrics, r.tags) for r in runs) if m]
+    return rank_metrics({k for r in runs for k in r.metrics}, declared)
+
+
+def rank_metrics(keys: Iterable[str], declared: Sequence[str] = ()) -> list[str]:
+    """`keys` in the order tables show them: the most often `declared` metric first, then
+    the usual yardsticks (PRIMARY_METRICS), then the rest alphabetically."""
+
+    def rank(key: str) -> tuple[int, str]:
+        return (PRIMARY_METRICS.index(key) if key in PRIMARY_METRICS else len(PRIMARY_METRICS), key)
+
+    ranked = sorted(set(keys), key=rank)
+    present = [d for d in declared if d in ranked]
+    if present:
+        primary = max(sorted(set(present)), key=present.count)
         ranked.remove(primary)
         ranked.insert(0, primary)
     return ranked
