@@ -246,6 +246,31 @@ def deprecate(
         console.print(f"{result.product} is now {result.status}")
 
 
+@app.command("compact")
+def compact(
+    product: str,
+    *,
+    port: Annotated[str | None, typer.Option(help="One Iceberg port (default: all).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Compact a product's Iceberg tables and expire their snapshots (docs/iceberg.md)."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        report = platform.mesh.compact(product, port)
+    if json_out:
+        print_json(report)
+        return
+    for table in report.tables:
+        console.print(
+            f"{table.table}: {table.compacted_files} files compacted, "
+            f"{table.expired_snapshots} snapshots expired, {table.removed_files} files "
+            f"({table.removed_bytes} bytes) removed"
+            + (f"; versions past retention: {', '.join(table.expired_versions)}"
+               if table.expired_versions else "")
+        )  # fmt: skip
+
+
 def _print_arrow(table: Any, limit: int, json_out: bool) -> None:
     rows = table.slice(0, limit).to_pylist()
     if json_out:

@@ -3,7 +3,7 @@ search, lineage and service levels."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
@@ -12,10 +12,14 @@ from meshops.kernel import lineage
 from meshops.kernel.db import utcnow
 from meshops.kernel.errors import Conflict, InvalidInput, NotFound
 from meshops.mesh import catalog, store
+from meshops.mesh.iceberg_models import CompactionReport, TableMaintenance
 from meshops.mesh.models import (
     DataProduct,
+    DataProductVersion,
     Domain,
+    OutputPortVersion,
     SearchResult,
+    SemVer,
     SloPoint,
     SloStatus,
     check_name,
@@ -178,6 +182,68 @@ class CatalogService(MeshArea):
             )
             return product_model(self._product_row(conn, product))
 
+    # --- Iceberg ports: compaction and snapshot expiry (mesh/iceberg.py) ----------------------
+
+    def compact(self, product: str, port: str | None = None) -> CompactionReport:
+        """Compact and expire the product's Iceberg tables; see `Mesh.compact`."""
+        from meshops.mesh import iceberg
+
+        domain, _, _ = split_product_ref(product)
+        self.ctx.authorize("dataproduct.lifecycle", domain)
+        with self.ctx.db.read() as conn:
+            key = self._product_row(conn, product)["product"]
+            versions = [self._version_model(conn, r) for r in store.version_rows(conn, key)]
+        if not versions:
+            raise Conflict(f"{key} has no published version", {"fix": "publish one first"})
+        versions.sort(key=lambda v: SemVer.parse(v.version))
+        latest = versions[-1]
+        ports = [p for p in latest.ports if iceberg.is_iceberg_ref(p.snapshot_digest)]
+        if port is not None:
+            ports = [p for p in ports if p.name == port]
+        if not ports:
+            raise InvalidInput(
+                f"{key} {latest.version} has no Iceberg port" + (f" {port!r}" if port else ""),
+                {"field": "port", "fix": "name a port stored with `meshops.format: iceberg`"},
+            )
+        retention = self._retention(ports)
+        kept = self._kept_versions(versions, retention)
+        report = CompactionReport(product=key, retention_seconds=retention, kept_versions=kept)
+        tables = {
+            (p.name, iceberg.table_identifier(key, p.name, v.version))
+            for v in versions
+            for p in v.ports
+            if p.name in {q.name for q in ports} and iceberg.is_iceberg_ref(p.snapshot_digest)
+        }
+        for port_name, identifier in sorted(tables):
+            done = iceberg.compact(self.ctx.home.settings, identifier, keep_versions=kept)
+            report.tables.append(TableMaintenance(port=port_name, **vars(done)))
+        with self.ctx.db.begin() as conn:
+            self.ctx.audit(conn, "dataproduct.compact", product_urn(key),
+                           after=report.model_dump(mode="json"))  # fmt: skip
+        return report
+
+    @staticmethod
+    def _retention(ports: list[OutputPortVersion]) -> float | None:
+        """The shortest SLA `retention` the latest contracts of these ports declare."""
+        from meshops.mesh import iceberg, specs
+
+        found = []
+        for port in ports:
+            contract = specs.contract_model(port.contract)
+            seconds = iceberg.retention_of(contract)
+            if seconds is not None:
+                found.append(seconds)
+        return min(found) if found else None
+
+    @staticmethod
+    def _kept_versions(versions: list[DataProductVersion], retention: float | None) -> list[str]:
+        """Versions still readable: the latest, and those published within the retention."""
+        if retention is None:
+            return [v.version for v in versions]
+        cutoff = datetime.now(UTC) - timedelta(seconds=retention)
+        kept = [v.version for v in versions[:-1] if _aware(v.created_at) >= cutoff]
+        return [*kept, versions[-1].version]
+
     # --- catalog, lineage, SLOs ----------------------------------------------------------------
 
     def search(
@@ -247,3 +313,7 @@ class CatalogService(MeshArea):
                 for h in history
             ],
         )
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -359,7 +359,14 @@ def _create_table(settings: Settings, identifier: str, arrow: pa.Schema, layout:
 
 
 def _arrow(table: Table, snapshot_id: int) -> pa.Table:
-    result: pa.Table = table.scan(snapshot_id=snapshot_id).to_arrow()
+    """The snapshot's rows in the order they were written (a plain scan starts with the
+    newest file)."""
+    from pyiceberg.expressions import AlwaysTrue
+    from pyiceberg.io.pyarrow import ArrowScan
+
+    scan = table.scan(snapshot_id=snapshot_id)
+    reader = ArrowScan(table.metadata, table.io, scan.projection(), AlwaysTrue())
+    result: pa.Table = reader.to_table(_ordered_tasks(table, snapshot_id))
     return result
 
 
@@ -494,8 +501,15 @@ def untag(settings: Settings, product: str, port: str, version: str) -> None:
 
 def data_files(table: Table, snapshot_id: int) -> list[tuple[str, int]]:
     """The snapshot's data files (path, bytes) in the order they were written (oldest
-    first): what a read of the version reads. Delete files are refused (meshops writes
-    none; a table an outside engine changed that way is not read around them)."""
+    first): what a read of the version reads."""
+    return [(t.file.file_path, int(t.file.file_size_in_bytes))
+            for t in _ordered_tasks(table, snapshot_id)]  # fmt: skip
+
+
+def _ordered_tasks(table: Table, snapshot_id: int) -> list[Any]:
+    """The snapshot's scan tasks, oldest file first (data sequence number, then the
+    writer's task number). Delete files are refused: meshops writes none, and a table an
+    outside engine changed that way is not read around them."""
     tasks = list(table.scan(snapshot_id=snapshot_id).plan_files())
     if any(t.delete_files for t in tasks):
         raise InvalidInput(
@@ -508,8 +522,12 @@ def data_files(table: Table, snapshot_id: int) -> list[tuple[str, int]]:
     for manifest in snapshot.manifests(table.io):
         for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
             sequence[entry.data_file.file_path] = entry.sequence_number or 0
-    files = [(t.file.file_path, int(t.file.file_size_in_bytes)) for t in tasks]
-    return sorted(files, key=lambda f: (sequence.get(f[0], 0), _task_number(f[0]), f[0]))
+
+    def written(task: Any) -> tuple[int, int, str]:
+        path = str(task.file.file_path)
+        return sequence.get(path, 0), _task_number(path), path
+
+    return sorted(tasks, key=written)
 
 
 def _task_number(path: str) -> int:
@@ -594,7 +612,8 @@ def compact(
     """Compact the table's current content into one sorted file set (a new, untagged
     snapshot whose summary names the snapshot it compacts, so the next version still appends
     to it), drop the tags of versions not in `keep_versions`, expire every snapshot no tag or
-    branch holds, and delete the data files no remaining snapshot references."""
+    branch holds, and delete the data files only expired snapshots referenced (exactly
+    those: a file a concurrent publish is writing is in no snapshot and is not touched)."""
     table = load_table(settings, identifier)
     report = Maintenance(identifier)
     for name, ref in table.refs().items():
@@ -606,49 +625,53 @@ def compact(
         files = data_files(table, current.snapshot_id)
         if len(files) >= min_files:
             rows = _arrow(table, current.snapshot_id)
-            order = [f.source_id for f in table.sort_order().fields]
-            names = [table.schema().find_column_name(i) for i in order]
-            if names:
-                rows = rows.sort_by([(str(n), "ascending") for n in names])
+            order = [
+                table.schema().find_column_name(f.source_id) for f in table.sort_order().fields
+            ]
+            if order:
+                rows = rows.sort_by([(str(n), "ascending") for n in order])
             table.overwrite(rows, snapshot_properties={COMPACTION_OF: str(current.snapshot_id)})
             report.compacted_files = len(files)
-    table = load_table(settings, identifier)
-    before = {s.snapshot_id for s in table.snapshots()}
+    before = {s.snapshot_id: s for s in table.snapshots()}
     table.maintenance.expire_snapshots().older_than(datetime.now(UTC) + timedelta(1)).commit()
     table = load_table(settings, identifier)
-    report.expired_snapshots = len(before - {s.snapshot_id for s in table.snapshots()})
-    _remove_orphans(table, report)
+    kept = {s.snapshot_id for s in table.snapshots()}
+    expired = [sid for sid in before if sid not in kept]
+    report.expired_snapshots = len(expired)
+    _remove_files_of(table, [before[sid] for sid in expired], report)
     return report
 
 
-def _remove_orphans(table: Table, report: Maintenance) -> None:
-    """Delete data files of this table that no remaining snapshot references."""
-    from pyarrow import fs as pafs
-    from pyiceberg.io.pyarrow import PyArrowFileIO
-
-    io = table.io
-    if not isinstance(io, PyArrowFileIO):  # pragma: no cover - the catalog's default
-        return
-    scheme, netloc, root = PyArrowFileIO.parse_location(f"{table.location().rstrip('/')}/data")
-    fs = io.fs_by_scheme(scheme, netloc)
-    referenced = {
-        PyArrowFileIO.parse_location(p)[2]
-        for s in table.snapshots()
-        for p, _ in data_files(table, s.snapshot_id)
-    }
-    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
-    for info in infos:
-        if info.type == pafs.FileType.File and info.path not in referenced:
-            fs.delete_file(info.path)
-            report.removed_files += 1
-            report.removed_bytes += int(info.size or 0)
+def _snapshot_files(table: Table, snapshot: Any) -> dict[str, int]:
+    """Every data file a snapshot references, from its manifests (expired snapshots too)."""
+    found: dict[str, int] = {}
+    for manifest in snapshot.manifests(table.io):
+        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+            found[entry.data_file.file_path] = int(entry.data_file.file_size_in_bytes)
+    return found
 
 
-def retention_seconds(port: PortContract) -> float | None:
-    """The contract's SLA `retention` in seconds, when it declares one."""
+def _remove_files_of(table: Table, expired: list[Any], report: Maintenance) -> None:
+    """Delete the data files the expired snapshots referenced and no kept snapshot does."""
+    referenced: set[str] = set()
+    for snapshot in table.snapshots():
+        referenced.update(_snapshot_files(table, snapshot))
+    doomed: dict[str, int] = {}
+    for snapshot in expired:
+        doomed.update(_snapshot_files(table, snapshot))
+    for path, size in doomed.items():
+        if path in referenced:
+            continue
+        table.io.delete(path)
+        report.removed_files += 1
+        report.removed_bytes += size
+
+
+def retention_of(contract_model: dict[str, Any]) -> float | None:
+    """A contract's SLA `retention` in seconds, when it declares one."""
     from meshops.mesh.contracts import duration_seconds, sla_property_name
 
-    for prop in port.model.get("slaProperties") or []:
+    for prop in contract_model.get("slaProperties") or []:
         if isinstance(prop, dict) and sla_property_name(prop) == "retention":
             return duration_seconds(prop.get("value"), prop.get("unit"))
     return None

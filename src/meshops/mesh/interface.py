@@ -31,6 +31,7 @@ from meshops.kernel import rpc
 from meshops.kernel.access import Interface
 from meshops.kernel.bounds import JsonObject, LineageDepth, Offset, SearchLimit
 from meshops.kernel.lineage import Edge
+from meshops.mesh.iceberg_models import CompactionReport
 from meshops.mesh.models import (
     BuildReport,
     DataProduct,
@@ -132,6 +133,13 @@ class Mesh(Protocol):
 
     @rpc.post("/v1/mesh/products/{product}/retire")
     def retire(self, product: str) -> DataProduct: ...
+
+    @rpc.post("/v1/mesh/products/{product}/compact")
+    def compact(self, product: str, port: str | None = None) -> CompactionReport:
+        """Compact the product's Iceberg ports (all, or `port`) and expire their snapshots:
+        versions within the contract's SLA `retention` (all, when none is declared) and the
+        latest stay readable; the files only expired snapshots held are deleted."""
+        ...
 
     # reads (all through the one governed read path; Arrow stream and warnings header)
     def read(
