@@ -202,3 +202,12 @@ def test_graph_nodes_link_and_edges_connect_boxes() -> None:
     assert numbers[:2] == [ax + 200, ay + 23] and numbers[-2:] == [bx, by + 23]
     assert 'class="node-box focus"' in svg
     assert "No lineage" in charts.graph_svg(charts.Graph())
+
+
+def test_x_values_are_written_by_the_caller_in_ticks_tooltips_and_single_values() -> None:
+    svg = charts.line_chart(
+        {"f1": [(1, 0.7), (2, 0.8)]}, x_label="run", x_names={1.0: "rf · 5391af14"}
+    )
+    assert "f1: 0.7 @ rf · 5391af14" in svg and "f1: 0.8 @ 2" in svg
+    clock = charts.line_chart({"p50": [(7200, 12.0)]}, x_tick_format=lambda t: f"{t / 3600:.0f}h")
+    assert "at step 2h" in clock and "7.2e+03" not in clock

@@ -176,6 +176,7 @@ def line_chart(
     x_integer: bool | None = None,
     y_integer: bool | None = None,
     x_tick_format: Callable[[float], str] | None = None,
+    x_names: Mapping[float, str] | None = None,
 ) -> Markup:
     """One polyline per series over a shared x axis; long series are thinned evenly.
 
@@ -185,7 +186,9 @@ def line_chart(
     every series has a single point there is nothing to draw a line through: the values
     are shown as numbers. `threshold` draws one dashed horizontal line (e.g. a drift
     statistic's limit), `thresholds` one per series in the series' colour; both are inside
-    the y range. The legend is below the plot, never over the lines."""
+    the y range. The legend is below the plot, never over the lines. `x_tick_format`
+    writes an x value (ticks, tooltips); `x_names` names points' x in tooltips (e.g. the
+    run at run number 3)."""
     cleaned = {
         name: _thin(
             [(float(x), float(y)) for x, y in pts if math.isfinite(x) and math.isfinite(y)],
@@ -203,6 +206,7 @@ def line_chart(
             y_label=y_label,
             threshold=threshold,
             thresholds=thresholds,
+            x_format=x_tick_format or _fmt,
         )
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     x_ints = is_integral(xs) if x_integer is None else x_integer
@@ -230,8 +234,13 @@ def line_chart(
     parts.append(_axes(plot, x_ticks, x_texts, y_ticks, y_texts))
     parts.append(_axis_labels(plot, x_label, y_label, height))
     parts.extend(_threshold_lines(plot, threshold, thresholds, names))
+    names_of = x_names or {}
+
+    def x_text(x: float) -> str:
+        return names_of.get(x) or (x_tick_format or _fmt)(x)
+
     for i, (name, pts) in enumerate(cleaned.items()):
-        parts.append(_series(plot, name, pts, PALETTE[i % len(PALETTE)]))
+        parts.append(_series(plot, name, pts, PALETTE[i % len(PALETTE)], x_text))
     parts.append(_legend(legend_rows, plot, height, names, threshold_label))
     parts.append("</svg>")
     return Markup("".join(parts))
@@ -245,6 +254,7 @@ def single_values(
     y_label: str = "",
     threshold: float | None = None,
     thresholds: Mapping[str, float] | None = None,
+    x_format: Callable[[float], str] = _fmt,
 ) -> Markup:
     """One number per series (a chart of a single point says nothing a number does not)."""
     rows = []
@@ -257,9 +267,10 @@ def single_values(
         where = " ".join(filter(None, [y_label, "at", x_label]))
         rows.append(
             f'<dt>{escape(name)}</dt><dd><span class="value" data-value="{y!r}">{_fmt(y)}</span>'
-            f'<span class="muted small"> {escape(where)} {_fmt(x)}{escape(extra)}</span></dd>'
+            f'<span class="muted small"> {escape(where)} {escape(x_format(x))}'
+            f"{escape(extra)}</span></dd>"
         )
-    heading = f'<div class="chart-title">{escape(title)}</div>' if title else ""
+    heading = f'<div class="chart-title"><b>{escape(title)}</b></div>' if title else ""
     label = escape(title or "values")
     return Markup(
         f'<div class="chart-values" role="group" aria-label="{label}">{heading}'
@@ -494,7 +505,13 @@ def _axis_labels(plot: _Plot, x_label: str, y_label: str, height: float) -> str:
     return "".join(out)
 
 
-def _series(plot: _Plot, name: str, pts: Sequence[tuple[float, float]], color: str) -> str:
+def _series(
+    plot: _Plot,
+    name: str,
+    pts: Sequence[tuple[float, float]],
+    color: str,
+    x_text: Callable[[float], str],
+) -> str:
     coords = " ".join(f"{plot.sx(x):.1f},{plot.sy(y):.1f}" for x, y in pts)
     out = [
         f'<polyline class="series" data-series="{escape(name)}" fill="none" '
@@ -504,7 +521,8 @@ def _series(plot: _Plot, name: str, pts: Sequence[tuple[float, float]], color: s
     if len(pts) <= 40:  # few points: each is visible and has its value as a tooltip
         out.extend(
             f'<circle class="point" cx="{plot.sx(x):.1f}" cy="{plot.sy(y):.1f}" r="2.5" '
-            f'fill="{color}"><title>{escape(name)}: {_fmt(y)} @ {_fmt(x)}</title></circle>'
+            f'fill="{color}"><title>{escape(name)}: {_fmt(y)} @ {escape(x_text(x))}</title>'
+            "</circle>"
             for x, y in pts
         )
     return "".join(out)

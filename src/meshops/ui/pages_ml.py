@@ -66,17 +66,18 @@ def experiment(
         page = tracking.search_runs([exp.id], max_results=RUNS_PAGE)
     runs = page.runs
     metric_keys = ranked_metrics(runs)[:MAX_COLUMNS]
+    labels = run_labels(runs)
     return s.render(
         "experiment.html",
         active="experiments",
         experiment=exp,
         runs=runs,
-        labels=run_labels(runs),
+        labels=labels,
         started_by=started_by_all(s, runs),
         next_token=page.next_page_token,
         metric_keys=metric_keys,
         param_keys=_keys([r.params for r in runs]),
-        charts=_across_runs(runs, metric_keys[:MAX_EXPERIMENT_CHARTS]),
+        charts=_across_runs(runs, labels, metric_keys[:MAX_EXPERIMENT_CHARTS]),
         filter=filter,
         sort=sort,
         error=error,
@@ -281,16 +282,21 @@ def started_by_all(s: Session, runs: list[Run]) -> dict[str, str]:
     return out
 
 
-def _across_runs(runs: list[Run], keys: list[str]) -> list[Markup]:
-    """Each metric's latest value per run, oldest run first (x: run number, whole ticks)."""
+def _across_runs(runs: list[Run], labels: dict[str, str], keys: list[str]) -> list[Markup]:
+    """Each metric's latest value per run, oldest run first (x: run number, whole ticks;
+    the tooltips name the run)."""
     ordered = sorted(runs, key=lambda r: r.start_time)
+    names = {float(i + 1): labels[r.id] for i, r in enumerate(ordered)}
     out = []
     for key in keys:
         points = [(i + 1, r.metrics[key]) for i, r in enumerate(ordered) if key in r.metrics]
         if len(points) > 1:
             out.append(
                 charts.line_chart(
-                    {key: points}, title=f"{key} per run", x_label="run (oldest first)"
+                    {key: points},
+                    title=f"{key} per run",
+                    x_label="run (oldest first)",
+                    x_names=names,
                 )
             )
     return out
