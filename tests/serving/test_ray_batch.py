@@ -18,10 +18,11 @@ import pyarrow as pa
 import pytest
 
 from meshops.client import Platform
-from meshops.kernel.errors import InvalidInput, NotFound
+from meshops.kernel.errors import Forbidden, InvalidInput, NotFound
 from tests.conftest import open_platform
 from tests.features.helpers import publish
 from tests.serving.helpers import FEATURES, register_churn
+from tests.support.cli import run_main
 
 ray = pytest.importorskip("ray")
 
@@ -37,8 +38,13 @@ def local_ray() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    with open_platform("embedded", tmp_path_factory.mktemp("ray") / "home") as p:
+def home_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ray") / "home"
+
+
+@pytest.fixture(scope="module")
+def platform(home_dir: Path) -> Iterator[Platform]:
+    with open_platform("embedded", home_dir) as p:
         register_churn(p, name="churn")
         rng = np.random.default_rng(7)
         columns: dict[str, Any] = {"customer_id": pa.array(range(ROWS), pa.int64())}
@@ -137,3 +143,39 @@ def test_a_block_failing_for_good_publishes_nothing(platform: Platform, tmp_path
     assert len(info.value.detail["failures"]) == 3  # the first attempt and 2 retries
     with pytest.raises(NotFound):
         platform.mesh.get_version("sales.broken_ray")
+
+
+def test_cli_scores_on_ray_and_refuses_an_unknown_engine(
+    platform: Platform,
+    home_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("MESHOPS_HOME", str(home_dir))
+    monkeypatch.setenv("MESHOPS_USER", "alice")
+    args = ["endpoints", "batch-score", "churn@champion", "sales.customers", "--output"]
+    done = run_main([*args, "sales.cli_ray", "--engine", "ray", "--block-rows", "3000", "--json"],
+                    monkeypatch, capsys)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["row_count"] == ROWS
+    refused = run_main([*args, "sales.cli_spark", "--engine", "spark"], monkeypatch, capsys)
+    assert refused.returncode != 0 and "engine" in refused.stderr
+    with pytest.raises(NotFound):
+        platform.mesh.get_version("sales.cli_spark")
+
+
+def test_the_api_server_scores_on_ray_only_on_its_admins_cluster(tmp_path: Path) -> None:
+    with open_platform("http", tmp_path / "home") as remote:
+        with pytest.raises(Forbidden) as unset:
+            remote.serving.batch_score("churn/1", "sales.customers", output="sales.x", engine="ray")
+        assert unset.value.detail["field"] == "engine"
+        assert "[serving] ray_address" in unset.value.detail["fix"]
+        with pytest.raises(Forbidden) as chosen:
+            remote.serving.batch_score(
+                "churn/1", "sales.customers", output="sales.x", engine="ray", ray_address="x:1"
+            )
+        assert chosen.value.detail["field"] == "ray_address"
+        with pytest.raises(InvalidInput):  # bounded on the wire
+            remote.serving.batch_score(
+                "churn/1", "sales.customers", output="sales.x", engine="ray", workers=10_000
+            )

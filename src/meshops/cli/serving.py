@@ -231,3 +231,51 @@ def feedback(
         else:
             raise typer.BadParameter("give --request-id and --label, or --file")
     print_json({"stored": stored})
+
+
+@endpoints_app.command("batch-score")
+def batch_score(
+    model: Annotated[str, typer.Argument(help="Model to score with, e.g. churn@champion.")],
+    product: Annotated[str, typer.Argument(help="Product to score, e.g. sales.customers.")],
+    *,
+    output: Annotated[str, typer.Option(help="Product to publish predictions as.")],
+    version: Annotated[str | None, typer.Option(help="Input version (default: latest).")] = None,
+    port: Annotated[str | None, typer.Option(help="Input port (default: the first).")] = None,
+    keep: Annotated[
+        list[str] | None, typer.Option("--keep", help="Input column to carry over.")
+    ] = None,
+    engine: Annotated[
+        str, typer.Option(help="local (this process) or ray (Ray Data, docs/ray.md).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: a local Ray).")
+    ] = None,
+    block_rows: Annotated[int | None, typer.Option(help="Rows per block on Ray.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Scoring actors on Ray.")] = None,
+    trust_model_code: Annotated[
+        bool, typer.Option("--trust-model-code", help="Allow pickled (python-flavor) models.")
+    ] = False,
+    json_out: JsonOut = False,
+) -> None:
+    """Score a data product version and publish the predictions as a product version."""
+    from meshops.cli.output import console, err_console
+    from meshops.client import connect
+
+    with connect() as platform, err_console.status(f"scoring {product} ({engine})"):
+        published = platform.serving.batch_score(
+            model,
+            product,
+            version,
+            output=output,
+            port=port,
+            keep_columns=keep or None,
+            trust_model_code=trust_model_code,
+            engine=engine,  # type: ignore[arg-type]  # checked by the service
+            ray_address=ray_address,
+            block_rows=block_rows,
+            workers=workers,
+        )
+    if json_out:
+        print_json(published)
+        return
+    console.print(f"[green]published[/green] {published.urn} rows={published.row_count}")
