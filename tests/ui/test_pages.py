@@ -157,13 +157,18 @@ def test_monitor_and_pipeline_pages(owner: TestClient) -> None:
     monitor_id = re.search(r'href="/ui/monitors/([0-9a-f]+)"', endpoint)
     assert monitor_id
     monitor = owner.get(f"/ui/monitors/{monitor_id.group(1)}").text
-    assert "Drift per feature over time" in monitor and "Reference vs current" in monitor
+    assert "Drift per feature over the monitor" in monitor and "Reference vs current" in monitor
+    # each test's own statistic against its threshold, over whole-numbered monitor runs
+    assert re.search(
+        r"(statistic|p-value) per feature \(drift (above|below) the threshold\)", monitor
+    )
+    assert "drift score" not in monitor and "monitor run #" in monitor
     assert monitor.count('data-feature="') == 4 and "Acknowledge" in monitor
     runs = owner.get("/ui/pipelines").text
     run_id = re.search(r'href="/ui/pipelines/runs/([^"]+)"', runs)
     assert run_id and "churn_training" in runs
-    trigger = re.search(r"<tr><td>retrain-on-drift</td>.*?</tr>", runs)
-    assert trigger and "<td>0 / 2</td><td>0</td>" in trigger.group(0)
+    trigger = re.search(r'<tr data-trigger="retrain-on-drift">.*?</tr>', runs)
+    assert trigger and '<td class="num active">0 / 2</td>' in trigger.group(0)
     detail = owner.get(f"/ui/pipelines/runs/{run_id.group(1)}?step=score_model").text
     assert detail.count('class="node"') == 4 and "accuracy 0." in detail
 
@@ -204,3 +209,11 @@ def test_access_request_and_decision_go_through_governance(
         assert refused.status_code == 403
     owner = GovernanceService(home.context(Actor("alice")))
     assert owner.list_requests(product="sales.orders")[0].status == "pending"
+
+
+def test_home_tells_recent_activity_in_words(owner: TestClient) -> None:
+    home = owner.get("/ui").text
+    activity = home[home.index('id="activity"') :]
+    assert "promoted churn v2 to @champion" in activity, re.sub(r"<[^>]+>|\s\s+", " ", activity)
+    assert re.search(r"<b>alice</b> <a href=\"/ui/[^\"]+\" title=\"meshops:[^\"]+\">", activity)
+    assert ">meshops:run:" not in activity  # URNs only in tooltips, never as the text

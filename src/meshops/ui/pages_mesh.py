@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Query
@@ -13,13 +14,19 @@ from meshops.mesh.models import DataProductVersion, SchemaChange
 from meshops.mesh.schema_diff import diff_schemas
 from meshops.mesh.service import MeshService
 from meshops.monitoring.service import MonitoringService
+from meshops.registry.models import AliasMove
+from meshops.registry.service import RegistryService
+from meshops.tracking.service import TrackingService
 from meshops.ui import charts, graphs
+from meshops.ui.activity import describe
 from meshops.ui.routing import UIRoute
 from meshops.ui.web import Session, attempt, session, urn_href, urn_label
 
 router = APIRouter(prefix="/ui", route_class=UIRoute)
 
 PAGE_SIZE = 20
+ACTIVITY_SCAN = 60  # events read to write ACTIVITY_LINES sentences (repeats fold together)
+ACTIVITY_LINES = 15
 MAX_VERSIONS_SHOWN = 20
 
 
@@ -29,7 +36,8 @@ def home(s: Session = Depends(session)) -> Any:
     domains = attempt(mesh.list_domains) or []
     activity = []
     if s.can("audit.read"):
-        activity = GovernanceService(s.ctx).audit_events(limit=15)
+        events = GovernanceService(s.ctx).audit_events(limit=ACTIVITY_SCAN)
+        activity = describe(events, _Names(s), limit=ACTIVITY_LINES)
     alerts = []
     if s.can("monitoring.read"):
         alerts = MonitoringService(s.ctx).list_alerts(state="open", limit=10)
@@ -42,6 +50,43 @@ def home(s: Session = Depends(session)) -> Any:
         products_total=facets.total if facets else 0,
         domain_counts=(facets.facets.get("domain", {}) if facets else {}),
     )
+
+
+class _Names:
+    """Run and alias names for the activity sentences, looked up once each."""
+
+    def __init__(self, s: Session) -> None:
+        self.tracking = TrackingService(s.ctx) if s.can("tracking.read") else None
+        self.registry = RegistryService(s.ctx) if s.can("registry.read") else None
+        self.runs: dict[str, tuple[str, str] | None] = {}
+        self.experiments: dict[str, str] = {}
+        self.moves: dict[str, list[AliasMove]] = {}
+
+    def run(self, run_id: str) -> tuple[str, str] | None:
+        if self.tracking is None:
+            return None
+        if run_id not in self.runs:
+            found = attempt(self.tracking.get_run, run_id)
+            self.runs[run_id] = (
+                (found.name, self._experiment(found.experiment_id)) if found else None
+            )
+        return self.runs[run_id]
+
+    def _experiment(self, experiment_id: str) -> str:
+        if experiment_id not in self.experiments and self.tracking is not None:
+            found = attempt(self.tracking.get_experiment, experiment_id)
+            self.experiments[experiment_id] = found.name if found else experiment_id[:8]
+        return self.experiments.get(experiment_id, experiment_id[:8])
+
+    def alias(self, model: str, version: int, at: datetime) -> str | None:
+        if self.registry is None:
+            return None
+        if model not in self.moves:
+            self.moves[model] = attempt(self.registry.alias_history, model, limit=50) or []
+        matching = [m for m in self.moves[model] if m.to_version == version]
+        if not matching:
+            return None
+        return min(matching, key=lambda m: abs((m.at - at).total_seconds())).alias
 
 
 @router.get("/catalog", include_in_schema=False)
