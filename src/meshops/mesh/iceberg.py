@@ -675,3 +675,35 @@ def retention_of(contract_model: dict[str, Any]) -> float | None:
         if isinstance(prop, dict) and sla_property_name(prop) == "retention":
             return duration_seconds(prop.get("value"), prop.get("unit"))
     return None
+
+
+# --- the exported descriptor ----------------------------------------------------------------
+
+TABLE_PROPERTY = "meshops.icebergTable"
+LOCATION_PROPERTY = "meshops.tableLocation"
+METADATA_PROPERTY = "meshops.metadataLocation"
+TAG_PROPERTY = "meshops.icebergTag"
+
+
+def with_table_locations(
+    settings: Settings, descriptor: dict[str, Any], product: str, version: str,
+    snapshots: dict[str, str],
+) -> dict[str, Any]:  # fmt: skip
+    """The descriptor with, on each Iceberg port, where an engine finds the version: the
+    catalog's table identifier, the table and metadata locations, and the tag to read."""
+    ports = []
+    for item in descriptor.get("outputPorts") or []:
+        name = str(item.get("name"))
+        if name not in snapshots or not is_iceberg_ref(snapshots[name]):
+            ports.append(item)
+            continue
+        identifier = table_identifier(product, name, version)
+        table = find_table(settings, identifier)
+        facts = {TABLE_PROPERTY: identifier, TAG_PROPERTY: version}
+        if table is not None:
+            facts[LOCATION_PROPERTY] = table.location()
+            facts[METADATA_PROPERTY] = str(table.metadata_location)
+        kept = [p for p in item.get("customProperties") or [] if p.get("property") not in facts]
+        custom = kept + [{"property": k, "value": v} for k, v in facts.items()]
+        ports.append({**item, "customProperties": custom})
+    return {**descriptor, "outputPorts": ports}

@@ -244,6 +244,7 @@ class PublishService(MeshArea):
                 },
             )
         iceberg_ports = [p for p in spec.ports if iceberg.layout_of(spec.descriptor, p).is_iceberg]
+        self._check_format_change(spec, {p.port for p in iceberg_ports})
         # The policies decide before anything is written.
         evaluated_against, warnings = self._publish_gate(spec, reports)
         # Blobs first: an interrupted publish leaves only unreferenced, content-addressed blobs.
@@ -278,6 +279,30 @@ class PublishService(MeshArea):
             for port in iceberg_ports:  # the version was not recorded: neither is its tag
                 iceberg.untag(self.ctx.home.settings, spec.key, port.port, spec.version)
             raise
+
+    def _check_format_change(self, spec: specs.ProductSpec, iceberg_ports: set[str]) -> None:
+        """A port moves between Parquet snapshots and an Iceberg table only in a major
+        version (its readers' engines and the table's location change)."""
+        with self.ctx.db.read() as conn:
+            latest = self._latest_row(conn, spec.key)
+            if latest is None:
+                return
+            previous = self._version_model(conn, latest)
+        if bump_between(previous.version, spec.version) in ("major", "none"):
+            return  # "none" is refused (or reused) by the diff with its own message
+        for port in previous.ports:
+            was = port.snapshot_digest.startswith("iceberg:")
+            if port.name in {p.port for p in spec.ports} and was != (port.name in iceberg_ports):
+                formats = ("iceberg", "parquet") if was else ("parquet", "iceberg")
+                raise Conflict(
+                    f"{spec.key} {spec.version} moves port {port.name!r} from {formats[0]} "
+                    f"to {formats[1]}; a port changes format only in a major version",
+                    {
+                        "field": "meshops.format",
+                        "fix": f"publish as {SemVer.parse(previous.version).major + 1}.0.0, "
+                        f"or keep `meshops.format: {formats[0]}`",
+                    },
+                )
 
     def _reused_before_iceberg(
         self, spec: specs.ProductSpec, digest: str

@@ -115,7 +115,16 @@ class ReadService(MeshArea):
         """The ODPS descriptor and ODCS contracts of a version, as YAML files by name."""
         published = self.get_version(product, version)
         lifecycle = self.get_product(product).status  # deprecate/retire show in `status`
-        files = {specs.DESCRIPTOR_FILE: specs.export_descriptor(published.descriptor, lifecycle)}
+        descriptor = published.descriptor
+        snapshots = {p.name: p.snapshot_digest for p in published.ports}
+        if any(d.startswith("iceberg:") for d in snapshots.values()):
+            from meshops.mesh import iceberg
+
+            descriptor = iceberg.with_table_locations(
+                self.ctx.home.settings, descriptor, published.product, published.version,
+                snapshots,
+            )  # fmt: skip
+        files = {specs.DESCRIPTOR_FILE: specs.export_descriptor(descriptor, lifecycle)}
         for port in published.ports:
             files[f"{port.name}.odcs.yaml"] = specs.export_contract(port.contract, odcs_version)
         return files

@@ -37,10 +37,18 @@ def rows(start: int, stop: int, note: bool = False) -> pa.Table:
     return pa.table(columns)
 
 
-def publish(home: Home, version: str, table: pa.Table, contract: dict[str, Any] | None = None,
-            **props: Any) -> Any:  # fmt: skip
+def publish(
+    home: Home,
+    version: str,
+    table: pa.Table,
+    contract: dict[str, Any] | None = None,
+    *,
+    as_iceberg: bool = True,
+    **props: Any,
+) -> Any:
+    descriptor = events_descriptor(version, iceberg=as_iceberg, **props)
     return MeshService(home.context()).publish_arrow(
-        events_descriptor(version, **props), {PORT: contract or events_contract()}, {PORT: table}
+        descriptor, {PORT: contract or events_contract()}, {PORT: table}
     )
 
 
@@ -210,3 +218,32 @@ def test_a_training_set_from_an_iceberg_port_equals_the_parquet_one(platform: Pl
     assert parquet.column_names[-1].endswith("orders")
     assert parquet.column(-1).to_pylist() == [1, 3, None, 11]
     assert ice.rename_columns(parquet.column_names).equals(parquet)
+
+
+def test_the_exported_descriptor_names_the_table_and_its_location(home: Home) -> None:
+    import yaml
+
+    publish(home, "1.0.0", rows(0, 5))
+    files = MeshService(home.context()).export("shop.events")
+    exported = yaml.safe_load(files["dataproduct.yaml"])
+    custom = {p["property"]: p["value"] for p in exported["outputPorts"][0]["customProperties"]}
+    assert custom["meshops.format"] == "iceberg"
+    assert custom["meshops.icebergTable"] == "shop.events__events__v1"
+    assert custom["meshops.icebergTag"] == "1.0.0"
+    table = iceberg.load_table(home.settings, "shop.events__events__v1")
+    assert custom["meshops.tableLocation"] == table.location()
+    assert custom["meshops.metadataLocation"] == table.metadata_location
+    scheme = "s3://" if home.settings.blob_url.startswith("s3://") else "file://"
+    assert table.location().startswith(scheme)
+
+
+def test_a_port_changes_format_only_in_a_major_version(home: Home) -> None:
+    publish(home, "1.0.0", rows(0, 5), as_iceberg=False)
+    with pytest.raises(Conflict, match="only in a major version") as info:
+        publish(home, "1.1.0", rows(0, 6))
+    assert info.value.detail["fix"].startswith("publish as 2.0.0")
+    moved = publish(home, "2.0.0", rows(0, 6))
+    assert iceberg.is_iceberg_ref(moved.ports[0].snapshot_digest)
+    service = MeshService(home.context())
+    assert service.read("shop.events", "1.0.0").num_rows == 5
+    assert service.read("shop.events", "2.0.0").to_pylist() == rows(0, 6).to_pylist()
