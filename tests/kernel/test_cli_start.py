@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer.main
 
-from meshops.cli.main import app, lazy_group
+from meshops.cli.main import full_command, lazy_group
 from tests.support.cli import run_cli
 
 
@@ -23,13 +22,13 @@ def _output(command: Any, args: list[str], capsys: pytest.CaptureFixture[str]) -
 def test_lazy_group_prints_the_help_the_full_app_prints(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    full = typer.main.get_command(app)
+    full = full_command()
     for args in (["--help"], ["catalog", "--help"], ["product", "--help"], ["serve", "--help"]):
         assert _output(lazy_group(), args, capsys) == _output(full, args, capsys)
 
 
 def test_lazy_group_builds_only_the_command_that_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    full = typer.main.get_command(app)
+    full = full_command()
     group = lazy_group()
     assert group.list_commands(None) == full.list_commands(None)  # type: ignore[arg-type,attr-defined]
     import meshops

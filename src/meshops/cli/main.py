@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import sys
+from collections.abc import Iterable
+from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -21,6 +23,7 @@ from meshops.cli import products as products_cli
 from meshops.cli import project as project_cli
 from meshops.cli import runs as runs_cli
 from meshops.cli import serving as serving_cli
+from meshops.cli.help import PolishedGroup, polish
 from meshops.cli.output import JSON_HELP, err_console, print_json, print_table
 
 if TYPE_CHECKING:
@@ -69,6 +72,18 @@ app.add_typer(governance_cli.audit_app, name="audit")
 app.add_typer(governance_cli.usage_app, name="usage")
 app.add_typer(imports_cli.import_app, name="import")
 
+# `meshops --help` lists the commands by area, in this order.
+PANELS = {
+    "Data mesh": ["domain", "product", "catalog", "lineage"],
+    "Features": ["features"],
+    "ML": ["experiments", "runs", "models"],
+    "Pipelines": ["pipelines", "schedules", "triggers", "worker"],
+    "Serving & monitoring": ["endpoints", "serve", "predict", "feedback", "monitors", "alerts"],
+    "Governance": ["login", "users", "tokens", "roles", "policy", "access", "audit", "usage"],
+    "Platform": ["server", "init", "plan", "apply", "check", "demo", "db", "import", "version"],
+}
+PANEL_OF = {name: panel for panel, names in PANELS.items() for name in names}
+
 
 @app.command()
 def version() -> None:
@@ -78,16 +93,45 @@ def version() -> None:
     print(meshops.__version__)
 
 
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
 @app.command()
 def server(
-    host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="Interface to bind. Default: $MESHOPS_SERVER_HOST, else `host` in the "
+            "config's server table, else 127.0.0.1."
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port to listen on. Default: $MESHOPS_SERVER_PORT, else `port` in the "
+            "config's server table, else 8080."
+        ),
+    ] = None,
     workers: Annotated[int, typer.Option(help="Number of worker processes.")] = 1,
+    log_format: Annotated[
+        LogFormat | None,
+        typer.Option(
+            help="Log lines as text, or as one JSON object each. Default: "
+            "$MESHOPS_LOG_FORMAT, else `log_format` in the config's server table, else text."
+        ),
+    ] = None,
 ) -> None:
-    """Run the HTTP API (and UI) on the configured home."""
+    """Run the platform's API server: the HTTP API, the web UI and the MLflow routes on the
+    configured home, which the SDK, the CLI (MESHOPS_URI) and browsers connect to.
+
+    To serve a model endpoint for inference alone, use `meshops serve`."""
     from meshops.api.server import serve
 
-    serve(host=host, port=port, workers=workers)
+    serve(
+        host=host, port=port, workers=workers, log_format=log_format.value if log_format else None
+    )
 
 
 @db_app.command("upgrade")
@@ -172,6 +216,43 @@ def lineage_downstream(
         )
 
 
+def _assign_panels() -> None:
+    """Every top-level entry in its `PANELS` area (also for the full app tests walk)."""
+    from typer.main import get_command_name
+
+    for command_info in app.registered_commands:
+        assert command_info.callback is not None
+        name = command_info.name or get_command_name(command_info.callback.__name__)
+        command_info.rich_help_panel = PANEL_OF.get(name)
+    for group_info in app.registered_groups:
+        group_info.rich_help_panel = PANEL_OF.get(str(group_info.name))
+
+
+_assign_panels()
+
+
+def in_panel_order(names: Iterable[str]) -> list[str]:
+    """`names` in the order of `PANELS` (any other name after them)."""
+    names = list(names)
+    ordered = [name for panel in PANELS.values() for name in panel if name in names]
+    return ordered + [name for name in names if name not in ordered]
+
+
+def full_command() -> TyperGroup:
+    """The whole `meshops` click tree, built at once and rendered as `meshops` renders it
+    (`cli.help`; commands in panel order): what tests and generators walk."""
+    from typer.main import get_command
+
+    class Ordered(PolishedGroup):
+        def list_commands(self, ctx: click.Context) -> list[str]:
+            return in_panel_order(super().list_commands(ctx))
+
+    group = polish(get_command(app))
+    assert isinstance(group, PolishedGroup)
+    group.__class__ = Ordered
+    return group
+
+
 def lazy_group() -> TyperGroup:
     """The `meshops` group, building only the sub-command that runs.
 
@@ -204,35 +285,39 @@ def lazy_group() -> TyperGroup:
         info = entries[name]
         single.registered_groups = [info] if isinstance(info, TyperInfo) else []
         single.registered_commands = [info] if isinstance(info, CommandInfo) else []
-        return get_group(single).commands[name]
+        return polish(get_group(single).commands[name])
 
     def stand_in(name: str) -> click.Command:
         info = entries[name]
         if isinstance(info, TyperInfo):
             sub_info = info.typer_instance.info if info.typer_instance else info
-            return TyperGroup(
-                name=name,
-                help=value(info.help) or value(sub_info.help),
-                short_help=value(info.short_help) or value(sub_info.short_help),
-                hidden=bool(value(info.hidden) or value(sub_info.hidden)),
-                rich_help_panel=value(info.rich_help_panel) or value(sub_info.rich_help_panel),
+            return polish(
+                TyperGroup(
+                    name=name,
+                    help=value(info.help) or value(sub_info.help),
+                    short_help=value(info.short_help) or value(sub_info.short_help),
+                    hidden=bool(value(info.hidden) or value(sub_info.hidden)),
+                    rich_help_panel=PANEL_OF.get(name),
+                )
             )
         assert info.callback is not None
-        return TyperCommand(
-            name=name,
-            help=info.help or inspect.getdoc(info.callback),
-            short_help=info.short_help,
-            hidden=info.hidden,
-            deprecated=info.deprecated,
-            rich_help_panel=info.rich_help_panel,
+        return polish(
+            TyperCommand(
+                name=name,
+                help=info.help or inspect.getdoc(info.callback),
+                short_help=info.short_help,
+                hidden=info.hidden,
+                deprecated=info.deprecated,
+                rich_help_panel=PANEL_OF.get(name),
+            )
         )
 
     built: dict[str, click.Command] = {}
     listing = {"stand_ins": False}
 
-    class LazyGroup(TyperGroup):
+    class LazyGroup(PolishedGroup):
         def list_commands(self, ctx: click.Context) -> list[str]:
-            return list(entries)
+            return in_panel_order(entries)
 
         def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
             if cmd_name not in entries:
