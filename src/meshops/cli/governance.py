@@ -27,6 +27,14 @@ usage_app = typer.Typer(help="Who reads which data products.", no_args_is_help=T
 
 JsonOpt = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
 DomainOpt = Annotated[str | None, typer.Option("--domain", help="Domain scope (else platform).")]
+UserArg = Annotated[str, typer.Argument(help="The user's (or service account's) name.")]
+PrincipalArg = Annotated[str, typer.Argument(help="A user or service account name.")]
+RoleArg = Annotated[str, typer.Argument(help="A role name (see `roles list`).")]
+ProductArg = Annotated[str, typer.Argument(help="A data product: <domain>.<name>.")]
+PolicyIdArg = Annotated[str, typer.Argument(help="The policy's id (see `policy list`).")]
+RequestIdArg = Annotated[str, typer.Argument(help="The access request's id (see `access list`).")]
+ReasonOpt = Annotated[str, typer.Option(help="Why (kept in the audit log).")]
+DaysOpt = Annotated[int, typer.Option(help="Look back this many days.")]
 
 
 def _connect() -> Any:
@@ -83,7 +91,7 @@ def users_list(json_out: JsonOpt = False) -> None:
 
 @users_app.command("create")
 def users_create(
-    name: str,
+    name: UserArg,
     *,
     email: Annotated[str, typer.Option(help="E-mail address.")] = "",
     display_name: Annotated[str, typer.Option(help="Display name.")] = "",
@@ -104,7 +112,12 @@ def users_create(
 
 
 @users_app.command("disable")
-def users_disable(name: str, enable: Annotated[bool, typer.Option("--enable")] = False) -> None:
+def users_disable(
+    name: UserArg,
+    enable: Annotated[
+        bool, typer.Option("--enable", help="Enable the user again instead.")
+    ] = False,
+) -> None:
     """Disable a principal (its tokens stop working), or --enable it again."""
     with _connect() as platform:
         who = platform.governance.set_disabled(name, not enable)
@@ -123,7 +136,7 @@ def users_whoami(json_out: JsonOpt = False) -> None:
 # ---------------------------------------------------------------------------- tokens
 @tokens_app.command("create")
 def tokens_create(
-    name: str,
+    name: Annotated[str, typer.Argument(help="A name for the token, e.g. ci-deploy.")],
     user: Annotated[str | None, typer.Option(help="For another principal (admins).")] = None,
     scope: Annotated[
         list[str] | None, typer.Option(help="Allowed action pattern (repeatable).")
@@ -168,7 +181,9 @@ def tokens_list(
 
 
 @tokens_app.command("revoke")
-def tokens_revoke(token_id: str) -> None:
+def tokens_revoke(
+    token_id: Annotated[str, typer.Argument(help="The token's id (see `tokens list`).")],
+) -> None:
     """Revoke a token: it stops working at once."""
     with _connect() as platform:
         platform.governance.revoke_token(token_id)
@@ -190,7 +205,7 @@ def roles_list(json_out: JsonOpt = False) -> None:
 
 
 @roles_app.command("bind")
-def roles_bind(principal: str, role: str, domain: DomainOpt = None) -> None:
+def roles_bind(principal: PrincipalArg, role: RoleArg, domain: DomainOpt = None) -> None:
     """Bind a role to a principal at platform scope or in --domain."""
     with _connect() as platform:
         b = platform.governance.bind_role(principal, role, domain)
@@ -198,7 +213,7 @@ def roles_bind(principal: str, role: str, domain: DomainOpt = None) -> None:
 
 
 @roles_app.command("unbind")
-def roles_unbind(principal: str, role: str, domain: DomainOpt = None) -> None:
+def roles_unbind(principal: PrincipalArg, role: RoleArg, domain: DomainOpt = None) -> None:
     """Remove a role binding."""
     with _connect() as platform:
         platform.governance.unbind_role(principal, role, domain)
@@ -207,7 +222,10 @@ def roles_unbind(principal: str, role: str, domain: DomainOpt = None) -> None:
 
 @roles_app.command("bindings")
 def roles_bindings(
-    principal: Annotated[str | None, typer.Argument()] = None, json_out: JsonOpt = False
+    principal: Annotated[
+        str | None, typer.Argument(help="Only this user or service account.")
+    ] = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """List role bindings (of one principal, or all)."""
     with _connect() as platform:
@@ -260,7 +278,7 @@ def policy_list(
 
 
 @policy_app.command("show")
-def policy_show(policy_id: str) -> None:
+def policy_show(policy_id: PolicyIdArg) -> None:
     """Show one policy with its expression."""
     with _connect() as platform:
         print_json(platform.governance.get_policy(policy_id))
@@ -276,7 +294,7 @@ def policy_save(path: PolicyFile) -> None:
 
 
 @policy_app.command("delete")
-def policy_delete(policy_id: str) -> None:
+def policy_delete(policy_id: PolicyIdArg) -> None:
     """Delete a policy (global ones only by the governance group)."""
     with _connect() as platform:
         platform.governance.delete_policy(policy_id)
@@ -351,7 +369,9 @@ def policy_compliance(
 
 @policy_app.command("mask")
 def policy_mask(
-    classification: str,
+    classification: Annotated[
+        str, typer.Argument(help="A column classification, e.g. pii or confidential.")
+    ],
     method: Annotated[str, typer.Argument(help="hash, redact or null")],
     domain: DomainOpt = None,
 ) -> None:
@@ -369,7 +389,7 @@ def policy_mask(
 # ---------------------------------------------------------------------------- access
 @access_app.command("request")
 def access_request(
-    product: str,
+    product: ProductArg,
     *,
     port: Annotated[str, typer.Option(help="Output port.")],
     purpose: Annotated[str, typer.Option(help="What you will use it for.")],
@@ -427,27 +447,29 @@ def _decide(request_id: str, approve: bool, reason: str) -> None:
 
 
 @access_app.command("approve")
-def access_approve(request_id: str, reason: Annotated[str, typer.Option()] = "") -> None:
+def access_approve(request_id: RequestIdArg, reason: ReasonOpt = "") -> None:
     """Approve a pending request (owners)."""
     _decide(request_id, True, reason)
 
 
 @access_app.command("deny")
-def access_deny(request_id: str, reason: Annotated[str, typer.Option()] = "") -> None:
+def access_deny(request_id: RequestIdArg, reason: ReasonOpt = "") -> None:
     """Deny a pending request (owners)."""
     _decide(request_id, False, reason)
 
 
 @access_app.command("grant")
 def access_grant(
-    product: str,
-    grantee: str,
+    product: ProductArg,
+    grantee: Annotated[str, typer.Argument(help="Who gets access: a user or service account.")],
     *,
     port: Annotated[str, typer.Option(help="Output port.")],
-    purpose: Annotated[str, typer.Option()] = "",
+    purpose: Annotated[str, typer.Option(help="What the data is used for.")] = "",
     column: Annotated[list[str] | None, typer.Option(help="Classified column unmasked.")] = None,
     row_filter: Annotated[str | None, typer.Option(help="SQL predicate limiting rows.")] = None,
-    expires_in_days: Annotated[int | None, typer.Option()] = None,
+    expires_in_days: Annotated[
+        int | None, typer.Option(help="The grant ends after this many days (else never).")
+    ] = None,
 ) -> None:
     """Grant access directly (owners, access.decide)."""
     with _connect() as platform:
@@ -464,7 +486,10 @@ def access_grant(
 
 
 @access_app.command("revoke")
-def access_revoke(grant_id: str, reason: Annotated[str, typer.Option()] = "") -> None:
+def access_revoke(
+    grant_id: Annotated[str, typer.Argument(help="The grant's id (see `access grants`).")],
+    reason: ReasonOpt = "",
+) -> None:
     """Revoke a grant: reads stop at once."""
     with _connect() as platform:
         platform.governance.revoke_grant(grant_id, reason)
@@ -473,8 +498,8 @@ def access_revoke(grant_id: str, reason: Annotated[str, typer.Option()] = "") ->
 
 @access_app.command("grants")
 def access_grants(
-    product: Annotated[str | None, typer.Option()] = None,
-    grantee: Annotated[str | None, typer.Option()] = None,
+    product: Annotated[str | None, typer.Option(help="Only grants on this product.")] = None,
+    grantee: Annotated[str | None, typer.Option(help="Only grants to this principal.")] = None,
     all_grants: Annotated[bool, typer.Option("--all", help="Include ended grants.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -508,7 +533,7 @@ def access_grants(
 def audit_list(
     obj: Annotated[str | None, typer.Option("--object", help="Object URN.")] = None,
     actor: Annotated[str | None, typer.Option(help="Only this actor.")] = None,
-    limit: Annotated[int, typer.Option()] = 50,
+    limit: Annotated[int, typer.Option(help="At most this many entries, newest first.")] = 50,
     json_out: JsonOpt = False,
 ) -> None:
     """Audit events, newest first."""
@@ -543,9 +568,7 @@ def audit_verify(json_out: JsonOpt = False) -> None:
 
 # ---------------------------------------------------------------------------- usage
 @usage_app.command("show")
-def usage_show(
-    product: str, days: Annotated[int, typer.Option()] = 30, json_out: JsonOpt = False
-) -> None:
+def usage_show(product: ProductArg, days: DaysOpt = 30, json_out: JsonOpt = False) -> None:
     """Consumers, reads per day and last read of a product."""
     with _connect() as platform:
         u = platform.governance.product_usage(product, days)
@@ -558,7 +581,7 @@ def usage_show(
 
 
 @usage_app.command("idle")
-def usage_idle(days: Annotated[int, typer.Option()] = 90, json_out: JsonOpt = False) -> None:
+def usage_idle(days: DaysOpt = 90, json_out: JsonOpt = False) -> None:
     """Products nobody read for N days (deprecation candidates)."""
     with _connect() as platform:
         known = [p.product for p in platform.mesh.list_products()]
@@ -569,9 +592,9 @@ def usage_idle(days: Annotated[int, typer.Option()] = 90, json_out: JsonOpt = Fa
 
 @usage_app.command("impact")
 def usage_impact(
-    product: str,
+    product: ProductArg,
     column: Annotated[list[str] | None, typer.Option(help="Changed column (repeatable).")] = None,
-    days: Annotated[int, typer.Option()] = 90,
+    days: DaysOpt = 90,
     json_out: JsonOpt = False,
 ) -> None:
     """What a change to a product (or its columns) touches: lineage, grants, readers."""
