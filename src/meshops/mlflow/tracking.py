@@ -49,29 +49,39 @@ class Ids:
         self.svc = svc
         self._default: str | None = None
         self._looked = False
+        self._names: dict[str, str] = {}  # meshops id -> name, of experiments seen
 
     def default_id(self) -> str | None:
         if not self._looked:
             self._looked = True
             try:
-                self._default = self.svc.get_experiment(DEFAULT_EXPERIMENT).id
+                self._seen(self.svc.get_experiment(DEFAULT_EXPERIMENT))
             except NotFound:
                 self._default = None
         return self._default
 
+    def _seen(self, experiment: Experiment) -> Experiment:
+        self._names[experiment.id] = experiment.name
+        if experiment.name == DEFAULT_EXPERIMENT:
+            self._default, self._looked = experiment.id, True
+        return experiment
+
     def to_mlflow(self, meshops_id: str) -> str:
+        known = self._names.get(meshops_id)  # an experiment of this request: no lookup
+        if known is not None:
+            return DEFAULT_EXPERIMENT_ID if known == DEFAULT_EXPERIMENT else meshops_id
         return DEFAULT_EXPERIMENT_ID if meshops_id == self.default_id() else meshops_id
 
     def experiment(self, mlflow_id: str) -> Experiment:
         """The experiment of an MLflow id (never matched by name)."""
         if mlflow_id == DEFAULT_EXPERIMENT_ID:
-            return self.svc.get_experiment(DEFAULT_EXPERIMENT)
+            return self._seen(self.svc.get_experiment(DEFAULT_EXPERIMENT))
         experiment = self.svc.get_experiment(mlflow_id)
         if experiment.id != mlflow_id:
             raise MlflowApiError(
                 "RESOURCE_DOES_NOT_EXIST", f"No Experiment with id={mlflow_id} exists"
             )
-        return experiment
+        return self._seen(experiment)
 
     def to_meshops(self, mlflow_id: str) -> str:
         return self.experiment(mlflow_id).id

@@ -421,15 +421,8 @@ class TrackingService:
     def latest_metric_steps(self, run_ids: list[str]) -> dict[str, dict[str, tuple[int, float]]]:
         """{run id: {key: (step, timestamp)}} of each metric's latest value."""
         self.ctx.authorize("tracking.read")
-        out: dict[str, dict[str, tuple[int, float]]] = {run_id: {} for run_id in run_ids}
-        m = store.latest_metrics.c
         with self.ctx.db.read() as conn:
-            for start in range(0, len(run_ids), 500):
-                chunk = run_ids[start : start + 500]
-                query = select(m.run_id, m.key, m.step, m.timestamp).where(m.run_id.in_(chunk))
-                for run_id, key, step, stamp in conn.execute(query):
-                    out[run_id][key] = (int(step), float(stamp))
-        return out
+            return store.latest_metric_details(conn, run_ids)
 
     # lifecycle: delete, restore, rename, untag ----------------------------------------
     def delete_experiment(self, name_or_id: str) -> Experiment:
@@ -960,7 +953,7 @@ def _search_rows(
     if expr is not None:
         query = query.where(compile_filter(expr))
     query = _apply_order(query, order).offset(offset).limit(limit)
-    return [dict(r) for r in conn.execute(query).mappings()]
+    return _row_dicts(conn.execute(query))
 
 
 def _experiment_in(experiment_ids: list[str], filtered: bool) -> ColumnElement[bool]:
@@ -1029,7 +1022,7 @@ def _search_by_metric_index(
     )
     value = ordered.c.value.desc() if first.descending else ordered.c.value.asc()
     query = _apply_order(base.order_by(value), order, first=1)
-    rows = [dict(r) for r in conn.execute(query.offset(offset).limit(limit)).mappings()]
+    rows = _row_dicts(conn.execute(query.offset(offset).limit(limit)))
     if len(rows) == limit:
         return rows
     # The page reaches past the runs with a value: the rest come from those without one.
@@ -1056,7 +1049,13 @@ def _search_by_metric_index(
         rest = rest.where(compile_filter(expr))
     rest = _apply_order(rest, order, first=1)
     rest = rest.offset(max(0, offset - with_value)).limit(limit - len(rows))
-    return rows + [dict(r) for r in conn.execute(rest).mappings()]
+    return rows + _row_dicts(conn.execute(rest))
+
+
+def _row_dicts(result: Any) -> list[dict[str, Any]]:
+    """Rows as dicts, the column names read once (a RowMapping looks them up per row)."""
+    names = list(result.keys())
+    return [dict(zip(names, row, strict=True)) for row in result]
 
 
 def _encode_token(offset: int) -> str:
