@@ -21,6 +21,7 @@ from meshops.kernel.errors import Forbidden, InvalidInput, NotFound
 from meshops.mesh import builds, specs
 from tests.conftest import open_platform
 from tests.mesh.conftest import contract, descriptor
+from tests.mesh.iceberg.conftest import iceberg_port
 
 ray = pytest.importorskip("ray")
 
@@ -156,6 +157,30 @@ def test_sql_build_on_ray_equals_the_local_build(
     # Progress as the CLI shows it: blocks done and rows of the blocked input.
     progress = [s for s in steps if s.startswith("ray joined_ray: ")]
     assert progress[-1] == "ray joined_ray: 9 blocks done, 9,000/9,000 rows", steps
+
+
+def test_an_iceberg_port_as_the_blocked_input(
+    platform: Platform, events: Path, tmp_path: Path
+) -> None:
+    """A product stored as Iceberg is read through the governed read path, like any product,
+    then split into blocks."""
+    rows = pa.concat_tables([pq.read_table(f) for f in sorted(events.glob("*.parquet"))])
+    columns = [{"name": n, "logicalType": "integer" if n != "amount" else "number"}
+               for n in rows.column_names]  # fmt: skip
+    doc = iceberg_port(descriptor(name="ice_events", owner="alice"))
+    platform.mesh.publish_arrow(doc, {"ice_events": contract(columns, name="ice_events")},
+                                {"ice_events": rows})  # fmt: skip
+    recipe: dict[str, Any] = {"transform": {"sql": JOIN_SQL}}
+    local = product_folder(tmp_path, "ice_local", "alice", events, recipe)
+    on_ray = product_folder(tmp_path, "ice_ray", "alice", events, {**recipe, "engine": "ray"})
+    for folder in (local, on_ray):
+        build = yaml.safe_load((folder / "build.yaml").read_text())
+        build["inputs"]["events"] = {"product": "shop.ice_events@^1"}
+        (folder / "build.yaml").write_text(yaml.safe_dump(build, sort_keys=False))
+        platform.mesh.publish(folder)
+    got = platform.mesh.read("shop.ice_ray", "1.0.0")
+    assert got.num_rows > 0
+    assert checksum(got) == checksum(platform.mesh.read("shop.ice_local", "1.0.0"))
 
 
 def test_a_block_failing_once_is_retried_and_reported(
