@@ -9,6 +9,7 @@ older than `STALE_TMP_SECONDS` (a write in progress keeps touching its file).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -23,7 +24,7 @@ from typing import IO, Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from meshops.kernel.errors import InvalidInput, NotFound
+from meshops.kernel.errors import InvalidInput, NoSpace, NotFound
 
 CHUNK = 1 << 20
 STALE_TMP_SECONDS = 3600.0
@@ -89,7 +90,7 @@ class BlobStore:
         if self.exists(digest):
             return digest
         if self.is_local:
-            with self._local_temp() as tmp:
+            with self._no_space_as_error(), self._local_temp() as tmp:
                 tmp.write_bytes(data)
                 self._publish_local(tmp, digest)
         else:
@@ -101,7 +102,7 @@ class BlobStore:
         if self.exists(digest):
             return digest
         if self.is_local:
-            with self._local_temp() as tmp:
+            with self._no_space_as_error(), self._local_temp() as tmp:
                 shutil.copyfile(path, tmp)
                 self._publish_local(tmp, digest)
         else:
@@ -114,11 +115,37 @@ class BlobStore:
         result: list[str] = []
         fd, name = tempfile.mkstemp(prefix="blob-", dir=self._tmp_dir())
         try:
-            with os.fdopen(fd, "wb") as fh:
+            with self._no_space_as_error(), os.fdopen(fd, "wb") as fh:
                 yield fh, result
-            result.append(self.put_file(name))
+            result.append(self._keep_written(Path(name)))
         finally:
             Path(name).unlink(missing_ok=True)
+
+    def _keep_written(self, path: Path) -> str:
+        """A finished temp file becomes the blob: locally it is renamed into place (no copy,
+        so a blob never needs twice its size in free space)."""
+        if not self.is_local:
+            return self.put_file(path)
+        digest = sha256_file(path)
+        if not self.exists(digest):
+            with self._no_space_as_error():
+                self._publish_local(path, digest)
+        return digest
+
+    @contextmanager
+    def _no_space_as_error(self) -> Iterator[None]:
+        """A full disk is the caller's clear error (`NoSpace`), not an OSError; the temp
+        file of the write is removed by the caller's cleanup, so nothing partial stays."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise NoSpace(
+                f"no space left on device: the blob store at {self.url} is full; nothing was "
+                "stored",
+                {"fix": "free space on the blob store's disk and retry"},
+            ) from exc
 
     def get_bytes(self, digest: str) -> bytes:
         try:

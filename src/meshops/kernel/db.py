@@ -7,6 +7,8 @@ is created only by Alembic migrations (see `meshops.kernel.migrations`).
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -28,9 +30,12 @@ from sqlalchemy import (
     create_engine,
     event,
 )
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.pool import QueuePool
+
+from meshops.kernel.errors import NoSpace
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -130,7 +135,7 @@ class Database:
             with unit.conn.begin_nested():
                 yield unit.conn
             return
-        with self.engine.connect() as raw:
+        with _no_space_as_error(), self.engine.connect() as raw:
             conn = raw.execution_options(meshops_write=True)
             with conn.begin():
                 yield conn
@@ -158,7 +163,7 @@ class Database:
         if self._unit() is not None:
             yield
             return
-        with self.engine.connect() as raw:
+        with _no_space_as_error(), self.engine.connect() as raw:
             conn = raw.execution_options(meshops_write=True)
             unit = _UnitOfWork(self, conn)
             token = _current_unit.set(unit)
@@ -183,6 +188,21 @@ class Database:
         self.engine.dispose()
 
 
+@contextmanager
+def _no_space_as_error() -> Iterator[None]:
+    """SQLite's "database or disk is full" (its transaction rolled back) is the caller's
+    clear error, `NoSpace`, in the SDK and the CLI as in the API."""
+    try:
+        yield
+    except sa_exc.OperationalError as exc:
+        if "database or disk is full" not in str(exc):
+            raise
+        raise NoSpace(
+            "no space left on device: the database is full; nothing was written",
+            {"fix": "free space on the disk of the home (or of the database) and retry"},
+        ) from exc
+
+
 _pooled_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
@@ -202,11 +222,30 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     # Take transaction control away from the driver so BEGIN is ours (see `begin`).
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
+    try:
+        cur.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError as exc:
+        _raise_if_disk_full(dbapi_conn, exc)
+        raise
     cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+# Below this, SQLite's "disk I/O error" on opening (it cannot size its shared-memory file)
+# is the disk being full.
+_FULL_BELOW_BYTES = 1 << 20
+
+
+def _raise_if_disk_full(dbapi_conn: Any, exc: sqlite3.OperationalError) -> None:
+    """SQLite reports a full disk at open as a bare "disk I/O error": say what it is."""
+    path = next((row[2] for row in dbapi_conn.execute("PRAGMA database_list") if row[2]), "")
+    if path and shutil.disk_usage(os.path.dirname(path)).free < _FULL_BELOW_BYTES:
+        raise NoSpace(
+            f"no space left on device: the database {path} cannot be opened ({exc})",
+            {"file": path, "fix": "free space on the disk of the home and retry"},
+        ) from exc
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
