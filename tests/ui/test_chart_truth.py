@@ -21,7 +21,7 @@ import pytest
 from meshops.client import Platform
 from meshops.kernel.home import Home
 from meshops.tracking.models import Metric
-from tests.conftest import CHROMIUM_ENV, LiveServer
+from tests.conftest import CHROMIUM_ENV, LiveServer, make_settings
 from tests.ui.demo import Demo
 
 pytestmark = pytest.mark.browser
@@ -80,12 +80,20 @@ def _history(run_id: str, key: str, values: list[float]) -> list[Metric]:
 
 
 @pytest.fixture(scope="module")
-def seeded(demo_home: tuple[Home, Demo]) -> Seeded:
+def own_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
+    """A home of this module's own (the demo home is shared: runs added there would
+    change what other modules' pages show)."""
+    home = Home(make_settings(tmp_path_factory.mktemp("chart-truth") / "home"))
+    yield home
+    home.close()
+
+
+@pytest.fixture(scope="module")
+def seeded(own_home: Home) -> Seeded:
     """f1 (higher is better) ends best in rf_a at 0.8143 (issue 19 drew it above a 0.81
     top); brier (lower is better) ends best in rf_b; custom_score has no known direction;
     train_seconds is logged once."""
-    home, _ = demo_home
-    p = Platform(home.settings, home=home)
+    p = Platform(own_home.settings, home=own_home)
     try:
         ids = []
         for name, f1, brier, custom in (
@@ -122,19 +130,30 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
-@pytest.fixture(scope="module")
-def page(browser: Any, demo_home: tuple[Home, Demo], seeded: Seeded) -> Iterator[Any]:
-    home, demo = demo_home
+def _signed_in(browser: Any, home: Home) -> Iterator[Any]:
+    """A 1280x800 tab signed in to a server over `home`."""
     with LiveServer(home) as live:
         context = browser.new_context(viewport=VIEWPORT, base_url=live.url)
         tab = context.new_page()
         tab.set_default_timeout(15_000)
         tab.goto("/ui/login")
-        tab.fill("#token", demo.owner_token)
+        tab.fill("#token", live.token)
         tab.click("button[type=submit]")
         tab.wait_for_url("**/ui")
         yield tab
         context.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser: Any, own_home: Home, seeded: Seeded) -> Iterator[Any]:
+    """Over this module's home: the chart-truth runs."""
+    yield from _signed_in(browser, own_home)
+
+
+@pytest.fixture(scope="module")
+def demo_page(browser: Any, demo_home: tuple[Home, Demo]) -> Iterator[Any]:
+    """Over the seeded demo: experiment churn, model, endpoint and monitor."""
+    yield from _signed_in(browser, demo_home[0])
 
 
 def _visit(page: Any, path: str, shot: str) -> list[dict[str, Any]]:
@@ -164,7 +183,7 @@ def _whole(ticks: list[str]) -> bool:
     return bool(ticks) and all(re.fullmatch(r"-?\d+", t) for t in ticks)
 
 
-def test_every_chart_point_is_inside_its_axes(page: Any, seeded: Seeded) -> None:
+def test_every_chart_point_is_inside_its_axes(page: Any, demo_page: Any, seeded: Seeded) -> None:
     run = _visit(page, f"/ui/runs/{seeded.rf_a}", "run")
     assert {c["label"] for c in run} == {"f1", "brier", "custom_score"}
     assert all(_whole(c["xTicks"]) for c in run)  # steps: no 0.5 steps
@@ -174,17 +193,17 @@ def test_every_chart_point_is_inside_its_axes(page: Any, seeded: Seeded) -> None
 
     experiment = _visit(page, f"/ui/experiments/{EXPERIMENT}", "experiment")
     assert len(experiment) >= 2 and all(_whole(c["xTicks"]) for c in experiment)
-    assert _visit(page, "/ui/experiments/churn", "experiment-churn")
+    assert _visit(demo_page, "/ui/experiments/churn", "experiment-churn")
 
     runs = f"run={seeded.rf_a}&run={seeded.rf_b}&run={seeded.gbm}"
     compared = _visit(page, f"/ui/runs/compare?{runs}", "compare")
     assert {c["label"] for c in compared} == {"f1", "brier", "custom_score"}
 
-    _visit(page, "/ui/models/churn", "model")
-    endpoint = _visit(page, "/ui/endpoints/churn-api", "endpoint")
+    _visit(demo_page, "/ui/models/churn", "model")
+    endpoint = _visit(demo_page, "/ui/endpoints/churn-api", "endpoint")
     assert endpoint, "the endpoint page has its traffic chart"
-    monitor_link = page.locator("a[href^='/ui/monitors/']").first.get_attribute("href")
-    monitor = _visit(page, str(monitor_link), "monitor")
+    monitor_link = demo_page.locator("a[href^='/ui/monitors/']").first.get_attribute("href")
+    monitor = _visit(demo_page, str(monitor_link), "monitor")
     assert monitor, "the monitor page has its drift chart"
     for chart in monitor:  # monitor runs are numbered: whole-number x ticks
         if chart["xTicks"]:
