@@ -54,6 +54,8 @@ SORT_PROPERTY = "meshops.sortBy"
 FORMATS = ("parquet", "iceberg")
 REF_PREFIX = "iceberg:"
 COMPACTION_OF = "meshops.compaction-of"
+ROWS_DIGEST = "meshops.rows-sha256"
+DIGEST_BATCH_ROWS = 1 << 20
 PARTITION_TRANSFORMS = ("identity", "year", "month", "day", "hour")
 _PARTITION_ITEM = re.compile(r"^(?:(identity|year|month|day|hour)\((\w+)\)|(\w+))$")
 
@@ -255,27 +257,37 @@ class Written:
     total_bytes: int = 0
 
 
+class _HashSink:
+    def __init__(self, digest: Any) -> None:
+        self.digest = digest
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self.digest.update(view)
+        return len(view)
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    @property
+    def closed(self) -> bool:
+        return False
+
+
 def content_digest(table: pa.Table) -> str:
-    """sha256 of the rows as an Arrow IPC stream (the version digest's part for the port)."""
+    """sha256 of the rows as an Arrow IPC stream of fixed-size record batches, whatever the
+    table's chunking and schema metadata (the version digest's part for the port, and each
+    snapshot's `meshops.rows-sha256`: a prefix of a new version is checked against it)."""
     digest = hashlib.sha256()
-
-    class _Sink:
-        def write(self, data: Any) -> int:
-            view = memoryview(data)
-            digest.update(view)
-            return len(view)
-
-        def flush(self) -> None: ...
-
-        def close(self) -> None: ...
-
-        @property
-        def closed(self) -> bool:
-            return False
-
-    sink = pa.PythonFile(_Sink(), mode="w")
+    table = table.replace_schema_metadata(None)
+    sink = pa.PythonFile(_HashSink(digest), mode="w")
     with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
+        for start in range(0, table.num_rows, DIGEST_BATCH_ROWS):
+            part = table.slice(start, DIGEST_BATCH_ROWS)
+            # Concatenated copies: IPC writes a slice's whole variable-size data buffer.
+            columns = [pa.concat_arrays(c.chunks) if c.chunks else c for c in part.columns]
+            writer.write_table(pa.Table.from_arrays(columns, schema=part.schema))
     return digest.hexdigest()
 
 
@@ -379,18 +391,24 @@ def _append_offset(table: Table, previous: int | None, rows: pa.Table) -> int | 
     compacted_from = current.summary[COMPACTION_OF] if current.summary is not None else None
     if current.snapshot_id != previous and compacted_from != str(previous):
         return None  # the table moved on (a rollback, an outside writer): rewrite it
-    before = _arrow(table, previous)
-    if before.num_rows > rows.num_rows:
+    snapshot = table.snapshot_by_id(previous)
+    assert snapshot is not None and snapshot.summary is not None
+    count = int(snapshot.summary["total-records"] or 0)
+    schema_id = snapshot.schema_id if snapshot.schema_id is not None else table.schema().schema_id
+    names = [f.name for f in table.schemas()[schema_id].fields]
+    if count > rows.num_rows or any(n not in rows.column_names for n in names):
         return None
-    prefix = rows.slice(0, before.num_rows)
-    added = [c for c in prefix.column_names if c not in before.column_names]
-    if [c for c in before.column_names if c not in prefix.column_names]:
-        return None
+    prefix = rows.slice(0, count)
+    added = [c for c in prefix.column_names if c not in names]
     if any(prefix.column(c).null_count != prefix.num_rows for c in added):
         return None
+    recorded = snapshot.summary[ROWS_DIGEST]
+    if recorded is not None:  # written by meshops: the digest of its rows decides
+        return count if content_digest(prefix.select(names)) == recorded else None
+    before = _arrow(table, previous)  # written by another engine: compare the rows
     if not same_rows(before, prefix.select(before.column_names)):
         return None
-    return int(before.num_rows)
+    return count
 
 
 def same_rows(left: pa.Table, right: pa.Table) -> bool:
@@ -401,6 +419,11 @@ def same_rows(left: pa.Table, right: pa.Table) -> bool:
         return False
     if left.num_rows == 0:
         return True
+    try:
+        if left.equals(right.cast(left.schema)):
+            return True  # the same order: no need to compare as multisets
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
     con = duckdb.connect()
     try:
         con.register("l", left)
@@ -433,11 +456,16 @@ def write_version(
     port: PortContract,
     rows: pa.Table,
     previous_version: str | None,
+    *,
+    rows_digest: str | None = None,
 ) -> Written:
-    """Commit `rows` as the snapshot of `spec.version` and tag it; append or overwrite."""
+    """Commit `rows` as the snapshot of `spec.version` and tag it; append or overwrite.
+    `rows_digest` is `content_digest(rows)` when the caller has it already."""
     layout = layout_of(spec.descriptor, port)
     identifier = table_identifier(spec.key, port.port, spec.version)
-    rows = iceberg_ready(rows)
+    ready = iceberg_ready(rows)
+    if ready is not rows or rows_digest is None:
+        rows, rows_digest = ready, content_digest(ready)
     table = find_table(settings, identifier)
     if table is None:
         properties = {"meshops.product": spec.key, "meshops.port": port.port}
@@ -452,16 +480,16 @@ def write_version(
     before = _file_set(table, table.current_snapshot())
     table = _evolve(table, rows.schema)
     offset = _append_offset(table, previous, rows)
+    summary = {ROWS_DIGEST: rows_digest}
     if offset is not None:
         mode = "append"
-        if offset < rows.num_rows:
-            table.append(_sorted(rows.slice(offset), layout))
+        table.append(_sorted(rows.slice(offset), layout), snapshot_properties=summary)
     elif table.current_snapshot() is None:  # a new table: nothing to replace
         mode = "append"
-        table.append(_sorted(rows, layout))
+        table.append(_sorted(rows, layout), snapshot_properties=summary)
     else:
         mode = "overwrite"
-        table.overwrite(_sorted(rows, layout))
+        table.overwrite(_sorted(rows, layout), snapshot_properties=summary)
     snapshot = table.current_snapshot()
     assert snapshot is not None
     table.manage_snapshots().create_tag(snapshot.snapshot_id, spec.version).commit()

@@ -266,7 +266,9 @@ class PublishService(MeshArea):
             reused = self._reused_before_iceberg(spec, digest)
             if reused is not None:
                 return reused
-            snapshots.update(self._write_iceberg(spec, iceberg_ports, tables, evaluated_against))
+            snapshots.update(
+                self._write_iceberg(spec, iceberg_ports, tables, evaluated_against, contents)
+            )
         if on_step:
             on_step("record version")
         try:
@@ -321,6 +323,7 @@ class PublishService(MeshArea):
         ports: list[specs.PortContract],
         tables: dict[str, pa.Table],
         previous_version: str | None,
+        digests: dict[str, str],
     ) -> dict[str, tuple[str, int]]:
         """Commit each Iceberg port's rows as the version's tagged snapshot (mesh/iceberg.py)."""
         written: dict[str, tuple[str, int]] = {}
@@ -328,8 +331,9 @@ class PublishService(MeshArea):
         try:
             for port in ports:
                 result = iceberg.write_version(
-                    settings, spec, port, tables[port.port], previous_version
-                )
+                    settings, spec, port, tables[port.port], previous_version,
+                    rows_digest=digests[port.port],
+                )  # fmt: skip
                 written[port.port] = (iceberg.snapshot_ref(result.snapshot_id), result.total_bytes)
                 log.info("%s %s: %s to Iceberg (%d new files)", spec.key, port.port,
                          result.mode, len(result.added_files))  # fmt: skip

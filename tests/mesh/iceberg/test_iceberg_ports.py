@@ -142,8 +142,13 @@ def test_partitioning_and_sort_order_come_from_the_descriptor(home: Home) -> Non
         assert amounts == sorted(amounts)
     read = MeshService(home.context()).read("shop.events")
     assert sorted(read.to_pylist(), key=lambda r: r["event_id"]) == data.to_pylist()
+    # Stored order differs from the build's, yet an append is still recognised.
+    more = pa.concat_tables([data, rows(60, 90)])
+    publish(home, "1.1.0", more, partitionBy=["region"], sortBy=["amount"])
+    first, second = files_of(home, "1.0.0"), files_of(home, "1.1.0")
+    assert first < second and len(second - first) == 2  # the new rows, one file per region
     with pytest.raises(InvalidInput, match="not a column"):
-        publish(home, "1.1.0", data, partitionBy=["nope"])
+        publish(home, "1.2.0", data, partitionBy=["nope"])
 
 
 def test_masking_row_filters_and_usage_on_iceberg_reads(home: Home) -> None:
