@@ -31,14 +31,14 @@ from markupsafe import Markup, escape
 
 MAX_NODES = 80
 SWEEPS = 12
-NODE_W = 188
+NODE_W = 172
 NODE_H = 54
-GAP_X = 64
+GAP_X = 48
 GAP_Y = 14
 DUMMY_H = 10  # the height a long edge takes where it passes a layer
 MARGIN = 8
-LABEL_CHARS = 25  # per line at 12.5px in NODE_W
-SUB_CHARS = 30
+LABEL_CHARS = 21  # per line of bold 12.5px text in NODE_W
+SUB_CHARS = 26
 STATUS_COLORS = {
     "ok": "#16a34a",
     "succeeded": "#16a34a",
@@ -102,7 +102,7 @@ def layers(node_ids: Sequence[str], edges: Sequence[tuple[str, str, str]]) -> li
 def layout(node_ids: Sequence[str], edges: Sequence[tuple[str, str, str]]) -> Layout:
     ids = list(dict.fromkeys(node_ids))
     known = set(ids)
-    kept = [e for e in dict.fromkeys(edges) if e[0] in known and e[1] in known and e[0] != e[1]]
+    kept = _merge_parallel([e for e in edges if e[0] in known and e[1] in known and e[0] != e[1]])
     forward, turned = _acyclic(ids, kept)
     rank = _ranks(ids, forward)
     result = _split_long_edges(ids, forward, rank)
@@ -145,6 +145,17 @@ def graph_svg(graph: Graph, *, max_nodes: int = MAX_NODES) -> Markup:
         parts.append(_node_svg(node, x[node.id], drawn.y[node.id] + MARGIN - NODE_H / 2))
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def _merge_parallel(edges: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """One edge per pair of nodes, its label naming every relation (a step passing three
+    outputs to the next is one curve, not three)."""
+    labels: dict[tuple[str, str], list[str]] = {}
+    for a, b, label in edges:
+        known = labels.setdefault((a, b), [])
+        if label and label not in known:
+            known.append(label)
+    return [(a, b, ", ".join(names)) for (a, b), names in labels.items()]
 
 
 # --- layering -----------------------------------------------------------------------------
