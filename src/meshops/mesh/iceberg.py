@@ -275,6 +275,24 @@ class _HashSink:
         return False
 
 
+def _fixed_width(dtype: pa.DataType) -> bool:
+    if pa.types.is_dictionary(dtype):
+        return False
+    try:
+        dtype.bit_width  # noqa: B018 - raises for variable-size and nested types
+    except ValueError:
+        return False
+    return True
+
+
+def _canonical(column: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
+    """One chunk, of the same IPC bytes whatever the source's chunking: a slice of a
+    variable-size array would carry its whole data buffer into the stream, so it is copied."""
+    if len(column.chunks) == 1 and _fixed_width(column.type):
+        return column
+    return pa.concat_arrays(column.chunks) if column.chunks else column
+
+
 def content_digest(table: pa.Table) -> str:
     """sha256 of the rows as an Arrow IPC stream of fixed-size record batches, whatever the
     table's chunking and schema metadata (the version digest's part for the port, and each
@@ -285,8 +303,7 @@ def content_digest(table: pa.Table) -> str:
     with pa.ipc.new_stream(sink, table.schema) as writer:
         for start in range(0, table.num_rows, DIGEST_BATCH_ROWS):
             part = table.slice(start, DIGEST_BATCH_ROWS)
-            # Concatenated copies: IPC writes a slice's whole variable-size data buffer.
-            columns = [pa.concat_arrays(c.chunks) if c.chunks else c for c in part.columns]
+            columns = [_canonical(c) for c in part.columns]
             writer.write_table(pa.Table.from_arrays(columns, schema=part.schema))
     return digest.hexdigest()
 
