@@ -189,15 +189,10 @@ def line_chart(
     the y range. The legend is below the plot, never over the lines. `x_tick_format`
     writes an x value (ticks, tooltips); `x_names` names points' x in tooltips (e.g. the
     run at run number 3)."""
-    cleaned = {
-        name: _thin(
-            [(float(x), float(y)) for x, y in pts if math.isfinite(x) and math.isfinite(y)],
-            max_points,
-        )
-        for name, pts in series.items()
-    }
+    cleaned = _clean_series(series, max_points)
     points = [p for pts in cleaned.values() for p in pts]
     limits = _threshold_values(threshold, thresholds, cleaned)
+    x_format = x_tick_format or _fmt
     if points and all(len(pts) <= 1 for pts in cleaned.values()):
         return single_values(
             cleaned,
@@ -206,44 +201,79 @@ def line_chart(
             y_label=y_label,
             threshold=threshold,
             thresholds=thresholds,
-            x_format=x_tick_format or _fmt,
+            x_format=x_format,
         )
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    x_ints = is_integral(xs) if x_integer is None else x_integer
-    y_ints = is_integral(ys + limits) if y_integer is None else y_integer
-    y_ticks = nice_ticks(min(ys + limits), max(ys + limits), integer=y_ints) if points else []
-    y_texts = tick_labels(y_ticks)
-    pad_l = 14 + (16 if y_label else 0) + max((len(t) for t in y_texts), default=1) * 6.2
-    pad_r, pad_t, pad_b = 16.0, 28.0 if title else 12.0, 40.0
-    names = list(cleaned)
-    plot_w, plot_h = width - pad_l - pad_r, height - pad_t - pad_b
-    legend_entries = names if len(names) > 1 else []
-    if limits:
-        legend_entries = [*legend_entries, threshold_label]
-    legend_rows = _legend_rows(legend_entries, plot_w)
-    total_h = height + len(legend_rows) * 16 + (6 if legend_rows else 0)
-    parts = [_svg_open(width, total_h, title or "line chart")]
-    if title:
-        parts.append(f'<text class="chart-title" x="{pad_l:.0f}" y="18">{escape(title)}</text>')
     if not points:
-        parts.append(f'<text class="chart-empty" x="{width / 2}" y="{height / 2}">no data</text>')
-        return Markup("".join(parts) + "</svg>")
+        return _empty(width, height, title)
+    xs, ys = [p[0] for p in points], [p[1] for p in points + [(0.0, v) for v in limits]]
+    x_ints = is_integral(xs) if x_integer is None else x_integer
+    y_ints = is_integral(ys) if y_integer is None else y_integer
     x_ticks = nice_ticks(min(xs), max(xs), count=6, integer=x_ints)
-    plot = _Plot(pad_l, pad_t, plot_w, plot_h, x_ticks[0], x_ticks[-1], y_ticks[0], y_ticks[-1])
-    x_texts = [x_tick_format(t) for t in x_ticks] if x_tick_format else tick_labels(x_ticks)
-    parts.append(_axes(plot, x_ticks, x_texts, y_ticks, y_texts))
-    parts.append(_axis_labels(plot, x_label, y_label, height))
-    parts.extend(_threshold_lines(plot, threshold, thresholds, names))
+    y_ticks = nice_ticks(min(ys), max(ys), integer=y_ints)
+    y_texts = tick_labels(y_ticks)
+    pad_l = 14 + (16 if y_label else 0) + max(len(t) for t in y_texts) * 6.2
+    pad_t = 28.0 if title else 12.0
+    plot = _Plot(
+        pad_l,
+        pad_t,
+        width - pad_l - 16,
+        height - pad_t - 40,
+        x_ticks[0],
+        x_ticks[-1],
+        y_ticks[0],
+        y_ticks[-1],
+    )
+    names = list(cleaned)
+    entries = [*(names if len(names) > 1 else []), *([threshold_label] if limits else [])]
+    legend_rows = _legend_rows(entries, plot.width)
+    total_h = height + len(legend_rows) * 16 + (6 if legend_rows else 0)
     names_of = x_names or {}
 
-    def x_text(x: float) -> str:
-        return names_of.get(x) or (x_tick_format or _fmt)(x)
+    def point_x(x: float) -> str:
+        return names_of.get(x) or x_format(x)
 
-    for i, (name, pts) in enumerate(cleaned.items()):
-        parts.append(_series(plot, name, pts, PALETTE[i % len(PALETTE)], x_text))
-    parts.append(_legend(legend_rows, plot, height, names, threshold_label))
-    parts.append("</svg>")
+    x_texts = [x_format(t) for t in x_ticks] if x_tick_format else tick_labels(x_ticks)
+    parts = [
+        _svg_open(width, total_h, title or "line chart"),
+        _title(title, pad_l),
+        _axes(plot, x_ticks, x_texts, y_ticks, y_texts),
+        _axis_labels(plot, x_label, y_label, height),
+        *_threshold_lines(plot, threshold, thresholds, names),
+        *(
+            _series(plot, name, pts, PALETTE[i % len(PALETTE)], point_x)
+            for i, (name, pts) in enumerate(cleaned.items())
+        ),
+        _legend(legend_rows, plot, height, names, threshold_label),
+        "</svg>",
+    ]
     return Markup("".join(parts))
+
+
+def _clean_series(
+    series: Mapping[str, Sequence[tuple[float, float]]], max_points: int
+) -> dict[str, list[tuple[float, float]]]:
+    """Finite points only, sorted by x, long series thinned evenly."""
+    return {
+        name: _thin(
+            [(float(x), float(y)) for x, y in pts if math.isfinite(x) and math.isfinite(y)],
+            max_points,
+        )
+        for name, pts in series.items()
+    }
+
+
+def _title(title: str, left: float) -> str:
+    if not title:
+        return ""
+    return f'<text class="chart-title" x="{left:.0f}" y="18">{escape(title)}</text>'
+
+
+def _empty(width: int, height: int, title: str) -> Markup:
+    return Markup(
+        _svg_open(width, height, title or "chart")
+        + _title(title, 56)
+        + f'<text class="chart-empty" x="{width / 2}" y="{height / 2}">no data</text></svg>'
+    )
 
 
 def single_values(
