@@ -87,7 +87,7 @@ def test_svg_keeps_every_full_label_and_draws_curves_left_to_right() -> None:
     titles = re.findall(r"<title>([^<]*)</title>", svg)
     assert any(t.startswith(long_name) for t in titles)  # the tooltip has the full text
     shown = re.findall(r'<text class="node-label"[^>]*>([^<]*)</text>', svg)
-    assert all(len(line) <= 21 for line in shown)
+    assert all(len(line) <= 19 for line in shown)
     assert any(line.endswith("…") for line in shown)  # too long for two lines
     paths = re.findall(r'<path class="edge"[^>]* d="M([\d.]+),[\d.]+ C([^"]+)"', svg)
     assert len(paths) == len(CHAIN)

@@ -31,14 +31,14 @@ from markupsafe import Markup, escape
 
 MAX_NODES = 80
 SWEEPS = 12
-NODE_W = 172
+NODE_W = 160
 NODE_H = 54
-GAP_X = 48
+GAP_X = 40
 GAP_Y = 14
 DUMMY_H = 10  # the height a long edge takes where it passes a layer
 MARGIN = 8
-LABEL_CHARS = 21  # per line of bold 12.5px text in NODE_W
-SUB_CHARS = 26
+LABEL_CHARS = 19  # per line of bold 12.5px text in NODE_W
+SUB_CHARS = 24
 STATUS_COLORS = {
     "ok": "#16a34a",
     "succeeded": "#16a34a",
