@@ -190,6 +190,7 @@ def model_page(name: str, s: Session = Depends(session), version: int | None = N
         model=model,
         versions=versions,
         version_metrics=version_metrics,
+        chosen_metrics=model_metrics([chosen], declared) if chosen else [],
         metric_chart=_by_version(versions, version_metrics[:1]),
         chosen=chosen,
         card=markdown(card) if card else None,
