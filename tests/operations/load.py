@@ -32,7 +32,8 @@ class Answer:
 @dataclass
 class Load:
     answers: list[Answer] = field(default_factory=list)
-    acknowledged: list[str] = field(default_factory=list)  # write keys answered 2xx
+    # Per kind, the keys (f"c{client}-{n}") of the requests answered 2xx.
+    acknowledged: dict[str, list[str]] = field(default_factory=dict)
 
     def count(self) -> dict[str, int]:
         return dict(Counter(f"{a.kind} {a.status} {a.error}".strip() for a in self.answers))
@@ -80,8 +81,8 @@ async def _client(
             continue
         answer = _answer(kind, sent, response)
         load.answers.append(answer)
-        if kind == "write" and response.status_code in (200, 201, 204):
-            load.acknowledged.append(f"c{client}-{n}")
+        if response.status_code in {200, 201, 204}:
+            load.acknowledged.setdefault(kind, []).append(f"c{client}-{n}")
         if response.status_code not in {200, 204}:
             await asyncio.sleep(0.05)  # a client backs off a little on a refusal
         n += 1
@@ -97,7 +98,7 @@ async def run_load(
     after: float,
 ) -> Load:
     """`clients` clients spread over the kinds of `requests` while `during` (the fault)
-    runs, and for `after` seconds more. Write requests must use the key f"c{client}-{n}"."""
+    runs, and for `after` seconds more. A request names what it writes by f"c{client}-{n}"."""
     load = Load()
     kinds = list(requests)
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)

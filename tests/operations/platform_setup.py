@@ -71,8 +71,23 @@ async def write_tag(http: httpx.AsyncClient, client: int, n: int, *, run_id: str
 
 async def predict(http: httpx.AsyncClient, client: int, n: int) -> httpx.Response:
     body = {"records": [PREDICT_RECORDS[(client + n) % len(PREDICT_RECORDS)]]}
-    return await http.post("/v1/endpoints/churn-api/predict", json=body)
+    # The request id is the prediction log's key: each answered prediction is counted there.
+    headers = {"x-request-id": f"c{client}-{n}"}
+    return await http.post("/v1/endpoints/churn-api/predict", json=body, headers=headers)
 
 
 async def lookup(http: httpx.AsyncClient, client: int, n: int) -> httpx.Response:
     return await http.post("/v1/features/online", json=LOOKUP)
+
+
+def logged_predictions(prepared: Prepared) -> set[str]:
+    """The request ids in the endpoint's prediction log (after the server stopped, which
+    writes what it buffered)."""
+    settings = load_settings(home=prepared.home, env=prepared.env)
+    home = Home(settings, auto_upgrade=False)
+    try:
+        with Platform(settings, home=home) as platform:
+            window = platform.serving.prediction_window("churn-api", with_labels=False)
+    finally:
+        home.close()
+    return {str(v) for v in window.column("request_id").to_pylist()}

@@ -15,7 +15,14 @@ from pathlib import Path
 import httpx
 
 from tests.operations.load import Answer, Load, run_load
-from tests.operations.platform_setup import Prepared, lookup, predict, prepare, write_tag
+from tests.operations.platform_setup import (
+    Prepared,
+    logged_predictions,
+    lookup,
+    predict,
+    prepare,
+    write_tag,
+)
 from tests.operations.server import meshops_server
 from tests.operations.services import PrivatePostgres, PrivateRedis, private_postgres, private_redis
 
@@ -34,12 +41,18 @@ def test_postgres_restart_under_load(tmp_path: Path) -> None:
         with meshops_server(prepared.home, prepared.env) as base:
             load, back = _load_through(base, prepared, partial(_restart_postgres, postgres))
             found = _tags_found(base, prepared)
+        logged = logged_predictions(prepared)  # the server stopped: its buffer is written
     _report("postgres", load)
     _assert_outage_answered_cleanly(load, expect_kinds={"write"})
     _assert_recovered(load, back)
-    missing = set(load.acknowledged) - found
+    written = load.acknowledged.get("write", [])
+    missing = set(written) - found
     assert not missing, f"{len(missing)} acknowledged writes lost: {sorted(missing)[:10]}"
-    print(f"writes acknowledged {len(load.acknowledged)}, found {len(found)}")
+    predicted = load.acknowledged.get("predict", [])
+    unlogged = set(predicted) - logged
+    assert not unlogged, f"{len(unlogged)} answered predictions not logged: {sorted(unlogged)[:10]}"
+    print(f"tag writes acknowledged {len(written)}, found {len(set(written) & found)}")
+    print(f"predictions answered {len(predicted)}, logged {len(set(predicted) & logged)}")
 
 
 def test_redis_stop_and_start_under_online_lookups(tmp_path: Path, redis_url: str = "") -> None:
