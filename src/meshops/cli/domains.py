@@ -13,7 +13,7 @@ app = typer.Typer(help="Domains: who owns which data products.", no_args_is_help
 
 @app.command("create")
 def create(
-    name: str,
+    name: Annotated[str, typer.Argument(help="The domain's name, e.g. sales.")],
     *,
     description: Annotated[str, typer.Option(help="What the domain covers.")] = "",
     owner: Annotated[list[str] | None, typer.Option(help="Owner (repeatable).")] = None,

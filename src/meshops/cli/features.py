@@ -104,7 +104,7 @@ def _summary(definition: dict[str, Any]) -> str:
 
 @app.command("show")
 def show(
-    name: str,
+    name: Annotated[str, typer.Argument(help="The feature view's (or entity's) name.")],
     kind: Annotated[str, typer.Option(help="What NAME is.")] = "feature_view",
     json_out: JsonOpt = False,
 ) -> None:
@@ -159,7 +159,8 @@ def materialize(
         connect() as platform,
         Progress(
             TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}"),
-            TimeElapsedColumn(), console=err_console, disable=json_out,
+            TimeElapsedColumn(), console=err_console, transient=True,
+            disable=json_out or not err_console.is_terminal,  # no frames in logs or errors
         ) as bar,
     ):  # fmt: skip
         tasks: dict[str, Any] = {}

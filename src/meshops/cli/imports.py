@@ -55,7 +55,7 @@ def import_mlflow(  # noqa: PLR0917 - one parameter per CLI option
             MofNCompleteColumn(),
             console=err_console,
             transient=True,
-            disable=json_out,
+            disable=json_out or not err_console.is_terminal,  # no frames in logs or errors
         ) as bar,
     ):
         task = bar.add_task("reading MLflow", total=None)

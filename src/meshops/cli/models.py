@@ -34,6 +34,7 @@ def _project_commands() -> None:
 _project_commands()
 
 JsonOut = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+ModelArg = Annotated[str, typer.Argument(help="The registered model's name.")]
 
 
 @app.command("list")
@@ -161,9 +162,9 @@ def _print_version(v: object) -> None:
 
 @alias_app.command("set")
 def alias_set(
-    name: str,
-    alias: str,
-    version: int,
+    name: ModelArg,
+    alias: Annotated[str, typer.Argument(help="The alias, e.g. champion.")],
+    version: Annotated[int, typer.Argument(help="The version the alias points at.")],
     reason: Annotated[str, typer.Option(help="Why the alias moves (kept in history).")] = "",
     json_out: JsonOut = False,
 ) -> None:
@@ -184,7 +185,7 @@ def alias_set(
 
 @alias_app.command("history")
 def alias_history(
-    name: str,
+    name: ModelArg,
     alias: Annotated[str | None, typer.Argument(help="Only this alias.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many moves.")] = 100,
     json_out: JsonOut = False,

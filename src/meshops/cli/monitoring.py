@@ -108,9 +108,13 @@ def monitors_create(
         console.print(f"created monitor [bold]{monitor.name}[/bold] ({monitor.id})")
 
 
+MonitorArg = Annotated[str, typer.Argument(help="The monitor's name (see `monitors list`).")]
+AlertArg = Annotated[int, typer.Argument(help="The alert's id (see `alerts list`).")]
+
+
 @monitors_app.command("show")
 def monitors_show(
-    name: str,
+    name: MonitorArg,
     limit: Annotated[int, typer.Option(help="How many recent results.")] = 10,
     json_out: JsonOpt = False,
 ) -> None:
@@ -180,7 +184,7 @@ def monitors_run(
 
 @monitors_app.command("reference")
 def monitors_reference(
-    name: str,
+    name: MonitorArg,
     reference: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Parquet file.")],
 ) -> None:
     """Set a monitor's reference dataset (e.g. the training set)."""
@@ -193,7 +197,9 @@ def monitors_reference(
 
 @monitors_app.command("report")
 def monitors_report(
-    result_id: int,
+    result_id: Annotated[
+        int, typer.Argument(help="A monitor result's id (see `monitors show NAME`).")
+    ],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="HTML file.")] = None,
 ) -> None:
     """Write the HTML report of a monitor result (to a file or stdout)."""
@@ -249,7 +255,7 @@ def alerts_list(
 
 
 @alerts_app.command("ack")
-def alerts_ack(alert_id: int, note: NoteOpt = "", json_out: JsonOpt = False) -> None:
+def alerts_ack(alert_id: AlertArg, note: NoteOpt = "", json_out: JsonOpt = False) -> None:
     """Acknowledge an open alert."""
     from meshops.client import connect
 
@@ -258,7 +264,7 @@ def alerts_ack(alert_id: int, note: NoteOpt = "", json_out: JsonOpt = False) -> 
 
 
 @alerts_app.command("resolve")
-def alerts_resolve(alert_id: int, note: NoteOpt = "", json_out: JsonOpt = False) -> None:
+def alerts_resolve(alert_id: AlertArg, note: NoteOpt = "", json_out: JsonOpt = False) -> None:
     """Resolve an alert (a new one opens if its rule fires again)."""
     from meshops.client import connect
 

@@ -301,7 +301,7 @@ def cancel(run_id: RunIdArg, json_out: JsonOpt = False) -> None:
 
 @schedules_app.command("create")
 def schedule_create(  # noqa: PLR0917 - one parameter per CLI option
-    name: str,
+    name: Annotated[str, typer.Argument(help="A name for the schedule.")],
     cron: Annotated[str, typer.Option(help="Cron expression, e.g. '0 3 * * *'.")],
     ref: Annotated[str, typer.Option(help="module:function or file.py:function")],
     param: ParamOpt = None,
@@ -363,7 +363,7 @@ def _print_schedules(schedules: list[Any], json_out: bool) -> None:
 
 @triggers_app.command("create")
 def trigger_create(  # noqa: PLR0917 - one parameter per CLI option
-    name: str,
+    name: Annotated[str, typer.Argument(help="A name for the trigger.")],
     topic: Annotated[str, typer.Option(help="e.g. dataproduct.published, monitor.alert")],
     ref: Annotated[str, typer.Option(help="module:function or file.py:function")],
     param: ParamOpt = None,
@@ -447,7 +447,7 @@ def trigger_events(
     status: Annotated[
         str | None, typer.Option(help="pending, started, coalesced or dropped.")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many events.")] = 50,
     json_out: JsonOpt = False,
 ) -> None:
     """Events the triggers matched, newest first: waiting, started (with the run),

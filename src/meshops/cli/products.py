@@ -13,6 +13,10 @@ from meshops.cli.output import JSON_HELP, console, err_console, print_json, prin
 app = typer.Typer(help="Data products: specs, builds, versions and reads.", no_args_is_help=True)
 T = TypeVar("T")
 JsonOpt = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+FolderArg = Annotated[
+    Path, typer.Argument(help="A product folder (dataproduct.yaml, contracts, build.yaml).")
+]
+ProductArg = Annotated[str, typer.Argument(help="A data product: <domain>.<name>.")]
 
 
 @app.command("new")
@@ -49,7 +53,7 @@ def new(
 
 
 @app.command("validate")
-def validate(folder: Path, json_out: JsonOpt = False) -> None:
+def validate(folder: FolderArg, json_out: JsonOpt = False) -> None:
     """Check the descriptor, contracts and build recipe of a product folder."""
     from meshops.client import connect
 
@@ -67,12 +71,16 @@ def validate(folder: Path, json_out: JsonOpt = False) -> None:
 def _progress_build(action: str, folder: Path, run: Callable[[Callable[[str], None]], T]) -> T:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    if not err_console.is_terminal:  # a log or a pipe gets the outcome, not spinner frames
+        result = run(lambda message: None)
+        err_console.print(f"{action} {folder}: done")
+        return result
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
         console=err_console,
-        transient=False,
+        transient=True,  # nothing is left behind when the build fails and its error prints
     ) as progress:
         task = progress.add_task(f"{action} {folder}", total=None)
 
@@ -81,7 +89,7 @@ def _progress_build(action: str, folder: Path, run: Callable[[Callable[[str], No
             progress.advance(task)
 
         result = run(on_step)
-        progress.update(task, description=f"{action} {folder}: done", total=1, completed=1)
+    err_console.print(f"{action} {folder}: done")
     return result
 
 
@@ -100,7 +108,7 @@ def _print_rules(results: list[Any]) -> None:
 
 
 @app.command("build")
-def build(folder: Path, json_out: JsonOpt = False) -> None:
+def build(folder: FolderArg, json_out: JsonOpt = False) -> None:
     """Build a product and run its contract test, without publishing."""
     from meshops.client import connect
 
@@ -116,7 +124,7 @@ def build(folder: Path, json_out: JsonOpt = False) -> None:
 
 
 @app.command("publish")
-def publish(folder: Path, json_out: JsonOpt = False) -> None:
+def publish(folder: FolderArg, json_out: JsonOpt = False) -> None:
     """Build, test and publish a product folder as a new immutable version."""
     from meshops.client import connect
 
@@ -137,7 +145,7 @@ def publish(folder: Path, json_out: JsonOpt = False) -> None:
 
 
 @app.command("diff")
-def diff(folder: Path, json_out: JsonOpt = False) -> None:
+def diff(folder: FolderArg, json_out: JsonOpt = False) -> None:
     """Schema diff of a product folder against its last published version."""
     from meshops.client import connect
 
@@ -223,7 +231,7 @@ def show(
 
 @app.command("deprecate")
 def deprecate(
-    product: str,
+    product: ProductArg,
     *,
     sunset: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
     replacement: Annotated[str | None, typer.Option(help="<domain>.<name> to use instead.")] = None,
@@ -248,7 +256,7 @@ def deprecate(
 
 @app.command("compact")
 def compact(
-    product: str,
+    product: ProductArg,
     *,
     port: Annotated[str | None, typer.Option(help="One Iceberg port (default: all).")] = None,
     json_out: JsonOpt = False,
@@ -309,7 +317,13 @@ def read(
 
 @app.command("sql")
 def sql(
-    query: str,
+    query: Annotated[
+        str,
+        typer.Argument(
+            help="A DuckDB query naming products as tables, e.g. "
+            "'select * from sales.orders limit 5'."
+        ),
+    ],
     limit: Annotated[int, typer.Option(help="Rows to print.")] = 50,
     json_out: JsonOpt = False,
 ) -> None:

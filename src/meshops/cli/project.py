@@ -160,7 +160,7 @@ def check(
 
 
 def promote(
-    name: str,
+    name: Annotated[str, typer.Argument(help="The registered model's name.")],
     to: Annotated[str, typer.Option("--to", help="The alias to move.")] = "production",
     version: Annotated[int | None, typer.Option(help="Default: the latest version.")] = None,
     reason: Annotated[str, typer.Option(help="Kept in the alias history.")] = "",
@@ -190,8 +190,8 @@ def promote(
 
 
 def approve(
-    name: str,
-    version: int,
+    name: Annotated[str, typer.Argument(help="The registered model's name.")],
+    version: Annotated[int, typer.Argument(help="The version to approve.")],
     comment: Annotated[str, typer.Option(help="Why you approve.")] = "",
     json_out: JsonOut = False,
 ) -> None:

@@ -13,6 +13,7 @@ from meshops.cli.output import JSON_HELP, print_json, print_table
 
 endpoints_app = typer.Typer(help="Model serving endpoints.", no_args_is_help=True)
 JsonOut = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+EndpointArg = Annotated[str, typer.Argument(help="The endpoint's name (see `endpoints list`).")]
 
 
 def _show(endpoint: Any, json_out: bool) -> None:
@@ -40,7 +41,7 @@ def _show(endpoint: Any, json_out: bool) -> None:
 
 @endpoints_app.command("create")
 def create(
-    name: str,
+    name: Annotated[str, typer.Argument(help="A name for the endpoint, e.g. churn-api.")],
     *,
     model: Annotated[str, typer.Option(help="Model to serve, e.g. churn@champion.")],
     domain: Annotated[str | None, typer.Option(help="Owning domain (default: model's).")] = None,
@@ -50,7 +51,7 @@ def create(
     entity_keys: Annotated[
         list[str] | None, typer.Option("--entity-key", help="Entity key column(s).")
     ] = None,
-    description: str = "",
+    description: Annotated[str, typer.Option(help="What the endpoint serves, for people.")] = "",
     trust_model_code: Annotated[
         bool,
         typer.Option(
@@ -94,7 +95,7 @@ def list_endpoints(
 
 
 @endpoints_app.command("show")
-def show(name: str, json_out: JsonOut = False) -> None:
+def show(name: EndpointArg, json_out: JsonOut = False) -> None:
     """Show an endpoint's routes."""
     from meshops.client import connect
 
@@ -104,7 +105,7 @@ def show(name: str, json_out: JsonOut = False) -> None:
 
 @endpoints_app.command("traffic")
 def traffic(
-    name: str,
+    name: EndpointArg,
     *,
     model: Annotated[str | None, typer.Option(help="New primary model.")] = None,
     canary: Annotated[str | None, typer.Option(help="Canary model, e.g. churn/4.")] = None,
@@ -135,7 +136,7 @@ def traffic(
 
 
 @endpoints_app.command("roll-log")
-def roll_log(name: str, json_out: JsonOut = False) -> None:
+def roll_log(name: EndpointArg, json_out: JsonOut = False) -> None:
     """Publish the newest prediction-log rows as a data product version."""
     from meshops.client import connect
 
@@ -195,7 +196,7 @@ def _read_records(data: str | None, file: Path | None) -> Any:
 
 
 def predict(
-    endpoint: str,
+    endpoint: EndpointArg,
     data: Annotated[str | None, typer.Option(help="JSON records, e.g. '[{\"x\": 1}]'.")] = None,
     file: Annotated[Path | None, typer.Option(help="JSON file of records ('-': stdin).")] = None,
     request_id: Annotated[str | None, typer.Option(help="Request id to use.")] = None,
@@ -213,7 +214,7 @@ def predict(
 
 
 def feedback(
-    endpoint: str,
+    endpoint: EndpointArg,
     request_id: Annotated[str | None, typer.Option(help="Request id of one prediction.")] = None,
     label: Annotated[str | None, typer.Option(help="Its label (JSON value).")] = None,
     file: Annotated[
