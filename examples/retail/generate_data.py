@@ -54,6 +54,9 @@ def generate(
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=5000)
-    generate(rows=parser.parse_args().rows)
+    parser = argparse.ArgumentParser(description="Write the retail example's source files.")
+    parser.add_argument("--rows", type=int, default=5000, help="orders to generate")
+    rows, customers = parser.parse_args().rows, 500
+    out = generate(rows=rows, customers=customers)
+    print(f"wrote {out / 'customers.parquet'} ({customers} customers)")
+    print(f"wrote {out / 'orders.csv'} ({rows} orders)")
