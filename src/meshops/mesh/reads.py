@@ -172,16 +172,31 @@ def read_port(
     request = build_request(version, port, columns, interface, purpose)
     plan = plan_read(ctx, request)
     with port_source(ctx, version, port) as (source, files):
-        parquet_snapshot = not port.snapshot_digest.startswith("iceberg:")
-        if parquet_snapshot and not plan.masks and not plan.row_filter:
+        if not plan.masks and not plan.row_filter:
             allowed = [c for c in request.columns if c in plan.columns]
-            table = pq.read_table(files[0], columns=allowed)
+            table = _read_files(files, allowed)
         else:
             table = _duckdb_read(ctx, source, files, request, plan)
     ctx.home.read_guard.record(ctx, ReadUsage(request=request, plan=plan, rows=table.num_rows))
     notes = [*notes, *plan.warnings]
     _warn(notes)
     return table, notes
+
+
+def _read_files(files: tuple[str, ...], columns: list[str]) -> pa.Table:
+    """The fast path: pyarrow reads only the asked columns of the snapshot, or of an
+    Iceberg version's data files in order (a column added later is null in older files)."""
+    if len(files) == 1:
+        table = pq.read_table(files[0], columns=columns)
+    else:
+        import pyarrow.dataset as ds
+
+        schema = pa.unify_schemas([pq.read_schema(f) for f in files])
+        table = ds.dataset(list(files), schema=schema, format="parquet").to_table(columns=columns)
+    if any(f.metadata for f in table.schema):  # Iceberg's field ids stay in the table format
+        clean = pa.schema([f.remove_metadata() for f in table.schema], table.schema.metadata)
+        table = pa.Table.from_arrays(table.columns, schema=clean)
+    return table
 
 
 def _duckdb_read(
