@@ -29,6 +29,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Column
 from rich.tree import Tree
 
 from meshops.demo import org
@@ -176,9 +177,10 @@ def run_demo(
     batch = 10
     progress = Progress(
         SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(bar_width=20),
-        TextColumn("{task.fields[note]}"),
+        # Labels and notes wrap instead of ending in "…" on a narrow (80-column) terminal.
+        TextColumn("[bold]{task.description}", table_column=Column(overflow="fold")),
+        BarColumn(bar_width=10),
+        TextColumn("{task.fields[note]}", table_column=Column(overflow="fold")),
         TimeElapsedColumn(),
         console=console,
     )
