@@ -98,6 +98,7 @@ def test_svg_keeps_every_full_label_and_draws_curves_left_to_right() -> None:
 
 def test_wrap_breaks_after_separators_and_ellipsises() -> None:
     assert wrap("sales.customer_activity", 25, 2) == ["sales.customer_activity"]
+    assert wrap("sales.customer_activity", 19, 2) == ["sales.", "customer_activity"]
     assert wrap("customers.churn_labels_of_the_latest_period", 25, 2) == [
         "customers.churn_labels_",
         "of_the_latest_period",

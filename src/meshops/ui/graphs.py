@@ -442,7 +442,7 @@ def _node_svg(node: Node, x: float, y: float) -> str:
     return f'<g class="node" {attrs}>{body}</g>'
 
 
-BREAKS = " ._-:/@"
+BREAKS = " .:/@-_"  # where a name reads best when broken, best first
 
 
 def wrap(text: str, width: int, max_lines: int) -> list[str]:
@@ -453,17 +453,27 @@ def wrap(text: str, width: int, max_lines: int) -> list[str]:
     while rest and len(lines) < max_lines:
         if len(rest) <= width:
             lines.append(rest)
-            rest = ""
             break
         if len(lines) == max_lines - 1:
             lines.append(rest[: width - 1] + "…")
-            rest = ""
             break
-        cut = max((rest.rfind(ch, 0, width) for ch in BREAKS), default=-1)
-        cut = cut + 1 if cut >= width // 3 else width
+        cut = _cut(rest, width, last_but_one=len(lines) == max_lines - 2)
         lines.append(rest[:cut].rstrip())
         rest = rest[cut:].lstrip()
     return lines or [""]
+
+
+def _cut(text: str, width: int, *, last_but_one: bool) -> int:
+    """Where to end this line: after the best separator that leaves a rest fitting on the
+    last line ("sales." / "customer_activity"), else after the latest separator, else at
+    the width."""
+    cuts = [(BREAKS.index(ch), k + 1) for k, ch in enumerate(text[:width]) if ch in BREAKS]
+    if last_but_one:
+        fitting = [c for c in cuts if len(text) - c[1] <= width]
+        if fitting:
+            return min(fitting, key=lambda c: (c[0], -c[1]))[1]
+    latest = max((k for _, k in cuts), default=0)
+    return latest if latest > width // 3 else width
 
 
 def shorten(text: str, limit: int) -> str:
