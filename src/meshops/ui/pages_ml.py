@@ -245,6 +245,10 @@ def started_by(s: Session, run: Run, upstream: list[Edge]) -> str | None:
     pipeline_run = run.tags.get(PIPELINE_RUN_TAG) or _pipeline_run_of(run.urn, upstream)
     if not pipeline_run or not s.can("pipelines.read"):
         return None
+    return _origin_text(s, pipeline_run)
+
+
+def _origin_text(s: Session, pipeline_run: str) -> str | None:
     detail = attempt(PipelinesService(s.ctx).get_run, pipeline_run)
     origin: dict[str, Any] = detail.run.origin if detail else {}
     if origin.get("kind") == "trigger":
@@ -270,16 +274,21 @@ def _pipeline_run_of(urn: str, upstream: list[Edge]) -> str | None:
 
 
 def started_by_all(s: Session, runs: list[Run]) -> dict[str, str]:
-    """started_by of each run of a page that a pipeline created (others cost no query)."""
+    """started_by of the runs of a table page that carry their pipeline run's tag: one
+    query per distinct pipeline run, none for other runs (a run a step created without the
+    tag says so on its own page, which reads its lineage)."""
     if not s.can("pipelines.read"):
         return {}
-    lineage = LineageService(s.ctx)
+    origins: dict[str, str | None] = {}
     out: dict[str, str] = {}
     for run in runs:
-        upstream = [] if PIPELINE_RUN_TAG in run.tags else attempt(lineage.upstream, run.urn, 2)
-        found = started_by(s, run, upstream or [])
-        if found:
-            out[run.id] = found
+        pipeline_run = run.tags.get(PIPELINE_RUN_TAG)
+        if not pipeline_run:
+            continue
+        if pipeline_run not in origins:
+            origins[pipeline_run] = _origin_text(s, pipeline_run)
+        if origins[pipeline_run]:
+            out[run.id] = str(origins[pipeline_run])
     return out
 
 
