@@ -6,6 +6,13 @@ Both stores are populated with bulk INSERTs into their own schemas (meshops: the
 tables through SQLAlchemy Core; MLflow: see peers/mlflow_b2.py), not through 100k API calls.
 
     .venv/bin/python benchmarks/b2_search_runs.py [--runs 100000] [--repeats 30] [--skip-peer]
+    .venv/bin/python benchmarks/b2_search_runs.py --runs 1000000 --database postgres --skip-peer
+
+`--database postgres` keeps the home's metadata in a fresh schema of the PostgreSQL database
+`--postgres-url` names (default: $MESHOPS_TEST_POSTGRES_URL), dropped afterwards. Runs are
+written in chunks of 20,000 (one transaction each); the time to write them is reported.
+`--api-sample N` also creates N runs through the public API over HTTP (create_run,
+log_params, and the metrics of many runs per `log_metric_rows` batch) and reports the rate.
 
 `--skip-peer` times meshops only (quick iteration; nothing is recorded in RESULTS.md) unless
 `--kept-peer-ms` gives MLflow's p95 from an earlier full run, recorded as such.
@@ -17,9 +24,13 @@ searches per round (its p95 over few samples is close to its max).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,55 +44,119 @@ FILTER = "metrics.m1 < 0.5 and params.p2 = 'v3'"
 ORDER = ["metrics.m0 DESC"]
 
 
-def populate_meshops(home: Path, count: int) -> None:
+CHUNK = 20_000  # runs per transaction while populating
+
+
+def populate_meshops(home: Path, count: int) -> float:
+    """The runs, written straight into the tracking tables; returns the seconds it took."""
     from meshops.client import connect
     from meshops.tracking import store
 
     with connect(home=home) as platform:
         experiment = platform.tracking.create_experiment("b2")
         assert platform.home is not None
-        metrics = np.random.default_rng(42).random((count, 10))
+        rng = np.random.default_rng(42)
         start = datetime.now(UTC)
-        with platform.home.db.begin() as conn:
-            conn.execute(
-                store.runs.insert(),
-                [
-                    {
-                        "id": f"{i:032x}",
-                        "experiment_id": experiment.id,
-                        "name": f"r{i}",
-                        "status": "FINISHED",
-                        "user": "bench",
-                        "start_time": start + timedelta(milliseconds=i),
-                        "end_time": start + timedelta(milliseconds=i + 1),
-                        "parent_run_id": None,
-                        "error": None,
-                    }
-                    for i in range(count)
-                ],
-            )
-            conn.execute(
-                store.params.insert(),
-                [
-                    {"run_id": f"{i:032x}", "key": f"p{j}", "value": f"v{(i * 7 + j) % 10}"}
-                    for i in range(count)
-                    for j in range(10)
-                ],
-            )
-            conn.execute(
-                store.latest_metrics.insert(),
-                [
-                    {
-                        "run_id": f"{i:032x}",
-                        "key": f"m{j}",
-                        "value": float(metrics[i, j]),
-                        "step": 0,
-                        "timestamp": 0.0,
-                    }
-                    for i in range(count)
-                    for j in range(10)
-                ],
-            )
+        began = time.perf_counter()
+        for first in range(0, count, CHUNK):
+            ids = range(first, min(count, first + CHUNK))
+            metrics = rng.random((len(ids), 10))
+            with platform.home.db.begin() as conn:
+                conn.execute(
+                    store.runs.insert(),
+                    [
+                        {
+                            "id": f"{i:032x}",
+                            "experiment_id": experiment.id,
+                            "name": f"r{i}",
+                            "status": "FINISHED",
+                            "user": "bench",
+                            "start_time": start + timedelta(milliseconds=i),
+                            "end_time": start + timedelta(milliseconds=i + 1),
+                            "parent_run_id": None,
+                            "error": None,
+                        }
+                        for i in ids
+                    ],
+                )
+                conn.execute(
+                    store.params.insert(),
+                    [
+                        {"run_id": f"{i:032x}", "key": f"p{j}", "value": f"v{(i * 7 + j) % 10}"}
+                        for i in ids
+                        for j in range(10)
+                    ],
+                )
+                conn.execute(
+                    store.latest_metrics.insert(),
+                    [
+                        {
+                            "run_id": f"{i:032x}",
+                            "key": f"m{j}",
+                            "value": float(metrics[i - first, j]),
+                            "step": 0,
+                            "timestamp": 0.0,
+                        }
+                        for i in ids
+                        for j in range(10)
+                    ],
+                )
+            if (first // CHUNK) % 10 == 9:
+                print(f"[b2] {first + len(ids):,} runs in {time.perf_counter() - began:.0f}s")
+        if platform.home.db.dialect == "postgresql":
+            # Statistics and the visibility map, as autovacuum gives a table at rest (the
+            # search's index-only scans need the latter).
+            with platform.home.db.engine.connect() as raw:
+                autocommit = raw.execution_options(isolation_level="AUTOCOMMIT")
+                for table in (store.runs, store.params, store.latest_metrics):
+                    autocommit.exec_driver_sql(f"VACUUM ANALYZE {table.name}")
+        return time.perf_counter() - began
+
+
+def api_sample(uri: str, token: str, count: int) -> float:
+    """Runs created through the public API over HTTP (10 params, 10 metrics each; the
+    metrics of 100 runs per batch); returns runs per second."""
+    from meshops.client import connect
+
+    with connect(uri, token=token) as platform:
+        tracking = platform.tracking
+        began = time.perf_counter()
+        rows: list[tuple[str, str, float, int, float]] = []
+        for i in range(count):
+            run = tracking.create_run("b2-api", name=f"a{i}", capture_environment=False)
+            tracking.log_params(run.id, {f"p{j}": f"v{(i * 7 + j) % 10}" for j in range(10)})
+            rows += [(run.id, f"m{j}", (i * j % 97) / 97, 0, time.time()) for j in range(10)]
+            if len(rows) >= 1000:
+                tracking.log_metric_rows(rows)
+                rows = []
+        if rows:
+            tracking.log_metric_rows(rows)
+        return count / (time.perf_counter() - began)
+
+
+@contextmanager
+def database(kind: str, postgres_url: str | None) -> Iterator[None]:
+    """MESHOPS_DATABASE_URL for the homes of this run (and the server it starts)."""
+    if kind == "sqlite":
+        yield
+        return
+    if not postgres_url:
+        sys.exit("--database postgres needs --postgres-url or $MESHOPS_TEST_POSTGRES_URL")
+    from sqlalchemy import create_engine, text
+
+    schema = f"b2_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in postgres_url else "?"
+    os.environ["MESHOPS_DATABASE_URL"] = f"{postgres_url}{sep}options=-csearch_path%3D{schema}"
+    try:
+        yield
+    finally:
+        os.environ.pop("MESHOPS_DATABASE_URL", None)
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()
 
 
 def time_search(platform: object, repeats: int) -> tuple[list[float], int]:
@@ -95,15 +170,22 @@ def time_search(platform: object, repeats: int) -> tuple[list[float], int]:
     return latencies, found
 
 
-def meshops_only(count: int, repeats: int, rounds: int) -> tuple[list[float], list[float]]:
+def meshops_only(
+    count: int, repeats: int, rounds: int, api_runs: int = 0
+) -> tuple[list[float], list[float], float, float | None]:
     from meshops.client import connect
 
     http_lat: list[float] = []
     emb_lat: list[float] = []
     with tempfile.TemporaryDirectory() as tmp_dir:
         home = Path(tmp_dir) / "home"
-        populate_meshops(home, count)
+        populate_s = populate_meshops(home, count)
+        print(f"[b2] {count:,} runs written in {populate_s:.0f}s", flush=True)
+        api_rate = None
         with meshops_server(home) as (uri, token):
+            if api_runs:
+                api_rate = api_sample(uri, token, api_runs)
+                print(f"[b2] API: {api_rate:,.0f} runs/s ({api_runs} runs)", flush=True)
             for _ in range(rounds):
                 with connect(uri, token=token) as remote:
                     http_lat += time_search(remote, repeats)[0]
@@ -116,7 +198,7 @@ def meshops_only(count: int, repeats: int, rounds: int) -> tuple[list[float], li
         f"p50 http {percentile(http_lat, 50) * 1000:.1f} ms, "
         f"embedded {percentile(emb_lat, 50) * 1000:.1f} ms"
     )
-    return http_lat, emb_lat
+    return http_lat, emb_lat, populate_s, api_rate
 
 
 def main() -> None:
@@ -127,12 +209,25 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--skip-peer", action="store_true", help="meshops only")
     parser.add_argument("--kept-peer-ms", type=float, help="with --skip-peer: record this")
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--postgres-url", default=os.environ.get("MESHOPS_TEST_POSTGRES_URL"))
+    parser.add_argument("--api-sample", type=int, default=0, help="runs made through the API")
+    parser.add_argument("--no-record", action="store_true", help="print, do not record")
     args = parser.parse_args()
     if args.skip_peer:
-        http_lat, emb_lat = meshops_only(args.runs, args.repeats, args.rounds)
+        with database(args.database, args.postgres_url):
+            http_lat, emb_lat, populate_s, api_rate = meshops_only(
+                args.runs, args.repeats, args.rounds, args.api_sample
+            )
+        if args.no_record:
+            return
         if args.kept_peer_ms:
             record_rows(args, http_lat, emb_lat, args.kept_peer_ms, kept=True)
+        elif args.runs != 100_000 or args.database != "sqlite":
+            record_scale(args, http_lat, emb_lat, populate_s, api_rate)
         return
+    if args.database != "sqlite":
+        sys.exit("the MLflow peer runs on SQLite: use --skip-peer with --database postgres")
     from meshops.client import connect
 
     python = peer_python("mlflow", ["mlflow"])
@@ -216,6 +311,70 @@ def record_rows(
         f"search_runs `{FILTER}` order by {ORDER[0]}, top 100",
         command,
         peer,
+        rows,
+    )
+
+
+def record_scale(
+    args: argparse.Namespace,
+    http_lat: list[float],
+    emb_lat: list[float],
+    populate_s: float,
+    api_rate: float | None,
+) -> None:
+    """meshops alone at a scale the peer does not reach (MLflow takes ~20 min a search at
+    100k runs): its own section, B2-<runs>-<database>."""
+    rows = [
+        Row(
+            f"search {args.runs:,} runs, p95, SDK over HTTP ({args.database})",
+            percentile(http_lat, 95) * 1000,
+            None,
+            "ms",
+            higher_is_better=False,
+            goal="< 100 ms",
+        ),
+        Row(
+            f"search {args.runs:,} runs, p50, SDK over HTTP ({args.database})",
+            percentile(http_lat, 50) * 1000,
+            None,
+            "ms",
+            higher_is_better=False,
+        ),
+        Row(
+            f"search {args.runs:,} runs, p95, embedded SDK ({args.database})",
+            percentile(emb_lat, 95) * 1000,
+            None,
+            "ms",
+            higher_is_better=False,
+            goal="< 100 ms",
+        ),
+        Row(
+            f"write {args.runs:,} runs × (10 params + 10 metrics), tracking tables in "
+            f"transactions of {CHUNK:,} runs",
+            populate_s,
+            None,
+            "s",
+            higher_is_better=False,
+            goal="< 600 s (through a batch API)",
+        ),
+    ]
+    if api_rate is not None:
+        rows.append(
+            Row(
+                f"runs created through the public API over HTTP ({args.api_sample:,}: "
+                "create_run + log_params + metric batches)",
+                api_rate,
+                None,
+                "runs/s",
+            )
+        )
+    command = ".venv/bin/python benchmarks/b2_search_runs.py " + " ".join(sys.argv[1:])
+    record(
+        f"B2-{args.runs}-{args.database}",
+        f"search_runs `{FILTER}` order by {ORDER[0]}, top 100, {args.runs:,} runs on "
+        f"{args.database}",
+        command,
+        "no peer (MLflow: see B2)",
         rows,
     )
 

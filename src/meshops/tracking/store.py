@@ -66,6 +66,8 @@ runs = Table(
     Index("ix_tracking_runs_parent", "parent_run_id"),
 )
 
+SHORT_PARAM_VALUE = 1000  # characters: the PostgreSQL (key, value) index covers shorter ones
+
 params = Table(
     "tracking_params",
     metadata,
