@@ -107,18 +107,35 @@ def _widths(columns: Sequence[str], cells: list[list[Any]], total: int) -> list[
     flex = [i for i, a in enumerate(atomic) if not a]
     room = total - 1 - sum(d + BORDER for d, a in zip(desired, atomic, strict=True) if a)
     room -= BORDER * len(flex)
-    if room < MIN_FLEX * len(flex) or (not flex and room < 0):
+    # A column of tokens (`output=d74a4c429b98, ...`, aliases, metrics) is never narrower
+    # than its longest token, so tokens wrap whole, or the rows go vertical; prose may
+    # fold a long word.
+    least = {i: min(desired[i], _narrowest(cells[i])) for i in flex}
+    if room < sum(least.values()) or (not flex and room < 0):
         return None
     widths: list[int | None] = [d if a else None for d, a in zip(desired, atomic, strict=True)]
+    room -= sum(least.values())
     left = len(flex)
-    for i in sorted(flex, key=lambda i: desired[i]):  # narrow ones first: they may need less
-        share = min(desired[i], room // left)
+    for i in sorted(flex, key=lambda i: desired[i] - least[i]):  # who needs least goes first
+        share = least[i] + min(desired[i] - least[i], room // left)
         if share < desired[i] and _atomic(cells[i]):
             return None  # a long URN would fold: one block per row keeps each on its line
         widths[i] = share
-        room -= share
+        room -= share - least[i]
         left -= 1
     return widths
+
+
+PROSE_WORDS = 5  # words per cell, on average, from which a column is prose
+
+
+def _narrowest(values: list[Any]) -> int:
+    """The narrowest a wrapping column of `values` may get (see `_widths`)."""
+    texts = [_cell(v) for v in values if v is not None]
+    words = [word for text in texts for word in text.split()]
+    if not words or len(words) >= PROSE_WORDS * len(texts):
+        return MIN_FLEX
+    return max(MIN_FLEX, min(max(map(len, words)), ATOM_MAX))
 
 
 def _atomic(values: list[Any]) -> bool:

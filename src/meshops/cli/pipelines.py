@@ -78,28 +78,35 @@ def _print_runs(
     print_records("pipeline runs", RUN_FIELDS, runs, default, wide=wide, columns=columns)
 
 
-def _print_detail(detail: RunDetail, json_out: bool) -> None:
+STEP_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "node": lambda s: s.node,
+    "status": lambda s: s.status.value,
+    "attempts": lambda s: s.attempts,
+    "started": lambda s: s.started_at,
+    "finished": lambda s: s.finished_at,
+    "outputs": lambda s: ", ".join(f"{o.name}={o.digest[:12]}" for o in s.outputs),
+    "cache hit of": lambda s: short_id(s.cache_hit_of),
+    "error": lambda s: (s.error or "").split("\n", 1)[0],
+}
+
+
+def _print_detail(detail: RunDetail, json_out: bool, wide: bool = False) -> None:
     if json_out:
         print_json(detail)
         return
     _print_runs([detail.run], False)
-    print_table(
-        "steps",
-        ["node", "status", "attempts", "started", "finished", "outputs", "cache hit of", "error"],
-        [
-            [
-                s.node,
-                s.status.value,
-                s.attempts,
-                s.started_at,
-                s.finished_at,
-                ", ".join(f"{o.name}={o.digest[:12]}" for o in s.outputs),
-                s.cache_hit_of,
-                (s.error or "").split("\n", 1)[0][:80],
-            ]
-            for s in detail.steps
-        ],
-    )
+    steps = detail.steps
+    # What every step has, then the columns only some steps fill (cache hits, errors).
+    default = ["node", "status", "attempts", "finished", "outputs"]
+    default += [
+        c
+        for c, used in (
+            ("cache hit of", any(s.cache_hit_of for s in steps)),
+            ("error", any(s.error for s in steps)),
+        )
+        if used
+    ]
+    print_records("steps", STEP_FIELDS, steps, default, wide=wide)
     origin = detail.run.origin
     if origin.get("kind") == "trigger":
         print(
@@ -182,14 +189,13 @@ def list_runs(  # noqa: PLR0917 - one parameter per CLI option
 
 
 @pipelines_app.command("show")
-def show(run_id: RunIdArg, json_out: JsonOpt = False) -> None:
+def show(run_id: RunIdArg, wide: WideOpt = False, json_out: JsonOpt = False) -> None:
     """A run and its step runs."""
     from meshops.client import connect
 
     with connect() as platform:
-        _print_detail(
-            platform.pipelines.get_run(platform.pipelines.resolve_run_id(run_id)), json_out
-        )
+        detail = platform.pipelines.get_run(platform.pipelines.resolve_run_id(run_id))
+    _print_detail(detail, json_out, wide)
 
 
 @pipelines_app.command("logs")

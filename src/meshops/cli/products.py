@@ -182,7 +182,7 @@ def list_products(
         "data products",
         ["product", "latest", "status", "owners", "description"],
         [
-            [p.product, p.latest_version, p.status, ", ".join(p.owners), p.description[:60]]
+            [p.product, p.latest_version, p.status, ", ".join(p.owners), p.description]
             for p in products
         ],
     )
