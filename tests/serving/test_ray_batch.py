@@ -138,6 +138,7 @@ def test_a_block_failing_for_good_publishes_nothing(platform: Platform, tmp_path
             trust_model_code=True,
             engine="ray",
             block_rows=2000,
+            workers=1,  # one actor's start is enough to show it
         )
     assert "RuntimeError: the marker block" in info.value.message
     assert len(info.value.detail["failures"]) == 3  # the first attempt and 2 retries
@@ -154,7 +155,8 @@ def test_cli_scores_on_ray_and_refuses_an_unknown_engine(
     monkeypatch.setenv("MESHOPS_HOME", str(home_dir))
     monkeypatch.setenv("MESHOPS_USER", "alice")
     args = ["endpoints", "batch-score", "churn@champion", "sales.customers", "--output"]
-    done = run_main([*args, "sales.cli_ray", "--engine", "ray", "--block-rows", "3000", "--json"],
+    done = run_main([*args, "sales.cli_ray", "--engine", "ray", "--block-rows", "3000",
+                     "--workers", "1", "--json"],
                     monkeypatch, capsys)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["row_count"] == ROWS
