@@ -16,9 +16,9 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from meshops.cli.output import format_number, short_id
-from meshops.cli.runs import declared_metric, rank_metrics
 from meshops.client import Platform
 from meshops.kernel.home import Home
+from meshops.tracking.metrics_direction import declared_metric, rank_metrics
 from meshops.tracking.models import DatasetInput
 from tests.conftest import make_settings
 from tests.mesh.conftest import generate_example
@@ -207,10 +207,10 @@ def test_catalog_search_shows_whole_names_and_relevance(
 def test_primary_metric_rule() -> None:
     assert rank_metrics(METRICS)[:3] == ["roc_auc", "accuracy", "f1"]
     assert rank_metrics(["zeta", "alpha"]) == ["alpha", "zeta"]
-    declared = declared_metric({"f1": 0.5, "f1_lift": 0.1, "roc_auc": 0.7}, {})
+    declared = declared_metric({}, {"f1": 0.5, "f1_lift": 0.1, "roc_auc": 0.7})
     assert declared == "f1"
     assert rank_metrics(["roc_auc", "f1", "f1_lift"], [declared])[0] == "f1"
-    tagged = declared_metric({"recall": 0.5}, {"meshops.primary_metric": "recall"})
+    tagged = declared_metric({"meshops.primary_metric": "recall"}, {"recall": 0.5})
     assert tagged == "recall"
 
 
@@ -283,3 +283,17 @@ def test_terminal_width_comes_from_columns_in_a_new_process(seeded: dict[str, An
     assert narrow.returncode == 0 and wide.returncode == 0, narrow.stderr + wide.stderr
     assert max(map(len, narrow.stdout.splitlines())) <= 80
     assert max(map(len, wide.stdout.splitlines())) > 80
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_runs_compare_accepts_short_ids_and_marks_the_best(
+    seeded: dict[str, Any], cli: Callable[..., str], width: int
+) -> None:
+    runs = seeded["runs"]
+    out = cli(width, "runs", "compare", short_id(runs[0]), runs[2][:6])
+    roc = next(line for line in out.splitlines() if "roc_auc" in line)
+    assert "higher" in roc and roc.count("*") == 1  # the best of a known direction only
+    assert roc.index("*") > roc.index(format_number(0.61234567 + 0.2 + 0.06))  # the later run
+    for run_id in (runs[0], runs[2]):
+        assert shows_whole(out, short_id(run_id))
+    assert "compare at least two runs" in cli(width, "runs", "compare", runs[0], code=2)

@@ -102,7 +102,7 @@ def _metric_getter(metric: str) -> Callable[[Any], Any]:
 
 
 def _print_model(model: Any, versions: list[Any], wide: bool, columns: str | None) -> None:
-    from meshops.cli.runs import declared_metric, rank_metrics
+    from meshops.tracking.metrics_direction import declared_metric, rank_metrics
 
     tags = ", ".join(f"{k}={v}" for k, v in sorted(model.tags.items()))
     print_table(
@@ -110,7 +110,7 @@ def _print_model(model: Any, versions: list[Any], wide: bool, columns: str | Non
         ["description", "owner", "domain", "tags", "created by", "created"],
         [[model.description, model.owner, model.domain, tags, model.created_by, model.created_at]],
     )
-    declared = [m for m in (declared_metric(v.metrics, v.tags) for v in versions) if m]
+    declared = [m for m in (declared_metric(v.tags, v.metrics) for v in versions) if m]
     order = rank_metrics({k for v in versions for k in v.metrics}, declared)
     primary = order[:1]
     fields: dict[str, Callable[[Any], Any]] = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -13,6 +12,7 @@ from meshops.cli.output import (
     WideOpt,
     choose_columns,
     fit_columns,
+    format_number,
     print_json,
     print_table,
     short_id,
@@ -40,58 +40,19 @@ RunIdArg = Annotated[
 ]
 
 
-# The metric a run list leads with, the one the runs are judged by: the metric a run declares
-# (tag `meshops.primary_metric`, or the training template's `<metric>_lift` beside
-# `<metric>`), else the first of these usual yardsticks the runs have (classification
-# before regression), else the first alphabetically.
-PRIMARY_METRICS = (
-    "roc_auc",
-    "accuracy",
-    "f1",
-    "f1_macro",
-    "balanced_accuracy",
-    "auc",
-    "r2",
-    "rmse",
-    "mae",
-    "log_loss",
-    "brier",
-    "mse",
-    "loss",
-)
 RUN_COLUMNS = ("id", "name", "status", "start", "user", "end", "experiment", "parent")
 DEFAULT_RUN_COLUMNS = ("id", "name", "status", "start")
 
 
-def declared_metric(metrics: Mapping[str, float], tags: Mapping[str, str]) -> str | None:
-    """The metric a run (or a model version made by one) says it is judged by, if it does."""
-    tagged = tags.get("meshops.primary_metric")
-    if tagged and tagged in metrics:
-        return tagged
-    lifts = [k[: -len("_lift")] for k in metrics if k.endswith("_lift")]
-    return next((k for k in sorted(lifts) if k in metrics), None)
-
-
 def metric_order(runs: list[Run]) -> list[str]:
-    """Every metric key of `runs`, the primary one first (see PRIMARY_METRICS)."""
-    declared = [m for m in (declared_metric(r.metrics, r.tags) for r in runs) if m]
+    """Every metric key of `runs`, the one they are judged by first: the metric a run
+    declares (tag `meshops.primary_metric`, or the training template's `<metric>_lift`),
+    else the usual yardsticks (roc_auc, accuracy, f1, ..., r2, rmse, ...), else
+    alphabetical (`tracking.metrics_direction.rank_metrics`, the UI's order too)."""
+    from meshops.tracking.metrics_direction import declared_metric, rank_metrics
+
+    declared = [m for m in (declared_metric(r.tags, r.metrics) for r in runs) if m]
     return rank_metrics({k for r in runs for k in r.metrics}, declared)
-
-
-def rank_metrics(keys: Iterable[str], declared: Sequence[str] = ()) -> list[str]:
-    """`keys` in the order tables show them: the most often `declared` metric first, then
-    the usual yardsticks (PRIMARY_METRICS), then the rest alphabetically."""
-
-    def rank(key: str) -> tuple[int, str]:
-        return (PRIMARY_METRICS.index(key) if key in PRIMARY_METRICS else len(PRIMARY_METRICS), key)
-
-    ranked = sorted(set(keys), key=rank)
-    present = [d for d in declared if d in ranked]
-    if present:
-        primary = max(sorted(set(present)), key=present.count)
-        ranked.remove(primary)
-        ranked.insert(0, primary)
-    return ranked
 
 
 def _run_cell(run: Run, column: str) -> Any:
@@ -242,6 +203,55 @@ def show_run(run_id: RunIdArg, json_out: JsonOpt = False) -> None:
             "artifacts",
             ["path", "size", "digest"],
             [[a.path, a.size, a.digest[:12]] for a in artifacts],
+        )
+
+
+@runs_app.command("compare")
+def compare_runs(
+    run_ids: Annotated[
+        list[str],
+        typer.Argument(
+            help="Two or more run ids, or their first characters as `runs list` shows them."
+        ),
+    ],
+    json_out: JsonOpt = False,
+) -> None:
+    """Runs side by side: their metrics (the primary one first, the best value of each
+    metric with a known direction marked *) and the params that differ."""
+    from meshops.client import connect
+    from meshops.kernel.config import load_settings
+    from meshops.kernel.errors import InvalidInput
+    from meshops.tracking.metrics_direction import best_index, configured_directions, direction_of
+
+    if len(run_ids) < 2:
+        raise InvalidInput(
+            "compare at least two runs", {"field": "run_ids", "fix": "name two or more runs"}
+        )
+    with connect() as platform:
+        runs = [platform.tracking.get_run(platform.tracking.resolve_run_id(r)) for r in run_ids]
+    if json_out:
+        print_json(runs)
+        return
+    configured = configured_directions(load_settings())
+    heads = [short_id(r.id) for r in runs]
+    rows: list[list[Any]] = [["name", "", *(r.name for r in runs)]]
+    for metric in metric_order(runs):
+        values = [r.metrics.get(metric) for r in runs]
+        direction = direction_of(metric, configured)
+        best = best_index([float("nan") if v is None else v for v in values], direction)
+        shown = [
+            "" if v is None else format_number(v) + (" *" if i == best else "")
+            for i, v in enumerate(values)
+        ]
+        rows.append([metric, {"max": "higher", "min": "lower"}.get(direction or "", ""), *shown])
+    print_table("metrics (* best)", ["metric", "better", *heads], rows)
+    params = sorted({k for r in runs for k in r.params})
+    differing = [k for k in params if len({r.params.get(k) for r in runs}) > 1]
+    if differing:
+        print_table(
+            "params that differ",
+            ["param", *heads],
+            [[k, *(r.params.get(k) for r in runs)] for k in differing],
         )
 
 
