@@ -101,7 +101,12 @@ async def run_load(
     runs, and for `after` seconds more. A request names what it writes by f"c{client}-{n}"."""
     load = Load()
     kinds = list(requests)
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    # Idle connections are dropped by the client before uvicorn's 5 s keep-alive closes
+    # them: otherwise a request sent on a connection the server is closing at that moment
+    # fails in transport (a race of HTTP keep-alive, whatever the server's health).
+    limits = httpx.Limits(
+        max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=2.0
+    )
     timeout = httpx.Timeout(HANG_SECONDS)
     async with httpx.AsyncClient(
         base_url=base_url, headers=headers, limits=limits, timeout=timeout

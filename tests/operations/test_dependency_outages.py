@@ -27,12 +27,12 @@ from tests.operations.server import meshops_server
 from tests.operations.services import PrivatePostgres, PrivateRedis, private_postgres, private_redis
 
 CLIENTS = 32
-WARM_SECONDS = 3.0
+WARM_SECONDS = 2.0
 OUTAGE_SECONDS = 5.0
 # After the service is back: time to reconnect (pool pre-ping, Redis reconnect), then a
 # stretch in which every request must succeed.
 SETTLE_SECONDS = 3.0
-HEALTHY_SECONDS = 4.0
+HEALTHY_SECONDS = 3.0
 
 
 def test_postgres_restart_under_load(tmp_path: Path) -> None:
