@@ -217,3 +217,20 @@ def test_home_tells_recent_activity_in_words(owner: TestClient) -> None:
     assert "promoted churn v2 to @champion" in activity, re.sub(r"<[^>]+>|\s\s+", " ", activity)
     assert re.search(r"<b>alice</b> <a href=\"/ui/[^\"]+\" title=\"meshops:[^\"]+\">", activity)
     assert ">meshops:run:" not in activity  # URNs only in tooltips, never as the text
+
+
+def test_governance_states_each_finding_once_with_where_it_is(owner: TestClient) -> None:
+    page = owner.get("/ui/governance").text
+    rows = re.findall(r'<tr data-domain="([^"]+)">(.*?)</tr>', page, re.S)
+    assert rows and rows[0][0] == "all domains"
+    findings = 0
+    for _, row in rows:
+        found = re.findall(
+            r'<div class="finding">.*?<code>([^<]+)</code>(.*?)</ul></div>', row, re.S
+        )
+        policies = [policy for policy, _ in found]
+        assert len(policies) == len(set(policies))  # one line per policy, not one per port
+        for _, places in found:
+            assert re.search(r'<a href="/ui/products/[^"]+">[^<]+</a> \d+\.\d+\.\d+', places)
+        findings += len(found)
+    assert findings  # the seeded products declare no freshness: there is something to say
