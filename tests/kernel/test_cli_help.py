@@ -129,3 +129,13 @@ def test_summary_is_the_first_whole_sentence() -> None:
     text = "Rerun a run (exit 1 when\nthey differ). A tracking run stands for it.\n\nMore."
     assert summary(text) == "Rerun a run (exit 1 when they differ)."
     assert summary("Runs matching e.g. 'metrics.x' here.") == "Runs matching e.g. 'metrics.x' here."
+
+
+def test_server_refuses_an_unknown_log_format(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.support.cli import run_main
+
+    proc = run_main(["server", "--log-format", "xml"], monkeypatch, capsys)
+    assert proc.returncode == 2
+    assert "xml" in proc.stderr and "text" in proc.stderr and "json" in proc.stderr
