@@ -78,7 +78,9 @@ class DemoResult:
     online: dict[str, Any] = field(default_factory=dict)  # the showcase online lookup
     comparison: dict[str, Any] = field(default_factory=dict)  # the recorded comparison
     lineage_path: list[str] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    # Seconds of parts within a stage (B13 times the feedback loop from the drifted traffic).
+    parts: dict[str, float] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
 
 
@@ -259,7 +261,9 @@ def run_demo(
                 second = _publish_period(p, customers, org.period(sizes, seed, 2), "2.0.0", seed)
                 result.online = _online_lookup(p)
                 shifted = org.traffic(second["table"], customers, requests, seed + 1)
+                sent = time.perf_counter()
                 _send(server.url, token, shifted, batch)
+                result.parts["drift.traffic"] = time.perf_counter() - sent
                 note(
                     "drift",
                     f"orders -30%, baskets +60%, tickets x2; customer 1 online: "
@@ -279,7 +283,9 @@ def run_demo(
 
                 worker = WorkerThread(p)
                 worker.start()
+                waiting = time.perf_counter()
                 run_id = _wait_for_triggered_run(p)
+                result.parts["retrain.trigger"] = time.perf_counter() - waiting
                 detail = wait_for(p.pipelines, run_id, timeout=600)
                 if detail.run.status.value != "succeeded":
                     raise RuntimeError(f"retraining failed: {detail.run.error}")
