@@ -22,6 +22,7 @@ from meshops.mesh import builds, specs
 from tests.conftest import open_platform
 from tests.mesh.conftest import contract, descriptor
 from tests.mesh.iceberg.conftest import iceberg_port
+from tests.support.cli import run_main
 
 ray = pytest.importorskip("ray")
 
@@ -251,3 +252,42 @@ def test_the_api_server_does_not_run_ray_builds(events: Path, tmp_path: Path) ->
     with pytest.raises(Forbidden) as info:
         builds.build(spec, no_products, limits=builds.BuildLimits(tmp_path))
     assert info.value.detail["field"] == "engine"
+
+
+FLAKY_PASS_THROUGH = """
+from pathlib import Path
+
+FLAG = Path({flag!r})
+
+
+def transform(inputs):
+    events = inputs["events"]
+    if {marker} in events.column("event_id").to_pylist() and not FLAG.exists():
+        FLAG.write_text("failed once")
+        raise RuntimeError("the marker block")
+    return events.select(["event_id", "customer_id", "amount"])
+"""
+
+
+def test_cli_shows_a_retried_block(
+    events: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    folder = product_folder(tmp_path, "cli_ray", "alice", events, {"engine": "ray"})
+    recipe = yaml.safe_load((folder / "build.yaml").read_text())
+    del recipe["inputs"]["customers"]
+    recipe["transform"] = {"python": "transform.py:transform"}
+    (folder / "build.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    flag = tmp_path / "cli-flag"
+    (folder / "transform.py").write_text(FLAKY_PASS_THROUGH.format(flag=str(flag), marker=MARKER))
+    columns = [c for c in OUTPUT_COLUMNS if c["name"] in ("event_id", "customer_id", "amount")]
+    (folder / "cli_ray.odcs.yaml").write_text(yaml.safe_dump(contract(columns, name="cli_ray")))
+    monkeypatch.setenv("MESHOPS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MESHOPS_USER", "alice")
+    done = run_main(["product", "build", str(folder)], monkeypatch, capsys)
+    assert done.returncode == 0, done.stderr
+    shown = " ".join(done.stderr.split())  # the console wraps long lines
+    assert "attempt 1 failed (RuntimeError: the marker block); retried" in shown
+    assert flag.exists()

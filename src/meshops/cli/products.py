@@ -72,7 +72,7 @@ def _progress_build(action: str, folder: Path, run: Callable[[Callable[[str], No
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     if not err_console.is_terminal:  # a log or a pipe gets the outcome, not spinner frames
-        result = run(lambda message: None)
+        result = run(_print_retried)
         err_console.print(f"{action} {folder}: done")
         return result
     with Progress(
@@ -85,12 +85,19 @@ def _progress_build(action: str, folder: Path, run: Callable[[Callable[[str], No
         task = progress.add_task(f"{action} {folder}", total=None)
 
         def on_step(message: str) -> None:
+            _print_retried(message)
             progress.update(task, description=f"{action} {folder}: {message}")
             progress.advance(task)
 
         result = run(on_step)
     err_console.print(f"{action} {folder}: done")
     return result
+
+
+def _print_retried(step: str) -> None:
+    """A block of a Ray build that failed and was retried stays on screen (docs/ray.md)."""
+    if step.endswith("; retried"):
+        err_console.print(f"[yellow]{step}[/yellow]")
 
 
 def _verdict(result: Any) -> str:
