@@ -108,7 +108,8 @@ def test_server_help_names_its_defaults_and_serve_is_told_apart(
     assert "meshops serve" in server  # points to the other one
     top = " ".join(help_of([], capsys).split())
     assert "server Run the platform's API server" in top
-    assert "serve Serve endpoint(s) standalone" in top
+    assert "serve Serve model endpoint(s) for inference alone" in top
+    assert "meshops server" in " ".join(help_of(["serve"], capsys).split())
 
 
 @pytest.mark.parametrize(

@@ -122,7 +122,8 @@ def list_runs(  # noqa: PLR0917 - one parameter per CLI option
     columns: ColumnsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """The newest runs (of some experiments)."""
+    """The newest runs (of some experiments), the metric they are judged by first; more
+    metrics as the terminal's width allows (--wide: all)."""
     _search(
         experiment=experiment,
         filter_text="",

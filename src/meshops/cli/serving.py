@@ -172,7 +172,10 @@ def serve(  # noqa: PLR0917 - one parameter per CLI option
         ),
     ] = False,
 ) -> None:
-    """Serve endpoint(s) standalone (uvicorn workers; /metrics, /invocations)."""
+    """Serve model endpoint(s) for inference alone: uvicorn workers answering /invocations
+    and /metrics, without the platform's API or UI.
+
+    For the platform's API server (HTTP API, UI, MLflow routes), use `meshops server`."""
     from meshops.serving.endpoint_app import serve as run
 
     run(
