@@ -52,6 +52,7 @@ JsonColumn = JSON().with_variant(postgresql.JSONB(), "postgresql")
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+CONNECT_TIMEOUT = 5  # seconds, for a server database (PostgreSQL)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -107,7 +108,13 @@ class Database:
 
     def _create_engine(self, url: str, echo: bool) -> Engine:
         if not self.is_sqlite:
-            return create_engine(url, echo=echo, pool_pre_ping=True, future=True)
+            # Pre-ping: connections broken by a database restart are replaced, not used.
+            # A connect timeout: a database host that does not answer (rather than refuse)
+            # fails the request in seconds (503), never hangs it.
+            timeout = {} if "connect_timeout" in url else {"connect_timeout": CONNECT_TIMEOUT}
+            return create_engine(
+                url, echo=echo, pool_pre_ping=True, future=True, connect_args=timeout
+            )
         # Connections are pooled: opening one (file open, WAL and PRAGMAs) costs far more
         # than a short transaction, and a pipeline run asks for one per wave of ready steps.
         # A forked child drops the pooled connections it inherited (never shares them).

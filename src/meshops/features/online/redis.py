@@ -23,6 +23,8 @@ end
 return 0
 """
 _PIPELINE_CHUNK = 5000
+CONNECT_TIMEOUT = 2.0  # seconds
+READ_TIMEOUT = 10.0  # seconds: a materialization's pipelined batch of writes fits in it
 
 
 class RedisOnlineStore(OnlineStore):
@@ -37,7 +39,11 @@ class RedisOnlineStore(OnlineStore):
                 {"fix": "pip install 'meshops[redis]'"},
             ) from exc
         self.prefix = prefix
-        self.client: Any = redis.Redis.from_url(url)
+        # Timeouts: a Redis that does not answer fails the lookup in seconds (the API's
+        # 503), never hangs it; the client reconnects by itself once Redis is back.
+        self.client: Any = redis.Redis.from_url(
+            url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=READ_TIMEOUT
+        )
         self._upsert = self.client.register_script(_UPSERT_NEWEST)
 
     def _key(self, view: str, key: str) -> str:
