@@ -100,3 +100,39 @@ def test_promotion_needs_approval_by_role_not_author(tmp_path: Path, db_url: str
         ]
         assert "model.approve" in actions and "model.promotion_gate" in actions
     home.close()
+
+
+def _register_metric(platform: Platform, metric: str, value: float) -> int:
+    return platform.registry.log_model(
+        "churn", Echo(), flavor="python", metrics={metric: value}
+    ).version
+
+
+def test_recorded_metric_gate_takes_the_metrics_known_direction(tmp_path: Path) -> None:
+    # No [promotion] direction: brier is lower-is-better, so 0.30 after 0.20 is refused
+    # (the gate once assumed "higher is better" for every metric it did not list).
+    home = _home(tmp_path, None, {"metric": "brier"})
+    with Platform(home.settings, home=home) as alice:
+        alice.project.promote(
+            "churn", to="production", version=_register_metric(alice, "brier", 0.2)
+        )
+        worse = _register_metric(alice, "brier", 0.3)
+        with pytest.raises(PolicyViolation) as refused:
+            alice.project.promote("churn", to="production", version=worse)
+        assert "lower is better" in refused.value.message
+        better = _register_metric(alice, "brier", 0.1)
+        assert alice.project.promote("churn", to="production", version=better).gate.allowed
+    home.close()
+
+
+def test_recorded_metric_gate_refuses_a_metric_of_unknown_direction(tmp_path: Path) -> None:
+    home = _home(tmp_path, None, {"metric": "house_score"})
+    with Platform(home.settings, home=home) as alice:
+        first = _register_metric(alice, "house_score", 0.2)
+        alice.project.promote("churn", to="production", version=first)
+        second = _register_metric(alice, "house_score", 0.9)
+        with pytest.raises(PolicyViolation) as refused:
+            alice.project.promote("churn", to="production", version=second)
+        assert "[promotion] direction" in refused.value.message
+        assert alice.registry.get_model("churn").aliases["production"] == first
+    home.close()

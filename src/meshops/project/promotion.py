@@ -37,6 +37,7 @@ from meshops.project import store
 from meshops.project.models import GateReport, PolicyOutcome
 from meshops.registry.comparison import METRICS, promotion_tolerance, worse_by
 from meshops.registry.models import ModelVersion
+from meshops.tracking.metrics_direction import configured_directions, direction_of
 
 if TYPE_CHECKING:
     from meshops.registry.service import RegistryService
@@ -236,7 +237,13 @@ class GovernedPromotionGate:
         metric = cfg.get("metric")
         if metric:
             return self._recorded_metric(
-                registry, report=report, version=version, alias=alias, current=current, cfg=cfg
+                registry,
+                report=report,
+                version=version,
+                alias=alias,
+                current=current,
+                cfg=cfg,
+                settings=registry.ctx.home.settings,
             )
         if not protected:
             return []  # `promote` to an unprotected alias: a comparison is not required
@@ -254,6 +261,7 @@ class GovernedPromotionGate:
         alias: str,
         current: int,
         cfg: dict[str, Any],
+        settings: Any,
     ) -> list[str]:
         """The versions' own recorded metric (each measured on its own data): the gate of
         homes that declared `[promotion] metric` before comparisons existed."""
@@ -267,7 +275,14 @@ class GovernedPromotionGate:
         if report.current_value is None:
             return []
         margin = float(cfg.get("min_improvement", 0.0))
-        lower_is_better = str(cfg.get("direction", METRICS.get(metric, "max"))) == "min"
+        direction = cfg.get("direction") or direction_of(metric, configured_directions(settings))
+        if direction is None:
+            # Guessing "higher is better" would promote a worse model for a loss-like metric.
+            return [
+                f"the direction of {metric!r} is not known: set [promotion] direction = "
+                '"max" or "min" (or [metrics] directions) in meshops.toml'
+            ]
+        lower_is_better = str(direction) == "min"
         report.direction = "min" if lower_is_better else "max"
         delta = report.candidate_value - report.current_value
         if (-delta if lower_is_better else delta) >= margin:
