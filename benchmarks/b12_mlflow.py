@@ -38,7 +38,9 @@ CLIENT = HERE / "b12_mlflow_client.py"
 
 class _NoOp(BaseHTTPRequestHandler):
     """Answers every MLflow call at once (the client's floor): a run for runs/create and
-    runs/get, an experiment for experiments/*, `{}` otherwise."""
+    runs/get, an experiment for experiments/*, for runs/search the very answer meshops gave
+    that search (`SEARCHES`, recorded by `record_searches`: the client then parses the same
+    bytes), `{}` otherwise."""
 
     protocol_version = "HTTP/1.1"
     RUN: ClassVar[dict[str, Any]] = {
@@ -58,6 +60,7 @@ class _NoOp(BaseHTTPRequestHandler):
             "inputs": {},
         }
     }
+    SEARCHES: ClassVar[dict[tuple[str, str], bytes]] = {}  # (filter, page token) -> answer
     EXPERIMENT: ClassVar[dict[str, Any]] = {
         "experiment_id": "1",
         "experiment": {"experiment_id": "1", "name": "b12", "lifecycle_stage": "active"},
@@ -69,8 +72,7 @@ class _NoOp(BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         length = int(self.headers.get("content-length") or 0)
-        if length:
-            self.rfile.read(length)
+        sent = self.rfile.read(length) if length else b""
         path = self.path
         body: dict[str, Any] = {}
         if "/runs/create" in path or "/runs/get" in path:
@@ -78,6 +80,9 @@ class _NoOp(BaseHTTPRequestHandler):
         elif "/experiments/" in path:
             body = self.EXPERIMENT
         data = json.dumps(body).encode()
+        if "/runs/search" in path:
+            asked = json.loads(sent or b"{}")
+            data = self.SEARCHES[(asked.get("filter", ""), asked.get("page_token", ""))]
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(data)))
@@ -100,6 +105,34 @@ def noop_server() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def record_searches(url: str, token: str, runs: int) -> None:
+    """meshops's answers to the script's searches, for the no-op server to give back."""
+    import httpx
+
+    with httpx.Client(
+        base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=600
+    ) as http:
+        found = http.get(
+            "/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "b12-search"}
+        )
+        experiment = found.json()["experiment"]["experiment_id"]
+        base = {"experiment_ids": [experiment], "run_view_type": "ACTIVE_ONLY"}
+        top = {**base, "filter": FILTER_TEXT, "max_results": 100, "order_by": ["metrics.m0 DESC"]}
+        answer = http.post("/api/2.0/mlflow/runs/search", json=top)
+        _NoOp.SEARCHES[(FILTER_TEXT, "")] = answer.content
+        token_in, seen = "", 0
+        while True:
+            page = {**base, "max_results": 1000, **({"page_token": token_in} if token_in else {})}
+            answer = http.post("/api/2.0/mlflow/runs/search", json=page)
+            _NoOp.SEARCHES[("", token_in)] = answer.content
+            body = answer.json()
+            seen += len(body.get("runs", []))
+            token_in = body.get("next_page_token", "")
+            if not token_in:
+                break
+        assert seen == runs, (seen, runs)
 
 
 def client(url: str, token: str | None, *args: str) -> dict[str, float]:
@@ -149,6 +182,7 @@ def main() -> None:
                 done = client(url, tok, "setup", str(args.runs), str(args.threads))
                 setup[name] = done["setup_s"]
                 print(f"[b12] setup {name}: {args.runs} runs in {done['setup_s']:.1f}s", flush=True)
+            record_searches(mesh_url, token, args.runs)
             for round_no in range(args.rounds):
                 for name, (url, tok) in targets.items():
                     got = client(
@@ -159,7 +193,9 @@ def main() -> None:
                     for key, value in got.items():
                         measured[name].setdefault(key, []).append(float(value))
                     print(f"[b12] round {round_no} {name}: {got}", flush=True)
-                got = client(floor_url, None, "floor", str(args.calls), str(args.batch))
+                got = client(
+                    floor_url, None, "floor", str(args.calls), str(args.batch), str(args.searches)
+                )
                 for key, value in got.items():
                     measured["floor"].setdefault(key, []).append(float(value))
                 print(f"[b12] round {round_no} client floor: {got}", flush=True)
@@ -223,14 +259,23 @@ def main() -> None:
     floor = {k: median(v) for k, v in measured["floor"].items()}
     note = (
         f"Rounds: {args.rounds}; load average {load_before:.2f} before, "
-        f"{os.getloadavg()[0]:.2f} after (shared machine). The client's own time (the same "
-        f"script against a no-op server answering at once, in the same run): "
-        f"{floor['log_metric_s'] * 1000:,.0f} ms for the log_metric calls, "
-        f"{floor['log_batch_s'] * 1000:,.0f} ms for the log_batch; so the server's share is "
-        f"meshops {(mesh['log_metric_s'] - floor['log_metric_s']) * 1000:,.0f} ms vs MLflow "
-        f"{(peer['log_metric_s'] - floor['log_metric_s']) * 1000:,.0f} ms (log_metric) and "
-        f"meshops {(mesh['log_batch_s'] - floor['log_batch_s']) * 1000:,.0f} ms vs MLflow "
-        f"{(peer['log_batch_s'] - floor['log_batch_s']) * 1000:,.0f} ms (log_batch)."
+        f"{os.getloadavg()[0]:.2f} after (shared 2-core machine). **The client's floor**: the "
+        "same script against a no-op server answering at once (for searches, with meshops's "
+        "own answer bytes, so the client parses the same runs), in the same run: "
+        + ", ".join(
+            f"{phase} {floor[key] * 1000:,.0f} ms (so no server can be more than "
+            f"{peer[key] / floor[key]:.1f}× faster than MLflow here; meshops's server share "
+            f"{(mesh[key] - floor[key]) * 1000:,.0f} ms vs MLflow's "
+            f"{(peer[key] - floor[key]) * 1000:,.0f} ms, "
+            f"{(peer[key] - floor[key]) / max(mesh[key] - floor[key], 1e-9):.1f}×)"
+            for phase, key in (
+                ("log_metric", "log_metric_s"),
+                ("log_batch", "log_batch_s"),
+                ("search top-100", "search_s"),
+                ("all pages", "all_pages_s"),
+            )
+        )
+        + "."
     )
     print(note)
     text = (HERE / "RESULTS.md").read_text()

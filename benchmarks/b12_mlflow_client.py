@@ -5,7 +5,7 @@ meshops, MLFLOW_TRACKING_TOKEN) say which server. Prints one JSON line of second
 
     b12_mlflow_client.py setup <runs> <threads>   # the 10k runs search_runs reads
     b12_mlflow_client.py measure <log_metric calls> <log_batch values> <searches>
-    b12_mlflow_client.py floor <log_metric calls> <log_batch values>  # vs a no-op server
+    b12_mlflow_client.py floor <log_metric calls> <log_batch values> <searches>  # no-op server
 """
 
 from __future__ import annotations
@@ -73,7 +73,16 @@ def measure(calls: int, batch_values: int, searches: int) -> dict[str, float]:
     client.log_batch(batch_run.info.run_id, metrics=metrics)
     log_batch_s = time.perf_counter() - start
     client.set_terminated(batch_run.info.run_id)
-    # 3. search_runs over the setup's runs: filter + order, top 100; then every run, paged
+    return {
+        "log_metric_s": log_metric_s,
+        "log_batch_s": log_batch_s,
+        **search(client, searches),
+        "mlflow_version": mlflow.__version__,
+    }
+
+
+def search(client: MlflowClient, searches: int) -> dict[str, float]:
+    """3. search_runs over the setup's runs: filter + order, top 100; then every run, paged."""
     exp = client.get_experiment_by_name(SEARCH_EXPERIMENT)
     assert exp is not None, "run `setup` first"
     times, found = [], 0
@@ -91,21 +100,17 @@ def measure(calls: int, batch_values: int, searches: int) -> dict[str, float]:
         token = page.token
         if not token:
             break
-    all_pages_s = time.perf_counter() - start
     return {
-        "log_metric_s": log_metric_s,
-        "log_batch_s": log_batch_s,
         "search_s": statistics.median(times),
         "search_found": found,
-        "all_pages_s": all_pages_s,
+        "all_pages_s": time.perf_counter() - start,
         "all_pages_runs": total,
-        "mlflow_version": mlflow.__version__,
     }
 
 
-def floor(calls: int, batch_values: int) -> dict[str, float]:
-    """The same two logging phases against a server that answers at once: the client's
-    own time, the best any server can give this script."""
+def floor(calls: int, batch_values: int, searches: int) -> dict[str, float]:
+    """The same phases against a server that answers at once (searches: with meshops's
+    recorded answers): the client's own time, the best any server can give this script."""
     mlflow.set_experiment("b12")
     with mlflow.start_run() as run:
         start = time.perf_counter()
@@ -116,12 +121,17 @@ def floor(calls: int, batch_values: int) -> dict[str, float]:
     metrics = [Metric("loss", i * 0.001, now, i) for i in range(batch_values)]
     start = time.perf_counter()
     MlflowClient().log_batch(run.info.run_id, metrics=metrics)
-    return {"log_metric_s": log_metric_s, "log_batch_s": time.perf_counter() - start}
+    log_batch_s = time.perf_counter() - start
+    return {
+        "log_metric_s": log_metric_s,
+        "log_batch_s": log_batch_s,
+        **search(MlflowClient(), searches),
+    }
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "floor":
-        result = floor(int(sys.argv[2]), int(sys.argv[3]))
+        result = floor(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
     elif sys.argv[1] == "setup":
         result = setup(int(sys.argv[2]), int(sys.argv[3]))
     else:

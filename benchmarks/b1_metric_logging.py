@@ -29,6 +29,8 @@ from harness import HERE, Row, median, peer_python, record, run_peer
 
 ROOT = HERE.parent
 MESHOPS = ROOT / ".venv" / "bin" / "meshops"
+# The MLflow client of tests/mlflow (`make mlflow-client`), used when present.
+MLFLOW_CLIENT_PYTHON = ROOT / ".venv-mlflow" / "bin" / "python"
 
 
 def free_port_number() -> int:
@@ -161,6 +163,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--values", type=int, default=100_000)
     parser.add_argument("--mlflow-values", type=int, default=2_000)
+    parser.add_argument("--mlflow-async-values", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--embedded-only", action="store_true", help="embedded SDK only, not recorded"
@@ -173,8 +176,13 @@ def main() -> None:
             ]
         print(f"embedded per-value log_metric: median {median(rates):,.0f} values/s ({rates})")
         return
-    python = peer_python("mlflow", ["mlflow"])
-    results: dict[str, list[float]] = {k: [] for k in ("pv", "batch", "emb", "mpv", "mbatch")}
+    python = (
+        MLFLOW_CLIENT_PYTHON if MLFLOW_CLIENT_PYTHON.exists() else peer_python("mlflow", ["mlflow"])
+    )
+    load_before = os.getloadavg()
+    results: dict[str, list[float]] = {
+        k: [] for k in ("pv", "batch", "emb", "mpv", "mbatch", "masync")
+    }
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         with (
@@ -191,9 +199,11 @@ def main() -> None:
                     m,
                     str(args.mlflow_values),
                     str(args.values),
+                    str(args.mlflow_async_values),
                 )
                 results["mpv"].append(float(peer["per_value_per_s"]))  # type: ignore[arg-type]
                 results["mbatch"].append(float(peer["batch_per_s"]))  # type: ignore[arg-type]
+                results["masync"].append(float(peer["async_per_s"]))  # type: ignore[arg-type]
                 print({k: round(v[-1]) for k, v in results.items()}, flush=True)
     rows = [
         Row(
@@ -203,6 +213,15 @@ def main() -> None:
             median(results["mpv"]),
             "values/s",
             goal="≥ 50×",
+        ),
+        Row(
+            f"per-value log_metric over HTTP vs MLflow's asynchronous mode "
+            f"(`synchronous=False`, {args.mlflow_async_values:,} MLflow calls, timed to "
+            "flush_async_logging)",
+            median(results["pv"]),
+            median(results["masync"]),
+            "values/s",
+            goal="≥ 10×",
         ),
         Row(
             f"batch API over HTTP ({args.values:,} values, chunks of 1000)",
@@ -219,13 +238,34 @@ def main() -> None:
             goal="≥ 500k/s",
         ),
     ]
-    record(
-        "B1",
-        "metric logging to one run",
-        "make bench or .venv/bin/python benchmarks/b1_metric_logging.py",
-        "MLflow 3 server (SQLite)",
-        rows,
+    command = ".venv/bin/python benchmarks/b1_metric_logging.py " + " ".join(sys.argv[1:])
+    section = record(
+        "B1", "metric logging to one run", command.strip(), "MLflow 3 server (SQLite)", rows
     )
+    load_after = os.getloadavg()
+    note = (
+        f"Rounds: {args.rounds}; load average (1/5/15 min) {load_before[0]:.1f}/"
+        f"{load_before[1]:.1f}/{load_before[2]:.1f} before, {load_after[0]:.1f}/"
+        f"{load_after[1]:.1f}/{load_after[2]:.1f} after (shared 2-core machine). MLflow "
+        f"{peer_version(python)} client and server from `{python.parent.parent.name}`. "
+        "Per-round values/s: "
+        + "; ".join(f"{k} {[round(v) for v in vals]}" for k, vals in results.items())
+        + "."
+    )
+    text = (HERE / "RESULTS.md").read_text()
+    (HERE / "RESULTS.md").write_text(
+        text.replace(section, section.replace("<!-- /B1 -->", note + "\n<!-- /B1 -->"))
+    )
+
+
+def peer_version(python: Path) -> str:
+    out = subprocess.run(
+        [str(python), "-c", "import mlflow; print(mlflow.__version__)"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return out.stdout.strip() or "?"
 
 
 if __name__ == "__main__":

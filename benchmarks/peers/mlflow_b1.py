@@ -1,7 +1,10 @@
 """B1 peer: MLflow metric logging against a running `mlflow server` (runs in the peer venv).
 
-Usage: mlflow_b1.py <tracking_uri> <per_value_count> <batch_count>
-Prints one JSON line: per-value and log_batch values/s.
+Usage: mlflow_b1.py <tracking_uri> <per_value_count> <batch_count> [<async_count>]
+Prints one JSON line: per-value and log_batch values/s, and with <async_count> the
+per-value calls in MLflow's asynchronous mode (`log_metric(..., synchronous=False)`: the
+client queues values and a background thread sends them in batches), timed until
+`mlflow.flush_async_logging()` returns, every value stored.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import time
 
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
+
+import mlflow
 
 
 def main() -> None:
@@ -35,11 +40,23 @@ def main() -> None:
         client.log_batch(run.info.run_id, metrics=metrics)
     batch_s = time.perf_counter() - start
     client.set_terminated(run.info.run_id)
-    print(
-        json.dumps(
-            {"per_value_per_s": per_value / per_value_s, "batch_per_s": batch_count / batch_s}
-        )
-    )
+    result = {"per_value_per_s": per_value / per_value_s, "batch_per_s": batch_count / batch_s}
+    if len(sys.argv) > 4:
+        result["async_per_s"] = asynchronous(client, exp.experiment_id, int(sys.argv[4]))
+    print(json.dumps(result))
+
+
+def asynchronous(client: MlflowClient, experiment_id: str, count: int) -> float:
+    run = client.create_run(experiment_id)
+    start = time.perf_counter()
+    for i in range(count):
+        client.log_metric(run.info.run_id, "loss", i * 0.001, step=i, synchronous=False)
+    mlflow.flush_async_logging()
+    elapsed = time.perf_counter() - start
+    stored = len(client.get_metric_history(run.info.run_id, "loss"))
+    assert stored == count, f"{stored} of {count} values stored"
+    client.set_terminated(run.info.run_id)
+    return count / elapsed
 
 
 if __name__ == "__main__":
