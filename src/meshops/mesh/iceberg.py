@@ -223,6 +223,13 @@ def catalog(settings: Settings) -> SqlCatalog:
                 warehouse=key[1],
                 **_io_properties(settings),
             )
+            # No pool: a cached catalog holds no idle database connection for a home that
+            # has closed (meshops's own engine pools; Iceberg commits are few).
+            from sqlalchemy import create_engine
+            from sqlalchemy.pool import NullPool
+
+            found.engine.dispose()
+            found.engine = create_engine(_catalog_uri(settings.database_url), poolclass=NullPool)
             _catalogs[key] = found
         return found
 
@@ -285,26 +292,36 @@ def _fixed_width(dtype: pa.DataType) -> bool:
     return True
 
 
-def _canonical(column: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
-    """One chunk, of the same IPC bytes whatever the source's chunking: a slice of a
-    variable-size array would carry its whole data buffer into the stream, so it is copied."""
-    if len(column.chunks) == 1 and _fixed_width(column.type):
-        return column
-    return pa.concat_arrays(column.chunks) if column.chunks else column
+def _hash_column(digest: Any, column: pa.ChunkedArray) -> None:
+    """Feed the column's values to `digest`, the same bytes whatever its chunking or the
+    size of the buffers a slice shares with its source."""
+    dtype = column.type
+    if _fixed_width(dtype) and dtype.bit_width % 8 == 0 and column.null_count == 0:
+        width = dtype.bit_width // 8
+        for chunk in column.chunks:  # exactly the values' bytes
+            values = memoryview(chunk.buffers()[1])
+            digest.update(values[chunk.offset * width : (chunk.offset + len(chunk)) * width])
+        return
+    # Anything else as a one-column IPC stream of a concatenated (so compact) copy.
+    array = pa.concat_arrays(column.chunks) if column.chunks else pa.array([], dtype)
+    sink = pa.PythonFile(_HashSink(digest), mode="w")
+    batch = pa.record_batch([array], names=["c"])
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
 
 
 def content_digest(table: pa.Table) -> str:
-    """sha256 of the rows as an Arrow IPC stream of fixed-size record batches, whatever the
-    table's chunking and schema metadata (the version digest's part for the port, and each
-    snapshot's `meshops.rows-sha256`: a prefix of a new version is checked against it)."""
+    """sha256 of the rows (the schema's names and types, then each column's values in
+    batches of fixed size), whatever the table's chunking and metadata: the version
+    digest's part for the port, and each snapshot's `meshops.rows-sha256`, which a prefix of
+    a new version is checked against."""
     digest = hashlib.sha256()
-    table = table.replace_schema_metadata(None)
-    sink = pa.PythonFile(_HashSink(digest), mode="w")
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        for start in range(0, table.num_rows, DIGEST_BATCH_ROWS):
-            part = table.slice(start, DIGEST_BATCH_ROWS)
-            columns = [_canonical(c) for c in part.columns]
-            writer.write_table(pa.Table.from_arrays(columns, schema=part.schema))
+    schema = ";".join(f"{f.name}:{f.type}:{f.nullable}" for f in table.schema)
+    digest.update(f"{schema}|{table.num_rows}|".encode())
+    for start in range(0, table.num_rows, DIGEST_BATCH_ROWS):
+        part = table.slice(start, DIGEST_BATCH_ROWS)
+        for column in part.columns:
+            _hash_column(digest, column)
     return digest.hexdigest()
 
 

@@ -68,6 +68,8 @@ class PublishService(MeshArea):
     def validate(self, folder: str | Path) -> ValidationReport:
         spec = specs.load_product(folder)
         self.ctx.authorize("dataproduct.read_metadata", spec.domain)
+        for port in spec.ports:  # a port's storage settings (format, partitioning) too
+            iceberg.layout_of(spec.descriptor, port)
         return ValidationReport(
             product=spec.key,
             version=spec.version,

@@ -5,6 +5,7 @@ mask and count, a training set equals the one from the Parquet port."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -252,3 +253,17 @@ def test_a_port_changes_format_only_in_a_major_version(home: Home) -> None:
     service = MeshService(home.context())
     assert service.read("shop.events", "1.0.0").num_rows == 5
     assert service.read("shop.events", "2.0.0").to_pylist() == rows(0, 6).to_pylist()
+
+
+def test_validate_checks_the_port_storage_settings(home: Home, tmp_path: Path) -> None:
+    import yaml
+
+    folder = tmp_path / "events"
+    folder.mkdir()
+    descriptor = events_descriptor("1.0.0")
+    descriptor["outputPorts"][0]["customProperties"][0]["value"] = "delta"
+    (folder / "dataproduct.yaml").write_text(yaml.safe_dump(descriptor))
+    (folder / "events.odcs.yaml").write_text(yaml.safe_dump(events_contract()))
+    with pytest.raises(InvalidInput, match=r"meshops\.format") as info:
+        MeshService(home.context()).validate(folder)
+    assert "iceberg" in info.value.detail["fix"]
