@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import datetime
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,7 +14,10 @@ from meshops.api.app import create_app
 from meshops.governance.authn import authenticate_token
 from meshops.governance.service import GovernanceService
 from meshops.kernel.auth import Actor
-from meshops.kernel.home import Home
+from meshops.kernel.home import Context, Home
+from meshops.registry.service import RegistryService
+from meshops.tracking.service import TrackingService
+from meshops.ui.activity import describe
 from tests.ui.demo import Demo
 
 
@@ -211,12 +215,40 @@ def test_access_request_and_decision_go_through_governance(
     assert owner.list_requests(product="sales.orders")[0].status == "pending"
 
 
-def test_home_tells_recent_activity_in_words(owner: TestClient) -> None:
+def test_home_tells_recent_activity_in_words(
+    app_home: tuple[Home, Demo, object], owner: TestClient
+) -> None:
     home = owner.get("/ui").text
-    activity = home[home.index('id="activity"') :]
-    assert "promoted churn v2 to @champion" in activity, re.sub(r"<[^>]+>|\s\s+", " ", activity)
-    assert re.search(r"<b>alice</b> <a href=\"/ui/[^\"]+\" title=\"meshops:[^\"]+\">", activity)
-    assert ">meshops:run:" not in activity  # URNs only in tooltips, never as the text
+    activity = home[home.index('id="activity"') : home.index("The full audit log")]
+    rows = re.findall(r"<tr data-action=[^>]*>(.*?)</tr>", activity, re.S)
+    assert rows
+    for row in rows:  # "<b>who</b> what", the URN only in the tooltip
+        assert re.search(r"<b>[\w.-]+</b> (<a href=\"/ui/[^\"]*\" |<span )title=\"", row), row
+        assert not re.search(r">[^<]*meshops:[^<]*<", row), row
+    # the sentences for the seeded history, over the real audit log and services
+    seeded, _, _ = app_home
+    ctx = seeded.context()
+    events = GovernanceService(ctx).audit_events(limit=500)
+    lines = [line.text for line in describe(events, _RealNames(ctx), limit=500)]
+    assert "promoted churn v2 to @champion" in lines
+    assert "promoted churn v2 to @challenger" in lines
+    assert any(
+        re.fullmatch(r"finished run 'logreg-C10\.0' \([0-9a-f]{8}\) in churn", t) for t in lines
+    )
+    assert "published marketing.campaigns 1.1.0" in lines
+
+
+class _RealNames:
+    def __init__(self, ctx: Context) -> None:
+        self.tracking, self.registry = TrackingService(ctx), RegistryService(ctx)
+
+    def run(self, run_id: str) -> tuple[str, str] | None:
+        run = self.tracking.get_run(run_id)
+        return run.name, self.tracking.get_experiment(run.experiment_id).name
+
+    def alias(self, model: str, version: int, at: datetime) -> str | None:
+        moves = [m for m in self.registry.alias_history(model) if m.to_version == version]
+        return min(moves, key=lambda m: abs((m.at - at).total_seconds())).alias if moves else None
 
 
 def test_governance_states_each_finding_once_with_where_it_is(owner: TestClient) -> None:
