@@ -41,7 +41,7 @@ VERBS = {
     "pipelines.start_run": "started",
     "pipelines.finish_run": "finished",
     "serving.create_endpoint": "created endpoint",
-    "monitoring.create_monitor": "created monitor",
+    "monitoring.create_monitor": "created",
     "monitoring.add_rule": "added an alert rule to",
     "pipelines.create_trigger": "created a trigger for",
     "features.apply": "applied",
