@@ -505,8 +505,14 @@ def write_version(
         properties = {"meshops.product": spec.key, "meshops.port": port.port}
         table = _create_table(settings, identifier, rows.schema, layout, properties)
     existing = table.refs().get(spec.version)
-    if existing is not None:  # an earlier attempt committed it; the metadata did not follow
-        return _written(table, existing.snapshot_id, "unchanged", set())
+    if existing is not None:  # an earlier attempt committed it; its record did not follow
+        tagged = table.snapshot_by_id(existing.snapshot_id)
+        recorded = tagged.summary if tagged is not None else None
+        if recorded is not None and recorded[ROWS_DIGEST] == rows_digest:
+            return _written(table, existing.snapshot_id, "unchanged", set())
+        # Other rows under an unrecorded tag (a recorded version with other content was
+        # refused before this): the stale tag goes.
+        table.manage_snapshots().remove_tag(spec.version).commit()
     previous = None
     if previous_version is not None:
         ref = table.refs().get(previous_version)

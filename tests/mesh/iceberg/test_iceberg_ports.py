@@ -267,3 +267,15 @@ def test_validate_checks_the_port_storage_settings(home: Home, tmp_path: Path) -
     with pytest.raises(InvalidInput, match=r"meshops\.format") as info:
         MeshService(home.context()).validate(folder)
     assert "iceberg" in info.value.detail["fix"]
+
+
+def test_a_tag_left_by_an_interrupted_publish_is_not_taken_for_the_version(home: Home) -> None:
+    publish(home, "1.0.0", rows(0, 10))
+    table = iceberg.load_table(home.settings, "shop.events__events__v1")
+    snapshot = table.snapshot_by_name("1.0.0")
+    assert snapshot is not None
+    # A publish killed after its Iceberg commit, before its record: the tag stays behind.
+    table.manage_snapshots().create_tag(snapshot.snapshot_id, "1.1.0").commit()
+    published = publish(home, "1.1.0", rows(0, 12))
+    assert iceberg.snapshot_id_of(published.ports[0].snapshot_digest) != snapshot.snapshot_id
+    assert MeshService(home.context()).read("shop.events", "1.1.0").num_rows == 12
