@@ -133,3 +133,19 @@ def test_an_edge_closing_a_cycle_still_points_at_its_target() -> None:
         r'<path class="edge" data-from="(\w+)" data-to="(\w+)"[^>]*marker-start', svg
     )
     assert len(turned) == 1 and turned[0] in [(a, b) for a, b, _ in edges]
+
+
+def test_a_feedback_relation_is_the_edge_turned_round() -> None:
+    # the retraining loop: the alert's `triggered` edge is the one drawn backwards
+    edges = [
+        ("run", "step-1", "contains"),
+        ("step-1", "step-2", "input_to"),
+        ("step-2", "step-3", "input_to"),
+        ("step-3", "model", "produced"),
+        ("model", "endpoint", "deployed_to"),
+        ("endpoint", "monitor", "monitored_by"),
+        ("monitor", "run", "triggered"),
+    ]
+    drawn = layout(_ids(edges), edges, feedback={"triggered"})
+    assert {label for _, _, label in drawn.turned} == {"triggered"}
+    assert drawn.layers[0] == ["run"] and drawn.crossings() == 0

@@ -23,7 +23,7 @@ to markup; every text is escaped.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 
@@ -69,6 +69,7 @@ class Node:
 class Graph:
     nodes: list[Node] = field(default_factory=list)
     edges: list[tuple[str, str, str]] = field(default_factory=list)  # (from, to, label)
+    feedback: frozenset[str] = frozenset()  # labels of edges that close loops by nature
 
     def add(self, node: Node) -> None:
         if all(n.id != node.id for n in self.nodes):
@@ -99,11 +100,15 @@ def layers(node_ids: Sequence[str], edges: Sequence[tuple[str, str, str]]) -> li
     ]
 
 
-def layout(node_ids: Sequence[str], edges: Sequence[tuple[str, str, str]]) -> Layout:
+def layout(
+    node_ids: Sequence[str],
+    edges: Sequence[tuple[str, str, str]],
+    feedback: Collection[str] = (),
+) -> Layout:
     ids = list(dict.fromkeys(node_ids))
     known = set(ids)
     kept = _merge_parallel([e for e in edges if e[0] in known and e[1] in known and e[0] != e[1]])
-    forward, turned = _acyclic(ids, kept)
+    forward, turned = _acyclic(ids, kept, feedback)
     rank = _ranks(ids, forward)
     result = _split_long_edges(ids, forward, rank)
     result.turned = {(b, a, label) for a, b, label in turned}
@@ -118,7 +123,7 @@ def graph_svg(graph: Graph, *, max_nodes: int = MAX_NODES) -> Markup:
     if not nodes:
         return Markup('<p class="muted">No lineage recorded.</p>')
     by_id = {n.id: n for n in nodes}
-    drawn = layout(list(by_id), graph.edges)
+    drawn = layout(list(by_id), graph.edges, graph.feedback)
     x = {
         nid: MARGIN + i * (NODE_W + GAP_X) for i, layer in enumerate(drawn.layers) for nid in layer
     }
@@ -162,7 +167,7 @@ def _merge_parallel(edges: list[tuple[str, str, str]]) -> list[tuple[str, str, s
 
 
 def _acyclic(
-    ids: list[str], edges: list[tuple[str, str, str]]
+    ids: list[str], edges: list[tuple[str, str, str]], feedback: Collection[str] = ()
 ) -> tuple[list[tuple[str, str, str]], set[tuple[str, str, str]]]:
     """The edges with a small set of them turned round so that none closes a cycle, and the
     turned ones (drawn with the arrow at their start, so they still point the right way).
@@ -170,12 +175,15 @@ def _acyclic(
     Lineage can close a loop (a model serves an endpoint whose monitor triggers the run
     that trains the next version): the Eades-Lin-Smyth order puts sources first, sinks
     last, and otherwise the node with the most outgoing over incoming edges, so the edge
-    turned round is the one that returns to the start of the story."""
+    turned round is the one that returns to the start of the story. Edges whose relation is
+    in `feedback` (an alert that `triggered` a retraining) are left out of that order, so
+    they are the ones turned when they close a loop."""
     outs: dict[str, set[str]] = defaultdict(set)
     ins: dict[str, set[str]] = defaultdict(set)
-    for a, b, _ in edges:
-        outs[a].add(b)
-        ins[b].add(a)
+    for a, b, label in edges:
+        if not set(label.split(", ")) & set(feedback):
+            outs[a].add(b)
+            ins[b].add(a)
     left = dict.fromkeys(ids)
     head: list[str] = []
     tail: list[str] = []

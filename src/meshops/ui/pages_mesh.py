@@ -234,6 +234,8 @@ def _lineage_graph(mesh: MeshService, product: str, current: DataProductVersion)
     return graphs.graph_svg(edges_graph([*up, *down], focus=current.urn))
 
 
+CONTAINS = "contains"
+FEEDBACK = frozenset({"triggered"})  # an alert starting a retraining closes the MLOps loop
 HIDDEN_KINDS = ("monitorresult", "alert", "artifact")  # one node per run/step: noise in a graph
 
 
@@ -241,16 +243,26 @@ def edges_graph(edges: list[Edge], focus: str | None = None) -> graphs.Graph:
     """Lineage edges as a graph of linked nodes (`focus` highlighted). Artifacts, monitor
     results and alerts are passed through, not drawn: a step that produced an artifact
     another step read gets an edge straight to that step."""
-    graph = graphs.Graph()
+    graph = graphs.Graph(feedback=FEEDBACK)
     if focus:
         label, sub = urn_label(focus)
         graph.add(graphs.Node(focus, label, sub, urn_href(focus), "focus"))
-    for upstream, downstream, relation in _through_hidden(edges):
+    for upstream, downstream, relation in _without_implied_containment(_through_hidden(edges)):
         for urn in (upstream, downstream):
             label, sub = urn_label(urn)
             graph.add(graphs.Node(urn, label, sub, urn_href(urn), None))
         graph.edges.append((upstream, downstream, relation))
     return graph
+
+
+def _without_implied_containment(
+    edges: list[tuple[str, str, str]],
+) -> list[tuple[str, str, str]]:
+    """A pipeline run `contains` every step run; drawn to each, those edges cross the whole
+    graph. A step already reached by another edge (from the step before it) keeps only
+    that one, so the run points at its first steps and the steps follow each other."""
+    reached = {b for _, b, relation in edges if relation != CONTAINS}
+    return [e for e in edges if e[2] != CONTAINS or e[1] not in reached]
 
 
 def _hidden(urn: str) -> bool:
@@ -271,7 +283,7 @@ def _through_hidden(edges: list[Edge]) -> list[tuple[str, str, str]]:
                 continue
             seen.add(node)
             if _hidden(node):
-                stack.extend((n, relation) for n, _ in after.get(node, []))
+                stack.extend(after.get(node, []))  # the relation of the last hop names it
             elif node != start:
                 out.setdefault((start, node), relation)
     return [(a, b, relation) for (a, b), relation in out.items()]
