@@ -3,8 +3,9 @@
 Usage: mlflow_b1.py <tracking_uri> <per_value_count> <batch_count> [<async_count>]
 Prints one JSON line: per-value and log_batch values/s, and with <async_count> the
 per-value calls in MLflow's asynchronous mode (`log_metric(..., synchronous=False)`: the
-client queues values and a background thread sends them in batches), timed until
-`mlflow.flush_async_logging()` returns, every value stored.
+client queues values and a background thread sends them in batches), timed until every
+call's returned operation is done (all values stored; `mlflow.flush_async_logging()` flushes
+the fluent API's store, not this client's).
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import time
 
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
-
-import mlflow
 
 
 def main() -> None:
@@ -49,9 +48,13 @@ def main() -> None:
 def asynchronous(client: MlflowClient, experiment_id: str, count: int) -> float:
     run = client.create_run(experiment_id)
     start = time.perf_counter()
-    for i in range(count):
+    pending = [
         client.log_metric(run.info.run_id, "loss", i * 0.001, step=i, synchronous=False)
-    mlflow.flush_async_logging()
+        for i in range(count)
+    ]
+    for operation in pending:  # each call's RunOperations: done once its batch is stored
+        if operation is not None:
+            operation.wait()
     elapsed = time.perf_counter() - start
     stored = len(client.get_metric_history(run.info.run_id, "loss"))
     assert stored == count, f"{stored} of {count} values stored"
