@@ -310,19 +310,53 @@ def _hash_column(digest: Any, column: pa.ChunkedArray) -> None:
         writer.write_batch(batch)
 
 
-def content_digest(table: pa.Table) -> str:
-    """sha256 of the rows (the schema's names and types, then each column's values in
-    batches of fixed size), whatever the table's chunking and metadata: the version
-    digest's part for the port, and each snapshot's `meshops.rows-sha256`, which a prefix of
-    a new version is checked against."""
+def _column_digest(column: pa.ChunkedArray) -> bytes:
     digest = hashlib.sha256()
-    schema = ";".join(f"{f.name}:{f.type}:{f.nullable}" for f in table.schema)
-    digest.update(f"{schema}|{table.num_rows}|".encode())
-    for start in range(0, table.num_rows, DIGEST_BATCH_ROWS):
-        part = table.slice(start, DIGEST_BATCH_ROWS)
-        for column in part.columns:
-            _hash_column(digest, column)
-    return digest.hexdigest()
+    _hash_column(digest, column)
+    return digest.digest()
+
+
+class RowsDigest:
+    """sha256 of a table's rows, whatever its chunking and metadata: over the schema's
+    names and types, the row count, and the sha256 of each column's values in each batch
+    of `DIGEST_BATCH_ROWS` rows. The version digest's part for an Iceberg port, and each
+    snapshot's `meshops.rows-sha256`; the digest of a prefix (`prefix`) reuses the whole
+    batches' hashes and hashes only the rows of its last, partial batch."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+        self.whole = table.num_rows // DIGEST_BATCH_ROWS
+        self.batches = [
+            {f.name: _column_digest(c) for f, c in zip(table.schema, part.columns, strict=True)}
+            for part in (
+                table.slice(i * DIGEST_BATCH_ROWS, DIGEST_BATCH_ROWS) for i in range(self.whole)
+            )
+        ]
+
+    def prefix(self, count: int, names: list[str]) -> str:
+        """The digest of the first `count` rows of the columns `names`."""
+        fields = [self.table.schema.field(n) for n in names]
+        digest = hashlib.sha256()
+        schema = ";".join(f"{f.name}:{f.type}:{f.nullable}" for f in fields)
+        digest.update(f"{schema}|{count}|".encode())
+        whole = count // DIGEST_BATCH_ROWS
+        for batch in self.batches[:whole]:
+            for name in names:
+                digest.update(batch[name])
+        rest = self.table.slice(whole * DIGEST_BATCH_ROWS, count - whole * DIGEST_BATCH_ROWS)
+        if rest.num_rows:
+            for name in names:
+                digest.update(_column_digest(rest.column(name)))
+        return digest.hexdigest()
+
+    @property
+    def hex(self) -> str:
+        return self.prefix(self.table.num_rows, self.table.column_names)
+
+
+def content_digest(table: pa.Table) -> str:
+    """The rows' digest (`RowsDigest`) as hex."""
+    return RowsDigest(table).hex
 
 
 def iceberg_ready(table: pa.Table) -> pa.Table:
@@ -416,7 +450,9 @@ def _arrow(table: Table, snapshot_id: int) -> pa.Table:
     return result
 
 
-def _append_offset(table: Table, previous: int | None, rows: pa.Table) -> int | None:
+def _append_offset(
+    table: Table, previous: int | None, rows: pa.Table, digest: RowsDigest
+) -> int | None:
     """How many leading rows of `rows` are the previous version's rows, when `rows` are
     those followed by new ones (see the module doc); None when the version is not an append."""
     current = table.current_snapshot()
@@ -438,7 +474,7 @@ def _append_offset(table: Table, previous: int | None, rows: pa.Table) -> int | 
         return None
     recorded = snapshot.summary[ROWS_DIGEST]
     if recorded is not None:  # written by meshops: the digest of its rows decides
-        return count if content_digest(prefix.select(names)) == recorded else None
+        return count if digest.prefix(count, names) == recorded else None
     before = _arrow(table, previous)  # written by another engine: compare the rows
     if not same_rows(before, prefix.select(before.column_names)):
         return None
@@ -491,15 +527,16 @@ def write_version(
     rows: pa.Table,
     previous_version: str | None,
     *,
-    rows_digest: str | None = None,
+    digest: RowsDigest | None = None,
 ) -> Written:
     """Commit `rows` as the snapshot of `spec.version` and tag it; append or overwrite.
-    `rows_digest` is `content_digest(rows)` when the caller has it already."""
+    `digest` is `RowsDigest(rows)` when the caller has it already."""
     layout = layout_of(spec.descriptor, port)
     identifier = table_identifier(spec.key, port.port, spec.version)
     ready = iceberg_ready(rows)
-    if ready is not rows or rows_digest is None:
-        rows, rows_digest = ready, content_digest(ready)
+    if ready is not rows or digest is None or digest.table is not rows:
+        rows, digest = ready, RowsDigest(ready)
+    rows_digest = digest.hex
     table = find_table(settings, identifier)
     if table is None:
         properties = {"meshops.product": spec.key, "meshops.port": port.port}
@@ -519,7 +556,7 @@ def write_version(
         previous = ref.snapshot_id if ref is not None else None
     before = _file_set(table, table.current_snapshot())
     table = _evolve(table, rows.schema)
-    offset = _append_offset(table, previous, rows)
+    offset = _append_offset(table, previous, rows, digest)
     summary = {ROWS_DIGEST: rows_digest}
     if offset is not None:
         mode = "append"

@@ -252,11 +252,13 @@ class PublishService(MeshArea):
         # Blobs first: an interrupted publish leaves only unreferenced, content-addressed blobs.
         snapshots: dict[str, tuple[str, int]] = {}
         contents: dict[str, str] = {}  # what the version digest covers for each port
+        row_digests: dict[str, iceberg.RowsDigest] = {}
         for port in spec.ports:
             if on_step:
                 on_step(f"snapshot {port.port}")
             if port in iceberg_ports:
-                contents[port.port] = iceberg.content_digest(tables[port.port])
+                row_digests[port.port] = iceberg.RowsDigest(tables[port.port])
+                contents[port.port] = row_digests[port.port].hex
             else:
                 snapshots[port.port] = self._write_snapshot(tables[port.port])
                 contents[port.port] = snapshots[port.port][0]
@@ -269,7 +271,7 @@ class PublishService(MeshArea):
             if reused is not None:
                 return reused
             snapshots.update(
-                self._write_iceberg(spec, iceberg_ports, tables, evaluated_against, contents)
+                self._write_iceberg(spec, iceberg_ports, tables, evaluated_against, row_digests)
             )
         if on_step:
             on_step("record version")
@@ -325,7 +327,7 @@ class PublishService(MeshArea):
         ports: list[specs.PortContract],
         tables: dict[str, pa.Table],
         previous_version: str | None,
-        digests: dict[str, str],
+        digests: dict[str, iceberg.RowsDigest],
     ) -> dict[str, tuple[str, int]]:
         """Commit each Iceberg port's rows as the version's tagged snapshot (mesh/iceberg.py)."""
         written: dict[str, tuple[str, int]] = {}
@@ -334,7 +336,7 @@ class PublishService(MeshArea):
             for port in ports:
                 result = iceberg.write_version(
                     settings, spec, port, tables[port.port], previous_version,
-                    rows_digest=digests[port.port],
+                    digest=digests[port.port],
                 )  # fmt: skip
                 written[port.port] = (iceberg.snapshot_ref(result.snapshot_id), result.total_bytes)
                 log.info("%s %s: %s to Iceberg (%d new files)", spec.key, port.port,
