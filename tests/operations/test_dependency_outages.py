@@ -29,10 +29,12 @@ from tests.operations.services import PrivatePostgres, PrivateRedis, private_pos
 CLIENTS = 32
 WARM_SECONDS = 2.0
 OUTAGE_SECONDS = 5.0
-# After the service is back: time to reconnect (pool pre-ping, Redis reconnect), then a
-# stretch in which every request must succeed.
-SETTLE_SECONDS = 3.0
-HEALTHY_SECONDS = 3.0
+# Load goes on this long after the service is back; the server must have recovered (every
+# request succeeding) within RECOVERY_LIMIT of it, and stay so for the last HEALTHY_SECONDS
+# (the bound is generous: 2 cores shared with the rest of the suite).
+AFTER_SECONDS = 7.0
+RECOVERY_LIMIT = AFTER_SECONDS - 2.0
+HEALTHY_SECONDS = 2.0
 
 
 def test_postgres_restart_under_load(tmp_path: Path) -> None:
@@ -97,7 +99,7 @@ def _load(
             requests,
             clients=CLIENTS,
             during=during,
-            after=SETTLE_SECONDS + HEALTHY_SECONDS,
+            after=AFTER_SECONDS,
         )
     )  # type: ignore[arg-type]
     return load, back
@@ -145,8 +147,14 @@ def _clean_refusal(answer: Answer) -> bool:
 
 
 def _assert_recovered(load: Load, back: list[float]) -> None:
+    """Every request sent from some moment after the restart on succeeded; that moment
+    came within RECOVERY_LIMIT (the recovery time is printed)."""
     assert back, "the service was not started again"
-    healthy = load.between(back[0] + SETTLE_SECONDS, float("inf"))
-    assert healthy, "no request was sent after the service came back"
-    failed = [a for a in healthy if a.status not in (200, 204)]
-    assert not failed, f"{len(failed)} of {len(healthy)} failed after recovery: {failed[:5]}"
+    last_sent = max(a.sent for a in load.answers)
+    tail = load.between(last_sent - HEALTHY_SECONDS, float("inf"))
+    failed_tail = [a for a in tail if a.status not in {200, 204}]
+    assert not failed_tail, f"still failing at the end: {len(failed_tail)} of {len(tail)}"
+    failures_after = [a.sent for a in load.failures() if a.sent >= back[0]]
+    recovered = max(failures_after, default=back[0]) - back[0]
+    print(f"recovered {recovered:.1f} s after the service was back")
+    assert recovered <= RECOVERY_LIMIT, f"recovery took {recovered:.1f} s"
