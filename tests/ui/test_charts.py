@@ -211,3 +211,18 @@ def test_x_values_are_written_by_the_caller_in_ticks_tooltips_and_single_values(
     assert "f1: 0.7 @ rf · 5391af14" in svg and "f1: 0.8 @ 2" in svg
     clock = charts.line_chart({"p50": [(7200, 12.0)]}, x_tick_format=lambda t: f"{t / 3600:.0f}h")
     assert "at step 2h" in clock and "7.2e+03" not in clock
+
+
+def test_the_last_x_tick_label_fits_inside_the_chart() -> None:
+    # A clock label centred on the plot's right edge used to be cut ("23:59:5").
+    svg = charts.line_chart(
+        {"p99": [(0.0, 1.0), (86_399.0, 2.0)]},
+        width=400,
+        x_tick_format=lambda x: f"{int(x) // 3600:02d}:{int(x) % 3600 // 60:02d}:{int(x) % 60:02d}",
+    )
+    root = ET.fromstring(str(svg))
+    ticks = [t for t in root.iter("{http://www.w3.org/2000/svg}text") if "x" in t.get("class", "")]
+    ticks = [t for t in ticks if t.get("class") == "tick x"] or ticks
+    last = ticks[-1]
+    half_width = len(last.text or "") * 3.4  # ~6.8 px per character at the tick font size
+    assert float(last.get("x", "0")) + half_width <= 400

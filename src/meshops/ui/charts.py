@@ -211,12 +211,15 @@ def line_chart(
     x_ticks = nice_ticks(min(xs), max(xs), count=6, integer=x_ints)
     y_ticks = nice_ticks(min(ys), max(ys), integer=y_ints)
     y_texts = tick_labels(y_ticks)
+    x_texts = [x_format(t) for t in x_ticks] if x_tick_format else tick_labels(x_ticks)
     pad_l = 14 + (16 if y_label else 0) + max(len(t) for t in y_texts) * 6.2
+    # The last x tick label is centred on the plot's right edge: room for its half.
+    pad_r = max(16.0, len(x_texts[-1]) * 3.4 + 6)
     pad_t = 28.0 if title else 12.0
     plot = _Plot(
         pad_l,
         pad_t,
-        width - pad_l - 16,
+        width - pad_l - pad_r,
         height - pad_t - 40,
         x_ticks[0],
         x_ticks[-1],
@@ -232,7 +235,6 @@ def line_chart(
     def point_x(x: float) -> str:
         return names_of.get(x) or x_format(x)
 
-    x_texts = [x_format(t) for t in x_ticks] if x_tick_format else tick_labels(x_ticks)
     parts = [
         _svg_open(width, total_h, title or "line chart"),
         _title(title, pad_l),
