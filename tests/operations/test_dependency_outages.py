@@ -57,7 +57,7 @@ def test_postgres_restart_under_load(tmp_path: Path) -> None:
     print(f"predictions answered {len(predicted)}, logged {len(set(predicted) & logged)}")
 
 
-def test_redis_stop_and_start_under_online_lookups(tmp_path: Path, redis_url: str = "") -> None:
+def test_redis_stop_and_start_under_online_lookups(tmp_path: Path) -> None:
     with private_redis() as redis:
         database = f"sqlite:///{tmp_path / 'home' / 'meshops.db'}"
         store = {"type": "redis", "url": redis.url, "prefix": "faults:"}
