@@ -4,7 +4,11 @@ server's 503/507 bodies become the same error types in the HTTP client."""
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import psycopg
 import redis
@@ -56,3 +60,26 @@ def test_the_client_rebuilds_the_servers_fault_errors() -> None:
     for error in (Unavailable("down", {"retry_after": 2}), NoSpace("no space left")):
         rebuilt = error_from_json(error.http_status, error.to_json())
         assert type(rebuilt) is type(error) and rebuilt.message == error.message
+
+
+def test_the_cli_exits_unavailable_when_the_metadata_database_does_not_answer(
+    tmp_path: Path,
+) -> None:
+    # Nothing listens on port 1: the CLI says what is down and exits 8, with no traceback.
+    env = {
+        **os.environ,
+        "MESHOPS_HOME": str(tmp_path / "home"),
+        "MESHOPS_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:1/test",
+    }
+    meshops = Path(sys.executable).parent / "meshops"
+    done = subprocess.run(
+        [str(meshops), "product", "list"],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 8, done.stderr
+    assert "unavailable" in done.stderr and "metadata database" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -6,7 +6,7 @@ import inspect
 import sys
 from collections.abc import Iterable
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -29,6 +29,8 @@ from meshops.cli.output import JSON_HELP, err_console, print_json, print_table
 if TYPE_CHECKING:
     from typer import _click as click  # typer's own (vendored) click
     from typer.core import TyperGroup
+
+    from meshops.kernel.errors import MeshopsError
 
 app = typer.Typer(
     name="meshops",
@@ -346,17 +348,14 @@ def lazy_group() -> TyperGroup:
 
 def main() -> None:
     """Entry point: run the app, turning meshops errors into a message and an exit code."""
-    from meshops.kernel.errors import MeshopsError
+    from meshops.kernel.errors import MeshopsError, outage_error
 
     try:
         # Without standalone mode click returns a command's `typer.Exit(code)` instead of
         # raising it, so the return value is the exit code.
         result = lazy_group()(standalone_mode=False)
     except MeshopsError as exc:
-        err_console.print(f"[bold red]error[/bold red] ({exc.error}): {exc.message}")
-        for key, value in exc.detail.items():
-            err_console.print(f"  {key}: {value}")
-        sys.exit(exc.exit_code)
+        _fail(exc)
     except (typer.Exit, SystemExit) as exc:
         code = exc.exit_code if isinstance(exc, typer.Exit) else exc.code
         sys.exit(code if isinstance(code, int) else 0)
@@ -369,8 +368,18 @@ def main() -> None:
         if isinstance(exc, typer.Abort):
             err_console.print("aborted")
             sys.exit(130)
+        fault = outage_error(exc)  # a full disk, a database that does not answer
+        if fault is not None:
+            _fail(fault)
         raise
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _fail(exc: MeshopsError) -> NoReturn:
+    err_console.print(f"[bold red]error[/bold red] ({exc.error}): {exc.message}")
+    for key, value in exc.detail.items():
+        err_console.print(f"  {key}: {value}")
+    sys.exit(exc.exit_code)
 
 
 if __name__ == "__main__":
