@@ -965,18 +965,23 @@ def _search_rows(
     if stage is not None:
         query = query.where(store.runs.c.lifecycle_stage == stage)
     if experiment_ids:
-        query = query.where(_experiment_in(experiment_ids, expr is not None))
+        query = query.where(_experiment_in(conn, experiment_ids, expr is not None))
     if expr is not None:
         query = query.where(compile_filter(expr))
     query = _apply_order(query, order).offset(offset).limit(limit)
     return _row_dicts(conn.execute(query))
 
 
-def _experiment_in(experiment_ids: list[str], filtered: bool) -> ColumnElement[bool]:
+def _experiment_in(
+    conn: Connection, experiment_ids: list[str], filtered: bool
+) -> ColumnElement[bool]:
     experiment: ColumnElement[Any] = store.runs.c.experiment_id
-    if filtered:
+    if filtered and conn.dialect.name == "sqlite":
         # `experiment_id || ''` keeps SQLite from driving the query by the experiment
         # index (all of its runs) instead of the filter's or the order key's index.
+        # Not on PostgreSQL: there it hides the column's statistics, the planner takes the
+        # experiment for a few runs and hash-joins all of them instead of walking the
+        # order key's index (B2 at 1M runs: 4.5 s instead of tens of ms).
         experiment = experiment + ""
     return experiment.in_(experiment_ids)
 
@@ -1025,7 +1030,7 @@ def _search_by_metric_index(
         ordered.c.value.is_not(None),
     ]
     if experiment_ids:
-        conditions.append(_experiment_in(experiment_ids, True))
+        conditions.append(_experiment_in(conn, experiment_ids, True))
     if stage is not None:
         conditions.append(store.runs.c.lifecycle_stage == stage)
     if expr is not None:
@@ -1060,7 +1065,7 @@ def _search_by_metric_index(
     if stage is not None:
         rest = rest.where(store.runs.c.lifecycle_stage == stage)
     if experiment_ids:
-        rest = rest.where(_experiment_in(experiment_ids, expr is not None))
+        rest = rest.where(_experiment_in(conn, experiment_ids, expr is not None))
     if expr is not None:
         rest = rest.where(compile_filter(expr))
     rest = _apply_order(rest, order, first=1)
