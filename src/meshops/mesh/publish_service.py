@@ -314,12 +314,21 @@ class PublishService(MeshArea):
         self, spec: specs.ProductSpec, digest: str
     ) -> DataProductVersion | None:
         """A version already published with this content, found before an Iceberg table is
-        committed to (a table commit is not content-addressed like a blob)."""
+        committed to (a table commit is not content-addressed like a blob); a retired
+        product is refused here too, before its table is touched."""
         with self.ctx.db.read() as conn:
-            reused = self._reuse(conn, spec, digest, store.get_product(conn, spec.key))
-            if reused is not None:
-                self.ctx.link_to_step(conn, reused.urn)
-        return reused
+            product_row = store.get_product(conn, spec.key)
+            reused = self._reuse(conn, spec, digest, product_row)
+        if reused is not None:
+            with self.ctx.db.begin() as conn:
+                self.ctx.link_to_step(conn, reused.urn)  # inside a pipeline step
+            return reused
+        if product_row is not None and product_row["status"] == "retired":
+            raise Conflict(
+                f"{spec.key} is retired; a retired product takes no new versions",
+                {"fix": f"publish under a new name, e.g. {spec.key}_v2"},
+            )
+        return None
 
     def _write_iceberg(
         self,

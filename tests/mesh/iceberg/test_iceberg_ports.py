@@ -279,3 +279,16 @@ def test_a_tag_left_by_an_interrupted_publish_is_not_taken_for_the_version(home:
     published = publish(home, "1.1.0", rows(0, 12))
     assert iceberg.snapshot_id_of(published.ports[0].snapshot_digest) != snapshot.snapshot_id
     assert MeshService(home.context()).read("shop.events", "1.1.0").num_rows == 12
+
+
+def test_a_retired_product_takes_no_version_and_its_table_is_untouched(home: Home) -> None:
+    publish(home, "1.0.0", rows(0, 10))
+    service = MeshService(home.context())
+    service.deprecate("shop.events", "2030-01-01", reason="replaced")
+    service.retire("shop.events")
+    before = iceberg.load_table(home.settings, "shop.events__events__v1")
+    with pytest.raises(Conflict, match="retired"):
+        publish(home, "1.1.0", rows(0, 12))
+    after = iceberg.load_table(home.settings, "shop.events__events__v1")
+    assert after.metadata_location == before.metadata_location
+    assert set(after.refs()) == {"main", "1.0.0"}
