@@ -211,7 +211,13 @@ def _catalog_uri(database_url: str) -> str:
 
 def catalog(settings: Settings) -> SqlCatalog:
     """The home's Iceberg catalog (one per metadata database and warehouse per process)."""
-    from pyiceberg.catalog.sql import SqlCatalog
+    try:
+        from pyiceberg.catalog.sql import SqlCatalog
+    except ImportError as exc:  # the `iceberg` extra is not installed
+        raise InvalidInput(
+            "Iceberg ports need pyiceberg, which is not installed here",
+            {"field": FORMAT_PROPERTY, "fix": "pip install 'meshops[iceberg]'"},
+        ) from exc
 
     key = (settings.database_url, warehouse_url(settings))
     with _catalogs_lock:
