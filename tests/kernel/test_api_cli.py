@@ -55,6 +55,10 @@ def test_cli_exit_codes_raised_inside_commands_reach_the_shell(
 
     from meshops.cli import main as cli_main
 
+    # A command of its own on a copy of the app's list: the real app is left as it was
+    # (other tests walk every registered command).
+    monkeypatch.setattr(cli_main.app, "registered_commands", list(cli_main.app.registered_commands))
+
     @cli_main.app.command("exit-three", hidden=True)
     def exit_three() -> None:
         raise typer.Exit(3)
