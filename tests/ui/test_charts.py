@@ -174,36 +174,6 @@ def test_every_drawn_point_is_inside_the_plot(points: list[tuple[int, float]]) -
         _assert_inside(svg)
 
 
-def test_layers_put_every_node_right_of_its_parents() -> None:
-    edges = [("a", "c", ""), ("b", "c", ""), ("c", "d", ""), ("a", "d", "")]
-    layers = charts.layers(["a", "b", "c", "d"], edges)
-    where = {n: i for i, layer in enumerate(layers) for n in layer}
-    assert where["a"] == where["b"] == 0 and where["c"] == 1 and where["d"] == 2
-    # a cycle (which lineage should not have) still places every node once
-    cyclic = charts.layers(["a", "b", "c", "d"], [*edges, ("d", "a", "")])
-    assert sorted(n for layer in cyclic for n in layer) == ["a", "b", "c", "d"]
-
-
-def test_graph_nodes_link_and_edges_connect_boxes() -> None:
-    graph = charts.Graph()
-    graph.add(charts.Node("u:1", "orders", "data product", "/ui/products/sales.orders"))
-    graph.add(charts.Node("u:2", "revenue", "data product", None, "focus"))
-    graph.add(charts.Node("u:1", "dup"))
-    graph.edges.append(("u:1", "u:2", "input"))
-    svg = charts.graph_svg(graph)
-    root = _parse(svg)
-    ns = "{http://www.w3.org/2000/svg}"
-    links = root.findall(f"{ns}a")
-    assert [a.get("href") for a in links] == ["/ui/products/sales.orders"]
-    [edge] = root.findall(f"{ns}path[@class='edge']")
-    rects = [(float(r.get("x") or 0), float(r.get("y") or 0)) for r in root.iter(f"{ns}rect")]
-    numbers = [float(n) for n in re.findall(r"-?[0-9.]+", edge.get("d") or "")]
-    (ax, ay), (bx, by) = rects
-    assert numbers[:2] == [ax + 200, ay + 23] and numbers[-2:] == [bx, by + 23]
-    assert 'class="node-box focus"' in svg
-    assert "No lineage" in charts.graph_svg(charts.Graph())
-
-
 def test_x_values_are_written_by_the_caller_in_ticks_tooltips_and_single_values() -> None:
     svg = charts.line_chart(
         {"f1": [(1, 0.7), (2, 0.8)]}, x_label="run", x_names={1.0: "rf · 5391af14"}

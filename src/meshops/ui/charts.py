@@ -1,4 +1,4 @@
-"""Small server-side SVG charts for the pages: lines, bars and a layered graph (DAG/lineage).
+"""Small server-side SVG charts for the pages: lines and bars (graphs are in ui/graphs.py).
 
 Pure functions from numbers to markup; every label is escaped. No JavaScript and no CDN:
 the SVG is inlined in the page, so charts render offline and in screenshots.
@@ -8,28 +8,12 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
 PALETTE = ("#2563eb", "#ea580c", "#16a34a", "#9333ea", "#dc2626", "#0891b2", "#ca8a04", "#db2777")
-STATUS_COLORS = {
-    "ok": "#16a34a",
-    "succeeded": "#16a34a",
-    "finished": "#16a34a",
-    "cached": "#0891b2",
-    "skipped": "#94a3b8",
-    "running": "#2563eb",
-    "pending": "#94a3b8",
-    "queued": "#94a3b8",
-    "failed": "#dc2626",
-    "error": "#dc2626",
-    "alert": "#dc2626",
-    "cancelled": "#64748b",
-    "focus": "#0f172a",
-}
 
 
 def _fmt(value: float) -> str:
@@ -362,126 +346,6 @@ def bar_chart(
             )
     parts.append("</svg>")
     return Markup("".join(parts))
-
-
-@dataclass
-class Node:
-    id: str
-    label: str
-    sublabel: str = ""
-    href: str | None = None
-    status: str | None = None  # colours the node (see STATUS_COLORS)
-
-
-@dataclass
-class Graph:
-    nodes: list[Node] = field(default_factory=list)
-    edges: list[tuple[str, str, str]] = field(default_factory=list)  # (from, to, label)
-
-    def add(self, node: Node) -> None:
-        if all(n.id != node.id for n in self.nodes):
-            self.nodes.append(node)
-
-
-def layers(node_ids: Sequence[str], edges: Sequence[tuple[str, str, str]]) -> list[list[str]]:
-    """Longest-path layering (sources left), then one barycentre pass to reduce crossings.
-    Cycles (which lineage should not have) are broken by ignoring back edges."""
-    parents: dict[str, list[str]] = defaultdict(list)
-    for a, b, _ in edges:
-        if a != b:
-            parents[b].append(a)
-    depth: dict[str, int] = {}
-    visiting: set[str] = set()
-
-    def level(n: str) -> int:
-        if n in depth:
-            return depth[n]
-        visiting.add(n)
-        ups = [level(p) + 1 for p in parents.get(n, []) if p not in visiting]
-        visiting.discard(n)
-        depth[n] = max(ups, default=0)
-        return depth[n]
-
-    for n in node_ids:
-        level(n)
-    grouped: dict[int, list[str]] = defaultdict(list)
-    for n in node_ids:
-        grouped[depth[n]].append(n)
-    result = [grouped[i] for i in sorted(grouped)]
-    for i in range(1, len(result)):
-        position = {n: k for k, n in enumerate(result[i - 1])}
-
-        def centre(n: str, position: dict[str, int] = position) -> float:
-            ps = [position[p] for p in parents.get(n, []) if p in position]
-            return sum(ps) / len(ps) if ps else float("inf")
-
-        result[i].sort(key=centre)
-    return result
-
-
-def graph_svg(graph: Graph, *, node_w: int = 200, node_h: int = 46, max_nodes: int = 80) -> Markup:
-    """A left-to-right layered drawing; nodes with `href` are links."""
-    nodes = graph.nodes[:max_nodes]
-    by_id = {n.id: n for n in nodes}
-    edges = [e for e in graph.edges if e[0] in by_id and e[1] in by_id]
-    if not nodes:
-        return Markup('<p class="muted">No lineage recorded.</p>')
-    columns = layers([n.id for n in nodes], edges)
-    gap_x, gap_y, margin = 70, 18, 10
-    tallest = max(len(c) for c in columns)
-    width = margin * 2 + len(columns) * node_w + (len(columns) - 1) * gap_x
-    height = margin * 2 + tallest * node_h + (tallest - 1) * gap_y + node_h  # room for arcs
-    where: dict[str, tuple[float, float]] = {}
-    for ci, column in enumerate(columns):
-        # centred below the head room that arcs over skipped layers need
-        offset = node_h + (height - node_h - (len(column) * node_h + (len(column) - 1) * gap_y)) / 2
-        for ri, nid in enumerate(column):
-            where[nid] = (margin + ci * (node_w + gap_x), offset + ri * (node_h + gap_y))
-    parts = [_svg_open(width, height, "graph", cls="graph")]
-    parts.append(
-        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
-        'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
-        'fill="#94a3b8"/></marker></defs>'
-    )
-    for a, b, label in edges:
-        (ax, ay), (bx, by) = where[a], where[b]
-        x1, y1, x2, y2 = ax + node_w, ay + node_h / 2, bx, by + node_h / 2
-        mid = (x1 + x2) / 2
-        if x2 - x1 > gap_x + 1:  # skips a layer: arc over the boxes in between
-            lift = node_h * 0.9  # the curve rises ~3/4 of it: over the boxes in between
-            c1, c2 = (
-                f"{x1 + gap_x:.1f},{y1 - lift:.1f}",
-                f"{x2 - gap_x:.1f},{y2 - lift:.1f}",
-            )
-        else:
-            c1, c2 = f"{mid:.1f},{y1:.1f}", f"{mid:.1f},{y2:.1f}"
-        parts.append(
-            f'<path class="edge" d="M{x1:.1f},{y1:.1f} C{c1} {c2} '
-            f'{x2:.1f},{y2:.1f}" marker-end="url(#arrow)"><title>{escape(label)}</title></path>'
-        )
-    for node in nodes:
-        x, y = where[node.id]
-        color = STATUS_COLORS.get((node.status or "").lower(), "#cbd5e1")
-        body = (
-            f'<rect x="{x:.1f}" y="{y:.1f}" width="{node_w}" height="{node_h}" rx="8" '
-            f'stroke="{color}" class="node-box{" focus" if node.status == "focus" else ""}"/>'
-            f'<text class="node-label" x="{x + 10:.1f}" y="{y + 19:.1f}">'
-            f"{escape(_short(node.label, 26))}</text>"
-            f'<text class="node-sub" x="{x + 10:.1f}" y="{y + 35:.1f}">'
-            f"{escape(_short(node.sublabel, 30))}</text><title>{escape(node.id)}</title>"
-        )
-        if node.href:
-            parts.append(
-                f'<a class="node" href="{escape(node.href)}" data-urn="{escape(node.id)}">'
-                f"{body}</a>"
-            )
-        else:
-            parts.append(f'<g class="node" data-urn="{escape(node.id)}">{body}</g>')
-    parts.append("</svg>")
-    return Markup("".join(parts))
-
-
-# --- helpers ---
 
 
 def _svg_open(width: int, height: int, label: str, cls: str = "chart") -> str:
