@@ -323,11 +323,7 @@ class PublishService(MeshArea):
             with self.ctx.db.begin() as conn:
                 self.ctx.link_to_step(conn, reused.urn)  # inside a pipeline step
             return reused
-        if product_row is not None and product_row["status"] == "retired":
-            raise Conflict(
-                f"{spec.key} is retired; a retired product takes no new versions",
-                {"fix": f"publish under a new name, e.g. {spec.key}_v2"},
-            )
+        _refuse_retired(spec, product_row)
         return None
 
     def _write_iceberg(
@@ -375,11 +371,7 @@ class PublishService(MeshArea):
             if reused is not None:
                 self.ctx.link_to_step(conn, reused.urn)  # inside a pipeline step
                 return reused
-            if product_row is not None and product_row["status"] == "retired":
-                raise Conflict(
-                    f"{spec.key} is retired; a retired product takes no new versions",
-                    {"fix": f"publish under a new name, e.g. {spec.key}_v2"},
-                )
+            _refuse_retired(spec, product_row)
             diff = self._schema_diff(conn, spec)
             if diff.previous_version != evaluated_against:
                 raise Conflict(
@@ -607,3 +599,11 @@ class PublishService(MeshArea):
             return table, version.urn
 
         return read_input
+
+
+def _refuse_retired(spec: specs.ProductSpec, product_row: Any) -> None:
+    if product_row is not None and product_row["status"] == "retired":
+        raise Conflict(
+            f"{spec.key} is retired; a retired product takes no new versions",
+            {"fix": f"publish under a new name, e.g. {spec.key}_v2"},
+        )
