@@ -154,6 +154,9 @@ def _assert_unbroken(platform: Platform, alert_id: int, detail: RunDetail) -> No
         assert (run_urn, "contains", f"meshops:steprun:{step_run.id}") in have
     # The step's id was known while it ran: the tracking run's edge names the recorded id.
     assert trained["urn"] == version_urn
+    # The run created inside the step names its pipeline run (the runs tables' "started by").
+    created = platform.tracking.get_run(trained["run"])
+    assert created.tags["meshops.pipeline_run"] == detail.run.id
 
 
 def _upstream(platform: Platform, urn: str) -> set[tuple[str, str, str]]:

@@ -31,6 +31,7 @@ from meshops.kernel.bounds import MAX_OFFSET
 from meshops.kernel.db import insert_ignoring_conflicts, utcnow
 from meshops.kernel.errors import Conflict, InvalidInput, NotFound
 from meshops.kernel.home import Context
+from meshops.kernel.steps import current_step
 from meshops.kernel.urn import Urn, run_urn
 from meshops.tracking import environment, store
 from meshops.tracking.active import ActiveRun, MetricBuffer
@@ -66,6 +67,8 @@ from meshops.tracking.search import (
 
 MAX_RESULTS_LIMIT = 50_000
 TERMINAL = {RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED}
+# The pipeline run a run was created in (set by the platform inside a step).
+PIPELINE_RUN_TAG = "meshops.pipeline_run"
 
 
 def new_id() -> str:
@@ -139,6 +142,11 @@ class TrackingService:
                 path=environment.PACKAGES_ARTIFACT, digest=digest, size=len(env.packages)
             )
         all_tags.update(_check_tags(tags or {}))
+        here = current_step()
+        if here is not None and here.step_run_urn is not None:
+            # Inside a pipeline step (on the server, a verified one): run tables can say
+            # which pipeline run, and thereby which trigger or schedule, started this run.
+            all_tags[PIPELINE_RUN_TAG] = here.run_id
         run_id = new_id()
         with self.ctx.db.begin() as conn:
             exp = _experiment_row(conn, experiment)

@@ -23,7 +23,7 @@ from meshops.tracking.metrics_direction import (
     rank_metrics,
 )
 from meshops.tracking.models import Run
-from meshops.tracking.service import TrackingService
+from meshops.tracking.service import PIPELINE_RUN_TAG, TrackingService
 from meshops.ui import charts, graphs
 from meshops.ui.pages_mesh import edges_graph
 from meshops.ui.routing import UIRoute
@@ -38,7 +38,6 @@ MAX_CHARTS = 8
 MAX_EXPERIMENT_CHARTS = 3
 MAX_VERSION_METRICS = 3
 SHORT_ID = 8  # enough to tell runs of one page apart; the CLI accepts it as a prefix
-PIPELINE_RUN_TAG = "meshops.pipeline_run"
 
 
 @router.get("/experiments", include_in_schema=False)
