@@ -23,20 +23,12 @@ from meshops.kernel.home import Home
 from meshops.tracking.models import Metric
 from tests.conftest import CHROMIUM_ENV, LiveServer, make_settings
 from tests.ui.demo import Demo
+from tests.ui.test_browser import launch
 
 pytestmark = pytest.mark.browser
 
 SHOTS = Path(__file__).resolve().parents[2] / "screenshots"
 VIEWPORT = {"width": 1280, "height": 800}
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 EXPERIMENT = "chart-truth"
 # Every chart's drawn geometry, in the SVG's own user units (its viewBox).
 READ_CHARTS = """() => [...document.querySelectorAll('svg.chart')].map(svg => {
@@ -123,9 +115,7 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=os.environ[CHROMIUM_ENV], args=CHROMIUM_ARGS, headless=True
-        )
+        chromium = launch(playwright)
         yield chromium
         chromium.close()
 

@@ -4,7 +4,6 @@ with one Iceberg output port."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -16,24 +15,6 @@ from meshops.client import Platform
 from meshops.kernel.home import Home
 from tests.conftest import make_settings
 from tests.support.products import data_contract, data_product
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """A real S3-compatible server (moto) on a loopback port."""
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 def _s3_bucket(endpoint: str, name: str) -> dict[str, Any]:
