@@ -8,6 +8,7 @@ import random
 import pytest
 from sqlalchemy import Connection, text
 
+from meshops.kernel.errors import InvalidInput
 from meshops.kernel.home import Home
 from meshops.mesh import catalog
 
@@ -261,3 +262,64 @@ def test_migration_backfills_the_side_tables_as_indexing_builds_them(sqlite_home
     terms, champions = side_tables()
     assert terms == built_terms and set(champions) == set(built_champions)
     assert list(champions.values()) == pytest.approx([built_champions[k] for k in champions])
+
+
+def test_bulk_index_commits_chunks_and_searches_like_index(home: Home) -> None:
+    indexed = catalog.bulk_index(home.db, (_entry(i) for i in range(24)), chunk_size=5)
+    assert indexed == 24
+    with home.db.read() as conn:
+        result = catalog.search(conn, "orders")
+        assert result.total == 24 and not result.facets_estimated
+        assert result.facets["domain"] == {"ops": 12, "sales": 12}
+        assert result.facets["tag"] == {"bronze": 16, "gold": 8}
+        assert catalog.search(conn, "ord", domain="sales", tag="gold").total == 4
+    with pytest.raises(InvalidInput, match="chunk_size"):
+        catalog.bulk_index(home.db, [], chunk_size=0)
+
+
+def test_bulk_index_side_tables_match_the_migrations_backfill(sqlite_home: Home) -> None:
+    """One chunk: the same word counts and champions (impacts too) as the backfill, which
+    computes them from the catalog rows in one pass."""
+    from alembic import command
+
+    from meshops.kernel import schema
+
+    catalog.bulk_index(sqlite_home.db, _varied_entries(60), chunk_size=1000)
+
+    def side_tables() -> tuple[dict[str, int], dict[tuple[str, int], float]]:
+        with sqlite_home.db.read() as conn:
+            terms = conn.execute(text("SELECT term, docs FROM mesh_catalog_fts_terms")).all()
+            champions = conn.execute(
+                text("SELECT term, doc_id, impact FROM mesh_catalog_fts_champions")
+            ).all()
+        return dict(terms), {(t, d): i for t, d, i in champions}
+
+    built_terms, built_champions = side_tables()
+    cfg = schema._alembic_config(sqlite_home.db)
+    with sqlite_home.db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "mesh@mesh_0002")
+    schema.upgrade(sqlite_home.db)
+    terms, champions = side_tables()
+    assert terms == built_terms and set(champions) == set(built_champions)
+    assert list(champions.values()) == pytest.approx([built_champions[k] for k in champions])
+
+
+def test_bulk_index_keeps_the_best_champions_across_chunks(
+    sqlite_home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(catalog, "CHAMPIONS", 1000)  # complete lists: the same top-k as bm25
+    catalog.bulk_index(sqlite_home.db, _varied_entries(300), chunk_size=7)
+    monkeypatch.setattr(catalog, "RANK_EXACT", 0)  # always rank from the champions
+    with sqlite_home.db.read() as conn:
+        docs = dict(conn.execute(text("SELECT term, docs FROM mesh_catalog_fts_terms")).all())
+        kept = dict(
+            conn.execute(
+                text("SELECT term, count(*) FROM mesh_catalog_fts_champions GROUP BY term")
+            ).all()
+        )
+        assert kept == docs  # every product of every word is one of its champions
+        hits = catalog.search(conn, "alpha bravo", limit=20).hits
+        expected = _fts5_ranking(conn, '("alpha" OR "alphas") AND "bravo"', 20)
+    assert [h.product for h in hits] == [p for p, _ in expected]
+    assert [h.score for h in hits] == pytest.approx([s for _, s in expected])

@@ -35,18 +35,21 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
 import json
 import math
 import re
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, select, text
 
-from meshops.kernel.db import utcnow
+from meshops.kernel.db import Database, utcnow
+from meshops.kernel.errors import InvalidInput
 from meshops.mesh.models import SearchHit, SearchResult
 from meshops.mesh.store import mesh_catalog, mesh_catalog_facets
 
@@ -224,6 +227,94 @@ def _index_fts(conn: Connection, entries: list[dict[str, Any]]) -> None:
     _add_champions(conn, postings)
 
 
+def bulk_index(db: Database, entries: Iterable[dict[str, Any]], *, chunk_size: int = 5000) -> int:
+    """Index products not yet in the catalog, `chunk_size` per transaction; returns how many.
+
+    The bulk path of `index(fresh=True)`: on SQLite the facet, FTS5 and word-count rows go to
+    the driver as tuples (no per-row statement compilation), and the champion lists are kept
+    in memory across chunks and merged once at the end -- merging them per chunk re-sorts
+    every common word's list each time. A failure keeps the chunks committed before it; their
+    champions are missing until the products are re-indexed."""
+    if not 1 <= chunk_size <= 100_000:
+        raise InvalidInput("chunk_size must be between 1 and 100,000", {"field": "chunk_size"})
+    if not db.is_sqlite:
+        count = 0
+        for chunk in _batched(entries, chunk_size):
+            with db.begin() as conn:
+                index(conn, chunk, fresh=True)
+            count += len(chunk)
+        return count
+    champions: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    count = 0
+    for chunk in _batched(entries, chunk_size):
+        with db.begin() as conn, _large_page_cache(conn):
+            _bulk_chunk(conn, chunk, champions)
+        count += len(chunk)
+    if champions:
+        with db.begin() as conn:
+            _add_champions(conn, champions)
+    return count
+
+
+def _batched(entries: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    iterator = iter(entries)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+@contextmanager
+def _large_page_cache(conn: Connection) -> Iterator[None]:
+    """A 256 MiB page cache while bulk loading: inserts land at random places in the indexes
+    keyed by hashed ids, and SQLite's default 2 MiB cache re-reads their pages every row."""
+    previous = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+    conn.exec_driver_sql("PRAGMA cache_size = -262144")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql(f"PRAGMA cache_size = {int(previous or -2000)}")
+
+
+def _bulk_chunk(
+    conn: Connection,
+    entries: list[dict[str, Any]],
+    champions: dict[str, list[tuple[float, int]]],
+) -> None:
+    """One chunk of `bulk_index` on SQLite; folds its postings into `champions`."""
+    entries = [{**e, "doc_id": doc_id(e["product"])} for e in entries]
+    conn.execute(mesh_catalog.insert(), entries)
+    conn.exec_driver_sql(
+        "INSERT INTO mesh_catalog_facets (doc_id, facet, value, product) VALUES (?, ?, ?, ?)",
+        [
+            (r["doc_id"], r["facet"], r["value"], r["product"])
+            for e in entries
+            for r in _facet_rows(e)
+        ],
+    )
+    fields = [_fts_fields(e) for e in entries]
+    conn.exec_driver_sql(
+        "INSERT INTO mesh_catalog_fts (rowid, product, name, domain, description, tags, "
+        "owners, columns_text) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(e["doc_id"], e["product"], *f.values()) for e, f in zip(entries, fields, strict=True)],
+    )
+    stats = [_weighted_frequencies(f) for f in fields]
+    conn.exec_driver_sql(
+        "INSERT INTO mesh_catalog_fts_terms (term, docs) VALUES (?, ?) "
+        "ON CONFLICT (term) DO UPDATE SET docs = docs + excluded.docs",
+        list(Counter(term for frequencies, _ in stats for term in frequencies).items()),
+    )
+    rows, avgdl = _fts_totals(conn)  # the catalog before this chunk (see _index_fts)
+    new_words = sum(length for _, length in stats)
+    avgdl = max((rows * avgdl + new_words) / (rows + len(stats)), 1.0)
+    for e, (frequencies, length) in zip(entries, stats, strict=True):
+        for term, frequency in frequencies.items():
+            posting = (_saturation(frequency, length, avgdl), e["doc_id"])
+            heap = champions[term]
+            if len(heap) < CHAMPIONS:
+                heapq.heappush(heap, posting)
+            elif posting > heap[0]:
+                heapq.heapreplace(heap, posting)
+
+
 def _unindex_fts(conn: Connection, docs: list[int]) -> None:
     """Remove documents from the FTS5 table, the word frequencies and the champion lists
     (the words of a document are read back from its catalog row)."""
@@ -306,7 +397,8 @@ def _varints(data: bytes) -> list[int]:
 def _add_champions(conn: Connection, postings: dict[str, list[tuple[float, int]]]) -> None:
     """Merge new (impact, doc) postings into each word's champion list, keeping CHAMPIONS."""
     kept: dict[str, tuple[int, float]] = {}
-    for chunk in _chunks(list(postings)):
+    empty = conn.execute(text("SELECT 1 FROM mesh_catalog_fts_champions LIMIT 1")).first() is None
+    for chunk in [] if empty else _chunks(list(postings)):
         for term, count, lowest in conn.execute(
             text(
                 "SELECT term, count(*), min(impact) FROM mesh_catalog_fts_champions "
@@ -319,15 +411,13 @@ def _add_champions(conn: Connection, postings: dict[str, list[tuple[float, int]]
     for term, new in postings.items():
         count, lowest = kept.get(term, (0, 0.0))
         best = heapq.nlargest(CHAMPIONS, [p for p in new if count < CHAMPIONS or p[0] > lowest])
-        rows += [{"term": term, "doc": doc, "impact": impact} for impact, doc in best]
+        rows += [(term, doc, impact) for impact, doc in best]
         if best and count + len(best) > CHAMPIONS:
             overfull.append({"term": term, "keep": CHAMPIONS})
     if rows:
-        conn.execute(
-            text(
-                "INSERT OR REPLACE INTO mesh_catalog_fts_champions (term, doc_id, impact) "
-                "VALUES (:term, :doc, :impact)"
-            ),
+        conn.exec_driver_sql(  # tuples straight to the driver: a bulk load has millions
+            "INSERT OR REPLACE INTO mesh_catalog_fts_champions (term, doc_id, impact) "
+            "VALUES (?, ?, ?)",
             rows,
         )
     if overfull:
