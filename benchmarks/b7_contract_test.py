@@ -40,6 +40,8 @@ from benchmarks.harness import DATA_DIR, Row, median, peer_python, record, run_p
 
 HERE = Path(__file__).resolve().parent
 STATUSES = ["placed", "shipped", "delivered", "cancelled"]
+# the version the published figures were measured against (1.2.8 crashed on a second rowCount rule)
+PEER_REQUIREMENT = "datacontract-cli[duckdb,parquet]==1.2.8"
 COUNTRIES = ["DE", "FR", "NL", "US", "GB", "ES", "IT", "PL", "SE", "XX"]  # XX: invalid
 
 
@@ -346,21 +348,25 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--duplicate-ids", action="store_true", help="order ids repeat")
+    parser.add_argument(
+        "--data-dir", type=Path, default=DATA_DIR, help="where the Parquet file is written"
+    )
     parser.add_argument("--child", nargs=2, metavar=("CONTRACT", "PARQUET"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         meshops_child(*args.child)
         return
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    data_dir: Path = args.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
     name = f"b7_orders_{args.rows}{'_dup' if args.duplicate_ids else ''}"
-    parquet = DATA_DIR / f"{name}.parquet"
+    parquet = data_dir / f"{name}.parquet"
     if not parquet.exists():
         began = time.perf_counter()
         generate(args.rows, parquet, args.duplicate_ids)
         print(f"generated {args.rows:,} rows in {time.perf_counter() - began:.1f} s", flush=True)
-    contract_path = DATA_DIR / f"{name}.odcs.yaml"
+    contract_path = data_dir / f"{name}.odcs.yaml"
     contract_path.write_text(yaml.safe_dump(contract(parquet), sort_keys=False))
-    python = peer_python("datacontract", ["datacontract-cli[duckdb,parquet]"])
+    python = peer_python("datacontract", [PEER_REQUIREMENT])
     script = HERE / "peers" / "datacontract_b7.py"
     mesh_times, peer_times, mesh_cpu, peer_cpu = [], [], [], []
     mesh_results: list[dict[str, Any]] = []
@@ -384,7 +390,7 @@ def main() -> None:
     lines, compared, agree, differ = compare(mesh_results, peer_checks)
     print("\n".join(lines))
     print(f"rules compared: {compared}, same verdict: {agree}, disagreements: {differ}")
-    (DATA_DIR / f"b7_verdicts_{name.removeprefix('b7_orders_')}.json").write_text(
+    (data_dir / f"b7_verdicts_{name.removeprefix('b7_orders_')}.json").write_text(
         json.dumps({"meshops": mesh_results, "datacontract": peer_checks}, indent=1)
     )
     rows = [

@@ -15,7 +15,14 @@ no faster exact path applies. The faster paths, all exact:
                   and for tuples no member column proves distinct.
   value sets      `IN` lists and patterns on string columns with Arrow compute (RE2, like
                   DuckDB); on dictionary-encoded data each distinct value is tested once
-                  and the rows are counted through the dictionary indices
+                  and the rows are counted through the dictionary indices. A pattern of the
+                  shape LITERAL CLASS{m,n} LITERAL (ASCII literals, a digit, letter or
+                  alphanumeric class) skips the regex engine: prefix, suffix, length and one
+                  character-class kernel decide a full match exactly, twice as fast as RE2
+                  string by string; any other pattern goes to RE2
+  small ranges    duplicates of an integer column whose values span a range not much wider
+                  than its row count are counted through a bitmap of the range, per
+                  partition, instead of sorted
 
 The Arrow work runs per partition (a Parquet row group, or a slice of an in-memory table)
 on a thread pool as wide as the machine: Arrow releases the GIL while decoding and
@@ -25,6 +32,7 @@ computing, so the partitions use every core.
 from __future__ import annotations
 
 import os
+import string
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -367,9 +375,218 @@ def _distinct_of(chunk: pa.Array, method: str | None) -> _Distinct:
     order = _order_of(values)
     if method is None:
         return _Distinct(order, None)
-    # hashing per partition first keeps only the distinct values of low-cardinality columns
-    keep = values if order.strict or method == "sort" else pc.unique(values)
+    if order.strict:
+        keep = values
+    elif method == "sort":
+        keep = _small_range_distinct(values) or values
+    else:
+        # hashing per partition first keeps only the distinct values of low-cardinality columns
+        keep = pc.unique(values)
     return _Distinct(order, [keep], method)
+
+
+# A partition's integers are marked in a bitmap of their range when the range is at most
+# this many times their count: the bitmap costs no more memory than the values themselves.
+SMALL_RANGE_FACTOR = 4
+
+
+def _small_range_distinct(values: pa.Array) -> pa.Array | None:
+    """The distinct values of a null-free integer or temporal array in ascending order, found
+    through a bitmap of their range; None when the range is too wide (or the storage is
+    unsigned 64-bit, whose range arithmetic numpy cannot do in int64)."""
+    ints = _storage_integers(values)
+    if len(ints) == 0 or ints.dtype == np.uint64:
+        return None
+    low, high = int(ints.min()), int(ints.max())
+    if high - low >= SMALL_RANGE_FACTOR * len(ints):
+        return None
+    seen = np.zeros(high - low + 1, dtype=np.bool_)
+    # within the range bound the offsets fit int64 whatever the storage width
+    seen[ints.astype(np.int64, copy=False) - low] = True
+    distinct = (np.flatnonzero(seen) + low).astype(ints.dtype)
+    return pa.Array.from_buffers(values.type, len(distinct), [None, pa.py_buffer(distinct)])
+
+
+# --- patterns a regex engine need not run ---
+
+# ASCII characters that stand for themselves in RE2 outside a class
+_PLAIN = frozenset(string.ascii_letters + string.digits + " @_-,:;/%&=!<>'\"~`#")
+# punctuation a backslash makes literal
+_ESCAPABLE = frozenset(".^$*+?()[]{}|\\/-")
+_DIGITS = frozenset(string.digits)
+_LETTERS = frozenset(string.ascii_letters)
+# the class kernels: true when a string is non-empty and every character is in the set
+_CLASS_KERNELS: dict[frozenset[str], str] = {
+    _DIGITS: "ascii_is_decimal",
+    _LETTERS: "ascii_is_alpha",
+    _DIGITS | _LETTERS: "ascii_is_alnum",
+}
+_MAX_REPEAT = 1000  # RE2 rejects larger counts: leave those patterns to its error
+
+
+@dataclass(frozen=True)
+class SimplePattern:
+    """A full match of `prefix`, then `low`..`high` characters of the class `kernel` tests
+    (none: `prefix` alone is the pattern), then `suffix`."""
+
+    prefix: str
+    suffix: str = ""
+    kernel: str | None = None
+    low: int = 0
+    high: int | None = None
+
+
+def simple_pattern(pattern: str) -> SimplePattern | None:
+    """`pattern` as a SimplePattern when it is one exactly, else None (RE2 decides)."""
+    items = _pattern_items(pattern)
+    if items is None:
+        return None
+    literals: list[list[str]] = [[]]
+    quantified: list[tuple[str, int, int | None]] = []
+    for item in items:
+        if isinstance(item, str):
+            literals[-1].append(item)
+        else:
+            quantified.append(item)
+            literals.append([])
+    if len(quantified) > 1:
+        return None
+    prefix = "".join(literals[0])
+    if not quantified:
+        return SimplePattern(prefix)
+    kernel, low, high = quantified[0]
+    return SimplePattern(prefix, "".join(literals[1]), kernel, low, high)
+
+
+_Item = str | tuple[str, int, int | None]  # a literal character, or (kernel, low, high)
+
+
+def _pattern_items(pattern: str) -> list[_Item] | None:
+    """The literal characters and quantified classes of `pattern`, in order; None for
+    anything else (alternation, groups, dot, other escapes or classes, lazy quantifiers)."""
+    text = pattern.removeprefix("^")
+    if text.endswith("$") and not _escaped_end(text):
+        text = text[:-1]
+    items: list[_Item] = []
+    i = 0
+    while i < len(text):
+        atom = _atom(text, i)
+        if atom is None:
+            return None
+        item, i = atom
+        quantifier = _quantifier(text, i)
+        if quantifier is None:
+            return None
+        (low, high), i = quantifier
+        if isinstance(item, str) and (low, high) == (1, 1):
+            items.append(item)
+        elif isinstance(item, frozenset) and item in _CLASS_KERNELS:
+            items.append((_CLASS_KERNELS[item], low, high))
+        else:
+            return None  # a quantified literal, or a class without a kernel
+    return items
+
+
+def _escaped_end(text: str) -> bool:
+    backslashes = len(text[:-1]) - len(text[:-1].rstrip("\\"))
+    return backslashes % 2 == 1
+
+
+def _atom(text: str, i: int) -> tuple[str | frozenset[str], int] | None:
+    char = text[i]
+    if char in _PLAIN:
+        return char, i + 1
+    if char == "\\" and i + 1 < len(text):
+        escaped = text[i + 1]
+        if escaped == "d":  # RE2's \d is ASCII 0-9
+            return _DIGITS, i + 2
+        return (escaped, i + 2) if escaped in _ESCAPABLE else None
+    if char == "[":
+        end = text.find("]", i + 1)
+        members = _class_members(text[i + 1 : end]) if end > i + 1 else None
+        return (members, end + 1) if members is not None else None
+    return None
+
+
+def _class_members(body: str) -> frozenset[str] | None:
+    r"""The characters of a class body made of ranges a-z, A-Z, 0-9 (or parts of them) and
+    \d; None for negation, other characters or escapes."""
+    members: set[str] = set()
+    i = 0
+    while i < len(body):
+        if body.startswith("\\d", i):
+            members |= _DIGITS
+            i += 2
+            continue
+        low, dash, high = (body[i : i + 3].ljust(3)[k] for k in range(3))
+        if dash != "-" or not _same_run(low, high):
+            return None
+        members |= {chr(c) for c in range(ord(low), ord(high) + 1)}
+        i += 3
+    return frozenset(members)
+
+
+def _same_run(low: str, high: str) -> bool:
+    runs = (string.digits, string.ascii_lowercase, string.ascii_uppercase)
+    return any(low in run and high in run and low <= high for run in runs)
+
+
+def _quantifier(text: str, i: int) -> tuple[tuple[int, int | None], int] | None:
+    """The repetition bounds after position i and where they end; None for lazy or
+    possessive forms and bounds RE2 would reject."""
+    found: tuple[int, int | None]
+    if i >= len(text) or text[i] not in "*+?{":
+        return (1, 1), i
+    if text[i] != "{":
+        found, i = {"*": (0, None), "+": (1, None), "?": (0, 1)}[text[i]], i + 1
+    else:
+        end = text.find("}", i)
+        bounds = text[i + 1 : end].split(",") if end > i else []
+        if not 1 <= len(bounds) <= 2 or not all(b.isdigit() for b in bounds[:1]):
+            return None
+        if len(bounds) == 2 and bounds[1] and not bounds[1].isdigit():
+            return None
+        low = int(bounds[0])
+        high = low if len(bounds) == 1 else (int(bounds[1]) if bounds[1] else None)
+        if max(low, high or 0) > _MAX_REPEAT or (high is not None and high < low):
+            return None
+        found, i = (low, high), end + 1
+    if i < len(text) and text[i] in "?+*{":
+        return None
+    return found, i
+
+
+def _simple_matches(values: pa.Array, pattern: SimplePattern) -> pa.Array:
+    """Per value: does it fully match `pattern` (null for null values). The literals are
+    ASCII, so their byte and character lengths agree; the middle's byte length is its
+    character length whenever the class kernel accepts it (ASCII only)."""
+    if pattern.kernel is None:
+        return pc.equal(values, pa.scalar(pattern.prefix, values.type))
+    ends = pc.and_(pc.starts_with(values, pattern.prefix), pc.ends_with(values, pattern.suffix))
+    middle_length = pc.subtract(pc.binary_length(values), len(pattern.prefix) + len(pattern.suffix))
+    fits = pc.greater_equal(middle_length, pattern.low)
+    if pattern.high is not None:
+        fits = pc.and_(fits, pc.less_equal(middle_length, pattern.high))
+    stop = -len(pattern.suffix) if pattern.suffix else None
+    middle = pc.utf8_slice_codeunits(values, len(pattern.prefix), stop)
+    in_class = pc.or_(pc.equal(middle_length, 0), pc.call_function(pattern.kernel, [middle]))
+    return pc.and_(pc.and_(ends, fits), in_class)
+
+
+def _pattern_matches(values: pa.Array, measure: Invalid) -> pa.Array:
+    assert measure.pattern
+    simple = simple_pattern(measure.pattern)
+    if simple is not None and (
+        pa.types.is_string(values.type) or pa.types.is_large_string(values.type)
+    ):
+        return _simple_matches(values, simple)
+    try:
+        return pc.match_substring_regex(values, _full_match(measure.pattern))
+    except pa.ArrowInvalid as exc:
+        raise InvalidInput(
+            f"invalid pattern {measure.pattern!r} for column {measure.column}: {exc}",
+            {"field": "quality.arguments.pattern", "fix": "use RE2 regular expression syntax"},
+        ) from exc
 
 
 def _full_match(pattern: str) -> str:
@@ -411,14 +628,7 @@ def _value_flags(values: pa.Array, measure: _ValueMeasure) -> pa.Array:
         outside = pc.invert(pc.is_in(values, _value_set(measure.valid_values, values.type)))
         bad = pc.and_(outside, pc.is_valid(values))  # null rows are never invalid
     if measure.pattern:
-        try:
-            matches = pc.match_substring_regex(values, _full_match(measure.pattern))
-        except pa.ArrowInvalid as exc:
-            raise InvalidInput(
-                f"invalid pattern {measure.pattern!r} for column {measure.column}: {exc}",
-                {"field": "quality.arguments.pattern", "fix": "use RE2 regular expression syntax"},
-            ) from exc
-        unmatched = pc.invert(matches)
+        unmatched = pc.invert(_pattern_matches(values, measure))
         bad = unmatched if bad is None else pc.or_kleene(bad, unmatched)
     assert bad is not None
     return bad
