@@ -8,6 +8,16 @@ of them, and it reports the rate it offered next to the rate served.
 
     .venv/bin/python benchmarks/b4_online_lookup.py [--entities 100000] [--calls 3000]
         [--rate 500] [--seconds 5] [--rounds 2] [--workers 2] [--http-only]
+
+Scale-out (#20, section B4-scaleout): the same data on a home whose metadata store is
+PostgreSQL (its own database, dropped and created) and online store Redis (its own key
+prefix), served by `meshops server --workers 2`, next to a home on the embedded defaults
+served alike; embedded lookups on each, then 1 and 100 entities over HTTP at 500 req/s and
+at saturation (closed loop), every request's outcome counted (access logs, load generator):
+
+    .venv/bin/python benchmarks/b4_online_lookup.py --scaleout [--entities 100000]
+        [--seconds 5] [--connections 32] [--pg-database h7_bench]
+        [--redis-url redis://127.0.0.1:6379/13]
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -161,8 +172,9 @@ class _Connection:
         return int(head[9:12])
 
 
-def _request(host: str, token: str, entity_id: int) -> bytes:
-    body = b'{"entity_rows":[{"entity_id":%d}],"features":%s}' % (entity_id, REFS_JSON.encode())
+def _request(host: str, token: str, entity_ids: list[int]) -> bytes:
+    rows = b",".join(b'{"entity_id":%d}' % k for k in entity_ids)
+    body = b'{"entity_rows":[%s],"features":%s}' % (rows, REFS_JSON.encode())
     return (
         b"POST /v1/features/online HTTP/1.1\r\nhost: %s\r\nauthorization: Bearer %s\r\n"
         b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
@@ -170,19 +182,20 @@ def _request(host: str, token: str, entity_id: int) -> bytes:
 
 
 async def paced_http(
-    url: str, token: str, entities: int, rate: int, seconds: float
-) -> dict[str, float]:
-    """Open-loop load: one 1-entity request due every 1/rate s for `seconds`, on up to 64
-    keep-alive connections (a new one opens when all are busy). Latency runs from the time
-    a request was due, so time spent waiting for a connection or in the server's queue
-    counts (no coordinated omission); requests that fail or take over 5 s count as failed."""
+    url: str, token: str, entities: int, rate: int, seconds: float, *, size: int = 1
+) -> dict[str, Any]:
+    """Open-loop load: one request of `size` entities due every 1/rate s for `seconds`, on
+    up to 64 keep-alive connections (a new one opens when all are busy). Latency runs from
+    the time a request was due, so time spent waiting for a connection or in the server's
+    queue counts (no coordinated omission); requests that fail or take over 5 s count as
+    failed, by kind."""
     host, _, port = url.removeprefix("http://").partition(":")
     rng = np.random.default_rng(5)
-    keys = rng.integers(0, entities, int(rate * seconds)).tolist()
+    keys = rng.integers(0, entities, (int(rate * seconds), size)).tolist()
     idle: list[_Connection] = []
     opened = 0
     latencies: list[float] = []
-    failed = 0
+    failed: Counter[str] = Counter()
 
     async def connection() -> _Connection | None:
         nonlocal opened
@@ -193,28 +206,27 @@ async def paced_http(
         opened += 1
         return _Connection(*await asyncio.open_connection(host, int(port)))
 
-    async def one(due: float, key: int) -> None:
-        nonlocal failed, opened
+    async def one(due: float, key: list[int]) -> None:
+        nonlocal opened
         conn = await connection()
         while conn is None:  # every connection busy: wait for one (the clock runs)
             await asyncio.sleep(0.0005)
             conn = await connection()
-        try:
-            status = await asyncio.wait_for(conn.call(_request(host, token, key)), 5.0)
-        except (OSError, TimeoutError, asyncio.IncompleteReadError):
-            failed += 1
+        outcome = await _call(conn, _request(host, token, key))
+        kind = _failure(outcome)
+        if kind:
+            failed[kind] += 1
+        if isinstance(outcome, str):
             opened -= 1
             conn.writer.close()
             return
         latencies.append(time.perf_counter() - due)
         idle.append(conn)
-        if status != 200:
-            failed += 1
 
     for _ in range(WARM_UP):  # connections, caches, the server's first requests
-        await one(time.perf_counter(), 1)
+        await one(time.perf_counter(), [1] * size)
     latencies.clear()
-    failed = 0
+    failed.clear()
     pending = set()
     start = time.perf_counter()
     for i, key in enumerate(keys):
@@ -232,18 +244,96 @@ async def paced_http(
     for conn in idle:
         conn.writer.close()
     return {
-        "p50": percentile(latencies, 50) * 1000,
-        "p99": percentile(latencies, 99) * 1000,
+        **_summary(latencies, failed, elapsed),
         "offered": len(keys) / offered_for,
-        "rate": len(latencies) / elapsed,
-        "failed": float(failed),
         "connections": float(opened),
         "requests": float(len(keys) + WARM_UP),
     }
 
 
+async def saturated_http(
+    url: str, token: str, entities: int, seconds: float, *, size: int, connections: int
+) -> dict[str, Any]:
+    """Closed-loop load: `connections` keep-alive connections each send their next request
+    of `size` entities as soon as the previous answer is in, for `seconds`: the rate served
+    is the server's throughput at saturation (latency here is mostly queueing)."""
+    host, _, port = url.removeprefix("http://").partition(":")
+    rng = np.random.default_rng(6)
+    latencies: list[float] = []
+    failed: Counter[str] = Counter()
+    sent = 0
+
+    async def loop(stop_at: float) -> None:
+        nonlocal sent
+        conn = _Connection(*await asyncio.open_connection(host, int(port)))
+        while time.perf_counter() < stop_at:
+            key = rng.integers(0, entities, size).tolist()
+            began = time.perf_counter()
+            outcome = await _call(conn, _request(host, token, key))
+            sent += 1
+            kind = _failure(outcome)
+            if kind:
+                failed[kind] += 1
+            if isinstance(outcome, str):
+                conn.writer.close()
+                conn = _Connection(*await asyncio.open_connection(host, int(port)))
+                continue
+            latencies.append(time.perf_counter() - began)
+        conn.writer.close()
+
+    await asyncio.gather(*(loop(time.perf_counter() + 1.0) for _ in range(connections)))
+    latencies.clear()  # the first second warmed connections and caches
+    failed.clear()
+    sent = 0
+    start = time.perf_counter()
+    await asyncio.gather(*(loop(start + seconds) for _ in range(connections)))
+    elapsed = time.perf_counter() - start
+    return {
+        **_summary(latencies, failed, elapsed),
+        "offered": float("nan"),
+        "connections": float(connections),
+        "requests": float(sent),
+    }
+
+
+async def _call(conn: _Connection, request: bytes) -> int | str:
+    """The status of one exchange, or the kind of its failure (in transport, or no answer
+    within 5 s); a failed connection is not used again."""
+    try:
+        return await asyncio.wait_for(conn.call(request), 5.0)
+    except TimeoutError:
+        return "timeout (> 5 s)"
+    except (OSError, asyncio.IncompleteReadError) as exc:
+        return f"transport {type(exc).__name__}"
+
+
+def _failure(outcome: int | str) -> str | None:
+    """The failure kind of an outcome, None for a 2xx answer."""
+    if isinstance(outcome, str):
+        return outcome
+    return None if outcome < 300 else f"HTTP {outcome}"
+
+
+def _summary(latencies: list[float], failed: Counter[str], elapsed: float) -> dict[str, Any]:
+    return {
+        "p50": percentile(latencies, 50) * 1000,
+        "p99": percentile(latencies, 99) * 1000,
+        "rate": len(latencies) / elapsed,
+        "failed": float(sum(failed.values())),
+        "failures": dict(failed),
+    }
+
+
 def loadgen_process(
-    url: str, token: str, *, group: int, entities: int, rate: int, seconds: float
+    url: str,
+    token: str,
+    *,
+    group: int,
+    entities: int,
+    rate: int,
+    seconds: float,
+    size: int = 1,
+    connections: int = MAX_CONNECTIONS,
 ) -> Any:
     """Run the load generator in its own process (uvloop), as a user's clients would be;
     adds the CPU the server (all workers) and the load generator (its start included) used
@@ -252,7 +342,7 @@ def loadgen_process(
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(
         [sys.executable, __file__, "--loadgen", url, token, str(entities), str(rate),
-         str(seconds)],
+         str(seconds), str(size), str(connections)],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     server = group_cpu_seconds(group) - server_before
@@ -265,6 +355,151 @@ def loadgen_process(
     return result
 
 
+# --- scale-out (#20): PostgreSQL + Redis behind `meshops server --workers 2` ---
+
+SCALEOUT_LOADS = (  # (entities per request, requests/s; 0: saturation)
+    (1, 500),
+    (100, 500),
+    (1, 0),
+    (100, 0),
+)
+
+
+def scaleout(args: argparse.Namespace) -> None:
+    """Section B4-scaleout: the same lookups against a home on PostgreSQL with Redis and a
+    home on the embedded defaults (SQLite, SQLite online store), both served by `meshops
+    server --workers N`; every request's outcome counted (access logs, load generator)."""
+    from scaleout import DEFAULT_REDIS_URL, bench_home, clear_redis_prefix, fresh_postgres_database
+
+    load_before = os.getloadavg()
+    folder = Path(args.work or DATA_DIR) / f"b4_scaleout_e{args.entities}"
+    shutil.rmtree(folder, ignore_errors=True)
+    path = generate(folder, args.entities)
+    redis_url = args.redis_url or DEFAULT_REDIS_URL
+    clear_redis_prefix(redis_url)
+    homes = {
+        "pg": bench_home(folder / "pg-home", fresh_postgres_database(args.pg_database), redis_url),
+        "sqlite": bench_home(folder / "sqlite-home"),
+    }
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        for name, home in homes.items():
+            results[name] = _scaleout_one(args, home, path, folder / f"{name}.log")
+    finally:
+        cleared = clear_redis_prefix(redis_url)
+        shutil.rmtree(folder, ignore_errors=True)
+    _record_scaleout(args, results, (load_before, os.getloadavg()), cleared)
+
+
+def _scaleout_one(args: argparse.Namespace, home: Any, path: Path, log: Path) -> dict[str, Any]:
+    """Embedded lookups on the home, then the HTTP loads against its server."""
+    from scaleout import meshops_server as served
+
+    with home.configured():
+        platform = setup_meshops(home.home, path)
+        result: dict[str, Any] = {
+            "emb1": embedded(platform, args.entities, args.calls, 1, 0),
+            "emb100": embedded(platform, args.entities, args.calls // 5, 100, 0),
+        }
+        platform.close()
+    token = home.create_token()
+    with served(home.env, args.workers, log) as server:
+        offset = server.log_offset()
+        for size, rate in SCALEOUT_LOADS:
+            result[f"http{size}@{rate}"] = loadgen_process(
+                server.url, token, group=server.group, entities=args.entities, rate=rate,
+                seconds=args.seconds, size=size, connections=args.connections,
+            )  # fmt: skip
+            print(f"[b4-scaleout] {home.home.name} {size} entities at {rate or 'saturation'}: "
+                  f"{result[f'http{size}@{rate}']}", flush=True)  # fmt: skip
+        time.sleep(0.5)  # the workers write their last access lines
+        result["answers"] = server.outcomes(offset)
+    return result
+
+
+def _record_scaleout(
+    args: argparse.Namespace,
+    results: dict[str, dict[str, Any]],
+    loads: tuple[tuple[float, float, float], tuple[float, float, float]],
+    cleared: int,
+) -> None:
+    from scaleout import describe
+
+    pg, sqlite = results["pg"], results["sqlite"]
+
+    def ms(label: str, key: str, stat: str, goal: str = "") -> Row:
+        return Row(label, pg[key][stat], sqlite[key][stat], "ms", higher_is_better=False, goal=goal)
+
+    def http(size: int, rate: int, stat: str, goal: str = "") -> Row:
+        run, ref = pg[f"http{size}@{rate}"], sqlite[f"http{size}@{rate}"]
+        load = f"{rate} req/s offered" if rate else f"saturation ({args.connections} connections)"
+        label = (
+            f"HTTP, {size} entit{'y' if size == 1 else 'ies'} × 20 features, {load}: {stat} "
+            f"(served {run['rate']:.0f}/s vs {ref['rate']:.0f}/s; failed {run['failed']:.0f} "
+            f"vs {ref['failed']:.0f})"
+        )
+        if stat == "req/s":
+            return Row(label, run["rate"], ref["rate"], "req/s", goal=goal)
+        return Row(label, run[stat], ref[stat], "ms", higher_is_better=False, goal=goal)
+
+    rows = [
+        ms("embedded, 1 entity × 20 features: p50", "emb1", "p50"),
+        ms("embedded, 1 entity × 20 features: p99", "emb1", "p99", "< 1 ms (B4)"),
+        ms("embedded, 100 entities × 20 features: p50", "emb100", "p50"),
+        ms("embedded, 100 entities × 20 features: p99", "emb100", "p99"),
+        http(1, 500, "p50"),
+        http(1, 500, "p99", "< 5 ms (B4); 0 failed"),
+        http(100, 500, "p50"),
+        http(100, 500, "p99", "0 failed"),
+        http(1, 0, "req/s", "0 failed"),
+        http(1, 0, "p99"),
+        http(100, 0, "req/s", "0 failed"),
+        http(100, 0, "p99"),
+    ]
+    command = ".venv/bin/python benchmarks/b4_online_lookup.py " + " ".join(sys.argv[1:])
+    section = record(
+        "B4-scaleout",
+        f"online feature lookup against `meshops server --workers {args.workers}` on "
+        "PostgreSQL with Redis",
+        command.strip(),
+        f"`meshops server --workers {args.workers}` on the embedded defaults (SQLite, SQLite "
+        "online store), same run",
+        rows,
+    )
+    before, after = loads
+    outcome_lines = "".join(
+        f"- {name}: answered {describe(result['answers'])}; load generator failures: "
+        + (
+            "; ".join(
+                f"{key} {result[key]['failures']}"
+                for key in result
+                if key.startswith("http") and result[key]["failures"]
+            )
+            or "none"
+        )
+        + "\n"
+        for name, result in results.items()
+    )
+    note = (
+        f"{args.entities:,} entities; {args.seconds:g} s per load after a warm-up; the load "
+        "generator is one uvloop process on the same 2 cores as the server (CPU per request: "
+        + "; ".join(
+            f"{name} {key} server {result[key]['server_cpu_ms']:.2f} ms"
+            for name, result in results.items()
+            for key in result
+            if key.startswith("http")
+        )
+        + f"). Load average (1/5/15 min) {before[0]:.1f}/{before[1]:.1f}/{before[2]:.1f} "
+        f"before, {after[0]:.1f}/{after[1]:.1f}/{after[2]:.1f} after (shared machine). "
+        "Every request the servers answered (access logs: route, status), and what the "
+        f"load generator saw fail:\n\n{outcome_lines}"
+        f"Redis: {cleared} keys under the benchmark's prefix removed at the end.\n"
+    )
+    text = (HERE / "RESULTS.md").read_text()
+    end = "<!-- /B4-scaleout -->"
+    (HERE / "RESULTS.md").write_text(text.replace(section, section.replace(end, note + end)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--entities", type=int, default=100_000)
@@ -274,14 +509,28 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--http-only", action="store_true", help="skip embedded and Feast")
-    parser.add_argument("--loadgen", nargs=5, metavar=("URL", "TOKEN", "N", "RATE", "S"))
+    parser.add_argument("--scaleout", action="store_true", help="section B4-scaleout (#20)")
+    parser.add_argument("--connections", type=int, default=32, help="saturation connections")
+    parser.add_argument("--pg-database", default="h7_bench", help="dropped and recreated")
+    parser.add_argument("--redis-url", default="", help="default redis://127.0.0.1:6379/13")
+    parser.add_argument("--work", default=None, help="data folder (default benchmarks/.data)")
+    parser.add_argument("--loadgen", nargs=7, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.loadgen:
         import uvloop
 
-        url, token, entities, rate, seconds = args.loadgen
-        result = uvloop.run(paced_http(url, token, int(entities), int(rate), float(seconds)))
+        url, token, entities, rate, seconds, size, conns = args.loadgen
+        if int(rate) > 0:
+            load = paced_http(url, token, int(entities), int(rate), float(seconds), size=int(size))
+        else:  # rate 0: saturation, closed loop
+            load = saturated_http(
+                url, token, int(entities), float(seconds), size=int(size), connections=int(conns)
+            )
+        result = uvloop.run(load)
         print(json.dumps(result))
+        return
+    if args.scaleout:
+        scaleout(args)
         return
     folder = DATA_DIR / f"b4_e{args.entities}"
     shutil.rmtree(folder, ignore_errors=True)
