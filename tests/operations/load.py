@@ -15,6 +15,17 @@ import httpx
 
 # Longer than any answer of a healthy server under this load: reaching it is a hang.
 HANG_SECONDS = 15.0
+# Warm-up (before the load and the fault): the first request of a kind in a worker process
+# loads what it needs (the endpoint's model: scikit-learn imported, the model file read),
+# which on a loaded 2-core machine can take longer than HANG_SECONDS. The server is warm
+# when WARM_CLEAN_ROUNDS rounds in a row, each of WARM_CONNECTIONS concurrent requests of
+# every kind on fresh connections (spread over the workers by the kernel), were all
+# answered 2xx within WARM_FAST_SECONDS; a cold worker's answer would take longer.
+WARM_CONNECTIONS = 8
+WARM_CLEAN_ROUNDS = 3
+WARM_FAST_SECONDS = 2.0
+WARM_LIMIT_SECONDS = 300.0
+WARM_CLIENT = 10_000  # warm-up requests write keys f"c{WARM_CLIENT + i}-{n}": not the load's
 
 Request = Callable[[httpx.AsyncClient, int, int], Awaitable[httpx.Response]]
 
@@ -86,6 +97,41 @@ async def _client(
         if response.status_code not in {200, 204}:
             await asyncio.sleep(0.05)  # a client backs off a little on a refusal
         n += 1
+
+
+async def warm_up(base_url: str, headers: dict[str, str], requests: dict[str, Request]) -> int:
+    """Send rounds of concurrent requests of every kind, each on a new connection, until
+    WARM_CLEAN_ROUNDS rounds in a row are all answered 2xx within WARM_FAST_SECONDS (every
+    worker has loaded what each kind needs); returns the rounds it took. Its answers are
+    not part of any Load: the fault tests measure a warm server's behaviour."""
+    limits = httpx.Limits(max_keepalive_connections=0)  # a new connection per request
+    timeout = httpx.Timeout(WARM_LIMIT_SECONDS)
+    deadline = time.monotonic() + WARM_LIMIT_SECONDS
+    clean = rounds = 0
+    async with httpx.AsyncClient(
+        base_url=base_url, headers=headers, limits=limits, timeout=timeout
+    ) as http:
+        while clean < WARM_CLEAN_ROUNDS:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the server was not warm after {WARM_LIMIT_SECONDS:.0f} s")
+            calls = [
+                _timed(request(http, WARM_CLIENT + i, rounds))
+                for request in requests.values()
+                for i in range(WARM_CONNECTIONS)
+            ]
+            answers = await asyncio.gather(*calls, return_exceptions=True)
+            fast = all(
+                isinstance(a, tuple) and a[0] < 300 and a[1] <= WARM_FAST_SECONDS for a in answers
+            )
+            clean = clean + 1 if fast else 0
+            rounds += 1
+    return rounds
+
+
+async def _timed(call: Awaitable[httpx.Response]) -> tuple[int, float]:
+    start = time.monotonic()
+    response = await call
+    return response.status_code, time.monotonic() - start
 
 
 async def run_load(
