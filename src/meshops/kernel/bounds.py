@@ -34,6 +34,12 @@ MAX_PENDING = 1_000_000  # events a trigger may hold back
 MAX_NESTING = 64  # levels of a JSON/YAML document (descriptors, contracts, params ...)
 MAX_YAML_NODES = 200_000  # nodes of one YAML document, aliases expanded
 
+# Batch run creation (tracking `create_runs`): one request is one transaction.
+MAX_RUNS_PER_BATCH = 10_000  # runs of one request
+MAX_PARAMS_PER_RUN = 1_000  # params (and, separately, tags) of one run
+MAX_METRIC_VALUES_PER_RUN = 100_000  # metric values of one run
+MAX_METRIC_VALUES_PER_BATCH = 1_000_000  # metric values of one request
+
 Limit = Annotated[int, Field(ge=1, le=MAX_PAGE)]
 SearchLimit = Annotated[int, Field(ge=1, le=MAX_SEARCH_PAGE)]
 Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET)]

@@ -8,11 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
+
+from pydantic import Field
 
 from meshops.kernel import rpc
-from meshops.kernel.bounds import JsonObject
-from meshops.tracking.models import Artifact, DatasetInput, Experiment, Metric, Run, RunPage
+from meshops.kernel.bounds import MAX_RUNS_PER_BATCH, JsonObject
+from meshops.tracking.models import (
+    Artifact,
+    DatasetInput,
+    Experiment,
+    Metric,
+    Run,
+    RunPage,
+    RunSpec,
+)
 
 if TYPE_CHECKING:
     from meshops.tracking.active import ActiveRun
@@ -53,6 +63,16 @@ class Tracking(Protocol):
     ) -> ActiveRun:
         """`with tracking.start_run(...) as run:` creates the run; the block's end flushes
         buffered metrics and ends it FINISHED, or FAILED with the error if the block raised."""
+        ...
+
+    @rpc.post("/v1/runs/batch", status=201)
+    def create_runs(
+        self, runs: Annotated[list[RunSpec], Field(max_length=MAX_RUNS_PER_BATCH)]
+    ) -> list[str]:
+        """Many whole runs (experiment, name, tags, params, metric values, status, start
+        and end times) in one request and one transaction: all are created or none, and a
+        bad run is an error naming `runs[i]` and its field. Returns the new run ids in
+        order. An import: no environment is captured and no run events are emitted."""
         ...
 
     @rpc.get("/v1/runs/-/resolve")

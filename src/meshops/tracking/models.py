@@ -5,9 +5,15 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from meshops.kernel.bounds import (
+    MAX_METRIC_VALUES_PER_RUN,
+    MAX_PARAMS_PER_RUN,
+    JsonObject,
+)
 from meshops.kernel.errors import InvalidInput
 from meshops.kernel.urn import run_urn
 
@@ -71,6 +77,25 @@ class Run(BaseModel):
         return run_urn(self.id)
 
 
+class RunSpec(BaseModel):
+    """One run of a batch (`Tracking.create_runs`), made whole in one go: an import of a
+    run that ran elsewhere, or a run described after the fact. A terminal status without
+    an `end_time` ends at the time of the request (as `end_run` does); a RUNNING run takes
+    further values through the per-call methods."""
+
+    experiment: str = DEFAULT_EXPERIMENT  # name or id; created on first use
+    name: str | None = None
+    status: RunStatus = RunStatus.FINISHED
+    start_time: datetime | None = None  # the time of the request when left out
+    end_time: datetime | None = None
+    error: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict, max_length=MAX_PARAMS_PER_RUN)
+    params: Annotated[JsonObject, Field(max_length=MAX_PARAMS_PER_RUN)] = Field(
+        default_factory=dict
+    )
+    metrics: list[Metric] = Field(default_factory=list, max_length=MAX_METRIC_VALUES_PER_RUN)
+
+
 class RunPage(BaseModel):
     runs: list[Run]
     next_page_token: str | None = None
@@ -84,6 +109,11 @@ NAME_MAX = 256
 PARAM_VALUE_MAX = 6000
 TAG_VALUE_MAX = 8000
 ERROR_MAX = 20_000
+
+
+def as_text(value: object) -> str:
+    """A param or tag value as stored: text as it is, None as `null`, others by `str`."""
+    return value if isinstance(value, str) else "null" if value is None else str(value)
 
 
 def check_key(key: object, field: str) -> str:

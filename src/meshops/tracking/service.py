@@ -33,7 +33,7 @@ from meshops.kernel.errors import Conflict, InvalidInput, NotFound
 from meshops.kernel.home import Context
 from meshops.kernel.steps import current_step
 from meshops.kernel.urn import Urn, run_urn
-from meshops.tracking import environment, store
+from meshops.tracking import batch, environment, store
 from meshops.tracking.active import ActiveRun, MetricBuffer
 from meshops.tracking.artifacts import artifact_files, select_artifacts, write_artifacts
 from meshops.tracking.events import RunFinished
@@ -48,7 +48,9 @@ from meshops.tracking.models import (
     Metric,
     Run,
     RunPage,
+    RunSpec,
     RunStatus,
+    as_text,
     check_artifact_path,
     check_key,
     check_name,
@@ -142,11 +144,7 @@ class TrackingService:
                 path=environment.PACKAGES_ARTIFACT, digest=digest, size=len(env.packages)
             )
         all_tags.update(_check_tags(tags or {}))
-        here = current_step()
-        if here is not None and here.step_run_urn is not None:
-            # Inside a pipeline step (on the server, a verified one): run tables can say
-            # which pipeline run, and thereby which trigger or schedule, started this run.
-            all_tags[PIPELINE_RUN_TAG] = here.run_id
+        all_tags.update(_pipeline_tags())
         run_id = new_id()
         with self.ctx.db.begin() as conn:
             exp = _experiment_row(conn, experiment)
@@ -187,6 +185,31 @@ class TrackingService:
     ) -> ActiveRun:
         run = self.create_run(experiment, name, parent_run_id, tags, capture_environment)
         return ActiveRun(self, run, self.metric_buffer)
+
+    def create_runs(self, runs: list[RunSpec]) -> list[str]:
+        """Many whole runs in one transaction: all are written or none (a bad run raises
+        InvalidInput naming `runs[i]` and its field). Returns the new ids in order."""
+        self.ctx.authorize("tracking.write")
+        # Sorted, the batch's rows reach each index in key order (fewer pages touched).
+        ids = sorted(new_id() for _ in runs)
+        prepared = batch.prepare(runs, ids, self.ctx.actor.name, _pipeline_tags())
+        with self.ctx.db.begin() as conn:
+            experiment_ids = {
+                name: _experiment_or_new(conn, name) for name in dict.fromkeys(prepared.experiments)
+            }
+            batch.write(conn, prepared, experiment_ids)
+            if current_step() is not None:
+                for run_id in ids:
+                    self.ctx.link_to_step(conn, run_urn(run_id))
+            if ids:
+                first = str(Urn.of("experiment", experiment_ids[prepared.experiments[0]]))
+                detail = {
+                    "count": len(ids),
+                    "experiments": sorted(set(experiment_ids.values())),
+                    "run_ids": ids[:100],
+                }
+                self.ctx.audit(conn, "tracking.create_runs", first, detail=detail)
+        return ids
 
     def get_run(self, run_id: str) -> Run:
         self.ctx.authorize("tracking.read")
@@ -234,7 +257,7 @@ class TrackingService:
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
         self.ctx.authorize("tracking.write")
         clean = {
-            check_key(k, "param"): check_value(_text(v), "param", k, PARAM_VALUE_MAX)
+            check_key(k, "param"): check_value(as_text(v), "param", k, PARAM_VALUE_MAX)
             for k, v in params.items()
         }
         with self.ctx.db.begin() as conn:
@@ -606,13 +629,19 @@ def _stage_of_view(view: str) -> str | None:
     return view
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value) if value is None else str(value)
+def _pipeline_tags() -> dict[str, str]:
+    """Inside a pipeline step (on the server, a verified one): run tables can say which
+    pipeline run, and thereby which trigger or schedule, started a run."""
+    here = current_step()
+    if here is not None and here.step_run_urn is not None:
+        return {PIPELINE_RUN_TAG: here.run_id}
+    return {}
 
 
 def _check_tags(tags: dict[str, str]) -> dict[str, str]:
     return {
-        check_key(k, "tag"): check_value(_text(v), "tag", k, TAG_VALUE_MAX) for k, v in tags.items()
+        check_key(k, "tag"): check_value(as_text(v), "tag", k, TAG_VALUE_MAX)
+        for k, v in tags.items()
     }
 
 
@@ -686,6 +715,12 @@ def _ensure_experiment(conn: Connection, name: str) -> str:
     }
     insert_ignoring_conflicts(conn, store.experiments, [row], ["name"])
     return _experiment_id(conn, name)
+
+
+def _experiment_or_new(conn: Connection, name_or_id: str) -> str:
+    """The id of the experiment named (or with the id) `name_or_id`; created on first use."""
+    row = _experiment_row(conn, name_or_id)
+    return str(row["id"]) if row is not None else _ensure_experiment(conn, name_or_id)
 
 
 def _experiment(row: Any) -> Experiment:
