@@ -21,6 +21,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,8 @@ from meshops.kernel.errors import InvalidInput
 ROW_ID = "__meshops_row"
 ORDINAL = "__meshops_ord"
 BATCH_ROWS = 256 * 1024
+# From this many entity rows the join gets a database of its own (see `_join_database`).
+OWN_DATABASE_ROWS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -87,11 +90,12 @@ def connect_duckdb(
     return con
 
 
-def with_ordinal(table: pa.Table, name: str) -> pa.Table:
+def with_ordinal(table: pa.Table, name: str, dtype: Any = None) -> pa.Table:
     """The table with a column numbering its rows (zero-copy for the other columns)."""
     import numpy as np
 
-    return table.append_column(name, pa.array(np.arange(table.num_rows, dtype=np.int64)))
+    numbers = np.arange(table.num_rows, dtype=dtype or np.int64)
+    return table.append_column(name, pa.array(numbers))
 
 
 def deduplicated_view_sql(index: int, item: ViewInput) -> str:
@@ -109,7 +113,16 @@ def deduplicated_view_sql(index: int, item: ViewInput) -> str:
     )
 
 
-def matching_rows_sql(index: int, item: ViewInput) -> str:
+def labels_sql(keys: Sequence[str], timestamp_column: str) -> str:
+    """The entity rows as the join reads them: keys, row number and time in UTC."""
+    columns = "".join(f"{quote(k)}, " for k in keys)
+    return (
+        f"SELECT {columns}{ROW_ID}, CAST({quote(timestamp_column)} AS TIMESTAMPTZ) AS __ts "
+        "FROM entities"
+    )
+
+
+def matching_rows_sql(index: int, item: ViewInput, timestamp_column: str) -> str:
     """Per entity row: the view row that applies at its time (null if none or too old)."""
     on = " AND ".join(f"l.{quote(k)} = v.{quote(k)}" for k in item.keys)
     match = f"v.{ORDINAL}"
@@ -117,8 +130,9 @@ def matching_rows_sql(index: int, item: ViewInput) -> str:
         ttl = int(item.view.ttl_seconds)
         match = f"CASE WHEN v.__ts >= l.__ts - to_seconds({ttl}) THEN v.{ORDINAL} END"
     return (
-        f"WITH v AS ({deduplicated_view_sql(index, item)}) "
-        f"SELECT l.{ROW_ID} AS row_id, {match} AS match FROM labels l "
+        f"WITH v AS ({deduplicated_view_sql(index, item)}), "
+        f"l AS ({labels_sql(item.keys, timestamp_column)}) "
+        f"SELECT l.{ROW_ID} AS row_id, {match} AS match FROM l "
         f"ASOF LEFT JOIN v ON {on} AND l.__ts >= v.__ts"
     )
 
@@ -161,15 +175,45 @@ def point_in_time_join(
     temp_directory: str | None = None,
     batch_rows: int = BATCH_ROWS,
 ) -> pa.RecordBatchReader:
-    """Entity rows + point-in-time feature values, in the entity rows' order, streamed."""
+    """Entity rows + point-in-time feature values, in the entity rows' order, streamed.
+
+    With `memory_limit` the join runs in a database of its own that spills its sorts to
+    `temp_directory` beyond that limit, so entity rows far larger than memory allows for
+    DuckDB's sorts still join (the rows are the same, only slower)."""
     check_entities(entities, views, timestamp_column)
     label_columns = [c for c in entities.column_names if c != ROW_ID]
+    workers = int(threads or os.cpu_count() or 1)
     matches = _matching_rows(
         entities, views, timestamp_column,
-        threads=threads, memory_limit=memory_limit, temp_directory=temp_directory,
+        threads=workers, memory_limit=memory_limit, temp_directory=temp_directory,
     )  # fmt: skip
-    reader = _gather(entities.select(label_columns), views, matches, batch_rows)
+    reader = _gather(entities.select(label_columns), views, matches, batch_rows, workers)
     return _with_on_demand(reader, on_demand) if on_demand else reader
+
+
+def _join_database(
+    rows: int, threads: int, memory_limit: str | None, temp_directory: str | None
+) -> duckdb.DuckDBPyConnection:
+    """The process's shared database for small joins (opening one costs ~0.1 s); a database
+    of its own for a large one or one with a memory limit, because the limit, the spill
+    folder and the row order setting are per database, not per cursor."""
+    if memory_limit is None and rows < OWN_DATABASE_ROWS:
+        return connect_duckdb(threads)
+    config: dict[str, Any] = {"threads": threads, "preserve_insertion_order": False}
+    if memory_limit:
+        config["memory_limit"] = memory_limit
+    if temp_directory:
+        config["temp_directory"] = temp_directory
+    con = duckdb.connect(":memory:", config=config)
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def _index_type(rows: int) -> Any:
+    """int32 row numbers when they fit: half the memory for the matches of 100M rows."""
+    import numpy as np
+
+    return np.int32 if rows < 2**31 - 1 else np.int64
 
 
 def _matching_rows(
@@ -177,36 +221,32 @@ def _matching_rows(
     views: Sequence[ViewInput],
     timestamp_column: str,
     *,
-    threads: int | None,
+    threads: int,
     memory_limit: str | None,
     temp_directory: str | None,
 ) -> list[Any]:
-    """Per view, a numpy array: the matching view row of each entity row, or -1."""
+    """Per view, a numpy array: the matching view row of each entity row, or -1.
+
+    The entity rows are read by DuckDB straight from Arrow (no copy into a table) and the
+    pairs come back in batches, scattered into the array as they arrive, so the only
+    full-size results are the arrays themselves."""
     import numpy as np
-    import pyarrow.compute as pc
 
     keys = list(dict.fromkeys(k for item in views for k in item.keys))
     narrow = entities.select([*keys, timestamp_column])
-    con = connect_duckdb(threads, memory_limit, temp_directory)
+    row_type = _index_type(entities.num_rows)
+    con = _join_database(entities.num_rows, threads, memory_limit, temp_directory)
     try:
-        con.register("entities", with_ordinal(narrow, ROW_ID))
-        con.execute(
-            f"CREATE TEMP TABLE labels AS SELECT {', '.join(quote(k) for k in keys)}, "
-            f"{ROW_ID}, CAST({quote(timestamp_column)} AS TIMESTAMPTZ) AS __ts FROM entities"
-        )
+        con.register("entities", with_ordinal(narrow, ROW_ID, row_type))
         result = []
         for i, item in enumerate(views):
-            view = item.view
-            needed = [
-                *item.keys,
-                view.event_time,
-                *([view.created_time] if view.created_time else []),
-            ]
-            con.register(f"src{i}", with_ordinal(item.table.select(needed), ORDINAL))
-            pairs = con.sql(matching_rows_sql(i, item)).to_arrow_table()
-            match = np.full(entities.num_rows, -1, dtype=np.int64)
-            rows = pairs.column("row_id").to_numpy()
-            match[rows] = pc.fill_null(pairs.column("match"), -1).to_numpy()
+            view_rows = _index_type(item.table.num_rows)
+            con.register(f"src{i}", with_ordinal(_narrow_view(item), ORDINAL, view_rows))
+            match = np.full(entities.num_rows, -1, dtype=view_rows)
+            sql = matching_rows_sql(i, item, timestamp_column)
+            for batch in con.sql(sql).to_arrow_reader(BATCH_ROWS):
+                rows = batch.column(0).to_numpy()
+                match[rows] = batch.column(1).fill_null(-1).to_numpy()
             result.append(match)
             con.unregister(f"src{i}")
         return result
@@ -214,12 +254,22 @@ def _matching_rows(
         con.close()
 
 
+def _narrow_view(item: ViewInput) -> pa.Table:
+    view = item.view
+    needed = [*item.keys, view.event_time, *([view.created_time] if view.created_time else [])]
+    return item.table.select(needed)
+
+
 def _gather(
-    labels: pa.Table, views: Sequence[ViewInput], matches: list[Any], batch_rows: int
+    labels: pa.Table,
+    views: Sequence[ViewInput],
+    matches: list[Any],
+    batch_rows: int,
+    threads: int,
 ) -> pa.RecordBatchReader:
     """The output batches: entity columns plus each feature taken at its matching row."""
     sources = [
-        [(item.table.column(feature.source_column).combine_chunks(), output)
+        [(_contiguous(item.table.column(feature.source_column)), output)
          for feature, output in item.features]
         for item in views
     ]  # fmt: skip
@@ -228,17 +278,63 @@ def _gather(
         fields += [pa.field(output, column.type) for column, output in item_sources]
     schema = pa.schema(fields)
 
+    def batch_at(start: int, pool: ThreadPoolExecutor) -> pa.RecordBatch:
+        part = labels.slice(start, batch_rows).combine_chunks()
+        tasks = []
+        for match, item_sources in zip(matches, sources, strict=True):
+            taker = _Taker(match[start : start + batch_rows])
+            tasks += [(taker, column) for column, _ in item_sources]
+        # Arrow's take lets go of the GIL: the columns are gathered on every core.
+        features = pool.map(lambda task: task[0].take(task[1]), tasks)
+        arrays = [column.chunk(0) for column in part.columns] if part.num_columns else []
+        return pa.RecordBatch.from_arrays([*arrays, *features], schema=schema)
+
     def batches() -> Iterator[pa.RecordBatch]:
-        for start in range(0, labels.num_rows, batch_rows):
-            part = labels.slice(start, batch_rows).combine_chunks()
-            arrays = [column.chunk(0) for column in part.columns]
-            for match, item_sources in zip(matches, sources, strict=True):
-                index = match[start : start + batch_rows]
-                indices = pa.array(index, mask=index < 0)
-                arrays += [column.take(indices) for column, _ in item_sources]
-            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for start in range(0, labels.num_rows, batch_rows):
+                yield batch_at(start, pool)
 
     return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def _contiguous(column: pa.ChunkedArray) -> pa.Array:
+    """One array per column (taking from a chunked column would join its chunks per batch)."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
+class _Taker:
+    """Takes the rows of a batch's matches from feature columns. The take runs with indices
+    that have no nulls (a row without a match takes row 0) and the rows without a match
+    are then made null through the validity bitmap: a masked take is about twice as slow."""
+
+    def __init__(self, match: Any) -> None:
+        import numpy as np
+
+        missing = match < 0
+        self.any_missing = bool(missing.any())
+        self.masked = pa.array(match, mask=missing) if self.any_missing else pa.array(match)
+        self.safe = pa.array(np.where(missing, 0, match)) if self.any_missing else self.masked
+        self.valid = pa.array(~missing) if self.any_missing else None
+
+    def take(self, column: pa.Array) -> pa.Array:
+        if self.valid is None:
+            return column.take(self.safe)
+        if len(column) == 0:
+            return pa.nulls(len(self.safe), column.type)
+        if not _flat(column.type):
+            return column.take(self.masked)
+        import pyarrow.compute as pc
+
+        taken = column.take(self.safe)
+        valid = self.valid if taken.null_count == 0 else pc.and_(self.valid, taken.is_valid())
+        buffers = taken.buffers()
+        return pa.Array.from_buffers(taken.type, len(taken), [valid.buffers()[1], *buffers[1:]])
+
+
+def _flat(arrow_type: pa.DataType) -> bool:
+    """A type whose arrays are a validity bitmap and their own value buffers (no children)."""
+    special = pa.types.is_nested(arrow_type) or pa.types.is_dictionary(arrow_type)
+    return not (special or pa.types.is_null(arrow_type) or isinstance(arrow_type, pa.ExtensionType))
 
 
 def _with_on_demand(
