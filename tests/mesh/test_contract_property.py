@@ -30,19 +30,33 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from meshops.mesh.contract_scan import (
+    Duplicates,
+    Invalid,
+    _pattern_matches,
+    measure_all,
+    simple_pattern,
+)
 from meshops.mesh.contracts import run_contract_test
 from meshops.mesh.specs import columns_of
 
-WORDS = ["a", "b", "ab", "ba", "", "N/A", "abc"]
+# digits, a non-ASCII digit and a trailing newline: the pattern fast path's edge cases
+WORDS = ["a", "b", "ab", "ba", "", "N/A", "abc", "a1", "12", "b\u0661", "a7\n"]
 FLOATS = [-1.5, 0.0, 0.5, 2.25, 100.0, 1e6]
 DAY0 = date(2024, 1, 1)
 COLUMNS = {"i": "integer", "f": "number", "s": "string", "d": "date"}
-PATTERNS = ["[ab]+", "a.*", "[a-z]{1,2}", "N/A|", "b"]
+# from "b" on, the fast path of simple anchored patterns (no regex engine) decides
+PATTERNS = [
+    *("[ab]+", "a.*", "[a-z]{1,2}", "N/A|"),
+    *("b", r"a\d+", "[0-9]{1,2}", "^[A-Za-z]*$", "ab", "b[a-zA-Z0-9]?"),
+]
 OPERATORS = [
     "mustBe",
     "mustNotBe",
@@ -190,7 +204,8 @@ def _count(column: str | None, rule: dict[str, Any], data: dict[str, list[Any]])
             if v is None:
                 continue
             outside = valid is not None and v not in [x for x in valid if x is not None]
-            unmatched = pattern is not None and re.fullmatch(pattern, v) is None
+            # RE2's \d is ASCII 0-9, as Python's with re.ASCII
+            unmatched = pattern is not None and re.fullmatch(pattern, v, re.ASCII) is None
             bad += outside or unmatched
         return bad
     if name in ("duplicateValues", "duplicateCount"):
@@ -338,3 +353,84 @@ def test_every_verdict_equals_the_brute_force(
                 assert rule_id not in schema
             else:
                 assert (schema[rule_id].observed, schema[rule_id].passed) == (count, count == 0)
+
+
+# --- the fast paths against the plain evaluation, on generated patterns and values ---
+
+SIMPLE_CLASSES = ["[0-9]", r"\d", "[A-Za-z]", "[a-zA-Z]", "[A-Za-z0-9]", "[0-9a-zA-Z]"]
+QUANTIFIERS = ["", "+", "*", "?", "{2}", "{0,1}", "{1,3}", "{2,}"]
+LITERALS = st.text(alphabet="ac@.-_ 9", max_size=3).map(
+    lambda text: "".join("\\" + c if c in ".-" else c for c in text)
+)
+
+
+@st.composite
+def simple_patterns(draw: st.DrawFn) -> str:
+    middle = draw(st.sampled_from(SIMPLE_CLASSES)) + draw(st.sampled_from(QUANTIFIERS))
+    if draw(st.booleans()):
+        middle = ""  # a literal pattern
+    anchors = draw(st.sampled_from([("", ""), ("^", "$"), ("^", ""), ("", "$")]))
+    return anchors[0] + draw(LITERALS) + middle + draw(LITERALS) + anchors[1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pattern=simple_patterns().filter(bool),  # an empty pattern is no rule
+    values=st.lists(
+        st.one_of(st.none(), st.text(alphabet="ac@.-_ 9019aZ\u0661\u00e9\n", max_size=8)),
+        max_size=12,
+    ),
+    large=st.booleans(),
+)
+def test_simple_patterns_match_as_re2_does(
+    pattern: str, values: list[str | None], large: bool
+) -> None:
+    assert simple_pattern(pattern) is not None, pattern
+    array = pa.array(values, pa.large_string() if large else pa.string())
+    measure = Invalid("s", pattern=pattern)
+    fast = _pattern_matches(array, measure)
+    re2 = pc.match_substring_regex(array, f"^(?:{pattern})$")
+    assert fast.equals(re2), (pattern, values)
+    brute = [None if v is None else re.fullmatch(pattern, v, re.ASCII) is not None for v in values]
+    assert fast.to_pylist() == brute
+
+
+INTEGER_TYPES = [pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint32()]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    values=st.lists(st.one_of(st.none(), st.integers(0, 100)), max_size=40),
+    dtype=st.sampled_from([*INTEGER_TYPES, pa.uint64(), pa.date32(), pa.timestamp("us")]),
+    shift=st.sampled_from([0, -100, 10**6]),
+    partitions=st.integers(1, 3),
+)
+def test_duplicates_of_integers_equal_the_brute_force(
+    values: list[int | None], dtype: pa.DataType, shift: int, partitions: int
+) -> None:
+    unsigned = pa.types.is_unsigned_integer(dtype)
+    limit = 2 ** (dtype.bit_width - (0 if unsigned else 1))
+    shifted = [None if v is None else v + shift for v in values]
+    if any(v is not None and not (0 if unsigned else -limit) <= v < limit for v in shifted):
+        shifted = values  # the shift would not fit the type
+    storage = pa.array(shifted, pa.int64() if pa.types.is_timestamp(dtype) else None)
+    column = storage.cast(dtype) if not pa.types.is_date(dtype) else storage.cast(pa.int32())
+    if pa.types.is_date(dtype):
+        column = column.view(pa.date32())
+    size = max(1, -(-len(values) // partitions))
+    table = pa.table(
+        {
+            "n": pa.chunked_array(
+                [column.slice(i, size) for i in range(0, len(values), size)] or [column],
+                column.type,
+            )
+        }
+    )
+    measure = Duplicates(("n",))
+    counted = measure_all(table, _no_duckdb, "t", table.schema, [measure])[measure]
+    present = [v for v in shifted if v is not None]
+    assert counted == len(present) - len(set(present))
+
+
+def _no_duckdb() -> duckdb.DuckDBPyConnection:
+    raise AssertionError("integer duplicates are counted without DuckDB")
