@@ -45,13 +45,27 @@ PEER_REQUIREMENT = "datacontract-cli[duckdb,parquet]==1.2.8"
 COUNTRIES = ["DE", "FR", "NL", "US", "GB", "ES", "IT", "PL", "SE", "XX"]  # XX: invalid
 
 
+GENERATE_ROWS = 1_000_000  # rows generated and written at a time: one row group
+
+
 def generate(rows: int, path: Path, duplicate_ids: bool = False) -> None:
-    rng = np.random.default_rng(7)
-    order_id = np.arange(1, rows + 1, dtype=np.int64)
+    """Write the orders table one row group at a time (100M rows would not fit in memory at
+    once); each group has its own seed, so the file is the same on every machine."""
+    with pq.ParquetWriter(path, _orders(0, 1, False).schema, compression="zstd") as writer:
+        for start in range(0, rows, GENERATE_ROWS):
+            count = min(GENERATE_ROWS, rows - start)
+            writer.write_table(_orders(start, count, duplicate_ids, total=rows))
+
+
+def _orders(start: int, rows: int, duplicate_ids: bool, total: int = 0) -> pa.Table:
+    """Rows start .. start+rows of the orders table of `total` rows."""
+    total = max(total, rows)
+    rng = np.random.default_rng([7, start])
+    order_id = np.arange(start + 1, start + rows + 1, dtype=np.int64)
     if duplicate_ids:  # 0.1 % of the ids repeat an id from elsewhere in the file
         repeated = rng.choice(rows, max(1, rows // 1000), replace=False)
-        order_id[repeated] = rng.integers(1, rows + 1, len(repeated))
-    customer = rng.integers(1, max(2, rows // 10), rows, dtype=np.int64)
+        order_id[repeated] = rng.integers(1, total + 1, len(repeated))
+    customer = rng.integers(1, max(2, total // 10), rows, dtype=np.int64)
     email = pc.binary_join_element_wise(
         pa.array(np.full(rows, "c")), pc.cast(pa.array(customer), pa.string()), "@example.com", ""
     )
@@ -61,7 +75,7 @@ def generate(rows: int, path: Path, duplicate_ids: bool = False) -> None:
     notes = np.array(["", "n/a", "gift", "express"], dtype=object)[note_choice]
     discount = rng.random(rows) * 0.3
     discount_null = rng.random(rows) < 0.2
-    table = pa.table(
+    return pa.table(
         {
             "order_id": order_id,
             "customer_id": customer,
@@ -80,7 +94,6 @@ def generate(rows: int, path: Path, duplicate_ids: bool = False) -> None:
             "note": pa.array(notes),
         }
     )
-    pq.write_table(table, path, row_group_size=1_000_000, compression="zstd")
 
 
 def contract(parquet: Path) -> dict[str, Any]:
