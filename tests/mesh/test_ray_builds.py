@@ -6,8 +6,9 @@ that needs rows of other blocks is refused before anything runs."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -206,10 +207,25 @@ def test_a_block_failing_once_is_retried_and_reported(
     recipe.pop("engine"), recipe.pop("blocks")
     (local / "build.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     (local / "transform.py").write_text((on_ray / "transform.py").read_text())
+    assert report.build is not None and report.build.retried_blocks == 1
+    flag.unlink()  # it fails once more in the publish's build: that retry is stored
     platform.mesh.publish(on_ray)
     platform.mesh.publish(local)
     got = platform.mesh.read("shop.flaky_ray", "1.0.0")
     assert checksum(got) == checksum(platform.mesh.read("shop.flaky_local", "1.0.0"))
+
+    # The build report is stored with the version and read back with it (over HTTP).
+    stored = platform.mesh.get_version("shop.flaky_ray", "1.0.0").build
+    assert stored is not None and stored.engine == "ray"
+    assert [(r.port, r.attempt, r.error) for r in stored.retries] == [
+        ("flaky_ray", 1, "RuntimeError: the marker block")
+    ]
+    assert stored.retried_blocks == 1 and stored.seconds > 0
+    [blocks] = stored.blocks
+    assert blocks.port == "flaky_ray" and blocks.rows == blocks.total_rows == 9000
+    assert blocks.blocks >= 1  # Ray Data bundles small Parquet blocks as it sees fit
+    local_build = platform.mesh.get_version("shop.flaky_local", "1.0.0").build
+    assert local_build is not None and local_build.engine == "local" and not local_build.blocks
 
 
 def test_a_block_failing_for_good_publishes_nothing(
@@ -291,3 +307,37 @@ def test_cli_shows_a_retried_block(
     shown = " ".join(done.stderr.split())  # the console wraps long lines
     assert "attempt 1 failed (RuntimeError: the marker block); retried" in shown
     assert flag.exists()
+
+    # Published from the CLI (the block fails once more), then shown with its build report.
+    flag.unlink()
+    done = run_main(["product", "publish", str(folder)], monkeypatch, capsys)
+    assert done.returncode == 0, done.stderr
+    assert "built on ray in" in done.stdout and "1 block failure(s) retried" in done.stdout
+    done = run_main(["product", "show", "shop.cli_ray"], monkeypatch, capsys)
+    assert done.returncode == 0, done.stderr
+    shown = " ".join(done.stdout.split())
+    assert "built on ray in" in shown and "port cli_ray: " in shown and "9,000/9,000 rows" in shown
+    assert "the marker block" in shown
+
+
+def test_the_cli_draws_a_progress_bar_from_the_rows_done(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a terminal, a step that measures progress (rows done of the total) fills the bar."""
+    from rich.console import Console
+
+    from meshops.cli import products
+
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=120)
+    monkeypatch.setattr(products, "err_console", terminal)
+
+    def run(step: Callable[[str], None]) -> str:
+        step("read input events (ray)")
+        step(builds.ProgressStep("ray p: 3 blocks done, 4,500/9,000 rows", 4500, 9000))
+        return "built"
+
+    assert products._progress_build("build", Path("p"), run) == "built"
+    drawn = screen.getvalue()
+    assert "ray p: 3 blocks done, 4,500/9,000 rows" in drawn and "50%" in drawn
+    assert "━" in drawn  # the bar itself

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from meshops.cli.output import JSON_HELP, console, err_console, print_json, print_table
+
+if TYPE_CHECKING:
+    from meshops.mesh.models import BuildSummary
 
 app = typer.Typer(help="Data products: specs, builds, versions and reads.", no_args_is_help=True)
 T = TypeVar("T")
@@ -69,7 +72,16 @@ def validate(folder: FolderArg, json_out: JsonOpt = False) -> None:
 
 
 def _progress_build(action: str, folder: Path, run: Callable[[Callable[[str], None]], T]) -> T:
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    """Run a build with its steps on one live line; a step that measures progress (the rows
+    a Ray build has transformed, builds.ProgressStep) fills the bar."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        SpinnerColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     if not err_console.is_terminal:  # a log or a pipe gets the outcome, not spinner frames
         result = run(_print_retried)
@@ -78,6 +90,8 @@ def _progress_build(action: str, folder: Path, run: Callable[[Callable[[str], No
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),  # the percentage, when the step measures progress
         TimeElapsedColumn(),
         console=err_console,
         transient=True,  # nothing is left behind when the build fails and its error prints
@@ -86,8 +100,10 @@ def _progress_build(action: str, folder: Path, run: Callable[[Callable[[str], No
 
         def on_step(message: str) -> None:
             _print_retried(message)
-            progress.update(task, description=f"{action} {folder}: {message}")
-            progress.advance(task)
+            done, total = getattr(message, "done", None), getattr(message, "total", None)
+            progress.update(
+                task, description=f"{action} {folder}: {message}", total=total, completed=done
+            )
 
         result = run(on_step)
     err_console.print(f"{action} {folder}: done")
@@ -98,6 +114,24 @@ def _print_retried(step: str) -> None:
     """A block of a Ray build that failed and was retried stays on screen (docs/ray.md)."""
     if step.endswith("; retried"):
         err_console.print(f"[yellow]{step}[/yellow]")
+
+
+def _print_build(summary: BuildSummary | None) -> None:
+    """How a version was built (stored with it): engine, duration, blocks, retried blocks."""
+    if summary is None:
+        return
+    where = f" at {summary.ray_address}" if summary.ray_address else ""
+    console.print(f"built on {summary.engine}{where} in {summary.seconds:.1f} s")
+    for port in summary.blocks:
+        blocks = f"{port.blocks:,}" + (f"/{port.total_blocks:,}" if port.total_blocks else "")
+        rows = f"{port.rows:,}" + (f"/{port.total_rows:,}" if port.total_rows is not None else "")
+        console.print(f"  port {port.port}: {blocks} blocks, {rows} rows")
+    if summary.retried_blocks:
+        print_table(
+            f"{summary.retried_blocks} block failure(s) retried",
+            ["port", "block", "attempt", "error"],
+            [[r.port, r.block, r.attempt, r.error] for r in summary.retries],
+        )
 
 
 def _verdict(result: Any) -> str:
@@ -147,6 +181,8 @@ def publish(folder: FolderArg, json_out: JsonOpt = False) -> None:
         f"[green]published[/green] {version.urn} rows={version.row_count} "
         f"digest={version.digest[:12]}{note}"
     )
+    if not version.reused:
+        _print_build(version.build)
     for warning in version.policy_warnings:
         console.print(f"[yellow]policy warning[/yellow] {warning.policy_id}: {warning.explanation}")
 
@@ -212,6 +248,7 @@ def show(
     console.print(
         f"[bold]{found.urn}[/bold] {found.status} rows={found.row_count} digest={found.digest[:12]}"
     )
+    _print_build(found.build)
     for port in found.ports:
         print_table(
             f"port {port.name} ({port.row_count} rows)",

@@ -33,10 +33,24 @@ from meshops.kernel.errors import Forbidden, InvalidInput, MeshopsError
 from meshops.kernel.sandbox import Relation, run_user_sql
 from meshops.kernel.urn import Urn
 from meshops.mesh.contracts import literal, run_contract_test
-from meshops.mesh.models import BuildReport, ContractReport, PortBuild
+from meshops.mesh.models import BuildReport, BuildSummary, ContractReport, PortBuild
 from meshops.mesh.specs import InputSpec, ProductSpec, TransformSpec
 
 OnStep = Callable[[str], None]
+
+
+class ProgressStep(str):
+    """A step that also measures progress (a Ray build's rows done of its total): every
+    `on_step` takes it as the message it is; the CLI draws a progress bar from it."""
+
+    done: int
+    total: int | None
+
+    def __new__(cls, message: str, done: int, total: int | None) -> ProgressStep:
+        step = super().__new__(cls, message)
+        step.done = done
+        step.total = total
+        return step
 
 
 class ProductReader(Protocol):
@@ -96,6 +110,7 @@ class BuildResult:
     inputs: list[InputData]
     seconds: float
     steps: list[str] = field(default_factory=list)
+    summary: BuildSummary | None = None  # stored with the version it publishes
 
 
 def _digest(*parts: str) -> str:
@@ -417,8 +432,10 @@ def build(
             raise limits.refuse("a build on Ray (engine: ray)", "engine")
         from meshops.mesh import ray_builds
 
-        on_ray, ray_inputs = ray_builds.build_tables(spec, build_spec, read_product, step)
-        return _result(spec, on_ray, ray_inputs, started, steps)
+        run = ray_builds.build_tables(spec, build_spec, read_product, step)
+        built = _result(spec, run.tables, run.inputs, started, steps)
+        built.summary = run.summary(built.seconds)
+        return built
     inputs = read_inputs(spec, read_product, step, limits)
     by_name = {i.name: i.table for i in inputs}
     tables: dict[str, pa.Table] = {}
@@ -453,7 +470,10 @@ def _result(
         )
     for port in spec.ports:
         tables[port.port] = conform(tables[port.port], [c.name for c in port.columns])
-    return BuildResult(spec.key, spec.version, tables, inputs, time.perf_counter() - started, steps)
+    seconds = time.perf_counter() - started
+    return BuildResult(
+        spec.key, spec.version, tables, inputs, seconds, steps, BuildSummary(seconds=seconds)
+    )
 
 
 def contract_reports(
@@ -495,4 +515,5 @@ def build_report(result: BuildResult, reports: dict[str, ContractReport]) -> Bui
             if port in reports
         ],
         steps=result.steps,
+        build=result.summary,
     )

@@ -34,6 +34,7 @@ from meshops.kernel.lineage import Edge
 from meshops.mesh.iceberg_models import CompactionReport
 from meshops.mesh.models import (
     BuildReport,
+    BuildSummary,
     DataProduct,
     DataProductVersion,
     Domain,
@@ -96,6 +97,7 @@ class Mesh(Protocol):
         tables: dict[str, pa.Table],
         *,
         inputs: list[str] | None = None,
+        build: BuildSummary | None = None,  # how the tables were built, stored with the version
     ) -> DataProductVersion: ...
 
     # products and versions

@@ -8,10 +8,11 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 from functools import total_ordering
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, computed_field
 
+from meshops.kernel.bounds import MAX_DAYS, Count
 from meshops.kernel.errors import InvalidInput
 
 ProductStatus = Literal["draft", "published", "deprecated", "retired"]
@@ -284,6 +285,43 @@ class PolicyWarning(BaseModel):
     explanation: str = ""
 
 
+MAX_STORED_RETRIES = 100  # retried block failures listed in a version's build report
+MAX_BUILD_PORTS = 1_000
+_Text = Annotated[str, Field(max_length=2_000)]
+
+
+class BlockRetry(BaseModel):
+    """A block of a Ray build whose transform raised and was run again."""
+
+    port: Annotated[str, Field(max_length=100)]
+    block: Annotated[str, Field(max_length=200)]  # a digest of its first row, its row count
+    attempt: Count
+    error: _Text
+
+
+class PortBlocks(BaseModel):
+    """The blocks one output port of a Ray build was transformed in."""
+
+    port: Annotated[str, Field(max_length=100)]
+    blocks: Count  # transform calls that succeeded
+    total_blocks: Count | None = None  # known when the input was split in the building process
+    rows: Count  # input rows of those blocks
+    total_rows: Count | None = None
+
+
+class BuildSummary(BaseModel):
+    """How a published version was built, stored with it (docs/ray.md): the engine, how
+    long the build took and, on Ray, its blocks and the block failures that were retried.
+    The client that builds sends it with the tables; it reports, it grants nothing."""
+
+    engine: Literal["local", "ray"] = "local"
+    seconds: Annotated[float, Field(ge=0, le=MAX_DAYS * 86_400)]
+    ray_address: Annotated[str, Field(max_length=500)] | None = None  # None: a local Ray
+    blocks: list[PortBlocks] = Field(default_factory=list, max_length=MAX_BUILD_PORTS)
+    retries: list[BlockRetry] = Field(default_factory=list, max_length=MAX_STORED_RETRIES)
+    retried_blocks: Count = 0  # all of them, when more failed than are listed
+
+
 class DataProductVersion(BaseModel):
     product: str  # "<domain>.<name>"
     domain: str
@@ -304,6 +342,8 @@ class DataProductVersion(BaseModel):
     reused: bool = False  # True when publish found identical content already published
     # Warnings of the `dataproduct.publish` policies (severity warn) for this publish.
     policy_warnings: list[PolicyWarning] = Field(default_factory=list)
+    # How it was built: a folder's build; publish_arrow stores it only when given.
+    build: BuildSummary | None = None
 
     def port(self, name: str | None = None) -> OutputPortVersion:
         if name is None:
@@ -418,6 +458,7 @@ class BuildReport(BaseModel):
     inputs: list[str]
     ports: list[PortBuild]
     steps: list[str] = Field(default_factory=list)
+    build: BuildSummary | None = None
 
     @property
     def passed(self) -> bool:

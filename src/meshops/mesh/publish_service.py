@@ -18,6 +18,7 @@ from meshops.mesh import catalog, gate, store
 from meshops.mesh.events import DataProductPublished
 from meshops.mesh.models import (
     BuildReport,
+    BuildSummary,
     ContractReport,
     DataProduct,
     DataProductVersion,
@@ -136,7 +137,7 @@ class PublishService(MeshArea):
             result = builds.build(spec, self._product_reader(), on_step)
             if ol is not None:
                 ol.inputs = self._ol_inputs(result.inputs)
-            version = self._publish(spec, result.tables, result.inputs, on_step)
+            version = self._publish(spec, result.tables, result.inputs, on_step, result.summary)
             self._ol_outputs(ol, version)
         return version
 
@@ -147,10 +148,12 @@ class PublishService(MeshArea):
         tables: dict[str, pa.Table],
         *,
         inputs: list[str] | None = None,
+        build: BuildSummary | None = None,
     ) -> DataProductVersion:
         """Publish Arrow tables (one per output port) as a version of the product the ODPS
-        `descriptor` describes; `contracts_by_port` holds each port's ODCS contract and
-        `inputs` the URNs this version derives from (lineage)."""
+        `descriptor` describes; `contracts_by_port` holds each port's ODCS contract,
+        `inputs` the URNs this version derives from (lineage) and `build` how the tables
+        were built (stored with the version)."""
         spec = specs.spec_from_documents(descriptor, contracts_by_port)
         self.ctx.authorize("dataproduct.publish", spec.domain)
         upstream = [
@@ -161,7 +164,7 @@ class PublishService(MeshArea):
         with openlineage.reporting(self.ctx, f"{spec.key}.build", job_type="PUBLISH") as ol:
             if ol is not None:
                 ol.inputs = self._ol_inputs(upstream)
-            version = self._publish(spec, tables, upstream, None)
+            version = self._publish(spec, tables, upstream, None, build)
             self._ol_outputs(ol, version)
         return version
 
@@ -227,6 +230,7 @@ class PublishService(MeshArea):
         tables: dict[str, pa.Table],
         inputs: list[builds.InputData],
         on_step: builds.OnStep | None,
+        build: BuildSummary | None = None,
     ) -> DataProductVersion:
         tables = {
             p.port: builds.conform(tables[p.port], [c.name for c in p.columns])
@@ -279,7 +283,7 @@ class PublishService(MeshArea):
             return self._record_version(
                 spec, tables=tables, inputs=inputs, reports=reports, snapshots=snapshots,
                 profiles=profiles, digest=digest, evaluated_against=evaluated_against,
-                warnings=warnings,
+                warnings=warnings, build=build,
             )  # fmt: skip
         except BaseException:
             for port in iceberg_ports:  # the version was not recorded: neither is its tag
@@ -364,6 +368,7 @@ class PublishService(MeshArea):
         digest: str,
         evaluated_against: str | None,
         warnings: list[PolicyWarning],
+        build: BuildSummary | None = None,
     ) -> DataProductVersion:
         with self.ctx.db.begin() as conn:
             product_row = store.get_product(conn, spec.key, for_update=True)
@@ -402,6 +407,7 @@ class PublishService(MeshArea):
                     "descriptor": spec.descriptor,
                     "inputs": [i.urn for i in inputs],
                     "schema_diff": diff.model_dump(mode="json"),
+                    "build": build.model_dump(mode="json") if build else None,
                 },
                 [
                     {

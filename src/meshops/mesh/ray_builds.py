@@ -37,6 +37,12 @@ import pyarrow as pa
 from meshops.kernel.errors import InvalidInput, MeshopsError
 from meshops.kernel.sandbox import Relation, Sandbox, parse
 from meshops.mesh import builds
+from meshops.mesh.models import (
+    MAX_STORED_RETRIES,
+    BlockRetry,
+    BuildSummary,
+    PortBlocks,
+)
 from meshops.mesh.specs import BuildSpec, InputSpec, ProductSpec, TransformSpec
 
 if TYPE_CHECKING:
@@ -151,6 +157,9 @@ def with_retries(call: Callable[[], pa.Table], batch: pa.Table, log: Any, retrie
 class BlockRun:
     table: pa.Table
     events: list[str] = field(default_factory=list)  # retried failures, for the report
+    blocks: int = 0  # transform calls that succeeded
+    rows: int = 0  # their input rows
+    retried: list[BlockFailure] = field(default_factory=list)  # failures followed by an attempt
 
 
 def collect(
@@ -168,11 +177,13 @@ def collect(
 
     parts: list[pa.Table] = []
     total = f"{total_rows:,}" if total_rows is not None else "?"
+    blocks = rows = 0
     try:
         for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
             parts.append(batch)
             blocks, rows = ray.get(log.progress.remote())
-            step(f"{what}: {blocks} blocks done, {rows:,}/{total} rows")
+            message = f"{what}: {blocks} blocks done, {rows:,}/{total} rows"
+            step(builds.ProgressStep(message, rows, total_rows))
     except Exception as exc:
         failures = ray.get(log.failed_blocks.remote())
         final = [f for f in failures if f.final]
@@ -190,15 +201,23 @@ def collect(
                 "`block_retries` times",
             },
         ) from None
-    events = [
-        f"{what}: block {f.block} attempt {f.attempt} failed ({f.error}); retried"
-        for f in ray.get(log.failed_blocks.remote())
-        if not f.final
-    ]
+    retried = [f for f in ray.get(log.failed_blocks.remote()) if not f.final]
+    events = [f"{what}: block {f.block} attempt {f.attempt} failed ({f.error}); retried"
+              for f in retried]  # fmt: skip
     for event in events:
         step(event)
+    blocks, rows = ray.get(log.progress.remote())  # the last block may end with no rows out
     table = pa.concat_tables(parts, promote_options="permissive") if parts else None
-    return BlockRun(table if table is not None else pa.table({}), events)
+    return BlockRun(table if table is not None else pa.table({}), events, blocks, rows, retried)
+
+
+def _without_credentials(address: str | None) -> str | None:
+    """The cluster's address as stored with a version: no user or token of a URL."""
+    if address is None or "@" not in address:
+        return address
+    scheme, _, rest = address.rpartition("://")
+    host = rest.rpartition("@")[2]
+    return f"{scheme}://{host}" if scheme else host
 
 
 def split(table: pa.Table, block_rows: int | None, blocks: int | None) -> list[pa.Table]:
@@ -284,6 +303,37 @@ class MainInput:
     schema: pa.Schema
     rows: int | None
     batch_size: int | None  # rows per call of the transform (None: a whole block)
+    blocks: int | None = None  # known when split here (Ray splits Parquet files itself)
+
+
+@dataclass
+class RayRun:
+    """What a build on Ray gives back: each port's table, the inputs (lineage) and, for
+    the report stored with the version, each port's blocks and its retried failures."""
+
+    tables: dict[str, pa.Table]
+    inputs: list[builds.InputData]
+    address: str | None
+    ports: list[PortBlocks] = field(default_factory=list)
+    retried: list[BlockRetry] = field(default_factory=list)
+
+    def add(self, port: str, run: BlockRun, main: MainInput) -> None:
+        self.ports.append(PortBlocks(port=port, blocks=run.blocks, total_blocks=main.blocks,
+                                     rows=run.rows, total_rows=main.rows))  # fmt: skip
+        self.retried += [
+            BlockRetry(port=port, block=f.block, attempt=f.attempt, error=f.error[:2_000])
+            for f in run.retried
+        ]
+
+    def summary(self, seconds: float) -> BuildSummary:
+        return BuildSummary(
+            engine="ray",
+            seconds=seconds,
+            ray_address=_without_credentials(self.address),
+            blocks=self.ports,
+            retries=self.retried[:MAX_STORED_RETRIES],
+            retried_blocks=len(self.retried),
+        )
 
 
 def _main_input(
@@ -306,7 +356,8 @@ def _main_input(
             return MainInput(dataset, data, schema, dataset.count(), batch_size)
     data = _read_here(name, spec, product, read)
     parts = split(data.table, options.block_rows, options.blocks)
-    return MainInput(ray.data.from_arrow(parts), data, data.table.schema, data.table.num_rows, None)
+    dataset = ray.data.from_arrow(parts)
+    return MainInput(dataset, data, data.table.schema, data.table.num_rows, None, len(parts))
 
 
 def _read_here(name: str, spec: InputSpec, product: ProductSpec, read: Any) -> builds.InputData:
@@ -334,8 +385,9 @@ def _port_transforms(spec: ProductSpec, options: BuildSpec) -> dict[str, Transfo
 
 def build_tables(
     spec: ProductSpec, options: BuildSpec, read_product: builds.ProductReader, step: Step
-) -> tuple[dict[str, pa.Table], list[builds.InputData]]:
-    """Each output port's table, transformed per block on Ray, and the inputs (lineage)."""
+) -> RayRun:
+    """Each output port's table, transformed per block on Ray, the inputs (lineage) and
+    the blocks each port took."""
     if not options.inputs:
         raise InvalidInput(
             f"{spec.key}: a build on Ray needs an input to split into blocks",
@@ -353,7 +405,7 @@ def build_tables(
             sides.append(_read_here(name, input_spec, spec, read_product))
         side_refs = {s.name: ray.put(s.table) for s in sides}
         schemas = {main_name: main.schema, **{s.name: s.table.schema for s in sides}}
-        tables = {}
+        outcome = RayRun({}, [main.data, *sides], options.ray_address)
         for port, transform in _port_transforms(spec, options).items():
             task = _task(
                 spec,
@@ -381,8 +433,10 @@ def build_tables(
                 step=step,
                 field_name="transform",
             )
-            tables[port] = run.table if run.table.num_columns else _empty_result(task, schemas)
-    return tables, [main.data, *sides]
+            table = run.table if run.table.num_columns else _empty_result(task, schemas)
+            outcome.tables[port] = table
+            outcome.add(port, run, main)
+    return outcome
 
 
 def _task(

@@ -14,6 +14,7 @@ from meshops.kernel.home import Context
 from meshops.kernel.urn import Urn
 from meshops.mesh import store
 from meshops.mesh.models import (
+    BuildSummary,
     ColumnProfile,
     ColumnSpec,
     DataProduct,
@@ -123,6 +124,7 @@ class MeshArea:
             ports=ports,
             inputs=list(row["inputs"]),
             descriptor=descriptor,
+            build=BuildSummary.model_validate(row["build"]) if row.get("build") else None,
         )
 
 

@@ -24,6 +24,7 @@ from meshops.kernel.http import HttpTransport
 from meshops.mesh.interface import Mesh, MeshDocuments
 from meshops.mesh.models import (
     BuildReport,
+    BuildSummary,
     DataProduct,
     DataProductVersion,
     DeprecatedProductWarning,
@@ -89,6 +90,7 @@ class RemoteMeshBase(rpc.RemoteArea):
             _contracts(spec),
             result.tables,
             inputs=[i.urn for i in result.inputs],
+            build=result.summary,
         )
 
     def publish_arrow(
@@ -98,10 +100,16 @@ class RemoteMeshBase(rpc.RemoteArea):
         tables: dict[str, pa.Table],
         *,
         inputs: list[str] | None = None,
+        build: BuildSummary | None = None,
     ) -> DataProductVersion:
         # One file part per port, named by its filename: the RPC layer's table parameters
         # are single tables, this one is a mapping of them.
-        meta = {"descriptor": descriptor, "contracts": contracts_by_port, "inputs": inputs or []}
+        meta = {
+            "descriptor": descriptor,
+            "contracts": contracts_by_port,
+            "inputs": inputs or [],
+            "build": build.model_dump(mode="json") if build else None,
+        }
         files = [
             ("meta", ("meta.json", json.dumps(meta, default=str).encode(), "application/json"))
         ]

@@ -76,6 +76,7 @@ mesh_versions = Table(
     Column("descriptor", JsonColumn, nullable=False),
     Column("inputs", JsonColumn, nullable=False),
     Column("schema_diff", JsonColumn, nullable=False),
+    Column("build", JsonColumn, nullable=True),  # models.BuildSummary (mesh_0004)
     UniqueConstraint("product", "version", name="uq_mesh_versions_product_version"),
     UniqueConstraint("urn", name="uq_mesh_versions_urn"),
 )

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from meshops.api.deps import get_context
 from meshops.kernel.access import Interface
@@ -18,6 +18,7 @@ from meshops.kernel.bounds import check_nesting
 from meshops.kernel.errors import InvalidInput
 from meshops.kernel.home import Context
 from meshops.kernel.wire import ARROW_STREAM, decode_table, encode_table
+from meshops.mesh.models import BuildSummary
 from meshops.mesh.publish_service import PublishService
 from meshops.mesh.read_service import ReadService
 from meshops.mesh.remote import WARNINGS_HEADER
@@ -50,9 +51,26 @@ async def publish(request: Request, ctx: Context = Depends(get_context)) -> Any:
             raise InvalidInput("each `tables` part needs the port as filename", {"field": "tables"})
         tables[part.filename] = decode_table(await part.read(), "tables")
     version = PublishService(ctx).publish_arrow(
-        meta["descriptor"], meta["contracts"], tables, inputs=meta.get("inputs") or []
+        meta["descriptor"],
+        meta["contracts"],
+        tables,
+        inputs=meta.get("inputs") or [],
+        build=_build_summary(meta.get("build")),
     )
     return version.model_dump(mode="json")
+
+
+def _build_summary(value: Any) -> BuildSummary | None:
+    """The `meta` part's optional `build`: how the client built the tables (a report)."""
+    if value is None:
+        return None
+    try:
+        return BuildSummary.model_validate(value)
+    except ValidationError as exc:
+        raise InvalidInput(
+            f"the `meta` part's `build` is not a build report: {exc.errors()[0]['msg']}",
+            {"field": "meta.build", "fix": "send the build's BuildSummary, or leave it out"},
+        ) from exc
 
 
 def _publish_meta(raw: bytes) -> dict[str, Any]:
