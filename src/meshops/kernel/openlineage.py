@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PRODUCER = "https://github.com/meshops/meshops"
+ICEBERG_CATALOG = "meshops"  # the name of the home's Iceberg catalog (mesh/iceberg.py)
 INTEGRATION = "MESHOPS"
 State = Literal["START", "RUNNING", "COMPLETE", "ABORT", "FAIL", "OTHER"]
 TRANSPORTS = ("file", "http")
@@ -193,6 +194,48 @@ def row_count_facet(rows: int) -> Any:
     from openlineage.client.facet_v2 import output_statistics_output_dataset as stats
 
     return stats.OutputStatisticsOutputDatasetFacet(rowCount=rows, producer=PRODUCER)
+
+
+def location_dataset(url: str) -> tuple[str, str]:
+    """(namespace, name) of a storage location as OpenLineage names it: a local path is
+    (file, /absolute/path), an object store key (s3://bucket, path/in/bucket)."""
+    if url.startswith("file:") or "://" not in url:
+        path = url.removeprefix("file://").removeprefix("file:")
+        return "file", str(Path(path).resolve())
+    scheme, _, rest = url.partition("://")
+    bucket, _, key = rest.partition("/")
+    return f"{scheme}://{bucket}", key or "/"
+
+
+def iceberg_facets(table: str, location: str, warehouse: str) -> dict[str, Any]:
+    """The facets that say a port is the Iceberg table `table` (`<namespace>.<table>` of the
+    home's catalog `meshops`) at `location`: `symlinks` (the catalog's TABLE identifier and
+    the table's LOCATION), `storage` (iceberg, parquet files) and `catalog` (Iceberg's JDBC
+    catalog layout over the metadata database; its URL is not sent, it may hold a password).
+    The dataset's `version` facet is the version, which is also the snapshot's tag."""
+    from openlineage.client.facet_v2 import catalog_dataset, storage_dataset, symlinks_dataset
+
+    location_ns, location_name = location_dataset(location)
+    identifiers = [
+        symlinks_dataset.Identifier(namespace=warehouse, name=table, type="TABLE"),
+        symlinks_dataset.Identifier(namespace=location_ns, name=location_name, type="LOCATION"),
+    ]
+    return {
+        "symlinks": symlinks_dataset.SymlinksDatasetFacet(
+            identifiers=identifiers, producer=PRODUCER
+        ),
+        "storage": storage_dataset.StorageDatasetFacet(
+            storageLayer="iceberg", fileFormat="parquet", producer=PRODUCER
+        ),
+        "catalog": catalog_dataset.CatalogDatasetFacet(
+            framework="iceberg",
+            type="jdbc",
+            name=ICEBERG_CATALOG,
+            warehouseUri=warehouse,
+            source="meshops",
+            producer=PRODUCER,
+        ),
+    }
 
 
 def port_dataset(

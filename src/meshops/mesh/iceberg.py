@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from meshops.kernel import openlineage
 from meshops.kernel.errors import InvalidInput, NotFound
 from meshops.mesh import odps
 
@@ -224,7 +225,7 @@ def catalog(settings: Settings) -> SqlCatalog:
         found = _catalogs.get(key)
         if found is None:
             found = SqlCatalog(
-                "meshops",
+                openlineage.ICEBERG_CATALOG,
                 uri=_catalog_uri(settings.database_url),
                 warehouse=key[1],
                 **_io_properties(settings),
@@ -257,6 +258,16 @@ def find_table(settings: Settings, identifier: str) -> Table | None:
         return load_table(settings, identifier)
     except NotFound:
         return None
+
+
+def lineage_facets(settings: Settings, product: str, port: str, version: str) -> dict[str, Any]:
+    """The OpenLineage facets that name the Iceberg table a port's version is a snapshot of
+    (kernel.openlineage.iceberg_facets); none when the table is gone."""
+    identifier = table_identifier(product, port, version)
+    table = find_table(settings, identifier)
+    if table is None:
+        return {}
+    return openlineage.iceberg_facets(identifier, table.location(), warehouse_url(settings))
 
 
 # --- writing a version ----------------------------------------------------------------------
