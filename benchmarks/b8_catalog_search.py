@@ -137,13 +137,17 @@ def main() -> None:
             figures["load_after"] = Path("/proc/loadavg").read_text().split()[0]
             build.write_text(json.dumps(figures))
             print(f"indexed {args.products} products: {figures}", flush=True)
-        timings, estimated = run_queries(MeshService(home.context()), args.queries)
+        load = Path("/proc/loadavg").read_text().split()[0]
+        timings, cpu, estimated = run_queries(MeshService(home.context()), args.queries)
+        load += " -> " + Path("/proc/loadavg").read_text().split()[0]
     print(f"{estimated} of {args.queries} queries had an estimated total or facet counts")
-    report(args, timings, json.loads(build.read_text()) if build.exists() else None)
+    report(args, timings, cpu, load, json.loads(build.read_text()) if build.exists() else None)
 
 
-def run_queries(mesh: MeshService, count: int) -> tuple[list[float], int]:
-    """(milliseconds of each search, how many had an estimated total or facets)."""
+def run_queries(mesh: MeshService, count: int) -> tuple[list[float], list[float], int]:
+    """(wall and CPU milliseconds of each search, how many had an estimated total or
+    facets). The CPU time (SQLite runs in this process) is what a search costs when the
+    cores are shared with other work; the wall time is what the goal is about."""
     rng = random.Random(9)
     queries = [
         (
@@ -153,16 +157,23 @@ def run_queries(mesh: MeshService, count: int) -> tuple[list[float], int]:
         for _ in range(count)
     ]
     mesh.search("order")  # warm the page cache
-    timings, estimated = [], 0
+    timings, cpu, estimated = [], [], 0
     for words, domain in queries:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         result = mesh.search(words, domain=domain, limit=20)
         timings.append((time.perf_counter() - started) * 1000)
+        cpu.append((time.process_time() - cpu_started) * 1000)
         estimated += not result.total_exact or result.facets_estimated
-    return timings, estimated
+    return timings, cpu, estimated
 
 
-def report(args: argparse.Namespace, timings: list[float], build: dict[str, Any] | None) -> None:
+def report(
+    args: argparse.Namespace,
+    timings: list[float],
+    cpu: list[float],
+    load: str,
+    build: dict[str, Any] | None,
+) -> None:
     scale = f"{args.products:,} products / {args.products * 20:,} columns"
     rows = [
         Row(
@@ -174,8 +185,15 @@ def report(args: argparse.Namespace, timings: list[float], build: dict[str, Any]
             goal="",
         ),
         Row(
-            "same, p95", percentile(timings, 95), None, "ms", higher_is_better=False, goal="< 50 ms"
+            f"same, p95 (load average {load})",
+            percentile(timings, 95),
+            None,
+            "ms",
+            higher_is_better=False,
+            goal="< 50 ms",
         ),
+        Row("same, CPU time p50", percentile(cpu, 50), None, "ms", higher_is_better=False, goal=""),
+        Row("same, CPU time p95", percentile(cpu, 95), None, "ms", higher_is_better=False, goal=""),
     ]
     if build is not None:
         goal = "< 600 s" if args.products >= 1_000_000 else ""

@@ -315,11 +315,42 @@ def test_bulk_index_keeps_the_best_champions_across_chunks(
         docs = dict(conn.execute(text("SELECT term, docs FROM mesh_catalog_fts_terms")).all())
         kept = dict(
             conn.execute(
-                text("SELECT term, count(*) FROM mesh_catalog_fts_champions GROUP BY term")
+                text(
+                    "SELECT term, count(*) FROM mesh_catalog_fts_champions "
+                    "WHERE instr(term, '_') = 0 GROUP BY term"
+                )
             ).all()
         )
         assert kept == docs  # every product of every word is one of its champions
+        in_domain = conn.execute(
+            text(
+                "SELECT substr(ch.term, instr(ch.term, '_') + 1), c.domain "
+                "FROM mesh_catalog_fts_champions ch JOIN mesh_catalog c USING (doc_id) "
+                "WHERE ch.term LIKE 'zulu\\_%' ESCAPE '\\'"
+            )
+        ).all()
+        assert (
+            len(in_domain) == 3 * catalog.DOMAIN_CHAMPIONS
+        )  # zulu is in all 100 of each: full lists
+        assert all(key == domain for key, domain in in_domain)
         hits = catalog.search(conn, "alpha bravo", limit=20).hits
         expected = _fts5_ranking(conn, '("alpha" OR "alphas") AND "bravo"', 20)
     assert [h.product for h in hits] == [p for p, _ in expected]
     assert [h.score for h in hits] == pytest.approx([s for _, s in expected])
+
+
+def test_domain_filtered_queries_rank_from_the_domains_champion_lists(
+    sqlite_home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(catalog, "DOMAIN_CHAMPIONS", 1000)  # complete lists: the same top-k
+    with sqlite_home.db.begin() as conn:
+        catalog.index(conn, _varied_entries(300), fresh=True)
+    monkeypatch.setattr(catalog, "RANK_EXACT", 0)  # always try the champions
+    with sqlite_home.db.read() as conn:
+        result = catalog.search(conn, "alpha bravo", domain="d1", limit=10)
+        everywhere = _fts5_ranking(conn, '("alpha" OR "alphas") AND "bravo"', 1000)
+    # The query words' bm25 over the whole catalog, among the domain's products only.
+    expected = [(p, score) for p, score in everywhere if p.startswith("d1.")][:10]
+    assert result.total == sum(p.startswith("d1.") for p, _ in everywhere)
+    assert [h.product for h in result.hits] == [p for p, _ in expected]
+    assert [h.score for h in result.hits] == pytest.approx([s for _, s in expected])

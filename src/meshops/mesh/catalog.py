@@ -77,6 +77,7 @@ TOTAL_EXACT = 10_000
 RANK_EXACT = 2000  # bm25 over every match up to here (~10-20 ms); champions above
 MATCHES_KEPT = 5000  # the total's pass keeps the ids of up to this many matches for ranking
 CHAMPIONS = 256  # products kept per word
+DOMAIN_CHAMPIONS = 64  # products kept per word and domain (ranks domain-filtered queries)
 CANDIDATES = 100  # champions scored exactly per query (at least 4x the page end)
 EXPANSIONS = 32  # a query word with more indexed words is matched as an FTS5 prefix query
 _DOC_IDS = 2**62  # document ids are uniform in [0, 2**62)
@@ -223,8 +224,20 @@ def _index_fts(conn: Connection, entries: list[dict[str, Any]]) -> None:
     postings: dict[str, list[tuple[float, int]]] = defaultdict(list)
     for e, (frequencies, length) in zip(entries, stats, strict=True):
         for term, frequency in frequencies.items():
-            postings[term].append((_saturation(frequency, length, avgdl), e["doc_id"]))
+            posting = (_saturation(frequency, length, avgdl), e["doc_id"])
+            postings[term].append(posting)
+            postings[_domain_key(term, e["domain"])].append(posting)
     _add_champions(conn, postings)
+
+
+def _domain_key(term: str, domain: str) -> str:
+    """The champion list key of a word within a domain. Indexed words never contain `_`
+    (the tokenizer splits on it), so no word's own key looks like this."""
+    return f"{term}_{domain}"
+
+
+def _champions_kept(key: str) -> int:
+    return DOMAIN_CHAMPIONS if "_" in key else CHAMPIONS
 
 
 def bulk_index(db: Database, entries: Iterable[dict[str, Any]], *, chunk_size: int = 5000) -> int:
@@ -308,11 +321,15 @@ def _bulk_chunk(
     for e, (frequencies, length) in zip(entries, stats, strict=True):
         for term, frequency in frequencies.items():
             posting = (_saturation(frequency, length, avgdl), e["doc_id"])
-            heap = champions[term]
-            if len(heap) < CHAMPIONS:
-                heapq.heappush(heap, posting)
-            elif posting > heap[0]:
-                heapq.heapreplace(heap, posting)
+            for key, kept in (
+                (term, CHAMPIONS),
+                (_domain_key(term, e["domain"]), DOMAIN_CHAMPIONS),
+            ):
+                heap = champions[key]
+                if len(heap) < kept:
+                    heapq.heappush(heap, posting)
+                elif posting > heap[0]:
+                    heapq.heapreplace(heap, posting)
 
 
 def _unindex_fts(conn: Connection, docs: list[int]) -> None:
@@ -326,12 +343,13 @@ def _unindex_fts(conn: Connection, docs: list[int]) -> None:
         {"d": json.dumps(docs)},
     ).mappings()
     postings = [
-        {"term": term, "doc": row["doc_id"]}
+        {"term": term, "doc": row["doc_id"], "domain": row["domain"]}
         for row in old
         for term in _weighted_frequencies(_fts_fields(row))[0]
     ]
     if postings:
         gone = Counter(p["term"] for p in postings)
+        postings += [{**p, "term": _domain_key(p["term"], p["domain"])} for p in postings]
         conn.execute(
             text("UPDATE mesh_catalog_fts_terms SET docs = docs - :n WHERE term = :term"),
             [{"term": t, "n": n} for t, n in gone.items()],
@@ -395,7 +413,8 @@ def _varints(data: bytes) -> list[int]:
 
 
 def _add_champions(conn: Connection, postings: dict[str, list[tuple[float, int]]]) -> None:
-    """Merge new (impact, doc) postings into each word's champion list, keeping CHAMPIONS."""
+    """Merge new (impact, doc) postings into each champion list, keeping CHAMPIONS per word
+    and DOMAIN_CHAMPIONS per word and domain."""
     kept: dict[str, tuple[int, float]] = {}
     empty = conn.execute(text("SELECT 1 FROM mesh_catalog_fts_champions LIMIT 1")).first() is None
     for chunk in [] if empty else _chunks(list(postings)):
@@ -410,10 +429,11 @@ def _add_champions(conn: Connection, postings: dict[str, list[tuple[float, int]]
     rows, overfull = [], []
     for term, new in postings.items():
         count, lowest = kept.get(term, (0, 0.0))
-        best = heapq.nlargest(CHAMPIONS, [p for p in new if count < CHAMPIONS or p[0] > lowest])
+        keep = _champions_kept(term)
+        best = heapq.nlargest(keep, [p for p in new if count < keep or p[0] > lowest])
         rows += [(term, doc, impact) for impact, doc in best]
-        if best and count + len(best) > CHAMPIONS:
-            overfull.append({"term": term, "keep": CHAMPIONS})
+        if best and count + len(best) > keep:
+            overfull.append({"term": term, "keep": keep})
     if rows:
         conn.exec_driver_sql(  # tuples straight to the driver: a bulk load has millions
             "INSERT OR REPLACE INTO mesh_catalog_fts_champions (term, doc_id, impact) "
@@ -446,8 +466,12 @@ def set_status(conn: Connection, product: str, status: str) -> None:
     )
 
 
-def _filters(facets: dict[str, str | None]) -> tuple[list[str], dict[str, Any]]:
-    """Facet filters as `doc IN (indexed facet lookup)` subqueries (`{doc}` is the column)."""
+def _filters(
+    facets: dict[str, str | None], *, probe: bool = False
+) -> tuple[list[str], dict[str, Any]]:
+    """Facet filters as `doc IN (indexed facet lookup)` subqueries (`{doc}` is the column),
+    or with `probe` as one primary-key lookup per document (for a few hundred candidates,
+    cheaper than listing the facet value's documents: a million for a common status)."""
     clauses, params = [], {}
     for facet in FACETS:
         value = facets.get(facet)
@@ -455,7 +479,10 @@ def _filters(facets: dict[str, str | None]) -> tuple[list[str], dict[str, Any]]:
             continue
         params[f"f_{facet}"] = value
         clauses.append(
-            "{doc} IN (SELECT doc_id FROM mesh_catalog_facets "
+            "EXISTS (SELECT 1 FROM mesh_catalog_facets WHERE doc_id = {doc} "
+            f"AND facet = '{facet}' AND value = :f_{facet})"
+            if probe
+            else "{doc} IN (SELECT doc_id FROM mesh_catalog_facets "
             f"WHERE facet = '{facet}' AND value = :f_{facet})"
         )
     return clauses, params
@@ -471,8 +498,9 @@ class _Plan:
     params: dict[str, Any]
     score: str
     expansions: list[list[tuple[str, int]]] | None = None  # SQLite: each word's (term, docs)
-    filters: tuple[list[str], dict[str, Any]] = ([], {})
+    wanted: dict[str, str | None] | None = None  # the facet filters
     narrowed: bool = False  # the FTS5 query also names a domain or tag filter's words
+    scope: str | None = None  # narrowed by a domain alone: its champion lists rank the query
     matches: str | None = None  # every matching id (a JSON array) when at most MATCHES_KEPT
 
     @property
@@ -570,9 +598,15 @@ def _plan(conn: Connection, terms: list[str], wanted: dict[str, str | None]) -> 
         params,
         f"-bm25(mesh_catalog_fts, {_FTS_WEIGHTS})",
         expansions,
-        filters,
+        wanted,
         narrowed=bool(narrowing),
+        scope=wanted.get("domain") if narrowing and not _narrows(wanted.get("tag")) else None,
     )
+
+
+def _narrows(value: str | None) -> bool:
+    """Whether a domain or tag filter's words are added to the FTS5 query."""
+    return bool(value and terms_of(value))
 
 
 def _expand(conn: Connection, word: str) -> list[tuple[str, int]]:
@@ -621,9 +655,11 @@ def _total(conn: Connection, plan: _Plan) -> tuple[int, bool, list[int] | None]:
 def _ranked_page(
     conn: Connection, plan: _Plan, total: int, *, limit: int, offset: int
 ) -> list[tuple[int, float]]:
-    """The page of hits: from the champion lists for a broad query without domain or tag
-    filter, else (or when the champions do not fill it) bm25 over every match."""
-    if plan.expansions is not None and not plan.narrowed and total > RANK_EXACT:
+    """The page of hits: from the champion lists for a broad query without tag filter (those
+    of the domain when filtered by one), else (or when the champions do not fill it) bm25
+    over every match."""
+    broad = plan.expansions is not None and total > RANK_EXACT
+    if broad and (not plan.narrowed or plan.scope):
         page = _champion_page(conn, plan, limit, offset)
         if page is not None:
             return page
@@ -663,20 +699,32 @@ def _champion_page(
     if any(len(e) > EXPANSIONS for e in plan.expansions):
         return None
     phrases, idf = _phrase_weights(conn, plan.expansions)
-    clauses, params = plan.filters
+    wanted_facets = dict(plan.wanted or {})
+    keys = {term: term for term in phrases}
+    if plan.scope:  # the domain's own lists; they hold only its products
+        keys = {_domain_key(term, plan.scope): term for term in phrases}
+        wanted_facets["domain"] = None
+    clauses, params = _filters(wanted_facets, probe=True)
     where = "".join(f" AND {c.format(doc='ch.doc_id')}" for c in clauses)
     partial: dict[int, float] = defaultdict(float)
-    for term, doc, impact in conn.execute(
+    for key, doc, impact in conn.execute(
         text(
             "SELECT ch.term, ch.doc_id, ch.impact FROM mesh_catalog_fts_champions ch "
             f"WHERE ch.term IN (SELECT value FROM json_each(:terms)){where}"
         ),
-        {**params, "terms": json.dumps(list(phrases))},
+        {**params, "terms": json.dumps(list(keys))},
     ):
+        term = keys[key]
         partial[int(doc)] += idf[term] * phrases[term] * float(impact)
     wanted = offset + limit
-    best = heapq.nlargest(max(CANDIDATES, 4 * wanted), partial, key=partial.__getitem__)
-    scored = sorted(_score(conn, best, plan.expansions).items(), key=lambda h: (-h[1], h[0]))
+    ranked = sorted(partial, key=lambda doc: (-partial[doc], doc))
+    # The best candidates first; when too few of them hold every query word (a word that
+    # is common but not in most products), three times as many more before giving up.
+    first = max(CANDIDATES, 4 * wanted)
+    scores = _score(conn, ranked[:first], plan.expansions)
+    if len(scores) < wanted:
+        scores |= _score(conn, ranked[first : 4 * first], plan.expansions)
+    scored = sorted(scores.items(), key=lambda h: (-h[1], h[0]))
     return scored[offset:wanted] if len(scored) >= wanted else None
 
 
