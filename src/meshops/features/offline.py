@@ -36,6 +36,9 @@ ORDINAL = "__meshops_ord"
 BATCH_ROWS = 256 * 1024
 # From this many entity rows the join gets a database of its own (see `_join_database`).
 OWN_DATABASE_ROWS = 1_000_000
+# What DuckDB may hold of such a join before it spills its sorts (narrow columns only: the
+# matches of 100M entity rows sort within it, spilling part).
+DEFAULT_MEMORY_LIMIT = "2GB"
 
 
 @dataclass(frozen=True)
@@ -199,9 +202,11 @@ def _join_database(
     folder and the row order setting are per database, not per cursor."""
     if memory_limit is None and rows < OWN_DATABASE_ROWS:
         return connect_duckdb(threads)
-    config: dict[str, Any] = {"threads": threads, "preserve_insertion_order": False}
-    if memory_limit:
-        config["memory_limit"] = memory_limit
+    config: dict[str, Any] = {
+        "threads": threads,
+        "preserve_insertion_order": False,
+        "memory_limit": memory_limit or DEFAULT_MEMORY_LIMIT,
+    }
     if temp_directory:
         config["temp_directory"] = temp_directory
     con = duckdb.connect(":memory:", config=config)
@@ -244,14 +249,34 @@ def _matching_rows(
             con.register(f"src{i}", with_ordinal(_narrow_view(item), ORDINAL, view_rows))
             match = np.full(entities.num_rows, -1, dtype=view_rows)
             sql = matching_rows_sql(i, item, timestamp_column)
-            for batch in con.sql(sql).to_arrow_reader(BATCH_ROWS):
-                rows = batch.column(0).to_numpy()
-                match[rows] = batch.column(1).fill_null(-1).to_numpy()
+            with _out_of_memory_as_error(memory_limit):
+                for batch in con.sql(sql).to_arrow_reader(BATCH_ROWS):
+                    rows = batch.column(0).to_numpy()
+                    match[rows] = batch.column(1).fill_null(-1).to_numpy()
             result.append(match)
             con.unregister(f"src{i}")
         return result
     finally:
         con.close()
+
+
+@contextlib.contextmanager
+def _out_of_memory_as_error(memory_limit: str | None) -> Iterator[None]:
+    """DuckDB out of memory even with spilling (its error reaches us through Arrow as an
+    OSError): the caller's error, naming the setting to raise."""
+    try:
+        yield
+    except (duckdb.OutOfMemoryException, OSError) as exc:
+        if "Out of Memory" not in str(exc):
+            raise
+        raise InvalidInput(
+            f"the point-in-time join ran out of memory within "
+            f"{memory_limit or DEFAULT_MEMORY_LIMIT}: {str(exc).splitlines()[0]}",
+            {
+                "field": "features.memory_limit",
+                "fix": "raise memory_limit in the [features] table of meshops.toml",
+            },
+        ) from exc
 
 
 def _narrow_view(item: ViewInput) -> pa.Table:
@@ -300,6 +325,16 @@ def _gather(
 def _contiguous(column: pa.ChunkedArray) -> pa.Array:
     """One array per column (taking from a chunked column would join its chunks per batch)."""
     return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
+def contiguous(table: pa.Table) -> pa.Table:
+    """The table with one chunk per column, joined column by column: a view read in row
+    groups is copied once here, not again by each join over it."""
+    if all(column.num_chunks <= 1 for column in table.columns):
+        return table
+    return pa.Table.from_arrays(
+        [_contiguous(column) for column in table.columns], schema=table.schema
+    )
 
 
 class _Taker:

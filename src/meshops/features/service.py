@@ -45,7 +45,7 @@ from meshops.features.models import (
     ViewSummary,
     Watermark,
 )
-from meshops.features.offline import OnDemandInput, ViewInput, point_in_time_join
+from meshops.features.offline import OnDemandInput, ViewInput, contiguous, point_in_time_join
 from meshops.features.online import open_online_store
 from meshops.features.online.base import entity_key
 from meshops.features.registry import Definitions, Plan, resolve, resolve_cached
@@ -564,7 +564,7 @@ class FeatureStoreService:
                 *keys, view.event_time, *([view.created_time] if view.created_time else []),
                 *(f.source_column for f, _ in wanted),
             ]))  # fmt: skip
-            table = self.source.read(ref, version, columns)
+            table = contiguous(self.source.read(ref, version, columns))
             inputs.append(ViewInput(view, table, keys, wanted))
             reads.append(
                 SourceRead(view=name, product=version.product, version=version.version,
