@@ -12,7 +12,10 @@ Tests and defaults follow Evidently's DataDriftPreset so verdicts agree with it:
 - JS and PSI bin numeric columns into Sturges equal-width bins over the combined range
   (columns with at most 20 reference values are compared value by value).
 
-Big columns are never sorted: each numeric column is counted once into a fine equal-width
+Big columns are never sorted, nor held in memory at once: a column is read in batches
+(`streams.ColumnStream`) and each pass folds them into aggregates that add up exactly.
+The first pass gives rows, range, the reference's spread and, while a column has few
+values, each value's count; the second counts each numeric column into a fine equal-width
 histogram (np.bincount, no Python loop over rows). Sturges bins are exact aggregates of it;
 Wasserstein and KS come from its CDFs with a known error bound, and only when that bound
 straddles the threshold is the exact (sorting) scipy computation run, so verdicts are exact.
@@ -27,11 +30,20 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 from scipy import stats as sps
 from scipy.spatial import distance
 
 from meshops.monitoring.models import Method
+from meshops.monitoring.streams import (
+    ColumnStream,
+    HistogramGrid,
+    NumericSummary,
+    as_stream,
+    category_value_counts,
+    histogram_counts,
+    numeric_values,
+    summarize_numeric,
+)
 
 ColumnKind = Literal["numeric", "categorical"]
 FloatArray = npt.NDArray[np.float64]
@@ -79,14 +91,6 @@ def default_method(kind: ColumnKind, reference_rows: int, distinct_values: int) 
 # ----------------------------------------------------------------------------- column values
 
 
-def numeric_values(column: pa.ChunkedArray | pa.Array) -> FloatArray:
-    """Non-null, finite values of a numeric column as float64 (nulls and NaN are dropped
-    like Evidently does)."""
-    values = np.asarray(pc.drop_null(column).to_numpy(), dtype=np.float64)
-    finite = np.isfinite(values)
-    return values if bool(finite.all()) else values[finite]
-
-
 @dataclass(frozen=True)
 class CategoryCounts:
     """Counts of each value in reference and current, over the union of values."""
@@ -100,7 +104,7 @@ class CategoryCounts:
         return len(self.values)
 
 
-def category_counts(reference: pa.ChunkedArray, current: pa.ChunkedArray) -> CategoryCounts:
+def category_counts(reference: ColumnStream, current: ColumnStream) -> CategoryCounts:
     """Value counts of both sides (Arrow's hash aggregation, no Python loop over rows)."""
     ref = _value_counts(reference)
     cur = _value_counts(current)
@@ -112,15 +116,13 @@ def category_counts(reference: pa.ChunkedArray, current: pa.ChunkedArray) -> Cat
     )
 
 
-def _value_counts(column: pa.ChunkedArray | pa.Array) -> dict[str, int]:
-    if isinstance(column, pa.ChunkedArray) and isinstance(column.type, pa.DictionaryType):
-        column = column.cast(column.type.value_type)
-    counts = pc.value_counts(pc.drop_null(column))
-    values = counts.field("values").to_pylist()
-    return {
-        _category_label(v): int(n)
-        for v, n in zip(values, counts.field("counts").to_pylist(), strict=True)
-    }
+def _value_counts(column: ColumnStream) -> dict[str, int]:
+    values, counts = category_value_counts(column)
+    result: dict[str, int] = {}
+    for value, count in zip(values, counts, strict=True):
+        label = _category_label(value)
+        result[label] = result.get(label, 0) + int(count)
+    return result
 
 
 def _category_label(value: object) -> str:
@@ -133,6 +135,13 @@ def numeric_as_categories(reference: FloatArray, current: FloatArray) -> Categor
     """A numeric column with few values, counted value by value."""
     ref_values, ref_counts = np.unique(reference, return_counts=True)
     cur_values, cur_counts = np.unique(current, return_counts=True)
+    return merged_value_counts(ref_values, ref_counts, cur_values, cur_counts)
+
+
+def merged_value_counts(
+    ref_values: FloatArray, ref_counts: CountArray, cur_values: FloatArray, cur_counts: CountArray
+) -> CategoryCounts:
+    """Two sides' value counts (values sorted) over the union of their values."""
     union = np.union1d(ref_values, cur_values)
     ref = np.zeros(len(union), dtype=np.int64)
     cur = np.zeros(len(union), dtype=np.int64)
@@ -248,25 +257,13 @@ def fine_histogram(
     """
     low = float(min(reference.min(), current.min()))
     high = float(max(reference.max(), current.max()))
-    if high <= low:
-        high = low + 1.0
-    bins = coarse_bins * per_coarse
-    scale = bins / (high - low)
-    edges = np.linspace(low, high, coarse_bins + 1)
+    grid = histogram_grid(low, high, coarse_bins, per_coarse)
+    return FineHistogram(grid.low, grid.high, grid.count(reference), grid.count(current))
 
-    def count(values: FloatArray) -> CountArray:
-        index = ((values - low) * scale).astype(np.intp)
-        np.minimum(index, bins - 1, out=index)  # the top edge belongs to the last bin
-        coarse = index // per_coarse
-        below = values < edges[coarse]
-        above = (values >= edges[coarse + 1]) & (coarse != coarse_bins - 1)
-        if below.any():
-            index[below] = coarse[below] * per_coarse - 1
-        if above.any():
-            index[above] = (coarse[above] + 1) * per_coarse
-        return np.bincount(index, minlength=bins).astype(np.int64)
 
-    return FineHistogram(low, high, count(reference), count(current))
+def histogram_grid(low: float, high: float, coarse_bins: int, per_coarse: int) -> HistogramGrid:
+    """The fine grid over [low, high] (a one-value column gets a unit-wide range)."""
+    return HistogramGrid(low, high if high > low else low + 1.0, coarse_bins, per_coarse)
 
 
 def wasserstein_bounds(hist: FineHistogram) -> tuple[float, float]:
@@ -333,28 +330,28 @@ class ColumnDrift:
 
 def column_drift(
     feature: str,
-    reference: pa.ChunkedArray | pa.Array,
-    current: pa.ChunkedArray | pa.Array,
+    reference: ColumnStream | pa.ChunkedArray | pa.Array,
+    current: ColumnStream | pa.ChunkedArray | pa.Array,
     kind: ColumnKind,
     *,
     method: Method | None = None,
     threshold: float | None = None,
     exact_below: int = EXACT_BELOW_ROWS,
 ) -> ColumnDrift:
-    """Drift of one column: the test (given or Evidently's default), its score and verdict."""
-    if isinstance(reference, pa.Array):
-        reference = pa.chunked_array([reference])
-    if isinstance(current, pa.Array):
-        current = pa.chunked_array([current])
+    """Drift of one column: the test (given or Evidently's default), its score and verdict.
+
+    Each side is an Arrow array in memory or a `ColumnStream` read batch by batch; the
+    result is the same either way (the aggregates add up exactly across batches)."""
+    ref, cur = as_stream(reference), as_stream(current)
     if kind == "numeric":
-        return _numeric_drift(feature, reference, current, method, threshold, exact_below)
-    return _categorical_drift(feature, reference, current, method, threshold)
+        return _numeric_drift(feature, ref, cur, method, threshold, exact_below)
+    return _categorical_drift(feature, ref, cur, method, threshold)
 
 
 def _categorical_drift(
     feature: str,
-    reference: pa.ChunkedArray,
-    current: pa.ChunkedArray,
+    reference: ColumnStream,
+    current: ColumnStream,
     method: Method | None,
     threshold: float | None,
 ) -> ColumnDrift:
@@ -391,43 +388,79 @@ def _score_counts(method: Method, counts: CategoryCounts) -> float:
     return jensen_shannon(counts.reference, counts.current)
 
 
+@dataclass(frozen=True)
+class _NumericColumn:
+    """Both sides of a numeric column after the first pass over them."""
+
+    reference: ColumnStream
+    current: ColumnStream
+    ref: NumericSummary
+    cur: NumericSummary
+
+    @property
+    def low(self) -> float:
+        return min(self.ref.low, self.cur.low)
+
+    @property
+    def high(self) -> float:
+        return max(self.ref.high, self.cur.high)
+
+    def value_counts(self) -> CategoryCounts | None:
+        """Each value's count on both sides; None when a side has too many values."""
+        if self.ref.tally.overflow or self.cur.tally.overflow:
+            return None
+        ref, cur = self.ref.tally, self.cur.tally
+        return merged_value_counts(ref.values, ref.counts, cur.values, cur.counts)
+
+    def whole_values(self) -> tuple[FloatArray, FloatArray]:
+        return numeric_values(self.reference.whole()), numeric_values(self.current.whole())
+
+    def histogram(self, coarse_bins: int) -> FineHistogram:
+        """The second pass: both sides counted into the same fine grid."""
+        grid = histogram_grid(self.low, self.high, coarse_bins, FINE_BINS_PER_STURGES_BIN)
+        reference = histogram_counts(self.reference, grid)
+        return FineHistogram(grid.low, grid.high, reference, histogram_counts(self.current, grid))
+
+
 def _numeric_drift(  # noqa: PLR0917 - private helper, called once
     feature: str,
-    reference_column: pa.ChunkedArray,
-    current_column: pa.ChunkedArray,
+    reference: ColumnStream,
+    current: ColumnStream,
     method: Method | None,
     threshold: float | None,
     exact_below: int,
 ) -> ColumnDrift:
-    reference = numeric_values(reference_column)
-    current = numeric_values(current_column)
-    n_ref, n_cur = len(reference), len(current)
+    column = _NumericColumn(
+        reference,
+        current,
+        summarize_numeric(reference, VALUE_BINNING_MAX_UNIQUE, spread=True),
+        summarize_numeric(current, VALUE_BINNING_MAX_UNIQUE, spread=False),
+    )
+    n_ref, n_cur = column.ref.rows, column.cur.rows
     _require_rows(feature, n_ref, n_cur)
-    low = float(min(reference.min(), current.min()))
-    high = float(max(reference.max(), current.max()))
-    sturges = sturges_bins(n_ref + n_cur, low, high)
-    hist = fine_histogram(reference, current, sturges, FINE_BINS_PER_STURGES_BIN)
-    # More than 5 non-empty bins proves more than 5 distinct values; otherwise count them.
-    nonempty = int(np.count_nonzero(hist.reference + hist.current))
-    few_values = nonempty <= FEW_VALUES
-    distinct = len(np.unique(np.concatenate([reference, current]))) if few_values else nonempty
+    values = column.value_counts()
+    # Unknown means more than VALUE_BINNING_MAX_UNIQUE on a side: many, for every default.
+    distinct = values.distinct if values is not None else VALUE_BINNING_MAX_UNIQUE + 1
     chosen = method or default_method("numeric", n_ref, distinct)
     limit = DEFAULT_THRESHOLDS[chosen] if threshold is None else threshold
     exact = n_ref + n_cur < exact_below
+    few_values = distinct <= FEW_VALUES
     if chosen in ("chisquare", "z") or (few_values and chosen in ("jensenshannon", "psi")):
-        counts = numeric_as_categories(reference, current)
+        counts = values if values is not None else numeric_as_categories(*column.whole_values())
         score = _score_counts(chosen, counts)
         plot = _category_plot(counts, "numeric")
         exact = True
-    elif chosen in ("jensenshannon", "psi"):
-        score = _binned_score(chosen, reference, current, hist)
-        plot = _numeric_plot(hist, sturges)
-        exact = True
-    elif chosen == "wasserstein":
-        score, exact = _wasserstein(reference, current, hist, limit, exact)
-        plot = _numeric_plot(hist, sturges)
     else:
-        score, exact = _ks(reference, current, hist, limit, exact)
+        sturges = sturges_bins(n_ref + n_cur, column.low, column.high)
+        hist = column.histogram(sturges)
+        if values is None:  # a lower bound: values in distinct bins differ
+            distinct = max(distinct, int(np.count_nonzero(hist.reference + hist.current)))
+        if chosen in ("jensenshannon", "psi"):
+            score, exact = _binned_score(chosen, column, values, hist), True
+        elif chosen == "wasserstein":
+            score, exact = _wasserstein(column, hist, limit, exact)
+        else:
+            score, exact = _ks(column, hist, limit, exact)
         plot = _numeric_plot(hist, sturges)
     return ColumnDrift(
         feature,
@@ -445,44 +478,45 @@ def _numeric_drift(  # noqa: PLR0917 - private helper, called once
 
 
 def _binned_score(
-    method: Method, reference: FloatArray, current: FloatArray, hist: FineHistogram
+    method: Method, column: _NumericColumn, values: CategoryCounts | None, hist: FineHistogram
 ) -> float:
-    # Few reference values: Evidently compares value by value (only then count them).
-    if (
-        hist.nonempty_reference_bins() <= VALUE_BINNING_MAX_UNIQUE
-        and len(np.unique(reference)) <= VALUE_BINNING_MAX_UNIQUE
-    ):
-        return _score_counts(method, numeric_as_categories(reference, current))
+    # Few reference values: Evidently compares value by value, over both sides' values.
+    if not column.ref.tally.overflow:
+        counts = values if values is not None else numeric_as_categories(*column.whole_values())
+        return _score_counts(method, counts)
     ref, cur = hist.coarsen(FINE_BINS_PER_STURGES_BIN)
     return psi(ref, cur) if method == "psi" else jensen_shannon(ref, cur)
 
 
-def _reference_norm(reference: FloatArray) -> float:
-    return max(float(np.std(reference)), 0.001)
+def _reference_norm(std: float) -> float:
+    return max(std, 0.001)
 
 
 def _wasserstein(
-    reference: FloatArray, current: FloatArray, hist: FineHistogram, threshold: float, exact: bool
+    column: _NumericColumn, hist: FineHistogram, threshold: float, exact: bool
 ) -> tuple[float, bool]:
-    norm = _reference_norm(reference)
     if not exact:
+        norm = _reference_norm(column.ref.std)
         estimate, error = wasserstein_bounds(hist)
         low, high = (estimate - error) / norm, (estimate + error) / norm
         if is_drifted("wasserstein", low, threshold) == is_drifted("wasserstein", high, threshold):
             return estimate / norm, False
+    reference, current = column.whole_values()
+    norm = _reference_norm(float(np.std(reference)))
     return float(sps.wasserstein_distance(reference, current)) / norm, True
 
 
 def _ks(
-    reference: FloatArray, current: FloatArray, hist: FineHistogram, threshold: float, exact: bool
+    column: _NumericColumn, hist: FineHistogram, threshold: float, exact: bool
 ) -> tuple[float, bool]:
-    n_ref, n_cur = len(reference), len(current)
+    n_ref, n_cur = column.ref.rows, column.cur.rows
     if not exact and max(n_ref, n_cur) > 10_000:  # scipy uses the asymptotic p-value here too
         low, high = ks_statistic_bounds(hist)
         p_high = ks_pvalue_from_statistic(low, n_ref, n_cur)
         p_low = ks_pvalue_from_statistic(high, n_ref, n_cur)
         if is_drifted("ks", p_high, threshold) == is_drifted("ks", p_low, threshold):
             return ks_pvalue_from_statistic((low + high) / 2, n_ref, n_cur), False
+    reference, current = column.whole_values()
     return float(sps.ks_2samp(reference, current).pvalue), True
 
 
