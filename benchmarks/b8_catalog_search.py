@@ -122,10 +122,14 @@ def main() -> None:
         "--home", type=Path, help="keep the catalog here; an already filled one is reused"
     )
     parser.add_argument("--no-record", action="store_true", help="print, leave RESULTS.md")
+    parser.add_argument(
+        "--database-url", default="", help="metadata database (default: SQLite in the home)"
+    )
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         place = args.home or Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        home = Home(load_settings(home=place, env={"MESHOPS_USER": "bench"}))
+        env = {"MESHOPS_USER": "bench", "MESHOPS_DATABASE_URL": args.database_url}
+        home = Home(load_settings(home=place, env={k: v for k, v in env.items() if v}))
         stack.callback(home.close)
         build = place / "b8_build.json"  # the build's figures, kept with a reused catalog
         if catalog_size(home) != args.products:
@@ -210,6 +214,9 @@ def report(
         )
     suffix = "" if args.products == 100_000 else f" --products {args.products}"
     bench_id = "B8" if args.products == 100_000 else f"B8-{args.products}"
+    if args.database_url.startswith("postgresql"):
+        suffix += " --database-url postgresql+psycopg://…"
+        bench_id += "-postgres"
     if args.no_record:
         print(rows)
         return

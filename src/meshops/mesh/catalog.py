@@ -435,6 +435,7 @@ def _add_champions(conn: Connection, postings: dict[str, list[tuple[float, int]]
         if best and count + len(best) > keep:
             overfull.append({"term": term, "keep": keep})
     if rows:
+        rows.sort()  # in key order: the B-tree fills from left to right
         conn.exec_driver_sql(  # tuples straight to the driver: a bulk load has millions
             "INSERT OR REPLACE INTO mesh_catalog_fts_champions (term, doc_id, impact) "
             "VALUES (?, ?, ?)",

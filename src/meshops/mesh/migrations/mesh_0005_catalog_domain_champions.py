@@ -112,7 +112,8 @@ def upgrade() -> None:
                 heapq.heappush(heap, (impact, doc))
             elif (impact, doc) > heap[0]:
                 heapq.heapreplace(heap, (impact, doc))
-    rows = [(key, doc, impact) for key, heap in champions.items() for impact, doc in heap]
+    # In key order: the rows then fill the table's B-tree from left to right.
+    rows = sorted((key, doc, impact) for key, heap in champions.items() for impact, doc in heap)
     if rows:
         bind.exec_driver_sql(
             "INSERT OR REPLACE INTO mesh_catalog_fts_champions (term, doc_id, impact) "
