@@ -4,9 +4,11 @@ on; and the reload poll's cost."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from sqlalchemy import event
 from starlette.testclient import TestClient
@@ -19,7 +21,7 @@ from meshops.kernel.home import Home
 from meshops.serving import endpoint_app
 from meshops.serving.endpoint_app import create_endpoint_app
 from meshops.serving.models import SignatureRows
-from meshops.serving.runtime import Runtime, runtime_for
+from meshops.serving.runtime import RequestIds, Runtime, runtime_for
 from tests.serving.helpers import FEATURES, expected, justify_move, record, register_churn
 
 
@@ -145,3 +147,44 @@ def test_an_unchanged_platform_costs_the_watcher_one_read(
     finally:
         event.remove(sqlite_home.db.engine, "before_cursor_execute", count)
         runtime.close()
+
+
+def test_predict_answers_carry_the_security_headers_on_both_ways_in(
+    sqlite_home: Home, churn_api: Platform
+) -> None:
+    """A JSON body of a declared length is answered without `Edge`, any other body through
+    it: both answers (and the refusals) carry the headers Edge puts on every response."""
+    app = create_endpoint_app(sqlite_home, ["churn-api"])
+    path = "/v1/endpoints/churn-api/predict"
+    body = orjson.dumps({"records": [record(0)]})
+    json_type = {"content-type": "application/json"}
+    with TestClient(app) as http:
+        declared = http.post(path, content=body, headers=json_type)
+        chunked = http.post(path, content=iter([body[:10], body[10:]]), headers=json_type)
+        refused = http.post(path, content=b"{nope", headers=json_type)
+    assert declared.status_code == chunked.status_code == 200, (declared.text, chunked.text)
+    assert declared.json()["predictions"] == chunked.json()["predictions"] == expected([record(0)])
+    assert (refused.status_code, refused.json()["detail"]["field"]) == (422, "body")
+    for answer in (declared, chunked, refused):
+        assert answer.headers["x-frame-options"] == "DENY"
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+        assert list(answer.headers.keys()).count("x-frame-options") == 1
+
+
+def test_request_ids_are_random_hex_and_a_forked_child_never_repeats_its_parent() -> None:
+    ids = RequestIds()
+    drawn = [ids() for _ in range(3 * RequestIds.BLOCK // 16)]  # over several blocks
+    assert len(set(drawn)) == len(drawn)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in drawn)
+    ids()  # the parent holds a block it has used part of
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        os.write(write, ids().encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    os.close(write)
+    in_child = os.read(read, 64).decode()
+    os.close(read)
+    assert len(in_child) == 32 and in_child not in {*drawn, ids(), ids()}

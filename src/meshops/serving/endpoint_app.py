@@ -6,7 +6,12 @@ in, JSON bytes out, with no framework objects in between, so both ways in share 
 `meshops server` it sits behind a FastAPI route. The standalone app (`DataPlane`) answers
 predict requests straight from ASGI and hands every other path to its FastAPI app: per
 request, FastAPI's dependency solving and middleware stack cost more than validating,
-scoring and logging a record, and the served paths need none of it.
+scoring and logging a record, and the served paths need none of it. A predict request
+whose body is JSON of a declared length within `[server] max_request_mb` does not go
+through `Edge` either: the data plane makes Edge's two checks itself (that limit, the
+security headers on every answer) while reading the headers it needs anyway; any other
+predict request (chunked, an upload type, too large) goes through `Edge` as before, which
+answers it or refuses it the same way.
 
 Scoring runs inline on the event loop: a single-record prediction of a typical model takes
 well under a millisecond, and hopping to the thread pool would cost more than it saves
@@ -31,7 +36,7 @@ from starlette.concurrency import run_in_threadpool
 
 from meshops.kernel import ports
 from meshops.kernel.auth import Actor
-from meshops.kernel.edge import Edge
+from meshops.kernel.edge import HTTPS_HEADERS, SECURITY_HEADERS, Edge, is_upload
 from meshops.kernel.errors import InvalidInput, MeshopsError
 from meshops.kernel.home import Context, Home
 from meshops.kernel.responses import SafeJSONResponse, install_error_shape
@@ -46,6 +51,7 @@ AUTH_ENV = "MESHOPS_SERVE_AUTH"  # "token" (default, like `meshops server`) or "
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
 Authenticate = Callable[[Home, str | None], Actor]
+Headers = tuple[tuple[bytes, bytes], ...]
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -87,6 +93,10 @@ async def ensure_loaded(home: Home, name: str) -> None:
         await run_in_threadpool(runtime.deployment, name)
 
 
+def is_loaded(home: Home, name: str) -> bool:
+    return runtime_for(home).is_loaded(name)
+
+
 def predict_payload(
     ctx: Context, name: str, body: bytes, request_id: str | None = None, query: str = ""
 ) -> tuple[bytes, str]:
@@ -96,13 +106,13 @@ def predict_payload(
     parsed = parse_json(body)
     records = records_of(parsed)
     proba = proba_of(parsed, query)
-    result = runtime_for(ctx.home).predict(ctx, name, records, request_id, proba=proba)
+    result = runtime_for(ctx.home).serve(ctx, name, records, request_id, proba=proba)
     payload = {
         "request_id": result.request_id,
-        "endpoint": result.endpoint,
-        "model": result.model,
-        "model_version": result.model_version,
-        "predictions": result.predictions,
+        "endpoint": name,
+        "model": result.route.model.name,
+        "model_version": result.route.version,
+        "predictions": result.outputs,
     }
     return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), result.request_id
 
@@ -175,49 +185,90 @@ class DataPlane:
         self._edge = Edge(self._route, home.settings, state=app.state)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            name = self._predict_paths.get(scope["path"])
+            if name is not None:
+                headers = _request_headers(scope)
+                if self._within_limit(headers):
+                    https = scope.get("scheme") == "https"
+                    secure = HTTPS_HEADERS if https else SECURITY_HEADERS
+                    await self._predict(scope, receive, send, name, headers, secure=secure)
+                    return
         await self._edge(scope, receive, send)
+
+    def _within_limit(self, headers: dict[bytes, bytes]) -> bool:
+        """A JSON (not upload) body of a declared length within the request limit: what
+        `Edge` would pass on unchanged. Anything else is left to `Edge`."""
+        declared = headers.get(b"content-length")
+        return (
+            declared is not None
+            and declared.isdigit()
+            and int(declared) <= self._edge.max_request
+            and b"transfer-encoding" not in headers
+            and not is_upload(headers.get(b"content-type", b""))
+        )
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
             name = self._predict_paths.get(path)
             if name is not None and scope["method"] == "POST":
-                await self._predict(scope, receive, send, name)
+                await self._predict(scope, receive, send, name, _request_headers(scope))
                 return
             if path.startswith("/v1/endpoints/") and path.split("/")[3] not in self.endpoints:
                 await _send_json(send, 404, _not_served(self.endpoints))
                 return
         await self.app(scope, receive, send)
 
-    async def _predict(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
+    async def _predict(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        name: str,
+        headers: dict[bytes, bytes],
+        *,
+        secure: Headers = (),
+    ) -> None:
+        """`secure`: the security headers to add to the answer (none when `Edge` adds them)."""
         try:
-            headers = _headers(scope)
-            token = bearer_token(headers.get("authorization"))
+            token = bearer_token(_text(headers.get(b"authorization")))
             # First: an anonymous caller neither loads a model nor has its body read.
             ctx = self.home.context(self.authenticate(self.home, token))
             body = await _read_body(receive)
             if body is None:
                 return  # the client went away
-            await ensure_loaded(self.home, name)
+            if not is_loaded(self.home, name):
+                await ensure_loaded(self.home, name)
             query = scope.get("query_string", b"").decode("latin-1")
-            payload, request_id = predict_payload(
-                ctx, name, body, headers.get(REQUEST_ID_HEADER), query
-            )
+            request_id = _text(headers.get(_REQUEST_ID))
+            payload, request_id = predict_payload(ctx, name, body, request_id, query)
         except MeshopsError as exc:
-            await _send_json(send, exc.http_status, orjson.dumps(exc.to_json(), default=str))
+            error = orjson.dumps(exc.to_json(), default=str)
+            await _send_json(send, exc.http_status, error, secure=secure)
             return
         except Exception:
             log.exception("predict on endpoint %s failed", name)
             failure = MeshopsError("the server failed to answer; see its log", {"endpoint": name})
-            await _send_json(send, 500, orjson.dumps(failure.to_json(), default=str))
+            await _send_json(send, 500, orjson.dumps(failure.to_json(), default=str), secure=secure)
             return
-        await _send_json(send, 200, payload, request_id)
+        await _send_json(send, 200, payload, request_id, secure)
 
 
-def _headers(scope: Scope) -> dict[str, str]:
-    """The two request headers the data plane reads (ASGI names are lower-case bytes)."""
-    wanted = {b"authorization", b"x-request-id"}
-    return {k.decode(): v.decode("latin-1") for k, v in scope["headers"] if k in wanted}
+_REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
+# What the data plane reads of a predict request's headers (ASGI names are lower-case bytes):
+# what Edge's checks need, the caller's token and the request id.
+_WANTED_HEADERS = frozenset(
+    {b"content-length", b"transfer-encoding", b"content-type", b"authorization", _REQUEST_ID}
+)
+
+
+def _request_headers(scope: Scope) -> dict[bytes, bytes]:
+    return {k: v for k, v in scope["headers"] if k in _WANTED_HEADERS}
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
 
 
 async def _read_body(receive: Receive) -> bytes | None:
@@ -239,10 +290,13 @@ async def _read_body(receive: Receive) -> bytes | None:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def _send_json(send: Send, status: int, body: bytes, request_id: str | None = None) -> None:
+async def _send_json(
+    send: Send, status: int, body: bytes, request_id: str | None = None, secure: Headers = ()
+) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     if request_id is not None:
         headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+    headers.extend(secure)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
