@@ -36,9 +36,10 @@ ORDINAL = "__meshops_ord"
 BATCH_ROWS = 256 * 1024
 # From this many entity rows the join gets a database of its own (see `_join_database`).
 OWN_DATABASE_ROWS = 1_000_000
-# What DuckDB may hold of such a join before it spills its sorts (narrow columns only: the
-# matches of 100M entity rows sort within it, spilling part).
-DEFAULT_MEMORY_LIMIT = "2GB"
+# What DuckDB may hold of such a join before it spills its sorts. Its columns are narrow (10M
+# entity rows sort in memory within it); beyond that it spills, keeping the process of a
+# 100M-row join (entity rows, features and matches held by Arrow) within 8 GB.
+DEFAULT_MEMORY_LIMIT = "1GB"
 
 
 @dataclass(frozen=True)
