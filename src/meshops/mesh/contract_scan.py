@@ -24,6 +24,11 @@ no faster exact path applies. The faster paths, all exact:
                   than its row count are counted through a bitmap of the range, per
                   partition, instead of sorted
 
+A table format that keeps exact statistics beside the data (Iceberg's manifests:
+iceberg_stats.py) passes them as `StoredStatistics`: its row count, null counts and value
+bounds answer row counts, null counts and range checks the bounds prove empty, with no value
+read.
+
 The Arrow work runs per partition (a Parquet row group, or a slice of an in-memory table)
 on a thread pool as wide as the machine: Arrow releases the GIL while decoding and
 computing, so the partitions use every core.
@@ -685,16 +690,48 @@ def _scan_partition(columns: _Columns, work: dict[str, _ColumnWork]) -> _Partial
 # --- sources: where partitions come from ---
 
 
+@dataclass(frozen=True)
+class StoredStatistics:
+    """Exact statistics of the rows under test, kept beside them (a table format's
+    metadata): the row count, null counts of some columns, and for some numeric columns
+    the least and greatest non-null value (no NaN among the values: DuckDB orders NaN
+    above every number, so a column with NaN has no bounds here)."""
+
+    rows: int
+    nulls: dict[str, int] = field(default_factory=dict)
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def out_of_range(self, measure: OutOfRange) -> int | None:
+        """0 when the bounds (or a column of nulls) prove no value out of range; None when
+        only counting the values tells."""
+        if self.nulls.get(measure.column) == self.rows:
+            return 0
+        bounds = self.bounds.get(measure.column)
+        if bounds is None:
+            return None
+        least, greatest = bounds
+        if measure.open:
+            below = measure.low is not None and least <= measure.low
+            above = measure.high is not None and greatest >= measure.high
+        else:
+            below = measure.low is not None and least < measure.low
+            above = measure.high is not None and greatest > measure.high
+        return None if below or above else 0
+
+
 class _Source:
     """Row count, cheap null counts and the partitions of a Parquet file or Arrow table."""
 
-    def __init__(self, source: pa.Table | str) -> None:
+    def __init__(self, source: pa.Table | str, statistics: StoredStatistics | None = None) -> None:
         self.table = source if isinstance(source, pa.Table) else None
         self.path = source if isinstance(source, str) else None
         self.metadata = pq.read_metadata(source) if isinstance(source, str) else None
+        self.statistics = statistics
 
     @property
     def rows(self) -> int:
+        if self.statistics is not None:
+            return self.statistics.rows
         if self.table is not None:
             return int(self.table.num_rows)
         assert self.metadata is not None
@@ -702,6 +739,8 @@ class _Source:
 
     def stored_nulls(self, column: str) -> int | None:
         """Nulls of `column` without reading it, when the source knows them exactly."""
+        if self.statistics is not None and column in self.statistics.nulls:
+            return self.statistics.nulls[column]
         if self.table is not None:
             return int(self.table.column(column).null_count)
         assert self.metadata is not None
@@ -834,12 +873,21 @@ def measure_all(
     relation_name: str,
     schema: pa.Schema,
     measures: Iterable[Measure],
+    *,
+    statistics: StoredStatistics | None = None,
 ) -> dict[Measure, int]:
     """The exact value of every measure over `source` (also the DuckDB view `relation_name`
-    of `con`, or of the connection `con()` returns)."""
-    plan = ScanPlan(schema, measures)
-    data = _Source(source)
-    values: dict[Measure, int] = {RowCount(): data.rows}
+    of `con`, or of the connection `con()` returns); `statistics`, exact figures of the same
+    rows, answer what they can without reading values."""
+    measures = list(measures)
+    values: dict[Measure, int] = {}
+    if statistics is not None:
+        ranges = [m for m in measures if isinstance(m, OutOfRange)]
+        proven = {m: statistics.out_of_range(m) for m in ranges}
+        values.update({m: v for m, v in proven.items() if v is not None})
+    plan = ScanPlan(schema, [m for m in measures if m not in values])
+    data = _Source(source, statistics)
+    values[RowCount()] = data.rows
     found = _arrow_pass(data, plan)
     pending: list[Measure] = []
     for measure in plan.measures:
