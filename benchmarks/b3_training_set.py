@@ -263,7 +263,8 @@ class RssWatch(threading.Thread):
     def run(self) -> None:
         status = Path(f"/proc/{self.proc.pid}/status")
         while self.proc.poll() is None:
-            with contextlib.suppress(OSError, ValueError):
+            # (a child that has just exited has no VmRSS line: StopIteration)
+            with contextlib.suppress(OSError, ValueError, StopIteration):
                 line = next(x for x in status.read_text().splitlines() if x.startswith("VmRSS"))
                 self.peak_mib = max(self.peak_mib, int(line.split()[1]) / 1024)
             if self.peak_mib > self.limit_mib:
