@@ -75,3 +75,37 @@ def test_cli_lists_searches_shows_and_exits_with_codes(
     assert code == 3 and "run nope does not exist" in " ".join(err.split())
     code, out, _ = cli("experiments", "list", "--json")
     assert [e["name"] for e in json.loads(out)] == ["cli"]
+
+
+def test_cli_imports_runs_from_json_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    cli = Cli(tmp_path / "home", capsys, monkeypatch)
+    lines = [
+        {
+            "experiment": "imported",
+            "name": f"r{i}",
+            "params": {"lr": i / 10},
+            "metrics": [{"key": "loss", "value": 1 / (i + 1), "step": 5, "timestamp": 1.0}],
+        }
+        for i in range(5)
+    ]
+    good = tmp_path / "runs.jsonl"
+    good.write_text("\n".join(json.dumps(line) for line in lines) + "\n\n")
+    code, out, err = cli("runs", "import", str(good), "--batch-size", "2", "--json")
+    assert code == 0, err
+    assert json.loads(out)["created"] == 5
+    code, out, _ = cli("runs", "search", "-e", "imported", "-f", "metrics.loss < 0.22", "--json")
+    assert sorted(r["name"] for r in json.loads(out)["runs"]) == ["r4"]
+    bad_line = tmp_path / "bad.jsonl"
+    bad_line.write_text(json.dumps(lines[0]) + "\n" + '{"experiment": "x", "status": "NAPPING"}\n')
+    code, _, err = cli("runs", "import", str(bad_line))
+    assert code == 2 and "line 2" in err and "status" in err
+    refused = tmp_path / "refused.jsonl"
+    refused.write_text(json.dumps({**lines[0], "experiment": "late", "params": {"bad key!": 1}}))
+    code, _, err = cli("runs", "import", str(refused))
+    assert (
+        code == 2 and "runs[0]" in err and "the 0 runs before were created" in " ".join(err.split())
+    )
+    code, out, _ = cli("experiments", "list", "--json")
+    assert "late" not in out and "x" not in [e["name"] for e in json.loads(out)]

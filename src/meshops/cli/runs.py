@@ -1,7 +1,9 @@
-"""`meshops runs list|show|search` and `meshops experiments list` (through the SDK)."""
+"""`meshops runs list|show|search|import` and `meshops experiments list` (through the SDK)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -11,6 +13,7 @@ from meshops.cli.output import (
     ColumnsOpt,
     WideOpt,
     choose_columns,
+    err_console,
     fit_columns,
     format_number,
     print_json,
@@ -20,7 +23,7 @@ from meshops.cli.output import (
 )
 
 if TYPE_CHECKING:
-    from meshops.tracking.models import Run
+    from meshops.tracking.models import Run, RunSpec
 
 runs_app = typer.Typer(help="Runs of the ML metadata store.", no_args_is_help=True)
 experiments_app = typer.Typer(help="Experiments of the ML metadata store.", no_args_is_help=True)
@@ -312,6 +315,91 @@ def _pipeline_run_of(platform: Any, run_id: str) -> str:
             {"fix": "reproduce a pipeline run (`meshops pipelines list`)"},
         )
     return str(pipeline_run)
+
+
+@runs_app.command("import")
+def import_runs(
+    file: Annotated[Path, typer.Argument(help="JSON Lines: one run (RunSpec) a line.")],
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, max=10_000, help="Runs a request.")
+    ] = 1_000,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create whole runs from a JSON Lines file through the batch API (`create_runs`): each
+    line is a run ({"experiment", "name", "tags", "params", "metrics": [{"key", "value",
+    "step", "timestamp"}], "status", "start_time", "end_time"}). The whole file is checked
+    first; each request of --batch-size runs is then one transaction."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from meshops.client import connect
+
+    total = sum(1 for _ in _run_specs(file))  # every line parses before anything is sent
+    created: list[str] = []
+    with (
+        connect() as platform,
+        Progress(
+            TextColumn("runs"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
+            TimeElapsedColumn(), console=err_console, transient=True,
+            disable=json_out or not err_console.is_terminal,  # no frames in logs or errors
+        ) as bar,
+    ):  # fmt: skip
+        task = bar.add_task("runs", total=total)
+        batch: list[RunSpec] = []
+        for spec in _run_specs(file):
+            batch.append(spec)
+            if len(batch) == batch_size:
+                _send(platform.tracking, batch, created)
+                bar.update(task, completed=len(created))
+                batch = []
+        if batch:
+            _send(platform.tracking, batch, created)
+    if json_out:
+        print_json({"created": len(created), "run_ids": created})
+    else:
+        print(f"created {len(created):,} runs from {file}")
+
+
+def _send(tracking: Any, batch: list[RunSpec], created: list[str]) -> None:
+    """One request; a refusal says which runs of the file it held and what stays created."""
+    from meshops.kernel.errors import MeshopsError
+
+    try:
+        created += tracking.create_runs(batch)
+    except MeshopsError as exc:
+        first = len(created) + 1
+        exc.message = (
+            f"{exc.message} (runs {first:,}-{first + len(batch) - 1:,} of the file, counting "
+            f"from 1; runs[i] is the i-th of them; the {len(created):,} runs before were created)"
+        )
+        exc.args = (exc.message,)
+        exc.detail = {**exc.detail, "created": len(created)}
+        raise
+
+
+def _run_specs(file: Path) -> Iterator[RunSpec]:
+    """The runs of a JSON Lines file; a bad line is an error naming the file and line."""
+    from pydantic import ValidationError
+
+    from meshops.kernel.errors import InvalidInput
+    from meshops.tracking.models import RunSpec
+
+    try:
+        lines = file.open(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {file}: {exc.strerror}", {"file": str(file)}) from exc
+    with lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield RunSpec.model_validate_json(line)
+            except ValidationError as exc:
+                error = exc.errors()[0]
+                field = ".".join(str(part) for part in error["loc"]) or "line"
+                raise InvalidInput(
+                    f"{file} line {number}: {field}: {error['msg']}",
+                    {"file": str(file), "line": number, "field": field, "fix": "fix the line"},
+                ) from exc
 
 
 @experiments_app.command("list")
