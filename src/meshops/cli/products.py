@@ -160,6 +160,7 @@ def build(folder: FolderArg, json_out: JsonOpt = False) -> None:
     else:
         for port in report.ports:
             _print_rules(list(port.report.results))
+        _print_build(report.build)
     if not report.passed:
         raise typer.Exit(1)
 
