@@ -406,8 +406,10 @@ def _small_range_distinct(values: pa.Array) -> pa.Array | None:
     if high - low >= SMALL_RANGE_FACTOR * len(ints):
         return None
     seen = np.zeros(high - low + 1, dtype=np.bool_)
-    # within the range bound the offsets fit int64 whatever the storage width
-    seen[ints.astype(np.int64, copy=False) - low] = True
+    # the offsets fit 32 bits (the range is at most 4x a partition's rows); narrower
+    # integers are widened first so that their offsets cannot wrap
+    wide = ints if ints.dtype.itemsize >= 4 else ints.astype(np.int32)
+    seen[wide - wide.dtype.type(low)] = True
     distinct = (np.flatnonzero(seen) + low).astype(ints.dtype)
     return pa.Array.from_buffers(values.type, len(distinct), [None, pa.py_buffer(distinct)])
 
@@ -603,14 +605,22 @@ def _full_match(pattern: str) -> str:
 def _offending(chunk: pa.Array, measure: _ValueMeasure) -> int:
     """Rows of `chunk` the measure counts; dictionary chunks test each value once."""
     if isinstance(chunk, pa.DictionaryArray):
-        flags = _value_flags(chunk.dictionary, measure)
-        if not pc.any(flags).as_py():
-            return chunk.null_count if isinstance(measure, Missing) else 0
-        per_row = pc.take(flags, chunk.indices)
+        flags = _value_flags(chunk.dictionary, measure).fill_null(False)
+        counted = 0
+        if pc.any(flags).as_py():
+            counted = _rows_of_flagged(chunk.indices, flags)
     else:
-        per_row = _value_flags(chunk, measure)
-    counted = int(pc.sum(per_row).as_py() or 0)  # null flags are not summed
+        counted = int(pc.sum(_value_flags(chunk, measure)).as_py() or 0)  # nulls not summed
     return counted + chunk.null_count if isinstance(measure, Missing) else counted
+
+
+def _rows_of_flagged(indices: pa.Array, flags: pa.Array) -> int:
+    """Rows whose dictionary index points at a flagged value: one count per index (a
+    bincount) instead of gathering a flag per row."""
+    present = indices.drop_null() if indices.null_count else indices
+    per_value = np.bincount(_storage_integers(present), minlength=len(flags))
+    flagged = np.frombuffer(flags.cast(pa.uint8()).buffers()[1], np.uint8, len(flags))
+    return int(per_value[flagged.astype(np.bool_)].sum())
 
 
 def _value_flags(values: pa.Array, measure: _ValueMeasure) -> pa.Array:
