@@ -2,7 +2,7 @@
 datacontract-cli `test` on the same ODCS contract and the same file.
 
     .venv/bin/python benchmarks/b7_contract_test.py [--rows 10000000] [--repeat 3]
-                                                    [--duplicate-ids]
+                        [--duplicate-ids] [--no-peer] [--data-dir benchmarks/.data]
 
 The data (fixed seed) is generated with Arrow and written once to benchmarks/.data/. The
 contract is ODCS v3 with a `local` parquet server (what datacontract-cli reads). meshops runs
@@ -13,7 +13,10 @@ verdict of every rule on both sides (the contract is built so that some rules fa
 
 Both tools run the same way: a fresh Python process per run that imports its entry module
 first, then times reading the contract and testing the data (nothing is warm from an
-earlier run in the same process). `--duplicate-ids` writes data whose order ids repeat and
+earlier run in the same process): the timed span of each holds its first-use work (DuckDB
+connections, pyarrow kernels, Soda's checks), not the interpreter's start or the entry
+module's imports. Each process reports its peak RSS. `--no-peer` runs meshops alone (the
+100M-row run: its time and peak RSS). `--duplicate-ids` writes data whose order ids repeat and
 are out of order, so the uniqueness rules fail and take the exact (hash) path.
 """
 
@@ -25,6 +28,8 @@ import os
 import resource
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -264,14 +269,15 @@ def meshops_child(contract_path: str, parquet: str) -> None:
     report = contracts.run_contract_test(parquet, "orders", port.columns, port.schema_object, [])
     seconds = time.perf_counter() - started
     results = [r.model_dump(mode="json") for r in report.results]
-    print(json.dumps({"seconds": seconds, "results": results}))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    print(json.dumps({"seconds": seconds, "results": results, "peak_mb": peak_mb}))
 
 
-def run_meshops(contract_path: Path, parquet: Path) -> tuple[float, list[dict[str, Any]]]:
-    out = run_peer(
+def run_meshops(contract_path: Path, parquet: Path) -> dict[str, Any]:
+    """One fresh meshops process: its seconds, results and peak RSS (MiB)."""
+    return run_peer(
         Path(sys.executable), Path(__file__), "--child", str(contract_path), str(parquet)
     )
-    return float(out["seconds"]), list(out["results"])  # type: ignore[arg-type,call-overload]
 
 
 _PEER_KIND = {
@@ -364,6 +370,9 @@ def main() -> None:
     parser.add_argument(
         "--data-dir", type=Path, default=DATA_DIR, help="where the Parquet file is written"
     )
+    parser.add_argument(
+        "--no-peer", action="store_true", help="meshops only (datacontract-cli not run)"
+    )
     parser.add_argument("--child", nargs=2, metavar=("CONTRACT", "PARQUET"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -379,63 +388,99 @@ def main() -> None:
         print(f"generated {args.rows:,} rows in {time.perf_counter() - began:.1f} s", flush=True)
     contract_path = data_dir / f"{name}.odcs.yaml"
     contract_path.write_text(yaml.safe_dump(contract(parquet), sort_keys=False))
-    python = peer_python("datacontract", [PEER_REQUIREMENT])
+    loads = [os.getloadavg()[0]]
+    mesh, peer = _Runs(), None if args.no_peer else _Runs()
+    python = None if args.no_peer else peer_python("datacontract", [PEER_REQUIREMENT])
     script = HERE / "peers" / "datacontract_b7.py"
-    mesh_times, peer_times, mesh_cpu, peer_cpu = [], [], [], []
-    mesh_results: list[dict[str, Any]] = []
-    peer_checks: list[dict[str, Any]] = []
-    for _ in range(args.repeat):
-        cpu_before = children_cpu()
-        seconds, mesh_results = run_meshops(contract_path, parquet)
-        mesh_cpu.append(children_cpu() - cpu_before)
-        mesh_times.append(seconds)
-        cpu_before = children_cpu()
-        peer = run_peer(python, script, str(contract_path))
-        peer_cpu.append(children_cpu() - cpu_before)
-        peer_times.append(float(peer["seconds"]))  # type: ignore[arg-type]
-        peer_checks = list(peer["checks"])  # type: ignore[call-overload]
-        print(
-            f"meshops {seconds:.2f} s (process CPU {mesh_cpu[-1]:.2f} s), "
-            f"datacontract-cli {peer['seconds']:.2f} s (process CPU {peer_cpu[-1]:.2f} s), "
-            f"load {os.getloadavg()[0]:.1f}",
-            flush=True,
-        )
-    lines, compared, agree, differ = compare(mesh_results, peer_checks)
-    print("\n".join(lines))
-    print(f"rules compared: {compared}, same verdict: {agree}, disagreements: {differ}")
+    for _ in range(args.repeat):  # the tools alternate: both see the same load
+        _run_once("meshops", lambda: run_meshops(contract_path, parquet), mesh)
+        if peer is not None and python is not None:
+            _run_once(
+                "datacontract-cli", lambda: run_peer(python, script, str(contract_path)), peer
+            )
+    loads.append(os.getloadavg()[0])
+    print(f"load average (1 min) before {loads[0]:.1f}, after {loads[1]:.1f}", flush=True)
+    agree = compared = 0
+    if peer is not None:
+        lines, compared, agree, differ = compare(mesh.results, peer.results)
+        print("\n".join(lines))
+        print(f"rules compared: {compared}, same verdict: {agree}, disagreements: {differ}")
     (data_dir / f"b7_verdicts_{name.removeprefix('b7_orders_')}.json").write_text(
-        json.dumps({"meshops": mesh_results, "datacontract": peer_checks}, indent=1)
+        json.dumps({"meshops": mesh.results, "datacontract": peer and peer.results}, indent=1)
     )
+    record_runs(args, mesh, peer, (agree, compared))
+
+
+@dataclass
+class _Runs:
+    """One tool's runs: wall seconds, process CPU seconds, peak RSS (MiB), last results."""
+
+    seconds: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    peak_mb: list[float] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _run_once(label: str, run: Callable[[], dict[str, Any]], runs: _Runs) -> None:
+    """`run` (one fresh process) once, its figures added to `runs`."""
+    cpu_before = children_cpu()
+    out = run()
+    runs.cpu.append(children_cpu() - cpu_before)
+    runs.seconds.append(float(out["seconds"]))
+    runs.peak_mb.append(float(out["peak_mb"]))
+    runs.results = list(out.get("results") or out.get("checks") or [])
+    print(
+        f"{label}: {runs.seconds[-1]:.2f} s, process CPU {runs.cpu[-1]:.2f} s, "
+        f"peak RSS {runs.peak_mb[-1]:.0f} MiB, load {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+
+
+def record_runs(
+    args: argparse.Namespace, mesh: _Runs, peer: _Runs | None, verdicts: tuple[int, int]
+) -> None:
     rows = [
         Row(
             f"contract test, {args.rows:,} rows, 24 rules (s, median of {args.repeat})",
-            median(mesh_times),
-            median(peer_times),
+            median(mesh.seconds),
+            median(peer.seconds) if peer else None,
             "s",
             higher_is_better=False,
-            goal="≥ 5×",
+            goal="≥ 10×" if peer else "",
         ),
         Row(
             "CPU seconds of the whole process (user+sys, with start-up and imports)",
-            median(mesh_cpu),
-            median(peer_cpu),
+            median(mesh.cpu),
+            median(peer.cpu) if peer else None,
             "s",
             higher_is_better=False,
         ),
         Row(
-            "rules both tools judged (pass/fail): same verdict",
-            float(agree),
-            float(compared),
-            "rules",
-            goal="same verdicts",
+            "peak RSS of the whole process (MiB, the largest run)",
+            max(mesh.peak_mb),
+            max(peer.peak_mb) if peer else None,
+            "MiB",
+            higher_is_better=False,
+            goal="≤ 4,096 MiB" if args.rows >= 100_000_000 else "",
         ),
     ]
+    if peer:
+        rows.append(
+            Row(
+                "rules both tools judged (pass/fail): same verdict",
+                float(verdicts[0]),
+                float(verdicts[1]),
+                "rules",
+                goal="same verdicts",
+            )
+        )
     bench_id = "B7" if args.rows == 10_000_000 else f"B7-{args.rows}"
-    flag = " --duplicate-ids" if args.duplicate_ids else ""
+    flags = " --duplicate-ids" if args.duplicate_ids else ""
+    flags += " --no-peer" if args.no_peer else ""
     record(
         bench_id + ("-duplicate-ids" if args.duplicate_ids else ""),
         f"contract test ({args.rows:,} rows{', repeated order ids' if args.duplicate_ids else ''})",
-        f"python benchmarks/b7_contract_test.py --rows {args.rows}{flag}",
+        f"python benchmarks/b7_contract_test.py --rows {args.rows} --repeat {args.repeat}{flags}",
         "datacontract-cli",
         rows,
     )

@@ -1,10 +1,13 @@
 """B7 peer: `datacontract test` (datacontract-cli's Python API, the same code the command
-runs) on an ODCS contract with a local Parquet server. Prints one JSON line: the wall time
-and every check with its verdict."""
+runs) on an ODCS contract with a local Parquet server. Prints one JSON line: the wall time,
+the process's peak RSS and every check with its verdict. The timed span starts after the
+entry module is imported and covers reading the contract and the test, with the first-use
+work inside it (DuckDB's connection, Soda's checks)."""
 
 from __future__ import annotations
 
 import json
+import resource
 import sys
 import time
 
@@ -28,7 +31,8 @@ def main() -> None:
         for c in run.checks
     ]
     result = str(getattr(run.result, "value", run.result))
-    print(json.dumps({"seconds": seconds, "result": result, "checks": checks}))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    print(json.dumps({"seconds": seconds, "result": result, "checks": checks, "peak_mb": peak_mb}))
 
 
 if __name__ == "__main__":
