@@ -4,6 +4,7 @@ Rendered server-side in its own small home (the Ray build itself: tests/mesh/tes
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,7 +39,9 @@ RAY_BUILD = BuildSummary(
 
 
 @pytest.fixture(scope="module")
-def owner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, str]]:
+    """The app over a home with shop.events 1.0.0 (no build) and 1.1.0 (built on Ray), a
+    client signed in to the UI, and the owner's API token."""
     root: Path = tmp_path_factory.mktemp("ui-build")
     home = Home(make_settings(root / "home"))
     platform = Platform(home.settings, home=home)
@@ -56,10 +59,15 @@ def owner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         r = client.post("/ui/login", data={"token": token, "next": "/ui"}, follow_redirects=False)
         assert r.status_code == 303
         with client:
-            yield client
+            yield client, token
     finally:
         platform.close()
         home.close()
+
+
+@pytest.fixture
+def owner(served: tuple[TestClient, str]) -> TestClient:
+    return served[0]
 
 
 def _section(page: str, anchor: str) -> str:
@@ -84,3 +92,21 @@ def test_a_version_published_from_tables_has_no_build_section(owner: TestClient)
     assert page.status_code == 200
     assert 'id="build"' not in page.text
     assert 'id="lineage"' in page.text  # the rest of the page is there
+
+
+def test_a_build_report_out_of_bounds_is_refused_naming_the_field(
+    served: tuple[TestClient, str],
+) -> None:
+    client, token = served
+    meta = {
+        "descriptor": descriptor("2.0.0", name="events"),
+        "contracts": {"events": contract(COLUMNS, name="events")},
+        "build": {**RAY_BUILD.model_dump(mode="json"), "seconds": 1e300},
+    }
+    r = client.post(
+        "/v1/mesh/publish",
+        headers={"Authorization": f"Bearer {token}"},
+        files={"meta": ("meta.json", json.dumps(meta), "application/json")},
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"]["field"] == "meta.build"

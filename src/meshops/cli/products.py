@@ -238,7 +238,7 @@ def show(
     version: Annotated[str | None, typer.Option(help="Version or range.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Show a version: ports, columns, quality results."""
+    """Show a version: ports, columns, quality results and how it was built."""
     from meshops.client import connect
 
     with connect() as platform:
