@@ -228,6 +228,7 @@ def run_child(
     *,
     rss_limit_mib: float = 8192,
     duckdb_memory_limit: str | None = None,
+    timeout: float | None = None,
 ) -> dict[str, Any]:
     """One system in its own process, killed if its RSS passes `rss_limit_mib` (the machine
     is shared: a run that would take more must not take it from the others)."""
@@ -241,7 +242,12 @@ def run_child(
     ) as proc:  # fmt: skip
         watch = RssWatch(proc, rss_limit_mib)
         watch.start()
-        stdout, stderr = proc.communicate()
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            return {"failed": f"did not finish in {timeout:,.0f} s", "rss_mib": watch.peak_mib}
         watch.join()
     if watch.killed:
         return {"failed": f"killed at {watch.peak_mib:,.0f} MiB RSS (limit {rss_limit_mib:,.0f})",
@@ -313,6 +319,7 @@ def main() -> None:
         default=None,
         help="memory_limit of the hand-written join (it spills beyond it)",
     )
+    parser.add_argument("--child-timeout", type=float, default=None)
     parser.add_argument(
         "--rss-limit-mib",
         type=float,
@@ -341,7 +348,8 @@ def main() -> None:
         for kind, runs in pair if round_ % 2 == 0 else pair[::-1]:
             load = Path("/proc/loadavg").read_text().split()[0]
             runs.append(run_child(kind, folder, args.labels, rss_limit_mib=args.rss_limit_mib,
-                                  duckdb_memory_limit=args.duckdb_memory_limit))  # fmt: skip
+                                  duckdb_memory_limit=args.duckdb_memory_limit,
+                                  timeout=args.child_timeout))  # fmt: skip
             print(f"[b3] {kind} (load before {load}): {runs[-1]}", flush=True)
     rows = join_rows(args, meshops_runs, duckdb_runs)
     if args.only == "meshops":
