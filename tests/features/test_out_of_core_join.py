@@ -116,3 +116,15 @@ def test_a_view_with_no_rows_gives_nulls() -> None:
     labels = random_labels(10, 10)
     out = point_in_time_join(labels, [view_input("v", empty, ["x"], 30)], "t").read_all()
     assert out.column("v_x").null_count == 10
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("memory_limit", "lots"), ("memory_limit", "1GB; DROP"), ("threads", 0), ("threads", 10_000)],
+)
+def test_join_settings_out_of_bounds_are_refused(setting: str, value: object) -> None:
+    labels = random_labels(10, 10)
+    views = [view_input("v", random_view(3, 10, 10), ["x"], 30)]
+    with pytest.raises(InvalidInput) as caught:
+        point_in_time_join(labels, views, "t", **{setting: value})  # type: ignore[arg-type]
+    assert caught.value.detail["field"] == f"features.{setting}"

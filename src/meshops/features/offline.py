@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -185,6 +186,7 @@ def point_in_time_join(
     `temp_directory` beyond that limit, so entity rows far larger than memory allows for
     DuckDB's sorts still join (the rows are the same, only slower)."""
     check_entities(entities, views, timestamp_column)
+    check_join_settings(threads, memory_limit)
     label_columns = [c for c in entities.column_names if c != ROW_ID]
     workers = int(threads or os.cpu_count() or 1)
     matches = _matching_rows(
@@ -193,6 +195,24 @@ def point_in_time_join(
     )  # fmt: skip
     reader = _gather(entities.select(label_columns), views, matches, batch_rows, workers)
     return _with_on_demand(reader, on_demand) if on_demand else reader
+
+
+MEMORY_LIMIT = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+MAX_THREADS = 256
+
+
+def check_join_settings(threads: int | None, memory_limit: str | None) -> None:
+    """The `[features]` settings of the join, checked before DuckDB reads them."""
+    if memory_limit is not None and not MEMORY_LIMIT.match(str(memory_limit)):
+        raise InvalidInput(
+            f"features.memory_limit {memory_limit!r} is not a size",
+            {"field": "features.memory_limit", "fix": "write it as e.g. '1GB' or '512MB'"},
+        )
+    if threads is not None and not (isinstance(threads, int) and 1 <= threads <= MAX_THREADS):
+        raise InvalidInput(
+            f"features.threads {threads!r} is not a number of threads",
+            {"field": "features.threads", "fix": f"an integer from 1 to {MAX_THREADS}"},
+        )
 
 
 def _join_database(
