@@ -442,7 +442,7 @@ def record_rows(rows: list[Row]) -> None:
     load = Path("/proc/loadavg").read_text().split()[0]
     kept = json.loads(KEPT_ROWS.read_text()) if KEPT_ROWS.exists() else []
     new = [
-        {"row": dataclasses.asdict(row), "command": f"`{command}` ({stamp}, load after {load})"}
+        {"row": dataclasses.asdict(row), "command": f"{command} [{stamp}, load after {load}]"}
         for row in rows
     ]
     names = {row.workload for row in rows}
