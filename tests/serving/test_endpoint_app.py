@@ -16,12 +16,12 @@ from starlette.testclient import TestClient
 from meshops.client import Platform
 from meshops.governance.authn import authenticate_token
 from meshops.governance.service import GovernanceService
-from meshops.kernel.errors import InvalidInput
+from meshops.kernel.errors import InvalidInput, MeshopsError
 from meshops.kernel.home import Home
 from meshops.serving import endpoint_app
 from meshops.serving.endpoint_app import create_endpoint_app
 from meshops.serving.models import SignatureRows
-from meshops.serving.runtime import RequestIds, Runtime, runtime_for
+from meshops.serving.runtime import RequestIds, Runtime, runtime_for, score
 from tests.serving.helpers import FEATURES, expected, justify_move, record, register_churn
 
 
@@ -188,3 +188,23 @@ def test_request_ids_are_random_hex_and_a_forked_child_never_repeats_its_parent(
     in_child = os.read(read, 64).decode()
     os.close(read)
     assert len(in_child) == 32 and in_child not in {*drawn, ids(), ids()}
+
+
+def test_a_finite_input_skips_sklearns_repeat_check_and_a_null_still_meets_it(
+    sqlite_home: Home, churn_api: Platform
+) -> None:
+    import sklearn
+
+    runtime = Runtime(sqlite_home, watch=False)
+    try:
+        route = runtime.deployment("churn-api").primary
+        assert route.numeric and route.sklearn
+        two = [record(0), record(1)]
+        assert score(route, two) == expected(two)
+        assert sklearn.get_config()["assume_finite"] is False  # only for that call
+        # LogisticRegression takes no NaN: a null reaches its own check and is refused.
+        with pytest.raises(MeshopsError) as info:
+            score(route, [record(0), {**record(1), "spend": None}])
+        assert "NaN" in info.value.message
+    finally:
+        runtime.close()

@@ -71,6 +71,7 @@ class Route:
     model: LoadedModel
     rows: SignatureRows | None  # checks records against a columns signature
     numeric: bool
+    sklearn: bool  # a scikit-learn estimator (see `score` on its finiteness check)
     requests: Counter
     latency: Histogram
 
@@ -103,6 +104,7 @@ def _route(endpoint: str, uri: str, model: LoadedModel, role: str) -> Route:
         model=model,
         rows=SignatureRows(columns) if columns is not None else None,
         numeric=bool(columns) and all(t in _NUMERIC for _, t in columns or []),
+        sklearn=type(model.raw).__module__.startswith("sklearn."),
         requests=metrics.REQUESTS.labels(*labels),
         latency=metrics.LATENCY.labels(*labels),
     )
@@ -539,23 +541,33 @@ def score(route: Route, records: list[dict[str, Any]], *, proba: bool = False) -
     per record (with `proba`, an object: the label as `prediction` and `proba_<class>`
     per class). The model input is built from the checked values directly: a 2-D float
     array (NaN for null) when every column is numeric (the adapter's array path), else a
-    dict of columns that the adapter types by the signature (never by the batch)."""
+    dict of columns that the adapter types by the signature (never by the batch).
+
+    A scikit-learn estimator checks on every call that its input holds no NaN or infinity
+    (about a sixth of a one-record prediction). When the float array is checked finite
+    here (one vectorised pass), that repeat is skipped (`assume_finite`); an array with a
+    NaN (a null) goes through the estimator's own check, which refuses it or lets a model
+    that takes NaN handle it, as before."""
+    finite = False
     if route.rows is not None:
         rows = route.rows(records)
         if route.numeric:
             import numpy as np
 
             data: Any = np.array(rows, dtype=np.float64)
+            finite = route.sklearn and bool(np.isfinite(data).all())
         else:
             names = route.rows.names
             data = {name: [row[j] for row in rows] for j, name in enumerate(names)}
     else:
         data = records
     try:
-        if proba:
-            labels, probabilities, classes = route.model.predict_proba(data)
-            return _with_proba(jsonable(labels), jsonable(probabilities), classes)
-        result = route.model.predict(data)
+        if finite:
+            import sklearn
+
+            with sklearn.config_context(assume_finite=True):
+                return _run(route, data, len(records), proba=proba)
+        return _run(route, data, len(records), proba=proba)
     except MeshopsError:
         raise
     except Exception as exc:
@@ -563,7 +575,13 @@ def score(route: Route, records: list[dict[str, Any]], *, proba: bool = False) -
             f"model {route.model.uri} failed: {type(exc).__name__}: {exc}",
             {"model": route.model.uri},
         ) from exc
-    return _per_record(jsonable(result), len(records))
+
+
+def _run(route: Route, data: Any, n: int, *, proba: bool) -> list[Any]:
+    if proba:
+        labels, probabilities, classes = route.model.predict_proba(data)
+        return _with_proba(jsonable(labels), jsonable(probabilities), classes)
+    return _per_record(jsonable(route.model.predict(data)), n)
 
 
 def _with_proba(
