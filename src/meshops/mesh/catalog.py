@@ -12,7 +12,8 @@ SQLite (embedded) keeps the FTS5 table `mesh_catalog_fts` and two side tables wi
   of every expansion up front, which costs ~300 ms for a common word at 100k products even
   when only a count or the first page is wanted.
 - `mesh_catalog_fts_champions (term, doc_id, impact)`: per word, the CHAMPIONS products where
-  it weighs most (its bm25 term without the idf) -- the word's champion list.
+  it weighs most (its bm25 term without the idf) -- the word's champion list; and per word and
+  domain (key `word_domain`) the DOMAIN_CHAMPIONS best of that domain's products.
 
 A query matching at most RANK_EXACT products is ranked by FTS5's bm25 over every match. A
 broader one (a common word matches most of the catalog, and bm25 would score every match to
@@ -22,6 +23,13 @@ against every word and filter, and the best returned. This is the champion-list 
 textbooks (Manning, Raghavan, Schütze, "Introduction to IR", 7.1.3): scores are exact, the
 candidate set is a heuristic, so the first pages of a broad query can miss a product that is
 near the top of none of its words. Pages beyond what the champions answer score every match.
+A broad query filtered by domain (and no tag) is ranked the same way from the domain's lists,
+scored by the query words alone; a narrow one (at most RANK_EXACT matches) by FTS5's bm25,
+which also counts the domain's name in the domain column (a near-constant bonus).
+
+`bulk_index` loads many new products a chunk per transaction and merges the champion lists
+once at the end: an interrupted bulk load leaves the committed chunks searchable (bm25 over
+every match) but without champions until the products are indexed again.
 
 Totals are exact up to TOTAL_EXACT matches. Above, `total` is estimated from the first
 TOTAL_EXACT + 1 matches in document-id order (ids are uniform hashes, so the density of those
