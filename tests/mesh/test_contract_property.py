@@ -40,6 +40,7 @@ from hypothesis import strategies as st
 from meshops.mesh.contract_scan import (
     Duplicates,
     Invalid,
+    Missing,
     _pattern_matches,
     measure_all,
     simple_pattern,
@@ -433,4 +434,22 @@ def test_duplicates_of_integers_equal_the_brute_force(
 
 
 def _no_duckdb() -> duckdb.DuckDBPyConnection:
-    raise AssertionError("integer duplicates are counted without DuckDB")
+    raise AssertionError("these measures are counted without DuckDB")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    indices=st.lists(st.one_of(st.none(), st.integers(0, 2)), max_size=20),
+    index_type=st.sampled_from([*INTEGER_TYPES, pa.uint64()]),
+)
+def test_value_checks_on_dictionary_columns_equal_the_brute_force(
+    indices: list[int | None], index_type: pa.DataType
+) -> None:
+    words = ["a", "b", "zz"]
+    column = pa.DictionaryArray.from_arrays(pa.array(indices, index_type), pa.array(words))
+    table = pa.table({"c": column})
+    invalid, missing = Invalid("c", valid_values=("a", "b")), Missing("c", values=("b",))
+    counted = measure_all(table, _no_duckdb, "t", table.schema, [invalid, missing])
+    values = [None if i is None else words[i] for i in indices]
+    assert counted[invalid] == sum(1 for v in values if v == "zz")
+    assert counted[missing] == sum(1 for v in values if v in (None, "b"))

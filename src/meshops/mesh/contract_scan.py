@@ -618,7 +618,10 @@ def _rows_of_flagged(indices: pa.Array, flags: pa.Array) -> int:
     """Rows whose dictionary index points at a flagged value: one count per index (a
     bincount) instead of gathering a flag per row."""
     present = indices.drop_null() if indices.null_count else indices
-    per_value = np.bincount(_storage_integers(present), minlength=len(flags))
+    positions = _storage_integers(present)
+    if positions.dtype == np.uint64:  # bincount takes no unsigned 64-bit indices
+        positions = positions.astype(np.int64)
+    per_value = np.bincount(positions, minlength=len(flags))
     flagged = np.frombuffer(flags.cast(pa.uint8()).buffers()[1], np.uint8, len(flags))
     return int(per_value[flagged.astype(np.bool_)].sum())
 
