@@ -180,6 +180,7 @@ def test_the_number_of_runs_per_request_is_bounded(shared_platform: Platform) ->
         )
     with pytest.raises(NotFound):
         shared_platform.tracking.get_experiment("too-many")
+    assert shared_platform.tracking.create_runs([]) == []
 
 
 def test_bounds_and_bad_bodies_are_422_over_http(live_server: LiveServer) -> None:

@@ -190,6 +190,8 @@ class TrackingService:
         """Many whole runs in one transaction: all are written or none (a bad run raises
         InvalidInput naming `runs[i]` and its field). Returns the new ids in order."""
         self.ctx.authorize("tracking.write")
+        if not runs:
+            return []
         # Sorted, the batch's rows reach each index in key order (fewer pages touched).
         ids = sorted(new_id() for _ in runs)
         prepared = batch.prepare(runs, ids, self.ctx.actor.name, _pipeline_tags())
@@ -201,14 +203,13 @@ class TrackingService:
             if current_step() is not None:
                 for run_id in ids:
                     self.ctx.link_to_step(conn, run_urn(run_id))
-            if ids:
-                first = str(Urn.of("experiment", experiment_ids[prepared.experiments[0]]))
-                detail = {
-                    "count": len(ids),
-                    "experiments": sorted(set(experiment_ids.values())),
-                    "run_ids": ids[:100],
-                }
-                self.ctx.audit(conn, "tracking.create_runs", first, detail=detail)
+            first = str(Urn.of("experiment", experiment_ids[prepared.experiments[0]]))
+            detail = {
+                "count": len(ids),
+                "experiments": sorted(set(experiment_ids.values())),
+                "run_ids": ids[:100],
+            }
+            self.ctx.audit(conn, "tracking.create_runs", first, detail=detail)
         return ids
 
     def get_run(self, run_id: str) -> Run:
