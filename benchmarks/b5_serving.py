@@ -66,15 +66,36 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, every thread) of process `pid` and all its descendants
+    (uvicorn's workers), read from /proc."""
+    found: dict[int, tuple[int, int]] = {}  # pid -> (parent pid, CPU ticks)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        found[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    tree = {pid}
+    grew = True
+    while grew:
+        children = {p for p, (parent, _) in found.items() if parent in tree} - tree
+        tree |= children
+        grew = bool(children)
+    return sum(found[p][1] for p in tree if p in found) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def server(command: list[str], health: str, env: dict[str, str]) -> Iterator[None]:
+def server(command: list[str], health: str, env: dict[str, str]) -> Iterator[int]:
     # stderr goes to a file, not a pipe: a server that logs per request would block on a
     # full pipe nobody reads (the bare app did, on sklearn's feature-name warning).
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
         try:
             _wait_healthy(proc, health, command, log)
-            yield
+            yield proc.pid
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -112,10 +133,18 @@ def loadgen(url: str, body: Path, clients: int, seconds: float, rate: float | No
     return {k: float(v) for k, v in result.items() if isinstance(v, int | float)}
 
 
-def load(url: str, body: Path, args: argparse.Namespace, rates: dict[str, float]) -> Figures:
+def load(
+    target: tuple[str, int], body: Path, args: argparse.Namespace, rates: dict[str, float]
+) -> Figures:
     """The closed-loop throughput run, then one open-loop latency run per named rate; one
-    dict of figures (an open run's keys are prefixed with its rate's name)."""
+    dict of figures (an open run's keys are prefixed with its rate's name). `server_cpu_us`:
+    the CPU time the server's processes spent per request of the closed loop, which other
+    jobs on the machine disturb far less than its req/s."""
+    url, pid = target
+    cpu = tree_cpu_seconds(pid)
     figures = loadgen(url, body, args.clients, args.seconds, None)
+    spent = tree_cpu_seconds(pid) - cpu
+    figures["server_cpu_us"] = spent / max(1.0, figures["requests"]) * 1e6
     for name, rate in rates.items():
         opened = loadgen(url, body, args.clients, args.seconds, rate)
         figures.update({f"{name}_{k}": v for k, v in opened.items()})
@@ -196,31 +225,31 @@ class Servers:
         self.w = str(workers)
 
     @contextmanager
-    def meshops(self) -> Iterator[str]:
+    def meshops(self) -> Iterator[tuple[str, int]]:
         port = free_port()
         command = [PY, "-m", "meshops.cli.main", "serve", "bench", "--no-auth"]
         command += ["--port", str(port), "--workers", self.w]
-        with server(command, f"http://127.0.0.1:{port}/healthz", self.env):
-            yield f"http://127.0.0.1:{port}/v1/endpoints/bench/predict"
+        with server(command, f"http://127.0.0.1:{port}/healthz", self.env) as pid:
+            yield f"http://127.0.0.1:{port}/v1/endpoints/bench/predict", pid
 
     @contextmanager
-    def mlflow(self) -> Iterator[str]:
+    def mlflow(self) -> Iterator[tuple[str, int]]:
         port = free_port()
         command = [str(self.mlflow_python), "-m", "mlflow", "models", "serve"]
         command += ["-m", str(self.work / "mlflow-model"), "-h", "127.0.0.1", "-p", str(port)]
         command += ["-w", self.w, "--env-manager", "local"]
         # mlflow execs `uvicorn` by name: its venv's bin must come first on PATH.
         env = {**self.env, "PATH": f"{self.mlflow_python.parent}:{self.env.get('PATH', '')}"}
-        with server(command, f"http://127.0.0.1:{port}/ping", env):
-            yield f"http://127.0.0.1:{port}/invocations"
+        with server(command, f"http://127.0.0.1:{port}/ping", env) as pid:
+            yield f"http://127.0.0.1:{port}/invocations", pid
 
     @contextmanager
-    def bare(self) -> Iterator[str]:
+    def bare(self) -> Iterator[tuple[str, int]]:
         port = free_port()
         command = [PY, "-m", "uvicorn", "--app-dir", str(HERE / "peers"), "bare_uvicorn_app:app"]
         command += ["--port", str(port), "--workers", self.w, "--log-level", "warning"]
-        with server(command, f"http://127.0.0.1:{port}/", self.env):
-            yield f"http://127.0.0.1:{port}/"
+        with server(command, f"http://127.0.0.1:{port}/", self.env) as pid:
+            yield f"http://127.0.0.1:{port}/", pid
 
 
 def main() -> None:
@@ -232,11 +261,11 @@ def main() -> None:
     # different servers alternate closely: on a shared machine the load drifts by the minute.
     with servers.meshops() as meshops, servers.mlflow() as mlflow, servers.bare() as bare:
         urls = {"meshops": meshops, "mlflow": mlflow, "bare": bare}
-        for url in urls.values():  # warm-up: connections, first-request costs
-            loadgen(url, ours if url != mlflow else theirs, 8, 1, None)
+        for who, (url, _) in urls.items():  # warm-up: connections, first-request costs
+            loadgen(url, theirs if who == "mlflow" else ours, 8, 1, None)
         loads = [os.getloadavg()[0]]
         # Calibration: the limit's closed-loop capacity sets the offered rates.
-        capacity = loadgen(bare, ours, args.clients, args.seconds, None)["rps"]
+        capacity = loadgen(bare[0], ours, args.clients, args.seconds, None)["rps"]
         shares = {f"share{round(x * 100)}": x * capacity for x in args.shares}
         fixed = {"fixed": args.rate}
         plan = {
@@ -273,7 +302,9 @@ def report(
     n = args.clients
     # Each round's meshops and bare runs are neighbours in time: their ratio is the fair one.
     pairs = zip(results["meshops"], results["bare"], strict=True)
-    ratio = median([m["rps"] / b["rps"] for m, b in pairs])
+    paired = list(pairs)
+    ratio = median([m["rps"] / b["rps"] for m, b in paired])
+    cpu_ratio = median([b["server_cpu_us"] / m["server_cpu_us"] for m, b in paired])
     rows = [
         Row(
             f"req/s, {n} clients (closed loop) vs mlflow models serve",
@@ -289,6 +320,22 @@ def report(
             med("bare", "rps"),
             "req/s",
             goal="≥ 0.9× bare",
+        ),
+        Row(
+            f"server CPU per request, closed loop (all processes and threads) vs bare app; "
+            f"median of the rounds' ratios {cpu_ratio:.3f}× (req/s per core)",
+            med("meshops", "server_cpu_us"),
+            med("bare", "server_cpu_us"),
+            "µs",
+            higher_is_better=False,
+            goal="≥ 0.9× bare",
+        ),
+        Row(
+            "server CPU per request, closed loop vs mlflow models serve",
+            med("meshops", "server_cpu_us"),
+            med("mlflow", "server_cpu_us"),
+            "µs",
+            higher_is_better=False,
         ),
     ]
     for name, rate in shares.items():
