@@ -259,7 +259,7 @@ def against_peer(args: argparse.Namespace, ref_path: Path, cur_path: Path) -> No
     print(f"drifted columns ({len(drifted)}): {', '.join(drifted)}")
     for name, mine, other in disagreements:
         print(f"DISAGREE {name}: meshops {mine} evidently {other}")
-    streamed_same = sum(1 for name, mine in verdicts.items() if streamed_verdicts.get(name) == mine)
+    streamed_same = sum(1 for n, v in verdicts.items() if same_result(v, streamed_verdicts[n]))
     size = f"{args.rows:,} × {args.rows:,} rows × 50 columns"
     rows = [
         harness.Row(
@@ -285,7 +285,7 @@ def against_peer(args: argparse.Namespace, ref_path: Path, cur_path: Path) -> No
             higher_is_better=False,
         ),
         harness.Row(
-            "columns whose streamed result (test, score, verdict) equals the in-memory one",
+            "columns whose streamed result equals the in-memory one (test, verdict, score ±1e-12)",
             float(streamed_same),
             None,
             "columns",
