@@ -265,11 +265,12 @@ def bulk_index(db: Database, entries: Iterable[dict[str, Any]], *, chunk_size: i
                 index(conn, chunk, fresh=True)
             count += len(chunk)
         return count
-    champions: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    champions: dict[str, list[tuple[float, int]]] = {}
+    lowest: dict[str, tuple[float, int]] = {}
     count = 0
     for chunk in _batched(entries, chunk_size):
         with db.begin() as conn, _large_page_cache(conn):
-            _bulk_chunk(conn, chunk, champions)
+            _bulk_chunk(conn, chunk, champions, lowest)
         count += len(chunk)
     if champions:
         with db.begin() as conn:
@@ -299,9 +300,11 @@ def _bulk_chunk(
     conn: Connection,
     entries: list[dict[str, Any]],
     champions: dict[str, list[tuple[float, int]]],
+    lowest: dict[str, tuple[float, int]],
 ) -> None:
     """One chunk of `bulk_index` on SQLite; folds its postings into `champions` (each list
-    holds at most the number of champions its key keeps, in no particular order)."""
+    holds at most the number of champions its key keeps, in no particular order; `lowest`
+    is the weakest posting of each full list)."""
     entries = [{**e, "doc_id": doc_id(e["product"])} for e in entries]
     conn.execute(mesh_catalog.insert(), entries)
     conn.exec_driver_sql(
@@ -337,10 +340,19 @@ def _bulk_chunk(
             posting = (frequency * (_K1 + 1) / (frequency + norm), doc)
             postings[term].append(posting)
             postings[term + in_domain].append(posting)
-    for key, new in postings.items():
-        merged = champions[key] + new if key in champions else new
-        keep = _champions_kept(key)
-        champions[key] = merged if len(merged) <= keep else heapq.nlargest(keep, merged)
+    for key, chunk_postings in postings.items():
+        keep, kept = _champions_kept(key), champions.get(key)
+        new = chunk_postings
+        if kept is not None and len(kept) >= keep:  # full: only better postings can enter
+            new = [p for p in chunk_postings if p > lowest[key]]  # few, for a common word
+            if not new:
+                continue
+        merged = kept + new if kept is not None else new
+        if len(merged) > keep:
+            merged = heapq.nlargest(keep, merged)
+        champions[key] = merged
+        if len(merged) >= keep:
+            lowest[key] = min(merged)
 
 
 def _unindex_fts(conn: Connection, docs: list[int]) -> None:
