@@ -43,7 +43,12 @@ class HttpTransport:
             headers=headers,
             timeout=DEFAULT_TIMEOUT,
             transport=transport,
-            limits=httpx.Limits(max_keepalive_connections=20, max_connections=50),
+            # Idle connections are dropped well before the server's keep-alive timeout
+            # (uvicorn: 5 s): at equal timeouts a request sent on a connection the server is
+            # closing that instant fails with "Server disconnected", and a POST is not retried.
+            limits=httpx.Limits(
+                max_keepalive_connections=20, max_connections=50, keepalive_expiry=2.0
+            ),
         )
 
     def request(
