@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from meshops.cli.output import JSON_HELP, err_console, print_json, print_table
+from meshops.cli.output import JSON_HELP, print_json, print_table, progress_bar
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -151,16 +151,15 @@ def materialize(
     json_out: JsonOpt = False,
 ) -> None:
     """Load what is new since each view's watermark into the online store."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
     from meshops.client import connect
 
     with (
         connect() as platform,
-        Progress(
+        progress_bar(
             TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}"),
-            TimeElapsedColumn(), console=err_console, transient=True,
-            disable=json_out or not err_console.is_terminal,  # no frames in logs or errors
+            TimeElapsedColumn(), json_out=json_out,
         ) as bar,
     ):  # fmt: skip
         tasks: dict[str, Any] = {}

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from meshops.cli.output import JSON_HELP, err_console, print_json, print_table
+from meshops.cli.output import JSON_HELP, err_console, print_json, print_table, progress_bar
 
 import_app = typer.Typer(help="Import from other tools.", no_args_is_help=True)
 
@@ -42,20 +42,15 @@ def import_mlflow(  # noqa: PLR0917 - one parameter per CLI option
 ) -> None:
     """Copy experiments, runs (params, metric histories, tags, artifacts), registered
     models, versions and aliases from MLflow. Re-running copies only what is new."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
 
     from meshops.client import connect
     from meshops.mlflow.importer import KINDS, import_mlflow
 
     with (
         connect() as platform,
-        Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=err_console,
-            transient=True,
-            disable=json_out or not err_console.is_terminal,  # no frames in logs or errors
+        progress_bar(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), json_out=json_out
         ) as bar,
     ):
         task = bar.add_task("reading MLflow", total=None)

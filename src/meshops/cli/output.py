@@ -13,11 +13,14 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, ProgressColumn
 
 console = Console()
 err_console = Console(stderr=True)
@@ -44,6 +47,19 @@ def _default(value: Any) -> Any:
     if hasattr(value, "to_json"):
         return value.to_json()
     return str(value)
+
+
+def progress_bar(*columns: ProgressColumn, json_out: bool = False) -> Progress:
+    """A Rich progress bar on stderr that leaves nothing behind once done; off with --json
+    and when stderr is not a terminal (a log or a pipe gets the outcome, not frames)."""
+    from rich.progress import Progress
+
+    return Progress(
+        *columns,
+        console=err_console,
+        transient=True,
+        disable=json_out or not err_console.is_terminal,
+    )
 
 
 def print_json(data: Any) -> None:

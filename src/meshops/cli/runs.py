@@ -13,11 +13,11 @@ from meshops.cli.output import (
     ColumnsOpt,
     WideOpt,
     choose_columns,
-    err_console,
     fit_columns,
     format_number,
     print_json,
     print_table,
+    progress_bar,
     short_id,
     widest,
 )
@@ -329,7 +329,7 @@ def import_runs(
     line is a run ({"experiment", "name", "tags", "params", "metrics": [{"key", "value",
     "step", "timestamp"}], "status", "start_time", "end_time"}). The whole file is checked
     first; each request of --batch-size runs is then one transaction."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
     from meshops.client import connect
 
@@ -337,10 +337,9 @@ def import_runs(
     created: list[str] = []
     with (
         connect() as platform,
-        Progress(
+        progress_bar(
             TextColumn("runs"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
-            TimeElapsedColumn(), console=err_console, transient=True,
-            disable=json_out or not err_console.is_terminal,  # no frames in logs or errors
+            TimeElapsedColumn(), json_out=json_out,
         ) as bar,
     ):  # fmt: skip
         task = bar.add_task("runs", total=total)
