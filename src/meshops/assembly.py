@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         AccessHooks,
         FeedbackWindows,
         GovernedReads,
+        LineageFacets,
         MonitorSources,
         PolicyEnforcer,
         ProductFacts,
@@ -224,6 +225,7 @@ def install() -> None:
     ports.provide(ports.ACCESS_HOOKS, _access_hooks)
     ports.provide(ports.PLATFORM_OPENER, _SdkOpener)
     ports.provide(ports.FEEDBACK_WINDOWS, _feedback_windows)
+    ports.provide(ports.LINEAGE_FACETS, _lineage_facets)
 
 
 def _feedback_windows() -> FeedbackWindows:
@@ -248,6 +250,12 @@ def _governed_reads() -> GovernedReads:
     from meshops.mesh.ports import MeshGovernedReads
 
     return MeshGovernedReads()
+
+
+def _lineage_facets() -> LineageFacets:
+    from meshops.mesh.lineage_facets import MeshLineageFacets
+
+    return MeshLineageFacets()
 
 
 def _value_masker() -> ValueMasker:

@@ -275,6 +275,32 @@ def default_port(ctx: Context, product: str, version: str) -> str | None:
         return None
 
 
+def storage_facets(ctx: Context, product: str, port: str, version: str) -> dict[str, Any]:
+    """How the port's version is stored (the Iceberg table it is a snapshot of; nothing
+    for Parquet), from the mesh through the LINEAGE_FACETS port."""
+    from meshops.kernel import ports
+
+    try:
+        return ports.LINEAGE_FACETS.get().port_facets(ctx, product, port, version)
+    except Exception as exc:  # the event goes out without them
+        log.warning("OpenLineage: no storage facets of %s %s %s: %s", product, port, version, exc)
+        return {}
+
+
+def stored_port_dataset(
+    ctx: Context,
+    product: str,
+    port: str,
+    version: str,
+    columns: list[tuple[str, str, str | None]] | None = None,
+) -> Dataset:
+    """`port_dataset` with the facets saying how the version is stored, as the mesh's own
+    publish events name it (an Iceberg port names its table)."""
+    dataset = port_dataset(ctx.home.settings, product, port, version, columns)
+    dataset.facets.update(storage_facets(ctx, product, port, version))
+    return dataset
+
+
 def urn_dataset(ctx: Context, urn: str, port: str | None = None) -> Dataset:
     """The dataset a meshops URN names: a product version's `port` (default: the port a
     reader gets), a model version, else `<kind>.<parts>` in this home."""
@@ -289,7 +315,7 @@ def urn_dataset(ctx: Context, urn: str, port: str | None = None) -> Dataset:
         key, version = parsed.parts[0], parsed.parts[1]
         port = port or default_port(ctx, key, version)
         if port:
-            return port_dataset(settings, key, port, version)
+            return stored_port_dataset(ctx, key, port, version)
         return Dataset(namespace(settings), key, {"version": version_facet(version)})
     if parsed.kind == "model" and len(parsed.parts) == 2:
         return model_dataset(settings, parsed.parts[0], parsed.parts[1])
@@ -345,16 +371,16 @@ def record_batch_scoring(
 ) -> None:
     """A batch scoring's datasets: the scored product port and the model version in, the
     predictions product out; a column copied from the input (`keep_columns`) has identity
-    column lineage. `source` and `out` are mesh DataProductVersions (read duck-typed)."""
-    settings = ctx.home.settings
+    column lineage; an Iceberg port, in or out, names its table. `source` and `out` are mesh
+    DataProductVersions (read duck-typed)."""
     source_port = source.port(port)
-    read = port_dataset(settings, source.product, source_port.name, source.version)
+    read = stored_port_dataset(ctx, source.product, source_port.name, source.version)
     running.inputs = [read, *(urn_dataset(ctx, u) for u in out.inputs[1:])]
     copied = {c.name for c in source_port.columns}
     for out_port in out.ports:
         columns = [(c.name, c.physical_type or c.logical_type, c.description or None)
                    for c in out_port.columns]  # fmt: skip
-        dataset = port_dataset(settings, out.product, out_port.name, out.version, columns)
+        dataset = stored_port_dataset(ctx, out.product, out_port.name, out.version, columns)
         lineage = {
             name: [(read.namespace, read.name, name)] for name, _, _ in columns if name in copied
         }

@@ -190,6 +190,18 @@ class ValueMasker(Protocol):
     ) -> list[Any]: ...
 
 
+class LineageFacets(Protocol):
+    """The OpenLineage dataset facets that say how a product port's version is stored,
+    for events built outside the mesh (a batch scoring's input and output ports): for an
+    Apache Iceberg port, the table it is a snapshot of (`symlinks`, `storage`, `catalog`)."""
+
+    def port_facets(self, ctx: Context, product: str, port: str, version: str) -> dict[str, Any]:
+        """The facets (openlineage-python facet objects, by facet key) of `port` of the
+        version, read as `ctx.actor`; empty for a Parquet port, or when the version cannot
+        be read (lineage never fails the operation it reports)."""
+        ...
+
+
 class PromotionGate(Protocol):
     """Asked before a model alias moves; raises PolicyViolation to refuse. `version` is the
     registry's ModelVersion (the kernel does not know the registry's models). The default
@@ -251,6 +263,7 @@ POLICY_ENFORCER: Port[PolicyEnforcer] = Port("policy enforcer", "governance poli
 PRODUCT_FACTS: Port[ProductFacts] = Port("product facts", "owners and classification")
 GOVERNED_READS: Port[GovernedReads] = Port("governed reads", "the mesh's read path")
 VALUE_MASKER: Port[ValueMasker] = Port("value masker", "governance masking")
+LINEAGE_FACETS: Port[LineageFacets] = Port("lineage facets", "how a product port is stored")
 PROMOTION_GATE: Port[Callable[[Home], PromotionGate]] = Port(
     "promotion gate", "the default gate of model alias moves"
 )
@@ -264,4 +277,5 @@ PLATFORM_OPENER: Port[PlatformOpener] = Port("platform opener", "the SDK's conne
 ALL_PORTS: tuple[Port[Any], ...] = (
     POLICY_ENFORCER, PRODUCT_FACTS, GOVERNED_READS, VALUE_MASKER, PROMOTION_GATE,
     MONITOR_SOURCES, TOKEN_AUTHENTICATOR, ACCESS_HOOKS, PLATFORM_OPENER, FEEDBACK_WINDOWS,
+    LINEAGE_FACETS,
 )  # fmt: skip

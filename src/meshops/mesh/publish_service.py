@@ -14,7 +14,7 @@ from meshops.kernel import lineage, openlineage, outbox, ports
 from meshops.kernel.db import utcnow
 from meshops.kernel.errors import Conflict, Forbidden, InvalidInput
 from meshops.kernel.urn import Urn, dataproduct_urn
-from meshops.mesh import catalog, gate, store
+from meshops.mesh import catalog, gate, lineage_facets, store
 from meshops.mesh.events import DataProductPublished
 from meshops.mesh.models import (
     BuildReport,
@@ -562,26 +562,9 @@ class PublishService(MeshArea):
                 datasets.append(openlineage.urn_dataset(self.ctx, i.urn))
                 continue
             dataset = openlineage.port_dataset(settings, key, port, version)
-            dataset.facets.update(self._iceberg_facets(key, port, version, None))
+            dataset.facets.update(lineage_facets.storage_facets(self.ctx, key, port, version))
             datasets.append(dataset)
         return datasets
-
-    def _iceberg_facets(
-        self, product: str, port: str, version: str, snapshot_digest: str | None
-    ) -> dict[str, Any]:
-        """The facets naming the Iceberg table of a port's version (none for Parquet): an
-        event about an Iceberg port says which table and where. Lineage never fails a publish."""
-        try:
-            if snapshot_digest is None:
-                found = ReadService(self.ctx).get_version(product, version)
-                snapshot_digest = found.port(port).snapshot_digest
-            if not iceberg.is_iceberg_ref(snapshot_digest):
-                return {}
-            return iceberg.lineage_facets(self.ctx.home.settings, product, port, version)
-        except Exception as exc:  # the event goes out without them
-            log.warning("OpenLineage: no Iceberg facets for %s %s %s: %s", product, port,
-                        version, exc)  # fmt: skip
-            return {}
 
     def _ol_outputs(self, ol: openlineage.Running | None, version: DataProductVersion) -> None:
         """Each output port with schema, version, row count and the contract test results."""
@@ -614,8 +597,8 @@ class PublishService(MeshArea):
                 )
             dataset.io_facets["outputStatistics"] = openlineage.row_count_facet(port.row_count)
             dataset.facets.update(
-                self._iceberg_facets(version.product, port.name, version.version,
-                                     port.snapshot_digest)
+                lineage_facets.storage_facets(self.ctx, version.product, port.name,
+                                              version.version, port.snapshot_digest)
             )  # fmt: skip
             ol.outputs.append(dataset)
 
