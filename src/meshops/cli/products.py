@@ -1,4 +1,5 @@
-"""`meshops product ...`: scaffold, validate, build, publish, diff, inspect and read products."""
+"""`meshops product ...`: scaffold, validate, build, publish, diff, inspect, re-test and read
+products."""
 
 from __future__ import annotations
 
@@ -322,6 +323,49 @@ def compact(
             + (f"; versions past retention: {', '.join(table.expired_versions)}"
                if table.expired_versions else "")
         )  # fmt: skip
+
+
+@app.command("test")
+def test(
+    product: Annotated[str, typer.Argument(help="<domain>.<name>[@range]")],
+    *,
+    version: Annotated[str | None, typer.Option(help="Version or range (default: latest).")] = None,
+    port: Annotated[str | None, typer.Option(help="One output port (default: all).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run a published version's contract test again on its stored data (exit 1 on a failed
+    rule); rules an Iceberg snapshot's metadata answered show "metadata" as source."""
+    from meshops.client import connect
+
+    with connect() as platform:
+        report = platform.mesh.test_version(product, version, port)
+    if json_out:
+        print_json(report)
+    else:
+        for tested in report.ports:
+            print_table(
+                f"{report.product} {report.version} port {tested.port} ({tested.format}, "
+                f"{tested.rows} rows)",
+                ["rule", "passed", "at publish", "source", "observed", "expected", "message"],
+                [_rule_row(r) for r in tested.results],
+            )
+        verdict = "[green]passed[/green]" if report.passed else "[red]FAILED[/red]"
+        console.print(f"{report.urn}: contract test {verdict}")
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+def _rule_row(result: Any) -> list[Any]:
+    at_publish = result.passed_at_publish
+    return [
+        result.rule,
+        _verdict(result),
+        "" if at_publish is None else ("yes" if at_publish else "NO"),
+        "metadata" if result.from_metadata else "data",
+        result.observed,
+        result.expected,
+        result.message,
+    ]
 
 
 def _print_arrow(table: Any, limit: int, json_out: bool) -> None:

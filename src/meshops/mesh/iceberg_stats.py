@@ -25,9 +25,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from meshops.mesh.contract_scan import StoredStatistics
+from meshops.mesh.contract_scan import Measure, NullCount, OutOfRange, RowCount, StoredStatistics
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from pyiceberg.table import Table
 
     from meshops.mesh.models import ContractReport
@@ -130,18 +131,59 @@ def _numeric_kind(iceberg_type: Any) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class SnapshotTest:
+    """A snapshot's contract test, and the rules its statistics answered (no value read)."""
+
+    report: ContractReport
+    from_metadata: frozenset[str]
+
+
 def contract_test_snapshot(table: Table, snapshot_id: int, port: PortContract) -> ContractReport:
     """The port's contract test of the snapshot's rows, with the snapshot's statistics
     answering row counts, null counts and the range checks they prove."""
+    return run_snapshot_test(table, snapshot_id, port).report
+
+
+def run_snapshot_test(table: Table, snapshot_id: int, port: PortContract) -> SnapshotTest:
+    """`contract_test_snapshot`, telling which rules the snapshot's statistics answered."""
     from meshops.mesh.contracts import run_contract_test
 
     rows = table.scan(snapshot_id=snapshot_id).to_arrow()
-    return run_contract_test(
+    statistics = snapshot_statistics(table, snapshot_id)
+    report = run_contract_test(
         rows,
         port.port,
         port.columns,
         port.schema_object,
         port.document.get("slaProperties") or [],
         contract=port.document,
-        statistics=snapshot_statistics(table, snapshot_id),
+        statistics=statistics,
     )
+    answered = answered_rules(port, rows.schema, statistics) if statistics else frozenset()
+    return SnapshotTest(report, answered)
+
+
+def answered_rules(
+    port: PortContract, schema: pa.Schema, statistics: StoredStatistics
+) -> frozenset[str]:
+    """Ids of the port's rules whose one measure `statistics` answer in `measure_all`: the
+    row count, a null count it records, a range its bounds prove empty. The rules' measures
+    come from the contract test's own planning, so the two cannot disagree on a rule."""
+    from meshops.mesh import contracts
+
+    present = {f.name: f.type for f in schema}
+    props = contracts._properties(port.columns, port.schema_object)
+    judged = contracts._schema_measures(port.port, props, present)
+    judged += contracts._plan_quality(port.port, port.schema_object, props, present).measured
+    return frozenset(rule for measure, rule, *_ in judged if _answers(statistics, measure))
+
+
+def _answers(statistics: StoredStatistics, measure: Measure) -> bool:
+    if isinstance(measure, RowCount):
+        return True
+    if isinstance(measure, NullCount):
+        return measure.column in statistics.nulls
+    if isinstance(measure, OutOfRange):
+        return statistics.out_of_range(measure) is not None
+    return False  # duplicates and value sets are counted from the values

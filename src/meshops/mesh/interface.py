@@ -43,6 +43,7 @@ from meshops.mesh.models import (
     SloStatus,
     ValidationReport,
 )
+from meshops.mesh.retest_models import VersionTestReport
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -141,6 +142,17 @@ class Mesh(Protocol):
         """Compact the product's Iceberg ports (all, or `port`) and expire their snapshots:
         versions within the contract's SLA `retention` (all, when none is declared) and the
         latest stay readable; the files only expired snapshots held are deleted."""
+        ...
+
+    @rpc.post("/v1/mesh/products/{product}/test")
+    def test_version(
+        self, product: str, version: str | None = None, port: str | None = None
+    ) -> VersionTestReport:
+        """Run the contract test of a published version (the latest, or `version`) again on
+        its stored data, each port (or `port`) against the contract stored with the version:
+        a Parquet port's snapshot, an Iceberg port's tagged snapshot, whose manifests answer
+        row counts, null counts and proven ranges (`from_metadata`). Records an audit event;
+        the version itself is unchanged."""
         ...
 
     # reads (all through the one governed read path; Arrow stream and warnings header)
