@@ -6,7 +6,9 @@ Both stores are populated with bulk INSERTs into their own schemas (meshops: the
 tables through SQLAlchemy Core; MLflow: see peers/mlflow_b2.py), not through 100k API calls.
 `--batch-api` instead creates meshops's runs through the batch API over HTTP (the SDK's
 `tracking.create_runs` against a `meshops server` process, `--batch-size` runs a request,
-two requests in flight), timed, before the searches (issue #20's "1M runs in < 10 min").
+two requests in flight), timed, before the searches (issue #20's "1M runs in < 10 min"),
+with the CPU seconds the server process, this client process and (on PostgreSQL) the
+server's database backends spent on it: on a shared machine wall time follows the load.
 
     .venv/bin/python benchmarks/b2_search_runs.py [--runs 100000] [--repeats 30] [--skip-peer]
     .venv/bin/python benchmarks/b2_search_runs.py --runs 1000000 --database postgres --skip-peer
@@ -35,6 +37,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -150,7 +153,17 @@ def batch_specs(
     ]
 
 
-def populate_through_batch_api(uri: str, token: str, count: int, batch_size: int) -> float:
+@dataclass
+class Creation:
+    """Seconds that creating the runs took: wall time, and CPU time of each process."""
+
+    wall: float
+    server_cpu: float  # the `meshops server` process group
+    client_cpu: float  # this process (building, encoding and sending the requests)
+    database_cpu: float | None  # the server's PostgreSQL backends (None on SQLite)
+
+
+def populate_through_batch_api(uri: str, token: str, count: int, batch_size: int) -> Creation:
     """The runs created through `tracking.create_runs` over HTTP; returns the seconds it
     took, from building the first request to the last answer. A thread builds the requests
     ahead while two senders keep two requests in flight (one is parsed and checked while
@@ -190,15 +203,91 @@ def populate_through_batch_api(uri: str, token: str, count: int, batch_size: int
         if failure is not None:
             raise failure
 
+    server = server_group(uri)
     with connect(uri, token=token) as platform, ThreadPoolExecutor(1 + SENDERS) as pool:
+        server_before, database_before = group_cpu_seconds(server), database_cpu_seconds()
+        client_before = time.process_time()
         began = time.perf_counter()
         jobs = [pool.submit(build)] + [pool.submit(send, platform) for _ in range(SENDERS)]
         for job in jobs:
             job.result()
-        return time.perf_counter() - began
+        wall = time.perf_counter() - began
+        database_after = database_cpu_seconds()
+        return Creation(
+            wall,
+            group_cpu_seconds(server) - server_before,
+            time.process_time() - client_before,
+            _spent(database_before, database_after),
+        )
 
 
 SENDERS = 2
+# The application name of this run's PostgreSQL connections (set by `database`), by which
+# the server's backends are found to read their CPU time.
+APPLICATION_NAME: list[str] = []
+
+
+def server_group(uri: str) -> int:
+    """The process group of the `meshops server` serving `uri` (it runs in a session of
+    its own), found by its command line in /proc."""
+    port = uri.rsplit(":", 1)[1].encode()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"server" in args and b"--port" in args and port in args:
+            return os.getpgid(int(cmdline.parent.name))
+    raise RuntimeError(f"no meshops server process for {uri}")
+
+
+def _cpu_ticks(stat: Path) -> int:
+    fields = stat.read_text().rpartition(")")[2].split()  # from "state" on
+    return int(fields[11]) + int(fields[12])  # utime, stime
+
+
+def group_cpu_seconds(group: int) -> float:
+    """CPU time (user + system) used so far by the processes of a process group."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rpartition(")")[2].split()[2]) == group:
+                ticks += _cpu_ticks(stat)
+        except (OSError, IndexError):  # the process ended meanwhile
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def database_cpu_seconds() -> dict[int, float] | None:
+    """{pid: CPU seconds} of the PostgreSQL backends serving this run's homes (their
+    connections carry APPLICATION_NAME), when the database is PostgreSQL on this machine."""
+    url = os.environ.get("MESHOPS_DATABASE_URL")
+    if not url or not APPLICATION_NAME:
+        return None
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url.split("?")[0])
+    try:
+        with engine.connect() as conn:
+            query = text("SELECT pid FROM pg_stat_activity WHERE application_name = :name")
+            pids = conn.execute(query, {"name": APPLICATION_NAME[0]}).scalars().all()
+    finally:
+        engine.dispose()
+    spent: dict[int, float] = {}
+    for pid in pids:
+        try:
+            spent[pid] = _cpu_ticks(Path(f"/proc/{pid}/stat")) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            continue
+    return spent
+
+
+def _spent(before: dict[int, float] | None, after: dict[int, float] | None) -> float | None:
+    """CPU seconds the backends alive at the end spent since `before` (a backend that
+    closed meanwhile is not counted: the server's pool keeps its connections open)."""
+    if before is None or after is None:
+        return None
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 def vacuum_analyze(home: Path) -> None:
@@ -253,11 +342,15 @@ def database(kind: str, postgres_url: str | None) -> Iterator[None]:
     with engine.begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
     sep = "&" if "?" in postgres_url else "?"
-    os.environ["MESHOPS_DATABASE_URL"] = f"{postgres_url}{sep}options=-csearch_path%3D{schema}"
+    APPLICATION_NAME[:] = [schema]
+    os.environ["MESHOPS_DATABASE_URL"] = (
+        f"{postgres_url}{sep}options=-csearch_path%3D{schema}&application_name={schema}"
+    )
     try:
         yield
     finally:
         os.environ.pop("MESHOPS_DATABASE_URL", None)
+        APPLICATION_NAME.clear()
         with engine.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         engine.dispose()
@@ -276,7 +369,7 @@ def time_search(platform: object, repeats: int) -> tuple[list[float], int]:
 
 def meshops_only(
     count: int, repeats: int, rounds: int, api_runs: int = 0, batch_size: int = 0
-) -> tuple[list[float], list[float], float, float | None]:
+) -> tuple[list[float], list[float], float, float | None, Creation | None]:
     """With `batch_size`, the runs are created through the batch API over HTTP."""
     from meshops.client import connect
 
@@ -287,11 +380,12 @@ def meshops_only(
         if not batch_size:
             populate_s = populate_meshops(home, count)
             print(f"[b2] {count:,} runs written in {populate_s:.0f}s", flush=True)
-        api_rate = None
+        api_rate, creation = None, None
         with meshops_server(home) as (uri, token):
             if batch_size:
-                populate_s = populate_through_batch_api(uri, token, count, batch_size)
-                print(f"[b2] {count:,} runs created (batch API) in {populate_s:.0f}s", flush=True)
+                creation = populate_through_batch_api(uri, token, count, batch_size)
+                populate_s = creation.wall
+                print(f"[b2] {count:,} runs created (batch API): {creation}", flush=True)
                 vacuum_analyze(home)
             if api_runs:
                 api_rate = api_sample(uri, token, api_runs)
@@ -308,7 +402,7 @@ def meshops_only(
         f"p50 http {percentile(http_lat, 50) * 1000:.1f} ms, "
         f"embedded {percentile(emb_lat, 50) * 1000:.1f} ms"
     )
-    return http_lat, emb_lat, populate_s, api_rate
+    return http_lat, emb_lat, populate_s, api_rate, creation
 
 
 def main() -> None:
@@ -328,7 +422,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.skip_peer:
         with database(args.database, args.postgres_url):
-            http_lat, emb_lat, populate_s, api_rate = meshops_only(
+            http_lat, emb_lat, populate_s, api_rate, creation = meshops_only(
                 args.runs,
                 args.repeats,
                 args.rounds,
@@ -340,7 +434,7 @@ def main() -> None:
         if args.kept_peer_ms:
             record_rows(args, http_lat, emb_lat, args.kept_peer_ms, kept=True)
         elif args.runs != 100_000 or args.database != "sqlite":
-            record_scale(args, http_lat, emb_lat, populate_s, api_rate)
+            record_scale(args, http_lat, emb_lat, populate_s, api_rate, creation=creation)
         return
     if args.database != "sqlite":
         sys.exit("the MLflow peer runs on SQLite: use --skip-peer with --database postgres")
@@ -445,12 +539,30 @@ def write_row(args: argparse.Namespace, populate_s: float) -> Row:
     return Row(workload, populate_s, None, "s", higher_is_better=False, goal="< 600 s")
 
 
+def cpu_rows(creation: Creation | None) -> list[Row]:
+    """The CPU seconds behind the creation's wall time, per process."""
+    if creation is None:
+        return []
+    spent = [
+        ("the `meshops server` process", creation.server_cpu),
+        ("the client process (builds, encodes and sends the requests)", creation.client_cpu),
+    ]
+    if creation.database_cpu is not None:
+        spent.append(("the server's PostgreSQL backends", creation.database_cpu))
+    return [
+        Row(f"… CPU time of {who}", seconds, None, "s", higher_is_better=False)
+        for who, seconds in spent
+    ]
+
+
 def record_scale(
     args: argparse.Namespace,
     http_lat: list[float],
     emb_lat: list[float],
     populate_s: float,
     api_rate: float | None,
+    *,
+    creation: Creation | None,
 ) -> None:
     """meshops alone at a scale the peer does not reach (MLflow takes ~20 min a search at
     100k runs): its own section, B2-<runs>-<database>."""
@@ -479,6 +591,7 @@ def record_scale(
             goal="< 100 ms",
         ),
         write_row(args, populate_s),
+        *cpu_rows(creation),
     ]
     if api_rate is not None:
         rows.append(

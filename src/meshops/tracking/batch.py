@@ -12,6 +12,7 @@ the last logged.
 from __future__ import annotations
 
 import math
+import secrets
 import struct
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -49,6 +50,30 @@ LATEST_COLUMNS = ("run_id", "key", "value", "step", "timestamp")
 # SQLite's page cache while a batch is written: 10,000 runs touch tens of thousands of index
 # pages (run ids are random), which the default 2 MB cache would spill to disk mid-write.
 BATCH_CACHE_KIB = 256 * 1024
+
+
+# A batch's run ids: a random prefix shared by the batch, the run's position in it, then
+# random digits. The rows of one batch then land side by side in every index that starts
+# with the run id (an insert into one place of the B-tree instead of 10,000 random places,
+# which at 1M runs made each request rewrite most of those indexes' pages), while the
+# short forms that tables print stay distinct within a batch (8 characters: prefix and
+# position) and in practice across batches (12: plus 4 random digits).
+PREFIX_DIGITS, POSITION_DIGITS, ID_DIGITS = 4, 4, 32  # 16**4 > MAX_RUNS_PER_BATCH
+TAIL_DIGITS = ID_DIGITS - PREFIX_DIGITS - POSITION_DIGITS
+
+
+def new_ids(count: int) -> list[str]:
+    """`count` new run ids, in ascending order, grouped as described above; as unique as a
+    uuid4 (96 random bits per id, 16 more per batch)."""
+    if count > 16**POSITION_DIGITS:
+        raise ValueError(f"at most {16**POSITION_DIGITS:,} ids per batch")
+    prefix = secrets.token_hex(PREFIX_DIGITS // 2)
+    tails = secrets.token_hex(count * TAIL_DIGITS // 2)  # one read of the OS's randomness
+    return [
+        f"{prefix}{position:0{POSITION_DIGITS}x}"
+        f"{tails[position * TAIL_DIGITS : (position + 1) * TAIL_DIGITS]}"
+        for position in range(count)
+    ]
 
 
 @dataclass

@@ -192,8 +192,9 @@ class TrackingService:
         self.ctx.authorize("tracking.write")
         if not runs:
             return []
-        # Sorted, the batch's rows reach each index in key order (fewer pages touched).
-        ids = sorted(new_id() for _ in runs)
+        # Ids grouped per batch and ascending: the batch's rows reach each run-id index in
+        # one place and in key order (batch.new_ids).
+        ids = batch.new_ids(len(runs))
         prepared = batch.prepare(runs, ids, self.ctx.actor.name, _pipeline_tags())
         with self.ctx.db.begin() as conn:
             experiment_ids = {
