@@ -334,7 +334,7 @@ def test(
     json_out: JsonOpt = False,
 ) -> None:
     """Run a published version's contract test again on its stored data (exit 1 on a failed
-    rule); rules an Iceberg snapshot's metadata answered show "metadata" as source."""
+    rule); "from metadata" marks the rules an Iceberg snapshot's manifests answered."""
     from meshops.client import connect
 
     with connect() as platform:
@@ -346,7 +346,15 @@ def test(
             print_table(
                 f"{report.product} {report.version} port {tested.port} ({tested.format}, "
                 f"{tested.rows} rows)",
-                ["rule", "passed", "at publish", "source", "observed", "expected", "message"],
+                [
+                    "rule",
+                    "passed",
+                    "at publish",
+                    "from metadata",
+                    "observed",
+                    "expected",
+                    "message",
+                ],
                 [_rule_row(r) for r in tested.results],
             )
         verdict = "[green]passed[/green]" if report.passed else "[red]FAILED[/red]"
@@ -361,7 +369,7 @@ def _rule_row(result: Any) -> list[Any]:
         result.rule,
         _verdict(result),
         "" if at_publish is None else ("yes" if at_publish else "NO"),
-        "metadata" if result.from_metadata else "data",
+        "yes" if result.from_metadata else "",
         result.observed,
         result.expected,
         result.message,
