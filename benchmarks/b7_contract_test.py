@@ -2,7 +2,7 @@
 datacontract-cli `test` on the same ODCS contract and the same file.
 
     .venv/bin/python benchmarks/b7_contract_test.py [--rows 10000000] [--repeat 3]
-                        [--duplicate-ids] [--no-peer] [--data-dir benchmarks/.data]
+                        [--duplicate-ids] [--no-peer] [--no-record] [--data-dir benchmarks/.data]
 
 The data (fixed seed) is generated with Arrow and written once to benchmarks/.data/. The
 contract is ODCS v3 with a `local` parquet server (what datacontract-cli reads). meshops runs
@@ -373,6 +373,9 @@ def main() -> None:
     parser.add_argument(
         "--no-peer", action="store_true", help="meshops only (datacontract-cli not run)"
     )
+    parser.add_argument(
+        "--no-record", action="store_true", help="print the figures, leave RESULTS.md alone"
+    )
     parser.add_argument("--child", nargs=2, metavar=("CONTRACT", "PARQUET"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -408,7 +411,8 @@ def main() -> None:
     (data_dir / f"b7_verdicts_{name.removeprefix('b7_orders_')}.json").write_text(
         json.dumps({"meshops": mesh.results, "datacontract": peer and peer.results}, indent=1)
     )
-    record_runs(args, mesh, peer, (agree, compared))
+    if not args.no_record:
+        record_runs(args, mesh, peer, (agree, compared))
 
 
 @dataclass
