@@ -422,7 +422,10 @@ def build_tables(
                 batch_format="pyarrow",
                 batch_size=main.batch_size,
                 zero_copy_batch=True,
-                # A lost worker: Ray runs the task again.
+                # A lost worker: Ray runs the task again, `block_retries` times (Ray Data's
+                # default is forever). Ray 2.60 deprecates `ray_remote_args_fn` and
+                # `**ray_remote_args` (removal in 2.64) but has no named `max_retries` to
+                # move to: kept until it has one.
                 ray_remote_args_fn=functools.partial(dict, max_retries=options.block_retries),
             )
             run = collect(
