@@ -608,27 +608,34 @@ def _middles_fit(values: pa.Array, pattern: SimplePattern) -> np.ndarray[Any, An
     character holds a non-ASCII byte, which no class accepts; such a value fails its
     prefix or suffix test anyway."""
     assert pattern.kernel is not None
-    count = len(values)
-    stored = _offsets(values)
-    offsets = stored.astype(np.int64)  # so that adding the prefix's length cannot wrap
+    count, fixed = len(values), len(pattern.prefix) + len(pattern.suffix)
+    offsets = _offsets(values)
+    if count and int(offsets[-1]) > np.iinfo(offsets.dtype).max - fixed:
+        offsets = offsets.astype(np.int64)  # adding the prefix's length must not wrap
     starts, stops = offsets[:-1], offsets[1:]
-    first = np.minimum(starts + len(pattern.prefix), stops)
-    last = np.maximum(first, stops - len(pattern.suffix))
-    length = stops - starts - (len(pattern.prefix) + len(pattern.suffix))
-    fits: np.ndarray[Any, Any] = length >= pattern.low
+    middle = stops - starts
+    middle -= fixed  # negative when the value is shorter than its prefix and suffix
+    fits: np.ndarray[Any, Any] = middle >= pattern.low
     if pattern.high is not None:
-        fits &= length <= pattern.high
+        fits &= middle <= pattern.high
     if count == 0:
         return fits
-    bounds = np.empty(2 * count + 1, stored.dtype)  # every bound lies within the values
-    bounds[0:-1:2], bounds[1::2], bounds[-1] = first, last, stops[-1]
+    # even bounds: where each middle starts; odd: where it ends (both within the value)
+    bounds = np.empty(2 * count + 1, offsets.dtype)
+    first, last = bounds[0:-1:2], bounds[1::2]
+    np.add(starts, len(pattern.prefix), out=first)
+    np.minimum(first, stops, out=first)
+    np.subtract(stops, len(pattern.suffix), out=last)
+    np.maximum(last, first, out=last)
+    bounds[-1] = stops[-1]
     data = values.buffers()[2] or pa.py_buffer(b"")
-    pieces = pa.Array.from_buffers(values.type, 2 * count, [None, pa.py_buffer(bounds), data])
+    piece_type = pa.large_string() if offsets.dtype == np.int64 else pa.string()
+    pieces = pa.Array.from_buffers(piece_type, 2 * count, [None, pa.py_buffer(bounds), data])
     accepted = pc.call_function(pattern.kernel, [pieces])
     in_class = np.unpackbits(
         np.frombuffer(accepted.buffers()[1], np.uint8), count=2 * count, bitorder="little"
     )[0::2].view(np.bool_)
-    fits &= in_class | (first == last)  # an empty middle is in every class
+    fits &= in_class | (middle == 0)  # an empty middle is in every class
     return fits
 
 
