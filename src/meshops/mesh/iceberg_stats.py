@@ -17,7 +17,9 @@ contract test takes them instead of counting the rows:
                prove that no value is out of a contract's range, never count the ones that are
 
 The statistics only answer; the verdicts are those a scan of the same rows gives (tested
-against one in tests/mesh/iceberg/test_iceberg_stats.py).
+against one in tests/mesh/iceberg/test_iceberg_stats.py). `run_snapshot_test` also says
+which rules they answered (`answered_rules`), for the re-test of a published version
+(`Mesh.test_version`, retest_service.py), which marks them `from_metadata`.
 """
 
 from __future__ import annotations
