@@ -246,7 +246,17 @@ def test_over_http_errors_are_json_and_only_publishers_may_test(
     gov.create_user("dave")
     gov.bind_role("dave", "data_engineer")  # may publish, hence re-test
     dave = gov.create_token("dave", principal="dave").token
-    assert _post_test(served, dave).json()["tested_by"] == "dave"
+    by_dave = _post_test(served, dave).json()
+    assert by_dave["tested_by"] == "dave" and by_dave["passed"] is True
+    # an sql rule observes what its query returns (here the max amount): shown only to a
+    # caller who reads the port in clear (dave has no grant; alice is its owner)
+    sql_rule = f"quality.{PORT}.*.sql.1"
+    assert _observed(by_dave, sql_rule) is None
+    assert _observed(passed.json(), sql_rule) == 13.5
+
+
+def _observed(report: dict[str, Any], rule: str) -> Any:
+    return next(r["observed"] for r in report["ports"][0]["results"] if r["rule"] == rule)
 
 
 def test_cli_prints_the_verdicts_and_fails_on_a_failed_rule(
