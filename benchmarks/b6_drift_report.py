@@ -2,7 +2,7 @@
 categorical) — meshops vs Evidently DataDriftPreset, same tests, same verdicts.
 
     .venv/bin/python -m benchmarks.b6_drift_report [--rows 1000000] [--repeats 3]
-        [--data-dir DIR] [--peer-repeats 1]
+        [--data-dir DIR] [--peer-repeats 1] [--through-service]
 
 Data is generated with a fixed seed (some columns drifted, some barely shifted, a few
 numeric columns with at most 5 values so every default test is exercised) and written
@@ -10,6 +10,15 @@ to Parquet once, by a child process; both sides time only the drift computation 
 already in memory. meshops is also timed reading both files in batches (`compare_parquet`,
 reading included). Above 1M rows (B6-<rows>) only that streamed run is timed, without the
 peer, and the process's peak RSS is recorded (the goal: 10M x 10M within 4 GB).
+
+`--through-service` measures the product instead of the function: a data_drift monitor
+whose Parquet source names both files (`reference_path` and `path`, no time column) is run
+by the monitor service (`platform.monitoring.run_monitor`, what `meshops monitors run`,
+the API and the retraining loop call) on an embedded platform in a fresh home; the
+service streams both files (`streams.ParquetData`) and stores the result. At 1M rows
+(B6-service) it is compared with Evidently (data already in pandas, reading excluded)
+and with meshops in memory (`compare_tables`, same figures expected bit for bit); above
+(B6-service-<rows>) without the peer, with the process's peak RSS.
 """
 
 from __future__ import annotations
@@ -121,6 +130,49 @@ def meshops_streamed(reference: Path, current: Path) -> dict[str, dict[str, obje
     return _verdicts(compare_parquet(spec, str(reference), str(current)))
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process so far, all threads (user + system)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class ServiceRun:
+    """A drift monitor over the two files, run through the monitor service of an embedded
+    platform (a fresh home under `data_dir`, removed at the end)."""
+
+    def __init__(self, reference: Path, current: Path, data_dir: Path) -> None:
+        import tempfile
+
+        from meshops.client import connect
+        from meshops.monitoring.models import MonitorSource, MonitorSpec
+
+        self.folder = tempfile.TemporaryDirectory(prefix="b6-home-", dir=data_dir)
+        self.platform = connect(home=Path(self.folder.name) / "home")
+        options = {"path": str(current), "reference_path": str(reference), "time_column": None}
+        spec = MonitorSpec(
+            name="b6", kind="data_drift", source=MonitorSource(type="parquet", options=options)
+        )
+        self.platform.monitoring.create_monitor(spec)
+
+    def run(self) -> dict[str, dict[str, object]]:
+        result = self.platform.monitoring.run_monitor("b6")
+        if result.status == "error":
+            raise RuntimeError(result.summary)
+        return {
+            f.feature: {"method": f.method, "score": f.score, "drifted": f.drifted}
+            for f in result.features
+        }
+
+    def close(self) -> None:
+        self.platform.close()
+        self.folder.cleanup()
+
+
 def _verdicts(drift: DatasetDrift) -> dict[str, dict[str, object]]:
     return {
         c.feature: {"method": c.method, "score": c.score, "drifted": c.drifted, "exact": c.exact}
@@ -158,6 +210,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--peer-repeats", type=int, default=1)
     parser.add_argument("--data-dir", type=Path, default=harness.DATA_DIR)
+    parser.add_argument(
+        "--through-service",
+        action="store_true",
+        help="run the comparison as a monitor through the monitor service",
+    )
     parser.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -168,7 +225,11 @@ def main() -> None:
         write_data(args.rows, args.data_dir)
         return
     ref_path, cur_path = data_files(args.rows, args.data_dir)
-    if args.rows > STREAMED_ONLY_ABOVE:
+    if args.through_service and args.rows > STREAMED_ONLY_ABOVE:
+        service_only(args, ref_path, cur_path)
+    elif args.through_service:
+        service_against_peer(args, ref_path, cur_path)
+    elif args.rows > STREAMED_ONLY_ABOVE:
         streamed_only(args, ref_path, cur_path)
     else:
         against_peer(args, ref_path, cur_path)
@@ -307,6 +368,177 @@ def against_peer(args: argparse.Namespace, ref_path: Path, cur_path: Path) -> No
         f"meshops in-memory runs (s): {', '.join(f'{t:.2f}' for t in ours)}; streamed: "
         f"{', '.join(f'{t:.2f}' for t in streamed)}; Evidently: "
         f"{', '.join(f'{t:.0f}' for t in theirs)}; drifted columns: {len(drifted)}.",
+    )
+
+
+def command(args: argparse.Namespace) -> str:
+    return (
+        f".venv/bin/python -m benchmarks.b6_drift_report --rows {args.rows} --repeats "
+        f"{args.repeats}"
+        + (f" --peer-repeats {args.peer_repeats}" if args.peer_repeats != 1 else "")
+        + f" --data-dir {args.data_dir} --through-service"
+    )
+
+
+def timed_service_runs(
+    service: ServiceRun, repeats: int
+) -> tuple[list[float], list[float], dict[str, dict[str, object]]]:
+    """Wall and CPU seconds of each run through the service, and the last run's verdicts."""
+    walls: list[float] = []
+    cpus: list[float] = []
+    verdicts: dict[str, dict[str, object]] = {}
+    for _ in range(repeats):
+        cpu_before = cpu_seconds()
+        walls.append(harness.timed(lambda: verdicts.update(service.run())))
+        cpus.append(cpu_seconds() - cpu_before)
+    return walls, cpus, verdicts
+
+
+def service_only(args: argparse.Namespace, ref_path: Path, cur_path: Path) -> None:
+    load_before = load_average()
+    service = ServiceRun(ref_path, cur_path, args.data_dir)
+    try:
+        walls, cpus, verdicts = timed_service_runs(service, args.repeats)
+    finally:
+        service.close()
+    peak = peak_rss_mib()
+    drifted = sorted(n for n, v in verdicts.items() if v["drifted"])
+    print(f"drifted columns ({len(drifted)}): {', '.join(drifted)}")
+    size = f"{args.rows:,} × {args.rows:,} rows × 50 columns"
+    rows = [
+        harness.Row(
+            f"drift monitor run through the monitor service, {size} (wall s, median)",
+            harness.median(walls),
+            None,
+            "s",
+            higher_is_better=False,
+        ),
+        harness.Row(
+            "CPU time of the run, all threads (s, median)",
+            harness.median(cpus),
+            None,
+            "s",
+            higher_is_better=False,
+        ),
+        harness.Row(
+            "peak RSS of the process (MiB)",
+            peak,
+            None,
+            "MiB",
+            higher_is_better=False,
+            goal="≤ 4,096 MiB" if args.rows >= 10_000_000 else "",
+        ),
+    ]
+    bench_id = f"B6-service-{args.rows}"
+    harness.record(
+        bench_id,
+        "drift monitor through the monitor service (meshops only)",
+        command(args),
+        "—",
+        rows,
+    )
+    add_note(
+        bench_id,
+        f"Load average (1/5/15 min) {load_before} before, {load_average()} after; "
+        f"runs wall (s): {', '.join(f'{t:.2f}' for t in walls)}; CPU (s): "
+        f"{', '.join(f'{t:.2f}' for t in cpus)}; drifted columns: {len(drifted)} "
+        f"({', '.join(drifted)}).",
+    )
+
+
+def service_against_peer(args: argparse.Namespace, ref_path: Path, cur_path: Path) -> None:
+    load_before = load_average()
+    columns = {
+        "numeric": [f"n{i:02d}" for i in range(NUMERIC)],
+        "categorical": [f"c{j:02d}" for j in range(CATEGORICAL)],
+    }
+    python = harness.peer_python("evidently", ["evidently", "pandas<3"])
+    script = harness.HERE / "peers" / "evidently_drift.py"
+    service = ServiceRun(ref_path, cur_path, args.data_dir)
+    walls: list[float] = []
+    cpus: list[float] = []
+    theirs: list[float] = []
+    their_cpus: list[float] = []
+    verdicts: dict[str, dict[str, object]] = {}
+    peer: dict[str, object] = {}
+    try:
+        for attempt in range(max(args.repeats, args.peer_repeats)):
+            if attempt < args.repeats:
+                wall, cpu, verdicts = timed_service_runs(service, 1)
+                walls += wall
+                cpus += cpu
+            if attempt < args.peer_repeats:
+                peer = harness.run_peer(
+                    python, script, str(ref_path), str(cur_path), json.dumps(columns)
+                )
+                theirs.append(float(peer["seconds"]))  # type: ignore[arg-type]
+                their_cpus.append(float(peer["cpu_seconds"]))  # type: ignore[arg-type]
+    finally:
+        service.close()
+    in_memory = meshops_drift(pq.read_table(ref_path), pq.read_table(cur_path))
+    peer_columns: dict[str, dict[str, object]] = peer["columns"]  # type: ignore[assignment]
+    disagreements = [
+        name
+        for name, mine in verdicts.items()
+        if mine["drifted"] != peer_columns[name]["drifted"]
+        or EVIDENTLY_METHOD_NAMES[str(mine["method"])] != peer_columns[name]["method"]
+    ]
+    for name in disagreements:
+        print(f"DISAGREE {name}: meshops {verdicts[name]} evidently {peer_columns[name]}")
+    same_as_memory = sum(
+        1
+        for n, v in verdicts.items()
+        if v == {k: in_memory[n][k] for k in ("method", "score", "drifted")}
+    )
+    drifted = sorted(n for n, v in verdicts.items() if v["drifted"])
+    size = f"{args.rows:,} × {args.rows:,} rows × 50 columns"
+    rows = [
+        harness.Row(
+            f"drift monitor run through the monitor service, {size}, streamed from the "
+            "Parquet files, reading included (wall s, median)",
+            harness.median(walls),
+            harness.median(theirs),
+            "s",
+            higher_is_better=False,
+            goal="≥ 100×",
+        ),
+        harness.Row(
+            "CPU time of the comparison, all threads (s, median)",
+            harness.median(cpus),
+            harness.median(their_cpus),
+            "s",
+            higher_is_better=False,
+        ),
+        harness.Row(
+            f"columns with the same test and verdict (of {len(verdicts)})",
+            float(len(verdicts) - len(disagreements)),
+            float(len(verdicts)),
+            "columns",
+            goal="all",
+        ),
+        harness.Row(
+            "columns whose result (test, score, verdict) is bit for bit the in-memory one",
+            float(same_as_memory),
+            None,
+            "columns",
+            goal="all",
+        ),
+    ]
+    bench_id = "B6-service" if args.rows == 1_000_000 else f"B6-service-{args.rows}"
+    harness.record(
+        bench_id,
+        "drift monitor through the monitor service vs Evidently DataDriftPreset",
+        command(args),
+        "Evidently DataDriftPreset",
+        rows,
+    )
+    add_note(
+        bench_id,
+        f"Load average (1/5/15 min) {load_before} before, {load_average()} after; "
+        f"meshops service runs wall (s): {', '.join(f'{t:.2f}' for t in walls)}, CPU (s): "
+        f"{', '.join(f'{t:.2f}' for t in cpus)}; Evidently wall (s): "
+        f"{', '.join(f'{t:.0f}' for t in theirs)}, CPU (s): "
+        f"{', '.join(f'{t:.0f}' for t in their_cpus)}; drifted columns: {len(drifted)}.",
     )
 
 

@@ -1,6 +1,10 @@
-"""Evaluating a monitor on a reference and a current window (pure: tables in, figures out).
+"""Evaluating a monitor on a reference and a current window (pure: data in, figures out).
 
-The service stores what `evaluate` returns; `sources.py` decides where tables come from.
+Each side is a table in memory (an SDK call passing a DataFrame) or Parquet data left on
+disk (`ParquetData`: a stored reference, a source's files). Drift monitors read Parquet
+data column by column in batches, so memory stays bounded whatever its size, and the
+figures are bit for bit those of the same data in memory. The service stores what
+`evaluate` returns; `sources.py` decides where the data comes from.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -19,10 +23,18 @@ import pyarrow.parquet as pq
 from meshops.monitoring import performance, quality
 from meshops.monitoring.models import MonitorSpec
 from meshops.monitoring.stats import ColumnDrift, ColumnKind, DatasetDrift, column_drift, infer_kind
-from meshops.monitoring.streams import PARQUET_BATCH_ROWS, ColumnStream, ParquetColumn
+from meshops.monitoring.streams import (
+    PARQUET_BATCH_ROWS,
+    ColumnStream,
+    ParquetColumn,
+    ParquetData,
+)
 
 # Columns are compared in parallel: numpy and Arrow release the GIL in their kernels.
 DRIFT_WORKERS = max(1, min(os.cpu_count() or 1, 8))
+
+# What a monitor compares: a table in memory, or Parquet data read in batches.
+Data: TypeAlias = "pa.Table | ParquetData"
 
 # Columns of a prediction log that are bookkeeping, not model inputs.
 LOG_COLUMNS = frozenset({"request_id", "endpoint", "model_version", "latency_ms", "ts", "error"})
@@ -42,8 +54,8 @@ class EvaluationError(ValueError):
 
 def evaluate(
     spec: MonitorSpec,
-    current: pa.Table,
-    reference: pa.Table | None = None,
+    current: Data,
+    reference: Data | None = None,
     labels: pa.Table | None = None,
 ) -> Evaluation:
     if spec.uses_reference and reference is None:
@@ -57,16 +69,29 @@ def evaluate(
     if spec.kind == "prediction_drift":
         assert reference is not None
         return _prediction_drift(spec, reference, current)
+    # The other monitors look at every row of the current window at once.
+    window = as_table(current)
     if spec.kind == "performance":
-        return _performance(spec, current, labels)
+        return _performance(spec, window, labels)
     if spec.kind == "data_quality":
-        return _quality(spec, current)
-    return _slo(spec, current)
+        return _quality(spec, window)
+    return _slo(spec, window)
 
 
-def drift_features(
-    spec: MonitorSpec, reference: pa.Table | pa.Schema, current: pa.Table | pa.Schema
-) -> list[str]:
+def as_table(data: Data) -> pa.Table:
+    return data.to_table() if isinstance(data, ParquetData) else data
+
+
+def rows_of(data: Data) -> int:
+    return data.num_rows
+
+
+def column_of(data: Data, name: str) -> pa.ChunkedArray | ColumnStream:
+    """A column to compare: in memory as it is, from Parquet as a batch stream."""
+    return data.column(name)
+
+
+def drift_features(spec: MonitorSpec, reference: Schemed, current: Schemed) -> list[str]:
     """The features to compare: the spec's list, else every column both tables (or
     schemas) share except prediction-log bookkeeping, predictions and labels."""
     if spec.features:
@@ -81,11 +106,14 @@ def drift_features(
     return [c for c in shared if c not in skip and _kind(spec, reference, c) is not None]
 
 
-def _schema(table: pa.Table | pa.Schema) -> pa.Schema:
+Schemed: TypeAlias = "pa.Table | pa.Schema | ParquetData"
+
+
+def _schema(table: Schemed) -> pa.Schema:
     return table if isinstance(table, pa.Schema) else table.schema
 
 
-def _kind(spec: MonitorSpec, table: pa.Table | pa.Schema, column: str) -> ColumnKind | None:
+def _kind(spec: MonitorSpec, table: Schemed, column: str) -> ColumnKind | None:
     if column in spec.categorical:
         return "categorical"
     if column in spec.numerical:
@@ -110,14 +138,15 @@ def _drift_one(
 
 
 def compare_tables(
-    spec: MonitorSpec, reference: pa.Table, current: pa.Table, workers: int = DRIFT_WORKERS
+    spec: MonitorSpec, reference: Data, current: Data, workers: int = DRIFT_WORKERS
 ) -> DatasetDrift:
-    """Drift of each feature between two tables in memory, columns in parallel."""
+    """Drift of each feature between two datasets (tables in memory or Parquet data read
+    in batches), columns in parallel."""
     return _compare(
         spec,
         reference,
         current,
-        lambda feature: (reference.column(feature), current.column(feature)),
+        lambda feature: (column_of(reference, feature), column_of(current, feature)),
         workers,
     )
 
@@ -150,8 +179,8 @@ ColumnPair = tuple[pa.ChunkedArray | ColumnStream, pa.ChunkedArray | ColumnStrea
 
 def _compare(
     spec: MonitorSpec,
-    reference: pa.Table | pa.Schema,
-    current: pa.Table | pa.Schema,
+    reference: Schemed,
+    current: Schemed,
     columns: Callable[[str], ColumnPair],
     workers: int,
 ) -> DatasetDrift:
@@ -172,14 +201,14 @@ def _compare(
         return DatasetDrift(list(pool.map(one, features)), spec.drift_share)
 
 
-def _data_drift(spec: MonitorSpec, reference: pa.Table, current: pa.Table) -> Evaluation:
+def _data_drift(spec: MonitorSpec, reference: Data, current: Data) -> Evaluation:
     drift = compare_tables(spec, reference, current)
     metrics = {
         "dataset_drift": float(drift.dataset_drift),
         "share_drifted": drift.share_drifted,
         "drifted_columns": float(drift.drifted_columns),
         "columns": float(len(drift.columns)),
-        "current_rows": float(current.num_rows),
+        "current_rows": float(rows_of(current)),
     }
     for column in drift.columns:
         metrics[f"drift.{column.feature}.score"] = column.score
@@ -197,25 +226,24 @@ def _data_drift(spec: MonitorSpec, reference: pa.Table, current: pa.Table) -> Ev
     return Evaluation(metrics, summary, drift.columns)
 
 
-def _prediction_drift(spec: MonitorSpec, reference: pa.Table, current: pa.Table) -> Evaluation:
+def _prediction_drift(spec: MonitorSpec, reference: Data, current: Data) -> Evaluation:
     ref_name = spec.reference_prediction_column or spec.prediction_column
-    if ref_name not in reference.column_names:
+    if ref_name not in reference.schema.names:
         raise EvaluationError(f"the reference data has no prediction column {ref_name!r}")
-    if spec.prediction_column not in current.column_names:
+    if spec.prediction_column not in current.schema.names:
         raise EvaluationError(f"the current data has no column {spec.prediction_column!r}")
-    ref_col = reference.column(ref_name)
+    ref_col = column_of(reference, ref_name)
     kind = _kind(spec, reference, ref_name) or "categorical"
     if spec.prediction_column in spec.categorical:
         kind = "categorical"
-    result = _drift_one(
-        spec, spec.prediction_column, ref_col, current.column(spec.prediction_column), kind
-    )
+    cur_col = column_of(current, spec.prediction_column)
+    result = _drift_one(spec, spec.prediction_column, ref_col, cur_col, kind)
     metrics = {
         "prediction_drift": float(result.drifted),
         "prediction_drift.score": result.score,
         f"drift.{result.feature}.score": result.score,
         f"drift.{result.feature}.drifted": float(result.drifted),
-        "current_rows": float(current.num_rows),
+        "current_rows": float(rows_of(current)),
     }
     verdict = "drifted" if result.drifted else "stable"
     summary = (

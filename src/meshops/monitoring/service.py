@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -30,7 +33,7 @@ from meshops.monitoring.models import (
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from meshops.monitoring.monitors import Evaluation
+    from meshops.monitoring.monitors import Data, Evaluation
 
 # Statistics (scipy, scikit-learn), plotting and Arrow datasets are imported inside the
 # methods that use them: opening a platform must stay cheap for every CLI command.
@@ -181,31 +184,36 @@ class MonitoringService:
         labels: pa.Table | None = None,
         now: datetime | None = None,
     ) -> MonitorResult:
-        from meshops.monitoring.monitors import EvaluationError, evaluate
+        from meshops.monitoring.monitors import EvaluationError, evaluate, rows_of
         from meshops.monitoring.sources import source_reader
 
         target = self.get_monitor(monitor)
         self.ctx.authorize("monitoring.write", target.domain)
         now = now or utcnow()
         window_start = window_end = None
-        if current is None:
+        current_data: Data | None = current
+        reference_data: Data | None = reference
+        if current_data is None:
             window_start, window_end = now - target.spec.window_delta, now
             data = source_reader(target.spec.source).read(
                 self.ctx, target.spec, window_start, window_end
             )
-            current, labels = data.current, labels if labels is not None else data.labels
-        if reference is None and target.spec.uses_reference:
-            reference = self._stored_reference(target)
-        started = utcnow()
-        try:
-            evaluation = evaluate(target.spec, current, reference, labels)
-        except EvaluationError as exc:
-            raise InvalidInput(str(exc), {"monitor": target.name}) from exc
+            current_data, labels = data.current, labels if labels is not None else data.labels
+            reference_data = reference_data if reference_data is not None else data.reference
+        with ExitStack() as stack:
+            if reference_data is None and target.spec.uses_reference:
+                reference_data = stack.enter_context(self._stored_reference(target))
+            started = utcnow()
+            try:
+                evaluation = evaluate(target.spec, current_data, reference_data, labels)
+            except EvaluationError as exc:
+                raise InvalidInput(str(exc), {"monitor": target.name}) from exc
+            reference_rows = rows_of(reference_data) if reference_data is not None else 0
         return self._record(
             target,
             evaluation,
-            reference_rows=reference.num_rows if reference is not None else 0,
-            current_rows=current.num_rows,
+            reference_rows=reference_rows,
+            current_rows=rows_of(current_data),
             window=(window_start, window_end),
             started=started,
             scheduled=False,
@@ -228,7 +236,7 @@ class MonitoringService:
         one broken monitor does not stop the others, and its schedule still advances."""
         import pyarrow as pa
 
-        from meshops.monitoring.monitors import Evaluation, EvaluationError, evaluate
+        from meshops.monitoring.monitors import Evaluation, EvaluationError, evaluate, rows_of
         from meshops.monitoring.sources import source_reader
 
         self.ctx.authorize("monitoring.write", monitor.domain)
@@ -236,11 +244,14 @@ class MonitoringService:
         window = (now - monitor.spec.window_delta, now)
         reference_rows = current_rows = 0
         try:
-            data = source_reader(monitor.spec.source).read(self.ctx, monitor.spec, *window)
-            reference = self._stored_reference(monitor) if monitor.spec.uses_reference else None
-            reference_rows = reference.num_rows if reference is not None else 0
-            current_rows = data.current.num_rows
-            evaluation = evaluate(monitor.spec, data.current, reference, data.labels)
+            with ExitStack() as stack:
+                data = source_reader(monitor.spec.source).read(self.ctx, monitor.spec, *window)
+                reference = data.reference
+                if reference is None and monitor.spec.uses_reference:
+                    reference = stack.enter_context(self._stored_reference(monitor))
+                reference_rows = rows_of(reference) if reference is not None else 0
+                current_rows = rows_of(data.current)
+                evaluation = evaluate(monitor.spec, data.current, reference, data.labels)
         except (
             EvaluationError,
             InvalidInput,
@@ -264,7 +275,12 @@ class MonitoringService:
             now=now,
         )
 
-    def _stored_reference(self, monitor: Monitor) -> pa.Table:
+    @contextmanager
+    def _stored_reference(self, monitor: Monitor) -> Iterator[Data]:
+        """The stored reference, left on disk: drift monitors read it in batches (a
+        reference stored as an Arrow stream, not Parquet, is read whole)."""
+        from meshops.monitoring.streams import ParquetData
+
         if monitor.reference_blob is None:
             raise InvalidInput(
                 f"monitor {monitor.name!r} has no reference dataset",
@@ -274,7 +290,11 @@ class MonitoringService:
                     "(platform.monitoring.set_reference) or pass it with the run",
                 },
             )
-        return wire.decode_table(self.ctx.blobs.get_bytes(monitor.reference_blob), "reference")
+        with self.ctx.blobs.local_path(monitor.reference_blob) as path:
+            if _is_parquet(path):
+                yield ParquetData.open(str(path))
+            else:
+                yield wire.decode_table(path.read_bytes(), "reference")
 
     def _record(
         self,
@@ -569,6 +589,11 @@ class MonitoringService:
     def _domain_of(self, monitor_id: str) -> str | None:
         with self.ctx.db.read() as conn:
             return self._load(conn, monitor_id).domain
+
+
+def _is_parquet(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(4) == wire.PARQUET_MAGIC
 
 
 def _rules_in_effect(conn: Connection, monitor: Monitor) -> tuple[list[AlertRule], list[AlertRule]]:

@@ -1,8 +1,10 @@
 """Where a scheduled monitor run gets its data: a small registry of named sources.
 
 A run needs the current window (and for performance monitors the labels joined by request
-id); the reference is stored on the monitor. `parquet` reads Parquet files (local or any
-fsspec URL) filtered to the window on a time column. Other areas provide their own through
+id); the reference is stored on the monitor, or read by the source. `parquet` reads Parquet
+files (local or any fsspec URL) filtered to the window on a time column, and leaves them on
+disk: drift monitors read them in batches (`streams.ParquetData`), so their size is not
+bounded by memory. Other areas provide their own through
 the kernel's `MONITOR_SOURCES` port (e.g. the serving area's `prediction_log`: an endpoint's
 served predictions with their labels), built on first use; `register_source(name, factory)`
 adds more at run time.
@@ -24,12 +26,19 @@ from meshops.monitoring.models import MonitorSource, MonitorSpec
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    from meshops.monitoring.streams import ParquetData
 
 
 @dataclass(frozen=True)
 class WindowData:
-    current: pa.Table
+    """The current window; the labels to join; a reference when the source has its own
+    (it wins over the monitor's stored one, a reference passed to the run wins over both)."""
+
+    current: pa.Table | ParquetData
     labels: pa.Table | None = None
+    reference: pa.Table | ParquetData | None = None
 
 
 class SourceReader(Protocol):
@@ -83,7 +92,9 @@ class ExplicitSource:
 
 class ParquetSource:
     """Parquet files (a file, a directory or a glob; local or fsspec URL) with a time
-    column; labels, if any, come from a second dataset with the id and label columns."""
+    column (`time_column: null`: no window, every row of the files is the current data);
+    labels, if any, come from a second dataset with the id and label columns; the
+    reference, if `reference_path` is set, from a third (else the monitor's stored one)."""
 
     def __init__(self, options: dict[str, Any]) -> None:
         if "path" not in options:
@@ -93,27 +104,39 @@ class ParquetSource:
             )
         self.path = str(options["path"])
         self.labels_path = options.get("labels_path")
-        self.time_column = str(options.get("time_column", "ts"))
+        self.reference_path = options.get("reference_path")
+        time_column = options.get("time_column", "ts")
+        self.time_column = str(time_column) if time_column else None
 
     def read(self, ctx: Context, spec: MonitorSpec, start: datetime, end: datetime) -> WindowData:
+        import pyarrow.dataset as ds
+
+        from meshops.monitoring.streams import ParquetData
+
+        for path in (self.path, self.labels_path, self.reference_path):
+            if path:
+                check_source_path(ctx, str(path))
+        current = ParquetData.open(self.path)
+        current.filter = self._window(current.schema, start, end)
+        labels = ds.dataset(str(self.labels_path)).to_table() if self.labels_path else None
+        reference = ParquetData.open(str(self.reference_path)) if self.reference_path else None
+        return WindowData(current, labels, reference)
+
+    def _window(self, schema: pa.Schema, start: datetime, end: datetime) -> ds.Expression | None:
+        """The filter keeping the rows of [start, end) (None: no time column, every row)."""
         import pyarrow as pa
         import pyarrow.dataset as ds
 
-        for path in (self.path, self.labels_path):
-            if path:
-                check_source_path(ctx, str(path))
-        dataset = ds.dataset(self.path, format="parquet")
-        if self.time_column not in dataset.schema.names:
+        if self.time_column is None:
+            return None
+        if self.time_column not in schema.names:
             raise InvalidInput(
                 f"{self.path} has no time column {self.time_column!r}",
                 {"field": "source.options.time_column"},
             )
-        time_type = dataset.schema.field(self.time_column).type
-        bounds = (pa.scalar(start, time_type), pa.scalar(end, time_type))
+        time_type = schema.field(self.time_column).type
         column = ds.field(self.time_column)
-        current = dataset.to_table(filter=(column >= bounds[0]) & (column < bounds[1]))
-        labels = ds.dataset(str(self.labels_path)).to_table() if self.labels_path else None
-        return WindowData(current, labels)
+        return (column >= pa.scalar(start, time_type)) & (column < pa.scalar(end, time_type))
 
 
 def check_source_path(ctx: Context, path: str) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 FloatArray = npt.NDArray[np.float64]
@@ -71,6 +72,61 @@ class ParquetColumn:
 
     def whole(self) -> pa.ChunkedArray:
         return pq.read_table(self.path, columns=[self.name]).column(0)
+
+
+@dataclass(frozen=True)
+class DatasetColumn:
+    """A column of Parquet data on disk (`ParquetData`), decoded `batch_rows` rows at a
+    time, only the rows its filter keeps."""
+
+    data: ParquetData
+    name: str
+
+    def batches(self) -> Iterator[pa.Array]:
+        for batch in self.data.dataset.to_batches(
+            columns=[self.name],
+            filter=self.data.filter,
+            batch_size=self.data.batch_rows,
+            use_threads=False,  # columns are compared in parallel already
+        ):
+            yield batch.column(0)
+
+    def whole(self) -> pa.ChunkedArray:
+        return self.data.dataset.to_table(columns=[self.name], filter=self.data.filter).column(0)
+
+
+@dataclass
+class ParquetData:
+    """Data a monitor compares that stays on disk: Parquet file(s) (a file, a folder, a
+    stored blob), optionally filtered to a window. Drift monitors read it column by column
+    in batches, so memory stays bounded whatever its size; `to_table` reads it whole (for
+    the monitors that need every row at once)."""
+
+    dataset: ds.Dataset
+    filter: ds.Expression | None = None
+    batch_rows: int = field(default_factory=lambda: PARQUET_BATCH_ROWS)
+    _rows: int | None = field(default=None, repr=False)
+
+    @classmethod
+    def open(cls, path: str, filter: ds.Expression | None = None) -> ParquetData:
+        return cls(ds.dataset(path, format="parquet"), filter)
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self.dataset.schema
+
+    @property
+    def num_rows(self) -> int:
+        """Rows (those the filter keeps): from the footers when there is no filter."""
+        if self._rows is None:
+            self._rows = int(self.dataset.count_rows(filter=self.filter))
+        return self._rows
+
+    def column(self, name: str) -> ColumnStream:
+        return DatasetColumn(self, name)
+
+    def to_table(self) -> pa.Table:
+        return self.dataset.to_table(filter=self.filter)
 
 
 def as_stream(column: ColumnStream | pa.ChunkedArray | pa.Array) -> ColumnStream:
@@ -140,17 +196,67 @@ class ValueTally:
 # --------------------------------------------------------------------- numeric summaries
 
 
+SPREAD_BLOCK_ROWS = 65_536  # the spread is merged in blocks of this many values
+
+
+@dataclass
+class Spread:
+    """Mean and squared deviations of a column, merged in fixed blocks of values counted
+    from the column's start (Chan et al.'s pairwise update). Blocks, not batches: then the
+    floats do not depend on where the batches were cut, so a column read from Parquet in
+    batches gives bit for bit the figures of the same column in memory."""
+
+    rows: int = 0  # values merged so far (whole blocks)
+    mean: float = 0.0
+    m2: float = 0.0  # sum of squared deviations from the mean
+    pending: FloatArray = field(default_factory=lambda: np.empty(0, dtype=np.float64))
+
+    def add(self, values: FloatArray) -> None:
+        if len(self.pending):
+            head = values[: SPREAD_BLOCK_ROWS - len(self.pending)]
+            values = values[len(head) :]
+            self.pending = np.concatenate([self.pending, head])
+            if len(self.pending) < SPREAD_BLOCK_ROWS:
+                return
+            self._merge(self.pending)
+            self.pending = self.pending[:0]
+        whole = len(values) - len(values) % SPREAD_BLOCK_ROWS
+        for start in range(0, whole, SPREAD_BLOCK_ROWS):
+            self._merge(values[start : start + SPREAD_BLOCK_ROWS])
+        if whole < len(values):
+            self.pending = values[whole:].copy()
+
+    def _merge(self, block: FloatArray) -> None:
+        self.rows, self.mean, self.m2 = _merged(self.rows, self.mean, self.m2, block)
+
+    @property
+    def std(self) -> float:
+        """Population standard deviation (numpy's default, ddof=0), the last partial
+        block included."""
+        rows, _, m2 = _merged(self.rows, self.mean, self.m2, self.pending)
+        return math.sqrt(m2 / rows) if rows else 0.0
+
+
+def _merged(rows: int, mean: float, m2: float, block: FloatArray) -> tuple[int, float, float]:
+    n = len(block)
+    if n == 0:
+        return rows, mean, m2
+    block_mean = float(block.mean())
+    block_m2 = float(np.var(block)) * n
+    total = rows + n
+    delta = block_mean - mean
+    return total, mean + delta * n / total, m2 + block_m2 + delta * delta * rows * n / total
+
+
 @dataclass
 class NumericSummary:
-    """One pass over a numeric column: rows, range, mean and spread, and few values."""
+    """One pass over a numeric column: rows, range, spread (reference only) and few values."""
 
     tally: ValueTally
-    spread: bool = True  # track mean and squared deviations (only the reference needs them)
+    spread: Spread | None = field(default_factory=Spread)  # None: not tracked (current side)
     rows: int = 0
     low: float = math.inf
     high: float = -math.inf
-    mean: float = 0.0
-    m2: float = 0.0  # sum of squared deviations from the mean
 
     def add(self, values: FloatArray) -> None:
         n = len(values)
@@ -158,29 +264,18 @@ class NumericSummary:
             return
         self.low = min(self.low, float(values.min()))
         self.high = max(self.high, float(values.max()))
-        if self.spread:
-            self._add_spread(values)
+        if self.spread is not None:
+            self.spread.add(values)
         self.rows += n
         self.tally.add(values)
 
-    def _add_spread(self, values: FloatArray) -> None:
-        # Chan et al.'s pairwise update: merges mean and squared deviations batch by batch.
-        n = len(values)
-        batch_mean = float(values.mean())
-        batch_m2 = float(np.var(values)) * n
-        total = self.rows + n
-        delta = batch_mean - self.mean
-        self.mean += delta * n / total
-        self.m2 += batch_m2 + delta * delta * self.rows * n / total
-
     @property
     def std(self) -> float:
-        """Population standard deviation (numpy's default, ddof=0)."""
-        return math.sqrt(self.m2 / self.rows) if self.rows else 0.0
+        return self.spread.std if self.spread is not None else 0.0
 
 
 def summarize_numeric(column: ColumnStream, tally_limit: int, spread: bool) -> NumericSummary:
-    summary = NumericSummary(ValueTally(tally_limit), spread)
+    summary = NumericSummary(ValueTally(tally_limit), Spread() if spread else None)
     for batch in column.batches():
         summary.add(numeric_values(batch))
     return summary
