@@ -6,10 +6,12 @@ Revision ID: mesh_0003
 from __future__ import annotations
 
 import heapq
+import itertools
 import json
 import re
 import unicodedata
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -75,41 +77,59 @@ def _frequencies(row: sa.Row[Any]) -> tuple[int, dict[str, float], int]:
     return int(str(doc)), frequencies, length
 
 
+_SELECT = "SELECT doc_id, name, domain, description, tags, owners, columns_text FROM mesh_catalog"
+_BATCH = 10_000
+
+
+def _catalog(bind: sa.Connection) -> Iterator[tuple[int, dict[str, float], int]]:
+    """Each product's document id, word frequencies and length, streamed: a catalog of a
+    million products does not fit in memory as lists of rows."""
+    for row in bind.execute(sa.text(_SELECT).execution_options(yield_per=_BATCH)):
+        yield _frequencies(row)
+
+
 def upgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name != "sqlite":
         return
     for statement in _TABLES:
         op.execute(statement)
-    rows = bind.execute(
-        sa.text(
-            "SELECT doc_id, name, domain, description, tags, owners, columns_text FROM mesh_catalog"
-        )
-    ).all()
-    stats = [_frequencies(row) for row in rows]
-    if not stats:
+    # Two passes: the word counts and the average length, then the champion impacts (which
+    # need that average).
+    docs: Counter[str] = Counter()
+    products = words = 0
+    for _, frequencies, length in _catalog(bind):
+        docs.update(frequencies.keys())
+        products, words = products + 1, words + length
+    if not products:
         return
-    docs = Counter(word for _, frequencies, _ in stats for word in frequencies)
-    bind.execute(
-        sa.text("INSERT INTO mesh_catalog_fts_terms (term, docs) VALUES (:t, :n)"),
-        [{"t": t, "n": n} for t, n in docs.items()],
+    _insert(
+        bind,
+        "INSERT INTO mesh_catalog_fts_terms (term, docs) VALUES (?, ?)",
+        iter(docs.items()),
     )
-    avgdl = max(sum(length for _, _, length in stats) / len(stats), 1.0)
+    avgdl = max(words / products, 1.0)
+    # Each list a min-heap on (impact, -doc): the weakest on top; on equal impacts the lower
+    # document id is kept, as the catalog's indexing does.
     champions: dict[str, list[tuple[float, int]]] = defaultdict(list)
-    for doc, frequencies, length in stats:
+    for doc, frequencies, length in _catalog(bind):
         for word, f in frequencies.items():
             impact = f * 2.2 / (f + 1.2 * (0.25 + 0.75 * length / avgdl))  # bm25, k1 1.2, b 0.75
             heap = champions[word]
             if len(heap) < _CHAMPIONS:
-                heapq.heappush(heap, (impact, doc))
-            elif impact > heap[0][0]:
-                heapq.heapreplace(heap, (impact, doc))
-    bind.execute(
-        sa.text(
-            "INSERT INTO mesh_catalog_fts_champions (term, doc_id, impact) VALUES (:t, :d, :i)"
-        ),
-        [{"t": t, "d": d, "i": i} for t, heap in champions.items() for i, d in heap],
+                heapq.heappush(heap, (impact, -doc))
+            elif (impact, -doc) > heap[0]:
+                heapq.heapreplace(heap, (impact, -doc))
+    _insert(
+        bind,
+        "INSERT INTO mesh_catalog_fts_champions (term, doc_id, impact) VALUES (?, ?, ?)",
+        ((t, -d, i) for t, heap in champions.items() for i, d in heap),
     )
+
+
+def _insert(bind: sa.Connection, statement: str, rows: Iterator[tuple[Any, ...]]) -> None:
+    while batch := list(itertools.islice(rows, _BATCH)):
+        bind.exec_driver_sql(statement, batch)
 
 
 def downgrade() -> None:
