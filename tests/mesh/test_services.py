@@ -10,10 +10,11 @@ from meshops.mesh.catalog_service import CatalogService
 from meshops.mesh.interface import Mesh, MeshDocuments
 from meshops.mesh.publish_service import PublishService
 from meshops.mesh.read_service import ReadService
+from meshops.mesh.retest_service import RetestService
 from meshops.mesh.service import MeshService
 from tests.mesh.conftest import contract, descriptor
 
-PARTS = (PublishService, ReadService, CatalogService)
+PARTS = (PublishService, ReadService, CatalogService, RetestService)
 COLUMNS = [{"name": "id", "logicalType": "integer", "required": True}]
 
 
@@ -39,3 +40,4 @@ def test_services_work_alone(sqlite_home: Home) -> None:
     assert ReadService(ctx).read("shop.items").column("id").to_pylist() == [1, 2]
     assert CatalogService(ctx).search("items").hits[0].product == "shop.items"
     assert CatalogService(ctx).slo("shop.items").product == "shop.items"
+    assert RetestService(ctx).test_version("shop.items").passed
