@@ -172,6 +172,8 @@ def populate_through_batch_api(uri: str, token: str, count: int, batch_size: int
     import queue
     from concurrent.futures import ThreadPoolExecutor
 
+    import httpx
+
     from meshops.client import connect
 
     ready: queue.Queue[list[Any] | None] = queue.Queue(maxsize=2)
@@ -205,6 +207,9 @@ def populate_through_batch_api(uri: str, token: str, count: int, batch_size: int
 
     server = server_group(uri)
     with connect(uri, token=token) as platform, ThreadPoolExecutor(1 + SENDERS) as pool:
+        # A 5,000-run request waits for the other one in flight to commit first: on SQLite
+        # at 700k runs and load ~20 one passed the SDK's 60 s read timeout (#20).
+        platform.http.client.timeout = httpx.Timeout(IMPORT_TIMEOUT_S, connect=10.0)
         server_before, database_before = group_cpu_seconds(server), database_cpu_seconds()
         client_before = time.process_time()
         began = time.perf_counter()
@@ -222,6 +227,7 @@ def populate_through_batch_api(uri: str, token: str, count: int, batch_size: int
 
 
 SENDERS = 2
+IMPORT_TIMEOUT_S = 900.0  # seconds a batch request may take to answer
 # The application name of this run's PostgreSQL connections (set by `database`), by which
 # the server's backends are found to read their CPU time.
 APPLICATION_NAME: list[str] = []

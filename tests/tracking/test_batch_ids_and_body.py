@@ -86,7 +86,7 @@ def test_a_valid_json_body_is_read_into_its_model(
     body = {
         "runs": [{"experiment": "fast", "metrics": [{"key": "m", "value": "NaN", "timestamp": 1}]}]
     }
-    with httpx.Client(base_url=live_server.url) as client:
+    with httpx.Client(base_url=live_server.url, timeout=120) as client:
         answer = client.post("/v1/runs/batch", json=body)
     assert answer.status_code == 201 and len(answer.json()) == 1
     [received] = received_bodies
@@ -97,7 +97,7 @@ def test_a_valid_json_body_is_read_into_its_model(
 def test_bad_json_bodies_get_fastapis_errors(
     live_server: LiveServer, received_bodies: list[Any]
 ) -> None:
-    with httpx.Client(base_url=live_server.url) as client:
+    with httpx.Client(base_url=live_server.url, timeout=120) as client:
         wrong = client.post(
             "/v1/runs/batch", json={"runs": [{}, {"metrics": [{"key": "m", "value": "x"}]}]}
         )
