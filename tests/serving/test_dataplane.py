@@ -152,6 +152,14 @@ class Flipped(Linear):
         return [1 - v for v in super().predict(frame)]
 
 
+def _requests_total(metrics: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("meshops_serving_requests_total{")
+    )
+
+
 def test_graceful_shutdown_of_meshops_serve_keeps_every_prediction(tmp_path: Path) -> None:
     """Also: an alias moved from another process reaches the server within its poll."""
     home_dir = tmp_path / "home"
@@ -213,14 +221,15 @@ def test_graceful_shutdown_of_meshops_serve_keeps_every_prediction(tmp_path: Pat
             served = len(versions)
             invocation = http.post("/invocations", json={"dataframe_records": [record(0)]})
             assert invocation.json()["predictions"] == Flipped().predict(pd.DataFrame([record(0)]))
-            metrics = http.get("/metrics").text
+            # Summed over both workers' files; the worker not scraped adds its counts
+            # within metrics.FLUSH_SECONDS (the scraped one before answering).
+            for _ in range(100):
+                metrics = http.get("/metrics").text
+                if _requests_total(metrics) == served + 1:
+                    break
+                time.sleep(0.1)
         assert 'meshops_serving_requests_total{endpoint="churn-api"' in metrics
-        total = sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in metrics.splitlines()
-            if line.startswith("meshops_serving_requests_total{")
-        )
-        assert total == served + 1  # summed over both workers' files
+        assert _requests_total(metrics) == served + 1
     finally:
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=60)[0].decode()

@@ -31,6 +31,8 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -50,7 +52,6 @@ from meshops.serving.models import (
 from meshops.serving.predlog import PredictionLogWriter, dumps, now
 
 if TYPE_CHECKING:
-    from prometheus_client.metrics import Counter, Histogram
     from sqlalchemy import Connection, Engine
 
     from meshops.kernel.home import Context, Home
@@ -72,8 +73,7 @@ class Route:
     rows: SignatureRows | None  # checks records against a columns signature
     numeric: bool
     sklearn: bool  # a scikit-learn estimator (see `score` on its finiteness check)
-    requests: Counter
-    latency: Histogram
+    counts: metrics.RouteCounts  # requests and latencies, flushed to Prometheus in batches
 
     @property
     def version(self) -> int:
@@ -98,15 +98,13 @@ def _route(endpoint: str, uri: str, model: LoadedModel, role: str) -> Route:
     columns = None
     if signature is not None and signature.kind == "columns":
         columns = [(c.name, str(c.type)) for c in signature.inputs]
-    labels = (endpoint, str(model.version.version), role)
     return Route(
         uri=uri,
         model=model,
         rows=SignatureRows(columns) if columns is not None else None,
         numeric=bool(columns) and all(t in _NUMERIC for _, t in columns or []),
         sklearn=type(model.raw).__module__.startswith("sklearn."),
-        requests=metrics.REQUESTS.labels(*labels),
-        latency=metrics.LATENCY.labels(*labels),
+        counts=metrics.TALLY.counts_for(endpoint, str(model.version.version), role),
     )
 
 
@@ -363,8 +361,7 @@ class Runtime:
             self.shadows.submit(
                 ShadowJob(request_id, name, deployment.shadows, records, merged, added, at, proba)
             )
-        route.requests.inc()
-        route.latency.observe(time.perf_counter() - started)
+        metrics.TALLY.served(route.counts, time.perf_counter() - started)
         return Served(request_id, route, outputs)
 
     def _enrich(
@@ -396,6 +393,7 @@ class Runtime:
         self._unhook_commits()
         self.shadows.close()
         self.log.close()
+        metrics.TALLY.flush()  # a scrape after shutdown sees every answered request
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,8 +485,7 @@ class ShadowScorer:
                 metrics.ERRORS.labels(job.endpoint, f"shadow_{type(exc).__name__}").inc()
                 continue
             elapsed = time.perf_counter() - started
-            route.requests.inc()
-            route.latency.observe(elapsed)
+            metrics.TALLY.served(route.counts, elapsed)
             scored = Scored(job.endpoint, route, "shadow", outputs, elapsed, wants)
             rows.extend(_log_rows(job.request_id, scored, job.records, job.added, job.at))
         if rows:
@@ -563,9 +560,7 @@ def score(route: Route, records: list[dict[str, Any]], *, proba: bool = False) -
         data = records
     try:
         if finite:
-            import sklearn
-
-            with sklearn.config_context(assume_finite=True):
+            with _assuming_finite():
                 return _run(route, data, len(records), proba=proba)
         return _run(route, data, len(records), proba=proba)
     except MeshopsError:
@@ -575,6 +570,30 @@ def score(route: Route, records: list[dict[str, Any]], *, proba: bool = False) -
             f"model {route.model.uri} failed: {type(exc).__name__}: {exc}",
             {"model": route.model.uri},
         ) from exc
+
+
+@contextmanager
+def _assuming_finite() -> Iterator[None]:
+    """scikit-learn's `config_context(assume_finite=True)` for this thread. Its public form
+    copies and validates the whole configuration twice (a few microseconds, as much as the
+    rest of a request's bookkeeping); where scikit-learn keeps the thread's configuration
+    as a dict, only the one key is set and restored."""
+    import sklearn._config as config
+
+    local = getattr(config, "_get_threadlocal_config", None)
+    settings = local() if local is not None else None
+    if not isinstance(settings, dict) or "assume_finite" not in settings:
+        import sklearn
+
+        with sklearn.config_context(assume_finite=True):
+            yield
+        return
+    before = settings["assume_finite"]
+    settings["assume_finite"] = True
+    try:
+        yield
+    finally:
+        settings["assume_finite"] = before
 
 
 def _run(route: Route, data: Any, n: int, *, proba: bool) -> list[Any]:
