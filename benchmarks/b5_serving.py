@@ -151,7 +151,7 @@ def load(
     return figures
 
 
-def prepare(work: Path) -> tuple[dict[str, str], Path, Path, Path]:
+def prepare(work: Path, args: argparse.Namespace) -> tuple[dict[str, str], Path, Path, Path]:
     """Train the model, register it in a fresh meshops home with an endpoint, pickle it for
     the bare app and save it as an MLflow model."""
     from meshops.client import Platform
@@ -183,7 +183,10 @@ def prepare(work: Path) -> tuple[dict[str, str], Path, Path, Path]:
     ours.write_text(json.dumps({"records": [one]}))
     theirs = work / "mlflow.json"
     theirs.write_text(json.dumps({"dataframe_records": [one]}))
-    mlflow_python = peer_python("mlflow", ["mlflow"])
+    # The harness's peer venv, or an existing environment with mlflow (and uvicorn), such
+    # as `make mlflow-client`'s .venv-mlflow, named with --mlflow-python.
+    mlflow_python = Path(args.mlflow_python) if args.mlflow_python else None
+    mlflow_python = mlflow_python or peer_python("mlflow", ["mlflow"])
     run_peer(
         mlflow_python,
         HERE / "peers" / "mlflow_serve_model.py",
@@ -207,6 +210,11 @@ def parse_args() -> argparse.Namespace:
         "--load-shares",
         default="0.5,0.8",
         help="open loops vs the bare app, as shares of the bare app's closed-loop req/s",
+    )
+    parser.add_argument(
+        "--mlflow-python",
+        default="",
+        help="python of an environment with mlflow (default: the harness's peer venv)",
     )
     args = parser.parse_args()
     args.shares = [float(x) for x in args.load_shares.split(",") if x]
@@ -255,7 +263,7 @@ class Servers:
 def main() -> None:
     args = parse_args()
     work = Path(tempfile.mkdtemp(prefix="meshops-b5-"))
-    env, ours, theirs, mlflow_python = prepare(work)
+    env, ours, theirs, mlflow_python = prepare(work, args)
     servers = Servers(work, env, mlflow_python, args.workers)
     # All three servers stay up for the whole run (an idle one costs nothing) so the runs of
     # different servers alternate closely: on a shared machine the load drifts by the minute.
@@ -390,6 +398,8 @@ def report(
         f"--clients {n} --workers {args.workers} --rate {args.rate:g} "
         f"--load-shares {args.load_shares} --rounds {args.rounds}"
     )
+    if args.mlflow_python:
+        cmd += f" --mlflow-python {args.mlflow_python}"
     client_cpu = median([r["client_cpu_us"] for runs in results.values() for r in runs])
     record(
         "B5",
