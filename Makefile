@@ -40,8 +40,12 @@ lint: install
 typecheck: install
 	$(BIN)/mypy src
 
+# Two processes (pytest-xdist): the suite waits on servers, browsers and subprocesses as much
+# as it computes. Modules that start a local Ray cluster share one process (tests/conftest.py).
+TEST_WORKERS ?= 2
+
 unit: install mlflow-client
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 test: install lint typecheck unit
 

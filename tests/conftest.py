@@ -4,6 +4,7 @@ a `platform` fixture that runs the same test over the embedded and the HTTP tran
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import threading
@@ -86,6 +87,26 @@ def _find_local_services() -> None:
 
 
 _find_local_services()
+
+# `make test` spreads the tests over two processes (pytest-xdist, `--dist loadgroup`). A test
+# module that starts a local Ray cluster takes both cores and a few GB for a while, so those
+# modules all go to one process, one after the other, instead of two clusters at once.
+_STARTS_RAY = re.compile(
+    r"\bray\.init\(|engine: ray|engine=\"ray\"|\b_stop_ray\b|^import ray\b", re.M
+)
+_starts_ray_by_file: dict[Path, bool] = {}
+
+
+def _starts_ray(module: Path) -> bool:
+    if module not in _starts_ray_by_file:
+        _starts_ray_by_file[module] = bool(_STARTS_RAY.search(module.read_text(encoding="utf-8")))
+    return _starts_ray_by_file[module]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _starts_ray(Path(item.fspath)):
+            item.add_marker(pytest.mark.xdist_group("ray"))
 
 
 def free_port() -> int:
