@@ -1,8 +1,8 @@
 """Drift computed batch by batch equals drift computed on whole columns (hypothesis).
 
 A column split into chunks, or read from Parquet a few rows at a time, must give the
-same test, verdict, counts and plot as the same column in one piece; scores may differ
-only in the last bits (the reference's spread is merged across batches).
+same test, verdict, counts and plot as the same column in one piece (the scores too, bit
+for bit, since the reference's spread is merged in fixed blocks: tests/monitoring/test_out_of_core.py).
 """
 
 from __future__ import annotations
