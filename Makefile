@@ -45,7 +45,7 @@ typecheck: install
 TEST_WORKERS ?= 2
 
 unit: install mlflow-client
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=30
 
 test: install lint typecheck unit
 
