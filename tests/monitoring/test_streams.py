@@ -2,7 +2,7 @@
 
 A column split into chunks, or read from Parquet a few rows at a time, must give the
 same test, verdict, counts and plot as the same column in one piece (the scores too, bit
-for bit, since the reference's spread is merged in fixed blocks: tests/monitoring/test_out_of_core.py).
+for bit, since the reference's spread is merged in fixed blocks: see test_out_of_core.py).
 """
 
 from __future__ import annotations
