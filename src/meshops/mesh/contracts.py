@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -60,6 +60,9 @@ from meshops.mesh.models import (
     RuleResult,
 )
 from meshops.mesh.odcs import OPERATORS
+
+if TYPE_CHECKING:
+    from meshops.mesh.specs import PortContract
 
 # The ODCS logical types (3.0: string, date, number, integer, object, array, boolean; 3.1
 # adds timestamp and time) and the Arrow type families each one accepts.
@@ -757,6 +760,24 @@ def run_contract_test(
         )
     return ContractReport(
         port=port, rows=row_count, results=results, seconds=time.perf_counter() - started
+    )
+
+
+def run_port_contract_test(
+    source: pa.Table | str,
+    contract: PortContract,
+    statistics: StoredStatistics | None = None,
+) -> ContractReport:
+    """`run_contract_test` of `source` against a port's contract as `specs` read it: its
+    columns, schema object, SLA properties and whole document."""
+    return run_contract_test(
+        source,
+        contract.port,
+        contract.columns,
+        contract.schema_object,
+        contract.document.get("slaProperties") or [],
+        contract=contract.document,
+        statistics=statistics,
     )
 
 

@@ -149,19 +149,11 @@ def contract_test_snapshot(table: Table, snapshot_id: int, port: PortContract) -
 
 def run_snapshot_test(table: Table, snapshot_id: int, port: PortContract) -> SnapshotTest:
     """`contract_test_snapshot`, telling which rules the snapshot's statistics answered."""
-    from meshops.mesh.contracts import run_contract_test
+    from meshops.mesh.contracts import run_port_contract_test
 
     rows = table.scan(snapshot_id=snapshot_id).to_arrow()
     statistics = snapshot_statistics(table, snapshot_id)
-    report = run_contract_test(
-        rows,
-        port.port,
-        port.columns,
-        port.schema_object,
-        port.document.get("slaProperties") or [],
-        contract=port.document,
-        statistics=statistics,
-    )
+    report = run_port_contract_test(rows, port, statistics)
     answered = answered_rules(port, rows.schema, statistics) if statistics else frozenset()
     return SnapshotTest(report, answered)
 

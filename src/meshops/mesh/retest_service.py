@@ -106,14 +106,7 @@ class RetestService(MeshArea):
             done = iceberg_stats.run_snapshot_test(table, snapshot_id, contract)
             return _port_report(port, "iceberg", done.report, done.from_metadata)
         with reads.snapshot_path(self.ctx, port.snapshot_digest) as path:
-            report = contracts.run_contract_test(
-                path,
-                contract.port,
-                contract.columns,
-                contract.schema_object,
-                contract.document.get("slaProperties") or [],
-                contract=contract.document,
-            )
+            report = contracts.run_port_contract_test(path, contract)
         return _port_report(port, "parquet", report, frozenset())
 
     def _visible(
