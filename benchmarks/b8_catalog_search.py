@@ -8,8 +8,8 @@ transaction per 50,000 products) with generated names, descriptions, tags and 20
 product; the build time excludes the generation. `--home` keeps the catalog for re-runs (a home
 already holding the asked number of products is searched without rebuilding). Besides wall
 times the script reports CPU time per search: on a shared machine it is the comparable figure.
-Totals above `catalog.TOTAL_EXACT` matches are estimates; the script prints how many queries
-had one."""
+Large totals are estimates (see mesh/catalog.py); the script prints how many queries had one
+or estimated facet counts."""
 
 from __future__ import annotations
 

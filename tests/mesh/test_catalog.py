@@ -201,7 +201,9 @@ def test_totals_above_the_bound_are_estimated(
     _fill(sqlite_home, 400, fresh=True)
     with sqlite_home.db.read() as conn:
         assert catalog.search(conn, "orders").total_exact
-        monkeypatch.setattr(catalog, "TOTAL_EXACT", 100)
+        monkeypatch.setattr(catalog, "TOTAL_EXACT", 100)  # `orders` is in 400 > 100 products
+        assert catalog.search(conn, "orders").total == 400  # the walk ends within 1,000
+        monkeypatch.setattr(catalog, "TOTAL_SAMPLE", 100)
         result = catalog.search(conn, "orders")
     assert not result.total_exact and result.facets_estimated
     assert 200 <= result.total <= 800  # 101 of 400 ids: their density estimates the count

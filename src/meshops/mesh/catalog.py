@@ -31,9 +31,12 @@ which also counts the domain's name in the domain column (a near-constant bonus)
 once at the end: an interrupted bulk load leaves the committed chunks searchable (bm25 over
 every match) but without champions until the products are indexed again.
 
-Totals are exact up to TOTAL_EXACT matches. Above, `total` is estimated from the first
-TOTAL_EXACT + 1 matches in document-id order (ids are uniform hashes, so the density of those
-ids is an even sample of the whole match set) and `total_exact` is False ("about 96,000").
+Totals on SQLite come from one pass over the first matches in document-id order (FTS5 returns
+them so). The total is exact when that pass ends within TOTAL_SAMPLE matches, or when a query
+word's indexed forms are in at most TOTAL_EXACT products (the word's document list bounds the
+pass). Otherwise the pass stops after TOTAL_SAMPLE + 1 matches and `total` is estimated from
+their density (ids are uniform hashes, so those are an even sample of the whole match set:
+standard error 1/sqrt(TOTAL_SAMPLE), 3.2%) and `total_exact` is False ("about 96,000").
 
 PostgreSQL: `mesh_catalog.search_vector` (weighted tsvector, GIN index) ranked by ts_rank_cd,
 exact totals. Facet filters and counts use the indexed facet table on both.
@@ -89,6 +92,10 @@ _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 # computed over a sample of FACET_SAMPLE matching documents (spread evenly: document ids are
 # hashes) and scaled to the total, and the result says `facets_estimated`.
 FACET_SAMPLE = 1000
+# A total is exact when the walk over the matches ends within TOTAL_SAMPLE, or when a query
+# word's indexed forms are in at most TOTAL_EXACT products (the walk is then bounded by that
+# word's document list); else it is estimated from the first TOTAL_SAMPLE + 1 matches.
+TOTAL_SAMPLE = 1000
 TOTAL_EXACT = 10_000
 RANK_EXACT = 2000  # bm25 over every match up to here (~10-20 ms); champions above
 MATCHES_KEPT = 5000  # the total's pass keeps the ids of up to this many matches for ranking
@@ -811,17 +818,20 @@ def _expand(conn: Connection, word: str) -> list[tuple[str, int]]:
 
 
 def _total(conn: Connection, plan: _Plan) -> tuple[int, bool, list[int] | None]:
-    """(total, exact, the first FACET_SAMPLE matching ids or None). On FTS5 the total is exact
-    up to TOTAL_EXACT, else estimated from the density of the first TOTAL_EXACT + 1 matching
-    ids (uniform hashes); a query with few matches is evaluated once for total and facets."""
+    """(total, exact, the first FACET_SAMPLE matching ids or None); see the module doc. On
+    FTS5 one pass over the first matches in id order: up to TOTAL_EXACT + 1 of them when a
+    query word bounds the total to TOTAL_EXACT, else TOTAL_SAMPLE + 1, whose density estimates
+    the total. A query with few matches is evaluated once for total, facets and ranking."""
     if plan.expansions is None:
         sql = f"SELECT count(*) FROM {plan.source} {plan.where}"
         return int(conn.execute(text(sql), plan.params).scalar() or 0), True, None
-    # One pass over the first TOTAL_EXACT + 1 matches in id order (FTS5 returns them so):
-    # their count, the last id, and the first FACET_SAMPLE ids for the facet counts.
+    walked = TOTAL_EXACT if _match_bound(plan.expansions) <= TOTAL_EXACT else TOTAL_SAMPLE
+    # FTS5 returns matches in rowid order: the pass stops after `walked + 1` of them, and
+    # gives their count, the last id, the first FACET_SAMPLE ids for the facet counts, and
+    # every id when at most MATCHES_KEPT (the exact ranking then needs no second pass).
     first = (
         f"SELECT {plan.doc} AS doc, row_number() OVER (ORDER BY {plan.doc}) AS n "
-        f"FROM {plan.source} {plan.where} ORDER BY {plan.doc} LIMIT {TOTAL_EXACT + 1}"
+        f"FROM {plan.source} {plan.where} ORDER BY {plan.doc} LIMIT {walked + 1}"
     )
     count, last, ids, every = conn.execute(
         text(
@@ -833,10 +843,29 @@ def _total(conn: Connection, plan: _Plan) -> tuple[int, bool, list[int] | None]:
     ).one()
     sample = [int(doc) for doc in json.loads(ids or "[]")]
     plan.matches = every
-    if int(count) <= TOTAL_EXACT:
+    if int(count) <= walked:
         return int(count), True, sample
-    estimate = round(int(count) * _DOC_IDS / (int(last) + 1))
-    return max(int(count), estimate), False, sample
+    return max(int(count), estimate_total(int(count), int(last))), False, sample
+
+
+def _match_bound(expansions: list[list[tuple[str, int]]]) -> float:
+    """At most how many products match every word: the fewest products any one word's
+    indexed forms are in (their document counts summed). A word run as a prefix query (its
+    forms not all listed) bounds nothing."""
+    return min(
+        (sum(docs for _, docs in e) for e in expansions if len(e) <= EXPANSIONS),
+        default=math.inf,
+    )
+
+
+def estimate_total(count: int, last: int) -> int:
+    """How many document ids, uniform in [0, 2**62), a match set holds when its `count`
+    lowest are at most `last` (the `count`-th lowest). `(count - 1) / fraction` is unbiased
+    (the k-th lowest of n uniforms has E[1 / U] = n / (k - 1)), with a standard error of
+    about 1 / sqrt(count - 2) of the total: 3.2% for the 1,001 matches walked."""
+    if count < 2 or last < count - 1:
+        raise InvalidInput("an estimate needs at least 2 distinct ids below `last`")
+    return round((count - 1) * (_DOC_IDS / (last + 1)))
 
 
 def _ranked_page(
