@@ -211,6 +211,9 @@ class TrackingService:
                 "run_ids": ids[:100],
             }
             self.ctx.audit(conn, "tracking.create_runs", first, detail=detail)
+        # Batches come back to back (an import): empty the WAL after each, or it grows
+        # without bound on SQLite and slows every read (Database.checkpoint_wal).
+        self.ctx.db.checkpoint_wal()
         return ids
 
     def get_run(self, run_id: str) -> Run:
