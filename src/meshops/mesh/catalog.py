@@ -101,6 +101,9 @@ RANK_EXACT = 2000  # bm25 over every match up to here (~10-20 ms); champions abo
 MATCHES_KEPT = 5000  # the total's pass keeps the ids of up to this many matches for ranking
 CHAMPIONS = 256  # products kept per word
 DOMAIN_CHAMPIONS = 64  # products kept per word and domain (ranks domain-filtered queries)
+# Ranking up to MATCHES_KEPT known matches in Python costs about this many postings of
+# FTS5's idf pass each (calibrated at 1M products: ~40 us a match, ~0.08 us a posting).
+SCORE_HERE_COST = 500
 CANDIDATES = 100  # champions scored exactly per query (at least 4x the page end)
 EXPANSIONS = 32  # a query word with more indexed words is matched as an FTS5 prefix query
 _DOC_IDS = 2**62  # document ids are uniform in [0, 2**62)
@@ -270,9 +273,9 @@ def bulk_index(db: Database, entries: Iterable[dict[str, Any]], *, chunk_size: i
     (FTS5 writes out its pending index whenever a rowid is lower than the last one, so hashed
     ids in arrival order made a tiny segment per few documents), its rows go to the driver as
     tuples, the word counts are done with numpy over the whole chunk, and the champion lists
-    are kept in memory as arrays across chunks (`_Champions`) and written once at the end. A
-    failure keeps the chunks committed before it; their champions are missing until the
-    products are re-indexed."""
+    are kept in memory as arrays across chunks (`_Champions`) and written once at the end,
+    then FTS5's segments are merged into one ('optimize'). A failure keeps the chunks
+    committed before it; their champions are missing until the products are re-indexed."""
     if not 1 <= chunk_size <= 100_000:
         raise InvalidInput("chunk_size must be between 1 and 100,000", {"field": "chunk_size"})
     if not db.is_sqlite:
@@ -292,6 +295,13 @@ def bulk_index(db: Database, entries: Iterable[dict[str, Any]], *, chunk_size: i
     if count:
         with db.begin() as conn, _large_page_cache(conn):
             champions.write(conn, vocabulary)
+        with db.begin() as conn, _large_page_cache(conn):
+            # One FTS5 segment instead of the ~25 a million products leave: a query word is
+            # read from one doclist, not from each segment (CPU p95 50 -> 38 ms at 1M
+            # products); ~30 s at 1M, a rewrite of the full-text index.
+            conn.exec_driver_sql(
+                "INSERT INTO mesh_catalog_fts (mesh_catalog_fts) VALUES ('optimize')"
+            )
     return count
 
 
@@ -772,7 +782,7 @@ def _plan(conn: Connection, terms: list[str], wanted: dict[str, str | None]) -> 
     # document lists (~5 ms per common word) to compute that idf. Ranking every match leaves
     # them out of the scored query and only requires them (see _exact_page).
     rows, _ = _fts_totals(conn)
-    common = [len(e) <= EXPANSIONS and all(2 * n > rows for _, n in e) for e in expansions]
+    common = [_common(e, rows) for e in expansions]
     scored = [m for m, c in zip(match, common, strict=True) if not c] + narrowing
     if any(common) and scored:
         params["scored"] = " AND ".join(scored)
@@ -796,6 +806,11 @@ def _plan(conn: Connection, terms: list[str], wanted: dict[str, str | None]) -> 
         narrowed=bool(narrowing),
         scope=wanted.get("domain") if narrowing and not _narrows(wanted.get("tag")) else None,
     )
+
+
+def _common(expansion: list[tuple[str, int]], rows: int) -> bool:
+    """Whether every indexed form of a query word is in more than half of the products."""
+    return len(expansion) <= EXPANSIONS and all(2 * n > rows for _, n in expansion)
 
 
 def _narrows(value: str | None) -> bool:
@@ -842,8 +857,8 @@ def _total(conn: Connection, plan: _Plan) -> tuple[int, bool, list[int] | None]:
         {**plan.params, "sample": FACET_SAMPLE, "keep": MATCHES_KEPT},
     ).one()
     sample = [int(doc) for doc in json.loads(ids or "[]")]
-    plan.matches = every
-    if int(count) <= walked:
+    if int(count) <= walked:  # the pass saw every match
+        plan.matches = every
         return int(count), True, sample
     return max(int(count), estimate_total(int(count), int(last))), False, sample
 
@@ -883,6 +898,11 @@ def _ranked_page(
 
 
 def _exact_page(conn: Connection, plan: _Plan, limit: int, offset: int) -> list[tuple[int, float]]:
+    known = json.loads(plan.matches) if plan.matches is not None else None
+    if known is not None and plan.expansions is not None and _scores_here(conn, plan, len(known)):
+        scores = _score(conn, known, plan.expansions, _narrowing(plan))
+        ranked = sorted(scores.items(), key=lambda hit: (-hit[1], hit[0]))
+        return ranked[offset : offset + limit]
     order = "score DESC, doc" if plan.ranked else "c.product"
     where = plan.where
     params = {**plan.params, "limit": limit, "offset": offset}
@@ -904,6 +924,31 @@ def _exact_page(conn: Connection, plan: _Plan, limit: int, offset: int) -> list[
         params,
     )
     return [(int(doc), float(score or 0.0)) for doc, score in rows]
+
+
+def _scores_here(conn: Connection, plan: _Plan, matches: int) -> bool:
+    """Whether scoring the known matches here is cheaper than FTS5's bm25: before scoring,
+    FTS5 reads the whole document list of every phrase of the query to count the products
+    holding it (its idf; ~0.08 us a posting), where this module reads those counts from
+    `mesh_catalog_fts_terms` and scores a match in ~SCORE_HERE_COST postings' time."""
+    assert plan.expansions is not None
+    if any(len(e) > EXPANSIONS for e in plan.expansions):
+        return False
+    rows, _ = _fts_totals(conn)
+    # Words in most products are left out of FTS5's scored query (see _plan): not read.
+    postings = sum(sum(d for _, d in e) for e in plan.expansions if not _common(e, rows))
+    return matches * SCORE_HERE_COST < postings
+
+
+def _narrowing(plan: _Plan) -> list[tuple[str, str]]:
+    """The (FTS5 column, word) phrases of the domain and tag filters in the FTS5 query."""
+    wanted = plan.wanted or {}
+    return [
+        (column, term)
+        for facet, column in (("domain", "domain"), ("tag", "tags"))
+        if plan.narrowed and _narrows(value := wanted.get(facet))
+        for term in terms_of(value or "")
+    ]
 
 
 def _champion_page(
@@ -956,13 +1001,19 @@ def _phrase_weights(
 
 
 def _score(
-    conn: Connection, docs: list[int], expansions: list[list[tuple[str, int]]]
+    conn: Connection,
+    docs: list[int],
+    expansions: list[list[tuple[str, int]]],
+    narrowing: list[tuple[str, str]] | None = None,
 ) -> dict[int, float]:
     """FTS5's bm25 (its formula, field weights, row lengths and averages) of the documents
-    that contain an expansion of every query word, computed here for a few documents."""
+    that contain an expansion of every query word, computed here for a few documents.
+    `narrowing`: the (column, word) phrases a domain or tag filter adds to the FTS5 query,
+    counted in that column only, as FTS5 counts a column-filtered phrase."""
     if not docs:
         return {}
     phrases, idf = _phrase_weights(conn, expansions)
+    narrowing_idf = _narrowing_weights(conn, narrowing or [])
     _, avgdl = _fts_totals(conn)
     alternatives = "|".join(re.escape(t) for t in phrases)
     whole_word = re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])")
@@ -998,8 +1049,37 @@ def _score(
             idf[p] * n * _saturation(frequencies[p], length, avgdl)
             for p, n in phrases.items()
             if p in frequencies
+        ) + sum(
+            weight * _saturation(frequency, length, avgdl)
+            for (column, term), weight in narrowing_idf.items()
+            if (frequency := FIELD_WEIGHTS[column] * terms_of(fields[column]).count(term))
         )
     return scores
+
+
+def _narrowing_weights(
+    conn: Connection, narrowing: list[tuple[str, str]]
+) -> dict[tuple[str, str], float]:
+    """The bm25 idf of each (column, word) phrase of a domain or tag filter, times how often
+    the FTS5 query names it."""
+    if not narrowing:
+        return {}
+    rows, _ = _fts_totals(conn)
+    docs: dict[str, int] = {
+        str(term): int(n)
+        for term, n in conn.execute(
+            text(
+                "SELECT term, docs FROM mesh_catalog_fts_terms "
+                "WHERE term IN (SELECT value FROM json_each(:t))"
+            ),
+            {"t": json.dumps([term for _, term in narrowing])},
+        )
+    }
+    weights: dict[tuple[str, str], float] = defaultdict(float)
+    for column, term in narrowing:
+        n = docs.get(term, 0)
+        weights[(column, term)] += max(math.log((rows - n + 0.5) / (n + 0.5)), _MIN_IDF)
+    return weights
 
 
 def _facet_counts(
