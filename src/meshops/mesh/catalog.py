@@ -15,21 +15,25 @@ SQLite (embedded) keeps the FTS5 table `mesh_catalog_fts` and two side tables wi
   it weighs most (its bm25 term without the idf) -- the word's champion list; and per word and
   domain (key `word_domain`) the DOMAIN_CHAMPIONS best of that domain's products.
 
-A query matching at most RANK_EXACT products is ranked by FTS5's bm25 over every match. A
-broader one (a common word matches most of the catalog, and bm25 would score every match to
-return 20) is ranked among the champions of its words: the CANDIDATES best of them by their
-champion impacts are scored exactly (the same bm25 formula, in Python over their text), checked
-against every word and filter, and the best returned. This is the champion-list top-k of IR
-textbooks (Manning, Raghavan, Schütze, "Introduction to IR", 7.1.3): scores are exact, the
-candidate set is a heuristic, so the first pages of a broad query can miss a product that is
-near the top of none of its words. Pages beyond what the champions answer score every match.
-A broad query filtered by domain (and no tag) is ranked the same way from the domain's lists,
-scored by the query words alone; a narrow one (at most RANK_EXACT matches) by FTS5's bm25,
-which also counts the domain's name in the domain column (a near-constant bonus).
+A query matching at most RANK_EXACT products is ranked by bm25 over every match: FTS5's, or,
+when the total's pass already listed the matches and FTS5 would first read long document lists
+to count their products (its idf), the same formula in Python over the matches' text (idf from
+`mesh_catalog_fts_terms`; see `_scores_here`), giving the same scores and order. A broader one
+(a common word matches most of the catalog, and bm25 would score every match to return 20) is
+ranked among the champions of its words: the CANDIDATES best of them by their champion impacts
+are scored exactly (the same bm25 formula, in Python over their text), checked against every
+word and filter, and the best returned. This is the champion-list top-k of IR textbooks
+(Manning, Raghavan, Schütze, "Introduction to IR", 7.1.3): scores are exact, the candidate set
+is a heuristic, so the first pages of a broad query can miss a product that is near the top of
+none of its words. Pages beyond what the champions answer score every match. A broad query
+filtered by domain (and no tag) is ranked the same way from the domain's lists, scored by the
+query words alone; a narrow one (at most RANK_EXACT matches) by bm25 over every match, which
+also counts the domain's name in the domain column (a near-constant bonus).
 
-`bulk_index` loads many new products a chunk per transaction and merges the champion lists
-once at the end: an interrupted bulk load leaves the committed chunks searchable (bm25 over
-every match) but without champions until the products are indexed again.
+`bulk_index` loads many new products a chunk per transaction, merges the champion lists once at
+the end, then FTS5's index segments into one (each word's postings in one list, not one per
+segment): an interrupted bulk load leaves the committed chunks searchable (bm25 over every
+match) but without champions until the products are indexed again.
 
 Totals on SQLite come from one pass over the first matches in document-id order (FTS5 returns
 them so). The total is exact when that pass ends within TOTAL_SAMPLE matches, or when a query
@@ -900,7 +904,11 @@ def _ranked_page(
 def _exact_page(conn: Connection, plan: _Plan, limit: int, offset: int) -> list[tuple[int, float]]:
     known = json.loads(plan.matches) if plan.matches is not None else None
     if known is not None and plan.expansions is not None and _scores_here(conn, plan, len(known)):
-        scores = _score(conn, known, plan.expansions, _narrowing(plan))
+        # As FTS5 scores them: without the words in most products when others are scored.
+        products, _ = _fts_totals(conn)
+        narrowing = _narrowing(plan)
+        scored = [e for e in plan.expansions if not _common(e, products)]
+        scores = _score(conn, known, scored if scored or narrowing else plan.expansions, narrowing)
         ranked = sorted(scores.items(), key=lambda hit: (-hit[1], hit[0]))
         return ranked[offset : offset + limit]
     order = "score DESC, doc" if plan.ranked else "c.product"
@@ -1061,23 +1069,17 @@ def _narrowing_weights(
     conn: Connection, narrowing: list[tuple[str, str]]
 ) -> dict[tuple[str, str], float]:
     """The bm25 idf of each (column, word) phrase of a domain or tag filter, times how often
-    the FTS5 query names it."""
-    if not narrowing:
-        return {}
+    the FTS5 query names it. FTS5 counts the products holding such a phrase in its column
+    (a domain's word: its products, ~1 ms at 1M products), and so does this."""
     rows, _ = _fts_totals(conn)
-    docs: dict[str, int] = {
-        str(term): int(n)
-        for term, n in conn.execute(
-            text(
-                "SELECT term, docs FROM mesh_catalog_fts_terms "
-                "WHERE term IN (SELECT value FROM json_each(:t))"
-            ),
-            {"t": json.dumps([term for _, term in narrowing])},
-        )
-    }
     weights: dict[tuple[str, str], float] = defaultdict(float)
     for column, term in narrowing:
-        n = docs.get(term, 0)
+        n = int(
+            conn.execute(
+                text("SELECT count(*) FROM mesh_catalog_fts WHERE mesh_catalog_fts MATCH :q"),
+                {"q": "{" + column + '} : "' + term + '"'},
+            ).scalar_one()
+        )
         weights[(column, term)] += max(math.log((rows - n + 0.5) / (n + 0.5)), _MIN_IDF)
     return weights
 
