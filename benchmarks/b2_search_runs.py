@@ -20,6 +20,10 @@ written in chunks of 20,000 (one transaction each); the time to write them is re
 `--api-sample N` also creates N runs through the public API over HTTP (create_run,
 log_params, and the metrics of many runs per `log_metric_rows` batch) and reports the rate.
 
+`--home DIR` keeps the home (its database) in DIR; `--search-only --home DIR --no-record`
+then times the searches alone on the runs an earlier run left there (the database is not
+changed, but its tables are not rebuilt either: at 1M runs on SQLite it is ~5 GB).
+
 `--skip-peer` times meshops only (quick iteration; nothing is recorded in RESULTS.md) unless
 `--kept-peer-ms` gives MLflow's p95 from an earlier full run, recorded as such.
 
@@ -373,22 +377,40 @@ def time_search(platform: object, repeats: int) -> tuple[list[float], int]:
     return latencies, found
 
 
+@contextmanager
+def home_dir(kept: Path | None) -> Iterator[Path]:
+    """The home of a run: `kept` (left in place afterwards), or one in a temporary folder."""
+    if kept is not None:
+        yield kept
+        return
+    with tempfile.TemporaryDirectory(dir=os.environ.get("B2_TMP")) as tmp_dir:
+        yield Path(tmp_dir) / "home"
+
+
 def meshops_only(
-    count: int, repeats: int, rounds: int, api_runs: int = 0, batch_size: int = 0
+    count: int,
+    repeats: int,
+    rounds: int,
+    api_runs: int = 0,
+    batch_size: int = 0,
+    *,
+    kept_home: Path | None = None,
+    search_only: bool = False,
 ) -> tuple[list[float], list[float], float, float | None, Creation | None]:
-    """With `batch_size`, the runs are created through the batch API over HTTP."""
+    """With `batch_size`, the runs are created through the batch API over HTTP. With
+    `search_only`, `kept_home` already holds them: only the searches run."""
     from meshops.client import connect
 
     http_lat: list[float] = []
     emb_lat: list[float] = []
-    with tempfile.TemporaryDirectory(dir=os.environ.get("B2_TMP")) as tmp_dir:
-        home = Path(tmp_dir) / "home"
-        if not batch_size:
+    populate_s = 0.0
+    with home_dir(kept_home) as home:
+        if not batch_size and not search_only:
             populate_s = populate_meshops(home, count)
             print(f"[b2] {count:,} runs written in {populate_s:.0f}s", flush=True)
         api_rate, creation = None, None
         with meshops_server(home) as (uri, token):
-            if batch_size:
+            if batch_size and not search_only:
                 creation = populate_through_batch_api(uri, token, count, batch_size)
                 populate_s = creation.wall
                 print(f"[b2] {count:,} runs created (batch API): {creation}", flush=True)
@@ -425,7 +447,15 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true", help="print, do not record")
     parser.add_argument("--batch-api", action="store_true", help="create runs via create_runs")
     parser.add_argument("--batch-size", type=int, default=5_000, help="runs per request")
+    parser.add_argument("--home", type=Path, help="keep the home here (default: a temp dir)")
+    parser.add_argument(
+        "--search-only", action="store_true", help="only search the runs --home already has"
+    )
     args = parser.parse_args()
+    if args.search_only and (args.home is None or not args.no_record):
+        sys.exit("--search-only needs --home (a home an earlier run kept) and --no-record")
+    if args.home is not None and not args.search_only and args.home.exists():
+        sys.exit(f"--home {args.home} exists: give a new folder, or add --search-only")
     if args.skip_peer:
         with database(args.database, args.postgres_url):
             http_lat, emb_lat, populate_s, api_rate, creation = meshops_only(
@@ -434,6 +464,8 @@ def main() -> None:
                 args.rounds,
                 args.api_sample,
                 args.batch_size if args.batch_api else 0,
+                kept_home=args.home,
+                search_only=args.search_only,
             )
         if args.no_record:
             return
