@@ -631,9 +631,10 @@ def _middles_fit(values: pa.Array, pattern: SimplePattern) -> np.ndarray[Any, An
     bounds = np.empty(2 * count + 1, offsets.dtype)
     first, last = bounds[0:-1:2], bounds[1::2]
     np.add(starts, len(pattern.prefix), out=first)
-    np.minimum(first, stops, out=first)
     np.subtract(stops, len(pattern.suffix), out=last)
-    np.maximum(last, first, out=last)
+    if int(middle.min()) < 0:  # some value is shorter than its prefix and suffix:
+        np.minimum(first, stops, out=first)  # keep its pieces inside it, in order
+        np.maximum(last, first, out=last)
     bounds[-1] = stops[-1]
     data = values.buffers()[2] or pa.py_buffer(b"")
     piece_type = pa.large_string() if offsets.dtype == np.int64 else pa.string()
@@ -642,7 +643,9 @@ def _middles_fit(values: pa.Array, pattern: SimplePattern) -> np.ndarray[Any, An
     in_class = np.unpackbits(
         np.frombuffer(accepted.buffers()[1], np.uint8), count=2 * count, bitorder="little"
     )[0::2].view(np.bool_)
-    fits &= in_class | (middle == 0)  # an empty middle is in every class
+    if pattern.low == 0:
+        in_class |= middle == 0  # an empty middle is in every class
+    fits &= in_class
     return fits
 
 
