@@ -113,3 +113,31 @@ def test_an_empty_row_group_counts_nothing() -> None:
         wanted = [Duplicates(("id",)), Invalid("word", pattern="a+"), NullCount("word")]
         counted = measure_all(path, _no_duckdb, "t", table.schema, wanted)
     assert [counted[m] for m in wanted] == [0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("ids", "duplicates"),
+    [
+        ([5, 6, 7, 1, 2, 3], 0),  # each batch ordered, the file not: distinct all the same
+        ([1, 2, 3, 3, 4, 5], 1),  # ordered batches meeting at an equal value
+        ([7, 8, 9, 1, 2, 9], 1),  # the repeat lies in the last batch, far from the first
+        ([3, 2, 1, 4, 5, 6], 0),  # one decreasing and one increasing batch
+    ],
+)
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_ordered_batches_out_of_order_are_counted_again(
+    ids: list[int], duplicates: int, in_memory: bool
+) -> None:
+    """The first pass keeps no values of strictly ordered batches; when the order fails
+    across them, the second pass counts every value."""
+    table = pa.table({"id": pa.array(ids, pa.int64()), "s": pa.array([str(i) for i in ids])})
+    wanted = [Duplicates(("id",)), Duplicates(("s",))]
+    with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as folder:
+        patch.setattr(contract_scan, "BATCH_ROWS", 3)
+        patch.setattr(contract_scan, "TABLE_PARTITION_ROWS", 6)
+        source: pa.Table | str = table
+        if not in_memory:
+            source = str(Path(folder) / "t.parquet")
+            pq.write_table(table, source, row_group_size=6)
+        counted = measure_all(source, _no_duckdb, "t", table.schema, wanted)
+    assert [counted[m] for m in wanted] == [duplicates, duplicates]
