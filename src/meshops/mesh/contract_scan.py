@@ -1116,6 +1116,10 @@ def _arrow_pass(data: _Source, plan: ScanPlan) -> _Findings:
         if d.needs_values
     }
     if again:
+        for name in again:  # the first pass's values go before the second's come
+            del distinct[name]
+            for partial in partials:
+                del partial.distinct[name]
         second = _scan_partitions(data, again)
         distinct.update({name: _in_row_order(second, name) for name in again})
     for name, todo in work.items():
