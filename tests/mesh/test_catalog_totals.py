@@ -67,6 +67,11 @@ def test_small_and_bounded_totals_are_exact(
             # At most ~60 products hold a rare word: its document list bounds the walk.
             result = catalog.search(conn, query)
             assert result.total_exact and result.total == _exact_count(conn, query)
+        # Long lists for the other words make the whole walk costly: estimated instead.
+        monkeypatch.setattr(catalog, "EXACT_POSTINGS", 1000)
+        result = catalog.search(conn, "xray alpha bravo")  # ~15 matches: the walk ends
+        assert result.total_exact and result.total == _exact_count(conn, "xray alpha bravo")
+        assert not catalog.search(conn, "xray owner").total_exact  # ~60 matches > 50 walked
         monkeypatch.setattr(catalog, "TOTAL_SAMPLE", 2000)  # the walk ends within the sample
         result = catalog.search(conn, "alpha bravo")
         assert result.total_exact and result.total == _exact_count(conn, "alpha bravo")

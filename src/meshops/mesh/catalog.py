@@ -38,9 +38,11 @@ match) but without champions until the products are indexed again.
 Totals on SQLite come from one pass over the first matches in document-id order (FTS5 returns
 them so). The total is exact when that pass ends within TOTAL_SAMPLE matches, or when a query
 word's indexed forms are in at most TOTAL_EXACT products (the word's document list bounds the
-pass). Otherwise the pass stops after TOTAL_SAMPLE + 1 matches and `total` is estimated from
-their density (ids are uniform hashes, so those are an even sample of the whole match set:
-standard error 1/sqrt(TOTAL_SAMPLE), 3.2%) and `total_exact` is False ("about 96,000").
+pass) and the query's words have at most EXACT_POSTINGS postings in all (a word in most
+products makes each match cost more than a short list promises). Otherwise the pass stops after
+TOTAL_SAMPLE + 1 matches and `total` is estimated from their density (ids are uniform hashes,
+so those are an even sample of the whole match set: standard error 1/sqrt(TOTAL_SAMPLE), 3.2%)
+and `total_exact` is False ("about 96,000").
 
 PostgreSQL: `mesh_catalog.search_vector` (weighted tsvector, GIN index) ranked by ts_rank_cd,
 exact totals. Facet filters and counts use the indexed facet table on both.
@@ -97,10 +99,12 @@ _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 # hashes) and scaled to the total, and the result says `facets_estimated`.
 FACET_SAMPLE = 1000
 # A total is exact when the walk over the matches ends within TOTAL_SAMPLE, or when a query
-# word's indexed forms are in at most TOTAL_EXACT products (the walk is then bounded by that
-# word's document list); else it is estimated from the first TOTAL_SAMPLE + 1 matches.
+# word's indexed forms are in at most TOTAL_EXACT products and the query's words have at most
+# EXACT_POSTINGS postings (the whole walk is then short); else it is estimated from the first
+# TOTAL_SAMPLE + 1 matches.
 TOTAL_SAMPLE = 1000
 TOTAL_EXACT = 10_000
+EXACT_POSTINGS = 1_000_000  # ~10 ms of FTS5 reading at 1M products
 RANK_EXACT = 2000  # bm25 over every match up to here (~10-20 ms); champions above
 MATCHES_KEPT = 5000  # the total's pass keeps the ids of up to this many matches for ranking
 CHAMPIONS = 256  # products kept per word
@@ -844,7 +848,7 @@ def _total(conn: Connection, plan: _Plan) -> tuple[int, bool, list[int] | None]:
     if plan.expansions is None:
         sql = f"SELECT count(*) FROM {plan.source} {plan.where}"
         return int(conn.execute(text(sql), plan.params).scalar() or 0), True, None
-    walked = TOTAL_EXACT if _match_bound(plan.expansions) <= TOTAL_EXACT else TOTAL_SAMPLE
+    walked = TOTAL_EXACT if _exact_is_cheap(plan.expansions) else TOTAL_SAMPLE
     # FTS5 returns matches in rowid order: the pass stops after `walked + 1` of them, and
     # gives their count, the last id, the first FACET_SAMPLE ids for the facet counts, and
     # every id when at most MATCHES_KEPT (the exact ranking then needs no second pass).
@@ -867,14 +871,15 @@ def _total(conn: Connection, plan: _Plan) -> tuple[int, bool, list[int] | None]:
     return max(int(count), estimate_total(int(count), int(last))), False, sample
 
 
-def _match_bound(expansions: list[list[tuple[str, int]]]) -> float:
-    """At most how many products match every word: the fewest products any one word's
-    indexed forms are in (their document counts summed). A word run as a prefix query (its
-    forms not all listed) bounds nothing."""
-    return min(
-        (sum(docs for _, docs in e) for e in expansions if len(e) <= EXPANSIONS),
-        default=math.inf,
-    )
+def _exact_is_cheap(expansions: list[list[tuple[str, int]]]) -> bool:
+    """Whether a pass over every match is known to be short: a query word's indexed forms are
+    in at most TOTAL_EXACT products (their document counts summed bound the matches), and
+    the query's words have at most EXACT_POSTINGS postings in all (FTS5 steps through the
+    lists of the other words too: a word in every product costs ~6 us a match)."""
+    if any(len(e) > EXPANSIONS for e in expansions):  # a prefix query: its forms not listed
+        return False
+    lists = [sum(docs for _, docs in e) for e in expansions]
+    return min(lists) <= TOTAL_EXACT and sum(lists) <= EXACT_POSTINGS
 
 
 def estimate_total(count: int, last: int) -> int:
