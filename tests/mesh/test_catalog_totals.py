@@ -120,3 +120,32 @@ def test_an_estimate_needs_two_ids() -> None:
         catalog.estimate_total(1, 10)
     with pytest.raises(InvalidInput):
         catalog.estimate_total(5, 2)  # 5 distinct ids cannot all be at most 2
+
+
+@pytest.mark.parametrize("sample", [50, 1000])
+def test_common_words_checked_here_give_the_same_results(
+    generated: Home, monkeypatch: pytest.MonkeyPatch, sample: int
+) -> None:
+    """`owner` (every product) is required but not scored; its check moves from FTS5 into
+    the candidates' text when that is cheaper: the totals, facets and hits do not change."""
+    monkeypatch.setattr(catalog, "TOTAL_SAMPLE", sample)  # 50: estimated totals too
+    monkeypatch.setattr(catalog, "TOTAL_EXACT", 100)
+    queries = [("owner xray", None), ("owner alpha", "d1"), ("alpha owner bravo", None)]
+
+    def results(check_cost: int) -> list[tuple[object, ...]]:
+        monkeypatch.setattr(catalog, "CHECK_HERE_COST", check_cost)
+        with generated.db.read() as conn:
+            found = [catalog.search(conn, q, domain=d, limit=10) for q, d in queries]
+        return [(r.total, r.total_exact, r.facets, [h.product for h in r.hits]) for r in found]
+
+    walked_by_fts5 = results(10**9)
+    checked = []
+    walk = catalog._walk_checking_common_words
+    monkeypatch.setattr(
+        catalog, "_walk_checking_common_words", lambda *a: checked.append(1) or walk(*a)
+    )
+    assert results(0) == walked_by_fts5 and checked
+    exact = [total_exact for _, total_exact, _, _ in walked_by_fts5]
+    assert all(exact) if sample == 1000 else not all(exact)
+    with generated.db.read() as conn:
+        assert walked_by_fts5[0][0] == _exact_count(conn, "xray")  # ~60: exact either way

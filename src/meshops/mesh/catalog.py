@@ -42,7 +42,10 @@ pass) and the query's words have at most EXACT_POSTINGS postings in all (a word 
 products makes each match cost more than a short list promises). Otherwise the pass stops after
 TOTAL_SAMPLE + 1 matches and `total` is estimated from their density (ids are uniform hashes,
 so those are an even sample of the whole match set: standard error 1/sqrt(TOTAL_SAMPLE), 3.2%)
-and `total_exact` is False ("about 96,000").
+and `total_exact` is False ("about 96,000"). Words in most products (`_common`) can be checked
+in each candidate's text instead of by FTS5, which steps through their long lists between
+candidates: the pass then runs FTS5 over the other words and filters (when that is estimated
+cheaper, see `_checks_common_words_here`); the matches are the same.
 
 PostgreSQL: `mesh_catalog.search_vector` (weighted tsvector, GIN index) ranked by ts_rank_cd,
 exact totals. Facet filters and counts use the indexed facet table on both.
@@ -112,6 +115,9 @@ DOMAIN_CHAMPIONS = 64  # products kept per word and domain (ranks domain-filtere
 # Ranking up to MATCHES_KEPT known matches in Python costs about this many postings of
 # FTS5's idf pass each (calibrated at 1M products: ~40 us a match, ~0.08 us a posting).
 SCORE_HERE_COST = 500
+# Checking a candidate's text for words in most products costs about this many postings of
+# FTS5 stepping through those words' lists (~15 us a candidate, ~0.012 us a posting).
+CHECK_HERE_COST = 1000
 CANDIDATES = 100  # champions scored exactly per query (at least 4x the page end)
 EXPANSIONS = 32  # a query word with more indexed words is matched as an FTS5 prefix query
 _DOC_IDS = 2**62  # document ids are uniform in [0, 2**62)
@@ -849,12 +855,28 @@ def _total(conn: Connection, plan: _Plan) -> tuple[int, bool, list[int] | None]:
         sql = f"SELECT count(*) FROM {plan.source} {plan.where}"
         return int(conn.execute(text(sql), plan.params).scalar() or 0), True, None
     walked = TOTAL_EXACT if _exact_is_cheap(plan.expansions) else TOTAL_SAMPLE
-    # FTS5 returns matches in rowid order: the pass stops after `walked + 1` of them, and
+    every: str | None
+    if _checks_common_words_here(conn, plan):
+        found = _walk_checking_common_words(conn, plan, walked + 1)
+        count, last = len(found), found[-1] if found else 0
+        sample, every = found[:FACET_SAMPLE], json.dumps(found)
+    else:
+        count, last, sample, every = _walk(conn, plan, walked + 1)
+    if count <= walked:  # the pass saw every match
+        plan.matches = every if count <= MATCHES_KEPT else None
+        return count, True, sample
+    return max(count, estimate_total(count, last)), False, sample
+
+
+def _walk(conn: Connection, plan: _Plan, limit: int) -> tuple[int, int, list[int], str | None]:
+    """The first `limit` matches of an FTS5 query in one SQL pass: (their count, the last id,
+    the first FACET_SAMPLE ids, every id as JSON when at most MATCHES_KEPT)."""
+    # FTS5 returns matches in rowid order: the pass stops after `limit` of them, and
     # gives their count, the last id, the first FACET_SAMPLE ids for the facet counts, and
     # every id when at most MATCHES_KEPT (the exact ranking then needs no second pass).
     first = (
         f"SELECT {plan.doc} AS doc, row_number() OVER (ORDER BY {plan.doc}) AS n "
-        f"FROM {plan.source} {plan.where} ORDER BY {plan.doc} LIMIT {walked + 1}"
+        f"FROM {plan.source} {plan.where} ORDER BY {plan.doc} LIMIT {limit}"
     )
     count, last, ids, every = conn.execute(
         text(
@@ -865,10 +887,70 @@ def _total(conn: Connection, plan: _Plan) -> tuple[int, bool, list[int] | None]:
         {**plan.params, "sample": FACET_SAMPLE, "keep": MATCHES_KEPT},
     ).one()
     sample = [int(doc) for doc in json.loads(ids or "[]")]
-    if int(count) <= walked:  # the pass saw every match
-        plan.matches = every
-        return int(count), True, sample
-    return max(int(count), estimate_total(int(count), int(last))), False, sample
+    return int(count), int(last or 0), sample, every
+
+
+def _walk_checking_common_words(conn: Connection, plan: _Plan, limit: int) -> list[int]:
+    """The first `limit` matching ids of a query with words in most products (`_common`):
+    FTS5 walks the other words and the filters, and each candidate's text is checked here
+    for the common words. FTS5 would step through the common words' lists (millions of
+    postings) between candidates: ~6 us a candidate, where reading and checking its text
+    costs ~8 us only for the candidates reached, at most about twice the matches kept."""
+    assert plan.expansions is not None
+    rows, _ = _fts_totals(conn)
+    common = [_whole_words([t for t, _ in e]) for e in plan.expansions if _common(e, rows)]
+    where = plan.where.replace("MATCH :q", "MATCH :scored")
+    columns = ", ".join(f"f.{c}" for c in FIELD_WEIGHTS)
+    found: list[int] = []
+    result = conn.execute(
+        text(f"SELECT f.rowid, {columns} FROM mesh_catalog_fts f {where} ORDER BY f.rowid"),
+        plan.params,
+    )
+    try:
+        for doc, *fields in result:
+            folded = " ".join(fold(field or "") for field in fields)
+            if all(word.search(folded) for word in common):
+                found.append(int(doc))
+                if len(found) == limit:
+                    break
+    finally:
+        result.close()
+    return found
+
+
+def _checks_common_words_here(conn: Connection, plan: _Plan) -> bool:
+    """Whether walking the matches is cheaper with the words in most products checked in
+    each candidate's text (~15 us a candidate) than with FTS5 stepping through their lists
+    (~0.012 us a posting) -- over the same stretch of ids either way. The candidates (the
+    other words and the filter's words) are counted as if independent: the cost is estimated,
+    the result is the same."""
+    if "scored" not in plan.params or plan.expansions is None:
+        return False
+    rows, _ = _fts_totals(conn)
+    if not rows:
+        return False
+    common = [e for e in plan.expansions if _common(e, rows)]
+    others = [sum(d for _, d in e) for e in plan.expansions if not _common(e, rows)]
+    narrowing = [term for _, term in _narrowing(plan)]
+    others += [
+        int(docs)
+        for (docs,) in conn.execute(
+            text(
+                "SELECT docs FROM mesh_catalog_fts_terms "
+                "WHERE term IN (SELECT value FROM json_each(:t))"
+            ),
+            {"t": json.dumps(narrowing)},
+        )
+    ]
+    share = math.prod(min(1.0, docs / rows) for docs in others)
+    postings = sum(d for e in common for _, d in e)
+    return share * rows * CHECK_HERE_COST < postings
+
+
+def _whole_words(terms: Iterable[str]) -> re.Pattern[str]:
+    """Any of `terms` as a whole indexed word (as the tokenizer splits text)."""
+    alternatives = "|".join(re.escape(t) for t in terms)
+    return re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])")
 
 
 def _exact_is_cheap(expansions: list[list[tuple[str, int]]]) -> bool:
@@ -907,6 +989,11 @@ def _ranked_page(
 
 
 def _exact_page(conn: Connection, plan: _Plan, limit: int, offset: int) -> list[tuple[int, float]]:
+    if plan.matches is None and _checks_common_words_here(conn, plan):
+        # The total was estimated: list the matches (common words checked here) rather than
+        # have FTS5 step through the common words' lists to exclude products without them.
+        found = _walk_checking_common_words(conn, plan, MATCHES_KEPT + 1)
+        plan.matches = json.dumps(found) if len(found) <= MATCHES_KEPT else None
     known = json.loads(plan.matches) if plan.matches is not None else None
     if known is not None and plan.expansions is not None and _scores_here(conn, plan, len(known)):
         # As FTS5 scores them: without the words in most products when others are scored.
@@ -1028,8 +1115,7 @@ def _score(
     phrases, idf = _phrase_weights(conn, expansions)
     narrowing_idf = _narrowing_weights(conn, narrowing or [])
     _, avgdl = _fts_totals(conn)
-    alternatives = "|".join(re.escape(t) for t in phrases)
-    whole_word = re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])")
+    whole_word = _whole_words(phrases)
     ids = json.dumps(docs)
     lengths = {
         int(doc): sum(_varints(bytes(size)))
