@@ -1116,35 +1116,28 @@ def _score(
     narrowing_idf = _narrowing_weights(conn, narrowing or [])
     _, avgdl = _fts_totals(conn)
     whole_word = _whole_words(phrases)
-    ids = json.dumps(docs)
-    lengths = {
-        int(doc): sum(_varints(bytes(size)))
-        for doc, size in conn.execute(
-            text(
-                "SELECT id, sz FROM mesh_catalog_fts_docsize "
-                "WHERE id IN (SELECT value FROM json_each(:d))"
-            ),
-            {"d": ids},
-        )
-    }
+    # The text FTS5 indexed (its content table: c0 the product, then the columns in order)
+    # and each row's length in words (its docsize record): one primary-key read each.
+    texts = ", ".join(f"c.c{i + 1}" for i in range(len(FIELD_WEIGHTS)))
     rows = conn.execute(
         text(
-            "SELECT doc_id, name, domain, description, tags, owners, columns_text "
-            "FROM mesh_catalog WHERE doc_id IN (SELECT value FROM json_each(:d))"
+            f"SELECT c.id, d.sz, {texts} FROM mesh_catalog_fts_content c "
+            "JOIN mesh_catalog_fts_docsize d ON d.id = c.id "
+            "WHERE c.id IN (SELECT value FROM json_each(:d))"
         ),
-        {"d": ids},
-    ).mappings()
+        {"d": json.dumps(docs)},
+    )
     scores = {}
-    for row in rows:
-        fields = _fts_fields(row)
+    for doc, size, *values in rows:
+        fields = dict(zip(FIELD_WEIGHTS, (str(v or "") for v in values), strict=True))
         frequencies: dict[str, float] = defaultdict(float)
         for field, weight in FIELD_WEIGHTS.items():
             for term in whole_word.findall(fold(fields[field])):
                 frequencies[term] += weight
         if not all(any(t in frequencies for t, _ in e) for e in expansions):
             continue
-        length = lengths.get(int(row["doc_id"]), 0)
-        scores[int(row["doc_id"])] = sum(
+        length = sum(_varints(bytes(size)))
+        scores[int(doc)] = sum(
             idf[p] * n * _saturation(frequencies[p], length, avgdl)
             for p, n in phrases.items()
             if p in frequencies
