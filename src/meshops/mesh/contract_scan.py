@@ -921,17 +921,17 @@ class _Source:
 
     def reader(
         self, columns: list[str], plain: set[str], threads: bool
-    ) -> Callable[[int], Iterator[_Columns]]:
-        """A function reading partition i's `columns` as batches of {name: ChunkedArray},
-        in row order."""
+    ) -> Callable[[int, list[str]], Iterator[_Columns]]:
+        """A function reading partition i's `wanted` columns (some of `columns`) as batches
+        of {name: ChunkedArray}, in row order."""
         if self.table is not None:
             table = self.table.select(columns)
 
-            def slice_of(i: int) -> Iterator[_Columns]:
+            def slice_of(i: int, wanted: list[str]) -> Iterator[_Columns]:
                 part = table.slice(i * TABLE_PARTITION_ROWS, TABLE_PARTITION_ROWS)
                 for start in range(0, part.num_rows, BATCH_ROWS):
                     batch = part.slice(start, BATCH_ROWS)  # no copy: the measures' buffers
-                    yield {name: batch.column(name) for name in columns}  # stay small
+                    yield {name: batch.column(name) for name in wanted}  # stay small
 
             return slice_of
         assert self.path is not None and self.metadata is not None
@@ -939,16 +939,40 @@ class _Source:
         # columns probed for duplicates are compared and hashed as plain values
         as_dictionary = [c for c in columns if c not in plain and self._dictionary_encoded(c)]
 
-        def row_group(i: int) -> Iterator[_Columns]:
+        def row_group(i: int, wanted: list[str]) -> Iterator[_Columns]:
+            if not wanted:
+                return
             # One ParquetFile per call: readers are not shared between threads.
             file = pq.ParquetFile(path, metadata=metadata, read_dictionary=as_dictionary)
             batches = file.iter_batches(
-                BATCH_ROWS, row_groups=[i], columns=columns, use_threads=threads
+                BATCH_ROWS, row_groups=[i], columns=wanted, use_threads=threads
             )
             for batch in batches:
-                yield {name: pa.chunked_array([batch.column(name)]) for name in columns}
+                yield {name: pa.chunked_array([batch.column(name)]) for name in wanted}
 
         return row_group
+
+    def settled(self, i: int, work: dict[str, _ColumnWork]) -> set[str]:
+        """Columns whose work in partition i is done without reading their rows: a string
+        column checked only for invalid values, whose row group's dictionary page holds
+        every value of the chunk and none of them invalid (each count is 0; a null row
+        is never invalid). The dictionary page and the page headers are read, not the
+        indices of 10^6 rows."""
+        if self.metadata is None or self.path is None:
+            return set()
+        done = set()
+        for name, todo in work.items():
+            if todo.nulls or todo.distinct or not todo.value_sets:
+                continue
+            if not all(isinstance(m, Invalid) for m in todo.value_sets):
+                continue
+            chunk = _column_chunk(self.metadata.row_group(i), name)
+            dictionary = chunk_dictionary(self.path, chunk) if chunk is not None else None
+            if dictionary is not None and not any(
+                _flags_any(dictionary, m) for m in todo.value_sets
+            ):
+                done.add(name)
+        return done
 
     def _dictionary_encoded(self, column: str) -> bool:
         assert self.metadata is not None
@@ -966,12 +990,184 @@ class _Source:
         return values > 0 and size / values <= DICTIONARY_BYTES_PER_VALUE
 
 
+def _flags_any(values: pa.Array, measure: _ValueMeasure) -> bool:
+    """Does the measure count any of `values`."""
+    return bool(pc.any(pc.fill_null(_value_flags(values, measure), _FALSE)).as_py())
+
+
 def _column_chunk(group: pq.RowGroupMetaData, column: str) -> pq.ColumnChunkMetaData | None:
     for j in range(group.num_columns):
         chunk = group.column(j)
         if chunk.path_in_schema == column:
             return chunk
     return None
+
+
+# --- dictionary pages: a row group's values without its rows ---
+
+# A dictionary page of at most this many values is decoded here (a Python loop); a
+# larger one is not looked at.
+MAX_DICTIONARY_VALUES = 4096
+_DICTIONARY_PAGE, _DATA_PAGE, _DATA_PAGE_V2 = 2, 0, 3  # Parquet PageType
+# Parquet Encoding: a dictionary page is PLAIN (0) or PLAIN_DICTIONARY (2); a data page
+# of dictionary indices is PLAIN_DICTIONARY (2) or RLE_DICTIONARY (8)
+_DICTIONARY_PAGE_ENCODINGS, _INDEX_ENCODINGS = (0, 2), (2, 8)
+_CODECS = {
+    "UNCOMPRESSED": None,
+    "SNAPPY": "snappy",
+    "GZIP": "gzip",
+    "ZSTD": "zstd",
+    "BROTLI": "brotli",
+    "LZ4_RAW": "lz4_raw",
+}
+
+
+def chunk_dictionary(path: str, chunk: pq.ColumnChunkMetaData) -> pa.Array | None:
+    """The values of a string column chunk's dictionary page, when that page holds every
+    value of the chunk: each of its data pages is dictionary-encoded (none fell back to
+    PLAIN). None when that is not so, or not known (no dictionary page, another physical
+    type or codec, a dictionary over MAX_DICTIONARY_VALUES values, a page this reader does
+    not know). Only the page headers and the dictionary page are decoded, not the rows.
+
+    The page encodings are read from the page headers (Thrift compact protocol): pyarrow
+    exposes neither them nor the dictionary page alone."""
+    if (
+        chunk.physical_type != "BYTE_ARRAY"
+        or not chunk.has_dictionary_page
+        or chunk.compression not in _CODECS
+        or not chunk.dictionary_page_offset
+    ):
+        return None
+    with open(path, "rb") as file:
+        file.seek(chunk.dictionary_page_offset)
+        raw = file.read(chunk.total_compressed_size)
+    try:
+        return _dictionary_of_pages(raw, chunk.num_values, _CODECS[chunk.compression])
+    except (IndexError, KeyError, TypeError, ValueError, pa.ArrowException):
+        return None  # a page this reader does not understand: Arrow reads the rows
+
+
+def _dictionary_of_pages(raw: bytes, values: int, codec: str | None) -> pa.Array | None:
+    dictionary: pa.Array | None = None
+    seen = position = 0
+    while position < len(raw):
+        header, position = _thrift_struct(raw, position)
+        body = raw[position : position + header[3]]  # compressed_page_size
+        position += header[3]
+        kind = header[1]
+        if kind == _DICTIONARY_PAGE and dictionary is None and seen == 0:
+            page = header[7]  # dictionary_page_header: num_values, encoding
+            if page[2] not in _DICTIONARY_PAGE_ENCODINGS or page[1] > MAX_DICTIONARY_VALUES:
+                return None
+            plain = pa.Codec(codec).decompress(body, header[2]) if codec else body
+            dictionary = _plain_strings(bytes(plain), page[1])
+        elif kind == _DATA_PAGE and header[5][2] in _INDEX_ENCODINGS:
+            seen += header[5][1]
+        elif kind == _DATA_PAGE_V2 and header[8][4] in _INDEX_ENCODINGS:
+            seen += header[8][1]
+        else:
+            return None  # a PLAIN data page (a dictionary that overflowed), an index page
+    return dictionary if seen == values else None
+
+
+def _plain_strings(plain: bytes, count: int) -> pa.Array:
+    """`count` PLAIN-encoded BYTE_ARRAY values (a 4-byte little-endian length, then the
+    bytes) as UTF-8 strings; ArrowInvalid when they are not UTF-8."""
+    offsets, pieces, position = [0], [], 0
+    for _ in range(count):
+        size = int.from_bytes(plain[position : position + 4], "little")
+        piece = plain[position + 4 : position + 4 + size]
+        if len(piece) != size:
+            raise ValueError("dictionary page shorter than its values")
+        pieces.append(piece)
+        offsets.append(offsets[-1] + size)
+        position += 4 + size
+    buffers = [
+        None,
+        pa.py_buffer(np.array(offsets, dtype=np.int32)),
+        pa.py_buffer(b"".join(pieces)),
+    ]
+    strings = pa.Array.from_buffers(pa.string(), count, buffers)
+    strings.validate(full=True)
+    return strings
+
+
+def _varint(raw: bytes, position: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = raw[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, position
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint longer than 64 bits")
+
+
+def _zigzag(value: int) -> int:
+    return (value >> 1) ^ -(value & 1)
+
+
+def _thrift_struct(raw: bytes, position: int) -> tuple[dict[int, Any], int]:
+    """One Thrift compact-protocol struct: {field id: value} (nested structs as dicts,
+    lists as lists; binaries as bytes; doubles and maps skipped as None)."""
+    fields: dict[int, Any] = {}
+    last = 0
+    while True:
+        byte = raw[position]
+        position += 1
+        if byte == 0:
+            return fields, position
+        kind, delta = byte & 0x0F, byte >> 4
+        if delta:
+            last += delta
+        else:
+            value, position = _varint(raw, position)
+            last = _zigzag(value)
+        fields[last], position = _thrift_value(raw, position, kind)
+
+
+def _thrift_value(raw: bytes, position: int, kind: int) -> tuple[Any, int]:
+    if kind in (1, 2):  # a struct field's boolean is its type
+        return kind == 1, position
+    if kind == 3:
+        return raw[position], position + 1
+    if kind in (4, 5, 6):
+        value, position = _varint(raw, position)
+        return _zigzag(value), position
+    if kind == 7:
+        return None, position + 8
+    if kind == 8:
+        size, position = _varint(raw, position)
+        return raw[position : position + size], position + size
+    if kind in (9, 10):
+        head = raw[position]
+        position += 1
+        size, element = head >> 4, head & 0x0F
+        if size == 15:
+            size, position = _varint(raw, position)
+        items = []
+        for _ in range(size):
+            if element in (1, 2):  # a boolean in a list is one byte
+                item: Any = raw[position] == 1
+                position += 1
+            else:
+                item, position = _thrift_value(raw, position, element)
+            items.append(item)
+        return items, position
+    if kind == 11:
+        size, position = _varint(raw, position)
+        if size:
+            key, value = raw[position] >> 4, raw[position] & 0x0F
+            position += 1
+            for _ in range(size):
+                _, position = _thrift_value(raw, position, key)
+                _, position = _thrift_value(raw, position, value)
+        return None, position
+    if kind == 12:
+        return _thrift_struct(raw, position)
+    raise ValueError(f"unknown Thrift compact type {kind}")
 
 
 # --- the plan ---
@@ -1149,7 +1345,11 @@ def _scan_partitions(data: _Source, work: dict[str, _ColumnWork]) -> list[_Parti
     read = data.reader(list(work), probed, threads=count < (os.cpu_count() or 1))
 
     def scan(i: int) -> _Partial:
-        return _scan_partition(read(i), work)
+        settled = data.settled(i, work)
+        todo = {name: w for name, w in work.items() if name not in settled}
+        partial = _scan_partition(read(i, list(todo)), todo)
+        partial.counts.update({m: 0 for name in settled for m in work[name].value_sets})
+        return partial
 
     if workers <= 1:
         return [scan(i) for i in range(count)]
