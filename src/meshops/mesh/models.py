@@ -427,8 +427,8 @@ class SearchResult(BaseModel):
     total: int
     hits: list[SearchHit]
     facets: dict[str, dict[str, int]] = Field(default_factory=dict)
-    # False when `total` is an estimate (SQLite, more than catalog.TOTAL_SAMPLE matches and
-    # no query word bounding them to catalog.TOTAL_EXACT; see mesh/catalog.py), "about N".
+    # False when `total` is an estimate (SQLite, a large match set: see the module doc of
+    # mesh/catalog.py), shown as "about N".
     total_exact: bool = True
     # True when the facet counts were computed over a sample of a large match set and
     # scaled to `total` (see mesh/catalog.py FACET_SAMPLE).
