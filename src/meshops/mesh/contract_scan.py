@@ -41,6 +41,7 @@ import string
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, TypeVar
 
 import duckdb
@@ -159,6 +160,7 @@ def _same_kind(values: Sequence[Any], dtype: pa.DataType) -> bool:
     return False
 
 
+@lru_cache(maxsize=256)  # each batch of a column asks again for the same set
 def _value_set(values: tuple[Any, ...], dtype: pa.DataType) -> pa.Array:
     """`values` (all str, or all int64 for an integer column) as an Arrow array for `dtype`.
     Built from buffers: converting Python objects with pa.array() imports pandas, a second
@@ -491,6 +493,7 @@ class SimplePattern:
     high: int | None = None
 
 
+@lru_cache(maxsize=256)  # each batch of a column asks again for the same pattern
 def simple_pattern(pattern: str) -> SimplePattern | None:
     """`pattern` as a SimplePattern when it is one exactly, else None (RE2 decides)."""
     items = _pattern_items(pattern)
