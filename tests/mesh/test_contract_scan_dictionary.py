@@ -139,3 +139,35 @@ def test_a_row_group_judged_by_its_dictionary_is_not_read(
         counted = measure_all(path, _no_duckdb, "t", table.schema, [measure])
     assert counted[measure] == 0
     assert read == [[]] * 6
+
+
+def test_page_headers_longer_than_the_first_read_are_read_whole() -> None:
+    """Page statistics of long strings make a page header longer than the first 1 KiB the
+    reader takes: it reads more, and finds the same dictionary."""
+    long_words = ["a" * 3000, "b" * 3000, "c"]
+    table = pa.table({"s": pa.array(long_words * 20)})
+    with tempfile.TemporaryDirectory() as folder:
+        path = str(Path(folder) / "t.parquet")
+        pq.write_table(table, path, data_page_size=64, compression="zstd")
+        chunk = _column_chunk(pq.read_metadata(path).row_group(0), "s")
+        assert chunk is not None
+        dictionary = chunk_dictionary(path, chunk)
+    assert dictionary is not None and sorted(dictionary.to_pylist()) == sorted(long_words)
+
+
+def test_a_dictionary_not_worth_it_stops_the_reading() -> None:
+    table = pa.table({"s": pa.array(["x", "y"] * 50)})
+    asked: list[list[str]] = []
+
+    def unwanted(values: pa.Array) -> bool:
+        asked.append(values.to_pylist())
+        return False
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = str(Path(folder) / "t.parquet")
+        pq.write_table(table, path)
+        chunk = _column_chunk(pq.read_metadata(path).row_group(0), "s")
+        assert chunk is not None
+        assert chunk_dictionary(path, chunk, unwanted) is None
+        assert chunk_dictionary(path, chunk) is not None
+    assert [sorted(v) for v in asked] == [["x", "y"]]

@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import duckdb
 import numpy as np
@@ -970,10 +970,11 @@ class _Source:
             if not all(isinstance(m, Invalid) for m in todo.value_sets):
                 continue
             chunk = _column_chunk(self.metadata.row_group(i), name)
-            dictionary = chunk_dictionary(self.path, chunk) if chunk is not None else None
-            if dictionary is not None and not any(
-                _flags_any(dictionary, m) for m in todo.value_sets
-            ):
+
+            def none_invalid(values: pa.Array, todo: _ColumnWork = todo) -> bool:
+                return not any(_flags_any(values, m) for m in todo.value_sets)
+
+            if chunk is not None and chunk_dictionary(self.path, chunk, none_invalid) is not None:
                 done.add(name)
         return done
 
@@ -1025,12 +1026,20 @@ _CODECS = {
 }
 
 
-def chunk_dictionary(path: str, chunk: pq.ColumnChunkMetaData) -> pa.Array | None:
+def _any_values(values: pa.Array) -> bool:
+    return True
+
+
+def chunk_dictionary(
+    path: str, chunk: pq.ColumnChunkMetaData, worth: Callable[[pa.Array], bool] = _any_values
+) -> pa.Array | None:
     """The values of a string column chunk's dictionary page, when that page holds every
     value of the chunk: each of its data pages is dictionary-encoded (none fell back to
     PLAIN). None when that is not so, or not known (no dictionary page, another physical
     type or codec, a dictionary over MAX_DICTIONARY_VALUES values, a page this reader does
-    not know). Only the page headers and the dictionary page are decoded, not the rows.
+    not know), or when `worth(values)` says the answer is not wanted: then the data pages'
+    headers are not read. Only the page headers and the dictionary page are read and
+    decoded, not the rows.
 
     The page encodings are read from the page headers (Thrift compact protocol): pyarrow
     exposes neither them nor the dictionary page alone."""
@@ -1041,36 +1050,70 @@ def chunk_dictionary(path: str, chunk: pq.ColumnChunkMetaData) -> pa.Array | Non
         or not chunk.dictionary_page_offset
     ):
         return None
-    with open(path, "rb") as file:
-        file.seek(chunk.dictionary_page_offset)
-        raw = file.read(chunk.total_compressed_size)
+    start = int(chunk.dictionary_page_offset)
+    end = start + int(chunk.total_compressed_size)
     try:
-        return _dictionary_of_pages(raw, chunk.num_values, _CODECS[chunk.compression])
+        with open(path, "rb") as file:
+            dictionary, position = _dictionary_page(file, start, end, _CODECS[chunk.compression])
+            if dictionary is None or not worth(dictionary):
+                return None
+            indexed = _indexed_values(file, position, end)
     except (IndexError, KeyError, TypeError, ValueError, pa.ArrowException):
         return None  # a page this reader does not understand: Arrow reads the rows
+    return dictionary if indexed == chunk.num_values else None
 
 
-def _dictionary_of_pages(raw: bytes, values: int, codec: str | None) -> pa.Array | None:
-    dictionary: pa.Array | None = None
-    seen = position = 0
-    while position < len(raw):
-        header, position = _thrift_struct(raw, position)
-        body = raw[position : position + header[3]]  # compressed_page_size
-        position += header[3]
+def _dictionary_page(
+    file: BinaryIO, start: int, end: int, codec: str | None
+) -> tuple[pa.Array | None, int]:
+    """The values of the dictionary page at `start` (None: not one this reader decodes),
+    and where the next page begins."""
+    header, position = _page_header(file, start, end)
+    page = header.get(7)  # dictionary_page_header: num_values, encoding
+    if header[1] != _DICTIONARY_PAGE or page is None:
+        return None, position
+    if page[2] not in _DICTIONARY_PAGE_ENCODINGS or page[1] > MAX_DICTIONARY_VALUES:
+        return None, position
+    file.seek(position)
+    body = file.read(header[3])  # compressed_page_size
+    if len(body) != header[3]:
+        raise ValueError("dictionary page cut short")
+    plain = pa.Codec(codec).decompress(body, header[2]) if codec else body
+    return _plain_strings(bytes(plain), page[1]), position + header[3]
+
+
+def _indexed_values(file: BinaryIO, position: int, end: int) -> int | None:
+    """The values (nulls included) of the data pages from `position` to `end`, when every
+    one of them holds dictionary indices; None at the first that does not (a PLAIN page: the
+    dictionary overflowed) or that this reader does not know."""
+    values = 0
+    while position < end:
+        header, position = _page_header(file, position, end)
         kind = header[1]
-        if kind == _DICTIONARY_PAGE and dictionary is None and seen == 0:
-            page = header[7]  # dictionary_page_header: num_values, encoding
-            if page[2] not in _DICTIONARY_PAGE_ENCODINGS or page[1] > MAX_DICTIONARY_VALUES:
-                return None
-            plain = pa.Codec(codec).decompress(body, header[2]) if codec else body
-            dictionary = _plain_strings(bytes(plain), page[1])
-        elif kind == _DATA_PAGE and header[5][2] in _INDEX_ENCODINGS:
-            seen += header[5][1]
+        if kind == _DATA_PAGE and header[5][2] in _INDEX_ENCODINGS:
+            values += header[5][1]
         elif kind == _DATA_PAGE_V2 and header[8][4] in _INDEX_ENCODINGS:
-            seen += header[8][1]
+            values += header[8][1]
         else:
-            return None  # a PLAIN data page (a dictionary that overflowed), an index page
-    return dictionary if seen == values else None
+            return None
+        position += header[3]
+    return values
+
+
+def _page_header(file: BinaryIO, position: int, end: int) -> tuple[dict[int, Any], int]:
+    """The page header at `position` and where the page's body begins. Headers are small
+    (a page's statistics make them longer): read a little, more if it was not enough."""
+    for size in (1 << 10, 1 << 16, 1 << 20):
+        file.seek(position)
+        raw = file.read(min(size, end - position))
+        try:
+            header, used = _thrift_struct(raw, 0)
+        except IndexError:
+            if len(raw) < size:
+                raise  # the chunk ends inside this header
+            continue
+        return header, position + used
+    raise ValueError("a page header over 1 MiB")
 
 
 def _plain_strings(plain: bytes, count: int) -> pa.Array:
@@ -1143,6 +1186,8 @@ def _thrift_value(raw: bytes, position: int, kind: int) -> tuple[Any, int]:
         return None, position + 8
     if kind == 8:
         size, position = _varint(raw, position)
+        if position + size > len(raw):
+            raise IndexError("binary value past the end of the bytes read")
         return raw[position : position + size], position + size
     if kind in (9, 10):
         head = raw[position]
