@@ -48,10 +48,15 @@ def _entries(n: int) -> list[dict]:
     ]
 
 
-def _search(home: Home, cost: int, monkeypatch: pytest.MonkeyPatch) -> list[SearchResult]:
+def _search(
+    home: Home, cost: int, monkeypatch: pytest.MonkeyPatch, offset: int = 0
+) -> list[SearchResult]:
     monkeypatch.setattr(catalog, "SCORE_HERE_COST", cost)
     with home.db.read() as conn:
-        return [catalog.search(conn, q, domain=d, tag=t, limit=25) for q, d, t, _ in CASES]
+        return [
+            catalog.search(conn, q, domain=d, tag=t, limit=25, offset=offset)
+            for q, d, t, _ in CASES
+        ]
 
 
 def test_known_matches_rank_here_as_fts5_does(
@@ -77,3 +82,13 @@ def test_known_matches_rank_here_as_fts5_does(
             assert [h.score for h in mine.hits] == pytest.approx(
                 [oracle[h.product] for h in mine.hits]
             )
+
+
+def test_later_pages_are_the_same_either_way(
+    sqlite_home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with sqlite_home.db.begin() as conn:
+        catalog.index(conn, _entries(600), fresh=True)
+    pages = [_search(sqlite_home, cost, monkeypatch, offset=10) for cost in (10**9, 0)]
+    by_fts5, here = ([[h.product for h in r.hits] for r in page] for page in pages)
+    assert here == by_fts5 and any(by_fts5)
