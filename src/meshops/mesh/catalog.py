@@ -720,6 +720,7 @@ class _Plan:
     narrowed: bool = False  # the FTS5 query also names a domain or tag filter's words
     scope: str | None = None  # narrowed by a domain alone: its champion lists rank the query
     matches: str | None = None  # every matching id (a JSON array) when at most MATCHES_KEPT
+    walked: list[int] | None = None  # the first matches listed with common words checked here
 
     @property
     def ranked(self) -> bool:
@@ -858,6 +859,7 @@ def _total(conn: Connection, plan: _Plan) -> tuple[int, bool, list[int] | None]:
     every: str | None
     if _checks_common_words_here(conn, plan):
         found = _walk_checking_common_words(conn, plan, walked + 1)
+        plan.walked = found  # the exact ranking goes on from here if it needs every match
         count, last = len(found), found[-1] if found else 0
         sample, every = found[:FACET_SAMPLE], json.dumps(found)
     else:
@@ -890,12 +892,15 @@ def _walk(conn: Connection, plan: _Plan, limit: int) -> tuple[int, int, list[int
     return int(count), int(last or 0), sample, every
 
 
-def _walk_checking_common_words(conn: Connection, plan: _Plan, limit: int) -> list[int]:
+def _walk_checking_common_words(
+    conn: Connection, plan: _Plan, limit: int, after: int = -1
+) -> list[int]:
     """The first `limit` matching ids of a query with words in most products (`_common`):
     FTS5 walks the other words and the filters, and each candidate's text is checked here
     for the common words. FTS5 would step through the common words' lists (millions of
     postings) between candidates: ~6 us a candidate, where reading and checking its text
-    costs ~8 us only for the candidates reached, at most about twice the matches kept."""
+    costs ~15 us only for the candidates reached, at most about twice the matches kept.
+    `after`: the walk starts after this id (where an earlier walk stopped)."""
     assert plan.expansions is not None
     rows, _ = _fts_totals(conn)
     common = [_whole_words([t for t, _ in e]) for e in plan.expansions if _common(e, rows)]
@@ -903,8 +908,11 @@ def _walk_checking_common_words(conn: Connection, plan: _Plan, limit: int) -> li
     columns = ", ".join(f"f.{c}" for c in FIELD_WEIGHTS)
     found: list[int] = []
     result = conn.execute(
-        text(f"SELECT f.rowid, {columns} FROM mesh_catalog_fts f {where} ORDER BY f.rowid"),
-        plan.params,
+        text(
+            f"SELECT f.rowid, {columns} FROM mesh_catalog_fts f {where} AND f.rowid > :after "
+            "ORDER BY f.rowid"
+        ),
+        {**plan.params, "after": after},
     )
     try:
         for doc, *fields in result:
@@ -992,7 +1000,10 @@ def _exact_page(conn: Connection, plan: _Plan, limit: int, offset: int) -> list[
     if plan.matches is None and _checks_common_words_here(conn, plan):
         # The total was estimated: list the matches (common words checked here) rather than
         # have FTS5 step through the common words' lists to exclude products without them.
-        found = _walk_checking_common_words(conn, plan, MATCHES_KEPT + 1)
+        found = list(plan.walked or [])  # the total's pass: the first matches, checked
+        if (remaining := MATCHES_KEPT + 1 - len(found)) > 0:
+            after = found[-1] if found else -1
+            found += _walk_checking_common_words(conn, plan, remaining, after)
         plan.matches = json.dumps(found) if len(found) <= MATCHES_KEPT else None
     known = json.loads(plan.matches) if plan.matches is not None else None
     if known is not None and plan.expansions is not None and _scores_here(conn, plan, len(known)):
