@@ -950,12 +950,12 @@ class _Source:
         def row_group(i: int, wanted: list[str]) -> Iterator[_Columns]:
             if not wanted:
                 return
-            # One ParquetFile per call: readers are not shared between threads.
-            file = pq.ParquetFile(path, metadata=metadata, read_dictionary=as_dictionary)
-            batches = file.iter_batches(
-                BATCH_ROWS, row_groups=[i], columns=wanted, use_threads=threads
-            )
-            for batch in batches:
+            # One reader per call: readers are not shared between threads.
+            reader = pq.ParquetReader(memory_pool=_decode_pool())
+            reader.open(path, metadata=metadata, read_dictionary=as_dictionary)
+            # the leaves (Parquet columns) under the wanted top-level fields, as paths
+            leaves = [j for j, at in enumerate(reader.column_paths) if at[0] in wanted]
+            for batch in reader.iter_batches(BATCH_ROWS, [i], leaves, use_threads=threads):
                 yield {name: pa.chunked_array([batch.column(name)]) for name in wanted}
 
         return row_group
@@ -1002,6 +1002,19 @@ class _Source:
 def _flags_any(values: pa.Array, measure: _ValueMeasure) -> bool:
     """Does the measure count any of `values`."""
     return bool(pc.any(pc.fill_null(_value_flags(values, measure), _FALSE)).as_py())
+
+
+@lru_cache(maxsize=1)
+def _decode_pool() -> pa.MemoryPool:
+    """The memory pool the Parquet batches are decoded into: jemalloc where pyarrow has it.
+    The default (mimalloc) pool takes fresh pages for the decoders' growing buffers in each
+    thread's first row group, which the kernel zeroes 2 MB at a time (transparent huge
+    pages): 0.15-0.2 s of system CPU per scan thread in a 10^7-row contract test, against
+    0.05 s with jemalloc, which reuses what it freed. Arrow compute keeps the default."""
+    try:
+        return pa.jemalloc_memory_pool()
+    except NotImplementedError:  # a pyarrow built without jemalloc
+        return pa.default_memory_pool()
 
 
 def _column_chunk(group: pq.RowGroupMetaData, column: str) -> pq.ColumnChunkMetaData | None:
