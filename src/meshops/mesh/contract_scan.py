@@ -1076,7 +1076,7 @@ def chunk_dictionary(
             if dictionary is None or not worth(dictionary):
                 return None
             indexed = _indexed_values(file, position, end)
-    except (IndexError, KeyError, TypeError, ValueError, pa.ArrowException):
+    except (OSError, IndexError, KeyError, TypeError, ValueError, pa.ArrowException):
         return None  # a page this reader does not understand: Arrow reads the rows
     return dictionary if indexed == chunk.num_values else None
 
