@@ -3,12 +3,12 @@ products / 2M columns and at 1M / 20M; the 1M index built in under 10 minutes.
 
     .venv/bin/python benchmarks/b8_catalog_search.py [--products 100000] [--home DIR]
 
-The catalog is filled through the catalog's bulk indexing path (`catalog.bulk_index`, one
+The catalog is filled through the catalog's bulk indexing path (`catalog_index.bulk_index`, one
 transaction per 50,000 products) with generated names, descriptions, tags and 20 columns per
 product; the build time excludes the generation. `--home` keeps the catalog for re-runs (a home
 already holding the asked number of products is searched without rebuilding). Besides wall
 times the script reports CPU time per search: on a shared machine it is the comparable figure.
-Large totals are estimates (see mesh/catalog.py); the script prints how many queries had one
+Large totals are estimates (see mesh/catalog_search.py); the script prints how many queries had one
 or estimated facet counts."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from sqlalchemy import text
 from benchmarks.harness import Row, percentile, record
 from meshops.kernel.config import load_settings
 from meshops.kernel.home import Home
-from meshops.mesh import catalog
+from meshops.mesh import catalog, catalog_index
 from meshops.mesh.service import MeshService
 
 # A business vocabulary of ~2,000 words drawn with a Zipf-like skew (real catalogs reuse some
@@ -110,7 +110,7 @@ def fill(home: Home, count: int, rng: random.Random) -> tuple[float, float]:
     50,000); returns the wall and CPU seconds spent indexing (generation excluded)."""
     generating = [0.0, 0.0]
     started, cpu_started = time.perf_counter(), time.process_time()
-    catalog.bulk_index(home.db, products(count, rng, generating))
+    catalog_index.bulk_index(home.db, products(count, rng, generating))
     wall = time.perf_counter() - started - generating[0]
     return wall, time.process_time() - cpu_started - generating[1]
 

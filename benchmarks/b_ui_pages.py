@@ -34,7 +34,7 @@ from meshops.governance.authn import authenticate_token
 from meshops.governance.service import GovernanceService
 from meshops.kernel.config import load_settings
 from meshops.kernel.home import Home
-from meshops.mesh import catalog
+from meshops.mesh import catalog, catalog_index
 from meshops.mesh.service import MeshService
 from meshops.tracking import store as tracking_store
 from meshops.tracking.service import TrackingService
@@ -132,10 +132,10 @@ def seed_products(home: Home, count: int, rng: random.Random) -> list[str]:
         )
         if len(batch) == 5000:
             with home.db.begin() as conn:
-                catalog.index(conn, batch)
+                catalog_index.index(conn, batch)
             batch = []
     with home.db.begin() as conn:
-        catalog.index(conn, batch)
+        catalog_index.index(conn, batch)
     return published
 
 

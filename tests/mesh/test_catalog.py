@@ -10,7 +10,7 @@ from sqlalchemy import Connection, text
 
 from meshops.kernel.errors import InvalidInput
 from meshops.kernel.home import Home
-from meshops.mesh import catalog
+from meshops.mesh import catalog, catalog_index, catalog_search
 
 
 def _entry(i: int, *, status: str = "published", tags: list[str] | None = None) -> dict:
@@ -34,57 +34,58 @@ def _entry(i: int, *, status: str = "published", tags: list[str] | None = None) 
 
 def _fill(home: Home, n: int, *, fresh: bool = False) -> None:
     with home.db.begin() as conn:
-        catalog.index(conn, [_entry(i) for i in range(n)], fresh=fresh)
+        catalog_index.index(conn, [_entry(i) for i in range(n)], fresh=fresh)
 
 
 def test_search_filters_totals_and_exact_facets(home: Home) -> None:
     _fill(home, 24, fresh=True)
     with home.db.read() as conn:
-        result = catalog.search(conn, "orders")
+        result = catalog_search.search(conn, "orders")
         assert result.total == 24 and not result.facets_estimated
         assert result.facets["domain"] == {"ops": 12, "sales": 12}
         assert result.facets["tag"] == {"bronze": 16, "gold": 8}
         assert result.facets["classification"] == {"pii": 6}
         assert result.facets["status"] == {"published": 24}
         assert len(result.hits) == 20
-        page2 = catalog.search(conn, "orders", limit=20, offset=20)
+        page2 = catalog_search.search(conn, "orders", limit=20, offset=20)
         assert len(page2.hits) == 4
         assert not {h.product for h in result.hits} & {h.product for h in page2.hits}
 
-        sales_gold = catalog.search(conn, "ord", domain="sales", tag="gold")
+        sales_gold = catalog_search.search(conn, "ord", domain="sales", tag="gold")
         assert sales_gold.total == 4  # i in 3, 9, 15, 21
         assert {h.product for h in sales_gold.hits} == {f"sales.orders_{i}" for i in (3, 9, 15, 21)}
         assert sales_gold.facets["domain"] == {"sales": 4}
-        pii = catalog.search(conn, "", classification="pii")
+        pii = catalog_search.search(conn, "", classification="pii")
         assert pii.total == 6 and [h.product for h in pii.hits] == sorted(
             h.product for h in pii.hits
         )
         # Column text is searchable; names weigh more than columns.
-        assert catalog.search(conn, "customer email").total == 6
-        assert catalog.search(conn, "nothing-like-this").total == 0
+        assert catalog_search.search(conn, "customer email").total == 6
+        assert catalog_search.search(conn, "nothing-like-this").total == 0
 
 
 def test_reindex_replaces_and_status_changes_move_facets(home: Home) -> None:
     _fill(home, 6)
     with home.db.begin() as conn:
-        catalog.index(conn, [_entry(0, tags=["platinum"])])  # replace one entry
-        catalog.set_status(conn, "sales.orders_1", "deprecated")
+        catalog_index.index(conn, [_entry(0, tags=["platinum"])])  # replace one entry
+        catalog_index.set_status(conn, "sales.orders_1", "deprecated")
     with home.db.read() as conn:
-        result = catalog.search(conn, "orders")
+        result = catalog_search.search(conn, "orders")
         assert result.total == 6
         assert result.facets["tag"]["platinum"] == 1
         assert result.facets["status"] == {"deprecated": 1, "published": 5}
-        assert catalog.search(conn, "orders", status="deprecated").total == 1
-        assert catalog.search(conn, "orders", tag="platinum").hits[0].product == "ops.orders_0"
+        assert catalog_search.search(conn, "orders", status="deprecated").total == 1
+        platinum = catalog_search.search(conn, "orders", tag="platinum")
+        assert platinum.hits[0].product == "ops.orders_0"
 
 
 def test_large_match_sets_have_exact_totals_and_estimated_facets(
     home: Home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(catalog, "FACET_SAMPLE", 10)
+    monkeypatch.setattr(catalog_search, "FACET_SAMPLE", 10)
     _fill(home, 40, fresh=True)
     with home.db.read() as conn:
-        result = catalog.search(conn, "orders")
+        result = catalog_search.search(conn, "orders")
     assert result.total == 40 and result.facets_estimated
     assert sum(result.facets["status"].values()) == 40  # sample counts scaled to the total
     assert set(result.facets["domain"]) <= {"ops", "sales"}
@@ -101,12 +102,12 @@ def test_words_expand_to_indexed_words_and_long_expansions_use_a_prefix_query(
 ) -> None:
     _fill(home, 12, fresh=True)
     with home.db.read() as conn:
-        assert catalog.search(conn, "ord").total == 12
-        assert catalog.search(conn, "ord mon").total == 9  # "amount money" where i % 4
-        assert catalog.search(conn, "zzz orders").total == 0  # no indexed word starts so
-        assert catalog.search(conn, "orders 1").total == 3  # 1, 10, 11
-        monkeypatch.setattr(catalog, "EXPANSIONS", 2)  # `1` has three: an FTS5 prefix query
-        assert catalog.search(conn, "orders 1").total == 3
+        assert catalog_search.search(conn, "ord").total == 12
+        assert catalog_search.search(conn, "ord mon").total == 9  # "amount money" where i % 4
+        assert catalog_search.search(conn, "zzz orders").total == 0  # no indexed word starts so
+        assert catalog_search.search(conn, "orders 1").total == 3  # 1, 10, 11
+        monkeypatch.setattr(catalog_search, "EXPANSIONS", 2)  # `1` has three: an FTS5 prefix query
+        assert catalog_search.search(conn, "orders 1").total == 3
 
 
 _VOCABULARY = [
@@ -153,17 +154,17 @@ def _fts5_ranking(conn: Connection, match: str, limit: int) -> list[tuple[str, f
 def test_champion_lists_rank_like_bm25_over_every_match(
     sqlite_home: Home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(catalog, "CHAMPIONS", 1000)  # complete lists: the same top-k
+    monkeypatch.setattr(catalog_index, "CHAMPIONS", 1000)  # complete lists: the same top-k
     with sqlite_home.db.begin() as conn:
-        catalog.index(conn, _varied_entries(300), fresh=True)
-    monkeypatch.setattr(catalog, "RANK_EXACT", 0)  # always try the champions
+        catalog_index.index(conn, _varied_entries(300), fresh=True)
+    monkeypatch.setattr(catalog_search, "RANK_EXACT", 0)  # always try the champions
     with sqlite_home.db.read() as conn:
         for query, match in (
             ("alpha", '"alpha" OR "alphas"'),
             ("alpha bravo", '("alpha" OR "alphas") AND "bravo"'),
         ):
             for offset in (0, 20):
-                hits = catalog.search(conn, query, limit=20, offset=offset).hits
+                hits = catalog_search.search(conn, query, limit=20, offset=offset).hits
                 expected = _fts5_ranking(conn, match, offset + 20)[offset:]
                 assert [h.product for h in hits] == [p for p, _ in expected]
                 assert [h.score for h in hits] == pytest.approx([s for _, s in expected])
@@ -172,12 +173,12 @@ def test_champion_lists_rank_like_bm25_over_every_match(
 def test_short_champion_lists_fall_back_to_every_match(
     sqlite_home: Home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(catalog, "CHAMPIONS", 2)  # far too few to fill a page
+    monkeypatch.setattr(catalog_index, "CHAMPIONS", 2)  # far too few to fill a page
     with sqlite_home.db.begin() as conn:
-        catalog.index(conn, _varied_entries(200), fresh=True)
-    monkeypatch.setattr(catalog, "RANK_EXACT", 0)
+        catalog_index.index(conn, _varied_entries(200), fresh=True)
+    monkeypatch.setattr(catalog_search, "RANK_EXACT", 0)
     with sqlite_home.db.read() as conn:
-        hits = catalog.search(conn, "charlie", limit=20).hits
+        hits = catalog_search.search(conn, "charlie", limit=20).hits
         expected = _fts5_ranking(conn, '"charlie"', 20)
     assert [h.product for h in hits] == [p for p, _ in expected]
     assert [h.score for h in hits] == pytest.approx([s for _, s in expected])
@@ -185,10 +186,10 @@ def test_short_champion_lists_fall_back_to_every_match(
 
 def test_words_in_most_products_are_required_but_not_scored(sqlite_home: Home) -> None:
     with sqlite_home.db.begin() as conn:
-        catalog.index(conn, _varied_entries(200), fresh=True)
+        catalog_index.index(conn, _varied_entries(200), fresh=True)
     with sqlite_home.db.read() as conn:
         # `zulu` (every owner) has the minimum idf: ranking without it is FTS5's ranking.
-        result = catalog.search(conn, "zulu delta", limit=50)
+        result = catalog_search.search(conn, "zulu delta", limit=50)
         expected = _fts5_ranking(conn, '"zulu" AND "delta"', 50)
         assert result.total == len(_fts5_ranking(conn, '"delta"', 1000))
     assert [h.product for h in result.hits] == [p for p, _ in expected]
@@ -200,11 +201,11 @@ def test_totals_above_the_bound_are_estimated(
 ) -> None:
     _fill(sqlite_home, 400, fresh=True)
     with sqlite_home.db.read() as conn:
-        assert catalog.search(conn, "orders").total_exact
-        monkeypatch.setattr(catalog, "TOTAL_EXACT", 100)  # `orders` is in 400 > 100 products
-        assert catalog.search(conn, "orders").total == 400  # the walk ends within 1,000
-        monkeypatch.setattr(catalog, "TOTAL_SAMPLE", 100)
-        result = catalog.search(conn, "orders")
+        assert catalog_search.search(conn, "orders").total_exact
+        monkeypatch.setattr(catalog_search, "TOTAL_EXACT", 100)  # `orders` is in 400 > 100 products
+        assert catalog_search.search(conn, "orders").total == 400  # the walk ends within 1,000
+        monkeypatch.setattr(catalog_search, "TOTAL_SAMPLE", 100)
+        result = catalog_search.search(conn, "orders")
     assert not result.total_exact and result.facets_estimated
     assert 200 <= result.total <= 800  # 101 of 400 ids: their density estimates the count
 
@@ -225,7 +226,7 @@ def test_reindex_keeps_word_counts_and_champions_in_step(sqlite_home: Home) -> N
     with sqlite_home.db.read() as conn:
         assert state(conn, "gold") == (2, {zero, catalog.doc_id("sales.orders_3")})
     with sqlite_home.db.begin() as conn:
-        catalog.index(conn, [_entry(0, tags=["platinum"])])
+        catalog_index.index(conn, [_entry(0, tags=["platinum"])])
     with sqlite_home.db.read() as conn:
         assert state(conn, "gold") == (1, {catalog.doc_id("sales.orders_3")})
         assert state(conn, "platinum") == (1, {zero})
@@ -236,7 +237,7 @@ def test_reindex_keeps_word_counts_and_champions_in_step(sqlite_home: Home) -> N
                 for i, d in zip(range(6), ["ops", "sales"] * 3, strict=True)
             },
         )
-        assert catalog.search(conn, "gold").total == 1
+        assert catalog_search.search(conn, "gold").total == 1
 
 
 def test_migration_backfills_the_side_tables_as_indexing_builds_them(sqlite_home: Home) -> None:
@@ -245,7 +246,7 @@ def test_migration_backfills_the_side_tables_as_indexing_builds_them(sqlite_home
     from meshops.kernel import schema
 
     with sqlite_home.db.begin() as conn:
-        catalog.index(conn, _varied_entries(60), fresh=True)
+        catalog_index.index(conn, _varied_entries(60), fresh=True)
 
     def side_tables() -> tuple[dict[str, int], dict[tuple[str, int], float]]:
         with sqlite_home.db.read() as conn:
@@ -267,16 +268,16 @@ def test_migration_backfills_the_side_tables_as_indexing_builds_them(sqlite_home
 
 
 def test_bulk_index_commits_chunks_and_searches_like_index(home: Home) -> None:
-    indexed = catalog.bulk_index(home.db, (_entry(i) for i in range(24)), chunk_size=5)
+    indexed = catalog_index.bulk_index(home.db, (_entry(i) for i in range(24)), chunk_size=5)
     assert indexed == 24
     with home.db.read() as conn:
-        result = catalog.search(conn, "orders")
+        result = catalog_search.search(conn, "orders")
         assert result.total == 24 and not result.facets_estimated
         assert result.facets["domain"] == {"ops": 12, "sales": 12}
         assert result.facets["tag"] == {"bronze": 16, "gold": 8}
-        assert catalog.search(conn, "ord", domain="sales", tag="gold").total == 4
+        assert catalog_search.search(conn, "ord", domain="sales", tag="gold").total == 4
     with pytest.raises(InvalidInput, match="chunk_size"):
-        catalog.bulk_index(home.db, [], chunk_size=0)
+        catalog_index.bulk_index(home.db, [], chunk_size=0)
 
 
 def test_bulk_index_side_tables_match_the_migrations_backfill(sqlite_home: Home) -> None:
@@ -286,7 +287,7 @@ def test_bulk_index_side_tables_match_the_migrations_backfill(sqlite_home: Home)
 
     from meshops.kernel import schema
 
-    catalog.bulk_index(sqlite_home.db, _varied_entries(60), chunk_size=1000)
+    catalog_index.bulk_index(sqlite_home.db, _varied_entries(60), chunk_size=1000)
 
     def side_tables() -> tuple[dict[str, int], dict[tuple[str, int], float]]:
         with sqlite_home.db.read() as conn:
@@ -310,9 +311,9 @@ def test_bulk_index_side_tables_match_the_migrations_backfill(sqlite_home: Home)
 def test_bulk_index_keeps_the_best_champions_across_chunks(
     sqlite_home: Home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(catalog, "CHAMPIONS", 1000)  # complete lists: the same top-k as bm25
-    catalog.bulk_index(sqlite_home.db, _varied_entries(300), chunk_size=7)
-    monkeypatch.setattr(catalog, "RANK_EXACT", 0)  # always rank from the champions
+    monkeypatch.setattr(catalog_index, "CHAMPIONS", 1000)  # complete lists: the same top-k as bm25
+    catalog_index.bulk_index(sqlite_home.db, _varied_entries(300), chunk_size=7)
+    monkeypatch.setattr(catalog_search, "RANK_EXACT", 0)  # always rank from the champions
     with sqlite_home.db.read() as conn:
         docs = dict(conn.execute(text("SELECT term, docs FROM mesh_catalog_fts_terms")).all())
         kept = dict(
@@ -332,10 +333,10 @@ def test_bulk_index_keeps_the_best_champions_across_chunks(
             )
         ).all()
         assert (
-            len(in_domain) == 3 * catalog.DOMAIN_CHAMPIONS
+            len(in_domain) == 3 * catalog_index.DOMAIN_CHAMPIONS
         )  # zulu is in all 100 of each: full lists
         assert all(key == domain for key, domain in in_domain)
-        hits = catalog.search(conn, "alpha bravo", limit=20).hits
+        hits = catalog_search.search(conn, "alpha bravo", limit=20).hits
         expected = _fts5_ranking(conn, '("alpha" OR "alphas") AND "bravo"', 20)
     assert [h.product for h in hits] == [p for p, _ in expected]
     assert [h.score for h in hits] == pytest.approx([s for _, s in expected])
@@ -344,12 +345,12 @@ def test_bulk_index_keeps_the_best_champions_across_chunks(
 def test_domain_filtered_queries_rank_from_the_domains_champion_lists(
     sqlite_home: Home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(catalog, "DOMAIN_CHAMPIONS", 1000)  # complete lists: the same top-k
+    monkeypatch.setattr(catalog_index, "DOMAIN_CHAMPIONS", 1000)  # complete lists: the same top-k
     with sqlite_home.db.begin() as conn:
-        catalog.index(conn, _varied_entries(300), fresh=True)
-    monkeypatch.setattr(catalog, "RANK_EXACT", 0)  # always try the champions
+        catalog_index.index(conn, _varied_entries(300), fresh=True)
+    monkeypatch.setattr(catalog_search, "RANK_EXACT", 0)  # always try the champions
     with sqlite_home.db.read() as conn:
-        result = catalog.search(conn, "alpha bravo", domain="d1", limit=10)
+        result = catalog_search.search(conn, "alpha bravo", domain="d1", limit=10)
         everywhere = _fts5_ranking(conn, '("alpha" OR "alphas") AND "bravo"', 1000)
     # The query words' bm25 over the whole catalog, among the domain's products only.
     expected = [(p, score) for p, score in everywhere if p.startswith("d1.")][:10]

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from meshops.kernel.home import Home
-from meshops.mesh import catalog
+from meshops.mesh import catalog_index, catalog_search
 from tests.conftest import make_settings
 from tests.mesh.test_catalog import _entry, _varied_entries
 
@@ -43,7 +43,7 @@ def _side_tables(home: Home) -> tuple[dict[str, int], list[tuple[str, int, float
 
 def _results(home: Home) -> list[tuple[object, ...]]:
     with home.db.read() as conn:
-        found = [catalog.search(conn, q, domain=d, limit=10) for q, d in QUERIES]
+        found = [catalog_search.search(conn, q, domain=d, limit=10) for q, d in QUERIES]
     return [
         (r.total, r.facets, [h.product for h in r.hits], [round(h.score, 9) for h in r.hits])
         for r in found
@@ -55,15 +55,15 @@ def test_bulk_and_incremental_indexing_give_the_same_lists_and_search_results(
 ) -> None:
     """Same batches on both paths (so the same running average length): the same word
     counts, champion lists (full ones too, ties kept by lowest id) and search results."""
-    monkeypatch.setattr(catalog, "CHAMPIONS", 12)  # short lists: most of them full
-    monkeypatch.setattr(catalog, "DOMAIN_CHAMPIONS", 5)
-    monkeypatch.setattr(catalog, "RANK_EXACT", 0)  # rank broad queries from the champions
+    monkeypatch.setattr(catalog_index, "CHAMPIONS", 12)  # short lists: most of them full
+    monkeypatch.setattr(catalog_index, "DOMAIN_CHAMPIONS", 5)
+    monkeypatch.setattr(catalog_search, "RANK_EXACT", 0)  # rank broad queries from the champions
     entries = _varied_entries(300) + [_entry(i) for i in range(60)]  # many equal impacts
-    monkeypatch.setattr(catalog._Champions, "REDUCE_AT", 50)  # merge the buffer often
-    assert catalog.bulk_index(sqlite_home.db, iter(entries), chunk_size=45) == len(entries)
+    monkeypatch.setattr(catalog_index._Champions, "REDUCE_AT", 50)  # merge the buffer often
+    assert catalog_index.bulk_index(sqlite_home.db, iter(entries), chunk_size=45) == len(entries)
     for start in range(0, len(entries), 45):
         with other_home.db.begin() as conn:
-            catalog.index(conn, entries[start : start + 45], fresh=True)
+            catalog_index.index(conn, entries[start : start + 45], fresh=True)
     bulk_terms, bulk_champions = _side_tables(sqlite_home)
     terms, champions = _side_tables(other_home)
     assert bulk_terms == terms
@@ -73,7 +73,7 @@ def test_bulk_and_incremental_indexing_give_the_same_lists_and_search_results(
 
 
 def test_bulk_index_restores_fts5_merging(sqlite_home: Home) -> None:
-    catalog.bulk_index(sqlite_home.db, (_entry(i) for i in range(10)))
+    catalog_index.bulk_index(sqlite_home.db, (_entry(i) for i in range(10)))
     with sqlite_home.db.read() as conn:
         automerge = conn.execute(
             text("SELECT v FROM mesh_catalog_fts_config WHERE k = 'automerge'")
@@ -85,14 +85,14 @@ def test_bulk_index_onto_a_catalog_merges_the_champion_lists(
     sqlite_home: Home, other_home: Home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A bulk load onto a non-empty catalog merges its lists with the stored ones."""
-    monkeypatch.setattr(catalog, "CHAMPIONS", 10)
-    monkeypatch.setattr(catalog, "DOMAIN_CHAMPIONS", 4)
+    monkeypatch.setattr(catalog_index, "CHAMPIONS", 10)
+    monkeypatch.setattr(catalog_index, "DOMAIN_CHAMPIONS", 4)
     entries = _varied_entries(120)
-    catalog.bulk_index(sqlite_home.db, entries[:60])
-    catalog.bulk_index(sqlite_home.db, entries[60:])
+    catalog_index.bulk_index(sqlite_home.db, entries[:60])
+    catalog_index.bulk_index(sqlite_home.db, entries[60:])
     for part in (entries[:60], entries[60:]):
         with other_home.db.begin() as conn:
-            catalog.index(conn, part, fresh=True)
+            catalog_index.index(conn, part, fresh=True)
     assert _side_tables(sqlite_home)[0] == _side_tables(other_home)[0]
     bulk, incremental = _side_tables(sqlite_home)[1], _side_tables(other_home)[1]
     assert [c[:2] for c in bulk] == [c[:2] for c in incremental]
@@ -105,7 +105,7 @@ def test_migration_backfill_streams_a_catalog_of_thousands(sqlite_home: Home) ->
 
     from meshops.kernel import schema
 
-    catalog.bulk_index(sqlite_home.db, (_entry(i) for i in range(3000)))
+    catalog_index.bulk_index(sqlite_home.db, (_entry(i) for i in range(3000)))
     built_terms, built = _side_tables(sqlite_home)
     cfg = schema._alembic_config(sqlite_home.db)
     with sqlite_home.db.engine.begin() as conn:
@@ -114,7 +114,7 @@ def test_migration_backfill_streams_a_catalog_of_thousands(sqlite_home: Home) ->
     schema.upgrade(sqlite_home.db)
     terms, champions = _side_tables(sqlite_home)
     assert terms == built_terms
-    assert len([c for c in built if c[0] == "orders"]) == catalog.CHAMPIONS
+    assert len([c for c in built if c[0] == "orders"]) == catalog_index.CHAMPIONS
     own = [c for c in champions if "_" not in c[0]]  # mesh_0005 rebuilds the domain lists
     assert [c[:2] for c in own] == [c[:2] for c in built if "_" not in c[0]]
     assert [c[2] for c in own] == pytest.approx([c[2] for c in built if "_" not in c[0]])

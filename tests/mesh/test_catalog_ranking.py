@@ -1,4 +1,4 @@
-"""Ranking the known matches of a narrow query in Python (`catalog._score`) instead of by
+"""Ranking the known matches of a narrow query in Python (`catalog_search._score`) instead of by
 FTS5's bm25, which reads every doclist of the query for its idf: the same hits, scores and
 order as FTS5, with and without a domain or tag filter (their words scored in their column),
 and words in most products required but not scored, as on the FTS5 path."""
@@ -10,7 +10,7 @@ import random
 import pytest
 
 from meshops.kernel.home import Home
-from meshops.mesh import catalog
+from meshops.mesh import catalog, catalog_index, catalog_search
 from meshops.mesh.models import SearchResult
 from tests.mesh.test_catalog import _fts5_ranking
 
@@ -51,10 +51,10 @@ def _entries(n: int) -> list[dict]:
 def _search(
     home: Home, cost: int, monkeypatch: pytest.MonkeyPatch, offset: int = 0
 ) -> list[SearchResult]:
-    monkeypatch.setattr(catalog, "SCORE_HERE_COST", cost)
+    monkeypatch.setattr(catalog_search, "SCORE_HERE_COST", cost)
     with home.db.read() as conn:
         return [
-            catalog.search(conn, q, domain=d, tag=t, limit=25, offset=offset)
+            catalog_search.search(conn, q, domain=d, tag=t, limit=25, offset=offset)
             for q, d, t, _ in CASES
         ]
 
@@ -63,10 +63,10 @@ def test_known_matches_rank_here_as_fts5_does(
     sqlite_home: Home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with sqlite_home.db.begin() as conn:
-        catalog.index(conn, _entries(600), fresh=True)
+        catalog_index.index(conn, _entries(600), fresh=True)
     calls: list[int] = []
-    score = catalog._score
-    monkeypatch.setattr(catalog, "_score", lambda *a: calls.append(len(a[1])) or score(*a))
+    score = catalog_search._score
+    monkeypatch.setattr(catalog_search, "_score", lambda *a: calls.append(len(a[1])) or score(*a))
     by_fts5 = _search(sqlite_home, 10**9, monkeypatch)  # never cheaper here
     assert not calls
     here = _search(sqlite_home, 0, monkeypatch)  # always cheaper here
@@ -88,7 +88,7 @@ def test_later_pages_are_the_same_either_way(
     sqlite_home: Home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with sqlite_home.db.begin() as conn:
-        catalog.index(conn, _entries(600), fresh=True)
+        catalog_index.index(conn, _entries(600), fresh=True)
     pages = [_search(sqlite_home, cost, monkeypatch, offset=10) for cost in (10**9, 0)]
     by_fts5, here = ([[h.product for h in r.hits] for r in page] for page in pages)
     assert here == by_fts5 and any(by_fts5)

@@ -1,6 +1,6 @@
 """Estimated catalog totals on SQLite (FTS5): exact when the walk over the matches ends early
 or a word bounds the total, flagged when estimated, and within the stated error of the
-exact count (`catalog.estimate_total`, standard error 1/sqrt(sample))."""
+exact count (`catalog_search.estimate_total`, standard error 1/sqrt(sample))."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from sqlalchemy import Connection, text
 
 from meshops.kernel.errors import InvalidInput
 from meshops.kernel.home import Home
-from meshops.mesh import catalog
+from meshops.mesh import catalog, catalog_index, catalog_search
 
 _COMMON = ["alpha", "bravo", "charlie", "delta"]  # each in about half of the products
 _RARE = ["xray", "yankee"]  # each in about 2% of the products
@@ -53,35 +53,35 @@ def _exact_count(conn: Connection, query: str, domain: str | None = None) -> int
 
 @pytest.fixture
 def generated(sqlite_home: Home) -> Home:
-    catalog.bulk_index(sqlite_home.db, _generated(3000))
+    catalog_index.bulk_index(sqlite_home.db, _generated(3000))
     return sqlite_home
 
 
 def test_small_and_bounded_totals_are_exact(
     generated: Home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(catalog, "TOTAL_SAMPLE", 50)
-    monkeypatch.setattr(catalog, "TOTAL_EXACT", 100)
+    monkeypatch.setattr(catalog_search, "TOTAL_SAMPLE", 50)
+    monkeypatch.setattr(catalog_search, "TOTAL_EXACT", 100)
     with generated.db.read() as conn:
         for query in ("xray", "xray alpha", "yankee bravo charlie", "xray yankee"):
             # At most ~60 products hold a rare word: its document list bounds the walk.
-            result = catalog.search(conn, query)
+            result = catalog_search.search(conn, query)
             assert result.total_exact and result.total == _exact_count(conn, query)
         # Long lists for the other words make the whole walk costly: estimated instead.
-        monkeypatch.setattr(catalog, "EXACT_POSTINGS", 1000)
-        result = catalog.search(conn, "xray alpha bravo")  # ~15 matches: the walk ends
+        monkeypatch.setattr(catalog_search, "EXACT_POSTINGS", 1000)
+        result = catalog_search.search(conn, "xray alpha bravo")  # ~15 matches: the walk ends
         assert result.total_exact and result.total == _exact_count(conn, "xray alpha bravo")
-        assert not catalog.search(conn, "xray owner").total_exact  # ~60 matches > 50 walked
-        monkeypatch.setattr(catalog, "TOTAL_SAMPLE", 2000)  # the walk ends within the sample
-        result = catalog.search(conn, "alpha bravo")
+        assert not catalog_search.search(conn, "xray owner").total_exact  # ~60 matches > 50 walked
+        monkeypatch.setattr(catalog_search, "TOTAL_SAMPLE", 2000)  # the walk ends within the sample
+        result = catalog_search.search(conn, "alpha bravo")
         assert result.total_exact and result.total == _exact_count(conn, "alpha bravo")
 
 
 def test_large_totals_are_flagged_and_within_the_stated_error(
     generated: Home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(catalog, "TOTAL_SAMPLE", 200)  # standard error 1/sqrt(200): 7%
-    monkeypatch.setattr(catalog, "TOTAL_EXACT", 100)
+    monkeypatch.setattr(catalog_search, "TOTAL_SAMPLE", 200)  # standard error 1/sqrt(200): 7%
+    monkeypatch.setattr(catalog_search, "TOTAL_EXACT", 100)
     with generated.db.read() as conn:
         for query, domain in (
             ("alpha", None),  # ~1,500 matches
@@ -89,7 +89,7 @@ def test_large_totals_are_flagged_and_within_the_stated_error(
             ("alpha bravo charlie", None),  # ~375
             ("alpha charlie", "d1"),  # ~250
         ):
-            result = catalog.search(conn, query, domain=domain)
+            result = catalog_search.search(conn, query, domain=domain)
             exact = _exact_count(conn, query, domain)
             assert not result.total_exact and result.facets_estimated
             assert abs(result.total - exact) <= 4 * exact / np.sqrt(200)  # 4 standard errors
@@ -108,7 +108,7 @@ def test_the_estimate_is_within_five_standard_errors(total: int, sample: int, se
     count = min(total, sample + 1)
     ids = np.random.default_rng(seed).integers(0, 2**62, size=total, dtype=np.int64)
     last = int(np.partition(ids, count - 1)[count - 1])
-    estimate = catalog.estimate_total(count, last)
+    estimate = catalog_search.estimate_total(count, last)
     if count == total:  # nothing to estimate: the walk saw every match (sample >= total)
         assert estimate > 0
         return
@@ -117,9 +117,9 @@ def test_the_estimate_is_within_five_standard_errors(total: int, sample: int, se
 
 def test_an_estimate_needs_two_ids() -> None:
     with pytest.raises(InvalidInput):
-        catalog.estimate_total(1, 10)
+        catalog_search.estimate_total(1, 10)
     with pytest.raises(InvalidInput):
-        catalog.estimate_total(5, 2)  # 5 distinct ids cannot all be at most 2
+        catalog_search.estimate_total(5, 2)  # 5 distinct ids cannot all be at most 2
 
 
 @pytest.mark.parametrize("sample", [50, 1000])
@@ -128,21 +128,21 @@ def test_common_words_checked_here_give_the_same_results(
 ) -> None:
     """`owner` (every product) is required but not scored; its check moves from FTS5 into
     the candidates' text when that is cheaper: the totals, facets and hits do not change."""
-    monkeypatch.setattr(catalog, "TOTAL_SAMPLE", sample)  # 50: estimated totals too
-    monkeypatch.setattr(catalog, "TOTAL_EXACT", 100)
+    monkeypatch.setattr(catalog_search, "TOTAL_SAMPLE", sample)  # 50: estimated totals too
+    monkeypatch.setattr(catalog_search, "TOTAL_EXACT", 100)
     queries = [("owner xray", None), ("owner alpha", "d1"), ("alpha owner bravo", None)]
 
     def results(check_cost: int) -> list[tuple[object, ...]]:
-        monkeypatch.setattr(catalog, "CHECK_HERE_COST", check_cost)
+        monkeypatch.setattr(catalog_search, "CHECK_HERE_COST", check_cost)
         with generated.db.read() as conn:
-            found = [catalog.search(conn, q, domain=d, limit=10) for q, d in queries]
+            found = [catalog_search.search(conn, q, domain=d, limit=10) for q, d in queries]
         return [(r.total, r.total_exact, r.facets, [h.product for h in r.hits]) for r in found]
 
     walked_by_fts5 = results(10**9)
     checked = []
-    walk = catalog._walk_checking_common_words
+    walk = catalog_search._walk_checking_common_words
     monkeypatch.setattr(
-        catalog, "_walk_checking_common_words", lambda *a: checked.append(1) or walk(*a)
+        catalog_search, "_walk_checking_common_words", lambda *a: checked.append(1) or walk(*a)
     )
     assert results(0) == walked_by_fts5 and checked
     exact = [total_exact for _, total_exact, _, _ in walked_by_fts5]

@@ -40,7 +40,7 @@ def search(
     if json_out:
         print_json(result)
         return
-    # A large total can be an estimate (result.total_exact, see mesh/catalog.py).
+    # A large total can be an estimate (result.total_exact, see mesh/catalog_search.py).
     total = f"{result.total}" if result.total_exact else f"about {result.total:,}"
     # Scores are bm25 sums on no fixed scale: people get the rank and the relevance
     # relative to the best hit; --json keeps the raw score.

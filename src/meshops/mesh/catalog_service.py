@@ -11,7 +11,7 @@ from sqlalchemy import Connection
 from meshops.kernel import lineage
 from meshops.kernel.db import utcnow
 from meshops.kernel.errors import Conflict, InvalidInput, NotFound
-from meshops.mesh import catalog, store
+from meshops.mesh import catalog_index, catalog_search, store
 from meshops.mesh.iceberg_models import CompactionReport, TableMaintenance
 from meshops.mesh.models import (
     DataProduct,
@@ -150,7 +150,7 @@ class CatalogService(MeshArea):
                 "deprecation_reason": reason,
             }
             store.update_product(conn, row["product"], values)
-            catalog.set_status(conn, row["product"], "deprecated")
+            catalog_index.set_status(conn, row["product"], "deprecated")
             self.ctx.audit(
                 conn,
                 "dataproduct.deprecate",
@@ -172,7 +172,7 @@ class CatalogService(MeshArea):
                     {"fix": f"meshops product deprecate {row['product']} --sunset YYYY-MM-DD"},
                 )
             store.update_product(conn, row["product"], {"status": "retired"})
-            catalog.set_status(conn, row["product"], "retired")
+            catalog_index.set_status(conn, row["product"], "retired")
             self.ctx.audit(
                 conn,
                 "dataproduct.retire",
@@ -261,7 +261,7 @@ class CatalogService(MeshArea):
         if not 1 <= limit <= 1000:
             raise InvalidInput("limit must be between 1 and 1000", {"field": "limit"})
         with self.ctx.db.read() as conn:
-            return catalog.search(
+            return catalog_search.search(
                 conn,
                 text,
                 domain=domain,

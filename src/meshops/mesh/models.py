@@ -428,10 +428,10 @@ class SearchResult(BaseModel):
     hits: list[SearchHit]
     facets: dict[str, dict[str, int]] = Field(default_factory=dict)
     # False when `total` is an estimate (SQLite, a large match set: see the module doc of
-    # mesh/catalog.py), shown as "about N".
+    # mesh/catalog_search.py), shown as "about N".
     total_exact: bool = True
     # True when the facet counts were computed over a sample of a large match set and
-    # scaled to `total` (see mesh/catalog.py FACET_SAMPLE).
+    # scaled to `total` (see mesh/catalog_search.py FACET_SAMPLE).
     facets_estimated: bool = False
 
 

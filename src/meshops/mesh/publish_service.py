@@ -14,7 +14,7 @@ from meshops.kernel import lineage, openlineage, outbox, ports
 from meshops.kernel.db import utcnow
 from meshops.kernel.errors import Conflict, Forbidden, InvalidInput
 from meshops.kernel.urn import Urn, dataproduct_urn
-from meshops.mesh import catalog, gate, lineage_facets, store
+from meshops.mesh import catalog, catalog_index, gate, lineage_facets, store
 from meshops.mesh.events import DataProductPublished
 from meshops.mesh.models import (
     BuildReport,
@@ -119,7 +119,7 @@ class PublishService(MeshArea):
             self._ensure_domain(conn, spec)
             row = product_values(spec, "draft", None)
             store.upsert_product(conn, row)
-            catalog.index(conn, [self._catalog_entry(spec, "draft", None)])
+            catalog_index.index(conn, [self._catalog_entry(spec, "draft", None)])
             self.ctx.audit(
                 conn, "dataproduct.register", product_urn(spec.key), after=spec.descriptor
             )
@@ -429,7 +429,7 @@ class PublishService(MeshArea):
                     for r in report.results
                 ],
             )
-            catalog.index(conn, [self._catalog_entry(spec, status, spec.version)])
+            catalog_index.index(conn, [self._catalog_entry(spec, status, spec.version)])
             lineage.add_edges(conn, [(i.urn, urn, INPUT_RELATION) for i in inputs])
             self.ctx.link_to_step(conn, urn)  # inside a pipeline step
             self.ctx.audit(conn, "dataproduct.publish", urn, after={"digest": digest})

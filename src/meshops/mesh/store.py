@@ -137,7 +137,7 @@ mesh_catalog = Table(
 
 # One row per (product, facet, value): domain, status, each tag, each classification.
 # Filters are indexed lookups on (facet, value); facet counts an indexed GROUP BY over a
-# bounded set of candidate documents (see mesh/catalog.py).
+# bounded set of candidate documents (see mesh/catalog_search.py).
 mesh_catalog_facets = Table(
     "mesh_catalog_facets",
     metadata,

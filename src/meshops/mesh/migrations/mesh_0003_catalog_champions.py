@@ -22,7 +22,8 @@ down_revision = "mesh_0002"
 branch_labels = None
 depends_on = None
 
-# Kept in step with meshops.mesh.catalog (a migration must not change when the code does).
+# Kept in step with meshops.mesh.catalog and catalog_index (a migration must not change
+# when the code does).
 # Both tables exist on SQLite only, beside the FTS5 table they summarise (PostgreSQL ranks
 # with its tsvector GIN index).
 _TABLES = (

@@ -20,7 +20,8 @@ down_revision = "mesh_0004"
 branch_labels = None
 depends_on = None
 
-# Kept in step with meshops.mesh.catalog (a migration must not change when the code does).
+# Kept in step with meshops.mesh.catalog and catalog_index (a migration must not change
+# when the code does).
 # The lists live in mesh_catalog_fts_champions beside the global ones, keyed `word_domain`:
 # indexed words never contain `_`, so the key cannot be taken for a word.
 _WEIGHTS = {
