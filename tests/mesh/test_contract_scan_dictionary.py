@@ -16,15 +16,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meshops.mesh import contract_scan
+from meshops.mesh import contract_scan, parquet_pages
 from meshops.mesh.contract_scan import (
     Invalid,
     Measure,
     _column_chunk,
-    chunk_dictionary,
     measure_all,
     quote,
 )
+from meshops.mesh.parquet_pages import chunk_dictionary
 
 WORDS = ["placed", "shipped", "", "n/a", "caf\u00e9", "\u0661\u0662", "x" * 40]
 CODECS = ["none", "snappy", "gzip", "zstd", "brotli", "lz4"]
@@ -67,7 +67,7 @@ def test_a_dictionary_read_holds_every_value_of_its_row_group(
                 # only when there is no dictionary, it may have overflowed into PLAIN, or
                 # the codec is one the reader leaves to Arrow (LZ4's framings)
                 small_limit = options["dictionary_pagesize_limit"] == 64
-                known_codec = chunk.compression in contract_scan._CODECS
+                known_codec = chunk.compression in parquet_pages.CODECS
                 assert not options["use_dictionary"] or small_limit or not known_codec
                 continue
             assert options["use_dictionary"]
