@@ -32,7 +32,7 @@ import pyarrow as pa
 from meshops.kernel.errors import Forbidden, InvalidInput, MeshopsError
 from meshops.kernel.sandbox import Relation, run_user_sql
 from meshops.kernel.urn import Urn
-from meshops.mesh.contracts import literal, run_contract_test
+from meshops.mesh.contracts import literal, run_port_contract_test
 from meshops.mesh.models import BuildReport, BuildSummary, ContractReport, PortBuild
 from meshops.mesh.specs import InputSpec, ProductSpec, TransformSpec
 
@@ -492,14 +492,7 @@ def contract_reports(
                 f"no table given for output port {port.port!r}",
                 {"field": "tables", "fix": f"pass tables={{{port.port!r}: <pyarrow.Table>}}"},
             )
-        reports[port.port] = run_contract_test(
-            table,
-            port.port,
-            port.columns,
-            port.schema_object,
-            port.document.get("slaProperties") or [],
-            contract=port.document,
-        )
+        reports[port.port] = run_port_contract_test(table, port)
     return reports
 
 

@@ -150,14 +150,7 @@ def build_products(
         try:
             result = builds.build(spec, read, limits=limits)
             reports = {
-                p.port: contracts.run_contract_test(
-                    result.tables[p.port],
-                    p.port,
-                    p.columns,
-                    p.schema_object,
-                    p.document.get("slaProperties") or [],
-                    contract=p.document,
-                )
+                p.port: contracts.run_port_contract_test(result.tables[p.port], p)
                 for p in spec.ports
             }
             built[key] = Built(spec, result.tables, [i.urn for i in result.inputs], reports)
