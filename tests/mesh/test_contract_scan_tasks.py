@@ -8,13 +8,16 @@ from __future__ import annotations
 import tempfile
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from meshops.mesh import contract_scan
 from meshops.mesh.contract_scan import (
     ORDER_PROBE,
     Duplicates,
@@ -108,3 +111,64 @@ def test_the_order_probe_never_decides_alone(
     if len(values) > 1:
         assert order.increasing == all(b > a for a, b in pairs)
         assert order.decreasing == (not order.increasing and all(b < a for a, b in pairs))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    values=st.lists(st.one_of(st.none(), st.integers(-3, 3)), min_size=1, max_size=50),
+    ordered_head=st.booleans(),
+    batch_rows=st.sampled_from([1, 2, 5, 1 << 17]),
+    row_group_size=st.integers(1, 30),
+    dtype=st.sampled_from([pa.int8(), pa.int32(), pa.int64(), pa.uint16()]),
+)
+def test_a_small_range_read_until_covered_counts_as_duckdb_does(
+    values: list[int | None],
+    ordered_head: bool,
+    batch_rows: int,
+    row_group_size: int,
+    dtype: pa.DataType,
+) -> None:
+    """A row group's batches of a small-range integer column stop being read once their
+    distinct values hold every integer between the group's least and greatest value; the
+    duplicates counted are still DuckDB's (also when the first batches were ordered and the
+    values are read a second time)."""
+    if ordered_head:
+        values = [-3, -2, -1, 0, 1, 2, 3, *values]
+    if pa.types.is_unsigned_integer(dtype):
+        values = [None if v is None else v + 3 for v in values]
+    table = pa.table({"q": pa.array(values, dtype)})
+    measures: list[Measure] = [Duplicates(("q",)), Duplicates(("q",), count_rows=True)]
+    con = duckdb.connect()
+    con.register("t", table)
+    with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as folder:
+        patch.setattr(contract_scan, "BATCH_ROWS", batch_rows)
+        got = measure_all(_parquet(folder, table, row_group_size), con, "t", table.schema, measures)
+    for measure in measures:
+        want = con.execute(f"SELECT {measure.sql()} FROM {quote('t')}").fetchone()
+        assert want is not None
+        assert got[measure] == int(want[0] or 0), measure
+
+
+def test_reading_stops_once_the_range_is_covered() -> None:
+    """Every value 0..9 is in the first batch of the only row group: the other batches are
+    not measured."""
+    first = [3, 1, 4, 0, 5, 9, 2, 6, 8, 7]  # in no order: the first pass keeps them
+    table = pa.table({"q": pa.array([*first, *([5] * 90)], pa.int32())})
+    measured: list[int] = []
+    scan_batch = contract_scan._scan_batch
+
+    def counting(columns: dict[str, pa.ChunkedArray], work: Any) -> Any:
+        measured.append(len(columns["q"]))
+        return scan_batch(columns, work)
+
+    with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as folder:
+        patch.setattr(contract_scan, "BATCH_ROWS", 10)
+        patch.setattr(contract_scan, "_scan_batch", counting)
+        path = _parquet(folder, table, 100)
+        got = measure_all(path, _no_duckdb, "t", table.schema, [Duplicates(("q",))])
+    assert got[Duplicates(("q",))] == 90
+    assert measured == [10]
+
+
+def _no_duckdb() -> duckdb.DuckDBPyConnection:
+    raise AssertionError("counted without DuckDB")

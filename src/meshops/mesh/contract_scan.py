@@ -842,9 +842,14 @@ class _Findings:
     strict: set[str] = field(default_factory=set)  # non-null values strictly ordered
 
 
-def _scan_partition(batches: Iterable[_Columns], work: dict[str, _ColumnWork]) -> _Partial:
-    """One partition's findings, its batches measured one after the other (in row order);
-    a partition without rows finds nothing (zero counts, no values)."""
+def _scan_partition(
+    batches: Iterable[_Columns],
+    work: dict[str, _ColumnWork],
+    finished: Callable[[_Partial], bool] | None = None,
+) -> _Partial:
+    """One partition's findings, its batches measured one after the other (in row order)
+    until `finished` says the findings so far are those of the whole partition; a
+    partition without rows finds nothing (zero counts, no values)."""
     partial = _Partial(
         {name: 0 for name, todo in work.items() if todo.nulls},
         {name: _Distinct(method=todo.count_method) for name, todo in work.items() if todo.distinct},
@@ -852,7 +857,39 @@ def _scan_partition(batches: Iterable[_Columns], work: dict[str, _ColumnWork]) -
     )
     for columns in batches:
         partial = partial.then(_scan_batch(columns, work))
+        if finished is not None and finished(partial):
+            break  # the rest of the partition is not decoded
     return partial
+
+
+def _may_finish_early(todo: _ColumnWork) -> bool:
+    """Work that ends when a partition's values cover its range (see `_covering`)."""
+    return todo.distinct and todo.count_method == "sort" and not todo.nulls and not todo.value_sets
+
+
+def _covering(name: str, low: int, high: int) -> Callable[[_Partial], bool]:
+    """A test of a partition's findings so far: do the distinct values of integer column
+    `name` seen hold every integer from `low` to `high`, the least and greatest value of
+    the partition (its Parquet statistics)? Then its other values are among them, and
+    reading them would change nothing: its distinct values are known (the order of its
+    values is not, and is no longer claimed). Only ranges up to BATCH_ROWS wide are
+    tested (a small-range column such as a quantity: one batch of a row group is read)."""
+    span = high - low + 1
+
+    def covered(partial: _Partial) -> bool:
+        found = partial.distinct[name]
+        if span > BATCH_ROWS or not found.complete or not found.parts:
+            return False
+        seen = np.unique(np.concatenate([_storage_integers(p) for p in found.parts]))
+        kept = pa.Array.from_buffers(found.parts[0].type, len(seen), [None, pa.py_buffer(seen)])
+        if len(seen) != span or int(seen[0]) != low or int(seen[-1]) != high:
+            partial.distinct[name] = _Distinct(found.order, [kept], found.method)
+            return False  # (a value outside the bounds: statistics not to be trusted)
+        order = _Order(found.order.count, found.order.first, found.order.last, False, False)
+        partial.distinct[name] = _Distinct(order, [kept], found.method)
+        return True
+
+    return covered
 
 
 def _scan_batch(columns: _Columns, work: dict[str, _ColumnWork]) -> _Partial:
@@ -976,13 +1013,20 @@ class _Source:
 
         return row_group
 
-    def column_groups(self, columns: list[str], workers: int) -> list[list[str]]:
+    def column_groups(
+        self, columns: list[str], workers: int, alone: Iterable[str] = ()
+    ) -> list[list[str]]:
         """`columns` as the groups each partition is read in, one task per group: with
         several workers, a Parquet file's columns in two groups of about equal decoded size
         (the footer's uncompressed sizes). Ten row groups on two cores otherwise leave one
-        core idle for half a row group at the end, on average: 5 % of a contract test."""
-        if self.metadata is None or workers <= 1 or len(columns) < 2:
+        core idle for half a row group at the end, on average: 5 % of a contract test.
+        Columns `alone` (of a Parquet file) are groups of their own."""
+        if self.metadata is None:
             return [columns]
+        singles = [[name] for name in columns if name in set(alone)]
+        columns = [name for name in columns if [name] not in singles]
+        if workers <= 1 or len(columns) < 2:
+            return [g for g in [columns] if g] + singles
         size = dict.fromkeys(columns, 0)
         for group in range(self.metadata.num_row_groups):
             for name in columns:
@@ -994,7 +1038,23 @@ class _Source:
             lighter = 0 if totals[0] <= totals[1] else 1
             groups[lighter].append(name)
             totals[lighter] += size[name]
-        return [sorted(g, key=columns.index) for g in groups]
+        return [sorted(g, key=columns.index) for g in groups] + singles
+
+    def integer_bounds(self, i: int, column: str) -> tuple[int, int] | None:
+        """The least and greatest value of integer column `column` in row group i, from
+        the Parquet statistics; None when not known (or not an integer column)."""
+        if self.metadata is None:
+            return None
+        chunk = _column_chunk(self.metadata.row_group(i), column)
+        if chunk is None or chunk.physical_type not in ("INT32", "INT64"):
+            return None
+        stats = chunk.statistics
+        if stats is None or not stats.has_min_max:
+            return None
+        low, high = stats.min, stats.max
+        if type(low) is not int or type(high) is not int:  # dates, times, decimals
+            return None
+        return low, high
 
     def settled(self, i: int, work: dict[str, _ColumnWork]) -> set[str]:
         """Columns whose work in partition i is done without reading their rows: a string
@@ -1237,7 +1297,9 @@ def _scan_partitions(data: _Source, work: dict[str, _ColumnWork]) -> list[_Parti
     # With fewer partitions than cores, let Arrow decode the columns of one in parallel.
     probed = {name for name, todo in work.items() if todo.distinct}
     read = data.reader(list(work), probed, threads=count < (os.cpu_count() or 1))
-    groups = data.column_groups(list(work), workers)
+    # a column whose reading may end early is read alone
+    alone = {name for name, todo in work.items() if _may_finish_early(todo)}
+    groups = data.column_groups(list(work), workers, alone)
     tasks = [(i, group) for i in range(count) for group in groups]
 
     def scan(task: tuple[int, list[str]]) -> _Partial:
@@ -1245,7 +1307,9 @@ def _scan_partitions(data: _Source, work: dict[str, _ColumnWork]) -> list[_Parti
         mine = {name: work[name] for name in group}
         settled = data.settled(i, mine)
         todo = {name: w for name, w in mine.items() if name not in settled}
-        partial = _scan_partition(read(i, list(todo)), todo)
+        bounds = data.integer_bounds(i, group[0]) if group[0] in alone else None
+        finished = _covering(group[0], *bounds) if bounds is not None else None
+        partial = _scan_partition(read(i, list(todo)), todo, finished)
         partial.counts.update({m: 0 for name in settled for m in work[name].value_sets})
         return partial
 
