@@ -53,6 +53,9 @@ def test_columns_are_read_in_two_groups_of_about_equal_size() -> None:
         groups = source.column_groups(columns, workers=2)
         assert groups == [["wide"], ["small", "ids", "tiny"]]  # the wide strings alone
         assert source.column_groups(columns, workers=1) == [columns]
+        # a column read alone is a group of its own; the largest group comes first
+        alone = source.column_groups(columns, workers=2, alone=["ids"])
+        assert alone == [["wide"], ["ids"], ["small", "tiny"]]
         assert source.column_groups(["wide"], workers=2) == [["wide"]]
     assert _Source(table).column_groups(columns, workers=2) == [columns]  # in memory
 
