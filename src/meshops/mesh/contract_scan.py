@@ -26,17 +26,20 @@ no faster exact path applies. The faster paths, all exact:
                   invalid has no invalid row: its rows are not read (parquet_pages.py)
   small ranges    duplicates of an integer column whose values span a range not much wider
                   than its row count are counted through a bitmap of the range, per
-                  partition, instead of sorted
+                  partition, instead of sorted; a Parquet row group of such a column is
+                  read only until its values hold every integer between its least and
+                  greatest value (its statistics): the rest adds no distinct value
 
 A table format that keeps exact statistics beside the data (Iceberg's manifests:
 iceberg_stats.py) passes them as `StoredStatistics`: its row count, null counts and value
 bounds answer row counts, null counts and range checks the bounds prove empty, with no value
 read.
 
-The Arrow work runs per partition (a Parquet row group, or a slice of an in-memory table)
-on a thread pool as wide as the machine: Arrow releases the GIL while decoding and
-computing, so the partitions use every core. Each partition is decoded and measured in
-batches of `BATCH_ROWS` rows, which keeps memory flat (10^8 rows in under 0.4 GB).
+The Arrow work runs per partition (a Parquet row group, or a slice of an in-memory table;
+a row group's columns in groups of about equal size, each a task) on a thread pool as wide
+as the machine: Arrow releases the GIL while decoding and computing, so the partitions use
+every core. Each partition is decoded and measured in batches of `BATCH_ROWS` rows, which
+keeps memory flat (10^8 rows in under 0.4 GB).
 """
 
 from __future__ import annotations
