@@ -151,8 +151,10 @@ def main() -> None:
         load = Path("/proc/loadavg").read_text().split()[0]
         timings, cpu, estimated = run_queries(MeshService(home.context()), args.queries)
         load += " -> " + Path("/proc/loadavg").read_text().split()[0]
+        # read before the with block ends: a temporary home is deleted with its figures
+        built = json.loads(build.read_text()) if build.exists() else None
     print(f"{estimated} of {args.queries} queries had an estimated total or facet counts")
-    report(args, timings, cpu, load, json.loads(build.read_text()) if build.exists() else None)
+    report(args, timings, cpu, load, built)
 
 
 def run_queries(mesh: MeshService, count: int) -> tuple[list[float], list[float], int]:
