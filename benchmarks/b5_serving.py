@@ -2,15 +2,17 @@
 of the same model with the same worker count, and a bare uvicorn app calling the model.
 
 meshops: `meshops serve ENDPOINT --workers W` (standalone data plane: signature validation,
-request id, prediction log, Prometheus metrics) on `/v1/endpoints/bench/predict`; MLflow:
+request id, prediction log, Prometheus metrics; adaptive batching on, its default) on
+`/v1/endpoints/bench/predict`, and the same server with batching off (`batch_rows = 1`,
+closed loop only: what the per-request path costs on its own); MLflow:
 `mlflow models serve --env-manager local --workers W` on `/invocations` (peer venv); the
 bare app: uvicorn with W workers, JSON -> numpy -> model.predict. One JSON record per
-request. The three servers run side by side for the whole benchmark (an idle one costs
+request. The four servers run side by side for the whole benchmark (an idle one costs
 nothing); rounds alternate their load runs, in reverse order every other round; figures
 are medians over rounds.
 
 The load generator (`b5_loadgen.py`, its own process, uvloop + httptools, a few tens of
-microseconds of CPU per request) is the same for all three servers. First a calibration:
+microseconds of CPU per request) is the same for all four servers. First a calibration:
 the bare app's closed-loop throughput C (its capacity on this machine, now). Then, per
 round (the servers' order reverses every other round):
 
@@ -233,11 +235,15 @@ class Servers:
         self.w = str(workers)
 
     @contextmanager
-    def meshops(self) -> Iterator[tuple[str, int]]:
+    def meshops(self, batch_rows: int | None = None) -> Iterator[tuple[str, int]]:
+        """`batch_rows`: `[serving] batch_rows` (1 turns adaptive batching off)."""
         port = free_port()
         command = [PY, "-m", "meshops.cli.main", "serve", "bench", "--no-auth"]
         command += ["--port", str(port), "--workers", self.w]
-        with server(command, f"http://127.0.0.1:{port}/healthz", self.env) as pid:
+        env = dict(self.env)
+        if batch_rows is not None:
+            env["MESHOPS_SERVING_BATCH_ROWS"] = str(batch_rows)
+        with server(command, f"http://127.0.0.1:{port}/healthz", env) as pid:
             yield f"http://127.0.0.1:{port}/v1/endpoints/bench/predict", pid
 
     @contextmanager
@@ -265,10 +271,15 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="meshops-b5-"))
     env, ours, theirs, mlflow_python = prepare(work, args)
     servers = Servers(work, env, mlflow_python, args.workers)
-    # All three servers stay up for the whole run (an idle one costs nothing) so the runs of
+    # All four servers stay up for the whole run (an idle one costs nothing) so the runs of
     # different servers alternate closely: on a shared machine the load drifts by the minute.
-    with servers.meshops() as meshops, servers.mlflow() as mlflow, servers.bare() as bare:
-        urls = {"meshops": meshops, "mlflow": mlflow, "bare": bare}
+    with (
+        servers.meshops() as meshops,
+        servers.meshops(batch_rows=1) as unbatched,
+        servers.mlflow() as mlflow,
+        servers.bare() as bare,
+    ):
+        urls = {"meshops": meshops, "unbatched": unbatched, "mlflow": mlflow, "bare": bare}
         for who, (url, _) in urls.items():  # warm-up: connections, first-request costs
             loadgen(url, theirs if who == "mlflow" else ours, 8, 1, None)
         loads = [os.getloadavg()[0]]
@@ -278,6 +289,7 @@ def main() -> None:
         fixed = {"fixed": args.rate}
         plan = {
             "meshops": (ours, {**shares, **fixed}),
+            "unbatched": (ours, {}),
             "mlflow": (theirs, fixed),
             "bare": (ours, {**shares, **fixed}),
         }
@@ -313,6 +325,9 @@ def report(
     paired = list(pairs)
     ratio = median([m["rps"] / b["rps"] for m, b in paired])
     cpu_ratio = median([b["server_cpu_us"] / m["server_cpu_us"] for m, b in paired])
+    alone = list(zip(results["unbatched"], results["bare"], strict=True))
+    alone_ratio = median([m["rps"] / b["rps"] for m, b in alone])
+    alone_cpu = median([b["server_cpu_us"] / m["server_cpu_us"] for m, b in alone])
     rows = [
         Row(
             f"req/s, {n} clients (closed loop) vs mlflow models serve",
@@ -337,6 +352,21 @@ def report(
             "µs",
             higher_is_better=False,
             goal="≥ 0.9× bare",
+        ),
+        Row(
+            f"req/s, {n} clients (closed loop), meshops without adaptive batching "
+            f"(batch_rows = 1) vs bare app; median of the rounds' ratios {alone_ratio:.3f}×",
+            med("unbatched", "rps"),
+            med("bare", "rps"),
+            "req/s",
+        ),
+        Row(
+            f"server CPU per request, closed loop, meshops without adaptive batching vs bare "
+            f"app; median of the rounds' ratios {alone_cpu:.3f}×",
+            med("unbatched", "server_cpu_us"),
+            med("bare", "server_cpu_us"),
+            "µs",
+            higher_is_better=False,
         ),
         Row(
             "server CPU per request, closed loop vs mlflow models serve",
@@ -388,6 +418,14 @@ def report(
             f"p99 latency, {n} clients closed loop (queueing: Little's law puts the mean at "
             f"{n} / req/s = {little:.0f} ms) vs bare app",
             med("meshops", "p99_ms"),
+            med("bare", "p99_ms"),
+            "ms",
+            higher_is_better=False,
+            goal="p99 < 20 ms",
+        ),
+        Row(
+            f"p99 latency, {n} clients closed loop, meshops without adaptive batching vs bare app",
+            med("unbatched", "p99_ms"),
             med("bare", "p99_ms"),
             "ms",
             higher_is_better=False,

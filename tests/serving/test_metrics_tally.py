@@ -17,7 +17,8 @@ from meshops.client import Platform
 from meshops.kernel.errors import MeshopsError
 from meshops.kernel.home import Home
 from meshops.serving import metrics, store
-from meshops.serving.runtime import _assuming_finite, runtime_for
+from meshops.serving.runtime import runtime_for
+from meshops.serving.scoring import _assuming_finite
 from meshops.serving.window import read_chunks
 from tests.serving.helpers import record, register_churn
 

@@ -97,16 +97,18 @@ def is_loaded(home: Home, name: str) -> bool:
     return runtime_for(home).is_loaded(name)
 
 
-def predict_payload(
+async def predict_payload(
     ctx: Context, name: str, body: bytes, request_id: str | None = None, query: str = ""
 ) -> tuple[bytes, str]:
     """Parse, score and log one predict request of the authenticated caller `ctx`; returns
     the JSON answer and the request id. Raises MeshopsError (with its HTTP status) for a
-    refused request. `query`: the raw query string (`proba=true`)."""
+    refused request. `query`: the raw query string (`proba=true`). Scored in the event
+    loop's batch (batching.py)."""
     parsed = parse_json(body)
     records = records_of(parsed)
     proba = proba_of(parsed, query)
-    result = runtime_for(ctx.home).serve(ctx, name, records, request_id, proba=proba)
+    batcher = runtime_for(ctx.home).batcher
+    result = await batcher.serve(ctx, name, records, request_id, proba=proba)
     payload = {
         "request_id": result.request_id,
         "endpoint": name,
@@ -122,7 +124,7 @@ async def predict_response(request: Request, name: str) -> Response:
     body = await request.body()
     await ensure_loaded(ctx.home, name)
     request_id = request.headers.get(REQUEST_ID_HEADER)
-    payload, request_id = predict_payload(ctx, name, body, request_id, request.url.query)
+    payload, request_id = await predict_payload(ctx, name, body, request_id, request.url.query)
     return Response(
         content=payload,
         media_type="application/json",
@@ -242,7 +244,7 @@ class DataPlane:
                 await ensure_loaded(self.home, name)
             query = scope.get("query_string", b"").decode("latin-1")
             request_id = _text(headers.get(_REQUEST_ID))
-            payload, request_id = predict_payload(ctx, name, body, request_id, query)
+            payload, request_id = await predict_payload(ctx, name, body, request_id, query)
         except MeshopsError as exc:
             error = orjson.dumps(exc.to_json(), default=str)
             await _send_json(send, exc.http_status, error, secure=secure)

@@ -31,9 +31,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -42,42 +40,29 @@ from sqlalchemy import event
 from meshops.kernel import lineage
 from meshops.kernel.errors import MeshopsError, NotFound
 from meshops.serving import metrics, routing
-from meshops.serving.models import (
-    Endpoint,
-    Prediction,
-    SignatureRows,
-    check_request_id,
-    jsonable,
-)
+from meshops.serving.batching import Batcher, batch_rows
+from meshops.serving.models import Endpoint, Prediction, check_request_id
 from meshops.serving.predlog import PredictionLogWriter, dumps, now
+from meshops.serving.scoring import (
+    Route,
+    checked_rows,
+    logged_output,
+    route_of,
+    score,
+    score_rows,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
 
     from meshops.kernel.home import Context, Home
-    from meshops.registry.loaded import LoadedModel
 
 log = logging.getLogger(__name__)
 POLL_ENV = "MESHOPS_SERVING_POLL_SECONDS"
 FULL_CHECK_SECONDS = 60.0
 # A burst of commits in this process wakes the watcher at most this often.
 MIN_WAKE_GAP_SECONDS = 0.05
-_NUMERIC = {"integer", "float", "boolean"}
 _WROTE = "meshops_serving_wrote"  # DBAPI connection info key: a write committed on it
-
-
-@dataclass(frozen=True)
-class Route:
-    uri: str
-    model: LoadedModel
-    rows: SignatureRows | None  # checks records against a columns signature
-    numeric: bool
-    sklearn: bool  # a scikit-learn estimator (see `score` on its finiteness check)
-    counts: metrics.RouteCounts  # requests and latencies, flushed to Prometheus in batches
-
-    @property
-    def version(self) -> int:
-        return self.model.version.version
 
 
 @dataclass(frozen=True)
@@ -93,21 +78,6 @@ class Deployment:
         return (self.endpoint.generation, *(r.version if r else None for r in routes))
 
 
-def _route(endpoint: str, uri: str, model: LoadedModel, role: str) -> Route:
-    signature = model.signature
-    columns = None
-    if signature is not None and signature.kind == "columns":
-        columns = [(c.name, str(c.type)) for c in signature.inputs]
-    return Route(
-        uri=uri,
-        model=model,
-        rows=SignatureRows(columns) if columns is not None else None,
-        numeric=bool(columns) and all(t in _NUMERIC for _, t in columns or []),
-        sklearn=type(model.raw).__module__.startswith("sklearn."),
-        counts=metrics.TALLY.counts_for(endpoint, str(model.version.version), role),
-    )
-
-
 class Runtime:
     def __init__(
         self, home: Home, poll_seconds: float | None = None, *, watch: bool = True
@@ -118,6 +88,7 @@ class Runtime:
         self.poll_seconds = poll_seconds or float(os.environ.get(POLL_ENV, "2.0"))
         self.log = PredictionLogWriter(home)
         self.shadows = ShadowScorer(self.log)
+        self.batcher = Batcher(self, batch_rows(home.settings))
         self._deployments: dict[str, Deployment] = {}
         # The change counter each loaded endpoint was last known current at.
         self._checked: dict[str, int] = {}
@@ -173,7 +144,7 @@ class Runtime:
 
             # A pickled model's code runs only where the process may run it (trust.py).
             check_may_load(self.home, uri, registry.resolve(uri), trust)
-            return _route(name, uri, registry.load_model(uri, trust=trust), role)
+            return route_of(name, uri, registry.load_model(uri, trust=trust), role)
 
         deployment = Deployment(
             endpoint=endpoint,
@@ -338,6 +309,27 @@ class Runtime:
     ) -> Served:
         """`predict` without building its pydantic answer (the HTTP data plane encodes the
         answer straight to JSON)."""
+        pending = self.begin(ctx, name, records, request_id, proba=proba)
+        self.score([pending])
+        answered = self.finish([pending])[0]
+        if isinstance(answered, MeshopsError):
+            raise answered
+        return answered
+
+    # A predict request in three steps, so that the data plane can score many requests in
+    # one model call (batching.py): `begin` each, `score` them together, `finish` them.
+
+    def begin(
+        self,
+        ctx: Context,
+        name: str,
+        records: list[dict[str, Any]],
+        request_id: str | None = None,
+        *,
+        proba: bool = False,
+    ) -> Pending:
+        """Check, authorise, enrich and route one request, and check its records against
+        the route's signature. Raises MeshopsError for a refused request."""
         started = time.perf_counter()
         request_id = check_request_id(request_id) if request_id else new_request_id()
         try:
@@ -350,19 +342,56 @@ class Runtime:
             route = canary if canary and routing.goes_to_canary(request_id, pct) else None
             role = "canary" if route else "primary"
             route = route or deployment.primary
-            outputs = score(route, merged, proba=proba)
+            rows = checked_rows(route, merged)
         except MeshopsError as exc:
             metrics.ERRORS.labels(name, exc.error).inc()
             raise
-        served = Scored(name, route, role, outputs, time.perf_counter() - started, proba)
+        return Pending(
+            request_id, name, deployment, route, role, records, merged, added, rows, proba, started
+        )
+
+    def score(self, pendings: list[Pending], max_rows: int = 1) -> None:
+        """Score begun requests: those of one route (and `proba`) in one model call of at
+        most `max_rows` rows when there are several, each on its own if that call fails or
+        its output cannot be split back (so a failure is the failing request's alone)."""
+        for group in _batches(pendings, max_rows):
+            if len(group) == 1 or not _score_together(group):
+                for pending in group:
+                    _score_alone(pending)
+
+    def finish(self, pendings: list[Pending]) -> list[Served | MeshopsError]:
+        """Log, shadow and count scored requests; per request, what it is answered with."""
+        answers: list[Served | MeshopsError] = []
+        rows: list[tuple[Any, ...]] = []
         at = now()
-        self.log.append(_log_rows(request_id, served, records, added, at))
-        if deployment.shadows:
-            self.shadows.submit(
-                ShadowJob(request_id, name, deployment.shadows, records, merged, added, at, proba)
+        for pending in pendings:
+            if pending.error is not None:
+                metrics.ERRORS.labels(pending.name, pending.error.error).inc()
+                answers.append(pending.error)
+                continue
+            route, outputs = pending.route, pending.outputs
+            served = Scored(
+                pending.name, route, pending.role, outputs, pending.elapsed, pending.proba
             )
-        metrics.TALLY.served(route.counts, time.perf_counter() - started)
-        return Served(request_id, route, outputs)
+            rows.extend(_log_rows(pending.request_id, served, pending.records, pending.added, at))
+            shadows = pending.deployment.shadows
+            if shadows:
+                job = ShadowJob(
+                    pending.request_id,
+                    pending.name,
+                    shadows,
+                    pending.records,
+                    pending.merged,
+                    pending.added,
+                    at,
+                    pending.proba,
+                )
+                self.shadows.submit(job)
+            metrics.TALLY.served(route.counts, time.perf_counter() - pending.started)
+            answers.append(Served(pending.request_id, route, outputs))
+        if rows:
+            self.log.append(rows)
+        return answers
 
     def _enrich(
         self, ctx: Context, deployment: Deployment, records: list[dict[str, Any]]
@@ -403,6 +432,73 @@ class Served:
     request_id: str
     route: Route
     outputs: list[Any]
+
+
+@dataclass(slots=True)
+class Pending:
+    """A predict request between `Runtime.begin` and `Runtime.finish`."""
+
+    request_id: str
+    name: str
+    deployment: Deployment
+    route: Route
+    role: str
+    records: list[dict[str, Any]]  # as the client sent them (what the log keeps)
+    merged: list[dict[str, Any]]  # with the enrichment (what the model sees)
+    added: list[dict[str, Any]] | None
+    rows: list[Any]  # `merged` checked against the route's signature
+    proba: bool
+    started: float
+    outputs: list[Any] = field(default_factory=list)
+    elapsed: float = 0.0  # seconds from `begin` to the model's answer (the log's latency)
+    error: MeshopsError | None = None
+
+
+def _batches(pendings: list[Pending], max_rows: int) -> list[list[Pending]]:
+    """The requests of each route (and `proba`) in runs of at most `max_rows` rows."""
+    open_: dict[tuple[int, bool], list[Pending]] = {}
+    rows: dict[tuple[int, bool], int] = {}
+    done: list[list[Pending]] = []
+    for pending in pendings:
+        key = (id(pending.route), pending.proba)
+        n = len(pending.rows)
+        if key in open_ and rows[key] + n > max_rows:
+            done.append(open_.pop(key))
+        if key not in open_:
+            open_[key], rows[key] = [], 0
+        open_[key].append(pending)
+        rows[key] += n
+    return done + list(open_.values())
+
+
+def _score_alone(pending: Pending) -> None:
+    try:
+        outputs = score_rows(pending.route, pending.rows, proba=pending.proba)
+    except MeshopsError as exc:
+        pending.error = exc
+        return
+    assert outputs is not None
+    pending.outputs, pending.elapsed = outputs, time.perf_counter() - pending.started
+
+
+def _score_together(group: list[Pending]) -> bool:
+    """One model call for the rows of every request of `group` (one route, one `proba`);
+    False when it failed or its output is not one value per row."""
+    first = group[0]
+    rows = [row for pending in group for row in pending.rows]
+    try:
+        outputs = score_rows(first.route, rows, proba=first.proba, per_row=True)
+    except MeshopsError:
+        return False
+    if outputs is None:
+        return False
+    done = time.perf_counter()
+    at = 0
+    for pending in group:
+        n = len(pending.rows)
+        pending.outputs, pending.elapsed = outputs[at : at + n], done - pending.started
+        at += n
+    return True
 
 
 class RequestIds:
@@ -531,104 +627,6 @@ class ShadowScorer:
                 log.exception("shadow scoring failed")
             finally:
                 self._queue.task_done()
-
-
-def score(route: Route, records: list[dict[str, Any]], *, proba: bool = False) -> list[Any]:
-    """Validate records against the route's signature and run the model; one JSON output
-    per record (with `proba`, an object: the label as `prediction` and `proba_<class>`
-    per class). The model input is built from the checked values directly: a 2-D float
-    array (NaN for null) when every column is numeric (the adapter's array path), else a
-    dict of columns that the adapter types by the signature (never by the batch).
-
-    A scikit-learn estimator checks on every call that its input holds no NaN or infinity
-    (about a sixth of a one-record prediction). When the float array is checked finite
-    here (one vectorised pass), that repeat is skipped (`assume_finite`); an array with a
-    NaN (a null) goes through the estimator's own check, which refuses it or lets a model
-    that takes NaN handle it, as before."""
-    finite = False
-    if route.rows is not None:
-        rows = route.rows(records)
-        if route.numeric:
-            import numpy as np
-
-            data: Any = np.array(rows, dtype=np.float64)
-            finite = route.sklearn and bool(np.isfinite(data).all())
-        else:
-            names = route.rows.names
-            data = {name: [row[j] for row in rows] for j, name in enumerate(names)}
-    else:
-        data = records
-    try:
-        if finite:
-            with _assuming_finite():
-                return _run(route, data, len(records), proba=proba)
-        return _run(route, data, len(records), proba=proba)
-    except MeshopsError:
-        raise
-    except Exception as exc:
-        raise MeshopsError(
-            f"model {route.model.uri} failed: {type(exc).__name__}: {exc}",
-            {"model": route.model.uri},
-        ) from exc
-
-
-@contextmanager
-def _assuming_finite() -> Iterator[None]:
-    """scikit-learn's `config_context(assume_finite=True)` for this thread. Its public form
-    copies and validates the whole configuration twice (a few microseconds, as much as the
-    rest of a request's bookkeeping); where scikit-learn keeps the thread's configuration
-    as a dict, only the one key is set and restored."""
-    import sklearn._config as config
-
-    local = getattr(config, "_get_threadlocal_config", None)
-    settings = local() if local is not None else None
-    if not isinstance(settings, dict) or "assume_finite" not in settings:
-        import sklearn
-
-        with sklearn.config_context(assume_finite=True):
-            yield
-        return
-    before = settings["assume_finite"]
-    settings["assume_finite"] = True
-    try:
-        yield
-    finally:
-        settings["assume_finite"] = before
-
-
-def _run(route: Route, data: Any, n: int, *, proba: bool) -> list[Any]:
-    if proba:
-        labels, probabilities, classes = route.model.predict_proba(data)
-        return _with_proba(jsonable(labels), jsonable(probabilities), classes)
-    return _per_record(jsonable(route.model.predict(data)), n)
-
-
-def _with_proba(
-    labels: list[Any], probabilities: list[list[float]], classes: list[Any]
-) -> list[Any]:
-    names = [f"proba_{c}" for c in classes]
-    return [
-        {"prediction": label, **dict(zip(names, row, strict=True))}
-        for label, row in zip(labels, probabilities, strict=True)
-    ]
-
-
-def logged_output(output: Any) -> Any:
-    """What the prediction log keeps: the label, also when probabilities were asked for
-    (windows and monitors read one `prediction` column whatever clients asked)."""
-    if isinstance(output, dict) and "prediction" in output:
-        return output["prediction"]
-    return output
-
-
-def _per_record(output: Any, n: int) -> list[Any]:
-    if isinstance(output, dict):
-        columns = {k: v for k, v in output.items() if isinstance(v, list) and len(v) == n}
-        if len(columns) == len(output):
-            return [{k: v[i] for k, v in columns.items()} for i in range(n)]
-    if isinstance(output, list) and len(output) == n:
-        return output
-    return [output] * n if n == 1 else [output for _ in range(n)]
 
 
 @dataclass(frozen=True)
