@@ -641,11 +641,108 @@ def _quantifier(text: str, i: int) -> tuple[tuple[int, int | None], int] | None:
 def _simple_matches(values: pa.Array, pattern: SimplePattern) -> pa.Array:
     """Per value: does it fully match `pattern` (null for null values). The literals are
     ASCII, so their byte and character lengths agree; the middle's byte length is its
-    character length whenever the class kernel accepts it (ASCII only)."""
+    character length whenever the class kernel accepts it (ASCII only).
+
+    The values whose prefix, suffix and middle length fit are the candidates. When the
+    bytes of the class in the whole batch show that every candidate's middle is in the
+    class (`_middles_in_class`: usually so), the candidates are the matches; otherwise each
+    middle is tested on its own (`_middles_fit`)."""
     if pattern.kernel is None:
         return pc.equal(values, _scalar(pattern.prefix, values.type))
+    candidates = _ends_fit(values, pattern)
+    if _middles_in_class(values, candidates, pattern):
+        return candidates
+    return pc.and_(candidates, _bits(_middles_fit(values, pattern)))
+
+
+def _ends_fit(values: pa.Array, pattern: SimplePattern) -> pa.Array:
+    """Per value: are its prefix, suffix and middle length those of the pattern (null for
+    null values)."""
     ends = pc.and_(pc.starts_with(values, pattern.prefix), pc.ends_with(values, pattern.suffix))
-    return pc.and_(ends, _bits(_middles_fit(values, pattern)))
+    return pc.and_(ends, _bits(_middle_lengths_fit(values, pattern)))
+
+
+def _middle_lengths_fit(values: pa.Array, pattern: SimplePattern) -> np.ndarray[Any, Any]:
+    """Per value: is its length that of the prefix, `low`..`high` characters and the
+    suffix (in bytes: a middle in the class is ASCII)."""
+    offsets = _offsets(values)
+    middle = np.diff(offsets)
+    middle -= len(pattern.prefix) + len(pattern.suffix)
+    fits: np.ndarray[Any, Any] = middle >= pattern.low
+    if pattern.high is not None:
+        fits &= middle <= pattern.high
+    return fits
+
+
+# The bytes of the values that are not candidates are gathered and counted apart; when
+# they are more than this share of the batch's bytes, the middles are tested one by one.
+OTHER_BYTES_SHARE = 0.25
+# Bytes classified at a time: the scratch arrays stay in the CPU's caches, and are small
+# enough to come from the allocator's free lists rather than fresh pages.
+CLASS_CHUNK = 1 << 16
+
+
+def _middles_in_class(
+    values: pa.Array,
+    candidates: pa.Array,
+    pattern: SimplePattern,
+    other_share: float = OTHER_BYTES_SHARE,
+) -> bool:
+    """Is the middle of every candidate (true in `candidates`) all of the class, decided by
+    counting instead of testing each middle: the class's bytes in the candidates (all the
+    batch's bytes less those of the other values) less their literals' class bytes equal
+    the candidates' middle bytes exactly when no middle holds a byte outside the class.
+    False also when that is not worth counting (the other values hold too many bytes)."""
+    assert pattern.kernel is not None
+    if len(values) == 0:
+        return True
+    offsets = _offsets(values)
+    flags = _true_flags(candidates)
+    others = np.flatnonzero(~flags)
+    starts, lengths = offsets[:-1][others], np.diff(offsets)[others]
+    base, total = int(offsets[0]), int(offsets[-1]) - int(offsets[0])
+    other_bytes = int(lengths.sum())
+    if other_bytes > other_share * total:
+        return False
+    data = np.frombuffer(values.buffers()[2] or b"", np.uint8, total, base)
+    in_class = _class_bytes(data, pattern.kernel)
+    if other_bytes:
+        # the positions of every byte of the other values, run after run
+        firsts = np.repeat(starts - base - (np.cumsum(lengths) - lengths), lengths)
+        in_class -= _class_bytes(data[firsts + np.arange(other_bytes)], pattern.kernel)
+    count = len(values) - len(others)
+    literal_class = sum(_class_of(pattern.kernel, c) for c in pattern.prefix + pattern.suffix)
+    middle_bytes = total - other_bytes - count * (len(pattern.prefix) + len(pattern.suffix))
+    return in_class - count * literal_class == middle_bytes
+
+
+def _true_flags(flags: pa.Array) -> np.ndarray[Any, Any]:
+    """A boolean array's true values (null: false) as a NumPy bool array."""
+    filled = pc.fill_null(flags, _FALSE) if flags.null_count else flags
+    bits = np.frombuffer(filled.buffers()[1], np.uint8)
+    unpacked = np.unpackbits(bits, count=filled.offset + len(filled), bitorder="little")
+    return unpacked[filled.offset :].view(np.bool_)
+
+
+def _class_of(kernel: str, char: str) -> bool:
+    return char in _KERNEL_CLASSES[kernel]
+
+
+_KERNEL_CLASSES = {kernel: members for members, kernel in _CLASS_KERNELS.items()}
+
+
+def _class_bytes(data: np.ndarray[Any, Any], kernel: str) -> int:
+    """How many of the bytes are ASCII characters of the class (multi-byte UTF-8
+    characters have no byte below 0x80, so none of theirs is counted)."""
+    found = 0
+    for start in range(0, len(data), CLASS_CHUNK):
+        chunk = data[start : start + CLASS_CHUNK]
+        if kernel != "ascii_is_alpha":  # digits: 0x30..0x39
+            found += int(np.count_nonzero(np.less(chunk - np.uint8(0x30), 10)))
+        if kernel != "ascii_is_decimal":  # letters: 0x41..0x5A, 0x61..0x7A
+            folded = chunk | np.uint8(0x20)
+            found += int(np.count_nonzero(np.less(folded - np.uint8(0x61), 26)))
+    return found
 
 
 def _middles_fit(values: pa.Array, pattern: SimplePattern) -> np.ndarray[Any, Any]:
@@ -758,7 +855,9 @@ def _rows_of_flagged(indices: pa.Array, flags: pa.Array) -> int:
         np.frombuffer(flags.cast(pa.uint8()).buffers()[1], np.uint8, len(flags))
     )
     if len(flagged) <= FEW_FLAGGED:
-        return sum(int(np.count_nonzero(positions == k)) for k in flagged)
+        # each index as the positions' own type: a NumPy int64 would widen them all first
+        of_type = positions.dtype.type
+        return sum(int(np.count_nonzero(positions == of_type(k))) for k in flagged)
     if positions.dtype == np.uint64:  # bincount takes no unsigned 64-bit indices
         positions = positions.astype(np.int64)
     per_value = np.bincount(positions, minlength=len(flags))
