@@ -36,13 +36,13 @@ from meshops.mesh.records import (
 
 if TYPE_CHECKING:
     from meshops.kernel.lineage import Edge
-    from meshops.mesh import contracts
+    from meshops.mesh import contract_sla
 else:
     # Imported on first use: searching the catalog or listing products needs none of them
     # (Arrow, DuckDB, the ODCS models), and `meshops catalog search` start time matters.
     from meshops.kernel.lazy import lazy_module
 
-    contracts = lazy_module("meshops.mesh.contracts")
+    contract_sla = lazy_module("meshops.mesh.contract_sla")
 
 
 class CatalogService(MeshArea):
@@ -289,9 +289,9 @@ class CatalogService(MeshArea):
         limit = None
         for port in latest.ports:
             for prop in port.contract.get("slaProperties") or []:
-                name = contracts.sla_property_name(prop)  # case and synonyms (ly, fy)
+                name = contract_sla.sla_property_name(prop)  # case and synonyms (ly, fy)
                 if name in ("freshness", "latency", "frequency") and prop.get("value"):
-                    seconds = contracts._freshness_limit(prop)
+                    seconds = contract_sla.freshness_limit(prop)
                     limit = seconds if limit is None else min(limit, seconds)
         age = ((now or datetime.now(UTC)) - latest.created_at).total_seconds()
         passed = sum(h["passed"] for h in history)

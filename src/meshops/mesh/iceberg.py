@@ -791,7 +791,7 @@ def _remove_files_of(table: Table, expired: list[Any], report: Maintenance) -> N
 
 def retention_of(contract_model: dict[str, Any]) -> float | None:
     """A contract's SLA `retention` in seconds, when it declares one."""
-    from meshops.mesh.contracts import duration_seconds, sla_property_name
+    from meshops.mesh.contract_sla import duration_seconds, sla_property_name
 
     for prop in contract_model.get("slaProperties") or []:
         if isinstance(prop, dict) and sla_property_name(prop) == "retention":

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from meshops.mesh import builds, contracts, iceberg, specs
+    from meshops.mesh import builds, contracts, iceberg, profiling, specs
 else:
     # Imported on first use: searching the catalog or listing products needs none of them
     # (Arrow, DuckDB, the ODCS models), and `meshops catalog search` start time matters.
@@ -53,6 +53,7 @@ else:
     pq = lazy_module("pyarrow.parquet")
     builds = lazy_module("meshops.mesh.builds")
     contracts = lazy_module("meshops.mesh.contracts")
+    profiling = lazy_module("meshops.mesh.profiling")
     iceberg = lazy_module("meshops.mesh.iceberg")
     specs = lazy_module("meshops.mesh.specs")
 
@@ -266,7 +267,7 @@ class PublishService(MeshArea):
             else:
                 snapshots[port.port] = self._write_snapshot(tables[port.port])
                 contents[port.port] = snapshots[port.port][0]
-        profiles = {p.port: contracts.profile(tables[p.port], p.port) for p in spec.ports}
+        profiles = {p.port: profiling.profile(tables[p.port], p.port) for p in spec.ports}
         digest = hashlib.sha256(
             canonical([[p.port, contents[p.port], p.document] for p in spec.ports]).encode()
         ).hexdigest()
