@@ -69,10 +69,19 @@ def test_concurrent_requests_share_a_model_call_and_keep_their_own_answers(
             {"records": [record(i), record(i + 100)], "request_id": f"p-{i}"} for i in range(12)
         ]
         proba = [{"records": [record(i)], "request_id": f"q-{i}", "proba": True} for i in range(5)]
+        before = _batch_samples()
         answers = asyncio.run(_together(runtime, sqlite_home, plain + proba))
         # Two model calls for 17 requests: one per (route, proba) group.
         assert model_calls == {"predict": 1, "predict_proba": 1}
         assert (runtime.batcher.batches, runtime.batcher.batched) == (1, 17)
+        # Prometheus: one batch of 17 requests (in the le=32 bucket, not in le=16).
+        after = _batch_samples()
+        assert {k: after[k] - before[k] for k in after} == {
+            "count": 1,
+            "sum": 17,
+            "le=16": 0,
+            "le=32": 1,
+        }
         for request, answer in zip(plain, answers[:12], strict=True):
             assert answer.request_id == request["request_id"]
             assert answer.outputs == expected(request["records"])  # its own rows, in order
@@ -88,6 +97,24 @@ def test_concurrent_requests_share_a_model_call_and_keep_their_own_answers(
         assert logged == {**{f"p-{i}": 2 for i in range(12)}, **{f"q-{i}": 1 for i in range(5)}}
     finally:
         runtime.close()
+
+
+def _batch_samples() -> dict[str, float]:
+    """The batch-size histogram's count, sum and two buckets, as a scrape would see them."""
+    from prometheus_client import REGISTRY
+
+    metrics.TALLY.flush()
+    name = "meshops_serving_batch_requests"
+
+    def value(suffix: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(f"{name}_{suffix}", labels) or 0.0
+
+    return {
+        "count": value("count"),
+        "sum": value("sum"),
+        "le=16": value("bucket", le="16.0"),
+        "le=32": value("bucket", le="32.0"),
+    }
 
 
 def test_a_failing_request_fails_alone(

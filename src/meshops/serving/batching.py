@@ -29,6 +29,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from meshops.kernel.errors import InvalidInput, MeshopsError
+from meshops.serving import metrics
 
 if TYPE_CHECKING:
     from meshops.kernel.config import Settings
@@ -119,6 +120,7 @@ class Batcher:
             return
         self.batches += 1
         self.batched += len(pendings)
+        metrics.TALLY.batch(len(pendings))
         for (_, future), answer in zip(waiting, answers, strict=True):
             if not future.done():
                 future.set_result(answer)

@@ -53,10 +53,17 @@ LATENCY = Histogram(
     LABELS,
     buckets=LATENCY_BUCKETS,
 )
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+BATCH = Histogram(
+    "meshops_serving_batch_requests",
+    "Predict requests scored together in one batch of a worker's event loop (batching.py)",
+    buckets=BATCH_BUCKETS,
+)
 
 log = logging.getLogger(__name__)
 # Histogram buckets hold observations <= their bound; the last is +Inf.
 _BOUNDS = (*LATENCY_BUCKETS, float("inf"))
+_BATCH_BOUNDS = (*BATCH_BUCKETS, float("inf"))
 
 
 @dataclass(slots=True)
@@ -76,6 +83,7 @@ class Tally:
         self.flush_seconds = flush_seconds
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, str, str], RouteCounts] = {}
+        self._batches = _Buckets(len(_BATCH_BOUNDS))
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
         os.register_at_fork(after_in_child=self._after_fork)
@@ -98,6 +106,12 @@ class Tally:
             counts.seconds += seconds
             counts.buckets[at] += 1
 
+    def batch(self, requests: int) -> None:
+        """One batch of `requests` predict requests scored together."""
+        at = bisect.bisect_left(_BATCH_BOUNDS, requests)
+        with self._lock:
+            self._batches.add(at, requests)
+
     def flush(self) -> None:
         """Add everything counted so far to the Prometheus metrics."""
         with self._lock:
@@ -109,8 +123,12 @@ class Tally:
             for c in self._counts.values():
                 if c.requests:
                     _reset(c)
+            batches, self._batches = self._batches, _Buckets(len(_BATCH_BOUNDS))
         for labels, requests, seconds, buckets in taken:
-            _add(labels, requests, seconds, buckets)
+            _add(LATENCY.labels(*labels), seconds, buckets)
+            REQUESTS.labels(*labels).inc(requests)
+        if batches.total:
+            _add(BATCH, batches.total, batches.counts)
 
     def _start(self) -> None:
         if self._thread is not None:
@@ -137,18 +155,33 @@ class Tally:
         self._thread = None
         for counts in self._counts.values():
             _reset(counts)
+        self._batches = _Buckets(len(_BATCH_BOUNDS))
+
+
+@dataclass(slots=True)
+class _Buckets:
+    """Observations counted per histogram bucket, and their sum."""
+
+    size: int
+    total: float = 0.0
+    counts: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.counts = [0] * self.size
+
+    def add(self, at: int, value: float) -> None:
+        self.counts[at] += 1
+        self.total += value
 
 
 def _reset(counts: RouteCounts) -> None:
     counts.requests, counts.seconds, counts.buckets = 0, 0.0, [0] * len(_BOUNDS)
 
 
-def _add(labels: tuple[str, str, str], requests: int, seconds: float, buckets: list[int]) -> None:
-    REQUESTS.labels(*labels).inc(requests)
-    histogram = LATENCY.labels(*labels)
+def _add(histogram: Histogram, total: float, buckets: list[int]) -> None:
     # prometheus_client has no bulk observe: its sum and per-bucket counts take the totals
     # (what `observe` adds to one value at a time).
-    histogram._sum.inc(seconds)
+    histogram._sum.inc(total)
     for bucket, count in zip(histogram._buckets, buckets, strict=True):
         if count:
             bucket.inc(count)
