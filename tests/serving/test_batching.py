@@ -258,3 +258,27 @@ def test_over_http_concurrent_clients_are_batched_and_each_gets_its_own_predicti
             if batcher.batched > batcher.batches:
                 break
         assert batcher.batched > batcher.batches  # some requests shared a model call
+
+
+def test_when_the_log_refuses_a_batch_its_requests_fail_and_none_is_counted_served(
+    sqlite_home: Home, churn_api: Platform
+) -> None:
+    from prometheus_client import REGISTRY
+
+    runtime = Runtime(sqlite_home, watch=False)
+    try:
+        route = runtime.deployment("churn-api").primary
+        labels = dict(zip(metrics.LABELS, route.counts.labels, strict=True))
+
+        def served() -> float:
+            metrics.TALLY.flush()
+            return REGISTRY.get_sample_value("meshops_serving_requests_total", labels) or 0.0
+
+        before = served()
+        runtime.log.close()  # what a shutting-down worker's log does with late rows
+        requests = [{"records": [record(i)]} for i in range(3)]
+        answers = asyncio.run(_together(runtime, sqlite_home, requests))
+        assert all(isinstance(a, MeshopsError) and "closed" in a.message for a in answers)
+        assert served() == before
+    finally:
+        runtime.close()

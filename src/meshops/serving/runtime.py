@@ -360,8 +360,11 @@ class Runtime:
                     _score_alone(pending)
 
     def finish(self, pendings: list[Pending]) -> list[Served | MeshopsError]:
-        """Log, shadow and count scored requests; per request, what it is answered with."""
+        """Log, shadow and count scored requests; per request, what it is answered with.
+        The log comes first: when it refuses the rows (backpressure, shutdown), nothing of
+        these requests was shadowed or counted as served."""
         answers: list[Served | MeshopsError] = []
+        scored: list[Pending] = []
         rows: list[tuple[Any, ...]] = []
         at = now()
         for pending in pendings:
@@ -374,23 +377,14 @@ class Runtime:
                 pending.name, route, pending.role, outputs, pending.elapsed, pending.proba
             )
             rows.extend(_log_rows(pending.request_id, served, pending.records, pending.added, at))
-            shadows = pending.deployment.shadows
-            if shadows:
-                job = ShadowJob(
-                    pending.request_id,
-                    pending.name,
-                    shadows,
-                    pending.records,
-                    pending.merged,
-                    pending.added,
-                    at,
-                    pending.proba,
-                )
-                self.shadows.submit(job)
-            metrics.TALLY.served(route.counts, time.perf_counter() - pending.started)
+            scored.append(pending)
             answers.append(Served(pending.request_id, route, outputs))
         if rows:
             self.log.append(rows)
+        for pending in scored:
+            if pending.deployment.shadows:
+                self.shadows.submit(_shadow_job(pending, at))
+            metrics.TALLY.served(pending.route.counts, time.perf_counter() - pending.started)
         return answers
 
     def _enrich(
@@ -469,6 +463,20 @@ def _batches(pendings: list[Pending], max_rows: int) -> list[list[Pending]]:
         open_[key].append(pending)
         rows[key] += n
     return done + list(open_.values())
+
+
+def _shadow_job(pending: Pending, at: datetime) -> ShadowJob:
+    shadows = pending.deployment.shadows
+    return ShadowJob(
+        pending.request_id,
+        pending.name,
+        shadows,
+        pending.records,
+        pending.merged,
+        pending.added,
+        at,
+        pending.proba,
+    )
 
 
 def _score_alone(pending: Pending) -> None:
