@@ -22,8 +22,8 @@ from meshops.mesh.contract_scan import (
     _pattern_matches,
     _scalar,
     measure_all,
-    simple_pattern,
 )
+from meshops.mesh.simple_patterns import simple_pattern
 
 PATTERNS = [
     r"^c[0-9]+@example\.com$",

@@ -43,9 +43,9 @@ from meshops.mesh.contract_scan import (
     Missing,
     _pattern_matches,
     measure_all,
-    simple_pattern,
 )
 from meshops.mesh.contracts import run_contract_test
+from meshops.mesh.simple_patterns import simple_pattern
 from meshops.mesh.specs import columns_of
 
 # digits, a non-ASCII digit and a trailing newline: the pattern fast path's edge cases

@@ -11,13 +11,8 @@ import pyarrow.compute as pc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshops.mesh.contract_scan import (
-    Invalid,
-    _ends_fit,
-    _middles_in_class,
-    _pattern_matches,
-    simple_pattern,
-)
+from meshops.mesh.contract_scan import Invalid, _pattern_matches
+from meshops.mesh.simple_patterns import _ends_fit, _middles_in_class, simple_pattern
 
 EMAIL = r"^c[0-9]+@example\.com$"
 
