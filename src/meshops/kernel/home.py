@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -20,12 +22,15 @@ from meshops.kernel.secrets import derived_key
 if TYPE_CHECKING:
     from meshops.kernel.blobs import BlobStore
 
+log = logging.getLogger(__name__)
+
 
 class Home:
     """Opened once per process (embedded SDK, server, worker) and shared by all services."""
 
     def __init__(self, settings: Settings, *, auto_upgrade: bool = True) -> None:
         self.settings = settings
+        self._on_close: list[Callable[[], None]] = []
         if settings.database_url.startswith("sqlite"):
             settings.home.mkdir(parents=True, exist_ok=True)
         self.db = Database(settings.database_url)
@@ -58,7 +63,19 @@ class Home:
     def system_context(self) -> Context:
         return Context(self, SYSTEM)
 
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Run `callback` when the home closes, before its database: what an area started
+        on this home (serving's watcher and log threads) stops with it rather than going on
+        against a database that is gone."""
+        self._on_close.append(callback)
+
     def close(self) -> None:
+        callbacks, self._on_close = self._on_close, []
+        for callback in reversed(callbacks):
+            try:
+                callback()
+            except Exception:
+                log.exception("closing %s failed", callback)
         self.db.dispose()
 
 

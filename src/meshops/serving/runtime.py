@@ -62,6 +62,7 @@ POLL_ENV = "MESHOPS_SERVING_POLL_SECONDS"
 FULL_CHECK_SECONDS = 60.0
 # A burst of commits in this process wakes the watcher at most this often.
 MIN_WAKE_GAP_SECONDS = 0.05
+FAILURE_LOG_SECONDS = 60.0
 _WROTE = "meshops_serving_wrote"  # DBAPI connection info key: a write committed on it
 
 
@@ -243,6 +244,7 @@ class Runtime:
             self._watcher.start()
 
     def _watch(self) -> None:
+        failing = _Failures()
         while not self._stop.is_set():
             self._wake.wait(self.poll_seconds)
             self._wake.clear()
@@ -250,8 +252,10 @@ class Runtime:
                 return
             try:
                 self.poll()
-            except Exception:
-                log.exception("endpoint watcher failed")
+            except Exception as exc:
+                failing.failed(exc)
+            else:
+                failing.succeeded()
             self._stop.wait(MIN_WAKE_GAP_SECONDS)
 
     def _hook_commits(self) -> None:
@@ -417,6 +421,32 @@ class Runtime:
         self.shadows.close()
         self.log.close()
         metrics.TALLY.flush()  # a scrape after shutdown sees every answered request
+
+
+class _Failures:
+    """The watcher's log while its polls fail (the database is down, say): the first
+    failure with its traceback, then one line at most every FAILURE_LOG_SECONDS, and a line
+    when a poll succeeds again: a poll every two seconds must not flood the log."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._logged = 0.0
+
+    def failed(self, exc: Exception) -> None:
+        self.count += 1
+        now_ = time.monotonic()
+        if self.count == 1:
+            log.exception("endpoint watcher failed; serving what is loaded, polling on")
+        elif now_ - self._logged >= FAILURE_LOG_SECONDS:
+            log.warning("endpoint watcher still failing (%d polls): %s", self.count, exc)
+        else:
+            return
+        self._logged = now_
+
+    def succeeded(self) -> None:
+        if self.count:
+            log.warning("endpoint watcher recovered after %d failed polls", self.count)
+        self.count = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -697,6 +727,7 @@ def runtime_for(home: Home) -> Runtime:
         if found is None or found.home is not home:
             found = Runtime(home)
             _RUNTIMES[id(home)] = found
+            home.on_close(lambda: close_runtime(home))  # its threads stop with the home
         return found
 
 
