@@ -49,10 +49,14 @@ class Platform:
         home: Home | None = None,
         http: HttpTransport | None = None,
         actor: Actor | None = None,
+        owns_home: bool = False,
     ) -> None:
+        """`owns_home`: the platform opened `home` itself (`connect`), so closing the
+        platform closes the home (its database connections, serving threads) too."""
         self.settings = settings
         self.home = home
         self.http = http
+        self._owns_home = owns_home
         if home is not None:
             self.context: Context | None = home.context(actor)
         elif http is not None:
@@ -136,6 +140,8 @@ class Platform:
         if self.http is not None:
             self.http.close()
         _open_platforms.discard(self)
+        if self._owns_home and self.home is not None:
+            self.home.close()
 
     def __enter__(self) -> Platform:
         return self
@@ -179,7 +185,7 @@ def connect(
         return Platform(settings, http=http)
     from meshops.kernel.home import Home
 
-    return Platform(settings, home=Home(settings), actor=actor)
+    return Platform(settings, home=Home(settings), actor=actor, owns_home=True)
 
 
 def load_model(

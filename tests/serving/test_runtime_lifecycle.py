@@ -59,3 +59,24 @@ def test_a_failing_watcher_logs_once_then_a_line_a_minute_then_its_recovery(
         ("WARNING", "endpoint watcher still failing (31 polls): database is down", False),
         ("WARNING", "endpoint watcher recovered after 31 failed polls", False),
     ]
+
+
+def test_a_connected_platform_stops_its_serving_threads_when_closed(tmp_path: Path) -> None:
+    """`with meshops.connect() as platform:` opens a home of its own: leaving the block
+    closes it, so an SDK loop of connect-and-predict leaves no thread behind."""
+    import meshops
+
+    with meshops.connect(home=tmp_path / "home") as platform:
+        register_churn(platform)
+        platform.serving.create_endpoint("churn-api", "churn@champion")
+        platform.serving.predict("churn-api", [record(0)])
+        home = platform.home
+        assert home is not None
+        watcher = runtime_for(home)._watcher
+        assert watcher is not None and watcher.is_alive()
+    assert existing_runtime(home) is None
+    watcher.join(5)
+    assert not watcher.is_alive()
+    with meshops.connect(home=tmp_path / "home") as again:  # the log was written on close
+        window = again.serving.prediction_window("churn-api", with_labels=False)
+        assert window.num_rows == 1
