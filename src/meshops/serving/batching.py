@@ -88,19 +88,17 @@ class Batcher:
     ) -> Served:
         """Predict for one request, in the loop's batch; raises MeshopsError for a refused
         or failed request (that request's alone)."""
-        pending = self.runtime.begin(ctx, name, records, request_id, proba=proba)
         if self.max_rows <= 1:
-            self.runtime.score([pending])
-            answer = self.runtime.finish([pending])[0]
-        else:
-            loop = asyncio.get_running_loop()
-            waiting = self._open.get(loop)
-            if waiting is None:
-                waiting = self._open[loop] = []
-                loop.call_soon(self._score, loop)
-            future: asyncio.Future[Any] = loop.create_future()
-            waiting.append((pending, future))
-            answer = await future
+            return self.runtime.serve(ctx, name, records, request_id, proba=proba)
+        pending = self.runtime.begin(ctx, name, records, request_id, proba=proba)
+        loop = asyncio.get_running_loop()
+        waiting = self._open.get(loop)
+        if waiting is None:
+            waiting = self._open[loop] = []
+            loop.call_soon(self._score, loop)
+        future: asyncio.Future[Any] = loop.create_future()
+        waiting.append((pending, future))
+        answer = await future
         if isinstance(answer, MeshopsError):
             raise answer
         served: Served = answer

@@ -13,11 +13,11 @@ security headers on every answer) while reading the headers it needs anyway; any
 predict request (chunked, an upload type, too large) goes through `Edge` as before, which
 answers it or refuses it the same way.
 
-Scoring runs inline on the event loop: a single-record prediction of a typical model takes
-well under a millisecond, and hopping to the thread pool would cost more than it saves
-(the GIL serialises the model call anyway). Only an endpoint's first request, which loads
-the model, runs in the thread pool. When the prediction-log buffer is full the handler
-blocks the loop: that is the backpressure.
+Scoring runs inline on the event loop, in the loop's batch (batching.py): a single-record
+prediction of a typical model takes well under a millisecond, and hopping to the thread
+pool would cost more than it saves (the GIL serialises the model call anyway). Only an
+endpoint's first request, which loads the model, runs in the thread pool. When the
+prediction-log buffer is full the handler blocks the loop: that is the backpressure.
 """
 
 from __future__ import annotations
